@@ -1,0 +1,89 @@
+"""Checkpoint I/O: atomic saves, ``weights_only`` loads, strict state-dict loading with named exceptions."""
+from __future__ import annotations
+
+import os
+import pickle
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint file is missing, unreadable, or holds a different model than expected."""
+
+
+def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
+    """Write ``state`` to ``path`` atomically: a crash mid-write never destroys the previous file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: str | Path, required_keys: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Load a checkpoint dict on the CPU with ``weights_only=True``.
+
+    ``required_keys``: top-level keys that must be present; a file without them is reported as a checkpoint of
+    another kind (e.g. a VQ checkpoint handed to the transformer loader).
+    """
+    path = Path(path)
+    if not path.is_file():
+        have = sorted(p.name for p in path.parent.glob("*.tar")) if path.parent.is_dir() else []
+        raise CheckpointError(f"checkpoint {path} not found; that folder has: {have or 'no checkpoints'}")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, OSError) as exc:
+        raise CheckpointError(
+            f"cannot read checkpoint {path}: {exc.__class__.__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+            " (the file is corrupt, truncated, or not a PyTorch checkpoint)"
+        ) from None
+    if not isinstance(state, dict):
+        raise CheckpointError(f"checkpoint {path} holds a {type(state).__name__}, expected a dict of tensors")
+    missing = [k for k in required_keys if k not in state]
+    if missing:
+        raise CheckpointError(
+            f"checkpoint {path} has no {missing} entry (it has {sorted(state)[:8]}): "
+            "is it a checkpoint of another model or stage?"
+        )
+    return state
+
+
+def first_key(state: dict[str, Any], *keys: str, path: str | Path = "checkpoint") -> Any:
+    """The value of the first of ``keys`` present in ``state`` (official fallbacks, e.g. vq_model/net)."""
+    for key in keys:
+        if key in state:
+            return state[key]
+    raise CheckpointError(f"{path} has none of the keys {list(keys)} (it has {sorted(state)[:8]})")
+
+
+def load_state_dict_strict(
+    module: nn.Module, state_dict: dict[str, torch.Tensor], allowed_missing_prefixes: tuple[str, ...] = (),
+    source: str | Path = "checkpoint",
+) -> None:
+    """``load_state_dict`` that tolerates only missing keys under ``allowed_missing_prefixes``.
+
+    Any unexpected key, any other missing key, or a shape mismatch raises :class:`CheckpointError` naming them.
+    """
+    own = module.state_dict()
+    missing = [k for k in own if k not in state_dict and not k.startswith(allowed_missing_prefixes)]
+    unexpected = [k for k in state_dict if k not in own]
+    mismatched = [
+        f"{k}: checkpoint {tuple(v.shape)} vs model {tuple(own[k].shape)}"
+        for k, v in state_dict.items() if k in own and tuple(v.shape) != tuple(own[k].shape)
+    ]
+    if missing or unexpected or mismatched:
+        parts = []
+        if missing:
+            parts.append(f"missing {len(missing)} key(s), e.g. {missing[:5]}")
+        if unexpected:
+            parts.append(f"unexpected {len(unexpected)} key(s), e.g. {unexpected[:5]}")
+        if mismatched:
+            parts.append(f"shape mismatch: {mismatched[:5]}")
+        raise CheckpointError(
+            f"{source} does not fit {module.__class__.__name__}: " + "; ".join(parts)
+            + " (wrong checkpoint, or options/opt.txt that disagree with it)"
+        )
+    module.load_state_dict(state_dict, strict=False)

@@ -1,0 +1,25 @@
+"""Command-line entry wrapper: user errors become one clear message and a non-zero exit, never a traceback."""
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Callable
+
+from utils.checkpoint import CheckpointError
+
+logger = logging.getLogger(__name__)
+
+# Exceptions that describe a problem with the user's input (files, options, data), not a bug.
+USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, FileNotFoundError, CheckpointError, NotADirectoryError)
+
+
+def run_cli(main: Callable[[list[str] | None], object], argv: list[str] | None = None) -> None:
+    """Run ``main(argv)``; on a user error print ``error: <message>`` to stderr and exit with status 2."""
+    try:
+        main(argv)
+    except USER_ERRORS as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)
