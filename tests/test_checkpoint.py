@@ -1,0 +1,62 @@
+"""Checkpoint helpers: atomic save, weights_only load, strict loading with named exceptions."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from utils.checkpoint import CheckpointError, load_checkpoint, load_state_dict_strict, save_checkpoint
+
+
+def test_save_is_atomic_and_loads(tmp_path: Path) -> None:
+    path = tmp_path / "model" / "latest.tar"
+    save_checkpoint(path, {"net": {"w": torch.ones(2)}, "ep": 3})
+    assert load_checkpoint(path, required_keys=("net",))["ep"] == 3
+    assert not list(path.parent.glob("*.tmp"))
+
+
+def test_failed_save_keeps_previous_file(tmp_path: Path) -> None:
+    path = tmp_path / "latest.tar"
+    save_checkpoint(path, {"ep": 1})
+
+    class Unpicklable:
+        def __reduce__(self):
+            raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError, match="boom"):
+        save_checkpoint(path, {"ep": 2, "bad": Unpicklable()})
+    assert load_checkpoint(path)["ep"] == 1
+
+
+def test_corrupt_foreign_and_missing_files(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.tar"
+    bad.write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match="cannot read checkpoint"):
+        load_checkpoint(bad)
+    pickled = tmp_path / "numpy.tar"
+    torch.save({"x": np.int64(3)}, pickled)   # not loadable with weights_only=True
+    with pytest.raises(CheckpointError, match="cannot read checkpoint"):
+        load_checkpoint(pickled)
+    with pytest.raises(CheckpointError, match="no checkpoints"):
+        load_checkpoint(tmp_path / "nothing" / "latest.tar")
+    save_checkpoint(tmp_path / "other.tar", {"estimator": {}})
+    with pytest.raises(CheckpointError, match=r"no \['vq_model'\] entry"):
+        load_checkpoint(tmp_path / "other.tar", required_keys=("vq_model",))
+
+
+def test_strict_load_names_problems() -> None:
+    net = nn.Sequential(nn.Linear(2, 3), nn.Linear(3, 1))
+    sd = {k: v.clone() for k, v in net.state_dict().items()}
+    other = nn.Sequential(nn.Linear(2, 3), nn.Linear(3, 1))
+    load_state_dict_strict(other, sd)
+    torch.testing.assert_close(other[0].weight, net[0].weight)
+    with pytest.raises(CheckpointError, match="missing 1 key"):
+        load_state_dict_strict(other, {k: v for k, v in sd.items() if k != "1.bias"})
+    load_state_dict_strict(other, {k: v for k, v in sd.items() if k != "1.bias"}, allowed_missing_prefixes=("1.",))
+    with pytest.raises(CheckpointError, match="unexpected 1 key"):
+        load_state_dict_strict(other, {**sd, "clip_model.x": torch.zeros(1)})
+    with pytest.raises(CheckpointError, match="shape mismatch"):
+        load_state_dict_strict(other, {**sd, "0.weight": torch.zeros(4, 2)})
