@@ -24,9 +24,14 @@ OPT_FOOTER = "-------------- End ----------------"
 O = TypeVar("O", bound="Options")
 
 
-def opt(default: Any = dataclasses.MISSING, help: str = "", *, short: str | None = None, **kw: Any) -> Any:
-    """A dataclass field with a help text (and optional short flag) for the generated parser."""
-    metadata = {"help": help, "short": short}
+def opt(default: Any = dataclasses.MISSING, help: str = "", *, short: str | None = None, append: bool = False,
+        **kw: Any) -> Any:
+    """A dataclass field with a help text for the generated parser.
+
+    ``short``: an extra flag spelling (e.g. ``-msec``); ``append``: a list option given once per value
+    (``--text a --text b``) instead of space-separated values.
+    """
+    metadata = {"help": help, "short": short, "append": append}
     if isinstance(default, list):
         value = list(default)
         return field(default_factory=lambda: list(value), metadata=metadata, **kw)
@@ -95,7 +100,10 @@ class Options:
                 p.add_argument(*flags, action=argparse.BooleanOptionalAction, default=default, help=helptext)
             elif typing.get_origin(inner) is list:
                 (item_tp,) = typing.get_args(inner) or (str,)
-                p.add_argument(*flags, type=item_tp, nargs="*", default=default, help=helptext)
+                if f.metadata.get("append"):
+                    p.add_argument(*flags, type=item_tp, action="append", default=None, help=helptext)
+                else:
+                    p.add_argument(*flags, type=item_tp, nargs="*", default=default, help=helptext)
             else:
                 p.add_argument(*flags, type=lambda s, t=f.type: coerce(s, t), default=default, help=helptext)
         return p
@@ -103,8 +111,11 @@ class Options:
     @classmethod
     def parse(cls: type[O], argv: list[str] | None = None) -> O:
         """Parse command-line arguments (``None`` = ``sys.argv``) into validated options."""
-        ns = cls.parser().parse_args(argv)
-        return cls(**vars(ns))
+        values = vars(cls.parser().parse_args(argv))
+        for f in cls._fields():
+            if f.metadata.get("append") and values[f.name] is None:
+                values[f.name] = f.default_factory() if f.default_factory is not dataclasses.MISSING else []
+        return cls(**values)
 
     # ---- opt.txt -------------------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
