@@ -11,6 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
+from data.text import pad_tokens
+
 # Spec §5.2: 15 POS classes, in this order.
 POS_ENUMERATOR: dict[str, int] = {
     "VERB": 0, "NOUN": 1, "DET": 2, "ADP": 3, "NUM": 4, "AUX": 5, "PRON": 6, "ADJ": 7, "ADV": 8,
@@ -81,8 +83,6 @@ class WordVectorizer:
 
         ``sos`` + tokens + ``eos``, padded with ``unk``; sentences longer than L keep their first L tokens.
         """
-        tokens = ["sos/OTHER", *tokens[:max_text_len], "eos/OTHER"]
-        sent_len = len(tokens)
-        tokens = tokens + ["unk/OTHER"] * (max_text_len + 2 - sent_len)
-        vecs, pos = zip(*(self[t] for t in tokens))
+        padded, sent_len = pad_tokens(tokens, max_text_len)
+        vecs, pos = zip(*(self[t] for t in padded))
         return np.stack(vecs), np.stack(pos), sent_len

@@ -1,0 +1,118 @@
+"""Options of the benchmark scripts (eval_t2m.py, eval_t2m_vq.py) and of the evaluator trainer (spec §5)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from options.base import opt
+from options.common import CommonOptions
+
+
+@dataclass
+class _BenchmarkOptions(CommonOptions):
+    """Shared by both benchmark scripts: protocol size, evaluator files, output name."""
+
+    ext: str = opt("evaluation", "log file name: checkpoints/<dataset>/<name>/eval/<ext>.log")
+    split: str = opt("test", "evaluation split (official benchmark: test)")
+    repeat_times: int = opt(20, "passes over the split; metrics are mean and 1.96*std/sqrt(n) over passes")
+    batch_size: int = opt(32, "evaluation batch size (R-precision is computed within each batch of 32)")
+    glove_dir: str = opt("./glove", "folder with our_vab_data.npy, our_vab_words.pkl, our_vab_idx.pkl")
+    evaluator_dir: str = opt("", "checkpoints folder holding <dataset>/text_mot_match and "
+                                 "<dataset>/Comp_v6_KLD005 (empty = --checkpoints_dir)")
+    num_workers: int = opt(0, "DataLoader worker processes")
+    seed: int = opt(10107, "random seed (official evaluation: fixseed(10107) once per run)")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        for flag in ("repeat_times", "batch_size"):
+            if getattr(self, flag) < 1:
+                raise ValueError(f"--{flag} must be >= 1, got {getattr(self, flag)}")
+
+    @property
+    def evaluator_root(self) -> Path:
+        return Path(self.evaluator_dir or self.checkpoints_dir).expanduser().resolve()
+
+    @property
+    def glove_path(self) -> Path:
+        return Path(self.glove_dir).expanduser().resolve()
+
+
+@dataclass
+class EvalT2MOptions(_BenchmarkOptions):
+    """Text-to-motion benchmark of a masked (+ residual) transformer run."""
+
+    description = "Evaluate MoMask text-to-motion checkpoints (FID, R-precision, MM-Dist, Diversity, MModality)."
+
+    name: str = opt("t2m_nlayer8_nhead6_ld384_ff1024_cdp0.1_rvq6ns", "masked-transformer run folder")
+    res_name: str = opt("tres_nlayer8_ld384_ff1024_rvq6ns_cdp0.2_sw", "residual-transformer run folder")
+    use_res_model: bool = opt(True, "decode all quantizer layers with the residual transformer")
+    which_epoch: str = opt("latest", "evaluate every file in <name>/model whose name contains this")
+    time_steps: int = opt(10, "masked-transformer decoding steps (README: 10)")
+    cond_scale: float = opt(4.0, "masked-transformer guidance scale (README: 4 for t2m, 2 for kit)")
+    res_cond_scale: float = opt(5.0, "residual-transformer guidance scale (official evaluation: 5)")
+    temperature: float = opt(1.0, "masked-transformer sampling temperature")
+    topkr: float = opt(0.9, "top-k filter ratio")
+    gumbel_sample: bool = opt(True, "Gumbel sampling for the multimodality batches (official: True)")
+    force_mask: bool = opt(False, "unconditional generation; multimodality is then not computed")
+    use_estimated_length: bool = opt(False, "generate at lengths from the length estimator instead of the "
+                                            "ground-truth lengths (labelled in the output)")
+    mm_batches: int = opt(3, "batches per pass used for multimodality")
+    mm_repeats: int = opt(30, "generations per text in the multimodality batches")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.mm_repeats <= 10 and self.mm_batches > 0 and not self.force_mask:
+            raise ValueError(f"--mm_repeats must exceed 10 (multimodality draws 10 pairs), got {self.mm_repeats}")
+
+    @property
+    def length_label(self) -> str:
+        return "estimated length" if self.use_estimated_length else "ground-truth length"
+
+
+@dataclass
+class EvalVQOptions(_BenchmarkOptions):
+    """Reconstruction benchmark of an RVQ-VAE run (FID, R-precision, MM-Dist, Diversity, MPJPE)."""
+
+    description = "Evaluate RVQ-VAE reconstruction with the T2M evaluator (+ MPJPE)."
+
+    name: str = opt("rvq_nq6_dc512_nc512_noshare_qdp0.2", "RVQ-VAE run folder")
+    which_epoch: str = opt("net_best_fid", "evaluate every file in <name>/model whose name contains this")
+
+
+@dataclass
+class EvaluatorTrainOptions(CommonOptions):
+    """Training the text/motion evaluator (contrastive co-embedding, Guo et al. 2022)."""
+
+    description = "Train the text-motion matching evaluator (movement, motion and text encoders)."
+
+    name: str = opt("text_mot_match", "weights folder: checkpoints/<dataset>/<name>/model/finest.tar")
+    stats_name: str = opt("Comp_v6_KLD005", "folder of opt.txt + meta/{mean,std}.npy read by the evaluator")
+    glove_dir: str = opt("./glove", "folder with our_vab_data.npy, our_vab_words.pkl, our_vab_idx.pkl")
+    dim_movement_enc_hidden: int = opt(512, "movement encoder conv channels")
+    dim_movement_latent: int = opt(512, "movement encoder output width")
+    dim_movement_dec_hidden: int = opt(512, "movement decoder channels (pre-training only)")
+    dim_text_hidden: int = opt(512, "text BiGRU width")
+    dim_motion_hidden: int = opt(1024, "motion BiGRU width")
+    dim_coemb_hidden: int = opt(512, "co-embedding width")
+    unit_length: int = opt(4, "frames per movement step")
+    max_text_len: int = opt(20, "words kept per caption")
+    batch_size: int = opt(32, "training batch size")
+    lr: float = opt(1e-4, "Adam learning rate")
+    movement_epochs: int = opt(10, "movement auto-encoder pre-training epochs (0 = skip)")
+    max_epoch: int = opt(50, "contrastive training epochs")
+    max_steps: int = opt(0, "stop each phase after this many iterations (0 = full epochs)")
+    negative_margin: float = opt(10.0, "contrastive margin for mismatched text-motion pairs")
+    lambda_smooth: float = opt(0.001, "movement pre-training: smoothness weight on consecutive latents")
+    num_workers: int = opt(0, "DataLoader worker processes")
+    log_every: int = opt(50, "iterations between logged losses")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.negative_margin <= 0:
+            raise ValueError(f"--negative_margin must be > 0, got {self.negative_margin}")
+        if self.batch_size < 2:
+            raise ValueError(f"--batch_size must be >= 2 (negatives are other samples), got {self.batch_size}")
+
+    @property
+    def glove_path(self) -> Path:
+        return Path(self.glove_dir).expanduser().resolve()
