@@ -90,21 +90,24 @@ def inverse_kinematics(joints: Tensor, spec: DatasetSpec, smooth_forward: bool =
     frame_idx = torch.arange(root.shape[-2], device=root.device)[:, None]
     root = torch.where(frame_idx == 0, identity, root)
 
-    quats: list[Tensor | None] = [None] * spec.joints_num
-    quats[0] = root
-    raw = _like(spec.raw_offsets, joints)
+    # All bones at once: world rotation g_c = qbetween(raw_c, bone_c); the chain's rotation before bone c is
+    # the root at the chain start, else g_parent (the reference accumulates R ⊗ R_loc, equal to g up to rounding).
+    children, parents, prev = [], [], []
     for chain in spec.chains:
-        rot = root
-        for parent, child in zip(chain[:-1], chain[1:]):
-            bone = joints[..., child, :] - joints[..., parent, :]
-            bone = bone / bone.norm(dim=-1, keepdim=True)
-            world = qbetween(raw[child].expand_as(bone), bone)
-            local = qmul(qinv(rot), world)
-            quats[child] = local
-            rot = qmul(rot, local)
-    if any(q is None for q in quats):
-        raise ValueError(f"kinematic chains of {spec.name} do not cover all {spec.joints_num} joints")
-    return torch.stack(quats, dim=-2)  # type: ignore[arg-type]
+        for k, (parent, child) in enumerate(zip(chain[:-1], chain[1:])):
+            children.append(child)
+            parents.append(parent)
+            prev.append(0 if k == 0 else len(children) - 1)      # index into [root, g_children...]
+    if sorted(children) != list(range(1, spec.joints_num)):
+        raise ValueError(f"kinematic chains of {spec.name} do not cover all {spec.joints_num} joints exactly once")
+    bones = joints[..., children, :] - joints[..., parents, :]
+    bones = bones / bones.norm(dim=-1, keepdim=True)
+    raw = _like(spec.raw_offsets, joints)[children]
+    world = qbetween(raw.expand_as(bones), bones)                                  # (..., T, J-1, 4)
+    chain_rot = torch.cat((root[..., None, :], world), dim=-2)[..., prev, :]
+    local = qmul(qinv(chain_rot), world)
+    order = [0] + [1 + children.index(j) for j in range(1, spec.joints_num)]
+    return torch.cat((root[..., None, :], local), dim=-2)[..., order, :]
 
 
 def _check_offsets(offsets: Tensor, spec: DatasetSpec) -> None:

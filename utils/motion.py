@@ -17,6 +17,13 @@ from utils.skeleton import DatasetSpec, spec_from_feature_dim, spec_from_joint_c
 
 ArrayLike = Tensor | np.ndarray
 
+# IK/FK live in utils.kinematics; re-exported so callers can take the whole representation from one module.
+__all__ = [
+    "bone_offsets", "check_features", "check_joints", "extract_features", "extract_features_with_positions",
+    "facing_quat", "forward_kinematics", "forward_kinematics_cont6d", "inverse_kinematics", "mirror_joints",
+    "recover_from_ric", "recover_from_rot", "recover_root_rot_pos", "uniform_skeleton",
+]
+
 
 # ----------------------------------------------------------------------------------------------------------------
 # Validation

@@ -1,0 +1,151 @@
+"""Convert a motion between representations: ``python -m visualization.convert IN OUT [--dataset t2m|kit]``.
+
+The input kind is read off the array shape: features ``(T, 263|251)`` or joint positions ``(T, 22|21, 3)``;
+the dataset is inferred from it unless ``--dataset`` is given. The output format is chosen by OUT's extension:
+``.npy`` writes the *other* kind (features -> joints via ``recover_from_ric``, joints -> features via the official
+``process_file``), unless ``--to`` says which.
+
+Adding a format: put a reader in :data:`READERS` or a writer in :data:`WRITERS`, keyed by extension. A reader
+turns a file into a :class:`Motion`; a writer writes a :class:`Motion` to the path it is given (a temporary
+file with the final extension, renamed over OUT only on success). Use :func:`lazy` so heavy modules are imported
+only when their format is used, e.g. ``WRITERS[".bvh"] = lazy("visualization.bvh", "write_bvh")``.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from utils.cli import run_cli
+from utils.log import setup_logging
+from utils.motion import check_features, check_joints, extract_features, recover_from_ric
+from utils.skeleton import DatasetSpec, get_dataset_spec
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Motion:
+    """One clip in either representation (exactly one of ``features`` / ``joints`` is set)."""
+
+    spec: DatasetSpec
+    features: np.ndarray | None = None     # (T, D) float32
+    joints: np.ndarray | None = None       # (T, J, 3) float32
+    feet_thre: float | None = None         # foot-contact threshold for joints -> features (None: dataset default)
+
+    @property
+    def kind(self) -> str:
+        return "features" if self.features is not None else "joints"
+
+    def as_joints(self) -> np.ndarray:
+        """(T, J, 3) positions; recovered from the rotation-invariant features if needed."""
+        if self.joints is not None:
+            return self.joints
+        return np.asarray(recover_from_ric(self.features, self.spec.joints_num), dtype=np.float32)
+
+    def as_features(self) -> np.ndarray:
+        """(T', D) features; ``T' = T - 1`` when computed from joints (official process_file)."""
+        if self.features is not None:
+            return self.features
+        return np.asarray(extract_features(self.joints, self.spec, self.feet_thre), dtype=np.float32)
+
+
+Reader = Callable[[Path, DatasetSpec | None, argparse.Namespace], Motion]
+Writer = Callable[[Motion, Path, argparse.Namespace], None]
+
+
+def lazy(module: str, name: str) -> Callable:
+    """A callable that imports ``module.name`` on first use (keeps optional dependencies out of start-up)."""
+
+    def call(*args, **kwargs):
+        return getattr(importlib.import_module(module), name)(*args, **kwargs)
+
+    call.__name__ = f"{module}.{name}"
+    return call
+
+
+def motion_from_array(arr: np.ndarray, spec: DatasetSpec | None, source: str,
+                      feet_thre: float | None = None) -> Motion:
+    """Classify an array as features (T, D) or joints (T, J, 3), validate it, and wrap it."""
+    if arr.ndim == 2:
+        spec = check_features(arr, spec, name=source)
+        return Motion(spec, features=arr.astype(np.float32), feet_thre=feet_thre)
+    if arr.ndim == 3 and arr.shape[-1] == 3:
+        spec = check_joints(arr, spec, name=source)
+        return Motion(spec, joints=arr.astype(np.float32), feet_thre=feet_thre)
+    raise ValueError(f"{source}: expected features (T, 263|251) or joints (T, 22|21, 3), got shape {arr.shape}")
+
+
+def read_npy(path: Path, spec: DatasetSpec | None, args: argparse.Namespace) -> Motion:
+    try:
+        arr = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"{path}: not a readable .npy array ({exc})") from None
+    if not np.issubdtype(arr.dtype, np.number):
+        raise ValueError(f"{path}: expected a numeric array, got dtype {arr.dtype}")
+    return motion_from_array(arr, spec, str(path), getattr(args, "feet_thre", None))
+
+
+def write_npy(motion: Motion, path: Path, args: argparse.Namespace) -> None:
+    """Features -> joints or joints -> features (``--to`` overrides)."""
+    target = getattr(args, "to", None) or ("joints" if motion.kind == "features" else "features")
+    arr = motion.as_joints() if target == "joints" else motion.as_features()
+    np.save(path, arr)
+    logger.info("%s %s -> %s %s (%s)", motion.kind, motion.spec.name, target, arr.shape, path.suffix)
+
+
+READERS: dict[str, Reader] = {".npy": read_npy}
+WRITERS: dict[str, Writer] = {".npy": write_npy}
+
+
+def _handler(table: dict, path: Path, role: str) -> Callable:
+    ext = path.suffix.lower()
+    if ext not in table:
+        raise ValueError(f"{role} {path}: unsupported extension {ext or '(none)'!r}; supported: {sorted(table)}")
+    return table[ext]
+
+
+def convert(src: Path, dst: Path, args: argparse.Namespace) -> Motion:
+    """Read ``src``, write ``dst`` atomically (a failed conversion leaves an existing ``dst`` untouched)."""
+    spec = get_dataset_spec(args.dataset) if args.dataset else None
+    reader = _handler(READERS, src, "input")
+    writer = _handler(WRITERS, dst, "output")
+    if not src.is_file():
+        raise FileNotFoundError(f"input {src} not found")
+    motion = reader(src, spec, args)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dst.with_name(f".{dst.stem}.{os.getpid()}.tmp{dst.suffix}")
+    try:
+        writer(motion, tmp, args)
+        os.replace(tmp, dst)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return motion
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m visualization.convert", description=__doc__.split("\n\n")[0])
+    parser.add_argument("input", type=Path, help=f"input file ({', '.join(sorted(READERS))})")
+    parser.add_argument("output", type=Path, help=f"output file ({', '.join(sorted(WRITERS))})")
+    parser.add_argument("--dataset", default=None, help="t2m (HumanML3D) or kit; default: inferred from the shape")
+    parser.add_argument("--to", choices=("joints", "features"), default=None,
+                        help=".npy output kind (default: the other kind than the input)")
+    parser.add_argument("--feet_thre", type=float, default=None,
+                        help="foot-contact threshold for joints -> features (default: the dataset's, 0.002 / 0.05)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    setup_logging()
+    convert(args.input.expanduser().resolve(), args.output.expanduser().resolve(), args)
+
+
+if __name__ == "__main__":
+    run_cli(main)
