@@ -17,12 +17,14 @@ import pytest
 import torch
 from scipy.ndimage import gaussian_filter1d
 
-from utils.kinematics import bone_offsets, forward_kinematics, gaussian_smooth, inverse_kinematics
+from utils.kinematics import (
+    bone_offsets, forward_kinematics, forward_kinematics_cont6d, gaussian_smooth, inverse_kinematics,
+)
 from utils.motion import (
     check_features, check_joints, extract_features, extract_features_with_positions, mirror_joints,
     recover_from_ric, recover_from_rot, recover_root_rot_pos,
 )
-from utils.quaternion import qmul, qrot, quat_from_axis_angle, yaw_quat
+from utils.quaternion import qmul, qrot, quat_from_axis_angle, quat_to_cont6d, yaw_quat
 from utils.skeleton import get_dataset_spec
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
@@ -207,6 +209,16 @@ def test_ik_fk_reproduces_joints_and_quirks(shipped) -> None:
     world = qmul(quats[:, 0], quats[:, 14])
     direction = qrot(world, torch.from_numpy(T2M.raw_offsets[14]).expand(170, 3))
     torch.testing.assert_close(direction, collar / collar.norm(dim=-1, keepdim=True), atol=1e-5, rtol=0)
+
+
+def test_fk_cont6d_equals_quaternion_fk(shipped) -> None:
+    joints = torch.from_numpy(shipped[1][:30])
+    offsets = torch.from_numpy(T2M.target_offsets)
+    quats = inverse_kinematics(joints, T2M, smooth_forward=False)
+    for use_root in (True, False):
+        torch.testing.assert_close(
+            forward_kinematics_cont6d(quat_to_cont6d(quats), joints[:, 0], offsets, T2M, use_root_rotation=use_root),
+            forward_kinematics(quats, joints[:, 0], offsets, T2M, use_root_rotation=use_root), atol=1e-5, rtol=0)
 
 
 def test_gaussian_smooth_matches_scipy() -> None:
