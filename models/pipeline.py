@@ -1,0 +1,319 @@
+"""Text -> motion with the three MoMask stages, loaded once and usable from a notebook.
+
+    pipe = MoMaskPipeline.from_checkpoints("./checkpoints", "t2m", "t2m_nlayer8_nhead6_ld384_ff1024_cdp0.1_rvq6ns")
+    motions = pipe.generate(["a person walks forward"], lengths=[120], seed=1)
+    motions[0].joints   # (120, 22, 3) metres, Y up
+
+One text encoder serves the length estimator and both transformers (the official code loads CLIP twice and
+encodes every caption twice). Sampling follows spec §3.5/§4.3; what differs from the official scripts is fixed
+on purpose and marked in the docstrings (lengths never 0 tokens, editing keeps unedited tokens exactly).
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from models.length_estimator import build_length_estimator, estimate_lengths
+from models.text_encoder import TextEncoder, build_text_encoder
+from models.transformer.build import load_mask_transformer, load_residual_transformer
+from models.transformer.mask_transformer import MaskTransformer
+from models.transformer.residual_transformer import ResidualTransformer
+from models.transformer.sampling import edit_base_tokens, generate_base_tokens, generate_residual_tokens
+from models.vq.build import load_rvqvae, load_vq_meta
+from models.vq.model import RVQVAE
+from utils.checkpoint import CheckpointError, load_checkpoint
+from utils.motion import check_features, recover_from_ric
+from utils.skeleton import DatasetSpec, get_dataset_spec
+
+logger = logging.getLogger(__name__)
+
+TRANSITION_TOKENS = 4   # tokens re-generated around each boundary of a chained long motion (0.8 s at 20 fps)
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """Sampling settings; defaults are the official gen_t2m ones (spec §7.1)."""
+
+    time_steps: int = 18
+    cond_scale: float = 4.0
+    res_cond_scale: float = 5.0
+    temperature: float = 1.0
+    topkr: float = 0.9
+    gumbel_sample: bool = False
+    force_mask: bool = False
+    use_res: bool = True
+
+
+@dataclass
+class Motion:
+    """One generated motion. features: (L, D) de-normalised; joints: (L, J, 3); tokens: (L/4, Q), −1 = absent."""
+
+    caption: str
+    features: np.ndarray
+    joints: np.ndarray
+    tokens: np.ndarray
+    length_estimated: bool = False
+    spans: list[tuple[int, int]] = field(default_factory=list)   # edited token spans, for edits
+
+    @property
+    def num_frames(self) -> int:
+        return int(self.features.shape[0])
+
+
+def _run_dir(checkpoints_dir: Path, dataset_name: str, name: str) -> Path:
+    path = checkpoints_dir / dataset_name / name
+    if not (path / "opt.txt").is_file():
+        have = sorted(p.name for p in path.parent.iterdir() if p.is_dir()) if path.parent.is_dir() else []
+        raise FileNotFoundError(f"run folder {path} (with opt.txt) not found; {path.parent} has: "
+                                f"{have or 'nothing'} (see README: downloading the released checkpoints)")
+    return path
+
+
+class MoMaskPipeline:
+    """VQ + masked transformer + residual transformer (+ length estimator) + one shared text encoder."""
+
+    def __init__(self, *, vq: RVQVAE, mask: MaskTransformer, res: ResidualTransformer | None,
+                 text_encoder: TextEncoder, mean: np.ndarray, std: np.ndarray, spec: DatasetSpec,
+                 length_estimator: torch.nn.Module | None = None, device: torch.device | str = "cpu") -> None:
+        self.device = torch.device(device)
+        self.vq, self.mask, self.res = vq.to(self.device).eval(), mask.to(self.device).eval(), res
+        if res is not None:
+            self.res = res.to(self.device).eval()
+        self.length_estimator = length_estimator.to(self.device).eval() if length_estimator is not None else None
+        self.text_encoder = text_encoder
+        self.spec = spec
+        self.mean = torch.as_tensor(mean, dtype=torch.float32, device=self.device)
+        self.std = torch.as_tensor(std, dtype=torch.float32, device=self.device)
+        if text_encoder.dim != mask.config.clip_dim:
+            raise CheckpointError(f"text encoder {text_encoder.describe()} gives {text_encoder.dim}-d vectors but the "
+                                  f"masked transformer expects {mask.config.clip_dim}-d (wrong --text_encoder?)")
+        if self.mean.shape[-1] != spec.dim_pose:
+            raise CheckpointError(f"VQ meta has {self.mean.shape[-1]} features, dataset {spec.name} has {spec.dim_pose}")
+
+    # ---- loading ---------------------------------------------------------------------------------------------
+    @classmethod
+    def from_checkpoints(
+        cls, checkpoints_dir: str | Path, dataset_name: str, name: str, res_name: str = "", *,
+        device: torch.device | str = "cpu", which_epoch: str = "latest", text_encoder: str | TextEncoder = "",
+        text_encoder_path: str = "", use_length_estimator: bool = True,
+    ) -> "MoMaskPipeline":
+        """Load from the official folder layout: ``<checkpoints_dir>/<dataset_name>/{name,res_name,vq_name,
+        length_estimator}``; the VQ is the masked transformer's ``vq_name`` and the residual transformer must
+        share it. Architecture comes from each run's ``opt.txt`` (or our checkpoints' ``model_args``).
+
+        ``text_encoder``: a name overriding the one in the run's opt.txt, or an already loaded
+        :class:`TextEncoder` to share between pipelines."""
+        spec = get_dataset_spec(dataset_name)
+        root = Path(checkpoints_dir).expanduser().resolve()
+        mask_dir = _run_dir(root, spec.name, name)
+        mask, mask_opt = load_mask_transformer(mask_dir, which=which_epoch, device=device)
+        vq_dir = _run_dir(root, spec.name, mask_opt.vq_name)
+        vq = load_rvqvae(vq_dir, device=device)
+        if mask.num_tokens != vq.config.nb_code:
+            raise CheckpointError(f"{mask_dir} was trained on {mask.num_tokens} codes but VQ {vq_dir} has "
+                                  f"{vq.config.nb_code}")
+        res = None
+        if res_name:
+            res_dir = _run_dir(root, spec.name, res_name)
+            res, res_opt = load_residual_transformer(res_dir, vq_dir=vq_dir, device=device)
+            if res_opt.vq_name != mask_opt.vq_name:
+                raise CheckpointError(f"{res_dir} uses VQ {res_opt.vq_name!r} but {mask_dir} uses "
+                                      f"{mask_opt.vq_name!r}: the two transformers must share one tokenizer")
+        if isinstance(text_encoder, TextEncoder):
+            encoder = text_encoder
+        else:
+            encoder = build_text_encoder(text_encoder or mask_opt.text_encoder, device,
+                                         path=text_encoder_path or mask_opt.text_encoder_path or None)
+        estimator = None
+        est_file = root / spec.name / "length_estimator" / "model" / "finest.tar"
+        if use_length_estimator and est_file.is_file():
+            estimator = build_length_estimator(load_checkpoint(est_file), source=str(est_file))
+        mean, std = load_vq_meta(vq_dir)
+        logger.info("pipeline: VQ %s, masked %s, residual %s, text encoder %s, length estimator %s",
+                    vq_dir.name, mask_dir.name, res_name or "none", encoder.describe(),
+                    "yes" if estimator is not None else "no")
+        return cls(vq=vq, mask=mask, res=res, text_encoder=encoder, mean=mean, std=std, spec=spec,
+                   length_estimator=estimator, device=device)
+
+    # ---- pieces ----------------------------------------------------------------------------------------------
+    @property
+    def max_tokens(self) -> int:
+        return self.spec.max_motion_length // self.spec.unit_length
+
+    def _generator(self, seed: int | None) -> torch.Generator | None:
+        if seed is None:
+            return None
+        gen_device = self.device if self.device.type in ("cpu", "cuda") else torch.device("cpu")
+        return torch.Generator(device=gen_device).manual_seed(seed)
+
+    def encode_text(self, captions: Sequence[str]) -> Tensor:
+        """(B, clip_dim) condition vectors on the pipeline's device."""
+        return self.text_encoder.encode(list(captions)).to(self.device)
+
+    def token_lengths(self, lengths: Sequence[int | None], cond: Tensor, generator: torch.Generator | None
+                      ) -> tuple[Tensor, list[bool]]:
+        """Token lengths (B,): ``frames // 4`` where given, else sampled from the length estimator (1..49)."""
+        unit = self.spec.unit_length
+        out, estimated = [], []
+        for frames in lengths:
+            if frames is not None and not unit <= frames <= self.spec.max_motion_length:
+                raise ValueError(f"motion length {frames} frames is out of range: use {unit}.."
+                                 f"{self.spec.max_motion_length} (or leave it out to estimate it)")
+            out.append(0 if frames is None else frames // unit)
+            estimated.append(frames is None)
+        tokens = torch.tensor(out, device=self.device)
+        if any(estimated):
+            if self.length_estimator is None:
+                raise ValueError("no length given and this checkpoint folder has no length_estimator/model/"
+                                 "finest.tar: pass --motion_length or a 'caption#frames' prompt file")
+            sampled = estimate_lengths(self.length_estimator, cond, generator=generator,
+                                       max_tokens=self.max_tokens).to(self.device)
+            tokens = torch.where(torch.tensor(estimated, device=self.device), sampled, tokens)
+        return tokens, estimated
+
+    def normalise(self, features: Tensor) -> Tensor:
+        return (features - self.mean) / self.std
+
+    def denormalise(self, features: Tensor) -> Tensor:
+        return features * self.std + self.mean
+
+    def complete_residuals(self, base: Tensor, cond: Tensor, m_lens: Tensor, sampling: Sampling,
+                           generator: torch.Generator | None, cond_scale: float | None = None) -> Tensor:
+        """(B, n) base ids → (B, n, Q) ids; without a residual transformer the upper layers are −1 (absent)."""
+        if self.res is None or not sampling.use_res:
+            rest = torch.full((*base.shape, self.vq.config.num_quantizers - 1), -1, dtype=base.dtype, device=base.device)
+            return torch.cat([base[..., None], rest], dim=-1)
+        return generate_residual_tokens(
+            self.res, base, cond, m_lens, temperature=1.0, topk_filter_thres=sampling.topkr,
+            cond_scale=sampling.res_cond_scale if cond_scale is None else cond_scale, generator=generator)
+
+    @torch.no_grad()
+    def decode(self, ids: Tensor, m_lens: Tensor) -> list[tuple[np.ndarray, np.ndarray]]:
+        """(B, n, Q) ids → per sample (features (4·len, D) de-normalised, joints (4·len, J, 3)), float32."""
+        feats = self.denormalise(self.vq.forward_decoder(ids))
+        out = []
+        for b, n in enumerate(m_lens.tolist()):
+            f = feats[b, : n * self.spec.unit_length]
+            out.append((f.cpu().numpy(), recover_from_ric(f, self.spec.joints_num).cpu().numpy()))
+        return out
+
+    @torch.no_grad()
+    def encode_motion(self, features: np.ndarray) -> Tensor:
+        """De-normalised features (T, D) → codes (1, n, Q); shorter than 196 frames is zero-padded (normalised)."""
+        spec = check_features(features, self.spec, name="source motion")
+        if spec.name != self.spec.name:
+            raise ValueError(f"source motion has {spec.dim_pose} features ({spec.name}) but the model is {self.spec.name}")
+        x = self.normalise(torch.as_tensor(np.asarray(features), dtype=torch.float32, device=self.device))
+        pad = self.spec.max_motion_length - x.shape[0]
+        if pad > 0:
+            x = torch.cat([x, x.new_zeros(pad, x.shape[1])])
+        codes, _ = self.vq.encode(x[None])
+        return codes
+
+    # ---- public API ------------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def generate(self, texts: Sequence[str], lengths: Sequence[int | None] | None = None, *, seed: int | None = None,
+                 sampling: Sampling = Sampling()) -> list[Motion]:
+        """One motion per caption. ``lengths``: frames per caption (``None`` entries are estimated; unlike the
+        official estimator use, never 0 tokens). Frames are rounded down to a multiple of 4."""
+        texts = list(texts)
+        lengths = list(lengths) if lengths is not None else [None] * len(texts)
+        if len(lengths) != len(texts):
+            raise ValueError(f"{len(texts)} captions but {len(lengths)} lengths")
+        generator = self._generator(seed)
+        cond = self.encode_text(texts)
+        m_lens, estimated = self.token_lengths(lengths, cond, generator)
+        base = generate_base_tokens(
+            self.mask, cond, m_lens, timesteps=sampling.time_steps, cond_scale=sampling.cond_scale,
+            temperature=sampling.temperature, topk_filter_thres=sampling.topkr, gsample=sampling.gumbel_sample,
+            force_mask=sampling.force_mask, generator=generator, max_tokens=self.max_tokens)
+        ids = self.complete_residuals(base, cond, m_lens, sampling, generator)
+        return [
+            Motion(text, f, j, ids[b, : int(m_lens[b])].cpu().numpy(), estimated[b])
+            for b, (text, (f, j)) in enumerate(zip(texts, self.decode(ids, m_lens)))
+        ]
+
+    @torch.no_grad()
+    def edit(self, source_features: np.ndarray, text: str, spans: Sequence[tuple[int, int]], *,
+             seed: int | None = None, sampling: Sampling = Sampling(res_cond_scale=2.0)) -> Motion:
+        """Temporal inpainting (spec §3.6): regenerate the token ``spans`` of a source motion from ``text``.
+
+        Tokens outside the spans are kept exactly in every layer: the residual transformer regenerates the
+        upper layers only inside the spans (the official edit re-samples them everywhere).
+        """
+        generator = self._generator(seed)
+        codes = self.encode_motion(source_features)                               # (1, n, Q)
+        n_valid = min(np.asarray(source_features).shape[0] // self.spec.unit_length, codes.shape[1])
+        m_lens = torch.tensor([n_valid], device=self.device)
+        mask = torch.zeros(codes.shape[:2], dtype=torch.bool, device=self.device)
+        for start, end in spans:
+            if not 0 <= start < end <= n_valid:
+                raise ValueError(f"edit span tokens {start}..{end} is outside the source motion's {n_valid} tokens")
+            mask[0, start:end] = True
+        cond = self.encode_text([text])
+        base = edit_base_tokens(
+            self.mask, codes[..., 0], cond, m_lens, mask, timesteps=sampling.time_steps,
+            cond_scale=sampling.cond_scale, temperature=sampling.temperature, topk_filter_thres=sampling.topkr,
+            gsample=sampling.gumbel_sample, force_mask=sampling.force_mask, generator=generator,
+            max_tokens=max(self.max_tokens, codes.shape[1]))
+        base = base[:, :n_valid]
+        ids = self.complete_residuals(base, cond, m_lens, sampling, generator)
+        keep = ~mask[:, :n_valid, None]
+        ids = torch.where(keep, codes[:, :n_valid], ids)
+        (features, joints), = self.decode(ids, m_lens)
+        return Motion(text, features, joints, ids[0].cpu().numpy(), spans=list(spans))
+
+    @torch.no_grad()
+    def generate_long(self, texts: Sequence[str], lengths: Sequence[int | None] | None = None, *,
+                      seed: int | None = None, sampling: Sampling = Sampling(),
+                      transition_tokens: int = TRANSITION_TOKENS) -> Motion:
+        """One continuous motion through several captions (longer than 196 frames).
+
+        Each caption's segment is generated on its own; then, around every boundary, ``transition_tokens``
+        base tokens are re-generated by inpainting a window made of the end of one segment and the start of the
+        next, conditioned on the mean of the two captions' vectors (MMM-style long-sequence generation). The
+        residual layers are generated per segment; the VQ decoder runs once over the joined codes, so the root
+        trajectory continues through the boundaries.
+        """
+        texts = list(texts)
+        if len(texts) < 2:
+            raise ValueError("a chained motion needs at least two captions")
+        generator = self._generator(seed)
+        cond = self.encode_text(texts)
+        lengths = list(lengths) if lengths is not None else [None] * len(texts)
+        m_lens, _ = self.token_lengths(lengths, cond, generator)
+        half = transition_tokens // 2
+        if int(m_lens.min()) < 2 * half + 2:
+            raise ValueError(f"chained segments need at least {4 * (2 * half + 2)} frames each")
+        base = generate_base_tokens(
+            self.mask, cond, m_lens, timesteps=sampling.time_steps, cond_scale=sampling.cond_scale,
+            temperature=sampling.temperature, topk_filter_thres=sampling.topkr, gsample=sampling.gumbel_sample,
+            force_mask=sampling.force_mask, generator=generator, max_tokens=self.max_tokens)
+        segments = [base[i, : int(m_lens[i])] for i in range(len(texts))]
+        for i in range(len(segments) - 1):
+            left, right = segments[i], segments[i + 1]
+            ctx = min(len(left), len(right), self.max_tokens // 2)
+            window = torch.cat([left[-ctx:], right[:ctx]])[None]
+            mask = torch.zeros_like(window, dtype=torch.bool)
+            mask[0, ctx - half: ctx + half] = True
+            mixed = cond[i: i + 2].mean(dim=0, keepdim=True)
+            new = edit_base_tokens(
+                self.mask, window, mixed, torch.tensor([2 * ctx], device=self.device), mask,
+                timesteps=sampling.time_steps, cond_scale=sampling.cond_scale, temperature=sampling.temperature,
+                topk_filter_thres=sampling.topkr, gsample=sampling.gumbel_sample, generator=generator,
+                max_tokens=self.max_tokens)[0]
+            segments[i] = torch.cat([left[:-ctx], new[:ctx]])
+            segments[i + 1] = torch.cat([new[ctx:], right[ctx:]])
+        full = []
+        for i, seg in enumerate(segments):
+            full.append(self.complete_residuals(seg[None], cond[i: i + 1], torch.tensor([len(seg)], device=self.device),
+                                                sampling, generator)[0])
+        ids = torch.cat(full)[None]
+        (features, joints), = self.decode(ids, torch.tensor([ids.shape[1]], device=self.device))
+        return Motion(" / ".join(texts), features, joints, ids[0].cpu().numpy())

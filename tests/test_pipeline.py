@@ -1,0 +1,99 @@
+"""The generation pipeline on the official-format fixture (random weights, official outputs), CPU."""
+from __future__ import annotations
+
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from models.pipeline import MoMaskPipeline, Sampling
+from models.text.base import TextEncoder
+
+MASK = "t2m_nlayer2_nhead2_ld64_ff128_cdp0.1"
+RES = "tres_nlayer2_ld64_ff128_cdp0.2_sw"
+
+
+class FixtureTextEncoder(TextEncoder):
+    """The fixture's fixed 512-d vector per caption (what the official code got from CLIP), else a
+    deterministic pseudo-random vector per caption."""
+
+    name, dim, max_tokens = "fixture", 512, 77
+
+    def __init__(self, captions: list[str], vectors: np.ndarray) -> None:
+        super().__init__(nn.Identity())
+        self.table = {c: torch.as_tensor(v) for c, v in zip(captions, vectors)}
+
+    def _encode_batch(self, captions: list[str]) -> torch.Tensor:
+        def vec(c: str) -> torch.Tensor:
+            if c in self.table:
+                return self.table[c]
+            return torch.randn(512, generator=torch.Generator().manual_seed(zlib.crc32(c.encode())))
+        return torch.stack([vec(c) for c in captions])
+
+
+@pytest.fixture(scope="module")
+def pipe(fixture_dir: Path) -> MoMaskPipeline:
+    tv = np.load(fixture_dir / "text_vectors.npz")
+    encoder = FixtureTextEncoder([str(c) for c in tv["captions"]], tv["vectors"])
+    return MoMaskPipeline.from_checkpoints(fixture_dir / "checkpoints", "t2m", MASK, RES, text_encoder=encoder)
+
+
+def test_decode_matches_official_pipeline(pipe: MoMaskPipeline, fixture_dir: Path) -> None:
+    """pipeline_ref.npz: forward_decoder(all_ids)·std + mean and recover_from_ric per sample (official code)."""
+    ref = np.load(fixture_dir / "pipeline_ref.npz")
+    ids = torch.as_tensor(ref["all_ids"])
+    (f0, j0), (f1, j1) = pipe.decode(ids, torch.tensor([49, 30]))
+    np.testing.assert_allclose(f0, ref["features_denorm"][0], atol=1e-4, rtol=1e-4)
+    np.testing.assert_allclose(j0, ref["joints_sample0"], atol=1e-4)
+    np.testing.assert_allclose(j1, ref["joints_sample1"], atol=1e-4)
+
+
+def test_generate_lengths_shapes_and_seeds(pipe: MoMaskPipeline) -> None:
+    texts = ["a person walks forward and then turns around.", "someone jumps up and down twice."]
+    a = pipe.generate(texts, [120, 58], seed=3, sampling=Sampling(time_steps=6))
+    assert [m.joints.shape for m in a] == [(120, 22, 3), (56, 22, 3)]
+    assert [m.features.shape for m in a] == [(120, 263), (56, 263)]
+    assert a[0].tokens.shape == (30, 6) and (a[0].tokens[:, 0] >= 0).all()
+    b = pipe.generate(texts, [120, 58], seed=3, sampling=Sampling(time_steps=6))
+    c = pipe.generate(texts, [120, 58], seed=4, sampling=Sampling(time_steps=6))
+    assert all(np.array_equal(x.tokens, y.tokens) for x, y in zip(a, b))
+    assert not all(np.array_equal(x.tokens, y.tokens) for x, y in zip(a, c))
+
+
+def test_estimated_lengths_are_never_empty(pipe: MoMaskPipeline) -> None:
+    motions = pipe.generate(["a man kicks with his left leg."] * 16, seed=0, sampling=Sampling(time_steps=2, use_res=False))
+    lengths = [m.num_frames for m in motions]
+    assert all(4 <= n <= 196 and n % 4 == 0 for n in lengths) and all(m.length_estimated for m in motions)
+
+
+def test_bad_lengths(pipe: MoMaskPipeline) -> None:
+    with pytest.raises(ValueError, match="out of range"):
+        pipe.generate(["walk"], [400])
+    with pytest.raises(ValueError, match="out of range"):
+        pipe.generate(["walk"], [0])
+    with pytest.raises(ValueError, match="empty caption"):
+        pipe.generate(["  "], [40])
+
+
+def test_edit_keeps_unedited_tokens(pipe: MoMaskPipeline, reference_dir: Path) -> None:
+    source = np.load(reference_dir / "humanml3d/new_joint_vecs/012314.npy")[:160]
+    codes = pipe.encode_motion(source)[0, :40].cpu().numpy()
+    out = pipe.edit(source, "a person sits down slowly.", [(10, 20)], seed=1, sampling=Sampling(time_steps=6))
+    assert out.tokens.shape == codes.shape and out.features.shape == (160, 263)
+    keep = np.ones(40, bool)
+    keep[10:20] = False
+    np.testing.assert_array_equal(out.tokens[keep], codes[keep])
+    assert not np.array_equal(out.tokens[~keep], codes[~keep])
+    with pytest.raises(ValueError, match="outside the source motion"):
+        pipe.edit(source, "jump", [(30, 45)])
+
+
+def test_chained_long_motion(pipe: MoMaskPipeline) -> None:
+    out = pipe.generate_long(["a person walks forward and then turns around.", "a person sits down slowly."],
+                             [196, 160], seed=2, sampling=Sampling(time_steps=4))
+    assert out.joints.shape == (196 + 160, 22, 3)
+    step = np.linalg.norm(np.diff(out.joints[:, 0], axis=0), axis=-1)
+    assert np.isfinite(out.joints).all() and step.max() < 1.0
