@@ -20,7 +20,8 @@ from typing import Iterator, Sequence
 import numpy as np
 from PIL import Image, ImageColor, ImageDraw
 
-from utils.skeleton import DatasetSpec, spec_from_joint_count
+from utils.motion import check_joints
+from utils.skeleton import DatasetSpec
 
 logger = logging.getLogger(__name__)
 
@@ -30,18 +31,6 @@ CHAIN_COLORS = ("red", "blue", "black", "red", "blue") + ("darkblue",) * 5 + ("d
 FLOOR_RGBA = (0.5, 0.5, 0.5, 0.5)
 TRAJECTORY_COLOR = "blue"
 VIEW_ELEV, VIEW_AZIM, VIEW_ZOOM = 120.0, -90.0, 10.0 / 7.5   # official ax.dist = 7.5 -> zoom 10/7.5 (spec §8 #12)
-
-
-def check_joint_array(joints: np.ndarray, name: str = "joints") -> np.ndarray:
-    """TEMPORARY until utils.motion.check_joints lands: (T, J, 3) finite, T >= 2 -> float64 array."""
-    arr = np.asarray(joints, dtype=np.float64)
-    if arr.ndim != 3 or arr.shape[-1] != 3:
-        raise ValueError(f"{name} must have shape (frames, joints, 3), got {arr.shape}")
-    if arr.shape[0] < 2:
-        raise ValueError(f"{name} has {arr.shape[0]} frame(s); at least 2 are needed")
-    if not np.isfinite(arr).all():
-        raise ValueError(f"{name} contains NaN or infinite values (first bad frame {int(np.argwhere(~np.isfinite(arr))[0, 0])})")
-    return arr
 
 
 def wrap_title(title: str) -> str:
@@ -300,21 +289,20 @@ def write_gif(frames: Iterator[np.ndarray], path: Path, fps: float) -> None:
                       duration=int(round(1000 / fps)), loop=0, optimize=False)
 
 
-def _resolve_chains(skeleton: DatasetSpec | Sequence[Sequence[int]] | None, num_joints: int
-                    ) -> tuple[tuple[tuple[int, ...], ...], DatasetSpec | None]:
-    if skeleton is None:
-        spec = spec_from_joint_count(num_joints)
-        return spec.chains, spec
-    if isinstance(skeleton, DatasetSpec):
-        if skeleton.joints_num != num_joints:
-            raise ValueError(f"joints have {num_joints} joints but dataset {skeleton.name!r} has "
-                             f"{skeleton.joints_num}; pass the matching dataset or chains")
-        return skeleton.chains, skeleton
+def _check_motion(joints: np.ndarray, skeleton: DatasetSpec | Sequence[Sequence[int]] | None
+                  ) -> tuple[np.ndarray, tuple[tuple[int, ...], ...], DatasetSpec | None]:
+    """Validated joints (T, J, 3) float64, the chains to draw, and the dataset (None for explicit chains)."""
+    if skeleton is None or isinstance(skeleton, DatasetSpec):
+        spec = check_joints(joints, skeleton, min_frames=2)
+        return np.asarray(joints, dtype=np.float64), spec.chains, spec
+    arr = np.asarray(joints, dtype=np.float64)
+    if arr.ndim != 3 or arr.shape[-1] != 3 or arr.shape[0] < 2 or not np.isfinite(arr).all():
+        raise ValueError(f"joints: expected finite positions of shape (T >= 2, J, 3), got {arr.shape}")
     chains = tuple(tuple(int(j) for j in c) for c in skeleton)
-    bad = [j for c in chains for j in c if not 0 <= j < num_joints]
+    bad = [j for c in chains for j in c if not 0 <= j < arr.shape[1]]
     if bad:
-        raise ValueError(f"chains reference joints {sorted(set(bad))} but the motion has {num_joints} joints")
-    return chains, None
+        raise ValueError(f"chains reference joints {sorted(set(bad))} but the motion has {arr.shape[1]} joints")
+    return arr, chains, None
 
 
 def render_motion(joints: np.ndarray, path: str | os.PathLike[str],
@@ -328,8 +316,7 @@ def render_motion(joints: np.ndarray, path: str | os.PathLike[str],
     (official: 1000). An .mp4 request falls back to a .gif next to it when ffmpeg is not on PATH; the path
     actually written is returned. The file appears atomically: on error no partial output is left behind.
     """
-    joints = check_joint_array(joints, name="joints")
-    chains, spec = _resolve_chains(skeleton, joints.shape[1])
+    joints, chains, spec = _check_motion(joints, skeleton)
     fps = float(fps if fps is not None else (spec.fps if spec else 20.0))
     radius = float(radius if radius is not None else (spec.plot_radius if spec else 4.0))
     if fps <= 0 or radius <= 0:
@@ -364,10 +351,9 @@ def save_frame_png(joints: np.ndarray, frame: int, path: str | os.PathLike[str],
                    skeleton: DatasetSpec | Sequence[Sequence[int]] | None = None, title: str = "",
                    radius: float | None = None, *, size: int = DEFAULT_SIZE) -> Path:
     """One frame of :func:`render_motion` as a PNG (for looking at a motion without a video player)."""
-    joints = check_joint_array(joints, name="joints")
+    joints, chains, spec = _check_motion(joints, skeleton)
     if not 0 <= frame < joints.shape[0]:
         raise ValueError(f"frame {frame} out of range for a motion of {joints.shape[0]} frames")
-    chains, spec = _resolve_chains(skeleton, joints.shape[1])
     radius = float(radius if radius is not None else (spec.plot_radius if spec else 4.0))
     img = next(draw_frames(joints, chains, title=title, radius=radius, size=size, frames=[frame]))
     Image.fromarray(img).save(path)
