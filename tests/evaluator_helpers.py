@@ -5,6 +5,7 @@ import pickle
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 
 from models.evaluator.wrapper import EvaluatorPaths, T2MEvaluator, save_evaluator
@@ -45,3 +46,12 @@ def write_small_evaluator(checkpoints_dir: Path, dataset_name: str = "t2m", seed
                                 **{k: v for k, v in SMALL_SIZES.items()})
     save_evaluator(evaluator, EvaluatorPaths.for_dataset(checkpoints_dir, dataset_name), opt, epoch=3)
     return evaluator
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """Tiny models: intra-op threads only add contention on the shared 2-core test machine (100x slower)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -9,6 +9,7 @@ from torch.nn.utils.rnn import pack_padded_sequence
 from models.evaluator.modules import MotionEncoderBiGRUCo, MovementConvEncoder, TextEncoderBiGRUCo
 from models.evaluator.word_vectorizer import POS_ENUMERATOR, WordVectorizer
 from models.evaluator.wrapper import EvaluatorPaths, T2MEvaluator
+from tests.evaluator_helpers import one_torch_thread  # noqa: F401  (autouse fixture)
 from tests.evaluator_helpers import WORDS, write_small_evaluator, write_tiny_glove
 from utils.checkpoint import CheckpointError, save_checkpoint
 from utils.skeleton import get_dataset_spec

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from data.text import pad_tokens
+from data.text import pad_tokens, split_token
 
 # Spec §5.2: 15 POS classes, in this order.
 POS_ENUMERATOR: dict[str, int] = {
@@ -69,9 +69,7 @@ class WordVectorizer:
         return len(self.word2vec)
 
     def __getitem__(self, token: str) -> tuple[np.ndarray, np.ndarray]:
-        word, _, pos = token.rpartition("/")
-        if not word:          # token without "/POS"
-            word, pos = pos, "OTHER"
+        word, pos = split_token(token)
         vec = self.word2vec.get(word)
         if vec is None:
             return self.word2vec["unk"], pos_onehot("OTHER")
