@@ -1,0 +1,54 @@
+"""Train the length estimator: text feature -> motion length in tokens (spec §3.7).
+
+Example: python train_length_estimator.py --dataset_name t2m --name length_estimator --text_encoder clip \
+    --text_encoder_path ~/models/ViT-B-32.pt --max_epoch 300
+"""
+from __future__ import annotations
+
+import logging
+
+from torch.utils.tensorboard import SummaryWriter
+
+from models.length_estimator import LengthEstimator
+from models.text import TextFeatureCache, build_text_encoder
+from options.length_estimator import LengthEstimatorOptions
+from utils.cli import run_cli
+from utils.device import resolve_device, seed_everything
+from utils.length_training import LengthTrainConfig, read_length_items, train_length_estimator
+from utils.log import git_sha, setup_logging
+from utils.vq_training import check_run_dir
+
+logger = logging.getLogger("train_length_estimator")
+
+
+def main(argv: list[str] | None = None) -> dict[str, float]:
+    opt = LengthEstimatorOptions.parse(argv)
+    seed_everything(opt.seed)
+    run_dir = check_run_dir(opt)
+    device = resolve_device(opt.device)
+    setup_logging()
+    train_items = read_length_items(opt.data_root, opt.spec, opt.train_split)
+    val_items = read_length_items(opt.data_root, opt.spec, opt.val_split)
+    encoder = build_text_encoder(opt.text_encoder, device, path=opt.text_encoder_path or None)
+    opt.model_dir.mkdir(parents=True, exist_ok=True)
+    opt.save(run_dir / "opt.txt", is_train=True, text_encoder_desc=encoder.describe())
+    setup_logging(run_dir / "log.txt")
+    logger.info("git %s, device %s, options: %s", git_sha(), device, opt.to_dict())
+    logger.info("%d training items (%d captions), %d validation items (%d captions)", len(train_items),
+                len(train_items.captions), len(val_items), len(val_items.captions))
+    model = LengthEstimator(input_size=encoder.dim, output_size=opt.num_classes)
+    cfg = LengthTrainConfig(batch_size=opt.batch_size, lr=opt.lr, max_epoch=opt.max_epoch, grad_clip=opt.grad_clip,
+                            unit_length=opt.unit_length, num_classes=opt.num_classes, seed=opt.seed,
+                            log_every=opt.log_every)
+    writer = SummaryWriter(log_dir=str(run_dir / "tensorboard"))
+    try:
+        summary = train_length_estimator(model, train_items, val_items, TextFeatureCache(encoder), cfg,
+                                         opt.model_dir, device, resume=opt.is_continue, writer=writer)
+    finally:
+        writer.close()
+    logger.info("done: %s", summary)
+    return summary
+
+
+if __name__ == "__main__":
+    run_cli(main)
