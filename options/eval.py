@@ -85,8 +85,9 @@ class EvaluatorTrainOptions(CommonOptions):
 
     description = "Train the text-motion matching evaluator (movement, motion and text encoders)."
 
-    name: str = opt("text_mot_match", "weights folder: checkpoints/<dataset>/<name>/model/finest.tar")
-    stats_name: str = opt("Comp_v6_KLD005", "folder of opt.txt + meta/{mean,std}.npy read by the evaluator")
+    name: str = opt("text_mot_match", "fixed by the official layout (finest.tar in checkpoints/<dataset>/<name>/"
+                                       "model, stats in checkpoints/<dataset>/Comp_v6_KLD005)")
+    overwrite: bool = opt(False, "replace an existing evaluator in --checkpoints_dir")
     glove_dir: str = opt("./glove", "folder with our_vab_data.npy, our_vab_words.pkl, our_vab_idx.pkl")
     dim_movement_enc_hidden: int = opt(512, "movement encoder conv channels")
     dim_movement_latent: int = opt(512, "movement encoder output width")
@@ -108,6 +109,9 @@ class EvaluatorTrainOptions(CommonOptions):
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        if self.name != "text_mot_match":
+            raise ValueError(f"--name {self.name!r}: the evaluator folders are fixed (text_mot_match, "
+                             "Comp_v6_KLD005); use a different --checkpoints_dir to keep evaluators apart")
         if self.negative_margin <= 0:
             raise ValueError(f"--negative_margin must be > 0, got {self.negative_margin}")
         if self.batch_size < 2:

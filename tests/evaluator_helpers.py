@@ -31,6 +31,26 @@ def write_tiny_glove(glove_dir: Path, words: tuple[str, ...] = WORDS, seed: int 
     return vectors
 
 
+def write_tiny_dataset(root: Path, num_clips: int = 24, dim: int = 263, seed: int = 0) -> list[str]:
+    """A HumanML3D-layout folder (new_joint_vecs, texts, Mean/Std, train/val/test = all clips) of random
+    features; each clip's caption is drawn from :data:`WORDS`. Returns the clip ids."""
+    from data.text import TextAnnotation, write_text_file
+    (root / "new_joint_vecs").mkdir(parents=True)
+    (root / "texts").mkdir()
+    rng = np.random.default_rng(seed)
+    ids = [f"{i:06d}" for i in range(num_clips)]
+    for i, clip in enumerate(ids):
+        np.save(root / "new_joint_vecs" / f"{clip}.npy", rng.normal(size=(40 + 6 * i, dim)).astype(np.float32))
+        words = rng.choice(WORDS[3:], size=int(rng.integers(3, 25)))
+        write_text_file(root / "texts" / f"{clip}.txt",
+                        [TextAnnotation(" ".join(words), tuple(f"{w}/NOUN" for w in words))])
+    for split in ("train", "val", "test"):
+        (root / f"{split}.txt").write_text("\n".join(ids) + "\n")
+    np.save(root / "Mean.npy", np.zeros(dim, np.float32))
+    np.save(root / "Std.npy", np.ones(dim, np.float32))
+    return ids
+
+
 def feature_stats(dataset_name: str, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     dim = get_dataset_spec(dataset_name).dim_pose
     rng = np.random.default_rng(seed)

@@ -8,7 +8,7 @@ from torch.utils.data import DataLoader
 
 from models.evaluator.word_vectorizer import WordVectorizer
 from tests.evaluator_helpers import one_torch_thread  # noqa: F401  (autouse fixture)
-from tests.evaluator_helpers import WORDS, write_small_evaluator, write_tiny_glove
+from tests.evaluator_helpers import write_small_evaluator, write_tiny_dataset, write_tiny_glove
 from utils.evaluation import (EvalBatch, Metrics, evaluate_t2m, format_official_log, format_table,
                               reconstruction_generator)
 
@@ -146,18 +146,8 @@ def test_official_log_and_table_format() -> None:
 def test_with_eval_dataset_class(tmp_path) -> None:
     """End to end through the data engineer's Text2MotionDatasetEval + collate and our WordVectorizer."""
     t2m_dataset = pytest.importorskip("data.t2m_dataset")
-    from data.text import TextAnnotation, write_text_file
     root = tmp_path / "HumanML3D"
-    (root / "new_joint_vecs").mkdir(parents=True)
-    (root / "texts").mkdir()
-    rng = np.random.default_rng(0)
-    ids = [f"{i:06d}" for i in range(24)]
-    words = [w for w in WORDS[3:]]
-    for i, clip in enumerate(ids):
-        np.save(root / "new_joint_vecs" / f"{clip}.npy", rng.normal(size=(40 + 6 * i, D)).astype(np.float32))
-        toks = tuple(f"{w}/NOUN" for w in rng.choice(words, size=int(rng.integers(3, 25))))
-        write_text_file(root / "texts" / f"{clip}.txt", [TextAnnotation(" ".join(t[:-5] for t in toks), toks)])
-    (root / "test.txt").write_text("\n".join(ids) + "\n")
+    write_tiny_dataset(root)
     write_tiny_glove(tmp_path / "glove")
     evaluator = write_small_evaluator(tmp_path / "checkpoints", "t2m")
     from utils.skeleton import get_dataset_spec

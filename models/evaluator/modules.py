@@ -78,3 +78,19 @@ class TextEncoderBiGRUCo(_BiGRUCoEncoder):
     def forward(self, word_embs: Tensor, pos_onehot: Tensor, sent_lens: Tensor) -> Tensor:
         """word_embs: (B, L, 300), pos_onehot: (B, L, 15), sent_lens: (B,) -> (B, d_out)."""
         return self._encode(word_embs + self.pos_emb(pos_onehot), sent_lens)
+
+
+class MovementConvDecoder(nn.Module):
+    """Inverse of :class:`MovementConvEncoder`, used only to pre-train it: ``(B, n, d_in) -> (B, 4n, D_out)``."""
+
+    def __init__(self, *, input_size: int = 512, hidden_size: int = 512, output_size: int) -> None:
+        super().__init__()
+        self.main = nn.Sequential(
+            nn.ConvTranspose1d(input_size, hidden_size, 4, 2, 1), nn.LeakyReLU(0.2),
+            nn.ConvTranspose1d(hidden_size, output_size, 4, 2, 1), nn.LeakyReLU(0.2),
+        )
+        self.out_net = nn.Linear(output_size, output_size)
+
+    def forward(self, latents: Tensor) -> Tensor:
+        """latents: (B, n, d_in) -> (B, 4n, D_out)."""
+        return self.out_net(self.main(latents.transpose(1, 2)).transpose(1, 2))

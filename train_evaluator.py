@@ -1,0 +1,64 @@
+"""Train the text-motion matching evaluator and write it in the official layout (spec §5.1, §6.1).
+
+Writes ``checkpoints/<ds>/text_mot_match/model/finest.tar`` and ``checkpoints/<ds>/Comp_v6_KLD005/{opt.txt,
+meta/mean.npy, meta/std.npy}``; the statistics are the dataset Mean/Std with the VQ ``feat_bias`` applied twice,
+like the released evaluator's (spec §1.9).
+"""
+from __future__ import annotations
+
+import logging
+
+from torch.utils.data import DataLoader
+
+from data.layout import DatasetPaths, apply_feat_bias
+from data.t2m_dataset import Text2MotionDatasetEval, collate_by_sent_len
+from models.evaluator.word_vectorizer import WordVectorizer
+from models.evaluator.wrapper import EvaluatorPaths, T2MEvaluator, save_evaluator
+from options.eval import EvaluatorTrainOptions
+from utils.cli import run_cli
+from utils.device import resolve_device, seed_everything
+from utils.evaluator_training import train_evaluator
+from utils.log import git_sha, setup_logging
+
+logger = logging.getLogger("train_evaluator")
+
+
+def main(argv: list[str] | None = None) -> None:
+    opt = EvaluatorTrainOptions.parse(argv)
+    seed_everything(opt.seed)
+    paths = EvaluatorPaths.for_dataset(opt.checkpoints_dir, opt.dataset_name)
+    if paths.weights.exists() and not opt.overwrite:
+        raise ValueError(f"{paths.weights} exists; pass --overwrite to replace it or choose another "
+                         "--checkpoints_dir")
+    setup_logging(opt.save_root / "log.txt")
+    logger.info("git %s; options: %s", git_sha(), opt.to_dict())
+    device = resolve_device(opt.device)
+
+    spec = opt.spec
+    data = DatasetPaths.for_dataset(opt.data_root, spec)
+    mean, std = data.load_mean_std()
+    std = apply_feat_bias(std, spec)
+    vectorizer = WordVectorizer(opt.glove_path)
+
+    def loader(split: str, shuffle: bool) -> DataLoader:
+        ds = Text2MotionDatasetEval(data.root, spec, mean, std, vectorizer, split=split, seed=opt.seed,
+                                    max_text_len=opt.max_text_len)
+        return DataLoader(ds, batch_size=opt.batch_size, shuffle=shuffle, drop_last=True,
+                          num_workers=opt.num_workers, collate_fn=collate_by_sent_len)
+
+    evaluator = T2MEvaluator(
+        dim_pose=spec.dim_pose, mean=mean, std=std, dim_movement_enc_hidden=opt.dim_movement_enc_hidden,
+        dim_movement_latent=opt.dim_movement_latent, dim_text_hidden=opt.dim_text_hidden,
+        dim_motion_hidden=opt.dim_motion_hidden, dim_coemb_hidden=opt.dim_coemb_hidden,
+        unit_length=opt.unit_length, max_text_len=opt.max_text_len)
+    history = train_evaluator(
+        evaluator, loader("train", True), loader("val", False), device=device, lr=opt.lr,
+        movement_epochs=opt.movement_epochs, max_epoch=opt.max_epoch, max_steps=opt.max_steps,
+        margin=opt.negative_margin, lambda_smooth=opt.lambda_smooth,
+        dim_movement_dec_hidden=opt.dim_movement_dec_hidden, log_every=opt.log_every, seed=opt.seed,
+        on_best=lambda ev, epoch: save_evaluator(ev, paths, opt, epoch=epoch))
+    logger.info("best epoch %d; evaluator written to %s", history.best_epoch, paths.root)
+
+
+if __name__ == "__main__":
+    run_cli(main)
