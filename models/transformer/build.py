@@ -1,0 +1,139 @@
+"""Build the transformers from options and load them from run folders (ours or the official code's).
+
+Architecture comes from the checkpoint's ``model_args`` (ours) or from the run's ``opt.txt`` plus the VQ run's
+``opt.txt`` (``nb_code`` -> num_tokens, ``code_dim``, ``num_quantizers``), exactly as the official loaders do.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from models.transformer.common import strip_text_encoder_keys
+from models.transformer.mask_transformer import MaskTransformer, MaskTransformerConfig
+from models.transformer.residual_transformer import ResidualTransformer, ResidualTransformerConfig
+from options.base import read_opt_file
+from options.transformer import MaskTransformerOptions, ResidualTransformerOptions, TransformerOptions
+from utils.checkpoint import CheckpointError, first_key, load_checkpoint, load_state_dict_strict
+
+logger = logging.getLogger(__name__)
+
+MASK_KEYS = ("t2m_transformer", "trans")          # official key, official fallback
+RES_KEYS = ("res_transformer",)
+MODEL_ARGS_KEY = "model_args"
+DEFAULT_CLIP_DIM = 512                             # official runs: CLIP ViT-B/32 features
+
+
+@dataclass(frozen=True)
+class VQFacts:
+    """What the transformers need to know about their tokenizer."""
+
+    nb_code: int
+    code_dim: int
+    num_quantizers: int
+    source: str = "VQ"
+
+    @classmethod
+    def from_opt_file(cls, path: str | Path) -> "VQFacts":
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"VQ options {path} not found: the transformer's vq_name must name a VQ run "
+                                    "folder next to it (or pass the VQ run folder explicitly)")
+        raw = read_opt_file(path)
+        try:
+            return cls(int(raw["nb_code"]), int(raw["code_dim"]), int(raw["num_quantizers"]), str(path))
+        except KeyError as exc:
+            raise ValueError(f"{path} has no {exc.args[0]!r}: is it a VQ run's opt.txt?") from None
+
+    @classmethod
+    def from_vq(cls, vq: Any, source: str = "VQ model") -> "VQFacts":
+        """From an RVQVAE (``.config`` with nb_code, code_dim, num_quantizers)."""
+        c = vq.config
+        return cls(int(c.nb_code), int(c.code_dim), int(c.num_quantizers), source)
+
+
+def resolved_clip_dim(opt: TransformerOptions) -> int:
+    return opt.clip_dim if opt.clip_dim > 0 else DEFAULT_CLIP_DIM
+
+
+def mask_config(opt: TransformerOptions, vq: VQFacts, clip_dim: int | None = None) -> MaskTransformerConfig:
+    """Option names (official spelling) -> :class:`MaskTransformerConfig`."""
+    return MaskTransformerConfig(
+        num_tokens=vq.nb_code, code_dim=vq.code_dim, latent_dim=opt.latent_dim, ff_size=opt.ff_size,
+        num_layers=opt.n_layers, num_heads=opt.n_heads, dropout=opt.dropout,
+        clip_dim=clip_dim or resolved_clip_dim(opt), cond_drop_prob=opt.cond_drop_prob,
+    )
+
+
+def residual_config(opt: TransformerOptions, vq: VQFacts, clip_dim: int | None = None) -> ResidualTransformerConfig:
+    """Option names (official spelling) -> :class:`ResidualTransformerConfig`."""
+    return ResidualTransformerConfig(
+        num_tokens=vq.nb_code, code_dim=vq.code_dim, num_quantizers=vq.num_quantizers, latent_dim=opt.latent_dim,
+        ff_size=opt.ff_size, num_layers=opt.n_layers, num_heads=opt.n_heads, dropout=opt.dropout,
+        clip_dim=clip_dim or resolved_clip_dim(opt), cond_drop_prob=opt.cond_drop_prob,
+        share_weight=opt.share_weight,
+    )
+
+
+def _checkpoint_path(run_dir: Path, which: str) -> Path:
+    model_dir = run_dir / "model"
+    return model_dir / (which if which.endswith(".tar") else f"{which}.tar")
+
+
+def _check_vocab(sd: dict[str, torch.Tensor], key: str, expected_rows: int, vq: VQFacts, path: Path) -> None:
+    """A clear message when the checkpoint was trained with a different codebook size than the VQ has."""
+    if key in sd and sd[key].shape[-2] != expected_rows:
+        raise CheckpointError(
+            f"{path}: {key} has {sd[key].shape[-2]} rows but the VQ ({vq.source}) has nb_code {vq.nb_code} "
+            f"(expected {expected_rows} rows): this transformer was trained with a different VQ; check vq_name"
+        )
+
+
+def load_mask_transformer(
+    run_dir: str | Path, *, vq_dir: str | Path | None = None, which: str = "latest", device: torch.device | str = "cpu",
+) -> tuple[MaskTransformer, MaskTransformerOptions]:
+    """Masked transformer in eval mode from a run folder (official generation reads ``latest.tar``)."""
+    run_dir = Path(run_dir).expanduser().resolve()
+    opt = MaskTransformerOptions.load(run_dir / "opt.txt")
+    path = _checkpoint_path(run_dir, which)
+    state = load_checkpoint(path)
+    sd = strip_text_encoder_keys(first_key(state, *MASK_KEYS, path=path))
+    if MODEL_ARGS_KEY in state:
+        config = MaskTransformerConfig(**dict(state[MODEL_ARGS_KEY]))
+    else:
+        vq = VQFacts.from_opt_file(Path(vq_dir or run_dir.parent / opt.vq_name) / "opt.txt")
+        _check_vocab(sd, "token_emb.weight", vq.nb_code + 2, vq, path)
+        config = mask_config(opt, vq, clip_dim=int(sd["cond_emb.weight"].shape[1]) if "cond_emb.weight" in sd else None)
+    model = MaskTransformer(config)
+    load_state_dict_strict(model, sd, source=path)
+    logger.info("loaded masked transformer from %s (ep %s, it %s)", path, state.get("ep"), state.get("total_it"))
+    return model.to(device).eval(), opt
+
+
+def load_residual_transformer(
+    run_dir: str | Path, *, vq_dir: str | Path | None = None, which: str = "net_best_fid",
+    device: torch.device | str = "cpu",
+) -> tuple[ResidualTransformer, ResidualTransformerOptions]:
+    """Residual transformer in eval mode from a run folder (official generation reads ``net_best_fid.tar``)."""
+    run_dir = Path(run_dir).expanduser().resolve()
+    opt = ResidualTransformerOptions.load(run_dir / "opt.txt")
+    path = _checkpoint_path(run_dir, which)
+    state = load_checkpoint(path)
+    sd = strip_text_encoder_keys(first_key(state, *RES_KEYS, path=path))
+    if MODEL_ARGS_KEY in state:
+        config = ResidualTransformerConfig(**dict(state[MODEL_ARGS_KEY]))
+    else:
+        vq = VQFacts.from_opt_file(Path(vq_dir or run_dir.parent / opt.vq_name) / "opt.txt")
+        # The tensors present decide the variant (an opt.txt written by hand could disagree with them).
+        opt.share_weight = "embed_proj_shared_weight" in sd
+        table = "embed_proj_shared_weight" if opt.share_weight else "token_embed_weight"
+        _check_vocab(sd, table, vq.nb_code + 1, vq, path)
+        config = residual_config(opt, vq, clip_dim=int(sd["cond_emb.weight"].shape[1]) if "cond_emb.weight" in sd else None)
+    model = ResidualTransformer(config)
+    load_state_dict_strict(model, sd, source=path)
+    logger.info("loaded residual transformer from %s (ep %s, it %s)", path, state.get("ep"), state.get("total_it"))
+    return model.to(device).eval(), opt
+

@@ -1,0 +1,223 @@
+"""Token sampling and the generation / editing loops (spec §3.5, §3.6, §4.3).
+
+Random draws follow the reference's calls (``uniform_`` for Gumbel noise, ``multinomial`` for categorical
+sampling, same shapes and order), so with the same seed on the global generator the official seeded outputs are
+reproduced; pass a ``torch.Generator`` for reproducibility independent of global state.
+"""
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Callable
+
+import torch
+from torch import Tensor
+
+if TYPE_CHECKING:
+    from models.transformer.mask_transformer import MaskTransformer
+    from models.transformer.residual_transformer import ResidualTransformer
+
+# Score given to tokens that must not be re-masked (reference value).
+FROZEN_SCORE = 1e5
+# Ratio of tokens re-masked at every step of mask-free editing (spec §3.6).
+MASK_FREE_RATIO = 0.16
+
+
+def cosine_schedule(t: Tensor) -> Tensor:
+    """Masking ratio ``cos(πt/2)`` for t in [0, 1] (1 at t = 0, ~0 at t = 1)."""
+    return torch.cos(t * math.pi * 0.5)
+
+
+def top_k_filter(logits: Tensor, thres: float = 0.9, dim: int = -1) -> Tensor:
+    """Keep the ``ceil((1 − thres)·K)`` largest logits along ``dim`` (52 of 512 at 0.9), others −inf."""
+    k = math.ceil((1 - thres) * logits.shape[dim])
+    values, index = logits.topk(k, dim=dim)
+    return torch.full_like(logits, float("-inf")).scatter(dim, index, values)
+
+
+def gumbel_sample(logits: Tensor, temperature: float = 1.0, generator: torch.Generator | None = None) -> Tensor:
+    """``argmax(logits/τ + Gumbel noise)`` over the last dim: (..., K) -> (...) long (τ floored at 1e-10)."""
+    noise = torch.zeros_like(logits).uniform_(0, 1, generator=generator)
+    gumbel = -torch.log((-torch.log(noise.clamp(min=1e-20))).clamp(min=1e-20))
+    return (logits / max(temperature, 1e-10) + gumbel).argmax(dim=-1)
+
+
+def categorical_sample(logits: Tensor, temperature: float = 1.0, generator: torch.Generator | None = None) -> Tensor:
+    """One draw from ``softmax(logits/τ)`` over the last dim: (..., K) -> (...) long.
+
+    τ = 0 means greedy argmax (the reference divides by zero there and gets NaN probabilities).
+    """
+    if temperature <= 0:
+        return logits.argmax(dim=-1)
+    probs = torch.softmax(logits / temperature, dim=-1)
+    flat = probs.reshape(-1, probs.shape[-1])
+    return torch.multinomial(flat, 1, replacement=True, generator=generator).view(probs.shape[:-1])
+
+
+def _check_lengths(m_lens: Tensor, max_tokens: int) -> None:
+    if m_lens.ndim != 1 or m_lens.numel() == 0:
+        raise ValueError(f"m_lens must be a non-empty 1-D tensor of token lengths, got shape {tuple(m_lens.shape)}")
+    bad = [int(v) for v in m_lens.tolist() if not 1 <= v <= max_tokens]
+    if bad:
+        raise ValueError(
+            f"motion lengths {bad} (in tokens) are out of range: each must be 1..{max_tokens} tokens, i.e. "
+            f"4..{4 * max_tokens} frames in steps of 4 (a length of 0 or above {4 * max_tokens} frames is invalid)"
+        )
+
+
+def _check_cond(cond: Tensor, batch: int, dim: int) -> None:
+    if cond.shape != (batch, dim):
+        raise ValueError(f"condition vectors have shape {tuple(cond.shape)}, expected ({batch}, {dim}) "
+                         "(one text-encoder vector per prompt, width = the model's clip_dim)")
+
+
+def _sample(filtered: Tensor, temperature: float, gsample: bool, generator: torch.Generator | None) -> Tensor:
+    if gsample:
+        return gumbel_sample(filtered, temperature, generator)
+    return categorical_sample(filtered, temperature, generator)
+
+
+def _remask_loop(
+    model: MaskTransformer, ids: Tensor, scores: Tensor, counts_at: Callable[[Tensor], Tensor], freeze: Tensor | None,
+    cond: Tensor, padding_mask: Tensor, *, timesteps: int, cond_scale: float, temperature: float,
+    topk_filter_thres: float, gsample: bool, force_mask: bool, generator: torch.Generator | None, batched_cfg: bool,
+) -> Tensor:
+    """Iterative confidence-based re-masking shared by generation and editing; returns ids (B, n)."""
+    for t in torch.linspace(0, 1, timesteps, device=ids.device):
+        num_masked = counts_at(t)                                                   # (B,) float
+        ranks = scores.argsort(dim=1).argsort(dim=1)
+        is_mask = ranks < num_masked[:, None]
+        ids = torch.where(is_mask, model.mask_id, ids)
+        logits = model.forward_with_cond_scale(
+            ids, cond, padding_mask, cond_scale, force_mask=force_mask, batched=batched_cfg
+        ).transpose(1, 2)                                                           # (B, n, K)
+        pred = _sample(top_k_filter(logits, topk_filter_thres), temperature, gsample, generator)
+        ids = torch.where(is_mask, pred, ids)
+        scores = logits.softmax(dim=-1).gather(2, pred[..., None]).squeeze(-1)
+        # Tokens not re-predicted at this step get a frozen score and are never masked again (mask-free editing
+        # instead freezes only outside its editable region).
+        scores = scores.masked_fill(~(is_mask if freeze is None else freeze), FROZEN_SCORE)
+    return torch.where(padding_mask, -1, ids)
+
+
+@torch.no_grad()
+def generate_base_tokens(
+    model: MaskTransformer, cond: Tensor, m_lens: Tensor, *, timesteps: int = 18, cond_scale: float = 4.0,
+    temperature: float = 1.0, topk_filter_thres: float = 0.9, gsample: bool = False, force_mask: bool = False,
+    generator: torch.Generator | None = None, max_tokens: int = 49, batched_cfg: bool = True,
+) -> Tensor:
+    """Masked-transformer generation (spec §3.5): layer-0 ids (B, n = max(m_lens)), −1 at padding.
+
+    cond: (B, clip_dim) text vectors; m_lens: (B,) lengths in tokens (frames // 4), each in 1..max_tokens.
+    """
+    if timesteps < 1:
+        raise ValueError(f"timesteps must be >= 1, got {timesteps}")
+    device = next(model.parameters()).device
+    m_lens = torch.as_tensor(m_lens, device=device).long()
+    _check_lengths(m_lens, max_tokens)
+    _check_cond(cond, m_lens.shape[0], model.config.clip_dim)
+    n = int(m_lens.max())
+    padding_mask = ~(torch.arange(n, device=device)[None, :] < m_lens[:, None])
+    ids = torch.where(padding_mask, model.pad_id, model.mask_id)
+    scores = torch.where(padding_mask, FROZEN_SCORE, 0.0)
+    return _remask_loop(
+        model, ids, scores, lambda t: torch.round(cosine_schedule(t) * m_lens).clamp(min=1), None,
+        cond.to(device), padding_mask, timesteps=timesteps, cond_scale=cond_scale, temperature=temperature,
+        topk_filter_thres=topk_filter_thres, gsample=gsample, force_mask=force_mask, generator=generator,
+        batched_cfg=batched_cfg,
+    )
+
+
+@torch.no_grad()
+def edit_base_tokens(
+    model: MaskTransformer, tokens: Tensor, cond: Tensor, m_lens: Tensor, edit_mask: Tensor | None = None, *,
+    timesteps: int = 18, cond_scale: float = 4.0, temperature: float = 1.0, topk_filter_thres: float = 0.9,
+    gsample: bool = False, force_mask: bool = False, generator: torch.Generator | None = None,
+    max_tokens: int = 49, batched_cfg: bool = True,
+) -> Tensor:
+    """Temporal inpainting of layer-0 tokens (spec §3.6): ids (B, n), −1 at padding.
+
+    tokens: (B, n) source codes; m_lens: (B,) lengths in tokens; edit_mask: (B, n) bool, True = regenerate
+    (restricted to non-padding). With a mask, tokens outside it are kept exactly and the masked span is
+    regenerated on the cosine schedule. ``edit_mask=None`` is the mask-free mode: every step re-masks the
+    ``round(0.16·L)`` least confident of all valid tokens.
+    """
+    device = next(model.parameters()).device
+    tokens = tokens.to(device).long()
+    m_lens = torch.as_tensor(m_lens, device=device).long()
+    _check_lengths(m_lens, max(max_tokens, tokens.shape[1]))
+    _check_cond(cond, tokens.shape[0], model.config.clip_dim)
+    if m_lens.shape[0] != tokens.shape[0]:
+        raise ValueError(f"{tokens.shape[0]} token rows but {m_lens.shape[0]} lengths")
+    n = tokens.shape[1]
+    padding_mask = ~(torch.arange(n, device=device)[None, :] < m_lens[:, None])
+    if edit_mask is None:
+        editable = ~padding_mask
+        ids = torch.where(padding_mask, model.pad_id, tokens)
+        ratio = MASK_FREE_RATIO
+        freeze = editable
+    else:
+        if edit_mask.shape != tokens.shape:
+            raise ValueError(f"edit_mask has shape {tuple(edit_mask.shape)}, tokens {tuple(tokens.shape)}")
+        editable = edit_mask.to(device).bool() & ~padding_mask
+        empty = (~editable.any(dim=1)).nonzero().flatten().tolist()
+        if empty:
+            raise ValueError(f"edit mask selects no token inside the motion for sample(s) {empty}")
+        # Padded positions keep their encoded tokens (not pad_id): attention ignores them (reference behaviour).
+        ids = torch.where(editable, model.mask_id, tokens)
+        ratio = None
+        freeze = None
+    edit_len = editable.sum(dim=1)
+    scores = torch.where(editable, 0.0, FROZEN_SCORE)
+
+    def counts_at(t: Tensor) -> Tensor:
+        p = cosine_schedule(t) if ratio is None else torch.full_like(t, ratio)
+        return torch.round(p * edit_len).clamp(min=1)
+
+    return _remask_loop(
+        model, ids, scores, counts_at, freeze, cond.to(device), padding_mask, timesteps=timesteps,
+        cond_scale=cond_scale, temperature=temperature, topk_filter_thres=topk_filter_thres, gsample=gsample,
+        force_mask=force_mask, generator=generator, batched_cfg=batched_cfg,
+    )
+
+
+@torch.no_grad()
+def generate_residual_tokens(
+    model: ResidualTransformer, base_ids: Tensor, cond: Tensor, m_lens: Tensor, *, temperature: float = 1.0,
+    topk_filter_thres: float = 0.9, cond_scale: float = 2.0, num_res_layers: int = -1,
+    generator: torch.Generator | None = None, batched_cfg: bool = True,
+) -> Tensor:
+    """Residual-layer generation (spec §4.3): all ids (B, n, Q') with Q' = Q or num_res_layers + 1.
+
+    base_ids: (B, n) layer-0 ids (−1 at padding allowed); m_lens: (B,) in tokens. Always Gumbel-max sampling.
+    QUIRK(reference): a sampled pad class at a valid position becomes −1 (that layer's code is dropped there);
+    kept to match the official numbers.
+    """
+    device = next(model.parameters()).device
+    base_ids = base_ids.to(device).long()
+    b, n = base_ids.shape
+    m_lens = torch.as_tensor(m_lens, device=device).long()
+    _check_lengths(m_lens, n)
+    _check_cond(cond, b, model.config.clip_dim)
+    cond = cond.to(device)
+    num_layers = model.num_quantizers if num_res_layers == -1 else num_res_layers + 1
+    if not 1 <= num_layers <= model.num_quantizers:
+        raise ValueError(f"num_res_layers must be -1 or 0..{model.num_quantizers - 1}, got {num_res_layers}")
+    padding_mask = ~(torch.arange(n, device=device)[None, :] < m_lens[:, None])
+    bad = (~padding_mask) & ((base_ids < 0) | (base_ids >= model.num_tokens))
+    if bool(bad.any()):
+        raise ValueError(f"base_ids hold {int(bad.sum())} value(s) outside [0, {model.num_tokens}) inside the "
+                         "motion lengths (only padding may be −1): base tokens and lengths disagree")
+    ids = torch.where(padding_mask, model.pad_id, base_ids)
+    table = model.token_embeddings()
+    all_ids = [ids]
+    history = torch.zeros(b, n, table.shape[-1], device=device, dtype=table.dtype)
+    for layer in range(1, num_layers):
+        history = history + table[layer - 1][ids]
+        logits = model.forward_with_cond_scale(
+            history, layer, cond, padding_mask, cond_scale, batched=batched_cfg
+        ).transpose(1, 2)                                                           # (B, n, K+1)
+        pred = gumbel_sample(top_k_filter(logits, topk_filter_thres), temperature, generator)
+        ids = torch.where(padding_mask, model.pad_id, pred)
+        all_ids.append(ids)
+    out = torch.stack(all_ids, dim=-1)
+    return torch.where(out == model.pad_id, -1, out)

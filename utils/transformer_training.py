@@ -1,0 +1,315 @@
+"""One training loop for both transformers (spec §3.8, §4.2).
+
+Per iteration: the frozen VQ (eval mode) tokenises the zero-padded batch on the fly, cached text features give
+the condition, the stage's loss runs, AdamW steps and MultiStepLR steps (every iteration, warm-up included;
+warm-up sets ``lr·(it+1)/(warm_up_iter+1)`` for 1-based iteration ``it < warm_up_iter``).
+
+Resume is exact: ``latest.tar`` holds the official keys (model, optimizer, ``scheduler``, ``ep``, ``total_it``)
+plus the position inside the epoch, the best validation value and every RNG state (torch, CUDA, numpy, python,
+and the numpy/python generators the datasets hold). Batches come from a per-epoch seeded permutation, so a
+resumed run skips exactly the batches already seen. With ``num_workers > 0`` the datasets draw their crops in
+worker processes whose state is not saved; resume is then exact at epoch boundaries only.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import math
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator, Sequence
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+from torch.utils.data import DataLoader, Dataset
+from tqdm import tqdm
+
+from models.transformer.mask_transformer import MaskedLoss
+from options.transformer import TransformerOptions
+from utils.checkpoint import load_checkpoint, save_checkpoint
+
+logger = logging.getLogger(__name__)
+
+Tokenizer = Callable[[Tensor], Tensor]              # motion (B, T, D) -> codes (B, n, Q)
+TextFeatures = Callable[[Sequence[str]], Tensor]    # captions (B,) -> (B, clip_dim)
+StageLoss = Callable[[nn.Module, Tensor, Tensor, Tensor], MaskedLoss]
+
+
+@dataclass(frozen=True)
+class Stage:
+    """What differs between the two trainers: checkpoint key names, loss, and which validation value is best."""
+
+    model_key: str
+    optimizer_key: str
+    loss: StageLoss
+    best_file: str
+    best_metric: str               # "acc" (higher is better) or "loss" (lower is better)
+
+    def is_better(self, new: float, old: float | None) -> bool:
+        if old is None:
+            return True
+        return new > old if self.best_metric == "acc" else new < old
+
+
+def _mask_loss(model: nn.Module, codes: Tensor, cond: Tensor, m_lens: Tensor) -> MaskedLoss:
+    return model.masked_loss(codes[..., 0], cond, m_lens)
+
+
+def _residual_loss(model: nn.Module, codes: Tensor, cond: Tensor, m_lens: Tensor) -> MaskedLoss:
+    return model.residual_loss(codes, cond, m_lens)
+
+
+MASK_STAGE = Stage("t2m_transformer", "opt_t2m_transformer", _mask_loss, "net_best_acc.tar", "acc")
+RESIDUAL_STAGE = Stage("res_transformer", "opt_res_transformer", _residual_loss, "net_best_loss.tar", "loss")
+
+
+def warmup_lr(it: int, warm_up_iter: int, lr: float) -> float:
+    """Warm-up learning rate of 1-based iteration ``it`` (spec §2.6): ``lr·(it+1)/(warm_up_iter+1)``."""
+    return lr * (it + 1) / (warm_up_iter + 1)
+
+
+def build_optimizer(model: nn.Module, opt: TransformerOptions) -> tuple[torch.optim.AdamW, torch.optim.lr_scheduler.MultiStepLR]:
+    """AdamW(lr, betas (0.9, 0.99), weight_decay 1e-5) over all parameters + MultiStepLR(milestones, gamma)."""
+    optimizer = torch.optim.AdamW(model.parameters(), lr=opt.lr, betas=(0.9, 0.99), weight_decay=1e-5)
+    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=list(opt.milestones), gamma=opt.gamma)
+    return optimizer, scheduler
+
+
+def epoch_batches(num_items: int, batch_size: int, seed: int, epoch: int) -> list[list[int]]:
+    """Shuffled full batches of one epoch (last partial batch dropped, as the reference's loader does)."""
+    g = torch.Generator().manual_seed(seed * 100_003 + epoch)
+    order = torch.randperm(num_items, generator=g).tolist()
+    return [order[i:i + batch_size] for i in range(0, num_items - batch_size + 1, batch_size)]
+
+
+# ---- RNG state capture (JSON strings and tensors only, so weights_only loading works) --------------------------
+def _generators_of(obj: Any) -> dict[str, Any]:
+    """The numpy/python random generators a dataset object holds as attributes (its draw state)."""
+    return {k: v for k, v in sorted(vars(obj).items()) if isinstance(v, (np.random.Generator, random.Random))}
+
+
+def capture_rng(datasets: Sequence[Any] = ()) -> dict[str, Any]:
+    np_state = np.random.get_state()
+    state: dict[str, Any] = {
+        "torch": torch.get_rng_state(),
+        "numpy": json.dumps([np_state[0], np_state[1].tolist(), *np_state[2:]]),
+        "python": json.dumps(random.getstate()),
+        "datasets": json.dumps([
+            {k: (g.bit_generator.state if isinstance(g, np.random.Generator) else g.getstate())
+             for k, g in _generators_of(ds).items()} for ds in datasets
+        ]),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng(state: dict[str, Any], datasets: Sequence[Any] = ()) -> None:
+    torch.set_rng_state(state["torch"])
+    name, keys, *rest = json.loads(state["numpy"])
+    np.random.set_state((name, np.array(keys, dtype=np.uint32), *rest))
+    version, internal, gauss = json.loads(state["python"])
+    random.setstate((version, tuple(internal), gauss))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+    for ds, saved in zip(datasets, json.loads(state.get("datasets", "[]"))):
+        for key, gen in _generators_of(ds).items():
+            if key not in saved:
+                continue
+            if isinstance(gen, np.random.Generator):
+                gen.bit_generator.state = saved[key]
+            else:
+                version, internal, gauss = saved[key]
+                gen.setstate((version, tuple(internal), gauss))
+
+
+@contextlib.contextmanager
+def isolated_rng(seed: int) -> Iterator[None]:
+    """Run a block with seeded global RNGs and restore the caller's afterwards (validation never perturbs
+    training randomness, and sees the same masks every epoch)."""
+    saved = capture_rng()
+    torch.manual_seed(seed)
+    np.random.seed(seed % 2**32)
+    random.seed(seed)
+    try:
+        yield
+    finally:
+        restore_rng(saved)
+
+
+@dataclass
+class TrainerState:
+    epoch: int = 0             # epoch in progress (0-based)
+    it_in_epoch: int = 0       # batches of that epoch already done
+    total_it: int = 0          # 1-based count of optimisation steps done
+    best: float | None = None  # best validation value of the stage's metric
+    history: list[float] = field(default_factory=list)   # training loss of each step run in this process
+
+
+class TransformerTrainer:
+    """Trains a masked or residual transformer; checkpoints go to ``model_dir``."""
+
+    def __init__(
+        self, stage: Stage, model: nn.Module, tokenizer: Tokenizer, text_features: TextFeatures,
+        opt: TransformerOptions, model_dir: str | Path, device: torch.device, writer: Any | None = None,
+        model_args: dict[str, Any] | None = None,
+    ) -> None:
+        self.stage, self.model, self.tokenizer, self.text_features = stage, model.to(device), tokenizer, text_features
+        self.opt, self.model_dir, self.device, self.writer = opt, Path(model_dir), device, writer
+        self.model_args = dict(model_args or {})
+        self.optimizer, self.scheduler = build_optimizer(self.model, opt)
+        self.state = TrainerState()
+        self.autocast_dtype = self._amp_dtype()
+        self.scaler = torch.amp.GradScaler("cuda") if self.autocast_dtype == torch.float16 else None
+
+    def _amp_dtype(self) -> torch.dtype | None:
+        if self.opt.amp == "off":
+            return None
+        if self.device.type != "cuda":
+            logger.info("--amp %s ignored: mixed precision is only used on CUDA (device %s)", self.opt.amp, self.device)
+            return None
+        return torch.bfloat16 if self.opt.amp == "bf16" else torch.float16
+
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        if self.autocast_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast("cuda", dtype=self.autocast_dtype)
+
+    # ---- one batch ---------------------------------------------------------------------------------------------
+    def batch_loss(self, batch: tuple[Sequence[str], Tensor, Tensor]) -> MaskedLoss:
+        """(captions, motion (B, T, D) normalised + zero-padded, lengths (B,) frames) -> stage loss."""
+        captions, motion, lengths = batch
+        motion = motion.to(self.device, dtype=torch.float32, non_blocking=True)
+        with torch.no_grad():
+            codes = self.tokenizer(motion)                                   # (B, n, Q), fp32 VQ
+            cond = self.text_features(list(captions)).to(self.device)
+        m_lens = torch.as_tensor(lengths, device=self.device).long() // self.opt.unit_length
+        with self._autocast():
+            return self.stage.loss(self.model, codes, cond, m_lens)
+
+    def train_step(self, batch: tuple[Sequence[str], Tensor, Tensor]) -> MaskedLoss:
+        self.model.train()
+        self.state.total_it += 1
+        it = self.state.total_it
+        if it < self.opt.warm_up_iter:
+            for group in self.optimizer.param_groups:
+                group["lr"] = warmup_lr(it, self.opt.warm_up_iter, self.opt.lr)
+        out = self.batch_loss(batch)
+        self.optimizer.zero_grad(set_to_none=True)
+        if self.scaler is not None:
+            self.scaler.scale(out.loss).backward()
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            out.loss.backward()
+            self.optimizer.step()
+        self.scheduler.step()
+        self.state.it_in_epoch += 1
+        return out
+
+    @torch.no_grad()
+    def validate(self, dataset: Dataset, batch_size: int) -> dict[str, float]:
+        """Mean loss/acc over the validation set in order, with a fixed seed (same masks every epoch)."""
+        self.model.eval()
+        loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=self.opt.num_workers)
+        losses, accs = [], []
+        with isolated_rng(self.opt.seed + 1):
+            for batch in tqdm(loader, desc="val", leave=False):
+                out = self.batch_loss(batch)
+                losses.append(out.loss.item())
+                accs.append(out.acc.item())
+        if not losses:
+            raise ValueError("the validation set yields no batch")
+        return {"loss": float(np.mean(losses)), "acc": float(np.mean(accs))}
+
+    # ---- checkpoints -------------------------------------------------------------------------------------------
+    def checkpoint(self, datasets: Sequence[Any] = ()) -> dict[str, Any]:
+        s = self.state
+        state = {
+            self.stage.model_key: self.model.state_dict(), self.stage.optimizer_key: self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(), "ep": s.epoch, "total_it": s.total_it,
+            "it_in_epoch": s.it_in_epoch, "best": s.best, "model_args": self.model_args, "rng": capture_rng(datasets),
+        }
+        if self.scaler is not None:
+            state["scaler"] = self.scaler.state_dict()
+        return state
+
+    def save(self, name: str, datasets: Sequence[Any] = ()) -> None:
+        save_checkpoint(self.model_dir / name, self.checkpoint(datasets))
+
+    def resume(self, path: str | Path, datasets: Sequence[Any] = ()) -> None:
+        """Restore model, optimizer, scheduler, counters and RNG from a ``latest.tar`` (ours or official)."""
+        state = load_checkpoint(path, required_keys=(self.stage.model_key, self.stage.optimizer_key, "scheduler"))
+        sd = {k: v for k, v in state[self.stage.model_key].items() if not k.startswith("clip_model.")}
+        self.model.load_state_dict(sd)
+        self.optimizer.load_state_dict(state[self.stage.optimizer_key])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.state.epoch = int(state.get("ep", 0))
+        self.state.total_it = int(state.get("total_it", 0))
+        self.state.it_in_epoch = int(state.get("it_in_epoch", 0))
+        self.state.best = state.get("best")
+        if self.scaler is not None and "scaler" in state:
+            self.scaler.load_state_dict(state["scaler"])
+        if "rng" in state:
+            restore_rng(state["rng"], datasets)
+        else:
+            logger.warning("%s has no RNG state (official checkpoint?): resumed run is not bit-exact", path)
+        logger.info("resumed from %s: epoch %d, batch %d of it, iteration %d", path, self.state.epoch,
+                    self.state.it_in_epoch, self.state.total_it)
+
+    # ---- the loop ----------------------------------------------------------------------------------------------
+    def _log(self, tag: str, value: float) -> None:
+        if self.writer is not None:
+            self.writer.add_scalar(tag, value, self.state.total_it)
+
+    def fit(self, train_set: Dataset, val_set: Dataset | None = None) -> TrainerState:
+        """Train until ``max_epoch`` epochs or ``max_steps`` iterations; returns the final state."""
+        opt, s = self.opt, self.state
+        datasets = [d for d in (train_set, val_set) if d is not None]
+        if len(train_set) < opt.batch_size:
+            raise ValueError(f"the training set has {len(train_set)} items, fewer than --batch_size {opt.batch_size}")
+        running: dict[str, list[float]] = {"loss": [], "acc": []}
+        while s.epoch < opt.max_epoch:
+            batches = epoch_batches(len(train_set), opt.batch_size, opt.seed, s.epoch)[s.it_in_epoch:]
+            loader = DataLoader(
+                train_set, batch_sampler=batches, num_workers=opt.num_workers, pin_memory=self.device.type == "cuda",
+                generator=torch.Generator().manual_seed(opt.seed + s.epoch),
+            )
+            for batch in tqdm(loader, desc=f"epoch {s.epoch}", leave=False):
+                out = self.train_step(batch)
+                loss = out.loss.item()
+                s.history.append(loss)
+                running["loss"].append(loss)
+                running["acc"].append(out.acc.item())
+                if s.total_it % opt.log_every == 0:
+                    self._log("train/loss", float(np.mean(running["loss"])))
+                    self._log("train/acc", float(np.mean(running["acc"])))
+                    self._log("train/lr", self.optimizer.param_groups[0]["lr"])
+                    logger.info("it %d: loss %.4f acc %.4f lr %.3g", s.total_it, np.mean(running["loss"]),
+                                np.mean(running["acc"]), self.optimizer.param_groups[0]["lr"])
+                    running = {"loss": [], "acc": []}
+                if not math.isfinite(loss):
+                    raise FloatingPointError(f"training loss became {loss} at iteration {s.total_it}")
+                if s.total_it % opt.save_latest == 0:
+                    self.save("latest.tar", datasets)
+                if opt.max_steps and s.total_it >= opt.max_steps:
+                    self.save("latest.tar", datasets)
+                    logger.info("stopped at --max_steps %d", opt.max_steps)
+                    return s
+            s.epoch += 1
+            s.it_in_epoch = 0
+            if val_set is not None:
+                metrics = self.validate(val_set, opt.batch_size)
+                self._log("val/loss", metrics["loss"])
+                self._log("val/acc", metrics["acc"])
+                logger.info("epoch %d: val loss %.4f acc %.4f", s.epoch, metrics["loss"], metrics["acc"])
+                value = metrics[self.stage.best_metric]
+                if self.stage.is_better(value, s.best):
+                    s.best = value
+                    self.save(self.stage.best_file, datasets)
+                    logger.info("new best val %s %.4f -> %s", self.stage.best_metric, value, self.stage.best_file)
+            self.save("latest.tar", datasets)
+        return s
