@@ -189,6 +189,25 @@ def test_clip_hf_folder_with_tokenizer(clip_files: dict, bpe: ClipBPETokenizer, 
     torch.testing.assert_close(from_folder.encode(CAPTIONS), clip_files["expected"], atol=1e-5, rtol=1e-5)
 
 
+def test_clip_hf_full_model_folder_without_tokenizer(bpe: ClipBPETokenizer, tmp_path: Path) -> None:
+    """A saved full ``CLIPModel`` (text + vision) loads as the text tower; no saved tokenizer -> the BPE file."""
+    from transformers import CLIPConfig, CLIPModel
+
+    torch.manual_seed(1)
+    config = CLIPConfig(text_config=dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                                         num_attention_heads=2, projection_dim=32),
+                        vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                                           num_attention_heads=2, image_size=32, patch_size=16), projection_dim=32)
+    full = CLIPModel(config).eval()
+    full.save_pretrained(tmp_path)
+    encoder = build_text_encoder("clip", path=tmp_path)
+    assert encoder.hf_tokenizer is None and encoder.dim == 32
+    with torch.no_grad():
+        expected = full.get_text_features(input_ids=bpe.tokenize(CAPTIONS))
+    expected = expected if torch.is_tensor(expected) else expected.pooler_output
+    torch.testing.assert_close(encoder.encode(CAPTIONS), expected, atol=1e-5, rtol=1e-5)
+
+
 def test_clip_long_caption_truncated_with_warning(clip_files: dict, bpe: ClipBPETokenizer,
                                                   caplog: pytest.LogCaptureFixture) -> None:
     encoder = build_text_encoder("clip", path=clip_files["archive"])

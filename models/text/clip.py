@@ -177,7 +177,7 @@ class CLIPTextEncoder(TextEncoder):
             self.bpe = ClipBPETokenizer(bpe_path)
         else:
             model = self._load_hf(location, path)
-            self.hf_tokenizer = self._load_hf_tokenizer(location)
+            self.hf_tokenizer = self._load_hf_tokenizer(location, int(model.config.vocab_size))
             if self.hf_tokenizer is None:
                 self.bpe = ClipBPETokenizer(bpe_path)
         super().__init__(model.to(dtype), device)
@@ -200,14 +200,20 @@ class CLIPTextEncoder(TextEncoder):
             ) from None
 
     @staticmethod
-    def _load_hf_tokenizer(location: str | Path) -> Any:
+    def _load_hf_tokenizer(location: str | Path, vocab_size: int) -> Any:
+        """The tokenizer saved with the weights, or None (then the BPE vocabulary file is used)."""
         from transformers import AutoTokenizer
 
         try:
-            return AutoTokenizer.from_pretrained(location, local_files_only=True)
+            tokenizer = AutoTokenizer.from_pretrained(location, local_files_only=True)
         except (OSError, ValueError, TypeError):
-            logger.info("no tokenizer saved with %s; using the CLIP BPE vocabulary file", location)
+            tokenizer = None
+        # Without saved vocabulary files, transformers may still build a CLIP tokenizer with a 3-token
+        # placeholder vocabulary; only a tokenizer covering the model's vocabulary is usable.
+        if tokenizer is None or len(tokenizer) != vocab_size:
+            logger.info("no usable tokenizer saved with %s; using the CLIP BPE vocabulary file", location)
             return None
+        return tokenizer
 
     def token_ids(self, captions: list[str]) -> Tensor:
         """(b, t) int64 ids with sot/eot, right-padded (t <= max_tokens); warns when a caption is truncated."""
