@@ -1,0 +1,85 @@
+"""Options of train_vq.py (spec §2.7): official names and defaults, plus run-control extras."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from options.base import opt
+from options.common import CommonOptions
+
+RECONS_LOSSES = ("l1", "l1_smooth")
+
+
+@dataclass
+class VQOptions(CommonOptions):
+    """Residual VQ-VAE training. Field names are the official option names (they are opt.txt keys)."""
+
+    description = "Train the residual VQ-VAE motion tokenizer (MoMask stage 1)."
+
+    name: str = opt("rvq_nq6_dc512_nc512_noshare_qdp0.2", "run name: checkpoints/<dataset_name>/<name>")
+    # data
+    batch_size: int = opt(256, "training batch size (windows)")
+    window_size: int = opt(64, "training window length in frames")
+    feat_bias: float = opt(5, "divisor of the root/foot-contact std (applied twice, as the reference does)")
+    num_workers: int = opt(0, "DataLoader worker processes")
+    # optimisation
+    max_epoch: int = opt(50, "training epochs")
+    max_steps: int = opt(0, "stop after this many iterations in total (0 = run max_epoch epochs)")
+    warm_up_iter: int = opt(2000, "linear learning-rate warm-up iterations")
+    lr: float = opt(2e-4, "AdamW learning rate")
+    milestones: list[int] = opt([150000, 250000], "MultiStepLR milestones (scheduler steps after warm-up)")
+    gamma: float = opt(0.1, "MultiStepLR decay factor (released model: 0.05)")
+    weight_decay: float = opt(0.0, "AdamW weight decay")
+    commit: float = opt(0.02, "commitment loss weight")
+    loss_vel: float = opt(0.5, "weight of the extra loss on the joint-position (RIC) features")
+    recons_loss: str = opt("l1_smooth", "reconstruction loss: l1_smooth or l1")
+    # architecture
+    code_dim: int = opt(512, "code dimension C")
+    nb_code: int = opt(512, "codebook size K")
+    mu: float = opt(0.99, "EMA decay of the codebooks")
+    down_t: int = opt(2, "number of stride-2 down-sampling levels")
+    stride_t: int = opt(2, "temporal stride of each level")
+    width: int = opt(512, "convolution channels")
+    depth: int = opt(3, "residual blocks per level")
+    dilation_growth_rate: int = opt(3, "dilation growth of the residual blocks")
+    output_emb_width: int = opt(512, "encoder output width (must equal code_dim)")
+    vq_act: str = opt("relu", "activation: relu, silu or gelu")
+    vq_norm: str | None = opt(None, "normalisation in residual blocks: None, LN, GN or BN")
+    num_quantizers: int = opt(3, "number of residual quantizers Q (released model: 6)")
+    shared_codebook: bool = opt(False, "one codebook shared by all quantizers")
+    quantize_dropout_prob: float = opt(0.2, "probability of dropping the upper quantizer layers in a step")
+    # run control
+    is_continue: bool = opt(False, "resume this run from model/latest.tar", short="--resume")
+    log_every: int = opt(10, "iterations between logged training losses")
+    save_latest: int = opt(500, "iterations between latest.tar saves")
+    save_every_e: int = opt(2, "kept for opt.txt compatibility (unused, as in the reference)")
+    eval_every_e: int = opt(1, "epochs between validations")
+    ext: str = opt("default", "kept for opt.txt compatibility")
+    which_epoch: str = opt("all", "kept for opt.txt compatibility")
+    vq_name: str = opt("rvq_nq6_dc512_nc512_noshare_qdp0.2", "kept for opt.txt compatibility")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.vq_norm == "None":
+            self.vq_norm = None
+        if self.recons_loss not in RECONS_LOSSES:
+            raise ValueError(f"--recons_loss {self.recons_loss!r}: use one of {RECONS_LOSSES}")
+        if self.output_emb_width != self.code_dim:
+            raise ValueError(f"--output_emb_width ({self.output_emb_width}) must equal --code_dim ({self.code_dim})")
+        if not 0.0 <= self.quantize_dropout_prob < 1.0:
+            raise ValueError(f"--quantize_dropout_prob must be in [0, 1), got {self.quantize_dropout_prob}")
+        if self.window_size % (self.stride_t ** self.down_t):
+            raise ValueError(f"--window_size {self.window_size} must be a multiple of "
+                             f"stride_t**down_t = {self.stride_t ** self.down_t}")
+        positive = ("batch_size", "window_size", "max_epoch", "nb_code", "code_dim", "width", "depth",
+                    "num_quantizers", "save_latest", "log_every", "eval_every_e")
+        for flag in positive:
+            if getattr(self, flag) <= 0:
+                raise ValueError(f"--{flag} must be positive, got {getattr(self, flag)}")
+        for flag in ("max_steps", "warm_up_iter", "num_workers"):
+            if getattr(self, flag) < 0:
+                raise ValueError(f"--{flag} must be >= 0, got {getattr(self, flag)}")
+        if self.lr <= 0 or self.feat_bias <= 0 or not 0 < self.mu < 1:
+            raise ValueError(f"--lr and --feat_bias must be > 0 and --mu in (0, 1); got {self.lr}, "
+                             f"{self.feat_bias}, {self.mu}")
+        if sorted(self.milestones) != list(self.milestones):
+            raise ValueError(f"--milestones must be increasing, got {self.milestones}")

@@ -1,0 +1,316 @@
+"""RVQ-VAE training (spec §2.5-§2.6): losses, warm-up + MultiStepLR, resumable loop, checkpoints.
+
+Resumability: every random draw of step ``it`` (data order aside) comes from seeds derived from
+``(seed, it)``: torch's global generator (residual-block dropout) is re-seeded and an explicit generator
+(Gumbel noise, quantizer dropout, codebook reset noise) is re-seeded before each step, and the window order
+of epoch ``e`` is a pure function of ``(seed, e)``. ``latest.tar`` stores the model, optimizer, scheduler,
+step, epoch, position inside the epoch and the codebooks' EMA statistics, so a killed-and-resumed run
+continues exactly like an uninterrupted one.
+"""
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Protocol
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from models.vq.build import CODEBOOK_STATE_KEY, MODEL_ARGS_KEY
+from models.vq.model import RVQVAE
+from options.vq import VQOptions
+from utils.checkpoint import CheckpointError, load_checkpoint, load_state_dict_strict, save_checkpoint
+
+logger = logging.getLogger(__name__)
+
+TRAIN_STATE_KEY = "train_state"
+LATEST = "latest.tar"
+BEST_LOSS = "net_best_loss.tar"     # best validation reconstruction loss (no evaluator configured)
+BEST_FID = "net_best_fid.tar"       # best FID (only with an evaluator)
+BEST_MM = "net_best_mm.tar"         # best matching score (only with an evaluator)
+
+
+class ScalarWriter(Protocol):
+    def add_scalar(self, tag: str, scalar_value: float, global_step: int) -> Any: ...
+
+
+# Evaluator hook: (model in eval mode, epoch) -> metrics such as {"fid": .., "matching": ..}.
+EvaluateFn = Callable[[RVQVAE, int], dict[str, float]]
+
+
+# ---- losses and schedule --------------------------------------------------------------------------------------
+def vq_loss(recon: Tensor, target: Tensor, commit_loss: Tensor, *, joints_num: int, loss_vel: float = 0.5,
+            commit: float = 0.02, recons_loss: str = "l1_smooth") -> tuple[Tensor, dict[str, Tensor]]:
+    """Spec §2.5 training loss. recon, target: (B, T, D) -> (loss, {'loss_rec', 'loss_vel', 'loss_commit'}).
+
+    QUIRK(reference): the term weighted by ``loss_vel`` is on the joint positions (RIC dims 4 : 4+3(J-1)),
+    not on velocities. Kept for retraining.
+    """
+    criterion = F.smooth_l1_loss if recons_loss == "l1_smooth" else F.l1_loss
+    loss_rec = criterion(recon, target)
+    ric = slice(4, 4 + 3 * (joints_num - 1))
+    loss_explicit = criterion(recon[..., ric], target[..., ric])
+    loss = loss_rec + loss_vel * loss_explicit + commit * commit_loss
+    return loss, {"loss_rec": loss_rec, "loss_vel": loss_explicit, "loss_commit": commit_loss}
+
+
+def warmup_lr(it: int, warm_up_iter: int, base_lr: float) -> float:
+    """Learning rate of iteration ``it`` (1-based) during warm-up: ``base * (it + 1) / (warm_up_iter + 1)``."""
+    return base_lr * (it + 1) / (warm_up_iter + 1)
+
+
+def make_optimizer(model: RVQVAE, opt: VQOptions) -> torch.optim.AdamW:
+    return torch.optim.AdamW(model.parameters(), lr=opt.lr, betas=(0.9, 0.99), weight_decay=opt.weight_decay)
+
+
+def make_scheduler(optimizer: torch.optim.Optimizer, opt: VQOptions) -> torch.optim.lr_scheduler.MultiStepLR:
+    """Stepped once per iteration from ``it >= warm_up_iter`` on (so milestone m takes effect after it m+wu-1)."""
+    return torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=list(opt.milestones), gamma=opt.gamma)
+
+
+def step_seed(seed: int, it: int) -> int:
+    """Seed of all random draws of iteration ``it`` (a pure function, so resumed runs draw the same)."""
+    return (seed * 1_000_003 + it * 7_919 + 17) % (2 ** 63)
+
+
+# ---- state ---------------------------------------------------------------------------------------------------
+@dataclass
+class Best:
+    """Best value of one validation metric and the file it is saved to."""
+
+    metric: str
+    filename: str
+    lower_is_better: bool = True
+    value: float = math.inf
+
+    def improves(self, value: float) -> bool:
+        if not math.isfinite(self.value):
+            return math.isfinite(value)
+        return value < self.value if self.lower_is_better else value > self.value
+
+
+@dataclass
+class TrainState:
+    """Where training is: ``ep`` (0-based epoch, the official key), ``epoch_it`` batches done in it, ``total_it``."""
+
+    ep: int = 0
+    epoch_it: int = 0
+    total_it: int = 0
+    best: dict[str, Best] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"epoch_it": self.epoch_it, "best": {k: asdict(v) for k, v in self.best.items()}}
+
+
+def make_best_trackers(evaluate: EvaluateFn | None) -> dict[str, Best]:
+    """Best-FID/matching files when an evaluator is configured, else best validation reconstruction loss."""
+    if evaluate is not None:
+        return {"fid": Best("fid", BEST_FID), "matching": Best("matching", BEST_MM)}
+    return {"loss_rec": Best("loss_rec", BEST_LOSS)}
+
+
+def save_training_checkpoint(path: Path, model: RVQVAE, optimizer: torch.optim.Optimizer,
+                             scheduler: torch.optim.lr_scheduler.LRScheduler, state: TrainState) -> None:
+    """``latest.tar``: the official keys plus ``model_args``, codebook EMA statistics and the loop position."""
+    save_checkpoint(path, {
+        "vq_model": model.state_dict(), "opt_vq_model": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+        "ep": state.ep, "total_it": state.total_it, MODEL_ARGS_KEY: model.config.to_dict(),
+        CODEBOOK_STATE_KEY: model.codebook_state(), TRAIN_STATE_KEY: state.to_dict(),
+    })
+
+
+def save_model_checkpoint(path: Path, model: RVQVAE, ep: int) -> None:
+    """``net_best_*.tar``: ``{'vq_model', 'ep'}`` like the reference, plus ``model_args`` and codebook state."""
+    save_checkpoint(path, {"vq_model": model.state_dict(), "ep": ep, MODEL_ARGS_KEY: model.config.to_dict(),
+                           CODEBOOK_STATE_KEY: model.codebook_state()})
+
+
+def resume_training(path: Path, model: RVQVAE, optimizer: torch.optim.Optimizer,
+                    scheduler: torch.optim.lr_scheduler.LRScheduler, best: dict[str, Best]) -> TrainState:
+    """Restore model, codebook EMA state, optimizer, scheduler and loop position from ``latest.tar``.
+
+    An official ``latest.tar`` (no EMA statistics or loop position) resumes at the start of epoch ``ep + 1``
+    with EMA statistics seeded from its codebooks (the reference would re-initialise them from a batch).
+    """
+    ckpt = load_checkpoint(path, required_keys=("vq_model", "opt_vq_model", "scheduler", "total_it"))
+    load_state_dict_strict(model, ckpt["vq_model"], source=path)
+    model.load_codebook_state(ckpt.get(CODEBOOK_STATE_KEY))
+    try:
+        optimizer.load_state_dict(ckpt["opt_vq_model"])
+    except (ValueError, KeyError) as exc:
+        raise CheckpointError(f"{path}: optimizer state does not fit this model: {exc}") from None
+    scheduler.load_state_dict(ckpt["scheduler"])
+    extra = ckpt.get(TRAIN_STATE_KEY)
+    state = TrainState(ep=int(ckpt.get("ep", 0)), total_it=int(ckpt["total_it"]), best=best)
+    if extra is None:
+        state.ep, state.epoch_it = state.ep + 1, 0
+        logger.warning("%s has no loop position (official checkpoint?): resuming at epoch %d", path, state.ep)
+    else:
+        state.epoch_it = int(extra["epoch_it"])
+        for key, saved in extra.get("best", {}).items():
+            if key in best:
+                best[key].value = float(saved["value"])
+    logger.info("resumed from %s at epoch %d, batch %d, iteration %d", path, state.ep, state.epoch_it,
+                state.total_it)
+    return state
+
+
+# ---- loop ----------------------------------------------------------------------------------------------------
+@torch.no_grad()
+def validate(model: RVQVAE, loader: DataLoader, device: torch.device, opt: VQOptions) -> dict[str, float]:
+    """Mean validation losses (eval mode: nearest codes, no dropout) and per-layer codebook usage."""
+    was_training = model.training
+    model.eval()
+    sums: dict[str, float] = {}
+    count = 0
+    used = torch.zeros(model.config.num_quantizers, model.config.nb_code, dtype=torch.bool, device=device)
+    for batch in tqdm(loader, desc="val", leave=False, disable=None):
+        x = batch.to(device).float()
+        out = model.reconstruct(x)
+        loss, parts = vq_loss(out.recon, x, out.commit_loss, joints_num=opt.spec.joints_num,
+                              loss_vel=opt.loss_vel, commit=opt.commit, recons_loss=opt.recons_loss)
+        for key, value in {"loss": loss, **parts, "perplexity": out.perplexity}.items():
+            sums[key] = sums.get(key, 0.0) + float(value) * x.shape[0]
+        count += x.shape[0]
+        for q in range(model.config.num_quantizers):
+            used[q, out.codes[..., q].reshape(-1)] = True
+    model.train(was_training)
+    metrics = {k: v / max(count, 1) for k, v in sums.items()}
+    usage = used.float().mean(dim=1)
+    metrics.update({f"code_usage_q{q}": float(u) for q, u in enumerate(usage)})
+    metrics["code_usage"] = float(usage.mean())
+    return metrics
+
+
+def _log_scalars(writer: ScalarWriter | None, prefix: str, values: dict[str, float], step: int) -> None:
+    if writer is not None:
+        for key, value in values.items():
+            writer.add_scalar(f"{prefix}/{key}", value, step)
+
+
+def train_vq(model: RVQVAE, train_loader: DataLoader, val_loader: DataLoader, opt: VQOptions, model_dir: Path,
+             device: torch.device, *, writer: ScalarWriter | None = None, evaluate: EvaluateFn | None = None,
+             step_callback: Callable[[TrainState], None] | None = None) -> TrainState:
+    """Train until ``max_epoch`` epochs or ``max_steps`` iterations; resumes from ``model_dir/latest.tar`` when
+    ``opt.is_continue``. ``train_loader.sampler`` must be a :class:`~data.motion_dataset.ResumableRandomSampler`.
+    ``step_callback(state)`` runs after each iteration (tests use it to simulate a crash).
+    """
+    model.to(device).train()
+    optimizer = make_optimizer(model, opt)
+    scheduler = make_scheduler(optimizer, opt)
+    best = make_best_trackers(evaluate)
+    if opt.is_continue:
+        state = resume_training(model_dir / LATEST, model, optimizer, scheduler, best)
+    else:
+        state = TrainState(best=best)
+    sampler = train_loader.sampler
+    iters_per_epoch = len(train_loader.dataset) // opt.batch_size
+    generator = torch.Generator(device=device)
+    window: dict[str, float] = {}
+
+    def done() -> bool:
+        return bool(opt.max_steps) and state.total_it >= opt.max_steps
+
+    while state.ep < opt.max_epoch and not done():
+        if state.epoch_it >= iters_per_epoch:
+            state.ep, state.epoch_it = state.ep + 1, 0
+            continue
+        sampler.set_epoch(state.ep, start=state.epoch_it * opt.batch_size)
+        bar = tqdm(train_loader, desc=f"epoch {state.ep}", leave=False, disable=None)
+        for batch in bar:
+            state.total_it += 1
+            state.epoch_it += 1
+            if state.total_it < opt.warm_up_iter:
+                for group in optimizer.param_groups:
+                    group["lr"] = warmup_lr(state.total_it, opt.warm_up_iter, opt.lr)
+            seed = step_seed(opt.seed, state.total_it)
+            torch.manual_seed(seed)
+            generator.manual_seed(seed + 1)
+            x = batch.to(device, non_blocking=True).float()
+            out = model.reconstruct(x, generator)
+            loss, parts = vq_loss(out.recon, x, out.commit_loss, joints_num=opt.spec.joints_num,
+                                  loss_vel=opt.loss_vel, commit=opt.commit, recons_loss=opt.recons_loss)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            lr = optimizer.param_groups[0]["lr"]
+            optimizer.step()
+            if state.total_it >= opt.warm_up_iter:
+                scheduler.step()
+            for key, value in {"loss": loss, **parts, "perplexity": out.perplexity}.items():
+                window[key] = window.get(key, 0.0) + float(value)
+            if state.total_it % opt.log_every == 0:
+                means = {k: v / opt.log_every for k, v in window.items()}
+                means["lr"] = lr
+                _log_scalars(writer, "train", means, state.total_it)
+                logger.info("ep %d it %d: %s", state.ep, state.total_it,
+                            " ".join(f"{k} {v:.5g}" for k, v in means.items()))
+                bar.set_postfix(loss=f"{means['loss']:.4f}")
+                window = {}
+            if state.total_it % opt.save_latest == 0:
+                save_training_checkpoint(model_dir / LATEST, model, optimizer, scheduler, state)
+            if step_callback is not None:
+                step_callback(state)
+            if done():
+                break
+        epoch_complete = state.epoch_it >= iters_per_epoch
+        if (epoch_complete and (state.ep + 1) % opt.eval_every_e == 0) or done():
+            _validate_and_keep_best(model, val_loader, device, opt, model_dir, state, writer, evaluate)
+        save_training_checkpoint(model_dir / LATEST, model, optimizer, scheduler, state)
+    return state
+
+
+def _validate_and_keep_best(model: RVQVAE, val_loader: DataLoader, device: torch.device, opt: VQOptions,
+                            model_dir: Path, state: TrainState, writer: ScalarWriter | None,
+                            evaluate: EvaluateFn | None) -> None:
+    metrics = validate(model, val_loader, device, opt)
+    _log_scalars(writer, "val", metrics, state.total_it)
+    logger.info("validation ep %d it %d: %s", state.ep, state.total_it,
+                " ".join(f"{k} {v:.5g}" for k, v in metrics.items() if not k.startswith("code_usage_q")))
+    if evaluate is not None:
+        model.eval()
+        eval_metrics = evaluate(model, state.ep)
+        model.train()
+        _log_scalars(writer, "eval", eval_metrics, state.total_it)
+        metrics.update(eval_metrics)
+    for tracker in state.best.values():
+        value = metrics.get(tracker.metric)
+        if value is not None and tracker.improves(value):
+            logger.info("best %s %.5g -> %.5g: saving %s", tracker.metric, tracker.value, value, tracker.filename)
+            tracker.value = value
+            save_model_checkpoint(model_dir / tracker.filename, model, state.ep)
+
+
+# ---- run folder ----------------------------------------------------------------------------------------------
+def check_run_dir(opt: VQOptions) -> Path:
+    """The run folder; refuses to reuse an existing run without ``--is_continue`` and to continue a missing one."""
+    run_dir = opt.save_root
+    latest = opt.model_dir / LATEST
+    if opt.is_continue:
+        if not latest.is_file():
+            raise FileNotFoundError(f"--is_continue: {latest} not found (nothing to resume; drop --is_continue "
+                                    "to start this run)")
+    elif (run_dir / "opt.txt").exists() or (opt.model_dir.is_dir() and any(opt.model_dir.iterdir())):
+        raise ValueError(f"run folder {run_dir} already exists: pass --is_continue to resume it, or choose "
+                         "another --name")
+    return run_dir
+
+
+def write_run_files(opt: VQOptions, mean: np.ndarray, std: np.ndarray) -> None:
+    """``opt.txt`` (official format, ``is_train: True``) and ``meta/mean.npy``, ``meta/std.npy``."""
+    opt.model_dir.mkdir(parents=True, exist_ok=True)
+    opt.meta_dir.mkdir(parents=True, exist_ok=True)
+    for name, arr in (("mean.npy", mean), ("std.npy", std)):
+        path = opt.meta_dir / name
+        if path.is_file() and not np.array_equal(np.load(path), arr):
+            logger.warning("%s differs from the statistics of the current dataset; keeping the run's file", path)
+            continue
+        tmp = path.with_name(path.name + ".tmp.npy")
+        np.save(tmp, np.asarray(arr, dtype=np.float32))
+        tmp.replace(path)
+    opt.save(opt.save_root / "opt.txt", is_train=True)
