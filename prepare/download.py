@@ -160,13 +160,17 @@ def is_present(res: Resource, dest: Path) -> bool:
     return all((dest / res.target / rel).is_file() for rel in res.expected)
 
 
-def install(res: Resource, dest: Path, timeout: float = 60.0, keep_archive: bool = False) -> None:
-    """Fetch, unzip and verify one resource; raise :class:`DownloadError` naming the manual route on failure."""
+def install(res: Resource, dest: Path, timeout: float = 60.0, keep_archive: bool = False,
+            url: str | None = None) -> None:
+    """Fetch (from ``url``, default the resource's), unzip and verify one resource.
+
+    Raises :class:`DownloadError` naming the manual route on failure; an archive already in place is reused.
+    """
     target = dest / res.target
     archive = target / res.archive
     if not archive.is_file():
         try:
-            fetch(res.url, archive, timeout)
+            fetch(url or res.url, archive, timeout)
         except (urllib.error.URLError, OSError, TimeoutError) as exc:
             raise DownloadError(f"cannot fetch {res.archive} ({exc}); {manual_hint(res, dest)}") from exc
     members = unzip(archive, target)
