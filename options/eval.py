@@ -20,6 +20,8 @@ class _BenchmarkOptions(CommonOptions):
     evaluator_dir: str = opt("", "checkpoints folder holding <dataset>/text_mot_match and "
                                  "<dataset>/Comp_v6_KLD005 (empty = --checkpoints_dir)")
     num_workers: int = opt(0, "DataLoader worker processes")
+    diversity_times: int = opt(0, "pairs drawn for Diversity (0 = protocol: 300 if more than 300 samples, else "
+                                  "100); only for test sets smaller than that")
     seed: int = opt(10107, "random seed (official evaluation: fixseed(10107) once per run)")
 
     def __post_init__(self) -> None:
@@ -47,6 +49,8 @@ class EvalT2MOptions(_BenchmarkOptions):
     res_name: str = opt("tres_nlayer8_ld384_ff1024_rvq6ns_cdp0.2_sw", "residual-transformer run folder")
     use_res_model: bool = opt(True, "decode all quantizer layers with the residual transformer")
     which_epoch: str = opt("latest", "evaluate every file in <name>/model whose name contains this")
+    text_encoder: str = opt("", "override the text encoder recorded in the run's opt.txt (minilm | clip)")
+    text_encoder_path: str = opt("", "CLIP weights: a local HF folder or the OpenAI ViT-B-32.pt file")
     time_steps: int = opt(10, "masked-transformer decoding steps (README: 10)")
     cond_scale: float = opt(4.0, "masked-transformer guidance scale (README: 4 for t2m, 2 for kit)")
     res_cond_scale: float = opt(5.0, "residual-transformer guidance scale (official evaluation: 5)")

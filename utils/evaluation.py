@@ -13,17 +13,24 @@ rounding).
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable, Iterable, Sequence
 
 import numpy as np
 import torch
 from torch import Tensor
 from tqdm import tqdm
 
+from models.evaluator.word_vectorizer import WordVectorizer
 from models.evaluator.wrapper import T2MEvaluator
 from utils import metrics as M
+from utils.skeleton import DatasetSpec
+
+if TYPE_CHECKING:
+    from models.pipeline import MoMaskPipeline, Sampling
 
 logger = logging.getLogger(__name__)
 
@@ -196,6 +203,72 @@ def reconstruction_generator(reconstruct: Callable[[Tensor], Tensor], evaluator:
         return out * std + mean, batch.m_lens
 
     return generate
+
+
+def pipeline_generator(pipe: "MoMaskPipeline", sampling: "Sampling", *, use_estimated_length: bool = False,
+                       generator: torch.Generator | None = None) -> GenerateFn:
+    """A :data:`GenerateFn` for MoMask (masked + optional residual transformer, VQ decoder).
+
+    Reference protocol (spec §5.4): Gumbel sampling only in the multimodality batches (when
+    ``sampling.gumbel_sample``), categorical elsewhere; lengths = the ground-truth ``m_lens`` unless
+    ``use_estimated_length`` (then the pipeline's length estimator samples them).
+    """
+    from models.transformer.sampling import generate_base_tokens
+
+    unit = pipe.spec.unit_length
+    cache: dict[tuple[str, ...], Tensor] = {}
+
+    @torch.no_grad()
+    def generate(batch: EvalBatch, is_mm: bool) -> tuple[Tensor, Tensor]:
+        s = dataclasses.replace(sampling, gumbel_sample=sampling.gumbel_sample and is_mm)
+        key = tuple(batch.captions)
+        if key not in cache:            # the multimodality batches repeat the same captions
+            cache.clear()
+            cache[key] = pipe.encode_text(batch.captions)
+        cond = cache[key]
+        lengths = [None] * len(batch) if use_estimated_length else batch.m_lens.tolist()
+        tokens, _ = pipe.token_lengths(lengths, cond, generator)
+        base = generate_base_tokens(
+            pipe.mask, cond, tokens, timesteps=s.time_steps, cond_scale=s.cond_scale, temperature=s.temperature,
+            topk_filter_thres=s.topkr, gsample=s.gumbel_sample, force_mask=s.force_mask, generator=generator,
+            max_tokens=pipe.max_tokens)
+        ids = pipe.complete_residuals(base, cond, tokens, s, generator)
+        return pipe.denormalise(pipe.vq.forward_decoder(ids)), tokens * unit
+
+    return generate
+
+
+def make_eval_loader(data_root: str | Path, spec: DatasetSpec, evaluator: T2MEvaluator, vectorizer: WordVectorizer,
+                     *, split: str = "test", batch_size: int = 32, num_workers: int = 0, seed: int = 0
+                     ) -> torch.utils.data.DataLoader:
+    """The benchmark loader: evaluation dataset normalised with the evaluator's statistics, shuffled, drop_last,
+    batches sorted by sentence length."""
+    from torch.utils.data import DataLoader
+
+    from data.t2m_dataset import Text2MotionDatasetEval, collate_by_sent_len
+    dataset = Text2MotionDatasetEval(data_root, spec, evaluator.mean.cpu().numpy(), evaluator.std.cpu().numpy(),
+                                     vectorizer, split=split, seed=seed, max_text_len=evaluator.max_text_len)
+    if len(dataset) < batch_size:
+        raise ValueError(f"the {split} split has {len(dataset)} usable items, fewer than one batch of {batch_size}")
+    return DataLoader(dataset, batch_size=batch_size, shuffle=True, drop_last=True, num_workers=num_workers,
+                      collate_fn=collate_by_sent_len)
+
+
+def matching_checkpoints(model_dir: Path, which: str) -> list[str]:
+    """Names of the ``*.tar`` files in ``model_dir`` containing ``which`` (reference: ``--which_epoch``)."""
+    files = sorted(p.name for p in model_dir.glob("*.tar") if which in p.name) if model_dir.is_dir() else []
+    if not files:
+        have = sorted(p.name for p in model_dir.glob("*.tar")) if model_dir.is_dir() else []
+        raise FileNotFoundError(f"no checkpoint in {model_dir} whose name contains {which!r} (it has: "
+                                f"{have or 'nothing'})")
+    return files
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
 
 
 # ---- reporting ------------------------------------------------------------------------------------------------

@@ -1,0 +1,83 @@
+"""eval_t2m.py / eval_t2m_vq.py end to end on the official-format fixture (random weights) + tiny synthetic data."""
+from __future__ import annotations
+
+import shutil
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from models.text.base import TextEncoder
+from tests.evaluator_helpers import one_torch_thread  # noqa: F401  (autouse fixture)
+from tests.evaluator_helpers import write_small_evaluator, write_tiny_dataset, write_tiny_glove
+
+MASK = "t2m_nlayer2_nhead2_ld64_ff128_cdp0.1"
+RES = "tres_nlayer2_ld64_ff128_cdp0.2_sw"
+VQ = "rvq_nq6_dc64_nc32_w64"
+
+
+@pytest.fixture()
+def setup(tmp_path: Path, fixture_dir: Path) -> tuple[Path, list[str]]:
+    ckpt = tmp_path / "checkpoints"
+    shutil.copytree(fixture_dir / "checkpoints" / "t2m", ckpt / "t2m")
+    write_small_evaluator(ckpt, "t2m")
+    write_tiny_dataset(tmp_path / "HumanML3D", num_clips=20)
+    write_tiny_glove(tmp_path / "glove")
+    common = ["--dataset_name", "t2m", "--checkpoints_dir", str(ckpt), "--data_root", str(tmp_path),
+              "--glove_dir", str(tmp_path / "glove"), "--device", "cpu", "--repeat_times", "2", "--batch_size", "8",
+              "--diversity_times", "10"]
+    return ckpt, common
+
+
+def test_eval_t2m_vq_writes_official_log(setup) -> None:
+    eval_t2m_vq = pytest.importorskip("eval_t2m_vq")
+    ckpt, common = setup
+    results = eval_t2m_vq.main([*common, "--name", VQ, "--ext", "vq_test"])
+    assert list(results) == ["net_best_fid.tar"]
+    m = results["net_best_fid.tar"]
+    assert len(m.per_repeat["FID"]) == 2 and np.isfinite(m.mean("FID")) and m.mean("MPJPE") > 0
+    log = (ckpt / "t2m" / VQ / "eval" / "vq_test.log").read_text()
+    assert log.startswith("net_best_fid.tar final result:\n\tFID: ")
+    assert "\tMAE:" in log and "Multimodality" not in log
+
+
+class HashTextEncoder(TextEncoder):
+    """Deterministic pseudo-random 512-d vector per caption (stands in for CLIP, unavailable offline)."""
+
+    name, dim, max_tokens = "hash", 512, 77
+
+    def _encode_batch(self, captions: list[str]) -> torch.Tensor:
+        return torch.stack([torch.randn(512, generator=torch.Generator().manual_seed(zlib.crc32(c.encode())))
+                            for c in captions])
+
+
+@pytest.mark.parametrize("estimated", [False, True])
+def test_eval_t2m_mask_plus_residual(setup, monkeypatch, estimated: bool) -> None:
+    eval_t2m = pytest.importorskip("eval_t2m")
+    ckpt, common = setup
+    original = eval_t2m.MoMaskPipeline.from_checkpoints
+    encoder = HashTextEncoder(nn.Identity())
+    monkeypatch.setattr(eval_t2m.MoMaskPipeline, "from_checkpoints",
+                        lambda *a, **k: original(*a, **{**k, "text_encoder": encoder}))
+    argv = [*common, "--name", MASK, "--res_name", RES, "--time_steps", "3", "--mm_batches", "1",
+            "--mm_repeats", "11", "--ext", "t2m_test"] + (["--use_estimated_length"] if estimated else [])
+    results = eval_t2m.main(argv)
+    m = results["latest.tar"]
+    assert m.label == ("estimated length" if estimated else "ground-truth length")
+    for key in ("FID", "Diversity", "TOP1", "TOP3", "Matching", "Multimodality"):
+        assert len(m.per_repeat[key]) == 2 and np.isfinite(m.mean(key))
+    assert m.mean("Multimodality") > 0        # sampled generations differ
+    log = (ckpt / "t2m" / MASK / "eval" / "t2m_test.log").read_text()
+    header = "latest.tar [estimated length] final result:" if estimated else "latest.tar final result:"
+    assert log.startswith(header) and "\tMultimodality:" in log
+
+
+def test_eval_t2m_missing_evaluator_named(setup, tmp_path) -> None:
+    eval_t2m = pytest.importorskip("eval_t2m")
+    ckpt, common = setup
+    shutil.rmtree(ckpt / "t2m" / "text_mot_match")
+    with pytest.raises(FileNotFoundError, match=r"text_mot_match/model/finest\.tar.*humanml3d_evaluator\.zip"):
+        eval_t2m.main([*common, "--name", MASK, "--res_name", RES])
