@@ -3,7 +3,7 @@
     python -m prepare.build_dataset my_clips/ --out dataset/MyData --dataset_name t2m [--src_fps 30]
 
 Input folder: ``<name>.npy`` joint positions (T, 22, 3) for t2m / (T, 21, 3) for kit (Y up, metres for t2m) or
-``<name>.bvh`` (read with ``visualization.bvh``), each with ``<name>.txt`` captions: one per line, either plain
+``<name>.bvh`` (this project's rig, read with ``visualization.bvh``; its frame time sets the source rate), each with ``<name>.txt`` captions: one per line, either plain
 text (a whole-clip caption) or ``caption#start#end`` (seconds; a sub-range). Output (``--out``, written to a
 temporary folder and moved into place only when everything succeeded; an existing ``--out`` is refused):
 
@@ -83,19 +83,24 @@ def read_captions(path: Path, use_spacy: bool = True) -> list[TextAnnotation]:
     return annotations
 
 
-def load_joints(path: Path, spec: DatasetSpec) -> np.ndarray:
-    """(T, J, 3) float32 from ``.npy`` or ``.bvh`` (global joint positions, Y up)."""
+def load_joints(path: Path, spec: DatasetSpec) -> tuple[np.ndarray, float | None]:
+    """(T, J, 3) float32 from ``.npy`` or ``.bvh`` (global joint positions, Y up) and the file's own frame rate
+    (BVH frame time; None for ``.npy``). BVH files must use this project's rig (``visualization.joints2bvh``)."""
+    fps = None
     if path.suffix == ".bvh":
         try:
-            from visualization.bvh import read_bvh_joints
+            from visualization.bvh import read_bvh
+            from visualization.joints2bvh import bvh_to_joints
         except ImportError as exc:
-            raise ValueError(f"{path}: BVH input needs visualization.bvh.read_bvh_joints, which is not available "
-                             f"({exc}); convert the clip to a (T, {spec.joints_num}, 3) .npy instead") from None
-        joints = np.asarray(read_bvh_joints(path), dtype=np.float32)
+            raise ValueError(f"{path}: BVH input needs visualization.bvh / visualization.joints2bvh ({exc}); "
+                             f"convert the clip to a (T, {spec.joints_num}, 3) .npy instead") from None
+        motion = read_bvh(path)
+        joints = np.asarray(bvh_to_joints(motion, spec), dtype=np.float32)
+        fps = 1.0 / motion.frame_time
     else:
         joints = np.load(path).astype(np.float32)
     check_joints(joints, spec, name=str(path), min_frames=2)
-    return joints
+    return joints, fps
 
 
 def resample_joints(joints: np.ndarray, src_fps: float, fps: float) -> np.ndarray:
@@ -158,7 +163,8 @@ def build_dataset(src: str | Path, out: str | Path, spec: DatasetSpec, *, src_fp
             (tmp / sub).mkdir()
         features_all = []
         for path in clips:
-            joints = resample_joints(load_joints(path, spec), src_fps or spec.fps, spec.fps)
+            joints, file_fps = load_joints(path, spec)
+            joints = resample_joints(joints, src_fps or file_fps or spec.fps, spec.fps)
             annotations = read_captions(path.with_suffix(".txt"), use_spacy)
             versions = [(path.stem, joints, annotations)]
             if mirror:

@@ -16,7 +16,7 @@ from data.synthetic import make_tiny_dataset, synthetic_joints
 from data.text import read_text_file
 from prepare import check_dataset as check_cli
 from prepare import download
-from prepare.build_dataset import build_dataset, swap_left_right
+from prepare.build_dataset import SplitFractions, build_dataset, swap_left_right
 from utils.motion import extract_features, mirror_joints, recover_from_ric
 from utils.skeleton import get_dataset_spec
 
@@ -193,3 +193,24 @@ def test_deepmimic_axes_left_is_plus_x_when_facing_plus_z(motions_dir: Path) -> 
     assert across[0] > 0.1 and abs(across[2]) < 0.05
     assert joints[-1, 0, 2] - joints[0, 0, 2] > 0.5          # walked towards +z
     assert joints[-1, 0, 0] - joints[0, 0, 0] > 0.2          # and drifted to its left (+x) while turning left
+
+
+def test_build_dataset_reads_bvh(tmp_path: Path) -> None:
+    """A BVH written by visualization.joints2bvh (at 30 fps) goes through the same pipeline, resampled to 20."""
+    joints2bvh = pytest.importorskip("visualization.joints2bvh")
+    src = tmp_path / "clips"
+    src.mkdir()
+    joints = synthetic_joints(SPEC, 90, np.random.default_rng(3))
+    motion = joints2bvh.joints_to_bvh(joints, SPEC)
+    motion = type(motion)(**{**motion.__dict__, "frame_time": 1.0 / 30})
+    from visualization.bvh import write_bvh
+    write_bvh(src / "take1.bvh", motion)
+    assert not (src / "take1.npy").exists()
+    (src / "take1.txt").write_text("a person sways\n")
+    out = build_dataset(src, tmp_path / "out", SPEC, mirror=False, fractions=SplitFractions(0.0, 0.0),
+                        use_spacy=False)
+    features = np.load(out / "new_joint_vecs" / "take1.npy")
+    # 90 frames at 30 fps span 2.967 s -> 60 frames at 20 fps -> 59 feature rows
+    assert features.shape == (59, 263)
+    recovered = np.load(out / "new_joints" / "take1.npy")
+    assert recovered.shape == (59, 22, 3) and abs(recovered[..., 1].min()) < 0.05
