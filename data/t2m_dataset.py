@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import Any, Protocol, Sequence
 
 import numpy as np
-import torch
 from torch.utils.data import Dataset, default_collate, get_worker_info
 
 from data.layout import DatasetPaths
