@@ -10,15 +10,13 @@ import logging
 
 import numpy as np
 
-from models.evaluator.word_vectorizer import WordVectorizer
-from models.evaluator.wrapper import T2MEvaluator
 from models.pipeline import MoMaskPipeline, Sampling
 from models.text.base import TextEncoder
 from options.eval import EvalT2MOptions
 from utils.cli import run_cli
 from utils.device import resolve_device, seed_everything
-from utils.evaluation import (Metrics, evaluate_t2m, format_official_log, format_table, make_eval_loader,
-                              matching_checkpoints, pipeline_generator, write_text_atomic)
+from utils.evaluation import (EvalLog, Metrics, evaluate_t2m, format_table, load_benchmark, matching_checkpoints,
+                              pipeline_generator)
 from utils.log import git_sha, setup_logging
 
 logger = logging.getLogger("eval_t2m")
@@ -32,14 +30,11 @@ def main(argv: list[str] | None = None) -> dict[str, Metrics]:
     seed_everything(opt.seed)
     device = resolve_device(opt.device)
 
-    evaluator = T2MEvaluator.from_checkpoints(opt.evaluator_root, opt.dataset_name, device)
-    loader = make_eval_loader(opt.data_root, opt.spec, evaluator, WordVectorizer(opt.glove_path), split=opt.split,
-                              batch_size=opt.batch_size, num_workers=opt.num_workers, seed=opt.seed)
+    evaluator, loader = load_benchmark(opt, device)
     sampling = Sampling(time_steps=opt.time_steps, cond_scale=opt.cond_scale, res_cond_scale=opt.res_cond_scale,
                         temperature=opt.temperature, topkr=opt.topkr, gumbel_sample=opt.gumbel_sample,
                         force_mask=opt.force_mask, use_res=opt.use_res_model)
-    results: dict[str, Metrics] = {}
-    log_text = ""
+    log = EvalLog(opt.save_root / "eval" / f"{opt.ext}.log")
     encoder: str | TextEncoder = opt.text_encoder       # loaded once, shared by every checkpoint's pipeline
     for file in files:
         pipe = MoMaskPipeline.from_checkpoints(
@@ -54,13 +49,9 @@ def main(argv: list[str] | None = None) -> dict[str, Metrics]:
         metrics = evaluate_t2m(loader, generate, evaluator, repeats=opt.repeat_times, mm_batches=mm_batches,
                                mm_repeats=opt.mm_repeats, rng=np.random.default_rng(opt.seed),
                                diversity_times=opt.diversity_times or None, label=opt.length_label)
-        results[file] = metrics
-        header = file if not opt.use_estimated_length else f"{file} [{opt.length_label}]"
-        log_text += format_official_log(header, metrics)
-        write_text_atomic(opt.save_root / "eval" / f"{opt.ext}.log", log_text)
-        logger.info("%s", format_official_log(header, metrics).rstrip())
-    logger.info("\n%s", format_table(results))
-    return results
+        log.add(file, metrics, header=f"{file} [{opt.length_label}]" if opt.use_estimated_length else file)
+    logger.info("\n%s", format_table(log.results))
+    return log.results
 
 
 if __name__ == "__main__":

@@ -11,14 +11,12 @@ import logging
 import numpy as np
 import torch
 
-from models.evaluator.word_vectorizer import WordVectorizer
-from models.evaluator.wrapper import T2MEvaluator
 from models.vq.build import load_rvqvae, load_vq_meta
 from options.eval import EvalVQOptions
 from utils.cli import run_cli
 from utils.device import resolve_device, seed_everything
-from utils.evaluation import (Metrics, evaluate_t2m, format_official_log, format_table, make_eval_loader,
-                              matching_checkpoints, reconstruction_generator, write_text_atomic)
+from utils.evaluation import (EvalLog, Metrics, evaluate_t2m, format_table, load_benchmark, matching_checkpoints,
+                              reconstruction_generator)
 from utils.log import git_sha, setup_logging
 from utils.motion import recover_from_ric
 
@@ -33,25 +31,19 @@ def main(argv: list[str] | None = None) -> dict[str, Metrics]:
     seed_everything(opt.seed)
     device = resolve_device(opt.device)
 
-    evaluator = T2MEvaluator.from_checkpoints(opt.evaluator_root, opt.dataset_name, device)
-    loader = make_eval_loader(opt.data_root, opt.spec, evaluator, WordVectorizer(opt.glove_path), split=opt.split,
-                              batch_size=opt.batch_size, num_workers=opt.num_workers, seed=opt.seed)
+    evaluator, loader = load_benchmark(opt, device)
     mean, std = (torch.as_tensor(a, device=device) for a in load_vq_meta(opt.save_root))
     joints_num = opt.spec.joints_num
-    results: dict[str, Metrics] = {}
-    log_text = ""
+    log = EvalLog(opt.save_root / "eval" / f"{opt.ext}.log")
     for file in files:
         vq = load_rvqvae(opt.save_root, device=device, which=file).eval()
         generate = reconstruction_generator(lambda x: vq.reconstruct(x).recon, evaluator, mean, std)
         metrics = evaluate_t2m(loader, generate, evaluator, repeats=opt.repeat_times, mm_batches=0,
                                rng=np.random.default_rng(opt.seed), diversity_times=opt.diversity_times or None,
                                joints_fn=lambda raw: recover_from_ric(raw, joints_num))
-        results[file] = metrics
-        log_text += format_official_log(file, metrics)
-        write_text_atomic(opt.save_root / "eval" / f"{opt.ext}.log", log_text)
-        logger.info("%s", format_official_log(file, metrics).rstrip())
-    logger.info("\n%s", format_table(results))
-    return results
+        log.add(file, metrics)
+    logger.info("\n%s", format_table(log.results))
+    return log.results
 
 
 if __name__ == "__main__":

@@ -31,6 +31,7 @@ from utils.skeleton import DatasetSpec
 
 if TYPE_CHECKING:
     from models.pipeline import MoMaskPipeline, Sampling
+    from options.eval import _BenchmarkOptions
 
 logger = logging.getLogger(__name__)
 
@@ -264,11 +265,31 @@ def matching_checkpoints(model_dir: Path, which: str) -> list[str]:
     return files
 
 
-def write_text_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
+def load_benchmark(opt: "_BenchmarkOptions", device: torch.device) -> tuple[T2MEvaluator, torch.utils.data.DataLoader]:
+    """The evaluator and the benchmark loader named by a benchmark script's options."""
+    evaluator = T2MEvaluator.from_checkpoints(opt.evaluator_root, opt.dataset_name, device)
+    loader = make_eval_loader(opt.data_root, opt.spec, evaluator, WordVectorizer(opt.glove_path), split=opt.split,
+                              batch_size=opt.batch_size, num_workers=opt.num_workers, seed=opt.seed)
+    return evaluator, loader
+
+
+@dataclass
+class EvalLog:
+    """The reference ``eval/<ext>.log``: one block per evaluated checkpoint, rewritten atomically after each."""
+
+    path: Path
+    results: dict[str, Metrics] = field(default_factory=dict)
+    text: str = ""
+
+    def add(self, file: str, metrics: Metrics, header: str | None = None) -> None:
+        block = format_official_log(header or file, metrics)
+        self.results[file] = metrics
+        self.text += block
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        tmp.write_text(self.text)
+        tmp.replace(self.path)
+        logger.info("%s", block.rstrip())
 
 
 # ---- reporting ------------------------------------------------------------------------------------------------
