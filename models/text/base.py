@@ -6,13 +6,10 @@ the same captions every epoch.
 """
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn
-
-logger = logging.getLogger(__name__)
 
 
 def check_captions(captions: Sequence[str]) -> list[str]:
