@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from data.text import read_text_file
 from models.length_estimator import build_length_estimator, estimate_lengths
 from models.text_encoder import TextEncoder, build_text_encoder
 from models.transformer.build import load_mask_transformer, load_residual_transformer
@@ -34,6 +35,8 @@ from utils.skeleton import DatasetSpec, get_dataset_spec
 logger = logging.getLogger(__name__)
 
 TRANSITION_TOKENS = 4   # tokens re-generated around each boundary of a chained long motion (0.8 s at 20 fps)
+REPO = Path(__file__).resolve().parents[1]
+UNFAMILIAR_SIMILARITY = 0.5   # cosine similarity below which a caption is far from everything a model saw
 
 
 @dataclass(frozen=True)
@@ -78,9 +81,15 @@ def _run_dir(checkpoints_dir: Path, dataset_name: str, name: str) -> Path:
 class MoMaskPipeline:
     """VQ + masked transformer + residual transformer (+ length estimator) + one shared text encoder."""
 
+    # The embedded demo model (official layout under its own checkpoints root) and the captions it was trained on.
+    DEMO_CHECKPOINTS = REPO / "checkpoints" / "demo"
+    DEMO_NAMES = ("mtrans_demo", "rtrans_demo")
+    DEMO_DATASET = REPO / "dataset_demo" / "HumanML3D"
+
     def __init__(self, *, vq: RVQVAE, mask: MaskTransformer, res: ResidualTransformer | None,
                  text_encoder: TextEncoder, mean: np.ndarray, std: np.ndarray, spec: DatasetSpec,
-                 length_estimator: torch.nn.Module | None = None, device: torch.device | str = "cpu") -> None:
+                 length_estimator: torch.nn.Module | None = None, device: torch.device | str = "cpu",
+                 known_captions: Sequence[str] = ()) -> None:
         self.device = torch.device(device)
         self.vq, self.mask, self.res = vq.to(self.device).eval(), mask.to(self.device).eval(), res
         if res is not None:
@@ -88,6 +97,7 @@ class MoMaskPipeline:
         self.length_estimator = length_estimator.to(self.device).eval() if length_estimator is not None else None
         self.text_encoder = text_encoder
         self.spec = spec
+        self.known_captions = list(known_captions)
         self.mean = torch.as_tensor(mean, dtype=torch.float32, device=self.device)
         self.std = torch.as_tensor(std, dtype=torch.float32, device=self.device)
         if text_encoder.dim != mask.config.clip_dim:
@@ -140,6 +150,31 @@ class MoMaskPipeline:
                     "yes" if estimator is not None else "no")
         return cls(vq=vq, mask=mask, res=res, text_encoder=encoder, mean=mean, std=std, spec=spec,
                    length_estimator=estimator, device=device)
+
+    @classmethod
+    def demo(cls, *, device: torch.device | str = "cpu", text_encoder: str | TextEncoder = "") -> "MoMaskPipeline":
+        """The small model shipped in ``checkpoints/demo`` (trained on ``dataset_demo``; see prepare/train_demo.sh)."""
+        if not (cls.DEMO_CHECKPOINTS / "t2m" / cls.DEMO_NAMES[0] / "opt.txt").is_file():
+            raise FileNotFoundError(f"the embedded demo model is missing from {cls.DEMO_CHECKPOINTS}: rebuild it with "
+                                    "bash prepare/train_demo.sh, or pass --name/--res_name of downloaded checkpoints")
+        pipe = cls.from_checkpoints(cls.DEMO_CHECKPOINTS, "t2m", *cls.DEMO_NAMES, device=device,
+                                    text_encoder=text_encoder)
+        texts = sorted((cls.DEMO_DATASET / "texts").glob("*.txt"))
+        pipe.known_captions = sorted({line.caption for t in texts for line in read_text_file(t)})
+        return pipe
+
+    def warn_if_unfamiliar(self, captions: Sequence[str]) -> list[str]:
+        """Log one warning for captions unlike any the model was trained on (only when those are known)."""
+        if not self.known_captions:
+            return []
+        known = torch.nn.functional.normalize(self.encode_text(self.known_captions), dim=-1)
+        asked = torch.nn.functional.normalize(self.encode_text(captions), dim=-1)
+        best = (asked @ known.T).max(dim=1).values
+        far = [c for c, s in zip(captions, best.tolist()) if s < UNFAMILIAR_SIMILARITY]
+        if far:
+            logger.warning("the demo model only knows its ~20 actions (walk, run, jump, kick, ...); %d caption(s) are "
+                           "unlike any of them and get a best-effort motion: %s", len(far), far[:3])
+        return far
 
     # ---- pieces ----------------------------------------------------------------------------------------------
     @property
