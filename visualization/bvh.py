@@ -1,0 +1,271 @@
+"""BVH text files: read, write, forward kinematics (spec §7.5 for the official layout).
+
+A :class:`BvhMotion` holds the hierarchy (names, parents, rest offsets, channel lists, End Site offsets) and
+the per-frame channel values split into Euler rotations (degrees, in each joint's own channel order) and
+translations. Conventions, as in the official reader and Blender: a joint's local translation is its OFFSET,
+except that position channels (normally only on the root) *replace* it; rotation channels listed as
+``Zrotation Yrotation Xrotation`` mean ``R = Rz · Ry · Rx`` (order ``"zyx"``); global = parent global ∘ local.
+"""
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from utils.quaternion import euler_to_quat, qmul, qrot
+
+POSITION_CHANNELS = ("Xposition", "Yposition", "Zposition")
+ROTATION_CHANNELS = ("Xrotation", "Yrotation", "Zrotation")
+
+
+@dataclass(frozen=True)
+class BvhMotion:
+    """A parsed BVH file. J joints (End Sites excluded), T frames."""
+
+    names: tuple[str, ...]
+    parents: tuple[int, ...]                  # -1 for the root; parents[j] < j (depth-first file order)
+    offsets: np.ndarray                       # (J, 3) rest offsets from the parent joint
+    channels: tuple[tuple[str, ...], ...]     # per joint, in file order, e.g. ("Zrotation", "Yrotation", "Xrotation")
+    rotations: np.ndarray                     # (T, J, 3) Euler angles in degrees, in rotation_order(j) order
+    positions: np.ndarray                     # (T, J, 3) local translations (offset, or position channels if any)
+    frame_time: float                         # seconds per frame
+    end_sites: dict[int, np.ndarray] = field(default_factory=dict)   # joint -> End Site offset (3,)
+
+    def __post_init__(self) -> None:
+        j = len(self.names)
+        if len(self.parents) != j or len(self.channels) != j or self.offsets.shape != (j, 3):
+            raise ValueError(f"BVH hierarchy is inconsistent: {j} names, {len(self.parents)} parents, "
+                             f"{len(self.channels)} channel lists, offsets {self.offsets.shape}")
+        if self.rotations.shape != self.positions.shape or self.rotations.shape[1:] != (j, 3):
+            raise ValueError(f"BVH frames must be (T, {j}, 3): rotations {self.rotations.shape}, "
+                             f"positions {self.positions.shape}")
+        if any(p >= i for i, p in enumerate(self.parents)) or self.parents[0] != -1:
+            raise ValueError("BVH joints must be in depth-first order with the root first")
+        if not self.frame_time > 0:
+            raise ValueError(f"BVH frame time must be positive, got {self.frame_time}")
+
+    @property
+    def num_frames(self) -> int:
+        return self.rotations.shape[0]
+
+    def rotation_order(self, joint: int) -> str:
+        """Euler order of a joint's rotation channels, e.g. ``"zyx"``; joints without them get ``"zyx"``."""
+        order = "".join(c[0].lower() for c in self.channels[joint] if c in ROTATION_CHANNELS)
+        return order if len(order) == 3 else "zyx"
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Reading
+
+_TOKEN = re.compile(r"\S+")
+
+
+def parse_bvh(text: str, source: str = "<string>") -> BvhMotion:
+    """Parse BVH text (any channel orders, any number of position channels, End Sites)."""
+    head, sep, motion = text.partition("MOTION")
+    if not sep:
+        raise ValueError(f"{source}: not a BVH file (no MOTION section)")
+    tokens = _TOKEN.findall(head)
+    if not tokens or tokens[0] != "HIERARCHY":
+        raise ValueError(f"{source}: not a BVH file (does not start with HIERARCHY)")
+    names: list[str] = []
+    parents: list[int] = []
+    offsets: list[list[float]] = []
+    channels: list[tuple[str, ...]] = []
+    end_sites: dict[int, np.ndarray] = {}
+    stack: list[int] = []          # open joints; -2 marks an open End Site
+    pending = -1                   # parent of the next "{"
+    i = 1
+    try:
+        while i < len(tokens):
+            tok = tokens[i]
+            if tok in ("ROOT", "JOINT"):
+                names.append(tokens[i + 1])
+                parents.append(stack[-1] if stack else -1)
+                offsets.append([0.0, 0.0, 0.0])
+                channels.append(())
+                pending = len(names) - 1
+                i += 2
+            elif tok == "End":
+                pending = -2
+                i += 2
+            elif tok == "{":
+                stack.append(pending)
+                i += 1
+            elif tok == "}":
+                stack.pop()
+                i += 1
+            elif tok == "OFFSET":
+                value = np.array([float(v) for v in tokens[i + 1:i + 4]])
+                if stack[-1] == -2:
+                    end_sites[stack[-2]] = value
+                else:
+                    offsets[stack[-1]] = value.tolist()
+                i += 4
+            elif tok == "CHANNELS":
+                n = int(tokens[i + 1])
+                channels[stack[-1]] = tuple(tokens[i + 2:i + 2 + n])
+                i += 2 + n
+            else:
+                raise ValueError(f"unexpected token {tok!r}")
+    except (IndexError, ValueError) as exc:
+        raise ValueError(f"{source}: malformed BVH hierarchy near token {i}: {exc}") from None
+    if not names or stack:
+        raise ValueError(f"{source}: malformed BVH hierarchy (no joints or unbalanced braces)")
+    for j, chans in enumerate(channels):
+        unknown = [c for c in chans if c not in POSITION_CHANNELS + ROTATION_CHANNELS]
+        if unknown:
+            raise ValueError(f"{source}: joint {names[j]!r} has unknown channels {unknown}")
+
+    m = re.search(r"Frames:\s*(\d+)\s*Frame Time:\s*(\S+)", motion)
+    if m is None:
+        raise ValueError(f"{source}: MOTION section lacks 'Frames:' / 'Frame Time:'")
+    num_frames, frame_time = int(m.group(1)), float(m.group(2))
+    width = sum(len(c) for c in channels)
+    values = np.array(motion[m.end():].split(), dtype=np.float64)
+    if values.size != num_frames * width:
+        raise ValueError(f"{source}: expected {num_frames} frames x {width} channels = {num_frames * width} values, "
+                         f"found {values.size}")
+    values = values.reshape(num_frames, width)
+    offsets_arr = np.array(offsets, dtype=np.float64)
+    rotations = np.zeros((num_frames, len(names), 3))
+    positions = np.repeat(offsets_arr[None], num_frames, axis=0)
+    col = 0
+    for j, chans in enumerate(channels):
+        rot_k = 0
+        for c in chans:
+            if c in POSITION_CHANNELS:
+                positions[:, j, POSITION_CHANNELS.index(c)] = values[:, col]
+            else:
+                rotations[:, j, rot_k] = values[:, col]
+                rot_k += 1
+            col += 1
+    return BvhMotion(tuple(names), tuple(parents), offsets_arr, tuple(channels), rotations, positions,
+                     frame_time, end_sites)
+
+
+def read_bvh(path: str | os.PathLike[str]) -> BvhMotion:
+    """Read a BVH file; see :func:`parse_bvh`."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"BVH file {path} not found")
+    return parse_bvh(path.read_text(), source=str(path))
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Writing
+
+
+def format_bvh(motion: BvhMotion, precision: int = 6) -> str:
+    """BVH text in the official layout (tab indentation, ``%f`` numbers, End Sites as in the hierarchy)."""
+    fmt = f"%.{precision}f"
+    children: dict[int, list[int]] = {j: [] for j in range(len(motion.names))}
+    for j, p in enumerate(motion.parents):
+        if p >= 0:
+            children[p].append(j)
+    lines = ["HIERARCHY"]
+
+    def emit(j: int, depth: int) -> None:
+        tab = "\t" * depth
+        lines.append(f"{tab}{'ROOT' if depth == 0 else 'JOINT'} {motion.names[j]}")
+        lines.append(f"{tab}{{")
+        lines.append(f"{tab}\tOFFSET " + " ".join(fmt % v for v in motion.offsets[j]))
+        chans = motion.channels[j]
+        # QUIRK(reference): the official template's root CHANNELS line ends with a space; kept for byte-identity.
+        trailing = " " if depth == 0 else ""
+        lines.append(f"{tab}\tCHANNELS {len(chans)} {' '.join(chans)}{trailing}")
+        for c in children[j]:
+            emit(c, depth + 1)
+        if j in motion.end_sites:
+            lines.append(f"{tab}\tEnd Site")
+            lines.append(f"{tab}\t{{")
+            lines.append(f"{tab}\t\tOFFSET " + " ".join(fmt % v for v in motion.end_sites[j]))
+            lines.append(f"{tab}\t}}")
+        lines.append(f"{tab}}}")
+
+    emit(0, 0)
+    lines += ["MOTION", f"Frames: {motion.num_frames}", f"Frame Time: {motion.frame_time:f}"]
+    columns = []
+    for j, chans in enumerate(motion.channels):
+        rot_k = 0
+        for c in chans:
+            if c in POSITION_CHANNELS:
+                columns.append(motion.positions[:, j, POSITION_CHANNELS.index(c)])
+            else:
+                columns.append(motion.rotations[:, j, rot_k])
+                rot_k += 1
+    values = np.stack(columns, axis=1) if columns else np.zeros((motion.num_frames, 0))
+    # QUIRK(reference): official frame lines end with a space too.
+    row = (fmt + " ") * values.shape[1] + "\n"
+    body = "".join(row % tuple(r) for r in values.tolist())
+    return "\n".join(lines) + "\n" + body
+
+
+def write_bvh(path: str | os.PathLike[str], motion: BvhMotion, precision: int = 6) -> Path:
+    """Write ``motion`` to ``path`` atomically (a temporary file renamed into place)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(format_bvh(motion, precision))
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return path
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Kinematics
+
+
+def continuous_euler(degrees: np.ndarray) -> np.ndarray:
+    """Make Euler angle tracks (T, ..., 3) in degrees continuous over time (axis 0), same rotations.
+
+    Every Tait-Bryan triple ``(a, b, c)`` has a twin ``(a + 180, 180 - b, c + 180)``. A frame switches to the
+    other branch when the twin is closer to the previous frame (parity by cumulative sum, as ``qfix`` does for
+    quaternion signs), then each channel is unwrapped by multiples of 360. Vectorised, no loop over frames.
+    """
+    a = np.asarray(degrees, dtype=np.float64)
+    twin = np.stack([a[..., 0] + 180.0, 180.0 - a[..., 1], a[..., 2] + 180.0], axis=-1)
+    wrap = lambda x: (x + 180.0) % 360.0 - 180.0  # noqa: E731
+    stay = (wrap(a[1:] - a[:-1]) ** 2).sum(-1)
+    switch = (wrap(twin[1:] - a[:-1]) ** 2).sum(-1)
+    branch = np.concatenate([np.zeros_like(stay[:1], dtype=np.int64),
+                             np.cumsum(switch < stay, axis=0) % 2], axis=0)[..., None]
+    chosen = np.where(branch == 1, twin, a)
+    return np.unwrap(chosen, period=360.0, axis=0)
+
+
+
+def local_quaternions(motion: BvhMotion) -> np.ndarray:
+    """Local joint rotations as unit quaternions (w, x, y, z): (T, J, 4)."""
+    radians = np.deg2rad(motion.rotations)
+    out = np.empty(radians.shape[:2] + (4,))
+    for order in sorted({motion.rotation_order(j) for j in range(len(motion.names))}):
+        idx = [j for j in range(len(motion.names)) if motion.rotation_order(j) == order]
+        out[:, idx] = euler_to_quat(radians[:, idx], order)
+    return out
+
+
+def forward_kinematics(motion: BvhMotion) -> tuple[np.ndarray, np.ndarray]:
+    """Global joint positions (T, J, 3) and global rotations (T, J, 4) of every frame."""
+    local = local_quaternions(motion)
+    glob_q = np.empty_like(local)
+    glob_p = np.empty_like(motion.positions)
+    for j, p in enumerate(motion.parents):
+        if p < 0:
+            glob_q[:, j] = local[:, j]
+            glob_p[:, j] = motion.positions[:, j]
+        else:
+            glob_q[:, j] = qmul(glob_q[:, p], local[:, j])
+            glob_p[:, j] = glob_p[:, p] + qrot(glob_q[:, p], motion.positions[:, j])
+    return glob_p, glob_q
+
+
+def global_positions(motion: BvhMotion) -> np.ndarray:
+    """Global joint positions (T, J, 3) in the file's units."""
+    return forward_kinematics(motion)[0]
