@@ -228,6 +228,20 @@ class MoMaskPipeline:
             self.res, base, cond, m_lens, temperature=1.0, topk_filter_thres=sampling.topkr,
             cond_scale=sampling.res_cond_scale if cond_scale is None else cond_scale, generator=generator)
 
+    def generate_base(self, cond: Tensor, m_lens: Tensor, sampling: Sampling,
+                      generator: torch.Generator | None) -> Tensor:
+        """(B, clip_dim) conditions, (B,) token lengths → layer-0 ids (B, n), −1 at padding (spec §3.5)."""
+        return generate_base_tokens(
+            self.mask, cond, m_lens, timesteps=sampling.time_steps, cond_scale=sampling.cond_scale,
+            temperature=sampling.temperature, topk_filter_thres=sampling.topkr, gsample=sampling.gumbel_sample,
+            force_mask=sampling.force_mask, generator=generator, max_tokens=self.max_tokens)
+
+    def generate_codes(self, cond: Tensor, m_lens: Tensor, sampling: Sampling,
+                       generator: torch.Generator | None) -> Tensor:
+        """(B, clip_dim) conditions, (B,) token lengths → all ids (B, n, Q), −1 = absent."""
+        base = self.generate_base(cond, m_lens, sampling, generator)
+        return self.complete_residuals(base, cond, m_lens, sampling, generator)
+
     @torch.no_grad()
     def decode(self, ids: Tensor, m_lens: Tensor) -> list[tuple[np.ndarray, np.ndarray]]:
         """(B, n, Q) ids → per sample (features (4·len, D) de-normalised, joints (4·len, J, 3)), float32."""
@@ -264,11 +278,7 @@ class MoMaskPipeline:
         generator = self._generator(seed)
         cond = self.encode_text(texts)
         m_lens, estimated = self.token_lengths(lengths, cond, generator)
-        base = generate_base_tokens(
-            self.mask, cond, m_lens, timesteps=sampling.time_steps, cond_scale=sampling.cond_scale,
-            temperature=sampling.temperature, topk_filter_thres=sampling.topkr, gsample=sampling.gumbel_sample,
-            force_mask=sampling.force_mask, generator=generator, max_tokens=self.max_tokens)
-        ids = self.complete_residuals(base, cond, m_lens, sampling, generator)
+        ids = self.generate_codes(cond, m_lens, sampling, generator)
         return [
             Motion(text, f, j, ids[b, : int(m_lens[b])].cpu().numpy(), estimated[b])
             for b, (text, (f, j)) in enumerate(zip(texts, self.decode(ids, m_lens)))
@@ -326,10 +336,7 @@ class MoMaskPipeline:
         half = transition_tokens // 2
         if int(m_lens.min()) < 2 * half + 2:
             raise ValueError(f"chained segments need at least {4 * (2 * half + 2)} frames each")
-        base = generate_base_tokens(
-            self.mask, cond, m_lens, timesteps=sampling.time_steps, cond_scale=sampling.cond_scale,
-            temperature=sampling.temperature, topk_filter_thres=sampling.topkr, gsample=sampling.gumbel_sample,
-            force_mask=sampling.force_mask, generator=generator, max_tokens=self.max_tokens)
+        base = self.generate_base(cond, m_lens, sampling, generator)
         segments = [base[i, : int(m_lens[i])] for i in range(len(texts))]
         for i in range(len(segments) - 1):
             left, right = segments[i], segments[i + 1]

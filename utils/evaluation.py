@@ -214,8 +214,6 @@ def pipeline_generator(pipe: "MoMaskPipeline", sampling: "Sampling", *, use_esti
     ``sampling.gumbel_sample``), categorical elsewhere; lengths = the ground-truth ``m_lens`` unless
     ``use_estimated_length`` (then the pipeline's length estimator samples them).
     """
-    from models.transformer.sampling import generate_base_tokens
-
     unit = pipe.spec.unit_length
     cache: dict[tuple[str, ...], Tensor] = {}
 
@@ -229,11 +227,7 @@ def pipeline_generator(pipe: "MoMaskPipeline", sampling: "Sampling", *, use_esti
         cond = cache[key]
         lengths = [None] * len(batch) if use_estimated_length else batch.m_lens.tolist()
         tokens, _ = pipe.token_lengths(lengths, cond, generator)
-        base = generate_base_tokens(
-            pipe.mask, cond, tokens, timesteps=s.time_steps, cond_scale=s.cond_scale, temperature=s.temperature,
-            topk_filter_thres=s.topkr, gsample=s.gumbel_sample, force_mask=s.force_mask, generator=generator,
-            max_tokens=pipe.max_tokens)
-        ids = pipe.complete_residuals(base, cond, tokens, s, generator)
+        ids = pipe.generate_codes(cond, tokens, s, generator)
         return pipe.denormalise(pipe.vq.forward_decoder(ids)), tokens * unit
 
     return generate
