@@ -58,6 +58,9 @@ def tiny_vq_args(data_root: Path, checkpoints: Path, name: str = "tiny", **overr
     values.update(overrides)
     argv: list[str] = []
     for key, value in values.items():
+        if isinstance(value, bool):
+            argv.append(f"--{key}" if value else f"--no-{key}")
+            continue
         argv.append(f"--{key}")
         argv.extend(str(value).split() if key == "milestones" else [str(value)])
     return argv

@@ -243,7 +243,7 @@ def train_vq(model: RVQVAE, train_loader: DataLoader, val_loader: DataLoader, op
             if state.total_it >= opt.warm_up_iter:
                 scheduler.step()
             for key, value in {"loss": loss, **parts, "perplexity": out.perplexity}.items():
-                window[key] = window.get(key, 0.0) + float(value)
+                window[key] = window.get(key, 0.0) + float(value.detach())
             if state.total_it % opt.log_every == 0:
                 means = {k: v / opt.log_every for k, v in window.items()}
                 means["lr"] = lr

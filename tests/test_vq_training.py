@@ -1,0 +1,200 @@
+"""train_vq.py end to end on a tiny synthetic dataset in the official layout (tests/vq_synthetic.py):
+loss goes down, lr schedule, logging, exact kill-and-resume, and clear errors on bad input."""
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+import train_vq
+from models.vq.build import load_rvqvae
+from tests.vq_synthetic import make_dataset, tiny_vq_args
+from utils.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from utils.cli import run_cli
+from utils.vq_training import train_vq as real_train_vq
+
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+FIXTURE_CKPT = SHARED / "reference" / "official_fixture" / "checkpoints" / "t2m"
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    # 2 shared cores: one intra-op thread is several times faster than two contended ones for this tiny model.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def data_root(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("vqdata")
+    make_dataset(root)
+    return root
+
+
+def scalars(run_dir: Path) -> dict[str, dict[int, float]]:
+    acc = EventAccumulator(str(run_dir / "tensorboard"))
+    acc.Reload()
+    return {tag: {e.step: e.value for e in acc.Scalars(tag)} for tag in acc.Tags()["scalars"]}
+
+
+def test_tiny_training_lowers_loss_and_logs(data_root: Path, tmp_path: Path) -> None:
+    args = tiny_vq_args(data_root, tmp_path, max_steps=200, batch_size=16, lr=3e-3, warm_up_iter=20,
+                        milestones="150", gamma=0.5, log_every=1, save_latest=100)
+    train_vq.main(args)
+    run = tmp_path / "t2m" / "tiny"
+    logged = scalars(run)
+    rec = logged["train/loss_rec"]
+    first, last = rec[1], np.mean([rec[i] for i in range(191, 201)])
+    assert first / last >= 5.0, f"reconstruction loss only went {first:.4f} -> {last:.4f}"
+    assert {"train/perplexity", "train/loss_commit", "train/loss_vel", "val/loss_rec", "val/code_usage",
+            "val/perplexity", "val/code_usage_q2"} <= set(logged)
+    assert 1.0 < logged["train/perplexity"][200] <= 32
+    assert 0 < logged["val/code_usage"][200] <= 1
+    # lr: warm-up base (it+1)/21, then base 20/21, milestone 150 takes effect at it 150 + 20 = 170
+    lr = logged["train/lr"]
+    assert lr[1] == pytest.approx(3e-3 * 2 / 21, rel=1e-5)
+    assert lr[19] == pytest.approx(3e-3 * 20 / 21, rel=1e-5)
+    assert lr[169] == pytest.approx(3e-3 * 20 / 21, rel=1e-5)
+    assert lr[170] == pytest.approx(3e-3 * 20 / 21 * 0.5, rel=1e-5)
+    # run folder: official files + ours
+    assert (run / "opt.txt").read_text().startswith("------------ Options -------------")
+    assert "is_train: True" in (run / "opt.txt").read_text()
+    std = np.load(run / "meta" / "std.npy")
+    raw = np.load(data_root / "HumanML3D" / "Std.npy")
+    np.testing.assert_allclose(std[[0, 3, 259, 262]], raw[[0, 3, 259, 262]] / 25, rtol=1e-6)
+    latest = load_checkpoint(run / "model" / "latest.tar")
+    assert {"vq_model", "opt_vq_model", "scheduler", "ep", "total_it", "vq_codebook_state"} <= set(latest)
+    assert latest["total_it"] == 200
+    assert not (run / "model" / "net_best_fid.tar").exists()      # no evaluator configured
+    model = load_rvqvae(run)                                       # prefers net_best_loss.tar here
+    assert model.config.nb_code == 32 and not model.training
+    assert "perplexity" in (run / "log.txt").read_text()
+
+
+def _crash_at(step: int):
+    def callback(state) -> None:
+        if state.total_it == step:
+            raise KeyboardInterrupt("simulated kill")
+    return callback
+
+
+def _final_state(run: Path) -> dict:
+    return load_checkpoint(run / "model" / "latest.tar")
+
+
+def _assert_same_state(a: dict, b: dict) -> None:
+    assert a["total_it"] == b["total_it"] and a["ep"] == b["ep"]
+    assert a["train_state"]["epoch_it"] == b["train_state"]["epoch_it"]
+    for key in a["vq_model"]:
+        assert torch.equal(a["vq_model"][key], b["vq_model"][key]), key
+    for key in a["vq_codebook_state"]:
+        assert torch.equal(a["vq_codebook_state"][key], b["vq_codebook_state"][key]), key
+    sa, sb = a["opt_vq_model"]["state"], b["opt_vq_model"]["state"]
+    for p in sa:
+        for k in sa[p]:
+            assert torch.equal(sa[p][k], sb[p][k]), (p, k)
+    assert a["opt_vq_model"]["param_groups"][0]["lr"] == b["opt_vq_model"]["param_groups"][0]["lr"]
+    assert a["scheduler"] == b["scheduler"]
+
+
+@pytest.mark.parametrize("kill_at, save_latest", [(17, 10), (23, 23)])
+def test_kill_and_resume_equals_uninterrupted(data_root: Path, tmp_path: Path, monkeypatch, kill_at: int,
+                                              save_latest: int) -> None:
+    """30 steps straight == killed after step ``kill_at`` (last save at ``save_latest``) + --is_continue.
+
+    One epoch is 23 iterations here, so both the epoch boundary and a mid-epoch restart are crossed; warm-up
+    (5 its) and a milestone (it 20) fall inside the run."""
+    common = dict(max_steps=30, batch_size=16, warm_up_iter=5, milestones="16", save_latest=save_latest,
+                  quantize_dropout_prob=0.5)
+    train_vq.main(tiny_vq_args(data_root, tmp_path / "a", **common))
+    straight = _final_state(tmp_path / "a" / "t2m" / "tiny")
+
+    monkeypatch.setattr(train_vq, "train_vq", functools.partial(real_train_vq, step_callback=_crash_at(kill_at)))
+    with pytest.raises(KeyboardInterrupt):
+        train_vq.main(tiny_vq_args(data_root, tmp_path / "b", **common))
+    run_b = tmp_path / "b" / "t2m" / "tiny"
+    assert _final_state(run_b)["total_it"] == (kill_at // save_latest) * save_latest
+    monkeypatch.setattr(train_vq, "train_vq", real_train_vq)
+    train_vq.main(tiny_vq_args(data_root, tmp_path / "b", is_continue=True, **common))
+    _assert_same_state(straight, _final_state(run_b))
+
+
+def test_refuses_to_overwrite_and_to_continue_nothing(data_root: Path, tmp_path: Path) -> None:
+    args = tiny_vq_args(data_root, tmp_path, max_steps=2, save_latest=1)
+    with pytest.raises(FileNotFoundError, match="nothing to resume"):
+        train_vq.main(args + ["--is_continue"])
+    assert not (tmp_path / "t2m").exists()
+    train_vq.main(args)
+    latest = tmp_path / "t2m" / "tiny" / "model" / "latest.tar"
+    before = latest.read_bytes()
+    with pytest.raises(ValueError, match="already exists"):
+        train_vq.main(args)
+    assert latest.read_bytes() == before
+
+
+def test_missing_dataset_files(tmp_path: Path, data_root: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="new_joint_vecs"):
+        train_vq.main(tiny_vq_args(tmp_path / "nowhere", tmp_path / "ck"))
+    broken = tmp_path / "broken"
+    make_dataset(broken, n_train=2, n_val=1)
+    (broken / "HumanML3D" / "Std.npy").unlink()
+    with pytest.raises(FileNotFoundError, match="Std.npy"):
+        train_vq.main(tiny_vq_args(broken, tmp_path / "ck"))
+    (broken / "HumanML3D" / "train.txt").unlink()
+    np.save(broken / "HumanML3D" / "Std.npy", np.ones(263, dtype=np.float32))
+    with pytest.raises(FileNotFoundError, match="train.txt"):
+        train_vq.main(tiny_vq_args(broken, tmp_path / "ck"))
+    assert not (tmp_path / "ck").exists()                          # nothing written on error
+
+
+def test_feature_dim_mismatch_is_reported(data_root: Path, tmp_path: Path, capsys) -> None:
+    # the HumanML3D folder given directly as --data_root with --dataset_name kit (251 features expected)
+    args = tiny_vq_args(data_root / "HumanML3D", tmp_path / "ck", dataset_name="kit")
+    with pytest.raises(ValueError, match="dataset_name kit"):
+        train_vq.main(args)
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli(train_vq.main, args)
+    assert exit_info.value.code == 2
+    assert "error:" in capsys.readouterr().err
+    assert not (tmp_path / "ck").exists()
+
+
+def test_resume_from_another_models_checkpoint_is_refused(data_root: Path, tmp_path: Path) -> None:
+    other = FIXTURE_CKPT / "t2m_nlayer2_nhead2_ld64_ff128_cdp0.1" / "model" / "latest.tar"
+    if not other.is_file():
+        pytest.skip(f"official fixture not found at {other}")
+    args = tiny_vq_args(data_root, tmp_path, max_steps=1)
+    model_dir = tmp_path / "t2m" / "tiny" / "model"
+    model_dir.mkdir(parents=True)
+    (model_dir / "latest.tar").write_bytes(other.read_bytes())
+    with pytest.raises(CheckpointError, match="vq_model"):
+        train_vq.main(args + ["--is_continue"])
+    with pytest.raises(CheckpointError, match="vq_model"):
+        load_rvqvae(other)
+
+
+def test_resume_with_a_different_architecture_is_refused(data_root: Path, tmp_path: Path) -> None:
+    train_vq.main(tiny_vq_args(data_root, tmp_path, max_steps=1))
+    with pytest.raises(CheckpointError, match="shape mismatch"):
+        train_vq.main(tiny_vq_args(data_root, tmp_path, max_steps=2, nb_code=64, is_continue=True))
+
+
+def test_interrupted_save_keeps_the_previous_checkpoint(tmp_path: Path, monkeypatch) -> None:
+    path = tmp_path / "latest.tar"
+    save_checkpoint(path, {"total_it": torch.tensor(1)})
+
+    def broken_save(obj, f, *args, **kwargs):
+        Path(f).write_bytes(b"half a checkpoint")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(torch, "save", broken_save)
+    with pytest.raises(OSError, match="disk full"):
+        save_checkpoint(path, {"total_it": torch.tensor(2)})
+    monkeypatch.undo()
+    assert int(load_checkpoint(path)["total_it"]) == 1
