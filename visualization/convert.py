@@ -111,6 +111,15 @@ def _handler(table: dict, path: Path, role: str) -> Callable:
     return table[ext]
 
 
+def read_motion(path: str | Path, spec: DatasetSpec | None = None) -> Motion:
+    """Any supported motion file (features/joints ``.npy``, ``.bvh`` of this project's rig) as a :class:`Motion`."""
+    path = Path(path)
+    reader = _handler(READERS, path, "input")
+    if not path.is_file():
+        raise FileNotFoundError(f"input {path} not found")
+    return reader(path, spec, argparse.Namespace())
+
+
 def convert(src: Path, dst: Path, args: argparse.Namespace) -> Motion:
     """Read ``src``, write ``dst`` atomically (a failed conversion leaves an existing ``dst`` untouched)."""
     spec = get_dataset_spec(args.dataset) if args.dataset else None
