@@ -313,3 +313,65 @@ class TransformerTrainer:
                     logger.info("new best val %s %.4f -> %s", self.stage.best_metric, value, self.stage.best_file)
             self.save("latest.tar", datasets)
         return s
+
+
+# ---- script glue (train_t2m_transformer.py / train_res_transformer.py) -----------------------------------------
+def run_training(opt: TransformerOptions, stage: Stage) -> TrainerState:
+    """Everything a training script does after parsing: run folder, VQ, text encoder, data, model, loop."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    from data.t2m_dataset import Text2MotionDataset
+    from models.text_encoder import TextFeatureCache, build_text_encoder
+    from models.transformer.build import VQFacts, mask_config, residual_config
+    from models.transformer.mask_transformer import MaskTransformer
+    from models.transformer.residual_transformer import ResidualTransformer
+    from models.vq.build import load_rvqvae, load_vq_meta
+    from utils.device import resolve_device, seed_everything
+    from utils.log import git_sha, setup_logging
+
+    seed_everything(opt.seed)
+    latest = opt.model_dir / "latest.tar"
+    if latest.is_file() and not opt.is_continue:
+        raise ValueError(f"{opt.save_root} already holds a run ({latest.name}): pass --is_continue to resume it, "
+                         "or choose another --name")
+    if opt.is_continue and not latest.is_file():
+        raise FileNotFoundError(f"--is_continue: {latest} not found (nothing to resume)")
+    setup_logging(opt.save_root / "log.txt")
+    logger.info("git %s; options: %s", git_sha(), opt.to_dict())
+    device = resolve_device(opt.device)
+    vq = load_rvqvae(opt.vq_dir, device=device).eval()
+    for p in vq.parameters():
+        p.requires_grad_(False)
+    facts = VQFacts.from_vq(vq, source=str(opt.vq_dir))
+    encoder = build_text_encoder(opt.text_encoder, device, path=opt.text_encoder_path or None)
+    if opt.clip_dim == 0:
+        opt.clip_dim = encoder.dim
+    elif opt.clip_dim != encoder.dim:
+        raise ValueError(f"--clip_dim {opt.clip_dim} but text encoder {opt.text_encoder!r} gives {encoder.dim}-d "
+                         "vectors (leave --clip_dim 0 to take the encoder's width)")
+    if stage is MASK_STAGE:
+        config = mask_config(opt, facts, opt.clip_dim)
+        model: nn.Module = MaskTransformer(config)
+    else:
+        config = residual_config(opt, facts, opt.clip_dim)
+        model = ResidualTransformer(config)
+    logger.info("%s: %d parameters", type(model).__name__, sum(p.numel() for p in model.parameters()))
+    opt.save(opt.save_root / "opt.txt", is_train=True)
+    mean, std = load_vq_meta(opt.vq_dir)
+    kw = dict(seed=opt.seed, max_motion_length=opt.max_motion_length, unit_length=opt.unit_length)
+    train_set = Text2MotionDataset(opt.data_root, opt.spec, mean, std, split="train", **kw)
+    val_set = Text2MotionDataset(opt.data_root, opt.spec, mean, std, split="val", **kw)
+    logger.info("train items %d, val items %d", len(train_set), len(val_set))
+
+    def tokenize(motion: Tensor) -> Tensor:
+        return vq.encode(motion)[0]
+
+    writer = SummaryWriter(str(opt.save_root / "tb"))
+    try:
+        trainer = TransformerTrainer(stage, model, tokenize, TextFeatureCache(encoder).encode, opt, opt.model_dir,
+                                     device, writer, model_args=config.as_dict())
+        if opt.is_continue:
+            trainer.resume(latest, [train_set, val_set])
+        return trainer.fit(train_set, val_set)
+    finally:
+        writer.close()
