@@ -1,0 +1,86 @@
+"""Generate motions from text: joints/features .npy and BVH (and optionally mp4/gif) per caption.
+
+    python gen_t2m.py --text "a person walks forward"                       # embedded demo model
+    python gen_t2m.py --name t2m_nlayer8_nhead6_ld384_ff1024_cdp0.1_rvq6ns \
+        --res_name tres_nlayer8_ld384_ff1024_rvq6ns_cdp0.2_sw --text_path prompts.txt --outputs npy,bvh,mp4
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from tqdm import tqdm
+
+from data.prompts import Prompt, check_caption, check_length, parse_prompt_file
+from models.pipeline import MoMaskPipeline, Sampling
+from options.generate import GenerateOptions
+from utils.cli import run_cli
+from utils.device import resolve_device, seed_everything
+from utils.log import setup_logging
+from visualization.export import MotionWriter
+
+logger = logging.getLogger("gen_t2m")
+
+
+def collect_prompts(opt: GenerateOptions) -> list[Prompt]:
+    """Captions and lengths from --text/--motion_length and/or --text_path, all validated before any work."""
+    spec = opt.spec
+    if not opt.text and not opt.text_path:
+        raise ValueError('give a caption with --text "a person walks forward" or a prompt file with --text_path')
+    frames = None
+    if opt.motion_length:
+        frames = check_length(opt.motion_length, spec.max_motion_length, spec.unit_length, "--motion_length")
+    prompts = [Prompt(check_caption(t), frames) for t in opt.text]
+    if opt.text_path:
+        prompts += parse_prompt_file(opt.text_path, spec.max_motion_length, spec.unit_length)
+    return prompts
+
+
+def sampling_from(opt: GenerateOptions) -> Sampling:
+    return Sampling(time_steps=opt.time_steps, cond_scale=opt.cond_scale, res_cond_scale=opt.res_cond_scale,
+                    temperature=opt.temperature, topkr=opt.topkr, gumbel_sample=opt.gumbel_sample,
+                    force_mask=opt.force_mask)
+
+
+def load_pipeline(opt: GenerateOptions, device) -> MoMaskPipeline:
+    """The run named by --name/--res_name, or the embedded demo model when --name is empty."""
+    if not opt.name:
+        logger.info("no --name given: using the embedded demo model (%s); it knows ~20 actions only",
+                    MoMaskPipeline.DEMO_CHECKPOINTS)
+        return MoMaskPipeline.demo(device=device, text_encoder=opt.text_encoder)
+    return MoMaskPipeline.from_checkpoints(
+        opt.checkpoints_dir, opt.dataset_name, opt.name, opt.res_name, device=device, which_epoch=opt.which_epoch,
+        text_encoder=opt.text_encoder, text_encoder_path=opt.text_encoder_path)
+
+
+def main(argv: list[str] | None = None) -> None:
+    opt = GenerateOptions.parse(argv)
+    setup_logging()
+    prompts = collect_prompts(opt)
+    device = resolve_device(opt.device)
+    seed_everything(opt.seed)
+    pipe = load_pipeline(opt, device)
+    pipe.warn_if_unfamiliar([p.text for p in prompts])
+    writer = MotionWriter(Path(opt.out_dir) / opt.ext, pipe.spec, opt.output_kinds, bvh_offsets=opt.bvh_offsets,
+                          foot_cleanup=opt.foot_cleanup)
+    sampling = sampling_from(opt)
+    if opt.chain:
+        for r in range(opt.repeat_times):
+            motion = pipe.generate_long([p.text for p in prompts], [p.frames for p in prompts],
+                                        seed=opt.seed + r, sampling=sampling)
+            writer.write(motion, sample=0, repeat=r)
+        logger.info("wrote %d chained motion(s) to %s", opt.repeat_times, writer.root)
+        return
+    batches = [prompts[i:i + opt.batch_size] for i in range(0, len(prompts), opt.batch_size)]
+    jobs = [(r, b) for r in range(opt.repeat_times) for b in range(len(batches))]
+    for r, b in tqdm(jobs, desc="generating", disable=len(jobs) == 1):
+        batch = batches[b]
+        motions = pipe.generate([p.text for p in batch], [p.frames for p in batch],
+                                seed=opt.seed + 1000 * r + b, sampling=sampling)
+        for k, motion in enumerate(motions):
+            writer.write(motion, sample=b * opt.batch_size + k, repeat=r)
+    logger.info("wrote %d motion(s) to %s", len(prompts) * opt.repeat_times, writer.root)
+
+
+if __name__ == "__main__":
+    run_cli(main)

@@ -1,0 +1,62 @@
+"""Write generated motions in the official output layout (spec §7.4), every file atomically.
+
+    <root>/joints/<k>/sample<k>_repeat<r>_len<L>.npy      joints (L, J, 3) float32, dataset joint order
+    <root>/features/<k>/sample<k>_repeat<r>_len<L>.npy    de-normalised features (L, D) float32
+    <root>/animations/<k>/sample<k>_repeat<r>_len<L>.bvh  (and .mp4 / .gif)
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Protocol, Sequence
+
+import numpy as np
+
+from utils.skeleton import DatasetSpec
+from visualization.joints2bvh import save_bvh
+from visualization.render import render_motion
+
+
+class GeneratedMotion(Protocol):
+    caption: str
+    features: np.ndarray
+    joints: np.ndarray
+
+
+def save_npy(path: Path, array: np.ndarray) -> Path:
+    """``np.save`` through a temporary file and a rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "wb") as f:
+        np.save(f, np.asarray(array, dtype=np.float32))
+    os.replace(tmp, path)
+    return path
+
+
+class MotionWriter:
+    """Writes each motion's requested outputs (``npy``, ``bvh``, ``mp4``, ``gif``) under ``root``."""
+
+    def __init__(self, root: str | Path, spec: DatasetSpec, kinds: Sequence[str], *, bvh_offsets: str = "template",
+                 foot_cleanup: bool = False) -> None:
+        self.root = Path(root).expanduser().resolve()
+        self.spec = spec
+        self.kinds = list(kinds)
+        self.bvh_offsets = bvh_offsets if spec.target_offsets is not None else "motion"
+        self.foot_cleanup = foot_cleanup
+
+    def write(self, motion: GeneratedMotion, sample: int, repeat: int) -> list[Path]:
+        """All outputs of one motion; returns the paths written."""
+        stem = f"sample{sample}_repeat{repeat}_len{motion.joints.shape[0]}"
+        anim = self.root / "animations" / str(sample)
+        written = []
+        if "npy" in self.kinds:
+            written.append(save_npy(self.root / "joints" / str(sample) / f"{stem}.npy", motion.joints))
+            written.append(save_npy(self.root / "features" / str(sample) / f"{stem}.npy", motion.features))
+        if "bvh" in self.kinds:
+            contacts = motion.features[:, self.spec.feature_slices["foot_contact"]] > 0.5 if self.foot_cleanup else None
+            written.append(save_bvh(motion.joints, anim / f"{stem}.bvh", self.spec, offsets=self.bvh_offsets,
+                                    foot_cleanup=self.foot_cleanup, contacts=contacts))
+        for kind in ("mp4", "gif"):
+            if kind in self.kinds:
+                written.append(render_motion(motion.joints, anim / f"{stem}.{kind}", self.spec, title=motion.caption))
+        return written
