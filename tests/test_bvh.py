@@ -245,3 +245,30 @@ def test_kit_has_no_template_and_modes_are_checked() -> None:
         joints_to_bvh(_synthetic(KIT, frames=3), KIT, offsets="template")
     with pytest.raises(ValueError, match="offsets must be"):
         joints_to_bvh(_synthetic(T2M, frames=3), T2M, offsets="smpl")  # type: ignore[arg-type]
+
+
+def test_convert_cli_features_to_bvh_and_back(tmp_path: Path) -> None:
+    """visualization.convert: features .npy -> .bvh (motion offsets) -> joints .npy equals recover_from_ric."""
+    from utils.motion import recover_from_ric
+    from visualization.convert import main
+
+    feats = SHARED / "reference" / "humanml3d" / "new_joint_vecs" / "012314.npy"
+    _shared(feats)
+    main([str(feats), str(tmp_path / "m.bvh"), "--offsets", "motion"])
+    main([str(tmp_path / "m.bvh"), str(tmp_path / "j.npy"), "--to", "joints"])
+    expected = recover_from_ric(np.load(feats), 22)
+    assert np.abs(np.load(tmp_path / "j.npy") - expected).max() < 1e-3
+    main([str(feats), str(tmp_path / "ik.bvh"), "--foot_cleanup"])       # contacts from the feature channels
+    assert read_bvh(tmp_path / "ik.bvh").num_frames == 170
+
+
+def test_convert_rejects_foreign_bvh(tmp_path: Path) -> None:
+    from visualization.convert import main
+
+    motion = BvhMotion(("a", "b"), (-1, 0), np.array([[0.0, 0, 0], [0, 1, 0]]),
+                       (("Xposition", "Yposition", "Zposition", "Zrotation", "Yrotation", "Xrotation"),
+                        ("Zrotation", "Yrotation", "Xrotation")), np.zeros((3, 2, 3)), np.zeros((3, 2, 3)), 0.05)
+    write_bvh(tmp_path / "foreign.bvh", motion)
+    with pytest.raises(ValueError, match="match no rig"):
+        main([str(tmp_path / "foreign.bvh"), str(tmp_path / "x.npy")])
+    assert not (tmp_path / "x.npy").exists()

@@ -191,3 +191,15 @@ def test_kit_chains_and_custom_chains(tmp_path: Path) -> None:
     assert out.is_file()
     with pytest.raises(ValueError, match="chains reference joints"):
         render_motion(_walk(frames=3, joints=4), tmp_path / "d.gif", [(0, 9)])
+
+
+@needs_ffmpeg
+def test_convert_cli_writes_video(tmp_path: Path) -> None:
+    from visualization.convert import main
+
+    np.save(tmp_path / "j.npy", _walk(frames=8))
+    main([str(tmp_path / "j.npy"), str(tmp_path / "j.mp4"), "--title", "a walk", "--size", "96"])
+    main([str(tmp_path / "j.npy"), str(tmp_path / "j.gif"), "--size", "96"])
+    with Image.open(tmp_path / "j.gif") as im:
+        assert im.n_frames == 8 and im.size == (96, 96)
+    assert (tmp_path / "j.mp4").stat().st_size > 1000

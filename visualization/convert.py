@@ -100,8 +100,13 @@ def write_npy(motion: Motion, path: Path, args: argparse.Namespace) -> None:
     logger.info("%s %s -> %s %s (%s)", motion.kind, motion.spec.name, target, arr.shape, path.suffix)
 
 
-READERS: dict[str, Reader] = {".npy": read_npy}
-WRITERS: dict[str, Writer] = {".npy": write_npy}
+READERS: dict[str, Reader] = {".npy": read_npy, ".bvh": lazy("visualization.joints2bvh", "read_motion_bvh")}
+WRITERS: dict[str, Writer] = {
+    ".npy": write_npy,
+    ".bvh": lazy("visualization.joints2bvh", "write_motion_bvh"),
+    ".mp4": lazy("visualization.render", "write_motion_video"),
+    ".gif": lazy("visualization.render", "write_motion_video"),
+}
 
 
 def _handler(table: dict, path: Path, role: str) -> Callable:
@@ -147,6 +152,11 @@ def build_parser() -> argparse.ArgumentParser:
                         help=".npy output kind (default: the other kind than the input)")
     parser.add_argument("--feet_thre", type=float, default=None,
                         help="foot-contact threshold for joints -> features (default: the dataset's, 0.002 / 0.05)")
+    parser.add_argument("--offsets", choices=("motion", "template"), default=None,
+                        help=".bvh skeleton: the motion's own bone lengths or the official template (t2m default)")
+    parser.add_argument("--foot_cleanup", action="store_true", help=".bvh: pin feet during contacts first")
+    parser.add_argument("--title", default="", help=".mp4/.gif caption")
+    parser.add_argument("--size", type=int, default=None, help=".mp4/.gif frame size in pixels (official: 1000)")
     return parser
 
 

@@ -267,3 +267,36 @@ def save_bvh(joints: np.ndarray, path: str | os.PathLike[str], spec: DatasetSpec
     """:func:`joints_to_bvh` then an atomic write to ``path``; returns the path."""
     motion = joints_to_bvh(joints, spec, offsets=offsets, foot_cleanup=foot_cleanup, contacts=contacts)
     return write_bvh(path, motion)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# visualization.convert hooks (registered there by extension)
+
+
+def write_motion_bvh(motion, path: Path, args) -> None:  # type: ignore[no-untyped-def]
+    """convert writer: a Motion (features or joints) -> BVH. Options: ``--offsets``, ``--foot_cleanup``
+    (contacts from the feature channels when the input is features, else the official detection)."""
+    joints = motion.as_joints()
+    cleanup = bool(getattr(args, "foot_cleanup", False))
+    contacts = None
+    if cleanup and motion.features is not None:
+        contacts = motion.features[:, motion.spec.feature_slices["foot_contact"]] > 0.5
+    save_bvh(joints, path, motion.spec, offsets=getattr(args, "offsets", None), foot_cleanup=cleanup,
+             contacts=contacts)
+
+
+def read_motion_bvh(path: Path, spec: DatasetSpec | None, args):  # type: ignore[no-untyped-def]
+    """convert reader: a BVH written by this module (t2m template rig or the kit rig) -> joints Motion."""
+    from utils.skeleton import DATASETS
+    from visualization.bvh import read_bvh
+    from visualization.convert import motion_from_array
+
+    motion = read_bvh(path)
+    candidates = [spec] if spec is not None else list(DATASETS.values())
+    for candidate in candidates:
+        if motion.names == rig_for(candidate).names:
+            joints = bvh_to_joints(motion, candidate).astype(np.float32)
+            return motion_from_array(joints, candidate, str(path))
+    rigs = {c.name: rig_for(c).names[:3] for c in candidates}
+    raise ValueError(f"{path}: BVH joints {motion.names[:3]}... match no rig of this project {rigs}; "
+                     "only BVH files written by visualization.joints2bvh can be read back as joints")

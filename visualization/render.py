@@ -358,3 +358,11 @@ def save_frame_png(joints: np.ndarray, frame: int, path: str | os.PathLike[str],
     img = next(draw_frames(joints, chains, title=title, radius=radius, size=size, frames=[frame]))
     Image.fromarray(img).save(path)
     return Path(path)
+
+
+def write_motion_video(motion, path: Path, args) -> None:  # type: ignore[no-untyped-def]
+    """visualization.convert writer: a Motion -> .mp4 / .gif (options ``--title``, ``--size``)."""
+    if Path(path).suffix.lower() == ".mp4" and shutil.which("ffmpeg") is None:
+        raise ValueError(f"{path}: writing .mp4 needs ffmpeg on PATH; install it or ask for a .gif")
+    render_motion(motion.as_joints(), path, motion.spec, title=getattr(args, "title", None) or "",
+                  size=getattr(args, "size", None) or DEFAULT_SIZE)
