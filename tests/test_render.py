@@ -118,6 +118,13 @@ def test_picture_matches_official_matplotlib_plot(tmp_path: Path) -> None:
     assert (red_o & red_m).sum() / (red_o | red_m).sum() > 0.5      # thin lines: a few px of offset is fatal
 
 
+def test_motion_outside_the_view_still_renders() -> None:
+    """Wrong units (e.g. KIT millimetres with the t2m radius) put everything off-screen: still valid frames."""
+    far = _walk(frames=3) * 1000.0
+    frames = list(draw_frames(far, get_dataset_spec("t2m").chains, radius=4.0, size=64))
+    assert len(frames) == 3 and all(f.shape == (64, 64, 3) for f in frames)
+
+
 def test_png_frame(tmp_path: Path) -> None:
     joints = _walk(frames=5)
     path = save_frame_png(joints, 3, tmp_path / "f.png", size=64)

@@ -141,7 +141,7 @@ def _dirty_box(points: list[np.ndarray], pad: float, align: int, clip: tuple[int
     allp = np.concatenate([p.reshape(-1, 2) for p in points], axis=0)
     lo = np.floor((allp.min(axis=0) - pad) / align).astype(int) * align
     hi = np.ceil((allp.max(axis=0) + pad) / align).astype(int) * align
-    lo = np.clip(lo, clip[:2], clip[2:])
+    lo = np.clip(lo, clip[:2], np.asarray(clip[2:]) - align)     # never empty, never outside the image
     hi = np.clip(hi, clip[:2], clip[2:])
     return int(lo[0]), int(lo[1]), int(max(hi[0], lo[0] + align)), int(max(hi[1], lo[1] + align))
 
@@ -255,7 +255,7 @@ def yuv420_frames(background: np.ndarray, regions: Iterator[Region]) -> Iterator
 
 def _ffmpeg_command(path: Path, size: int, fps: float) -> list[str]:
     return ["ffmpeg", "-hide_banner", "-loglevel", "error", "-y", "-f", "rawvideo", "-pix_fmt", "yuv420p",
-            "-s", f"{size}x{size}", "-r", f"{fps:g}", "-i", "-", "-an", "-c:v", "libx264", "-preset", "veryfast",
+            "-s", f"{size}x{size}", "-r", f"{fps:g}", "-i", "-", "-an", "-c:v", "libx264", "-preset", "superfast",
             "-pix_fmt", "yuv420p", "-colorspace", "bt470bg", "-color_primaries", "bt470bg", "-color_trc", "smpte170m",
             "-color_range", "tv", "-movflags", "+faststart", "-f", "mp4", str(path)]
 
