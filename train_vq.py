@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 
+import torch
 from torch.utils.tensorboard import SummaryWriter
 
 from data.motion_dataset import load_vq_datasets, make_train_loader, make_val_loader
@@ -25,6 +26,8 @@ def main(argv: list[str] | None = None) -> None:
     seed_everything(opt.seed)
     run_dir = check_run_dir(opt)
     device = resolve_device(opt.device)
+    if opt.deterministic:
+        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
     setup_logging()
     train_set, val_set, mean, std = load_vq_datasets(opt.data_root, opt.spec, window_size=opt.window_size,
                                                      feat_bias=opt.feat_bias)

@@ -21,6 +21,7 @@ class VQOptions(CommonOptions):
     window_size: int = opt(64, "training window length in frames")
     feat_bias: float = opt(5, "divisor of the root/foot-contact std (applied twice, as the reference does)")
     num_workers: int = opt(0, "DataLoader worker processes")
+    deterministic: bool = opt(False, "deterministic cuDNN kernels: bit-exact resume on CUDA (slower)")
     # optimisation
     max_epoch: int = opt(50, "training epochs")
     max_steps: int = opt(0, "stop after this many iterations in total (0 = run max_epoch epochs)")

@@ -85,8 +85,11 @@ def test_per_layer_codes_equal_codebook_lookup(model, ref) -> None:
 
 
 def test_meta_is_doubly_divided_std() -> None:
+    raw_file = SHARED / "reference" / "humanml3d" / "Std.npy"
+    if not raw_file.is_file():
+        pytest.skip(f"{raw_file} not found")
     mean, std = load_vq_meta(RUN)
-    raw_std = np.load(SHARED / "reference" / "humanml3d" / "Std.npy")
+    raw_std = np.load(raw_file)
     idx = [0, 1, 2, 3, 259, 260, 261, 262]
     np.testing.assert_allclose(std[idx], raw_std[idx] / 25, rtol=1e-6)
     np.testing.assert_array_equal(np.delete(std, idx), np.delete(raw_std, idx))
@@ -95,5 +98,7 @@ def test_meta_is_doubly_divided_std() -> None:
 
 def test_transformer_checkpoint_is_refused() -> None:
     other = FIXTURE / "checkpoints" / "t2m" / "t2m_nlayer2_nhead2_ld64_ff128_cdp0.1" / "model" / "latest.tar"
+    if not other.is_file():
+        pytest.skip(f"{other} not found")
     with pytest.raises(CheckpointError, match="vq_model"):
         load_rvqvae(other)

@@ -68,6 +68,8 @@ def test_encode_roundtrip_and_forward_decoder_equivalence() -> None:
         codes, per_layer = model.encode(x)
         lookup = model.quantizer.get_codes_from_indices(codes).permute(0, 1, 3, 2)
         torch.testing.assert_close(lookup, per_layer, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(model.quantizer.summed_codes(codes),
+                                   model.quantizer.get_codes_from_indices(codes).sum(0), atol=1e-6, rtol=1e-6)
         recon, _, _ = model(x)
         torch.testing.assert_close(model.forward_decoder(codes), recon, atol=1e-5, rtol=1e-5)
         # absent layers (-1) contribute zero == decoding only the first layers

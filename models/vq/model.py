@@ -129,7 +129,7 @@ class RVQVAE(nn.Module):
 
     def forward_decoder(self, codes: Tensor) -> Tensor:
         """Decode codes (B, n, q<=Q), -1 = absent (contributes zero) -> features (B, 4n, D)."""
-        summed = self.quantizer.get_codes_from_indices(codes).sum(dim=0)      # (B, n, C)
+        summed = self.quantizer.summed_codes(codes)                           # (B, n, C)
         return self.decoder(summed.permute(0, 2, 1)).permute(0, 2, 1)
 
     # ---- EMA state of the codebooks (kept out of the official state dict) ----------------------------------

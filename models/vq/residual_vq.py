@@ -91,6 +91,23 @@ class ResidualVQ(nn.Module):
             codes.append(quantized)
         return torch.stack(indices, dim=-1), torch.stack(codes, dim=0)
 
+    def summed_codes(self, indices: Tensor) -> Tensor:
+        """Sum over layers of the code vectors of indices (B, n, q<=Q), -1 = absent -> (B, n, C).
+
+        Equals ``get_codes_from_indices(indices).sum(0)`` without materialising the (Q, B, n, C) stack.
+        """
+        if indices.shape[-1] > self.num_quantizers:
+            raise ValueError(f"indices have {indices.shape[-1]} layers, this quantizer has {self.num_quantizers}")
+        out = None
+        for q in range(indices.shape[-1]):
+            idx = indices[..., q]
+            present = (idx >= 0).unsqueeze(-1)
+            codes = self.layers[q].lookup(idx.clamp(min=0)).masked_fill(~present, 0.0)
+            out = codes if out is None else out + codes
+        if out is None:
+            raise ValueError("indices have no quantizer layer (last dim is 0)")
+        return out
+
     def get_codes_from_indices(self, indices: Tensor) -> Tensor:
         """Code vectors of indices (B, n, q<=Q), -1 = absent layer (zero vector) -> (Q, B, n, C)."""
         if indices.shape[-1] > self.num_quantizers:
