@@ -255,7 +255,7 @@ def yuv420_frames(background: np.ndarray, regions: Iterator[Region]) -> Iterator
 
 def _ffmpeg_command(path: Path, size: int, fps: float) -> list[str]:
     return ["ffmpeg", "-hide_banner", "-loglevel", "error", "-y", "-f", "rawvideo", "-pix_fmt", "yuv420p",
-            "-s", f"{size}x{size}", "-r", f"{fps:g}", "-i", "-", "-an", "-c:v", "libx264", "-preset", "superfast",
+            "-s", f"{size}x{size}", "-r", f"{fps:g}", "-i", "-", "-an", "-c:v", "libx264", "-preset", "ultrafast",
             "-pix_fmt", "yuv420p", "-colorspace", "bt470bg", "-color_primaries", "bt470bg", "-color_trc", "smpte170m",
             "-color_range", "tv", "-movflags", "+faststart", "-f", "mp4", str(path)]
 
