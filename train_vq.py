@@ -16,6 +16,7 @@ from options.vq import VQOptions
 from utils.cli import run_cli
 from utils.device import resolve_device, seed_everything
 from utils.log import git_sha, setup_logging
+from utils.recon_eval import make_fid_evaluate
 from utils.vq_training import check_run_dir, train_vq, write_run_files
 
 logger = logging.getLogger("train_vq")
@@ -35,6 +36,11 @@ def main(argv: list[str] | None = None) -> None:
     train_loader = make_train_loader(train_set, batch_size=opt.batch_size, seed=opt.seed,
                                      num_workers=opt.num_workers, pin_memory=pin)
     val_loader = make_val_loader(val_set, batch_size=opt.batch_size, num_workers=opt.num_workers, pin_memory=pin)
+    evaluate = None
+    if opt.eval_fid:
+        evaluate = make_fid_evaluate(opt.data_root, opt.spec, mean, std,
+                                     evaluator_dir=opt.evaluator_dir or opt.checkpoints_dir, glove_dir=opt.glove_dir,
+                                     device=device, batch_size=opt.eval_batch_size, seed=opt.seed)
     write_run_files(opt, mean, std)
     setup_logging(run_dir / "log.txt")
     logger.info("git %s, device %s, options: %s", git_sha(), device, opt.to_dict())
@@ -44,7 +50,7 @@ def main(argv: list[str] | None = None) -> None:
     logger.info("RVQ-VAE: %.2fM parameters", sum(p.numel() for p in model.parameters()) / 1e6)
     writer = SummaryWriter(log_dir=str(run_dir / "tensorboard"))
     try:
-        train_vq(model, train_loader, val_loader, opt, opt.model_dir, device, writer=writer)
+        train_vq(model, train_loader, val_loader, opt, opt.model_dir, device, writer=writer, evaluate=evaluate)
     finally:
         writer.close()
 

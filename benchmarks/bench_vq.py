@@ -49,8 +49,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--device", default="auto")
     p.add_argument("--batch_size", type=int, default=256)
     p.add_argument("--window_size", type=int, default=64)
-    p.add_argument("--train_iters", type=int, default=3, help="timed training iterations (after 1 warm-up)")
-    p.add_argument("--decode_repeats", type=int, default=5)
+    p.add_argument("--train_iters", type=int, default=2, help="timed training iterations (after 1 warm-up)")
+    p.add_argument("--decode_repeats", type=int, default=3)
     p.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0 = torch default)")
     args = p.parse_args(argv)
     if args.threads:

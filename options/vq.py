@@ -48,6 +48,13 @@ class VQOptions(CommonOptions):
     num_quantizers: int = opt(3, "number of residual quantizers Q (released model: 6)")
     shared_codebook: bool = opt(False, "one codebook shared by all quantizers")
     quantize_dropout_prob: float = opt(0.2, "probability of dropping the upper quantizer layers in a step")
+    # evaluation during training (spec §2.6: T2M evaluator on the val split; best FID/matching checkpoints)
+    eval_fid: bool = opt(False, "also evaluate FID/matching with the T2M evaluator at each validation; the best "
+                                "checkpoints are then net_best_fid.tar / net_best_mm.tar (else net_best_loss.tar)")
+    evaluator_dir: str = opt("", "checkpoints folder holding <dataset>/text_mot_match and <dataset>/Comp_v6_KLD005 "
+                                 "(empty = --checkpoints_dir)")
+    glove_dir: str = opt("./glove", "folder with our_vab_data.npy, our_vab_words.pkl, our_vab_idx.pkl")
+    eval_batch_size: int = opt(32, "evaluator batch size (official: 32)")
     # run control
     is_continue: bool = opt(False, "resume this run from model/latest.tar", short="--resume")
     log_every: int = opt(10, "iterations between logged training losses")
@@ -72,7 +79,7 @@ class VQOptions(CommonOptions):
             raise ValueError(f"--window_size {self.window_size} must be a multiple of "
                              f"stride_t**down_t = {self.stride_t ** self.down_t}")
         positive = ("batch_size", "window_size", "max_epoch", "nb_code", "code_dim", "width", "depth",
-                    "num_quantizers", "save_latest", "log_every", "eval_every_e")
+                    "num_quantizers", "save_latest", "log_every", "eval_every_e", "eval_batch_size")
         for flag in positive:
             if getattr(self, flag) <= 0:
                 raise ValueError(f"--{flag} must be positive, got {getattr(self, flag)}")

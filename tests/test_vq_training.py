@@ -198,3 +198,24 @@ def test_interrupted_save_keeps_the_previous_checkpoint(tmp_path: Path, monkeypa
         save_checkpoint(path, {"total_it": torch.tensor(2)})
     monkeypatch.undo()
     assert int(load_checkpoint(path)["total_it"]) == 1
+
+
+def test_training_with_an_evaluator_keeps_best_fid(tmp_path: Path) -> None:
+    """--eval_fid: a small random T2M evaluator (tests/evaluator_helpers.py) scores the val split each
+    validation; the best checkpoints are net_best_fid.tar / net_best_mm.tar instead of net_best_loss.tar."""
+    from tests.evaluator_helpers import write_small_evaluator, write_tiny_dataset, write_tiny_glove
+
+    write_tiny_dataset(tmp_path / "data" / "HumanML3D", num_clips=24)
+    write_small_evaluator(tmp_path / "evaluator", "t2m")
+    write_tiny_glove(tmp_path / "glove")
+    train_vq.main(tiny_vq_args(tmp_path / "data", tmp_path / "ck", max_steps=6, eval_fid=True,
+                               evaluator_dir=tmp_path / "evaluator", glove_dir=tmp_path / "glove",
+                               eval_batch_size=8))
+    run = tmp_path / "ck" / "t2m" / "tiny"
+    model_files = {p.name for p in (run / "model").iterdir()}
+    assert {"net_best_fid.tar", "net_best_mm.tar", "latest.tar"} <= model_files
+    assert "net_best_loss.tar" not in model_files
+    logged = scalars(run)
+    assert {"eval/fid", "eval/matching", "eval/mpjpe", "eval/top1"} <= set(logged)
+    assert np.isfinite(logged["eval/fid"][6]) and logged["eval/mpjpe"][6] > 0
+    assert load_rvqvae(run).config.nb_code == 32                   # prefers net_best_fid.tar
