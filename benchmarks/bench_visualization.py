@@ -30,7 +30,8 @@ from visualization.render import DEFAULT_SIZE, OFFICIAL_SIZE, render_motion
 
 logger = logging.getLogger("bench_visualization")
 
-FIXTURE = Path(__file__).resolve().parents[2] / "shared" / "reference" / "official_fixture" / "bvh" / "ik_bvh_012314.npz"
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+FIXTURE = SHARED / "reference" / "official_fixture" / "bvh" / "ik_bvh_012314.npz"
 # Seconds, official code (official_timings.md).
 OFFICIAL = {"bvh plain": 5.05, "bvh foot": 5.22, "video": 8.80}
 
@@ -64,7 +65,8 @@ def load_motion() -> tuple[np.ndarray, str]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.bench_visualization", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.bench_visualization",
+                                     description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--official_size", action="store_true", help="also time the 1000 px video")
     args = parser.parse_args(argv)

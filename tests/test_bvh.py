@@ -13,9 +13,23 @@ import pytest
 
 from utils.quaternion import euler_to_quat, qrot, quat_to_euler, yaw_quat
 from utils.skeleton import get_dataset_spec
-from visualization.bvh import BvhMotion, continuous_euler, format_bvh, forward_kinematics, parse_bvh, read_bvh, write_bvh
+from visualization.bvh import (
+    BvhMotion,
+    continuous_euler,
+    format_bvh,
+    forward_kinematics,
+    parse_bvh,
+    read_bvh,
+    write_bvh,
+)
 from visualization.joints2bvh import (
-    T2M_BVH_NAMES, T2M_BVH_PARENTS, T2M_TEMPLATE_OFFSETS, bvh_to_joints, joints_to_bvh, rig_for, save_bvh,
+    T2M_BVH_NAMES,
+    T2M_BVH_PARENTS,
+    T2M_TEMPLATE_OFFSETS,
+    bvh_to_joints,
+    joints_to_bvh,
+    rig_for,
+    save_bvh,
 )
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
@@ -100,7 +114,8 @@ def test_channel_orders_and_position_channels_round_trip(tmp_path: Path) -> None
     rng = np.random.default_rng(1)
     offsets = rng.normal(size=(3, 3))
     channels = (("Zposition", "Xposition", "Yposition", "Xrotation", "Yrotation", "Zrotation"),
-                ("Yrotation", "Xrotation", "Zrotation"), ("Xposition", "Yposition", "Zposition", "Zrotation", "Xrotation", "Yrotation"))
+                ("Yrotation", "Xrotation", "Zrotation"),
+                ("Xposition", "Yposition", "Zposition", "Zrotation", "Xrotation", "Yrotation"))
     rot = rng.uniform(-170, 170, size=(5, 3, 3))
     pos = np.repeat(offsets[None], 5, axis=0)
     pos[:, [0, 2]] = rng.normal(size=(5, 2, 3))
@@ -128,7 +143,8 @@ def test_channel_orders_and_position_channels_round_trip(tmp_path: Path) -> None
     ("HIERARCHY\nROOT a\n{\nOFFSET 0 0 0\nCHANNELS 3 Xrotation Yrotation Zrotation\n}\nMOTION\nFrames: 2\n"
      "Frame Time: 0.1\n1 2 3\n", "expected 2 frames x 3 channels"),
     ("HIERARCHY\nROOT a\n{\nOFFSET 0 0\n}\nMOTION\nFrames: 0\nFrame Time: 0.1\n", "malformed"),
-    ("HIERARCHY\nROOT a\n{\nOFFSET 0 0 0\nCHANNELS 1 Wrotation\n}\nMOTION\nFrames: 0\nFrame Time: 0.1\n", "unknown channels"),
+    ("HIERARCHY\nROOT a\n{\nOFFSET 0 0 0\nCHANNELS 1 Wrotation\n}\nMOTION\nFrames: 0\nFrame Time: 0.1\n",
+     "unknown channels"),
 ])
 def test_malformed_bvh_is_a_clear_error(text: str, match: str) -> None:
     with pytest.raises(ValueError, match=match):

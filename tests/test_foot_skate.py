@@ -80,7 +80,8 @@ def test_two_bone_ik_keeps_lengths_and_reaches() -> None:
     new_knee, new_ankle = two_bone_ik(hip, knee, ankle, target, np.tile([0.0, 0.0, 1.0], (50, 1)))
     np.testing.assert_allclose(np.linalg.norm(new_knee - hip, axis=-1), np.linalg.norm(knee - hip, axis=-1))
     np.testing.assert_allclose(np.linalg.norm(new_ankle - new_knee, axis=-1), np.linalg.norm(ankle - knee, axis=-1))
-    reach = np.linalg.norm(target - hip, axis=-1) < np.linalg.norm(knee - hip, axis=-1) + np.linalg.norm(ankle - knee, axis=-1)
+    limb = np.linalg.norm(knee - hip, axis=-1) + np.linalg.norm(ankle - knee, axis=-1)
+    reach = np.linalg.norm(target - hip, axis=-1) < limb
     np.testing.assert_allclose(new_ankle[reach], target[reach], atol=1e-9)
 
 

@@ -97,8 +97,12 @@ def test_picture_matches_official_matplotlib_plot(tmp_path: Path) -> None:
     fig = Figure(figsize=(10, 10), dpi=size / 10)
     canvas = FigureCanvasAgg(fig)
     ax = fig.add_subplot(111, projection="3d")
-    ax.set_xlim3d([-r / 2, r / 2]); ax.set_ylim3d([0, r]); ax.set_zlim3d([0, r])
-    ax.view_init(elev=120, azim=-90); ax.set_box_aspect(None, zoom=10 / 7.5); ax.set_axis_off()
+    ax.set_xlim3d([-r / 2, r / 2])
+    ax.set_ylim3d([0, r])
+    ax.set_zlim3d([0, r])
+    ax.view_init(elev=120, azim=-90)
+    ax.set_box_aspect(None, zoom=10 / 7.5)
+    ax.set_axis_off()
     x0, x1 = mins[0] - traj[index, 0], maxs[0] - traj[index, 0]
     z0, z1 = mins[2] - traj[index, 1], maxs[2] - traj[index, 1]
     floor = Poly3DCollection([[[x0, 0, z0], [x0, 0, z1], [x1, 0, z1], [x1, 0, z0]]])

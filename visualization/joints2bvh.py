@@ -20,7 +20,7 @@ import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
@@ -28,6 +28,11 @@ from utils.motion import check_joints
 from utils.quaternion import matrix_to_quat, qbetween, qinv, qmul, qrot, quat_from_axis_angle, quat_to_euler
 from utils.skeleton import DatasetSpec
 from visualization.bvh import POSITION_CHANNELS, BvhMotion, continuous_euler, forward_kinematics, write_bvh
+
+if TYPE_CHECKING:
+    import argparse
+
+    from visualization.convert import Motion
 
 logger = logging.getLogger(__name__)
 
@@ -273,7 +278,7 @@ def save_bvh(joints: np.ndarray, path: str | os.PathLike[str], spec: DatasetSpec
 # visualization.convert hooks (registered there by extension)
 
 
-def write_motion_bvh(motion, path: Path, args) -> None:  # type: ignore[no-untyped-def]
+def write_motion_bvh(motion: Motion, path: Path, args: argparse.Namespace) -> None:
     """convert writer: a Motion (features or joints) -> BVH. Options: ``--offsets``, ``--foot_cleanup``
     (contacts from the feature channels when the input is features, else the official detection)."""
     joints = motion.as_joints()
@@ -285,7 +290,7 @@ def write_motion_bvh(motion, path: Path, args) -> None:  # type: ignore[no-untyp
              contacts=contacts)
 
 
-def read_motion_bvh(path: Path, spec: DatasetSpec | None, args):  # type: ignore[no-untyped-def]
+def read_motion_bvh(path: Path, spec: DatasetSpec | None, args: argparse.Namespace) -> Motion:
     """convert reader: a BVH written by this module (t2m template rig or the kit rig) -> joints Motion."""
     from utils.skeleton import DATASETS
     from visualization.bvh import read_bvh

@@ -15,13 +15,18 @@ import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import TYPE_CHECKING, Iterator, Sequence
 
 import numpy as np
 from PIL import Image, ImageColor, ImageDraw
 
 from utils.motion import check_joints
 from utils.skeleton import DatasetSpec
+
+if TYPE_CHECKING:
+    import argparse
+
+    from visualization.convert import Motion
 
 logger = logging.getLogger(__name__)
 
@@ -360,7 +365,7 @@ def save_frame_png(joints: np.ndarray, frame: int, path: str | os.PathLike[str],
     return Path(path)
 
 
-def write_motion_video(motion, path: Path, args) -> None:  # type: ignore[no-untyped-def]
+def write_motion_video(motion: Motion, path: Path, args: argparse.Namespace) -> None:
     """visualization.convert writer: a Motion -> .mp4 / .gif (options ``--title``, ``--size``)."""
     if Path(path).suffix.lower() == ".mp4" and shutil.which("ffmpeg") is None:
         raise ValueError(f"{path}: writing .mp4 needs ffmpeg on PATH; install it or ask for a .gif")
