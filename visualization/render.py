@@ -161,15 +161,16 @@ class Region:
 
 
 def paint_regions(joints: np.ndarray, chains: Sequence[Sequence[int]], *, title: str = "", radius: float = 4.0,
-                  size: int = DEFAULT_SIZE, supersample: int = 2, frames: Sequence[int] | None = None
+                  size: int = DEFAULT_SIZE, supersample: int | None = None, frames: Sequence[int] | None = None
                   ) -> tuple[np.ndarray, Iterator[Region]]:
     """The static background (size, size, 3) uint8 and, per frame, the rectangle holding the moving content.
 
-    Lines are drawn ``supersample`` times larger and box-filtered down (anti-aliasing); only the changed
+    Lines are drawn ``supersample`` times larger (default: 2 below 800 px, 1 from there, where aliasing is
+    less visible and the cost would double) and box-filtered down (anti-aliasing); only the changed
     rectangle is drawn, filtered and returned. Rectangles have even offsets and sizes (for 4:2:0 video).
     joints (T, J, 3); ``frames`` selects frame indices (default all).
     """
-    ss = max(1, int(supersample))
+    ss = max(1, int(supersample)) if supersample is not None else (2 if size < 800 else 1)
     big = size * ss
     camera, background = official_view(radius, big, title)
     scene = build_scene(joints)
@@ -216,7 +217,7 @@ def paint_regions(joints: np.ndarray, chains: Sequence[Sequence[int]], *, title:
 
 
 def draw_frames(joints: np.ndarray, chains: Sequence[Sequence[int]], *, title: str = "", radius: float = 4.0,
-                size: int = DEFAULT_SIZE, supersample: int = 2, frames: Sequence[int] | None = None
+                size: int = DEFAULT_SIZE, supersample: int | None = None, frames: Sequence[int] | None = None
                 ) -> Iterator[np.ndarray]:
     """Yield full video frames (size, size, 3) uint8 of joints (T, J, 3): every frame, or only ``frames``."""
     background, regions = paint_regions(joints, chains, title=title, radius=radius, size=size,
@@ -313,7 +314,7 @@ def _check_motion(joints: np.ndarray, skeleton: DatasetSpec | Sequence[Sequence[
 def render_motion(joints: np.ndarray, path: str | os.PathLike[str],
                   skeleton: DatasetSpec | Sequence[Sequence[int]] | None = None, title: str = "",
                   fps: float | None = None, radius: float | None = None, *, size: int = DEFAULT_SIZE,
-                  supersample: int = 2) -> Path:
+                  supersample: int | None = None) -> Path:
     """Render joints (T, J, 3) as a stick-figure video at ``path`` (.mp4 via ffmpeg, .gif via Pillow).
 
     skeleton: a DatasetSpec, explicit kinematic chains, or None (dataset inferred from J).
