@@ -29,6 +29,7 @@ def test_failed_save_keeps_previous_file(tmp_path: Path) -> None:
     with pytest.raises(RuntimeError, match="boom"):
         save_checkpoint(path, {"ep": 2, "bad": Unpicklable()})
     assert load_checkpoint(path)["ep"] == 1
+    assert not list(tmp_path.glob("*.tmp"))
 
 
 def test_corrupt_foreign_and_missing_files(tmp_path: Path) -> None:
