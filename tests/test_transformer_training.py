@@ -210,3 +210,37 @@ def test_script_trains_refuses_overwrite_and_resumes(script: str, script_env: Pa
     main(script_args(script_env, name, 5) + ["--is_continue"])
     state = load_checkpoint(run / "model" / "latest.tar")
     assert state["total_it"] == 5 and state["model_args"]["clip_dim"] == 384
+
+
+# ---- CUDA (run with -m gpu on a machine with a GPU) -------------------------------------------------------------
+@pytest.mark.gpu
+@pytest.mark.parametrize("amp", ["off", "bf16", "fp16"])
+@pytest.mark.parametrize("stage", [MASK_STAGE, RESIDUAL_STAGE], ids=["mask", "residual"])
+def test_cuda_training_with_amp(stage, amp: str, tmp_path: Path) -> None:
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    opt = make_options(stage, tmp_path, max_steps=200, cond_drop_prob=0.0, amp=amp, device="cuda")
+    trainer = TransformerTrainer(stage, make_model(stage), lambda m: tokenize(m.cpu()).cuda(),
+                                 lambda c: text_features(c).cuda(), opt, tmp_path / "model", torch.device("cuda"))
+    assert trainer.autocast_dtype == {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}[amp]
+    state = trainer.fit(TinyMotions())
+    assert np.mean(state.history[-10:]) < 0.8 * np.mean(state.history[:10])
+    assert all(np.isfinite(state.history))
+
+
+@pytest.mark.gpu
+def test_cuda_generation_matches_cpu_logits() -> None:
+    if not torch.cuda.is_available() or not FIXTURE.is_dir():
+        pytest.skip("no CUDA device or fixture")
+    from models.transformer.build import load_mask_transformer
+    from models.transformer.sampling import generate_base_tokens
+
+    ref = np.load(FIXTURE / "mask_ref.npz")
+    model, _ = load_mask_transformer(CKPT / "t2m_nlayer2_nhead2_ld64_ff128_cdp0.1", device="cuda")
+    ids, pad, cond = (torch.from_numpy(ref[k]).cuda() for k in ("ids", "padding_mask", "cond"))
+    with torch.no_grad():
+        torch.testing.assert_close(model.forward_with_cond_scale(ids, cond, pad, 4.0).cpu(),
+                                   torch.from_numpy(ref["logits_cfg4"]), atol=1e-3, rtol=1e-3)
+    out = generate_base_tokens(model, cond, torch.tensor([49, 30]), timesteps=10,
+                               generator=torch.Generator("cuda").manual_seed(0))
+    assert out.is_cuda and (out[1, 30:] == -1).all() and ((out[0] >= 0) & (out[0] < 32)).all()
