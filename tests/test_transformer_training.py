@@ -244,3 +244,16 @@ def test_cuda_generation_matches_cpu_logits() -> None:
     out = generate_base_tokens(model, cond, torch.tensor([49, 30]), timesteps=10,
                                generator=torch.Generator("cuda").manual_seed(0))
     assert out.is_cuda and (out[1, 30:] == -1).all() and ((out[0] >= 0) & (out[0] < 32)).all()
+
+
+def test_resume_with_another_architecture_is_a_clear_error(tmp_path: Path) -> None:
+    from utils.checkpoint import CheckpointError
+
+    make_trainer(MASK_STAGE, tmp_path, max_steps=1).fit(TinyMotions())
+    torch.manual_seed(0)
+    other = MaskTransformer(MaskTransformerConfig(num_tokens=2 * K, code_dim=16, latent_dim=32, ff_size=64,
+                                                  num_layers=1, num_heads=2, clip_dim=CLIP))
+    trainer = TransformerTrainer(MASK_STAGE, other, tokenize, text_features, make_options(MASK_STAGE, tmp_path),
+                                 tmp_path / "model", torch.device("cpu"))
+    with pytest.raises(CheckpointError, match="token_emb.weight"):
+        trainer.resume(tmp_path / "model" / "latest.tar")

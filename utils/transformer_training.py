@@ -29,7 +29,7 @@ from tqdm import tqdm
 
 from models.transformer.mask_transformer import MaskedLoss
 from options.transformer import TransformerOptions
-from utils.checkpoint import load_checkpoint, save_checkpoint
+from utils.checkpoint import load_checkpoint, load_state_dict_strict, save_checkpoint
 
 logger = logging.getLogger(__name__)
 
@@ -244,7 +244,7 @@ class TransformerTrainer:
         """Restore model, optimizer, scheduler, counters and RNG from a ``latest.tar`` (ours or official)."""
         state = load_checkpoint(path, required_keys=(self.stage.model_key, self.stage.optimizer_key, "scheduler"))
         sd = {k: v for k, v in state[self.stage.model_key].items() if not k.startswith("clip_model.")}
-        self.model.load_state_dict(sd)
+        load_state_dict_strict(self.model, sd, source=path)
         self.optimizer.load_state_dict(state[self.stage.optimizer_key])
         self.scheduler.load_state_dict(state["scheduler"])
         self.state.epoch = int(state.get("ep", 0))
