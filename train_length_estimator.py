@@ -9,6 +9,8 @@ import logging
 
 from torch.utils.tensorboard import SummaryWriter
 
+from data.checks import ensure_dataset_ok
+from data.layout import DatasetPaths
 from models.length_estimator import LengthEstimator
 from models.text import TextFeatureCache, build_text_encoder
 from options.length_estimator import LengthEstimatorOptions
@@ -27,6 +29,8 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     run_dir = check_run_dir(opt)
     device = resolve_device(opt.device)
     setup_logging()
+    ensure_dataset_ok(DatasetPaths.for_dataset(opt.data_root, opt.spec).root, opt.spec,
+                      splits=(opt.train_split, opt.val_split))
     train_items = read_length_items(opt.data_root, opt.spec, opt.train_split)
     val_items = read_length_items(opt.data_root, opt.spec, opt.val_split)
     encoder = build_text_encoder(opt.text_encoder, device, path=opt.text_encoder_path or None)

@@ -10,6 +10,8 @@ import logging
 import torch
 from torch.utils.tensorboard import SummaryWriter
 
+from data.checks import ensure_dataset_ok
+from data.layout import DatasetPaths
 from data.motion_dataset import load_vq_datasets, make_train_loader, make_val_loader
 from models.vq.build import build_rvqvae
 from options.vq import VQOptions
@@ -30,8 +32,10 @@ def main(argv: list[str] | None = None) -> None:
     if opt.deterministic:
         torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
     setup_logging()
+    ensure_dataset_ok(DatasetPaths.for_dataset(opt.data_root, opt.spec).root, opt.spec,
+                      splits=(opt.train_split, opt.val_split), need_texts=False)
     train_set, val_set, mean, std = load_vq_datasets(opt.data_root, opt.spec, window_size=opt.window_size,
-                                                     feat_bias=opt.feat_bias)
+                                                     feat_bias=opt.feat_bias, splits=(opt.train_split, opt.val_split))
     pin = device.type == "cuda"
     train_loader = make_train_loader(train_set, batch_size=opt.batch_size, seed=opt.seed,
                                      num_workers=opt.num_workers, pin_memory=pin)

@@ -108,13 +108,29 @@ def _check_texts(path: Path) -> list[Problem]:
     return []
 
 
+# Problems that only matter to text-conditioned stages (the VQ tokenizer trains on motions alone).
+CAPTION_KINDS = frozenset({"motion_without_captions", "captions_without_motion", "bad_caption", "no_captions",
+                           "no_usable_clips"})
+
+
 def check_dataset(
-    root: str | Path, spec: DatasetSpec, splits: Sequence[str] = DEFAULT_SPLITS, check_values: bool = True
+    root: str | Path, spec: DatasetSpec, splits: Sequence[str] = DEFAULT_SPLITS, check_values: bool = True,
+    need_texts: bool = True,
 ) -> list[Problem]:
     """All problems of the dataset at ``root`` (the folder holding ``new_joint_vecs/``, or its parent).
 
     ``check_values`` reads every array fully to find NaN/inf (slower); otherwise only headers are read.
+    ``need_texts=False`` (motion-only use, e.g. VQ training) reports caption problems as warnings.
     """
+    problems = _check_dataset(root, spec, splits, check_values)
+    if need_texts:
+        return problems
+    text_dir = str(DatasetPaths.for_dataset(root, spec).text_dir)
+    return [Problem(p.kind, p.path, p.message, "warning") if p.kind in CAPTION_KINDS or p.path == text_dir else p
+            for p in problems]
+
+
+def _check_dataset(root: str | Path, spec: DatasetSpec, splits: Sequence[str], check_values: bool) -> list[Problem]:
     paths = DatasetPaths.for_dataset(root, spec)
     if not paths.root.is_dir():
         return [Problem("missing_folder", str(paths.root), "dataset folder does not exist")]
@@ -125,11 +141,11 @@ def check_dataset(
             problems.append(Problem("missing_folder", str(folder), "folder missing (official layout, spec §1.1)",
                                     severity))
     problems += _check_stats(paths, spec)
-    if not paths.motion_dir.is_dir() or not paths.text_dir.is_dir():
+    if not paths.motion_dir.is_dir():
         return problems
 
     motion_ids = {p.stem for p in paths.motion_dir.glob("*.npy")}
-    text_ids = {p.stem for p in paths.text_dir.glob("*.txt")}
+    text_ids = {p.stem for p in paths.text_dir.glob("*.txt")}   # empty when texts/ is missing (reported above)
     for clip_id in sorted(motion_ids - text_ids):
         problems.append(Problem("motion_without_captions", str(paths.motion_dir / f"{clip_id}.npy"),
                                 f"no texts/{clip_id}.txt"))
@@ -171,10 +187,11 @@ def check_dataset(
 
 
 def ensure_dataset_ok(
-    root: str | Path, spec: DatasetSpec, splits: Sequence[str] = DEFAULT_SPLITS, check_values: bool = False
+    root: str | Path, spec: DatasetSpec, splits: Sequence[str] = DEFAULT_SPLITS, check_values: bool = False,
+    need_texts: bool = True,
 ) -> list[Problem]:
     """Raise ``ValueError`` listing every error of the dataset; return (and log) the warnings."""
-    problems = check_dataset(root, spec, splits, check_values)
+    problems = check_dataset(root, spec, splits, check_values, need_texts)
     errors = [p for p in problems if p.severity == "error"]
     warnings = [p for p in problems if p.severity != "error"]
     if warnings:

@@ -38,3 +38,11 @@ class CommonOptions(Options):
     @property
     def meta_dir(self) -> Path:
         return self.save_root / "meta"
+
+
+@dataclass
+class TrainingOptions(CommonOptions):
+    """Options every trainer shares: which split files to train and validate on."""
+
+    train_split: str = opt("train", "split file (<data_root>/<split>.txt) of the training clips")
+    val_split: str = opt("val", "split file of the validation clips")

@@ -8,14 +8,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from options.base import opt
-from options.common import CommonOptions
+from options.common import TrainingOptions
 
 # Spec §6.3: the classes cover clips shorter than 200 frames, num_classes = 200 // unit_length.
 MAX_CLIP_FRAMES = 200
 
 
 @dataclass
-class LengthEstimatorOptions(CommonOptions):
+class LengthEstimatorOptions(TrainingOptions):
     """Train the text -> motion-length classifier."""
 
     description = "Train the MoMask length estimator (text feature -> motion length in tokens)."
@@ -28,8 +28,6 @@ class LengthEstimatorOptions(CommonOptions):
     lr: float = opt(1e-4, "Adam learning rate")
     max_epoch: int = opt(300, "training epochs")
     grad_clip: float = opt(0.5, "gradient-norm clipping threshold (0 = off)")
-    train_split: str = opt("train", "split file of the training captions")
-    val_split: str = opt("val", "split file of the validation captions (best loss -> finest.tar)")
     is_continue: bool = opt(False, "resume this run from model/latest.tar", short="--resume")
     log_every: int = opt(50, "iterations between logged training losses")
 
