@@ -69,6 +69,16 @@ class Motion:
         return int(self.features.shape[0])
 
 
+# Residual checkpoints in order of preference: the official generation file, then what our trainer writes
+# when no evaluator is configured, then the last training state.
+RES_FILES = ("net_best_fid", "net_best_loss", "latest")
+
+
+def _preferred(run_dir: Path, stems: Sequence[str]) -> str:
+    """The first of ``stems`` with a ``model/<stem>.tar`` file (the first one if none exists, for the error)."""
+    return next((s for s in stems if (run_dir / "model" / f"{s}.tar").is_file()), stems[0])
+
+
 def _run_dir(checkpoints_dir: Path, dataset_name: str, name: str) -> Path:
     path = checkpoints_dir / dataset_name / name
     if not (path / "opt.txt").is_file():
@@ -131,7 +141,8 @@ class MoMaskPipeline:
         res = None
         if res_name:
             res_dir = _run_dir(root, spec.name, res_name)
-            res, res_opt = load_residual_transformer(res_dir, vq_dir=vq_dir, device=device)
+            res, res_opt = load_residual_transformer(res_dir, vq_dir=vq_dir, which=_preferred(res_dir, RES_FILES),
+                                                     device=device)
             if res_opt.vq_name != mask_opt.vq_name:
                 raise CheckpointError(f"{res_dir} uses VQ {res_opt.vq_name!r} but {mask_dir} uses "
                                       f"{mask_opt.vq_name!r}: the two transformers must share one tokenizer")

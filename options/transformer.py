@@ -10,13 +10,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from options.base import opt
-from options.common import CommonOptions
+from options.common import TrainingOptions
 
 AMP_MODES = ("off", "bf16", "fp16")
 
 
 @dataclass
-class TransformerOptions(CommonOptions):
+class TransformerOptions(TrainingOptions):
     """Shared training options of the masked and the residual transformer."""
 
     # data

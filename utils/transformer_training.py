@@ -320,6 +320,8 @@ def run_training(opt: TransformerOptions, stage: Stage) -> TrainerState:
     """Everything a training script does after parsing: run folder, VQ, text encoder, data, model, loop."""
     from torch.utils.tensorboard import SummaryWriter
 
+    from data.checks import ensure_dataset_ok
+    from data.layout import DatasetPaths
     from data.t2m_dataset import Text2MotionDataset
     from models.text_encoder import TextFeatureCache, build_text_encoder
     from models.transformer.build import VQFacts, mask_config, residual_config
@@ -330,6 +332,8 @@ def run_training(opt: TransformerOptions, stage: Stage) -> TrainerState:
     from utils.log import git_sha, setup_logging
 
     seed_everything(opt.seed)
+    ensure_dataset_ok(DatasetPaths.for_dataset(opt.data_root, opt.spec).root, opt.spec,
+                      splits=(opt.train_split, opt.val_split))
     latest = opt.model_dir / "latest.tar"
     if latest.is_file() and not opt.is_continue:
         raise ValueError(f"{opt.save_root} already holds a run ({latest.name}): pass --is_continue to resume it, "
@@ -359,8 +363,8 @@ def run_training(opt: TransformerOptions, stage: Stage) -> TrainerState:
     opt.save(opt.save_root / "opt.txt", is_train=True)
     mean, std = load_vq_meta(opt.vq_dir)
     kw = dict(seed=opt.seed, max_motion_length=opt.max_motion_length, unit_length=opt.unit_length)
-    train_set = Text2MotionDataset(opt.data_root, opt.spec, mean, std, split="train", **kw)
-    val_set = Text2MotionDataset(opt.data_root, opt.spec, mean, std, split="val", **kw)
+    train_set = Text2MotionDataset(opt.data_root, opt.spec, mean, std, split=opt.train_split, **kw)
+    val_set = Text2MotionDataset(opt.data_root, opt.spec, mean, std, split=opt.val_split, **kw)
     logger.info("train items %d, val items %d", len(train_set), len(val_set))
 
     def tokenize(motion: Tensor) -> Tensor:
