@@ -18,9 +18,9 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 from models.pipeline import MoMaskPipeline
 
@@ -89,7 +89,7 @@ def start_app(app_args: list[str], *, timeout: float = 120.0) -> Iterator[str]:
 
 
 @contextmanager
-def chromium(width: int = 1280, height: int = 1100) -> Iterator["object"]:
+def chromium(width: int = 1280, height: int = 1100) -> Iterator[object]:
     """Headless Debian Chromium through Debian's chromedriver (no Selenium Manager downloads), fresh profile."""
     os.environ.setdefault("SE_OFFLINE", "true")
     from selenium import webdriver
@@ -133,6 +133,27 @@ def generate_in_page(driver, url: str, prompt: str, frames: int, timeout: float 
     state["time_advanced"] = bool(advanced)
     state["bvh_text"] = driver.execute_async_script(FETCH_JS, state["bvh_url"])
     return state
+
+
+def edit_in_page(driver, upload: Path, prompt: str, start_s: float, end_s: float, timeout: float = 120.0) -> str:
+    """On the Edit tab: upload a motion file, type the span and prompt, regenerate; returns the status text."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    wait = WebDriverWait(driver, timeout)
+    next(b for b in driver.find_elements(By.CSS_SELECTOR, "button[role=tab]") if b.text.strip() == "Edit").click()
+    wait.until(lambda d: d.find_element(By.CSS_SELECTOR, "#edit-upload input[type=file]")).send_keys(str(upload))
+    wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#edit-upload a[href]"))   # upload finished
+    driver.find_element(By.CSS_SELECTOR, "#edit-prompt textarea").send_keys(prompt)
+    for field, value in (("#edit-start input", start_s), ("#edit-end input", end_s)):
+        box = driver.find_element(By.CSS_SELECTOR, field)
+        box.send_keys(Keys.CONTROL, "a")
+        box.send_keys(str(value))
+    driver.find_element(By.CSS_SELECTOR, "#edit-btn").click()
+    status = "return (document.querySelector('#edit-status textarea') || {}).value || ''"
+    wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#edit-bvh a[href]") and d.execute_script(status))
+    return driver.execute_script(status)
 
 
 def main(argv: list[str] | None = None) -> None:

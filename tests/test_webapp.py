@@ -43,12 +43,13 @@ def service(pipe: MoMaskPipeline, tmp_path: Path) -> DemoService:
 
 def test_generate_writes_every_output(service: DemoService) -> None:
     r = service.generate(MODEL, "  a person walks forward ", 60, False, 3)
+    video = "momask_len60.mp4" if shutil.which("ffmpeg") else "momask_len60.gif"   # GIF where ffmpeg is absent
     assert r.folder.parent == service.workdir and sorted(p.name for p in r.folder.iterdir()) == [
-        "momask_len60.bvh", "momask_len60.mp4", "momask_len60_features.npy", "momask_len60_joints.npy"]
+        "momask_len60.bvh", video, "momask_len60_features.npy", "momask_len60_joints.npy"]
     joints, features = np.load(r.joints), np.load(r.features)
     assert joints.shape == (60, 22, 3) and features.shape == (60, 263)
     assert read_bvh(r.bvh).rotations.shape[0] == 60
-    assert r.video.read_bytes()[4:8] == b"ftyp"                      # an MP4 container
+    assert r.video.read_bytes()[4:8] == b"ftyp" if video.endswith(".mp4") else r.video.read_bytes()[:6] == b"GIF89a"
     assert r.message.startswith("60 frames (3.0 s)") and "seed 3" in r.message
 
 
@@ -95,9 +96,10 @@ def test_bad_advanced_settings(form: tuple, message: str) -> None:
         sampling_from_form(*form)
 
 
-def test_no_length_estimator_means_a_length_is_needed(runs: Path, tmp_path: Path) -> None:
-    pipe = MoMaskPipeline.from_checkpoints(runs, "t2m", MASK_NAME, device="cpu", use_length_estimator=False)
-    service = DemoService({MODEL: pipe}, tmp_path, video_size=64)
+def test_no_length_estimator_means_a_length_is_needed(runs: Path, pipe: MoMaskPipeline, tmp_path: Path) -> None:
+    plain = MoMaskPipeline.from_checkpoints(runs, "t2m", MASK_NAME, device="cpu", use_length_estimator=False,
+                                           text_encoder=pipe.text_encoder)
+    service = DemoService({MODEL: plain}, tmp_path, video_size=64)
     with pytest.raises(ValueError, match="no length estimator: untick 'estimate length'"):
         service.generate(MODEL, "a person walks", 0, True, 1)
 
@@ -167,7 +169,7 @@ def test_page_handlers_turn_bad_input_into_page_errors(service: DemoService) -> 
     with pytest.raises(gr.Error, match="upload a motion"):
         on_edit(MODEL, None, "a person jumps", 1, 2, 1, 18, 4, 2, 1)
     video, gif, status, bvh, npy = on_generate(MODEL, "a person walks", 40, False, 1, 18, 4, 5, 1)
-    assert video["visible"] and Path(video["value"]).suffix == ".mp4" and not gif["visible"]
+    assert video["visible"] == (shutil.which("ffmpeg") is not None) != gif["visible"]
     assert Path(bvh).suffix == ".bvh" and [Path(p).name for p in npy] == ["momask_len40_joints.npy",
                                                                          "momask_len40_features.npy"]
     app = build_app(service, service.workdir)
@@ -215,6 +217,31 @@ def test_server_queues_requests_and_refuses_paths_not_uploaded(service: DemoServ
         app.close()
 
 
+def test_gif_in_the_page_when_ffmpeg_is_missing(service: DemoService, monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("gradio")
+    from visualization import render
+    from visualization.webapp import make_handlers
+
+    monkeypatch.setattr(render.shutil, "which", lambda name: None)
+    video, gif, _, _, _ = make_handlers(service)[0](MODEL, "a person walks", 20, False, 1, 18, 4, 5, 1)
+    assert not video["visible"] and gif["visible"] and Path(gif["value"]).read_bytes()[:6] == b"GIF89a"
+
+
+def test_start_up_models(runs: Path) -> None:
+    """What app.py offers: the run given by --name first (the page's default), then the demo model if present."""
+    from visualization.webapp import DEMO_LABEL, load_pipelines
+
+    demo_present = (MoMaskPipeline.DEMO_CHECKPOINTS / "t2m" / MoMaskPipeline.DEMO_NAMES[0] / "opt.txt").is_file()
+    models = load_pipelines(checkpoints_dir=runs, name=MASK_NAME, res_name=RES_NAME, device="cpu")
+    assert list(models) == [f"t2m/{MASK_NAME} + {RES_NAME}"] + ([DEMO_LABEL] if demo_present else [])
+    assert models[f"t2m/{MASK_NAME} + {RES_NAME}"].res is not None
+    if not demo_present:
+        with pytest.raises(FileNotFoundError, match="embedded demo model is missing"):
+            load_pipelines()
+    with pytest.raises(FileNotFoundError, match="not_a_run"):
+        load_pipelines(checkpoints_dir=runs, name="not_a_run")
+
+
 def test_app_without_gradio_says_how_to_install(tmp_path: Path) -> None:
     """app.py run where gradio cannot be imported (a stub package that raises) exits with the install hint."""
     stub = tmp_path / "gradio"
@@ -227,17 +254,22 @@ def test_app_without_gradio_says_how_to_install(tmp_path: Path) -> None:
 
 @pytest.mark.browser
 def test_browser_generates_plays_and_downloads_bvh(runs: Path, tmp_path: Path) -> None:
-    """app.py on a free loopback port, driven by headless Debian Chromium: prompt -> playing video + valid BVH."""
+    """app.py on a free loopback port, driven by headless Debian Chromium: prompt -> playing video + valid BVH,
+    then an uploaded .npy edited on the Edit tab."""
     pytest.importorskip("gradio")
     pytest.importorskip("selenium")
-    from prepare.screenshot_webapp import CHROMEDRIVER, CHROMIUM, chromium, generate_in_page, start_app
+    from prepare.screenshot_webapp import CHROMEDRIVER, CHROMIUM, chromium, edit_in_page, generate_in_page, start_app
 
     if not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()):
         pytest.skip("needs Debian's chromium and chromium-driver (apt-get install -y chromium chromium-driver)")
     args = ["--checkpoints_dir", str(runs), "--name", MASK_NAME, "--res_name", RES_NAME, "--device", "cpu",
             "--workdir", str(tmp_path / "work")]
+    source = tmp_path / "walk.npy"
+    np.save(source, np.zeros((60, 263), np.float32))
     with start_app(args) as url, chromium() as driver:
         state = generate_in_page(driver, url, "a person walks forward", 48)
+        edit_status = edit_in_page(driver, source, "a person jumps", 1, 2)
+    assert edit_status.startswith("regenerated 1.00-2.00 s of 3.00 s")
     assert state["ready"] >= 2 and state["time_advanced"] and state["status"].startswith("48 frames")
     bvh = parse_bvh(state["bvh_text"], state["bvh_url"])
     assert bvh.num_frames == 48 and abs(bvh.frame_time - 0.05) < 1e-9

@@ -15,9 +15,13 @@ import math
 import shutil
 import time
 import uuid
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
 
 from data.prompts import check_caption, check_length, parse_edit_sections
 from models.pipeline import MoMaskPipeline, Motion, Sampling
@@ -25,6 +29,9 @@ from visualization.convert import read_motion
 from visualization.export import save_npy
 from visualization.joints2bvh import save_bvh
 from visualization.render import render_motion
+
+if TYPE_CHECKING:
+    import gradio
 
 logger = logging.getLogger(__name__)
 
@@ -139,9 +146,9 @@ class DemoService:
         start = time.perf_counter()
         motion, = pipe.generate([caption], [length], seed=seed, sampling=sampling)
         took = time.perf_counter() - start
-        fps = pipe.spec.fps
-        note = (f"{motion.num_frames} frames ({motion.num_frames / fps:.1f} s{', length estimated' if length is None else ''})"
-                f" in {took:.1f} s, seed {seed}")
+        estimated = ", length estimated" if length is None else ""
+        note = (f"{motion.num_frames} frames ({motion.num_frames / pipe.spec.fps:.1f} s{estimated}) in {took:.1f} s, "
+                f"seed {seed}")
         return self._write(pipe, motion, note + self._familiarity(pipe, caption))
 
     def edit(self, label: str, upload: str | Path, prompt: str, start_s: Any, end_s: Any, seed: Any,
@@ -170,7 +177,7 @@ class DemoService:
                 f"in {time.perf_counter() - t0:.1f} s, seed {seed}")
         return self._write(pipe, motion, note + self._familiarity(pipe, caption))
 
-    def read_upload(self, pipe: MoMaskPipeline, upload: str | Path | None):  # -> np.ndarray (T, D)
+    def read_upload(self, pipe: MoMaskPipeline, upload: str | Path | None) -> np.ndarray:
         """Features (T, D) of an uploaded motion file of the model's dataset; readable errors naming the file."""
         if not upload:
             raise ValueError("upload a motion to edit: a features or joints .npy, or a .bvh written by this project")
@@ -211,7 +218,7 @@ class DemoService:
 
 
 # ---- gradio page ----------------------------------------------------------------------------------------------
-def import_gradio():  # -> module
+def import_gradio() -> ModuleType:
     try:
         import gradio
     except ImportError:
@@ -253,7 +260,7 @@ def make_handlers(service: DemoService) -> tuple[Callable, Callable]:
     return on_generate, on_edit
 
 
-def _advanced(gr, defaults: Sampling) -> list:
+def _advanced(gr: ModuleType, defaults: Sampling) -> list:
     with gr.Accordion("Advanced", open=False):
         return [gr.Slider(*LIMITS["steps"], value=defaults.time_steps, step=1, label="steps"),
                 gr.Slider(*LIMITS["guidance"], value=defaults.cond_scale, step=0.5, label="guidance (cond_scale)"),
@@ -262,7 +269,7 @@ def _advanced(gr, defaults: Sampling) -> list:
                 gr.Slider(*LIMITS["temperature"], value=defaults.temperature, step=0.05, label="temperature")]
 
 
-def _results(gr, prefix: str) -> list:
+def _results(gr: ModuleType, prefix: str) -> list:
     video = gr.Video(label="motion", autoplay=True, loop=True, interactive=False, height=420,
                      elem_id=f"{prefix}-video")
     gif = gr.Image(label="motion", type="filepath", interactive=False, visible=False, height=420,
@@ -274,7 +281,8 @@ def _results(gr, prefix: str) -> list:
     return [video, gif, status, bvh, npy]
 
 
-def build_app(pipe: MoMaskPipeline | Mapping[str, MoMaskPipeline] | DemoService, workdir: str | Path):  # -> gr.Blocks
+def build_app(pipe: MoMaskPipeline | Mapping[str, MoMaskPipeline] | DemoService, workdir: str | Path
+              ) -> gradio.Blocks:
     """The page: a Generate tab and an Edit tab over ``pipe`` (one pipeline, label -> pipeline, or a service).
 
     Requests are queued and run one at a time (the model is shared)."""
@@ -327,7 +335,7 @@ def build_app(pipe: MoMaskPipeline | Mapping[str, MoMaskPipeline] | DemoService,
     return app
 
 
-def launch(app, *, host: str = "127.0.0.1", port: int = 7860, workdir: str | Path,
+def launch(app: gradio.Blocks, *, host: str = "127.0.0.1", port: int = 7860, workdir: str | Path,
            block: bool = True) -> None:
     """Serve ``app`` (from :func:`build_app`); outputs under ``workdir`` are servable, nothing else of the disk."""
     app.launch(server_name=host, server_port=port, allowed_paths=[str(Path(workdir).resolve())],
