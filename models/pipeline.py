@@ -108,6 +108,7 @@ class MoMaskPipeline:
         self.text_encoder = text_encoder
         self.spec = spec
         self.known_captions = list(known_captions)
+        self._known_vectors: Tensor | None = None   # their unit text vectors, computed on first use
         self.mean = torch.as_tensor(mean, dtype=torch.float32, device=self.device)
         self.std = torch.as_tensor(std, dtype=torch.float32, device=self.device)
         if text_encoder.dim != mask.config.clip_dim:
@@ -172,13 +173,16 @@ class MoMaskPipeline:
                                     text_encoder=text_encoder)
         texts = sorted((cls.DEMO_DATASET / "texts").glob("*.txt"))
         pipe.known_captions = sorted({line.caption for t in texts for line in read_text_file(t)})
+        pipe._known_vectors = None
         return pipe
 
     def warn_if_unfamiliar(self, captions: Sequence[str]) -> list[str]:
         """Log one warning for captions unlike any the model was trained on (only when those are known)."""
         if not self.known_captions:
             return []
-        known = torch.nn.functional.normalize(self.encode_text(self.known_captions), dim=-1)
+        if self._known_vectors is None:
+            self._known_vectors = torch.nn.functional.normalize(self.encode_text(self.known_captions), dim=-1)
+        known = self._known_vectors
         asked = torch.nn.functional.normalize(self.encode_text(captions), dim=-1)
         best = (asked @ known.T).max(dim=1).values
         far = [c for c, s in zip(captions, best.tolist()) if s < UNFAMILIAR_SIMILARITY]
