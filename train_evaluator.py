@@ -40,10 +40,12 @@ def main(argv: list[str] | None = None) -> None:
     std = apply_feat_bias(std, spec)
     vectorizer = WordVectorizer(opt.glove_path)
 
-    def loader(split: str, shuffle: bool) -> DataLoader:
+    def loader(split: str, train: bool) -> DataLoader:
         ds = Text2MotionDatasetEval(data.root, spec, mean, std, vectorizer, split=split, seed=opt.seed,
                                     max_text_len=opt.max_text_len)
-        return DataLoader(ds, batch_size=opt.batch_size, shuffle=shuffle, drop_last=True,
+        # A validation split smaller than one batch (tiny datasets) is validated as one smaller batch.
+        batch_size = opt.batch_size if train else max(2, min(opt.batch_size, len(ds)))
+        return DataLoader(ds, batch_size=batch_size, shuffle=train, drop_last=True,
                           num_workers=opt.num_workers, collate_fn=collate_by_sent_len)
 
     evaluator = T2MEvaluator(
@@ -52,7 +54,7 @@ def main(argv: list[str] | None = None) -> None:
         dim_motion_hidden=opt.dim_motion_hidden, dim_coemb_hidden=opt.dim_coemb_hidden,
         unit_length=opt.unit_length, max_text_len=opt.max_text_len)
     history = train_evaluator(
-        evaluator, loader("train", True), loader("val", False), device=device, lr=opt.lr,
+        evaluator, loader(opt.train_split, True), loader(opt.val_split, False), device=device, lr=opt.lr,
         movement_epochs=opt.movement_epochs, max_epoch=opt.max_epoch, max_steps=opt.max_steps,
         margin=opt.negative_margin, lambda_smooth=opt.lambda_smooth,
         dim_movement_dec_hidden=opt.dim_movement_dec_hidden, log_every=opt.log_every, seed=opt.seed,

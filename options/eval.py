@@ -5,7 +5,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from options.base import opt
-from options.common import CommonOptions
+from options.common import CommonOptions, TrainingOptions
 
 
 @dataclass
@@ -84,7 +84,7 @@ class EvalVQOptions(_BenchmarkOptions):
 
 
 @dataclass
-class EvaluatorTrainOptions(CommonOptions):
+class EvaluatorTrainOptions(TrainingOptions):
     """Training the text/motion evaluator (contrastive co-embedding, Guo et al. 2022)."""
 
     description = "Train the text-motion matching evaluator (movement, motion and text encoders)."
