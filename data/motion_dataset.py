@@ -15,6 +15,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from data.layout import DatasetPaths, apply_feat_bias
+from utils.distributed import ShardedBatchSampler, make_shard_plan
 from utils.skeleton import DatasetSpec
 
 logger = logging.getLogger(__name__)
@@ -117,14 +118,21 @@ class ResumableRandomSampler(Sampler[int]):
 
 
 def make_train_loader(dataset: MotionDataset, *, batch_size: int, seed: int, num_workers: int = 0,
-                      pin_memory: bool = False) -> DataLoader:
-    """Shuffled (resumable), ``drop_last`` loader; its sampler is ``loader.sampler``."""
+                      pin_memory: bool = False, accum_steps: int = 1) -> DataLoader:
+    """Shuffled (resumable), ``drop_last`` loader of this process's micro-batches.
+
+    ``batch_size`` is the global batch; the loader yields ``accum_steps`` micro-batches per optimisation step,
+    this rank's shards of the global batches of :class:`ResumableRandomSampler`'s order
+    (:class:`utils.distributed.ShardedBatchSampler`, reached as ``loader.batch_sampler``).
+    """
     if len(dataset) < batch_size:
         raise ValueError(f"the training split has {len(dataset)} windows, fewer than --batch_size {batch_size}: "
                          "lower --batch_size or add data")
-    sampler = ResumableRandomSampler(len(dataset), seed)
-    return DataLoader(dataset, batch_size=batch_size, sampler=sampler, drop_last=True, num_workers=num_workers,
-                      pin_memory=pin_memory, persistent_workers=False)
+    num_items = len(dataset)
+    sampler = ShardedBatchSampler(lambda epoch: epoch_permutation(num_items, seed, epoch), num_items,
+                                  make_shard_plan(batch_size, accum_steps))
+    return DataLoader(dataset, batch_sampler=sampler, num_workers=num_workers, pin_memory=pin_memory,
+                      persistent_workers=False)
 
 
 def make_val_loader(dataset: MotionDataset, *, batch_size: int, num_workers: int = 0,

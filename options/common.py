@@ -46,3 +46,27 @@ class TrainingOptions(CommonOptions):
 
     train_split: str = opt("train", "split file (<data_root>/<split>.txt) of the training clips")
     val_split: str = opt("val", "split file of the validation clips")
+
+
+AMP_MODES = ("off", "bf16", "fp16")
+
+
+@dataclass
+class ScaledTrainingOptions(TrainingOptions):
+    """Scale-out flags of the trainers that support them (VQ, masked and residual transformers).
+
+    ``--batch_size`` stays the *global* optimisation batch: under ``torchrun --nproc_per_node N`` each process
+    pushes ``batch_size / (N * accum_steps)`` samples per micro-step (see utils/distributed.py).
+    """
+
+    accum_steps: int = opt(1, "gradient-accumulation micro-steps per optimisation step (the global --batch_size "
+                              "must divide by processes x accum_steps)")
+    amp: str = opt("off", "mixed precision on CUDA: off | bf16 | fp16 (ignored on other devices)")
+    compile: bool = opt(False, "torch.compile the trained network (CUDA recommended; first steps are slow)")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.accum_steps < 1:
+            raise ValueError(f"--accum_steps must be >= 1, got {self.accum_steps}")
+        if self.amp not in AMP_MODES:
+            raise ValueError(f"--amp {self.amp!r}: use one of {AMP_MODES}")

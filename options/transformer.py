@@ -2,7 +2,8 @@
 
 Both stages share one group (the official code uses one parser for both); field names are the official option
 names because they are ``opt.txt`` keys. Additions: ``text_encoder``/``text_encoder_path``/``clip_dim`` (the
-frozen encoder is chosen by name, and its width recorded), ``amp``, ``max_steps``, ``num_workers``.
+frozen encoder is chosen by name, and its width recorded), ``max_steps``, ``num_workers``; the scale-out
+flags (``amp``, ``accum_steps``, ``compile``) come from :class:`options.common.ScaledTrainingOptions`.
 """
 from __future__ import annotations
 
@@ -10,13 +11,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from options.base import opt
-from options.common import TrainingOptions
-
-AMP_MODES = ("off", "bf16", "fp16")
+from options.common import AMP_MODES, ScaledTrainingOptions  # noqa: F401  (AMP_MODES re-exported)
 
 
 @dataclass
-class TransformerOptions(TrainingOptions):
+class TransformerOptions(ScaledTrainingOptions):
     """Shared training options of the masked and the residual transformer."""
 
     # data
@@ -45,7 +44,6 @@ class TransformerOptions(TrainingOptions):
     gamma: float = opt(0.1, "MultiStepLR decay factor")
     milestones: list[int] = opt([50000], "MultiStepLR milestones (iterations; the scheduler steps every iteration)")
     warm_up_iter: int = opt(2000, "linear warm-up: lr·(it+1)/(warm_up_iter+1) for it < warm_up_iter")
-    amp: str = opt("off", "mixed precision on CUDA: off | bf16 | fp16 (ignored on other devices)")
     # run control
     is_continue: bool = opt(False, "resume this run from model/latest.tar", short="--resume")
     log_every: int = opt(50, "iterations between logged training averages")
@@ -74,8 +72,6 @@ class TransformerOptions(TrainingOptions):
             raise ValueError(f"--lr must be > 0, got {self.lr}")
         if sorted(self.milestones) != list(self.milestones):
             raise ValueError(f"--milestones must be increasing, got {self.milestones}")
-        if self.amp not in AMP_MODES:
-            raise ValueError(f"--amp {self.amp!r}: use one of {AMP_MODES}")
         if self.max_motion_length % self.unit_length:
             raise ValueError(f"--max_motion_length {self.max_motion_length} must be a multiple of "
                              f"--unit_length {self.unit_length}")

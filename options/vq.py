@@ -4,13 +4,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from options.base import opt
-from options.common import TrainingOptions
+from options.common import ScaledTrainingOptions
 
 RECONS_LOSSES = ("l1", "l1_smooth")
 
 
 @dataclass
-class VQOptions(TrainingOptions):
+class VQOptions(ScaledTrainingOptions):
     """Residual VQ-VAE training. Field names are the official option names (they are opt.txt keys)."""
 
     description = "Train the residual VQ-VAE motion tokenizer (MoMask stage 1)."

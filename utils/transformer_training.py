@@ -9,6 +9,13 @@ plus the position inside the epoch, the best validation value and every RNG stat
 and the numpy/python generators the datasets hold). Batches come from a per-epoch seeded permutation, so a
 resumed run skips exactly the batches already seen. With ``num_workers > 0`` the datasets draw their crops in
 worker processes whose state is not saved; resume is then exact at epoch boundaries only.
+
+Data parallel (torchrun) and gradient accumulation: ``--batch_size`` is the global batch. Every rank loads the
+whole global batch (so the datasets' crop/caption draws are those of a single process) and trains on its shards
+of it (utils/distributed.py: shard ``m * world + rank`` at micro-step ``m``); the frozen VQ and text encoder run
+on the shard only. With more than one shard per step, torch's global generator (masks, condition dropout,
+dropout) is re-seeded per shard from ``(seed, step, shard)``: runs with the same ``processes x accum_steps`` are
+then identical, others equal in distribution. The loss is the mean of the shards' losses.
 """
 from __future__ import annotations
 
@@ -29,6 +36,7 @@ from tqdm import tqdm
 
 from models.transformer.mask_transformer import MaskedLoss
 from options.transformer import TransformerOptions
+from utils import distributed as dist
 from utils.checkpoint import load_checkpoint, load_state_dict_strict, save_checkpoint
 
 logger = logging.getLogger(__name__)
@@ -162,53 +170,59 @@ class TransformerTrainer:
         self.model_args = dict(model_args or {})
         self.optimizer, self.scheduler = build_optimizer(self.model, opt)
         self.state = TrainerState()
-        self.autocast_dtype = self._amp_dtype()
-        self.scaler = torch.amp.GradScaler("cuda") if self.autocast_dtype == torch.float16 else None
-
-    def _amp_dtype(self) -> torch.dtype | None:
-        if self.opt.amp == "off":
-            return None
-        if self.device.type != "cuda":
-            logger.info("--amp %s ignored: mixed precision is only used on CUDA (device %s)", self.opt.amp, self.device)
-            return None
-        return torch.bfloat16 if self.opt.amp == "bf16" else torch.float16
-
-    def _autocast(self) -> contextlib.AbstractContextManager:
-        if self.autocast_dtype is None:
-            return contextlib.nullcontext()
-        return torch.autocast("cuda", dtype=self.autocast_dtype)
+        self.plan = dist.make_shard_plan(opt.batch_size, opt.accum_steps)
+        self.rank = dist.get_rank()
+        if opt.compile:
+            self.model.compile()
+        self.net = dist.wrap_ddp(dist.MethodAsForward(self.model, stage.loss), device)
+        self.amp = dist.MixedPrecision(opt.amp, device)
+        self.autocast_dtype, self.scaler = self.amp.dtype, self.amp.scaler
 
     # ---- one batch ---------------------------------------------------------------------------------------------
-    def batch_loss(self, batch: tuple[Sequence[str], Tensor, Tensor]) -> MaskedLoss:
-        """(captions, motion (B, T, D) normalised + zero-padded, lengths (B,) frames) -> stage loss."""
+    def batch_loss(self, batch: tuple[Sequence[str], Tensor, Tensor], net: nn.Module | None = None) -> MaskedLoss:
+        """(captions, motion (B, T, D) normalised + zero-padded, lengths (B,) frames) -> stage loss.
+
+        ``net`` is the (DDP-wrapped) loss module used in training; ``None`` = the bare model (validation).
+        """
         captions, motion, lengths = batch
         motion = motion.to(self.device, dtype=torch.float32, non_blocking=True)
         with torch.no_grad():
             codes = self.tokenizer(motion)                                   # (B, n, Q), fp32 VQ
             cond = self.text_features(list(captions)).to(self.device)
         m_lens = torch.as_tensor(lengths, device=self.device).long() // self.opt.unit_length
-        with self._autocast():
-            return self.stage.loss(self.model, codes, cond, m_lens)
+        with self.amp.autocast():
+            if net is None:
+                return self.stage.loss(self.model, codes, cond, m_lens)
+            return net(codes, cond, m_lens)
 
     def train_step(self, batch: tuple[Sequence[str], Tensor, Tensor]) -> MaskedLoss:
+        """One optimisation step on a global batch: this rank's shards, accumulated; -> the mean loss/acc over
+        all shards of the step (identical on every rank)."""
         self.model.train()
         self.state.total_it += 1
         it = self.state.total_it
         if it < self.opt.warm_up_iter:
             for group in self.optimizer.param_groups:
                 group["lr"] = warmup_lr(it, self.opt.warm_up_iter, self.opt.lr)
-        out = self.batch_loss(batch)
+        if len(batch[1]) != self.plan.global_batch:
+            raise ValueError(f"train_step got a batch of {len(batch[1])}, expected --batch_size {self.plan.global_batch}")
         self.optimizer.zero_grad(set_to_none=True)
-        if self.scaler is not None:
-            self.scaler.scale(out.loss).backward()
-            self.scaler.step(self.optimizer)
-            self.scaler.update()
-        else:
-            out.loss.backward()
-            self.optimizer.step()
+        steps = self.plan.accum_steps
+        sums = torch.zeros(2, device=self.device)
+        out = None
+        for m in range(steps):
+            if self.plan.num_shards > 1:
+                torch.manual_seed(dist.shard_seed(self.opt.seed, it, self.plan.shard_index(m, self.rank)))
+            part = dist.take_shard(batch, self.plan.shard_slice(m, self.rank))
+            with dist.no_sync(self.net, m < steps - 1):
+                out = self.batch_loss(part, self.net)
+                self.amp.backward(out.loss / steps)
+            sums += torch.stack([out.loss.detach().float(), out.acc.detach().float()]) / steps
+        self.amp.step(self.optimizer)
         self.scheduler.step()
         self.state.it_in_epoch += 1
-        return out
+        loss, acc = dist.all_reduce_mean(sums)
+        return MaskedLoss(loss=loss, acc=acc, pred_ids=out.pred_ids)
 
     @torch.no_grad()
     def validate(self, dataset: Dataset, batch_size: int) -> dict[str, float]:
@@ -238,7 +252,9 @@ class TransformerTrainer:
         return state
 
     def save(self, name: str, datasets: Sequence[Any] = ()) -> None:
-        save_checkpoint(self.model_dir / name, self.checkpoint(datasets))
+        """Rank 0 writes (other ranks hold identical weights and state)."""
+        if dist.is_main():
+            save_checkpoint(self.model_dir / name, self.checkpoint(datasets))
 
     def resume(self, path: str | Path, datasets: Sequence[Any] = ()) -> None:
         """Restore model, optimizer, scheduler, counters and RNG from a ``latest.tar`` (ours or official)."""
@@ -262,7 +278,7 @@ class TransformerTrainer:
 
     # ---- the loop ----------------------------------------------------------------------------------------------
     def _log(self, tag: str, value: float) -> None:
-        if self.writer is not None:
+        if self.writer is not None and dist.is_main():
             self.writer.add_scalar(tag, value, self.state.total_it)
 
     def fit(self, train_set: Dataset, val_set: Dataset | None = None) -> TrainerState:
@@ -278,7 +294,7 @@ class TransformerTrainer:
                 train_set, batch_sampler=batches, num_workers=opt.num_workers, pin_memory=self.device.type == "cuda",
                 generator=torch.Generator().manual_seed(opt.seed + s.epoch),
             )
-            for batch in tqdm(loader, desc=f"epoch {s.epoch}", leave=False):
+            for batch in tqdm(loader, desc=f"epoch {s.epoch}", leave=False, disable=None if dist.is_main() else True):
                 out = self.train_step(batch)
                 loss = out.loss.item()
                 s.history.append(loss)
@@ -317,7 +333,21 @@ class TransformerTrainer:
 
 # ---- script glue (train_t2m_transformer.py / train_res_transformer.py) -----------------------------------------
 def run_training(opt: TransformerOptions, stage: Stage) -> TrainerState:
-    """Everything a training script does after parsing: run folder, VQ, text encoder, data, model, loop."""
+    """Everything a training script does after parsing: run folder, VQ, text encoder, data, model, loop.
+
+    Under torchrun it joins the process group first and leaves it at the end (see utils/distributed.py).
+    """
+    from utils.device import seed_everything
+
+    seed_everything(opt.seed)
+    env, device = dist.init_distributed(opt.device)
+    try:
+        return _run_training(opt, stage, env, device)
+    finally:
+        dist.cleanup()
+
+
+def _run_training(opt: TransformerOptions, stage: Stage, env: dist.DistEnv, device: torch.device) -> TrainerState:
     from torch.utils.tensorboard import SummaryWriter
 
     from data.checks import ensure_dataset_ok
@@ -328,10 +358,8 @@ def run_training(opt: TransformerOptions, stage: Stage) -> TrainerState:
     from models.transformer.mask_transformer import MaskTransformer
     from models.transformer.residual_transformer import ResidualTransformer
     from models.vq.build import load_rvqvae, load_vq_meta
-    from utils.device import resolve_device, seed_everything
     from utils.log import git_sha, setup_logging
 
-    seed_everything(opt.seed)
     ensure_dataset_ok(DatasetPaths.for_dataset(opt.data_root, opt.spec).root, opt.spec,
                       splits=(opt.train_split, opt.val_split))
     latest = opt.model_dir / "latest.tar"
@@ -340,9 +368,12 @@ def run_training(opt: TransformerOptions, stage: Stage) -> TrainerState:
                          "or choose another --name")
     if opt.is_continue and not latest.is_file():
         raise FileNotFoundError(f"--is_continue: {latest} not found (nothing to resume)")
-    setup_logging(opt.save_root / "log.txt")
-    logger.info("git %s; options: %s", git_sha(), opt.to_dict())
-    device = resolve_device(opt.device)
+    dist.make_shard_plan(opt.batch_size, opt.accum_steps)      # fails early on an indivisible batch
+    dist.barrier()              # every rank has checked the run folder before rank 0 writes into it
+    if env.is_main:
+        setup_logging(opt.save_root / "log.txt")
+    dist.configure_rank_logging(env)
+    logger.info("git %s; %d process(es); options: %s", git_sha(), env.world_size, opt.to_dict())
     vq = load_rvqvae(opt.vq_dir, device=device).eval()
     for p in vq.parameters():
         p.requires_grad_(False)
@@ -360,7 +391,8 @@ def run_training(opt: TransformerOptions, stage: Stage) -> TrainerState:
         config = residual_config(opt, facts, opt.clip_dim)
         model = ResidualTransformer(config)
     logger.info("%s: %d parameters", type(model).__name__, sum(p.numel() for p in model.parameters()))
-    opt.save(opt.save_root / "opt.txt", is_train=True)
+    if env.is_main:
+        opt.save(opt.save_root / "opt.txt", is_train=True)
     mean, std = load_vq_meta(opt.vq_dir)
     kw = dict(seed=opt.seed, max_motion_length=opt.max_motion_length, unit_length=opt.unit_length)
     train_set = Text2MotionDataset(opt.data_root, opt.spec, mean, std, split=opt.train_split, **kw)
@@ -370,12 +402,15 @@ def run_training(opt: TransformerOptions, stage: Stage) -> TrainerState:
     def tokenize(motion: Tensor) -> Tensor:
         return vq.encode(motion)[0]
 
-    writer = SummaryWriter(str(opt.save_root / "tb"))
+    writer = SummaryWriter(str(opt.save_root / "tb")) if env.is_main else None
     try:
         trainer = TransformerTrainer(stage, model, tokenize, TextFeatureCache(encoder).encode, opt, opt.model_dir,
                                      device, writer, model_args=config.as_dict())
         if opt.is_continue:
             trainer.resume(latest, [train_set, val_set])
-        return trainer.fit(train_set, val_set)
+        state = trainer.fit(train_set, val_set)
+        dist.barrier()
+        return state
     finally:
-        writer.close()
+        if writer is not None:
+            writer.close()

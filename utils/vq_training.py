@@ -1,9 +1,10 @@
 """RVQ-VAE training (spec §2.5-§2.6): losses, warm-up + MultiStepLR, resumable loop, checkpoints.
 
 Resumability: every random draw of step ``it`` (data order aside) comes from seeds derived from
-``(seed, it)``: torch's global generator (residual-block dropout) is re-seeded and an explicit generator
-(Gumbel noise, quantizer dropout, codebook reset noise) is re-seeded before each step, and the window order
-of epoch ``e`` is a pure function of ``(seed, e)``. ``latest.tar`` stores the model, optimizer, scheduler,
+``(seed, it)``: torch's global generator (residual-block dropout) is re-seeded per batch shard and keyed
+generators (Gumbel noise, quantizer dropout, codebook reset noise) per step and layer, and the window order
+of epoch ``e`` is a pure function of ``(seed, e)``. Data-parallel runs (torchrun) and gradient accumulation
+split each global batch into shards (utils/distributed.py); the codebooks' EMA statistics are all-reduced. ``latest.tar`` stores the model, optimizer, scheduler,
 step, epoch, position inside the epoch and the codebooks' EMA statistics, so a killed-and-resumed run
 continues exactly like an uninterrupted one.
 """
@@ -24,8 +25,11 @@ from tqdm import tqdm
 
 from models.vq.build import CODEBOOK_STATE_KEY, MODEL_ARGS_KEY
 from models.vq.model import RVQVAE
+from models.vq.quantizer import BatchShard
 from options.vq import VQOptions
+from utils import distributed as dist
 from utils.checkpoint import CheckpointError, load_checkpoint, load_state_dict_strict, save_checkpoint
+from utils.distributed import ShardedBatchSampler, ShardPlan
 
 logger = logging.getLogger(__name__)
 
@@ -194,12 +198,26 @@ def _log_scalars(writer: ScalarWriter | None, prefix: str, values: dict[str, flo
             writer.add_scalar(f"{prefix}/{key}", value, step)
 
 
+def _shard(seed: int, micro_step: int, plan: ShardPlan) -> BatchShard:
+    return BatchShard(seed=seed, rank=dist.get_rank(), world_size=plan.world_size, micro_step=micro_step,
+                      accum_steps=plan.accum_steps, all_reduce_sum=dist.all_reduce_sum,
+                      all_gather_cat=dist.all_gather_cat)
+
+
 def train_vq(model: RVQVAE, train_loader: DataLoader, val_loader: DataLoader, opt: VQOptions, model_dir: Path,
              device: torch.device, *, writer: ScalarWriter | None = None, evaluate: EvaluateFn | None = None,
              step_callback: Callable[[TrainState], None] | None = None) -> TrainState:
     """Train until ``max_epoch`` epochs or ``max_steps`` iterations; resumes from ``model_dir/latest.tar`` when
-    ``opt.is_continue``. ``train_loader.sampler`` must be a :class:`~data.motion_dataset.ResumableRandomSampler`.
+    ``opt.is_continue``. ``train_loader`` comes from :func:`data.motion_dataset.make_train_loader` (its
+    ``batch_sampler`` is a :class:`~utils.distributed.ShardedBatchSampler`); under torchrun the model is wrapped
+    in DDP and only rank 0 logs, writes TensorBoard (``writer``) and saves checkpoints.
     ``step_callback(state)`` runs after each iteration (tests use it to simulate a crash).
+
+    Randomness of step ``it``: quantizer dropout, Gumbel noise and reset/initialisation noise come from
+    generators keyed to ``step_seed(seed, it)`` and are drawn with the global batch's shapes, so they equal a
+    single process's draws for any number of processes; residual-block dropout (torch's global generator) is
+    seeded per shard (``shard_seed``), so it is equal between runs with the same processes x accum_steps and
+    otherwise equal in distribution.
     """
     model.to(device).train()
     optimizer = make_optimizer(model, opt)
@@ -209,9 +227,20 @@ def train_vq(model: RVQVAE, train_loader: DataLoader, val_loader: DataLoader, op
         state = resume_training(model_dir / LATEST, model, optimizer, scheduler, best)
     else:
         state = TrainState(best=best)
-    sampler = train_loader.sampler
-    iters_per_epoch = len(train_loader.dataset) // opt.batch_size
-    generator = torch.Generator(device=device)
+    sampler = train_loader.batch_sampler
+    if not isinstance(sampler, ShardedBatchSampler):
+        raise TypeError("train_loader must come from data.motion_dataset.make_train_loader (ShardedBatchSampler)")
+    plan = sampler.plan
+    if plan.global_batch != opt.batch_size:
+        raise ValueError(f"train_loader global batch {plan.global_batch} != --batch_size {opt.batch_size}")
+    iters_per_epoch = sampler.steps_per_epoch
+    if opt.compile:
+        model.encoder.compile()
+        model.decoder.compile()
+    net = dist.wrap_ddp(model, device)
+    amp = dist.MixedPrecision(opt.amp, device)
+    main = dist.is_main()
+    writer = writer if main else None
     window: dict[str, float] = {}
 
     def done() -> bool:
@@ -221,38 +250,42 @@ def train_vq(model: RVQVAE, train_loader: DataLoader, val_loader: DataLoader, op
         if state.epoch_it >= iters_per_epoch:
             state.ep, state.epoch_it = state.ep + 1, 0
             continue
-        sampler.set_epoch(state.ep, start=state.epoch_it * opt.batch_size)
-        bar = tqdm(train_loader, desc=f"epoch {state.ep}", leave=False, disable=None)
-        for batch in bar:
+        sampler.set_epoch(state.ep, start_step=state.epoch_it)
+        bar = tqdm(dist.group_micro_batches(train_loader, plan.accum_steps), total=iters_per_epoch - state.epoch_it,
+                   desc=f"epoch {state.ep}", leave=False, disable=None if main else True)
+        for micro_batches in bar:
             state.total_it += 1
             state.epoch_it += 1
             if state.total_it < opt.warm_up_iter:
                 for group in optimizer.param_groups:
                     group["lr"] = warmup_lr(state.total_it, opt.warm_up_iter, opt.lr)
             seed = step_seed(opt.seed, state.total_it)
-            torch.manual_seed(seed)
-            generator.manual_seed(seed + 1)
-            x = batch.to(device, non_blocking=True).float()
-            out = model.reconstruct(x, generator)
-            loss, parts = vq_loss(out.recon, x, out.commit_loss, joints_num=opt.spec.joints_num,
-                                  loss_vel=opt.loss_vel, commit=opt.commit, recons_loss=opt.recons_loss)
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            for m, batch in enumerate(micro_batches):
+                shard = _shard(seed, m, plan)
+                torch.manual_seed(dist.shard_seed(seed, state.total_it, shard.index))   # residual-block dropout
+                x = batch.to(device, non_blocking=True).float()
+                with dist.no_sync(net, m < plan.accum_steps - 1), model.quantizer.sharded(shard):
+                    with amp.autocast():
+                        recon, commit_loss, perplexity = net(x)
+                    loss, parts = vq_loss(recon.float(), x, commit_loss, joints_num=opt.spec.joints_num,
+                                          loss_vel=opt.loss_vel, commit=opt.commit, recons_loss=opt.recons_loss)
+                    amp.backward(loss / plan.accum_steps)
+                for key, value in {"loss": loss, **parts, "perplexity": perplexity}.items():
+                    window[key] = window.get(key, 0.0) + float(value.detach()) / plan.accum_steps
             lr = optimizer.param_groups[0]["lr"]
-            optimizer.step()
+            amp.step(optimizer)
             if state.total_it >= opt.warm_up_iter:
                 scheduler.step()
-            for key, value in {"loss": loss, **parts, "perplexity": out.perplexity}.items():
-                window[key] = window.get(key, 0.0) + float(value.detach())
             if state.total_it % opt.log_every == 0:
-                means = {k: v / opt.log_every for k, v in window.items()}
+                means = dist.mean_over_ranks({k: v / opt.log_every for k, v in window.items()}, device)
                 means["lr"] = lr
                 _log_scalars(writer, "train", means, state.total_it)
                 logger.info("ep %d it %d: %s", state.ep, state.total_it,
                             " ".join(f"{k} {v:.5g}" for k, v in means.items()))
                 bar.set_postfix(loss=f"{means['loss']:.4f}")
                 window = {}
-            if state.total_it % opt.save_latest == 0:
+            if state.total_it % opt.save_latest == 0 and main:
                 save_training_checkpoint(model_dir / LATEST, model, optimizer, scheduler, state)
             if step_callback is not None:
                 step_callback(state)
@@ -261,14 +294,19 @@ def train_vq(model: RVQVAE, train_loader: DataLoader, val_loader: DataLoader, op
         epoch_complete = state.epoch_it >= iters_per_epoch
         if (epoch_complete and (state.ep + 1) % opt.eval_every_e == 0) or done():
             _validate_and_keep_best(model, val_loader, device, opt, model_dir, state, writer, evaluate)
-        save_training_checkpoint(model_dir / LATEST, model, optimizer, scheduler, state)
+        if main:
+            save_training_checkpoint(model_dir / LATEST, model, optimizer, scheduler, state)
+    dist.barrier()
     return state
 
 
 def _validate_and_keep_best(model: RVQVAE, val_loader: DataLoader, device: torch.device, opt: VQOptions,
                             model_dir: Path, state: TrainState, writer: ScalarWriter | None,
                             evaluate: EvaluateFn | None) -> None:
+    """Every rank computes the (deterministic) validation losses; rank 0 alone runs ``evaluate`` and saves."""
     metrics = validate(model, val_loader, device, opt)
+    if not dist.is_main():
+        return
     _log_scalars(writer, "val", metrics, state.total_it)
     logger.info("validation ep %d it %d: %s", state.ep, state.total_it,
                 " ".join(f"{k} {v:.5g}" for k, v in metrics.items() if not k.startswith("code_usage_q")))

@@ -1,11 +1,14 @@
 """Residual vector quantizer: Q EMA-reset layers, each quantizing what the previous ones left (spec §2.3)."""
 from __future__ import annotations
 
+import contextlib
+from typing import Iterator
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from models.vq.quantizer import QuantizeEMAReset
+from models.vq.quantizer import BatchShard, QuantizeEMAReset
 
 
 class ResidualVQ(nn.Module):
@@ -27,6 +30,17 @@ class ResidualVQ(nn.Module):
             self.layers = nn.ModuleList([shared] * num_quantizers)
         else:
             self.layers = nn.ModuleList([QuantizeEMAReset(nb_code, code_dim, mu) for _ in range(num_quantizers)])
+        self.shard: BatchShard | None = None
+
+    @contextlib.contextmanager
+    def sharded(self, shard: BatchShard) -> Iterator[None]:
+        """Training forwards inside the block treat their batch as ``shard`` of a data-parallel global batch
+        (keyed draws, all-reduced EMA statistics: see :mod:`models.vq.quantizer`)."""
+        self.shard = shard
+        try:
+            yield
+        finally:
+            self.shard = None
 
     @property
     def codebooks(self) -> Tensor:
@@ -56,7 +70,16 @@ class ResidualVQ(nn.Module):
         Gradient: every active layer's straight-through term passes the identity to ``x``, so the encoder gets
         ``n_active`` times the reconstruction gradient, as in the reference (spec §2.3).
         """
+        shard = self.shard if self.training else None
+        if shard is not None:
+            generator = shard.generator(0, 4, x.device)     # the same dropout draw on every shard of the step
         last = self.last_active_layer(generator)
+        # Codebook distances and EMA statistics stay in fp32 under autocast (bf16 would change code choices).
+        with torch.autocast(x.device.type, enabled=False):
+            return self._forward(x.float(), last, temperature, generator, shard)
+
+    def _forward(self, x: Tensor, last: int, temperature: float, generator: torch.Generator | None,
+                 shard: BatchShard | None) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         residual = x
         out = torch.zeros_like(x)
         indices, losses, perplexities = [], [], []
@@ -64,7 +87,8 @@ class ResidualVQ(nn.Module):
             if q > last:
                 indices.append(torch.full((x.shape[0], x.shape[-1]), -1, device=x.device, dtype=torch.long))
                 continue
-            quantized, idx, loss, perplexity = layer(residual, temperature=temperature, generator=generator)
+            quantized, idx, loss, perplexity = layer(residual, temperature=temperature, generator=generator,
+                                                     shard=shard, key=q)
             residual = residual - quantized.detach()
             out = out + quantized
             indices.append(idx)
