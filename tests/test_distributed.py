@@ -282,3 +282,46 @@ def test_transformer_two_processes_equal_one_process(script: str, transformer_se
     key = "t2m_transformer" if "t2m" in script else "res_transformer"
     assert a["total_it"] == b["total_it"] == 6
     assert_same_weights(a[key], b[key])
+
+
+# ---- CUDA (run with -m gpu on a machine with a GPU; benchmarks/gpu_check.sh does) ---------------------------------
+def _cuda_or_skip() -> torch.device:
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    return torch.device("cuda")
+
+
+@pytest.mark.gpu
+def test_cuda_accumulated_shards_equal_whole_batch() -> None:
+    device = _cuda_or_skip()
+    torch.manual_seed(0)
+    whole = ResidualVQ(num_quantizers=3, nb_code=32, code_dim=8, quantize_dropout_prob=0.3).to(device).train()
+    split = ResidualVQ(num_quantizers=3, nb_code=32, code_dim=8, quantize_dropout_prob=0.3).to(device).train()
+    for step in range(6):
+        x = torch.randn(16, 8, 16, device=device)
+        with whole.sharded(BatchShard(step)):
+            codes = whole(x, temperature=0.5)[1]
+        parts = []
+        for m, part in enumerate(x.chunk(4)):
+            with split.sharded(BatchShard(step, micro_step=m, accum_steps=4)):
+                parts.append(split(part, temperature=0.5)[1])
+        assert torch.equal(torch.cat(parts), codes)
+    torch.testing.assert_close(split.codebooks, whole.codebooks, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("amp", ["bf16", "fp16"])
+def test_cuda_vq_training_with_amp_and_accumulation(amp: str, tmp_path: Path) -> None:
+    _cuda_or_skip()
+    import train_vq
+    from tests.vq_synthetic import make_dataset, tiny_vq_args
+    from tests.test_vq_training import scalars as tb_scalars
+
+    make_dataset(tmp_path / "data")
+    train_vq.main(tiny_vq_args(tmp_path / "data", tmp_path / "ck", device="cuda", amp=amp, accum_steps=2,
+                               batch_size=16, max_steps=120, lr=3e-3, log_every=1, save_latest=60))
+    rec = tb_scalars(tmp_path / "ck" / "t2m" / "tiny")["train/loss_rec"]
+    assert all(np.isfinite(list(rec.values())))
+    assert np.mean([rec[i] for i in range(111, 121)]) < 0.5 * rec[1]
+    state = load_checkpoint(tmp_path / "ck" / "t2m" / "tiny" / "model" / "latest.tar")
+    assert all(v.dtype == torch.float32 for k, v in state["vq_model"].items() if k.endswith("codebook"))
