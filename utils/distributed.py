@@ -72,8 +72,8 @@ def init_distributed(device: str = "auto", timeout_min: float = 60.0) -> tuple[D
             raise ValueError(f"LOCAL_RANK {env.local_rank} but only {torch.cuda.device_count()} CUDA devices: "
                              "lower --nproc_per_node")
         resolved = torch.device("cuda", env.local_rank)
-    if resolved.type == "cuda":
-        torch.cuda.set_device(resolved)
+    if resolved.type == "cuda" and resolved.index is not None:
+        torch.cuda.set_device(resolved)      # set_device needs an index ("cuda" alone stays the current device)
     if env.is_distributed and not dist.is_initialized():
         backend = "nccl" if resolved.type == "cuda" else "gloo"
         dist.init_process_group(backend=backend, timeout=datetime.timedelta(minutes=timeout_min),
