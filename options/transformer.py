@@ -48,6 +48,7 @@ class TransformerOptions(ScaledTrainingOptions):
     is_continue: bool = opt(False, "resume this run from model/latest.tar", short="--resume")
     log_every: int = opt(50, "iterations between logged training averages")
     save_latest: int = opt(500, "iterations between latest.tar saves")
+    val_every_e: int = opt(1, "epochs between validation (+ best/latest checkpoint at the epoch end)")
     eval_every_e: int = opt(10, "kept for opt.txt compatibility (evaluation with the T2M evaluator)")
     # sampling flags kept from the official parser (they are opt.txt keys)
     gumbel_sample: bool = opt(False, "kept for opt.txt compatibility (sampling flag)")
@@ -56,7 +57,7 @@ class TransformerOptions(ScaledTrainingOptions):
     def __post_init__(self) -> None:
         super().__post_init__()
         positive = ("batch_size", "max_motion_length", "unit_length", "latent_dim", "n_heads", "n_layers",
-                    "ff_size", "max_epoch", "log_every", "save_latest", "eval_every_e")
+                    "ff_size", "max_epoch", "log_every", "save_latest", "eval_every_e", "val_every_e")
         for flag in positive:
             if getattr(self, flag) <= 0:
                 raise ValueError(f"--{flag} must be positive, got {getattr(self, flag)}")
