@@ -77,45 +77,49 @@ def transformer_step(stage: str, device: torch.device, batch: int, amp: MixedPre
     return step
 
 
-def bench(args: argparse.Namespace) -> list[tuple[str, str, float]]:
-    """[(stage, amp mode, median seconds per step)]."""
+def bench(args: argparse.Namespace) -> list[tuple[str, str, float, float]]:
+    """[(stage, amp mode, median seconds per step, peak CUDA memory in GiB (nan elsewhere))]."""
     device = resolve_device(args.device)
     rows = []
     for stage in args.stages:
         for mode in args.amp:
             torch.manual_seed(0)
+            if device.type == "cuda":
+                torch.cuda.reset_peak_memory_stats(device)
             amp = MixedPrecision(mode, device)
             step = (vq_step(device, args.vq_batch, args.window, amp, args.compile) if stage == "vq" else
                     transformer_step(stage, device, args.trans_batch, amp, args.compile))
             for _ in range(args.warmup):
                 step()
-            rows.append((stage, mode, timed_median(step, args.iters, device, warmup=False)))
+            seconds = timed_median(step, args.iters, device, warmup=False)
+            peak = torch.cuda.max_memory_allocated(device) / 2 ** 30 if device.type == "cuda" else float("nan")
+            rows.append((stage, mode, seconds, peak))
             del step
             if device.type == "cuda":
                 torch.cuda.empty_cache()
     return rows
 
 
-def report(rows: list[tuple[str, str, float]], args: argparse.Namespace) -> str:
+def report(rows: list[tuple[str, str, float, float]], args: argparse.Namespace) -> str:
     device = resolve_device(args.device)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
     lines = [f"training steps on {device} ({name}), torch {torch.__version__}"
              + (", torch.compile" if args.compile else ""),
              f"{'stage':6s} {'batch':>5s} {'amp':5s} {'s/step':>9s} {'it/s':>8s} {'official s':>11s} "
-             f"{'vs official':>11s} {'vs fp32':>8s}"]
+             f"{'vs official':>11s} {'vs fp32':>8s} {'peak GiB':>8s}"]
     first: dict[str, float] = {}
-    for stage, mode, seconds in rows:
+    for stage, mode, seconds, peak in rows:
         batch = args.vq_batch if stage == "vq" else args.trans_batch
         ref, note = OFFICIAL[stage]
         same = batch == OFFICIAL_BATCH[stage]
         first.setdefault(stage, seconds)
         lines.append(f"{stage:6s} {batch:5d} {mode:5s} {seconds:9.4f} {1 / seconds:8.2f} "
                      f"{(f'{ref:.2f}' if same else '-'):>11s} {(f'{ref / seconds:.1f}x' if same else '-'):>11s} "
-                     f"{first[stage] / seconds:7.2f}x" + (f"   (official: {note})" if same else ""))
+                     f"{first[stage] / seconds:7.2f}x {peak:8.2f}" + (f"   (official: {note})" if same else ""))
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> list[tuple[str, str, float]]:
+def main(argv: list[str] | None = None) -> list[tuple[str, str, float, float]]:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--device", default="auto")
     p.add_argument("--stages", nargs="+", default=["vq", "mask", "res"], choices=["vq", "mask", "res"])
