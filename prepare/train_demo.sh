@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Rebuild the embedded demo model (checkpoints/demo/t2m) from dataset_demo with this project's own trainers:
+# RVQ-VAE, length estimator, masked and residual transformers (MiniLM text encoder), then the demo evaluator.
+# CPU only, seeded, one intra-op thread; roughly 30-40 minutes on 2 cores.
+#
+#   bash prepare/train_demo.sh [checkpoints_dir]        # default: checkpoints/demo (refuses to overwrite runs)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+CK=${1:-checkpoints/demo}
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
+# Every demo clip is trained on (split "all"): the demo model is meant to know its ~20 actions.
+COMMON=(--dataset_name t2m --data_root dataset_demo --checkpoints_dir "$CK" --device cpu --seed 1234
+        --train_split all --val_split val)
+TEXT=(--text_encoder minilm)
+SMALL=(--latent_dim 128 --n_layers 3 --n_heads 4 --ff_size 256 --dropout 0.1 --batch_size 32 --lr 5e-4
+       --warm_up_iter 200 --milestones 2500 --gamma 0.2 --max_steps 3000 --max_epoch 100000 --val_every_e 100
+       --save_latest 1000 --log_every 100)
+
+# Stage 1: RVQ-VAE, 6 quantizers of 256 codes of width 128; 32-frame windows (demo clips are 49-88 frames).
+python train_vq.py "${COMMON[@]}" --name rvq_demo --batch_size 64 --window_size 32 \
+    --width 128 --code_dim 128 --output_emb_width 128 --nb_code 256 --num_quantizers 6 \
+    --quantize_dropout_prob 0.2 --lr 1e-3 --warm_up_iter 200 --milestones 1600 --gamma 0.2 \
+    --max_steps 2000 --max_epoch 100 --eval_every_e 20 --save_latest 1000 --log_every 100
+
+# Length estimator on MiniLM features.
+python train_length_estimator.py "${COMMON[@]}" "${TEXT[@]}" --name length_estimator --batch_size 32 \
+    --lr 1e-3 --max_epoch 300
+
+# Stages 2 and 3: masked and residual transformers.
+python train_t2m_transformer.py "${COMMON[@]}" "${TEXT[@]}" "${SMALL[@]}" --name mtrans_demo --vq_name rvq_demo \
+    --cond_drop_prob 0.1
+python train_res_transformer.py "${COMMON[@]}" "${TEXT[@]}" "${SMALL[@]}" --name rtrans_demo --vq_name rvq_demo \
+    --cond_drop_prob 0.2 --share_weight
+
+# Demo word vectors and evaluator (eval_t2m.py on the demo model uses them).
+bash prepare/train_demo_evaluator.sh "$CK"
