@@ -5,12 +5,12 @@
 """
 from __future__ import annotations
 
-import dataclasses
 import logging
 from pathlib import Path
 
 from data.prompts import check_caption, parse_edit_sections
-from gen_t2m import load_pipeline, sampling_from
+from gen_t2m import load_pipeline
+from models.pipeline import Sampling
 from options.generate import EditOptions
 from utils.cli import run_cli
 from utils.device import resolve_device, seed_everything
@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> None:
     device = resolve_device(opt.device)
     seed_everything(opt.seed)
     pipe = load_pipeline(opt, device)
-    sampling = dataclasses.replace(sampling_from(opt), use_res=opt.use_res_model)
+    sampling = Sampling.from_options(opt)
     writer = MotionWriter(Path(opt.out_dir) / opt.ext, pipe.spec, opt.output_kinds, bvh_offsets=opt.bvh_offsets,
                           foot_cleanup=opt.foot_cleanup)
     unit, fps = opt.spec.unit_length, opt.spec.fps

@@ -31,9 +31,7 @@ def main(argv: list[str] | None = None) -> dict[str, Metrics]:
     device = resolve_device(opt.device)
 
     evaluator, loader = load_benchmark(opt, device)
-    sampling = Sampling(time_steps=opt.time_steps, cond_scale=opt.cond_scale, res_cond_scale=opt.res_cond_scale,
-                        temperature=opt.temperature, topkr=opt.topkr, gumbel_sample=opt.gumbel_sample,
-                        force_mask=opt.force_mask, use_res=opt.use_res_model)
+    sampling = Sampling.from_options(opt)
     log = EvalLog(opt.save_root / "eval" / f"{opt.ext}.log")
     encoder: str | TextEncoder = opt.text_encoder       # loaded once, shared by every checkpoint's pipeline
     for file in files:

@@ -36,12 +36,6 @@ def collect_prompts(opt: GenerateOptions) -> list[Prompt]:
     return prompts
 
 
-def sampling_from(opt: GenerateOptions) -> Sampling:
-    return Sampling(time_steps=opt.time_steps, cond_scale=opt.cond_scale, res_cond_scale=opt.res_cond_scale,
-                    temperature=opt.temperature, topkr=opt.topkr, gumbel_sample=opt.gumbel_sample,
-                    force_mask=opt.force_mask)
-
-
 def load_pipeline(opt: GenerateOptions, device) -> MoMaskPipeline:
     """The run named by --name/--res_name, or the embedded demo model when --name is empty."""
     if not opt.name:
@@ -63,7 +57,7 @@ def main(argv: list[str] | None = None) -> None:
     pipe.warn_if_unfamiliar([p.text for p in prompts])
     writer = MotionWriter(Path(opt.out_dir) / opt.ext, pipe.spec, opt.output_kinds, bvh_offsets=opt.bvh_offsets,
                           foot_cleanup=opt.foot_cleanup)
-    sampling = sampling_from(opt)
+    sampling = Sampling.from_options(opt)
     if opt.chain:
         for r in range(opt.repeat_times):
             motion = pipe.generate_long([p.text for p in prompts], [p.frames for p in prompts],

@@ -52,6 +52,15 @@ class Sampling:
     force_mask: bool = False
     use_res: bool = True
 
+    @classmethod
+    def from_options(cls, opt: object) -> "Sampling":
+        """From any options object with the official sampling flag names (``use_res_model`` -> ``use_res``)."""
+        names = ("time_steps", "cond_scale", "res_cond_scale", "temperature", "topkr", "gumbel_sample", "force_mask")
+        values = {n: getattr(opt, n) for n in names if hasattr(opt, n)}
+        if hasattr(opt, "use_res_model"):
+            values["use_res"] = opt.use_res_model
+        return cls(**values)
+
 
 @dataclass
 class Motion:
