@@ -20,7 +20,7 @@ import torch
 from torch import Tensor
 
 from data.text import read_text_file
-from models.length_estimator import build_length_estimator, estimate_lengths
+from models.length_estimator import LengthEstimator, build_length_estimator, estimate_lengths
 from models.text_encoder import TextEncoder, build_text_encoder
 from models.transformer.build import load_mask_transformer, load_residual_transformer
 from models.transformer.mask_transformer import MaskTransformer
@@ -107,12 +107,12 @@ class MoMaskPipeline:
 
     def __init__(self, *, vq: RVQVAE, mask: MaskTransformer, res: ResidualTransformer | None,
                  text_encoder: TextEncoder, mean: np.ndarray, std: np.ndarray, spec: DatasetSpec,
-                 length_estimator: torch.nn.Module | None = None, device: torch.device | str = "cpu",
+                 length_estimator: LengthEstimator | None = None, device: torch.device | str = "cpu",
                  known_captions: Sequence[str] = ()) -> None:
         self.device = torch.device(device)
-        self.vq, self.mask, self.res = vq.to(self.device).eval(), mask.to(self.device).eval(), res
-        if res is not None:
-            self.res = res.to(self.device).eval()
+        self.vq = vq.to(self.device).eval()
+        self.mask = mask.to(self.device).eval()
+        self.res = res.to(self.device).eval() if res is not None else None
         self.length_estimator = length_estimator.to(self.device).eval() if length_estimator is not None else None
         self.text_encoder = text_encoder
         self.spec = spec
@@ -123,6 +123,9 @@ class MoMaskPipeline:
         if text_encoder.dim != mask.config.clip_dim:
             raise CheckpointError(f"text encoder {text_encoder.describe()} gives {text_encoder.dim}-d vectors but the "
                                   f"masked transformer expects {mask.config.clip_dim}-d (wrong --text_encoder?)")
+        if length_estimator is not None and length_estimator.input_size != text_encoder.dim:
+            raise CheckpointError(f"the length estimator takes {length_estimator.input_size}-d text vectors but "
+                                  f"{text_encoder.describe()} gives {text_encoder.dim}-d (trained with another encoder)")
         if self.mean.shape[-1] != spec.dim_pose:
             raise CheckpointError(f"VQ meta has {self.mean.shape[-1]} features, dataset {spec.name} has {spec.dim_pose}")
 
