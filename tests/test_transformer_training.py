@@ -119,6 +119,17 @@ def test_resume_is_exact(stage, tmp_path: Path) -> None:
     assert set(best) >= {stage.model_key, stage.optimizer_key, "scheduler", "ep", "total_it"}
 
 
+def test_val_every_e_validates_and_saves_every_n_epochs(tmp_path: Path, caplog) -> None:
+    """Epochs of 4 batches; with --val_every_e 2 over 5 epochs, validation (and the epoch-end save) runs after
+    epochs 2 and 4, and after the last one."""
+    trainer = make_trainer(MASK_STAGE, tmp_path, max_epoch=5, val_every_e=2)
+    with caplog.at_level("INFO", logger="utils.transformer_training"):
+        trainer.fit(TinyMotions(), TinyMotions(n=8, seed=5))
+    validated = [r.getMessage().split(":")[0] for r in caplog.records if ": val loss" in r.getMessage()]
+    assert validated == ["epoch 2", "epoch 4", "epoch 5"]
+    assert load_checkpoint(tmp_path / "model" / "latest.tar")["ep"] == 5
+
+
 def test_warmup_then_multistep_schedule(tmp_path: Path) -> None:
     """LR used at 1-based step it: lr·(it+1)/(W+1) while it < W, then held, ×gamma after `milestone` steps."""
     trainer = make_trainer(MASK_STAGE, tmp_path, warm_up_iter=3, milestones=[5], gamma=0.1, lr=1e-3)

@@ -317,7 +317,7 @@ class TransformerTrainer:
                     return s
             s.epoch += 1
             s.it_in_epoch = 0
-            if s.epoch % opt.val_every_e:
+            if s.epoch % opt.val_every_e and s.epoch < opt.max_epoch:
                 continue    # small datasets: epochs of a few iterations need not each validate and save
             if val_set is not None:
                 metrics = self.validate(val_set, opt.batch_size)
