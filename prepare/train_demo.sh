@@ -32,5 +32,14 @@ python train_t2m_transformer.py "${COMMON[@]}" "${TEXT[@]}" "${SMALL[@]}" --name
 python train_res_transformer.py "${COMMON[@]}" "${TEXT[@]}" "${SMALL[@]}" --name rtrans_demo --vq_name rvq_demo \
     --cond_drop_prob 0.2 --share_weight
 
+# Release files: what generation reads (VQ net_best_loss, masked latest, residual net_best_loss, length
+# estimator finest), without optimizer state; the other training files are removed.
+for f in rvq_demo/model/net_best_loss.tar mtrans_demo/model/latest.tar rtrans_demo/model/net_best_loss.tar \
+         length_estimator/model/finest.tar; do
+    python -m prepare.strip_checkpoint "$CK/t2m/$f"
+done
+rm -f "$CK"/t2m/rvq_demo/model/latest.tar "$CK"/t2m/mtrans_demo/model/net_best_acc.tar \
+      "$CK"/t2m/rtrans_demo/model/latest.tar "$CK"/t2m/length_estimator/model/latest.tar
+
 # Demo word vectors and evaluator (eval_t2m.py on the demo model uses them).
 bash prepare/train_demo_evaluator.sh "$CK"
