@@ -6,6 +6,7 @@ from pathlib import Path
 
 from options.base import opt
 from options.common import CommonOptions, TrainingOptions
+from options.sampling import SamplingOptions
 
 
 @dataclass
@@ -40,22 +41,17 @@ class _BenchmarkOptions(CommonOptions):
 
 
 @dataclass
-class EvalT2MOptions(_BenchmarkOptions):
+class EvalT2MOptions(SamplingOptions, _BenchmarkOptions):
     """Text-to-motion benchmark of a masked (+ residual) transformer run."""
 
     description = "Evaluate MoMask text-to-motion checkpoints (FID, R-precision, MM-Dist, Diversity, MModality)."
 
-    name: str = opt("t2m_nlayer8_nhead6_ld384_ff1024_cdp0.1_rvq6ns", "masked-transformer run folder")
-    res_name: str = opt("tres_nlayer8_ld384_ff1024_rvq6ns_cdp0.2_sw", "residual-transformer run folder")
+    # Redeclared: of the two bases, SamplingOptions' inherited CommonOptions default (3407) would win.
+    seed: int = opt(10107, "random seed (official evaluation: fixseed(10107) once per run)")
     use_res_model: bool = opt(True, "decode all quantizer layers with the residual transformer")
     which_epoch: str = opt("latest", "evaluate every file in <name>/model whose name contains this")
-    text_encoder: str = opt("", "override the text encoder recorded in the run's opt.txt (minilm | clip)")
-    text_encoder_path: str = opt("", "CLIP weights: a local HF folder or the OpenAI ViT-B-32.pt file")
     time_steps: int = opt(10, "masked-transformer decoding steps (README: 10)")
     cond_scale: float = opt(4.0, "masked-transformer guidance scale (README: 4 for t2m, 2 for kit)")
-    res_cond_scale: float = opt(5.0, "residual-transformer guidance scale (official evaluation: 5)")
-    temperature: float = opt(1.0, "masked-transformer sampling temperature")
-    topkr: float = opt(0.9, "top-k filter ratio")
     gumbel_sample: bool = opt(True, "Gumbel sampling for the multimodality batches (official: True)")
     force_mask: bool = opt(False, "unconditional generation; multimodality is then not computed")
     use_estimated_length: bool = opt(False, "generate at lengths from the length estimator instead of the "

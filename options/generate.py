@@ -4,35 +4,25 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from options.base import opt
-from options.common import CommonOptions
+from options.sampling import SamplingOptions
 
 OUTPUT_KINDS = ("npy", "bvh", "mp4", "gif")
 
 
 @dataclass
-class GenerateOptions(CommonOptions):
+class GenerateOptions(SamplingOptions):
     """Text -> motion generation (gen_t2m.py)."""
 
     description = "Generate 3D human motion from text with MoMask (writes joints .npy, features and BVH)."
 
     name: str = opt("", "masked-transformer run folder (checkpoints/<dataset>/<name>); empty = embedded demo model")
     res_name: str = opt("", "residual-transformer run folder; empty = the one paired with --name")
-    which_epoch: str = opt("latest", "masked-transformer checkpoint file stem (official generation uses latest)")
-    text_encoder: str = opt("", "override the text encoder recorded in the run's opt.txt (minilm | clip)")
-    text_encoder_path: str = opt("", "CLIP weights: a local HF folder or the OpenAI ViT-B-32.pt file")
     ext: str = opt("text2motion", "output folder name under --out_dir")
     out_dir: str = opt("./generation", "where results are written (<out_dir>/<ext>/...)")
     text: list[str] = opt([], "a caption; repeat the flag for several", append=True)
     text_path: str = opt("", "prompt file, one 'caption#frames' per line ('#NA' or no '#' = estimate the length)")
     motion_length: int = opt(0, "frames for every --text caption (0 = estimate with the length estimator)")
     repeat_times: int = opt(1, "samples per caption")
-    time_steps: int = opt(18, "masked-transformer decoding steps")
-    cond_scale: float = opt(4.0, "classifier-free guidance scale of the masked transformer")
-    res_cond_scale: float = opt(5.0, "guidance scale of the residual transformer (official gen_t2m: 5)")
-    temperature: float = opt(1.0, "sampling temperature of the masked transformer")
-    topkr: float = opt(0.9, "top-k filter ratio: keep the ceil((1 - topkr) * K) largest logits")
-    gumbel_sample: bool = opt(False, "Gumbel-max sampling instead of categorical")
-    force_mask: bool = opt(False, "unconditional generation (ignore the text)")
     seed: int = opt(10107, "random seed (same seed -> same output)")
     outputs: str = opt("npy,bvh", f"comma-separated outputs among {','.join(OUTPUT_KINDS)}")
     bvh_offsets: str = opt("template", "BVH skeleton: template (official retarget) or motion (exact bone lengths)")
@@ -48,9 +38,7 @@ class GenerateOptions(CommonOptions):
             raise ValueError(f"--outputs {self.outputs!r}: choose from {','.join(OUTPUT_KINDS)}")
         if self.bvh_offsets not in ("template", "motion"):
             raise ValueError(f"--bvh_offsets {self.bvh_offsets!r}: use template or motion")
-        checks = [("repeat_times", self.repeat_times >= 1), ("time_steps", self.time_steps >= 1),
-                  ("cond_scale", self.cond_scale >= 0), ("temperature", self.temperature >= 0),
-                  ("topkr", 0 <= self.topkr < 1), ("motion_length", self.motion_length >= 0),
+        checks = [("repeat_times", self.repeat_times >= 1), ("motion_length", self.motion_length >= 0),
                   ("batch_size", self.batch_size >= 1)]
         for flag, ok in checks:
             if not ok:

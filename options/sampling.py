@@ -1,0 +1,35 @@
+"""The option group of every script that loads trained runs and samples from them (generation, editing,
+evaluation): run folders and the official sampling flags. Scripts override defaults, never redeclare the group."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from options.base import opt
+from options.common import CommonOptions
+
+
+@dataclass
+class SamplingOptions(CommonOptions):
+    """Run folders + sampling flags (official names); defaults are gen_t2m's."""
+
+    name: str = opt("t2m_nlayer8_nhead6_ld384_ff1024_cdp0.1_rvq6ns", "masked-transformer run folder")
+    res_name: str = opt("tres_nlayer8_ld384_ff1024_rvq6ns_cdp0.2_sw", "residual-transformer run folder")
+    which_epoch: str = opt("latest", "masked-transformer checkpoint file stem (official generation uses latest)")
+    text_encoder: str = opt("", "override the text encoder recorded in the run's opt.txt (minilm | clip)")
+    text_encoder_path: str = opt("", "CLIP weights: a local HF folder or the OpenAI ViT-B-32.pt file")
+    time_steps: int = opt(18, "masked-transformer decoding steps")
+    cond_scale: float = opt(4.0, "classifier-free guidance scale of the masked transformer")
+    res_cond_scale: float = opt(5.0, "guidance scale of the residual transformer (official gen_t2m: 5)")
+    temperature: float = opt(1.0, "sampling temperature of the masked transformer")
+    topkr: float = opt(0.9, "top-k filter ratio: keep the ceil((1 - topkr) * K) largest logits")
+    gumbel_sample: bool = opt(False, "Gumbel-max sampling instead of categorical")
+    force_mask: bool = opt(False, "unconditional generation (ignore the text)")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        checks = [("time_steps", self.time_steps >= 1), ("cond_scale", self.cond_scale >= 0),
+                  ("res_cond_scale", self.res_cond_scale >= 0), ("temperature", self.temperature >= 0),
+                  ("topkr", 0 <= self.topkr < 1)]
+        for flag, ok in checks:
+            if not ok:
+                raise ValueError(f"--{flag} {getattr(self, flag)!r} is out of range")
