@@ -42,6 +42,9 @@ def load_pipeline(opt: GenerateOptions, device) -> MoMaskPipeline:
         logger.info("no --name given: using the embedded demo model (%s); it knows ~20 actions only",
                     MoMaskPipeline.DEMO_CHECKPOINTS)
         return MoMaskPipeline.demo(device=device, text_encoder=opt.text_encoder)
+    if not opt.res_name:
+        logger.warning("no --res_name: decoding the base code layer only (pass the residual transformer's run "
+                       "folder for full quality)")
     return MoMaskPipeline.from_checkpoints(
         opt.checkpoints_dir, opt.dataset_name, opt.name, opt.res_name, device=device, which_epoch=opt.which_epoch,
         text_encoder=opt.text_encoder, text_encoder_path=opt.text_encoder_path)

@@ -16,7 +16,7 @@ class GenerateOptions(SamplingOptions):
     description = "Generate 3D human motion from text with MoMask (writes joints .npy, features and BVH)."
 
     name: str = opt("", "masked-transformer run folder (checkpoints/<dataset>/<name>); empty = embedded demo model")
-    res_name: str = opt("", "residual-transformer run folder; empty = the one paired with --name")
+    res_name: str = opt("", "residual-transformer run folder (with --name; empty: base code layer only)")
     ext: str = opt("text2motion", "output folder name under --out_dir")
     out_dir: str = opt("./generation", "where results are written (<out_dir>/<ext>/...)")
     text: list[str] = opt([], "a caption; repeat the flag for several", append=True)
