@@ -82,6 +82,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--batches", type=int, nargs="+", default=[1, 32])
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch default)")
+    p.add_argument("--precisions", nargs="+", default=["fp32", "bf16"], choices=["fp32", "bf16"],
+                   help="transformer arithmetic (gen_t2m --precision); bf16 rows compare with the fp32 official")
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -89,29 +91,31 @@ def main(argv: list[str] | None = None) -> None:
     t0 = time.perf_counter()
     pipe = released_pipeline(device)
     build_s = time.perf_counter() - t0
-    sampling = Sampling()                      # gen_t2m defaults: 18 steps, cond scales 4 and 5
     out: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        for b in args.batches:
-            texts = [f"a person walks forward {i}" for i in range(b)]
-            reps = args.repeats if b == 1 else 1
+        for precision in args.precisions:
+            sampling = Sampling(precision=precision)      # gen_t2m defaults: 18 steps, cond scales 4 and 5
+            tag = "" if precision == "fp32" else f" {precision}"
+            for b in args.batches:
+                texts = [f"a person walks forward {i}" for i in range(b)]
+                reps = args.repeats if b == 1 else 1
 
-            def neural() -> list:
-                return pipe.generate(texts, [196] * b, seed=0, sampling=sampling)
+                def neural() -> list:
+                    return pipe.generate(texts, [196] * b, seed=0, sampling=sampling)
 
-            def text_to_bvh() -> None:
-                for k, motion in enumerate(neural()):
-                    save_bvh(motion.joints, Path(tmp) / f"{k}.bvh", pipe.spec)
+                def text_to_bvh() -> None:
+                    for k, motion in enumerate(neural()):
+                        save_bvh(motion.joints, Path(tmp) / f"{k}.bvh", pipe.spec)
 
-            out[f"neural b{b}"] = timed(neural, reps, device, warmup=b == 1)
-            out[f"text -> BVH b{b}"] = timed(text_to_bvh, reps, device, warmup=False)
+                out[f"neural b{b}{tag}"] = timed(neural, reps, device, warmup=b == 1)
+                out[f"text -> BVH b{b}{tag}"] = timed(text_to_bvh, reps, device, warmup=False)
     clip_s = clip_text_seconds(device, args.repeats)
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"device {device}, torch {torch.__version__}, threads {torch.get_num_threads()}, "
           f"build {build_s:.2f} s (official build + load 0.75 s)")
     print(f"{'stage (196 frames, 18 steps, cfg 4/5)':40s} {'ours s':>9s} {'official s':>11s} {'speed-up':>9s}")
     for key, ours in out.items():
-        official = OFFICIAL.get(key)
+        official = OFFICIAL.get(key.removesuffix(" bf16"))
         ratio = f"{official / ours:8.1f}x" if official else ""
         print(f"{key:40s} {ours:9.3f} {official if official else float('nan'):11.2f} {ratio:>9s}")
     if clip_s is not None:

@@ -10,6 +10,7 @@ on purpose and marked in the docstrings (lengths never 0 tokens, editing keeps u
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +37,7 @@ logger = logging.getLogger(__name__)
 
 TRANSITION_TOKENS = 4   # tokens re-generated around each boundary of a chained long motion (0.8 s at 20 fps)
 REPO = Path(__file__).resolve().parents[1]
+PRECISIONS = ("fp32", "bf16")
 UNFAMILIAR_SIMILARITY = 0.5   # cosine similarity below which a caption is far from everything a model saw
 
 
@@ -51,11 +53,17 @@ class Sampling:
     gumbel_sample: bool = False
     force_mask: bool = False
     use_res: bool = True
+    precision: str = "fp32"       # transformer arithmetic: fp32, or bf16 autocast (faster; samples differ slightly)
+
+    def __post_init__(self) -> None:
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision {self.precision!r}: use one of {PRECISIONS}")
 
     @classmethod
     def from_options(cls, opt: object) -> "Sampling":
         """From any options object with the official sampling flag names (``use_res_model`` -> ``use_res``)."""
-        names = ("time_steps", "cond_scale", "res_cond_scale", "temperature", "topkr", "gumbel_sample", "force_mask")
+        names = ("time_steps", "cond_scale", "res_cond_scale", "temperature", "topkr", "gumbel_sample", "force_mask",
+                 "precision")
         values = {n: getattr(opt, n) for n in names if hasattr(opt, n)}
         if hasattr(opt, "use_res_model"):
             values["use_res"] = opt.use_res_model
@@ -266,8 +274,16 @@ class MoMaskPipeline:
     def generate_codes(self, cond: Tensor, m_lens: Tensor, sampling: Sampling,
                        generator: torch.Generator | None) -> Tensor:
         """(B, clip_dim) conditions, (B,) token lengths → all ids (B, n, Q), −1 = absent."""
-        base = self.generate_base(cond, m_lens, sampling, generator)
-        return self.complete_residuals(base, cond, m_lens, sampling, generator)
+        with self.autocast(sampling):
+            base = self.generate_base(cond, m_lens, sampling, generator)
+            return self.complete_residuals(base, cond, m_lens, sampling, generator)
+
+    def autocast(self, sampling: Sampling) -> contextlib.AbstractContextManager:
+        """bf16 autocast of the transformer passes when ``sampling.precision == "bf16"`` (logits, guidance and
+        sampling stay float32); a no-op for fp32."""
+        if sampling.precision == "fp32":
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=torch.bfloat16)
 
     @torch.no_grad()
     def decode(self, ids: Tensor, m_lens: Tensor) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -329,13 +345,13 @@ class MoMaskPipeline:
                 raise ValueError(f"edit span tokens {start}..{end} is outside the source motion's {n_valid} tokens")
             mask[0, start:end] = True
         cond = self.encode_text([text])
-        base = edit_base_tokens(
-            self.mask, codes[..., 0], cond, m_lens, mask, timesteps=sampling.time_steps,
-            cond_scale=sampling.cond_scale, temperature=sampling.temperature, topk_filter_thres=sampling.topkr,
-            gsample=sampling.gumbel_sample, force_mask=sampling.force_mask, generator=generator,
-            max_tokens=max(self.max_tokens, codes.shape[1]))
-        base = base[:, :n_valid]
-        ids = self.complete_residuals(base, cond, m_lens, sampling, generator)
+        with self.autocast(sampling):
+            base = edit_base_tokens(
+                self.mask, codes[..., 0], cond, m_lens, mask, timesteps=sampling.time_steps,
+                cond_scale=sampling.cond_scale, temperature=sampling.temperature, topk_filter_thres=sampling.topkr,
+                gsample=sampling.gumbel_sample, force_mask=sampling.force_mask, generator=generator,
+                max_tokens=max(self.max_tokens, codes.shape[1]))
+            ids = self.complete_residuals(base[:, :n_valid], cond, m_lens, sampling, generator)
         keep = ~mask[:, :n_valid, None]
         ids = torch.where(keep, codes[:, :n_valid], ids)
         (features, joints), = self.decode(ids, m_lens)
@@ -363,8 +379,16 @@ class MoMaskPipeline:
         half = transition_tokens // 2
         if int(m_lens.min()) < 2 * half + 2:
             raise ValueError(f"chained segments need at least {4 * (2 * half + 2)} frames each")
+        with self.autocast(sampling):
+            ids = self._chain_codes(cond, m_lens, sampling, generator, half)
+        (features, joints), = self.decode(ids, torch.tensor([ids.shape[1]], device=self.device))
+        return Motion(" / ".join(texts), features, joints, ids[0].cpu().numpy())
+
+    def _chain_codes(self, cond: Tensor, m_lens: Tensor, sampling: Sampling, generator: torch.Generator | None,
+                     half: int) -> Tensor:
+        """Codes (1, Σ m_lens, Q) of the segments joined, ``2·half`` tokens inpainted around each boundary."""
         base = self.generate_base(cond, m_lens, sampling, generator)
-        segments = [base[i, : int(m_lens[i])] for i in range(len(texts))]
+        segments = [base[i, : int(m_lens[i])] for i in range(len(m_lens))]
         for i in range(len(segments) - 1):
             left, right = segments[i], segments[i + 1]
             ctx = min(len(left), len(right), self.max_tokens // 2)
@@ -383,6 +407,4 @@ class MoMaskPipeline:
         for i, seg in enumerate(segments):
             full.append(self.complete_residuals(seg[None], cond[i: i + 1], torch.tensor([len(seg)], device=self.device),
                                                 sampling, generator)[0])
-        ids = torch.cat(full)[None]
-        (features, joints), = self.decode(ids, torch.tensor([ids.shape[1]], device=self.device))
-        return Motion(" / ".join(texts), features, joints, ids[0].cpu().numpy())
+        return torch.cat(full)[None]

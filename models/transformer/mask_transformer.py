@@ -98,9 +98,9 @@ class MaskTransformer(nn.Module):
         batch 2B when ``batched`` (same numbers as two passes up to float rounding), else as two passes.
         """
         if force_mask:
-            return self(ids, cond, padding_mask, force_mask=True)
+            return self(ids, cond, padding_mask, force_mask=True).float()
         if cond_scale == 1:
-            return self(ids, cond, padding_mask)
+            return self(ids, cond, padding_mask).float()
         if batched:
             both = self(torch.cat([ids, ids]), torch.cat([cond, torch.zeros_like(cond)]),
                         torch.cat([padding_mask, padding_mask]))
@@ -108,6 +108,8 @@ class MaskTransformer(nn.Module):
         else:
             logits = self(ids, cond, padding_mask)
             aux = self(ids, cond, padding_mask, force_mask=True)
+        # Guidance and everything after it in float32, also when the passes ran under a bf16 autocast.
+        logits, aux = logits.float(), aux.float()
         return aux + (logits - aux) * cond_scale
 
     def masked_loss(self, ids: Tensor, cond: Tensor, m_lens: Tensor) -> MaskedLoss:

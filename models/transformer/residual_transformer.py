@@ -134,9 +134,9 @@ class ResidualTransformer(nn.Module):
         b = history.shape[0]
         q = torch.full((b,), int(q), device=history.device, dtype=torch.long) if not torch.is_tensor(q) else q
         if force_mask:
-            return self(history, q, cond, padding_mask, force_mask=True)
+            return self(history, q, cond, padding_mask, force_mask=True).float()
         if cond_scale == 1:
-            return self(history, q, cond, padding_mask)
+            return self(history, q, cond, padding_mask).float()
         if batched:
             both = self(torch.cat([history, history]), torch.cat([q, q]),
                         torch.cat([cond, torch.zeros_like(cond)]), torch.cat([padding_mask, padding_mask]))
@@ -144,6 +144,8 @@ class ResidualTransformer(nn.Module):
         else:
             logits = self(history, q, cond, padding_mask)
             aux = self(history, q, cond, padding_mask, force_mask=True)
+        # Guidance and everything after it in float32, also when the passes ran under a bf16 autocast.
+        logits, aux = logits.float(), aux.float()
         return aux + (logits - aux) * cond_scale
 
     def residual_loss(self, codes: Tensor, cond: Tensor, m_lens: Tensor) -> MaskedLoss:
