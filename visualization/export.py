@@ -13,7 +13,7 @@ from typing import Protocol, Sequence
 import numpy as np
 
 from utils.skeleton import DatasetSpec
-from visualization.joints2bvh import save_bvh
+from visualization.joints2bvh import rig_for, save_bvh
 from visualization.render import render_motion
 
 
@@ -41,7 +41,8 @@ class MotionWriter:
         self.root = Path(root).expanduser().resolve()
         self.spec = spec
         self.kinds = list(kinds)
-        self.bvh_offsets = bvh_offsets if spec.target_offsets is not None else "motion"
+        # A dataset without a BVH template skeleton (KIT) exports with the motion's own bone lengths.
+        self.bvh_offsets = bvh_offsets if rig_for(spec).template_offsets is not None else "motion"
         self.foot_cleanup = foot_cleanup
 
     def write(self, motion: GeneratedMotion, sample: int, repeat: int) -> list[Path]:
