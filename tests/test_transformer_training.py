@@ -231,8 +231,9 @@ def test_cuda_training_with_amp(stage, amp: str, tmp_path: Path) -> None:
     if not torch.cuda.is_available():
         pytest.skip("no CUDA device")
     opt = make_options(stage, tmp_path, max_steps=200, cond_drop_prob=0.0, amp=amp, device="cuda")
-    trainer = TransformerTrainer(stage, make_model(stage), lambda m: tokenize(m.cpu()).cuda(),
-                                 lambda c: text_features(c).cuda(), opt, tmp_path / "model", torch.device("cuda"))
+    cuda = torch.device("cuda")
+    trainer = TransformerTrainer(stage, make_model(stage), lambda m: tokenize(m.cpu()).to(cuda),
+                                 lambda c: text_features(c).to(cuda), opt, tmp_path / "model", cuda)
     assert trainer.autocast_dtype == {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}[amp]
     state = trainer.fit(TinyMotions())
     assert np.mean(state.history[-10:]) < 0.8 * np.mean(state.history[:10])
