@@ -249,7 +249,7 @@ def test_cuda_generation_matches_cpu_logits() -> None:
 
     ref = np.load(FIXTURE / "mask_ref.npz")
     model, _ = load_mask_transformer(CKPT / "t2m_nlayer2_nhead2_ld64_ff128_cdp0.1", device="cuda")
-    ids, pad, cond = (torch.from_numpy(ref[k]).cuda() for k in ("ids", "padding_mask", "cond"))
+    ids, pad, cond = (torch.from_numpy(ref[k]).to("cuda") for k in ("ids", "padding_mask", "cond"))
     with torch.no_grad():
         torch.testing.assert_close(model.forward_with_cond_scale(ids, cond, pad, 4.0).cpu(),
                                    torch.from_numpy(ref["logits_cfg4"]), atol=1e-3, rtol=1e-3)

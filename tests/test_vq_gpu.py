@@ -36,12 +36,12 @@ def test_fixture_on_cuda(exact_fp32) -> None:
     model = load_rvqvae(RUN, device="cuda")
     with np.load(FIXTURE / "vq_ref.npz") as z:
         ref = {k: z[k] for k in z.files}
-    x = torch.from_numpy(ref["x_norm"]).cuda()
+    x = torch.from_numpy(ref["x_norm"]).to("cuda")
     with torch.no_grad():
         codes, per_layer = model.encode(x[:, :168])
         codes_170, _ = model.encode(x)
-        decoded = model.forward_decoder(torch.from_numpy(ref["codes_T168"]).cuda())
-        first3 = model.forward_decoder(torch.from_numpy(ref["codes_first3_rest_minus1"]).cuda())
+        decoded = model.forward_decoder(torch.from_numpy(ref["codes_T168"]).to("cuda"))
+        first3 = model.forward_decoder(torch.from_numpy(ref["codes_first3_rest_minus1"]).to("cuda"))
         recon, _, _ = model(x[:, :168])
     np.testing.assert_array_equal(codes.cpu().numpy(), ref["codes_T168"])
     np.testing.assert_array_equal(codes_170.cpu().numpy(), ref["codes_T170"])
