@@ -97,7 +97,9 @@ class EvaluatorTrainOptions(TrainingOptions):
     dim_coemb_hidden: int = opt(512, "co-embedding width")
     unit_length: int = opt(4, "frames per movement step")
     max_text_len: int = opt(20, "words kept per caption")
-    batch_size: int = opt(32, "training batch size")
+    batch_size: int = opt(32, "training batch size (global: split over torchrun processes x --accum_steps)")
+    accum_steps: int = opt(1, "gradient-accumulation micro-steps per optimisation step (negatives are drawn "
+                              "inside each shard of batch_size / (processes x accum_steps) samples)")
     lr: float = opt(1e-4, "Adam learning rate")
     movement_epochs: int = opt(10, "movement auto-encoder pre-training epochs (0 = skip)")
     max_epoch: int = opt(50, "contrastive training epochs")
@@ -114,6 +116,8 @@ class EvaluatorTrainOptions(TrainingOptions):
                              "Comp_v6_KLD005); use a different --checkpoints_dir to keep evaluators apart")
         if self.negative_margin <= 0:
             raise ValueError(f"--negative_margin must be > 0, got {self.negative_margin}")
+        if self.accum_steps < 1:
+            raise ValueError(f"--accum_steps must be >= 1, got {self.accum_steps}")
         if self.batch_size < 2:
             raise ValueError(f"--batch_size must be >= 2 (negatives are other samples), got {self.batch_size}")
 

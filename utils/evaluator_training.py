@@ -10,20 +10,24 @@ tokens)``:
    at least ``margin`` apart: ``mean(d_pos²) + mean(max(0, margin − d_neg)²)``.
 
 The best model by validation contrastive loss is what ``finest.tar`` holds (official file name).
+
+Data parallel (torchrun, gloo on CPU / NCCL on CUDA) and ``--accum_steps``: every rank loads the same global
+batches and trains on its shards of each (utils/distributed.py); rank 0 alone logs and saves.
 """
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Callable, Iterable
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 
 from models.evaluator.modules import MovementConvDecoder
 from models.evaluator.wrapper import T2MEvaluator
+from utils import distributed as dist
 from utils.evaluation import EvalBatch
 
 logger = logging.getLogger(__name__)
@@ -82,21 +86,45 @@ class TrainHistory:
     best_epoch: int = -1
 
 
-def _run_epochs(epochs: int, loader: Iterable, step: Callable[[EvalBatch], Tensor],
-                optimizer: torch.optim.Optimizer, max_steps: int, log_every: int, phase: str,
+def _set_epoch(loader: Iterable, epoch: int) -> None:
+    """Per-epoch order of a loader whose batch sampler is epoch-keyed (``set_epoch``); others are left alone."""
+    sampler = getattr(loader, "batch_sampler", None)
+    if hasattr(sampler, "set_epoch"):
+        sampler.set_epoch(epoch)
+
+
+def _run_epochs(epochs: int, loader: Iterable, net: nn.Module, optimizer: torch.optim.Optimizer, *,
+                accum_steps: int, seed: int, first_epoch: int, max_steps: int, log_every: int, phase: str,
                 on_epoch_end: Callable[[int, float], None]) -> None:
+    """Optimisation steps on global batches: this rank's shards (``net(shard, shard_index)`` -> loss), accumulated
+    over ``accum_steps`` micro-steps; the logged loss of a step is the mean over all shards (every rank agrees)."""
+    rank = dist.get_rank()
     it = 0
     for epoch in range(epochs):
+        _set_epoch(loader, first_epoch + epoch)
         losses = []
         for raw in loader:
-            loss = step(EvalBatch.from_loader(raw))
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            losses.append(loss.item())
             it += 1
+            plan = dist.make_shard_plan(len(EvalBatch.from_loader(raw)), accum_steps)
+            if plan.micro_batch < 2:
+                raise ValueError(f"{phase}: a global batch of {plan.global_batch} split into {plan.num_shards} "
+                                 "shards (processes x --accum_steps) leaves fewer than 2 samples per shard: "
+                                 "raise --batch_size or use fewer processes/accumulation steps")
+            optimizer.zero_grad(set_to_none=True)
+            total = torch.zeros((), dtype=torch.float64)
+            for m in range(accum_steps):
+                shard = plan.shard_index(m, rank)
+                if plan.num_shards > 1:     # dropout: identical for every split with the same shards
+                    torch.manual_seed(dist.shard_seed(seed, it, shard))
+                part = EvalBatch.from_loader(dist.take_shard(raw, plan.shard_slice(m, rank)))
+                with dist.no_sync(net, m < accum_steps - 1):
+                    loss = net(part, shard)
+                    (loss / accum_steps).backward()
+                total += loss.detach().double().cpu() / accum_steps
+            optimizer.step()
+            losses.append(float(dist.all_reduce_mean(total.to(_param_device(net)))))
             if log_every and it % log_every == 0:
-                logger.info("%s it %d: loss %.4f", phase, it, losses[-1])
+                logger.info("%s it %d: loss %.6g", phase, it, losses[-1])
             if max_steps and it >= max_steps:
                 break
         if not losses:
@@ -104,6 +132,10 @@ def _run_epochs(epochs: int, loader: Iterable, step: Callable[[EvalBatch], Tenso
         on_epoch_end(epoch, float(np.mean(losses)))
         if max_steps and it >= max_steps:
             return
+
+
+def _param_device(module: nn.Module) -> torch.device:
+    return next(module.parameters()).device
 
 
 @torch.no_grad()
@@ -122,54 +154,67 @@ def validation_loss(evaluator: T2MEvaluator, loader: Iterable, margin: float, de
 def train_evaluator(evaluator: T2MEvaluator, train_loader: Iterable, val_loader: Iterable | None, *,
                     device: torch.device, lr: float = 1e-4, movement_epochs: int = 10, max_epoch: int = 50,
                     max_steps: int = 0, margin: float = 10.0, lambda_smooth: float = 0.001,
-                    dim_movement_dec_hidden: int = 512, log_every: int = 50, seed: int = 0,
+                    dim_movement_dec_hidden: int = 512, log_every: int = 50, seed: int = 0, accum_steps: int = 1,
                     on_best: Callable[[T2MEvaluator, int], None] | None = None) -> TrainHistory:
-    """Both phases; ``on_best(evaluator, epoch)`` is called whenever the validation (or, without a validation
-    loader, the training) contrastive loss improves — the caller saves ``finest.tar`` there."""
+    """Both phases; ``on_best(evaluator, epoch)`` is called (on rank 0 only) whenever the validation (or, without
+    a validation loader, the training) contrastive loss improves — the caller saves ``finest.tar`` there.
+
+    ``train_loader`` yields *global* batches (every rank the same ones; a batch sampler with ``set_epoch(e)`` is
+    told the epoch, counted across both phases). Each step splits the global batch into ``world_size *
+    accum_steps`` shards (utils/distributed.py); this rank trains on its shards under DDP and the step's loss is
+    the mean of the shards' losses. Contrastive negatives are drawn inside a shard (shift from a stream per shard
+    index; shard 0's is the single-process ``default_rng(seed)``), so a run is reproduced exactly by any run with the same ``processes x accum_steps``.
+    """
     history = TrainHistory()
     evaluator.to(device)
-    rng = np.random.default_rng(seed)
 
     if movement_epochs > 0:
         decoder = MovementConvDecoder(input_size=evaluator.model_args["dim_movement_latent"],
                                       hidden_size=dim_movement_dec_hidden, output_size=evaluator.dim_pose).to(device)
         evaluator.movement_encoder.train()
         decoder.train()
-        params = list(evaluator.movement_encoder.parameters()) + list(decoder.parameters())
+        trained = nn.ModuleDict({"movement_encoder": evaluator.movement_encoder, "decoder": decoder})
+        net = dist.wrap_ddp(dist.MethodAsForward(
+            trained, lambda mods, b, shard: movement_loss(evaluator, mods["decoder"], b, lambda_smooth, device)), device)
 
         def end_movement_epoch(epoch: int, loss: float) -> None:
             history.movement.append(loss)
-            logger.info("movement epoch %d: %.4f", epoch, loss)
+            logger.info("movement epoch %d: %.6g", epoch, loss)
 
-        _run_epochs(movement_epochs, train_loader,
-                    lambda b: movement_loss(evaluator, decoder, b, lambda_smooth, device),
-                    torch.optim.Adam(params, lr=lr), max_steps, log_every, "movement", end_movement_epoch)
+        _run_epochs(movement_epochs, train_loader, net, torch.optim.Adam(trained.parameters(), lr=lr),
+                    accum_steps=accum_steps, seed=seed, first_epoch=0, max_steps=max_steps, log_every=log_every,
+                    phase="movement", on_epoch_end=end_movement_epoch)
 
     evaluator.movement_encoder.eval()
-    params = list(evaluator.text_encoder.parameters()) + list(evaluator.motion_encoder.parameters())
+    trained = nn.ModuleDict({"text_encoder": evaluator.text_encoder, "motion_encoder": evaluator.motion_encoder})
     best = float("inf")
+    shift_rngs: dict[int, np.random.Generator] = {}     # one negative-shift stream per shard index
 
-    def step(batch: EvalBatch) -> Tensor:
-        evaluator.text_encoder.train()
-        evaluator.motion_encoder.train()
-        pos, neg = matching_losses(evaluator, batch, margin, rng, device)
+    def matching_step(mods: nn.Module, batch: EvalBatch, shard: int) -> Tensor:
+        mods.train()
+        if shard not in shift_rngs:
+            shift_rngs[shard] = np.random.default_rng(seed if shard == 0 else [seed, shard])
+        pos, neg = matching_losses(evaluator, batch, margin, shift_rngs[shard], device)
         return pos + neg
 
     def end_epoch(epoch: int, loss: float) -> None:
         nonlocal best
         history.matching.append(loss)
         score = loss
-        if val_loader is not None:
+        if val_loader is not None:      # every rank validates (same weights, same result); rank 0 saves
             score = validation_loss(evaluator, val_loader, margin, device, seed)
             history.val_matching.append(score)
-        logger.info("matching epoch %d: train %.4f, val %s", epoch, loss,
-                    f"{score:.4f}" if val_loader is not None else "-")
+        logger.info("matching epoch %d: train %.6g, val %s", epoch, loss,
+                    f"{score:.6g}" if val_loader is not None else "-")
         if score < best:
             best, history.best_epoch = score, epoch
-            if on_best is not None:
+            if on_best is not None and dist.is_main():
                 on_best(evaluator, epoch)
 
-    _run_epochs(max_epoch, train_loader, step, torch.optim.Adam(params, lr=lr), max_steps, log_every, "matching",
-                end_epoch)
+    net = dist.wrap_ddp(dist.MethodAsForward(trained, matching_step), device)
+    _run_epochs(max_epoch, train_loader, net, torch.optim.Adam(trained.parameters(), lr=lr),
+                accum_steps=accum_steps, seed=seed + 1, first_epoch=max(movement_epochs, 0), max_steps=max_steps,
+                log_every=log_every, phase="matching", on_epoch_end=end_epoch)
     evaluator.eval()
+    dist.barrier()
     return history
