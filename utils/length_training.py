@@ -8,14 +8,20 @@ resumed from ``latest.tar`` repeats exactly what an uninterrupted one does. Vali
 item with its full length (no coin), so the val loss is deterministic.
 
 Text features are computed once for all captions (the encoder is frozen) and the MLP trains on them.
+
+Data parallel (torchrun) and ``accum_steps``: every rank builds the same global batches and trains on its shards
+(shard ``m * world + rank`` of ``world * accum_steps`` near-equal parts; the last batch of an epoch may be
+smaller); each shard's loss is its summed cross-entropy over the global batch size, so the accumulated, DDP-
+averaged gradient is the one of the global batch mean. Rank 0 alone logs and saves.
 """
 from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol, Sequence
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -26,6 +32,7 @@ from data.layout import DatasetPaths
 from data.t2m_dataset import CUT_FPS
 from data.text import read_text_file
 from models.length_estimator import LengthEstimator
+from utils import distributed as dist
 from utils.checkpoint import load_checkpoint, load_state_dict_strict, save_checkpoint
 from utils.skeleton import DatasetSpec
 
@@ -157,6 +164,7 @@ class LengthTrainConfig:
     num_classes: int = 50
     seed: int = 3407
     log_every: int = 50
+    accum_steps: int = 1
 
 
 def _rng_state(device: torch.device) -> dict[str, Tensor]:
@@ -201,39 +209,56 @@ def train_length_estimator(model: LengthEstimator, train: LengthItems, val: Leng
     summary = {"best_val_loss": best, "val_loss": math.nan, "train_loss": math.nan, "epoch": start_epoch,
                "niter": niter}
     encoder_name = getattr(encoder, "name", "unknown")
+    world, rank, accum = dist.get_world_size(), dist.get_rank(), cfg.accum_steps
+    num_shards = world * accum
+    net = dist.wrap_ddp(model, device)
+    main = dist.is_main()
     for epoch in range(start_epoch, cfg.max_epoch):
         model.train()
         running, count = 0.0, 0
         for idx, labels in epoch_batches(train, epoch, cfg.seed, cfg.batch_size, cfg.unit_length, cfg.num_classes):
-            logits = model(train_feats[idx.to(device)])
-            loss = F.cross_entropy(logits, labels.to(device))
+            niter += 1
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            bounds = [len(idx) * k // num_shards for k in range(num_shards + 1)]
+            total = torch.zeros((), device=device)          # summed CE of this rank's shards
+            for m in range(accum):
+                shard = m * world + rank
+                if num_shards > 1:      # dropout: identical for every split with the same shards
+                    torch.manual_seed(dist.shard_seed(cfg.seed, niter, shard))
+                part_idx, part_labels = dist.take_shard((idx, labels), slice(bounds[shard], bounds[shard + 1]))
+                with dist.no_sync(net, m < accum - 1):
+                    logits = net(train_feats[part_idx.to(device)])
+                    loss_sum = F.cross_entropy(logits, part_labels.to(device), reduction="sum")
+                    (loss_sum * (world / len(idx))).backward()        # DDP averages over ranks
+                total += loss_sum.detach()
             if cfg.grad_clip > 0:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
             optimizer.step()
-            niter += 1
-            running += loss.item() * len(idx)
+            loss = float(dist.all_reduce_sum(total)) / len(idx)
+            running += loss * len(idx)
             count += len(idx)
             if niter % cfg.log_every == 0:
-                logger.info("epoch %d it %d loss %.4f", epoch, niter, loss.item())
-                if writer is not None:
-                    writer.add_scalar("train/loss", loss.item(), niter)
+                logger.info("epoch %d it %d loss %.6g", epoch, niter, loss)
+                if writer is not None and main:
+                    writer.add_scalar("train/loss", loss, niter)
         val_loss = evaluate_loss(model, val_feats, val_idx, val_labels)
         train_loss = running / max(count, 1)
-        logger.info("epoch %d: train loss %.4f, val loss %.4f", epoch, train_loss, val_loss)
-        if writer is not None:
+        logger.info("epoch %d: train loss %.6g, val loss %.6g", epoch, train_loss, val_loss)
+        if writer is not None and main:
             writer.add_scalar("val/loss", val_loss, epoch)
         if val_loss < best:
             best = val_loss
-            save_checkpoint(model_dir / FINEST, {
-                "estimator": model.state_dict(), "epoch": epoch, "niter": niter, "model_args": model.model_args,
-                "val_loss": val_loss, "text_encoder": encoder_name})
-            logger.info("best val loss %.4f: saved %s", val_loss, model_dir / FINEST)
-        save_checkpoint(model_dir / LATEST, {
-            "estimator": model.state_dict(), "opt_estimator": optimizer.state_dict(), "epoch": epoch + 1,
-            "niter": niter, "best_val_loss": best, "rng_state": _rng_state(device), "model_args": model.model_args,
-            "text_encoder": encoder_name})
+            if main:
+                save_checkpoint(model_dir / FINEST, {
+                    "estimator": model.state_dict(), "epoch": epoch, "niter": niter, "model_args": model.model_args,
+                    "val_loss": val_loss, "text_encoder": encoder_name})
+            logger.info("best val loss %.6g: saved %s", val_loss, model_dir / FINEST)
+        if main:
+            save_checkpoint(model_dir / LATEST, {
+                "estimator": model.state_dict(), "opt_estimator": optimizer.state_dict(), "epoch": epoch + 1,
+                "niter": niter, "best_val_loss": best, "rng_state": _rng_state(device),
+                "model_args": model.model_args, "text_encoder": encoder_name})
         summary = {"best_val_loss": best, "val_loss": val_loss, "train_loss": train_loss, "epoch": epoch + 1,
                    "niter": niter}
+    dist.barrier()
     return summary
