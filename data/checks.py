@@ -157,7 +157,7 @@ def _check_dataset(root: str | Path, spec: DatasetSpec, splits: Sequence[str], c
     for split in splits:
         split_file = paths.split_file(split)
         if not split_file.is_file():
-            problems.append(Problem("missing_file", str(split_file), f"split file missing (one id per line)"))
+            problems.append(Problem("missing_file", str(split_file), "split file missing (one id per line)"))
             continue
         ids = paths.read_split(split)
         if not ids:

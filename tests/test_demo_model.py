@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from models.pipeline import MoMaskPipeline, Sampling
+from models.pipeline import MoMaskPipeline
 from utils.checkpoint import load_checkpoint
 from visualization.bvh import read_bvh
 
