@@ -168,9 +168,14 @@ class QuantizeEMAReset(nn.Module):
         batch_sum = onehot @ x
         batch_count = onehot.sum(-1)
         reset_rows = self._tile(x, generator)[: self.nb_code]
+        return self._apply_ema(batch_sum, batch_count, reset_rows)
+
+    def _apply_ema(self, batch_sum: Tensor, batch_count: Tensor, reset_rows: Tensor) -> Tensor:
+        """One EMA step of the code sums/counts (spec §2.2); codes whose count fell below 1 become ``reset_rows``
+        (K, C) -> perplexity of ``batch_count``."""
         self.code_sum.mul_(self.mu).add_(batch_sum, alpha=1 - self.mu)
         self.code_count.mul_(self.mu).add_(batch_count, alpha=1 - self.mu)
-        usage = (self.code_count.view(-1, 1) >= 1.0).to(x.dtype)
+        usage = (self.code_count.view(-1, 1) >= 1.0).to(batch_sum.dtype)
         updated = self.code_sum / self.code_count.view(-1, 1)
         self.codebook.copy_(usage * updated + (1 - usage) * reset_rows)
         return perplexity_of(batch_count)
@@ -190,12 +195,7 @@ class QuantizeEMAReset(nn.Module):
         # First K rows of the global batch: each shard's first min(N, K) rows, concatenated in shard order.
         rows = shard.gather_shards(torch.stack([p[2] for p in pending]))
         reset_rows = self._tile(rows, shard.generator(key, 2, x.device))[: self.nb_code]
-        self.code_sum.mul_(self.mu).add_(batch_sum, alpha=1 - self.mu)
-        self.code_count.mul_(self.mu).add_(batch_count, alpha=1 - self.mu)
-        usage = (self.code_count.view(-1, 1) >= 1.0).to(x.dtype)
-        updated = self.code_sum / self.code_count.view(-1, 1)
-        self.codebook.copy_(usage * updated + (1 - usage) * reset_rows)
-        return perplexity_of(batch_count)
+        return self._apply_ema(batch_sum, batch_count, reset_rows)
 
     # ---- forward ------------------------------------------------------------------------------------------
     def forward(self, x: Tensor, temperature: float = 0.0, generator: torch.Generator | None = None,
