@@ -4,6 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
@@ -25,3 +26,13 @@ def fixture_dir() -> Path:
     if not FIXTURE.is_dir():
         pytest.skip(f"{FIXTURE} not present (CI has it; see README)")
     return FIXTURE
+
+
+@pytest.fixture
+def one_thread():
+    """Run a test with one intra-op thread: tiny models are several times faster single-threaded on a shared
+    2-core machine (no OpenMP contention). Modules opt in with ``pytestmark = pytest.mark.usefixtures(...)``."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -28,12 +28,7 @@ from utils.checkpoint import load_checkpoint
 REPO = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")   # conftest: tiny models, one thread
 
 
 # ---- layout -----------------------------------------------------------------------------------------------------

@@ -14,11 +14,7 @@ and each shard's loss is its summed cross-entropy over the whole batch size.
 """
 from __future__ import annotations
 
-import os
 import re
-import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -26,25 +22,9 @@ import torch
 
 from models.evaluator.wrapper import EvaluatorPaths, T2MEvaluator
 from tests.evaluator_helpers import SMALL_SIZES, write_tiny_dataset, write_tiny_glove
+from tests.test_distributed import torchrun
 
-REPO = Path(__file__).resolve().parents[1]
 LOSS_LINE = re.compile(r"(movement|matching) (it|epoch) (\d+): (?:loss |train )?([-+0-9.e]+)(?:, val ([-+0-9.e]+))?")
-
-
-def _run(args: list[str], nproc: int, timeout: float = 300, script: str = "train_evaluator.py") -> str:
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
-           str(REPO / script), *args]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO), "PYTHONWARNINGS": "ignore"}
-    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            start_new_session=True)
-    try:
-        out, _ = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        out, _ = proc.communicate()
-        pytest.fail(f"torchrun {script} timed out after {timeout} s:\n{out[-3000:]}")
-    assert proc.returncode == 0, out[-4000:]
-    return out
 
 
 def _log_file(checkpoints_dir: Path) -> Path:
@@ -74,8 +54,8 @@ def runs(tmp_path_factory) -> dict[str, Path]:
                 "--dim_movement_dec_hidden", "16", *[x for k, v in SMALL_SIZES.items() for x in (f"--{k}", str(v))]]
 
     out = {"two": root / "two", "one": root / "one"}
-    _run(args(out["two"], 1), nproc=2)
-    _run(args(out["one"], 2), nproc=1)
+    torchrun("train_evaluator.py", args(out["two"], 1), nproc=2)
+    torchrun("train_evaluator.py", args(out["one"], 2), nproc=1)
     return out
 
 
@@ -123,8 +103,8 @@ def test_length_estimator_two_processes_equal_one_process_with_accumulation(tmp_
                 "--text_encoder", "minilm", "--device", "cpu", "--batch_size", "3", "--accum_steps", str(accum),
                 "--max_epoch", "3", "--log_every", "1", "--lr", "1e-3"]
 
-    _run(args("two", 1), nproc=2, script="train_length_estimator.py")
-    _run(args("one", 2), nproc=1, script="train_length_estimator.py")
+    torchrun("train_length_estimator.py", args("two", 1), nproc=2)
+    torchrun("train_length_estimator.py", args("one", 2), nproc=1)
     runs = {k: tmp_path / "ckpt" / "t2m" / k for k in ("two", "one")}
     logs = {}
     for key, run in runs.items():

@@ -39,13 +39,7 @@ def official():
     return model, np.load(FIXTURE / "mask_ref.npz")
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run much faster single-threaded on a shared 2-core machine (no OpenMP contention)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")   # conftest: tiny models, one thread
 
 
 def tiny_model(seed: int = 0, num_tokens: int = 16) -> MaskTransformer:

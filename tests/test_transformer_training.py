@@ -24,13 +24,7 @@ K, Q, D, CLIP = 16, 3, 8, 8
 CAPTIONS = ["walk forward", "jump twice", "kick left", "sit down"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run ~50x faster single-threaded on a shared 2-core machine (no OpenMP contention)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")   # conftest: tiny models, one thread
 
 
 class TinyMotions(Dataset):

@@ -20,12 +20,7 @@ from utils.vq_training import make_optimizer, make_scheduler, vq_loss, warmup_lr
 SMALL = RVQVAEConfig(input_width=263, nb_code=16, code_dim=8, output_emb_width=8, width=16, num_quantizers=4)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")   # conftest: tiny models, one thread
 
 
 def test_shapes_and_token_count() -> None:

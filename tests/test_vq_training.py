@@ -21,13 +21,7 @@ SHARED = Path(__file__).resolve().parents[2] / "shared"
 FIXTURE_CKPT = SHARED / "reference" / "official_fixture" / "checkpoints" / "t2m"
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # 2 shared cores: one intra-op thread is several times faster than two contended ones for this tiny model.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")   # conftest: tiny models, one thread
 
 
 @pytest.fixture(scope="module")
