@@ -193,7 +193,6 @@ class MoMaskPipeline:
                                     text_encoder=text_encoder)
         texts = sorted((cls.DEMO_DATASET / "texts").glob("*.txt"))
         pipe.known_captions = sorted({line.caption for t in texts for line in read_text_file(t)})
-        pipe._known_vectors = None
         return pipe
 
     def warn_if_unfamiliar(self, captions: Sequence[str]) -> list[str]:
