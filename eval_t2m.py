@@ -15,7 +15,7 @@ from models.text.base import TextEncoder
 from options.eval import EvalT2MOptions
 from utils.cli import run_cli
 from utils.device import resolve_device, seed_everything
-from utils.evaluation import (EvalLog, Metrics, evaluate_t2m, format_table, load_benchmark, matching_checkpoints,
+from evaluation.benchmark import (EvalLog, Metrics, evaluate_t2m, format_table, load_benchmark, matching_checkpoints,
                               pipeline_generator)
 from utils.log import git_sha, setup_logging
 

@@ -15,7 +15,7 @@ from models.vq.build import load_rvqvae, load_vq_meta
 from options.eval import EvalVQOptions
 from utils.cli import run_cli
 from utils.device import resolve_device, seed_everything
-from utils.evaluation import (EvalLog, Metrics, evaluate_t2m, format_table, load_benchmark, matching_checkpoints,
+from evaluation.benchmark import (EvalLog, Metrics, evaluate_t2m, format_table, load_benchmark, matching_checkpoints,
                               reconstruction_generator)
 from utils.log import git_sha, setup_logging
 from utils.motion import recover_from_ric

@@ -23,7 +23,7 @@ from options.eval import EvaluatorTrainOptions
 from utils import distributed as dist
 from utils.cli import run_cli
 from utils.device import seed_everything
-from utils.evaluator_training import train_evaluator
+from training.evaluator import train_evaluator
 from utils.log import git_sha, setup_logging
 
 logger = logging.getLogger("train_evaluator")

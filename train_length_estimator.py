@@ -19,13 +19,13 @@ from options.length_estimator import LengthEstimatorOptions
 from utils import distributed as dist
 from utils.cli import run_cli
 from utils.device import seed_everything
-from utils.length_training import (
+from training.length_estimator import (
     LengthTrainConfig,
     read_length_items,
     train_length_estimator,
 )
 from utils.log import git_sha, setup_logging
-from utils.vq_training import check_run_dir
+from training.vq import check_run_dir
 
 logger = logging.getLogger("train_length_estimator")
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from options.transformer import MaskTransformerOptions
 from utils.cli import run_cli
-from utils.transformer_training import MASK_STAGE, run_training
+from training.transformer import MASK_STAGE, run_training
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -20,8 +20,8 @@ from utils.cli import run_cli
 from utils import distributed as dist
 from utils.device import seed_everything
 from utils.log import git_sha, setup_logging
-from utils.recon_eval import make_fid_evaluate
-from utils.vq_training import check_run_dir, train_vq, write_run_files
+from evaluation.reconstruction import make_fid_evaluate
+from training.vq import check_run_dir, train_vq, write_run_files
 
 logger = logging.getLogger("train_vq")
 

@@ -24,7 +24,7 @@ from models.vq.quantizer import BatchShard
 from options.vq import VQOptions
 from utils.device import resolve_device
 from utils.distributed import MixedPrecision
-from utils.vq_training import make_optimizer, vq_loss
+from training.vq import make_optimizer, vq_loss
 
 # official_timings.md, seconds per step on 2 CPU cores (anomaly detection off / on for the transformers).
 OFFICIAL = {"vq": (11.2, "b256 w64"), "mask": (4.22, "b64, 4.71 with anomaly on"),

@@ -19,7 +19,7 @@ import torch
 from models.vq.build import build_rvqvae
 from options.vq import VQOptions
 from utils.device import resolve_device
-from utils.vq_training import make_optimizer, vq_loss
+from training.vq import make_optimizer, vq_loss
 
 # official_timings.md (seconds)
 OFFICIAL = {"train_step_b256_w64": 11.2, "decode_1x196": 0.063, "decode_32x196": 0.66}

@@ -29,7 +29,7 @@ from tests.evaluator_helpers import (
     write_tiny_glove,
 )
 from utils import metrics as M
-from utils.evaluation import EvalBatch
+from evaluation.benchmark import EvalBatch
 from utils.skeleton import get_dataset_spec
 
 REPO = Path(__file__).resolve().parents[1]

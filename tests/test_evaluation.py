@@ -1,4 +1,4 @@
-"""The benchmark loop (utils/evaluation.py) on tiny synthetic setups."""
+"""The benchmark loop (evaluation/benchmark.py) on tiny synthetic setups."""
 from __future__ import annotations
 
 import importlib
@@ -11,7 +11,7 @@ from torch.utils.data import DataLoader
 from models.evaluator.word_vectorizer import WordVectorizer
 from tests.evaluator_helpers import one_torch_thread  # noqa: F401  (autouse fixture)
 from tests.evaluator_helpers import write_small_evaluator, write_tiny_dataset, write_tiny_glove
-from utils.evaluation import (EvalBatch, Metrics, evaluate_t2m, format_official_log, format_table,
+from evaluation.benchmark import (EvalBatch, Metrics, evaluate_t2m, format_official_log, format_table,
                               reconstruction_generator)
 
 B, N_BATCHES, T, D = 8, 6, 40, 263

@@ -1,4 +1,4 @@
-"""Evaluator training (utils/evaluator_training.py, train_evaluator.py) on tiny synthetic data."""
+"""Evaluator training (training/evaluator.py, train_evaluator.py) on tiny synthetic data."""
 from __future__ import annotations
 
 import importlib
@@ -11,7 +11,7 @@ from models.evaluator.wrapper import EvaluatorPaths, T2MEvaluator
 from options.base import read_opt_file
 from tests.evaluator_helpers import one_torch_thread  # noqa: F401  (autouse fixture)
 from tests.evaluator_helpers import SMALL_SIZES, feature_stats, write_tiny_dataset, write_tiny_glove
-from utils.evaluator_training import contrastive_loss, train_evaluator
+from training.evaluator import contrastive_loss, train_evaluator
 
 
 def test_contrastive_loss_closed_form() -> None:

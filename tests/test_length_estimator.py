@@ -15,7 +15,7 @@ from data.t2m_dataset import build_text_motion_items
 from models.length_estimator import LengthEstimator, build_length_estimator, estimate_lengths
 from options.length_estimator import LengthEstimatorOptions
 from utils.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from utils.length_training import (LengthItems, LengthTrainConfig, epoch_batches, read_length_items,
+from training.length_estimator import (LengthItems, LengthTrainConfig, epoch_batches, read_length_items,
                                    train_length_estimator, val_pairs)
 from utils.skeleton import get_dataset_spec
 

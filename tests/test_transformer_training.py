@@ -14,7 +14,7 @@ from models.transformer.mask_transformer import MaskTransformer, MaskTransformer
 from models.transformer.residual_transformer import ResidualTransformer, ResidualTransformerConfig
 from options.transformer import MaskTransformerOptions, ResidualTransformerOptions
 from utils.checkpoint import load_checkpoint
-from utils.transformer_training import MASK_STAGE, RESIDUAL_STAGE, TransformerTrainer, epoch_batches, warmup_lr
+from training.transformer import MASK_STAGE, RESIDUAL_STAGE, TransformerTrainer, epoch_batches, warmup_lr
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 FIXTURE = SHARED / "reference" / "official_fixture"
@@ -117,7 +117,7 @@ def test_val_every_e_validates_and_saves_every_n_epochs(tmp_path: Path, caplog) 
     """Epochs of 4 batches; with --val_every_e 2 over 5 epochs, validation (and the epoch-end save) runs after
     epochs 2 and 4, and after the last one."""
     trainer = make_trainer(MASK_STAGE, tmp_path, max_epoch=5, val_every_e=2)
-    with caplog.at_level("INFO", logger="utils.transformer_training"):
+    with caplog.at_level("INFO", logger="training.transformer"):
         trainer.fit(TinyMotions(), TinyMotions(n=8, seed=5))
     validated = [r.getMessage().split(":")[0] for r in caplog.records if ": val loss" in r.getMessage()]
     assert validated == ["epoch 2", "epoch 4", "epoch 5"]

@@ -12,7 +12,7 @@ import train_vq
 from models.vq.build import load_rvqvae
 from tests.vq_synthetic import make_dataset, tiny_vq_args
 from utils.checkpoint import load_checkpoint
-from utils.vq_training import train_vq as real_train_vq
+from training.vq import train_vq as real_train_vq
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 FIXTURE = SHARED / "reference" / "official_fixture"

@@ -15,7 +15,7 @@ from models.vq.model import RVQVAE, RVQVAEConfig
 from models.vq.quantizer import QuantizeEMAReset
 from models.vq.residual_vq import ResidualVQ
 from options.vq import VQOptions
-from utils.vq_training import make_optimizer, make_scheduler, vq_loss, warmup_lr
+from training.vq import make_optimizer, make_scheduler, vq_loss, warmup_lr
 
 SMALL = RVQVAEConfig(input_width=263, nb_code=16, code_dim=8, output_emb_width=8, width=16, num_quantizers=4)
 

@@ -15,7 +15,7 @@ from models.vq.build import load_rvqvae
 from tests.vq_synthetic import make_dataset, tiny_vq_args
 from utils.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from utils.cli import run_cli
-from utils.vq_training import train_vq as real_train_vq
+from training.vq import train_vq as real_train_vq
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 FIXTURE_CKPT = SHARED / "reference" / "official_fixture" / "checkpoints" / "t2m"

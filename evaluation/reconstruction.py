@@ -73,7 +73,7 @@ def make_fid_evaluate(data_root: str | Path, spec: DatasetSpec, mean: np.ndarray
     """
     from models.evaluator.word_vectorizer import WordVectorizer
     from models.evaluator.wrapper import T2MEvaluator
-    from utils.evaluation import evaluate_t2m, make_eval_loader, reconstruction_generator
+    from evaluation.benchmark import evaluate_t2m, make_eval_loader, reconstruction_generator
 
     evaluator = T2MEvaluator.from_checkpoints(evaluator_dir, spec.name, device)
     loader = make_eval_loader(data_root, spec, evaluator, WordVectorizer(Path(glove_dir).expanduser().resolve()),

@@ -28,7 +28,7 @@ from torch import Tensor, nn
 from models.evaluator.modules import MovementConvDecoder
 from models.evaluator.wrapper import T2MEvaluator
 from utils import distributed as dist
-from utils.evaluation import EvalBatch
+from evaluation.benchmark import EvalBatch
 
 logger = logging.getLogger(__name__)
 

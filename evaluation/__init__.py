@@ -1,0 +1,1 @@
+"""The text-to-motion benchmark loop and the VQ reconstruction evaluation."""

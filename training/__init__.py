@@ -1,0 +1,1 @@
+"""Training loops of the five stages (VQ, masked and residual transformer, length estimator, evaluator)."""
