@@ -166,11 +166,8 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         app_args = ["--device", "cpu", "--workdir", str(Path(tmp) / "work")]
         if not (MoMaskPipeline.DEMO_CHECKPOINTS / "t2m" / MoMaskPipeline.DEMO_NAMES[0] / "opt.txt").is_file():
-            from tests.tiny_runs import MASK_NAME, RES_NAME, make_tiny_runs
-            logger.warning("embedded demo model absent: screenshot of tiny UNTRAINED runs (random motion)")
-            make_tiny_runs(Path(tmp) / "checkpoints", "t2m")
-            app_args += ["--checkpoints_dir", str(Path(tmp) / "checkpoints"), "--name", MASK_NAME,
-                         "--res_name", RES_NAME]
+            raise SystemExit(f"error: the embedded demo model is missing from {MoMaskPipeline.DEMO_CHECKPOINTS}: "
+                             "rebuild it with bash prepare/train_demo.sh (a screenshot of untrained runs shows noise)")
         with start_app(app_args) as url, chromium() as driver:
             state = generate_in_page(driver, url, args.prompt, args.frames)
             height = int(driver.execute_script("return document.documentElement.scrollHeight"))
