@@ -27,6 +27,7 @@ from tqdm import tqdm
 from models.evaluator.word_vectorizer import WordVectorizer
 from models.evaluator.wrapper import T2MEvaluator
 from utils import metrics as M
+from utils.checkpoint import atomic_write
 from utils.skeleton import DatasetSpec
 
 if TYPE_CHECKING:
@@ -279,10 +280,8 @@ class EvalLog:
         block = format_official_log(header or file, metrics)
         self.results[file] = metrics
         self.text += block
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        tmp.write_text(self.text)
-        tmp.replace(self.path)
+        with atomic_write(self.path) as tmp:
+            tmp.write_text(self.text)
         logger.info("%s", block.rstrip())
 
 

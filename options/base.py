@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
+from utils.checkpoint import atomic_write
+
 logger = logging.getLogger(__name__)
 
 OPT_HEADER = "------------ Options -------------"
@@ -127,11 +129,8 @@ class Options:
         """Write ``opt.txt`` in the official format (keys sorted; ``additional`` keys such as ``is_train``)."""
         values = {**self.to_dict(), **additional}
         lines = [OPT_HEADER] + [f"{k}: {values[k]}" for k in sorted(values)] + [OPT_FOOTER]
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(path.suffix + ".tmp")
-        tmp.write_text("\n".join(lines) + "\n")
-        tmp.replace(path)
+        with atomic_write(path) as tmp:
+            tmp.write_text("\n".join(lines) + "\n")
 
     @classmethod
     def load(cls: type[O], path: str | Path, **overrides: Any) -> O:

@@ -28,7 +28,7 @@ from models.vq.model import RVQVAE
 from models.vq.quantizer import BatchShard
 from options.vq import VQOptions
 from utils import distributed as dist
-from utils.checkpoint import CheckpointError, load_checkpoint, load_state_dict_strict, save_checkpoint
+from utils.checkpoint import CheckpointError, atomic_write, load_checkpoint, load_state_dict_strict, save_checkpoint
 from utils.distributed import ShardedBatchSampler, ShardPlan
 
 logger = logging.getLogger(__name__)
@@ -348,7 +348,6 @@ def write_run_files(opt: VQOptions, mean: np.ndarray, std: np.ndarray) -> None:
         if path.is_file() and not np.array_equal(np.load(path), arr):
             logger.warning("%s differs from the statistics of the current dataset; keeping the run's file", path)
             continue
-        tmp = path.with_name(path.name + ".tmp.npy")
-        np.save(tmp, np.asarray(arr, dtype=np.float32))
-        tmp.replace(path)
+        with atomic_write(path) as tmp:
+            np.save(tmp, np.asarray(arr, dtype=np.float32))
     opt.save(opt.save_root / "opt.txt", is_train=True)

@@ -1,8 +1,14 @@
-"""Checkpoint I/O: atomic saves, ``weights_only`` loads, strict state-dict loading with named exceptions."""
+"""Checkpoint I/O: atomic saves, ``weights_only`` loads, strict state-dict loading with named exceptions.
+
+:func:`atomic_write` is the project's one way to write any output file (checkpoints, opt.txt, .npy, BVH, video,
+logs, JSON): a temporary file in the same folder, renamed over the target only once it is complete.
+"""
 from __future__ import annotations
 
+import contextlib
 import os
 import pickle
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,16 +20,34 @@ class CheckpointError(RuntimeError):
     """A checkpoint file is missing, unreadable, or holds a different model than expected."""
 
 
-def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
-    """Write ``state`` to ``path`` atomically: a crash mid-write never destroys the previous file."""
+@contextlib.contextmanager
+def atomic_write(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; when the block succeeds it replaces ``path`` (``os.replace``).
+
+    The temporary name keeps the target's suffix (``.<stem>.<pid>.tmp<suffix>``) so writers that look at it
+    (``np.save``, ffmpeg) behave as for the target. If the block raises, or leaves no file, the temporary file is
+    removed and ``path`` is untouched: a reader never sees a half-written file, and a crash never destroys the
+    previous one. The parent folder is created. Usage::
+
+        with atomic_write(out) as tmp:
+            tmp.write_text(text)
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
     try:
-        torch.save(state, tmp)
+        yield tmp
+        if not tmp.is_file():
+            raise FileNotFoundError(f"writing {path}: the writer produced no file")
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
+    """Write ``state`` to ``path`` atomically: a crash mid-write never destroys the previous file."""
+    with atomic_write(path) as tmp:
+        torch.save(state, tmp)
 
 
 def load_checkpoint(path: str | Path, required_keys: tuple[str, ...] = ()) -> dict[str, Any]:
