@@ -17,7 +17,7 @@ from torch import Tensor, nn
 
 from models.evaluator.modules import MotionEncoderBiGRUCo, MovementConvEncoder, TextEncoderBiGRUCo
 from options.base import Options, read_opt_file
-from utils.checkpoint import atomic_write, load_checkpoint, load_state_dict_strict, save_checkpoint
+from utils.checkpoint import FINEST, atomic_write, load_checkpoint, load_state_dict_strict, save_checkpoint
 from utils.skeleton import get_dataset_spec
 
 logger = logging.getLogger(__name__)
@@ -43,7 +43,7 @@ class EvaluatorPaths:
 
     @property
     def weights(self) -> Path:
-        return self.root / "text_mot_match" / "model" / "finest.tar"
+        return self.root / "text_mot_match" / "model" / FINEST
 
     @property
     def opt_file(self) -> Path:
