@@ -13,6 +13,7 @@ import numpy as np
 from models.pipeline import MoMaskPipeline, Sampling
 from models.text.base import TextEncoder
 from options.eval import EvalT2MOptions
+from utils.checkpoint import MASK
 from utils.cli import run_cli
 from utils.device import resolve_device, seed_everything
 from evaluation.benchmark import (EvalLog, Metrics, evaluate_t2m, format_table, load_benchmark, matching_checkpoints,
@@ -24,7 +25,7 @@ logger = logging.getLogger("eval_t2m")
 
 def main(argv: list[str] | None = None) -> dict[str, Metrics]:
     opt = EvalT2MOptions.parse(argv)
-    files = matching_checkpoints(opt.model_dir, opt.which_epoch)
+    files = matching_checkpoints(opt.model_dir, opt.which_epoch, MASK)
     setup_logging(opt.save_root / "eval" / f"{opt.ext}.txt")
     logger.info("git %s; options: %s", git_sha(), opt.to_dict())
     seed_everything(opt.seed)

@@ -13,6 +13,7 @@ import torch
 
 from models.vq.build import load_rvqvae, load_vq_meta
 from options.eval import EvalVQOptions
+from utils.checkpoint import VQ
 from utils.cli import run_cli
 from utils.device import resolve_device, seed_everything
 from evaluation.benchmark import (EvalLog, Metrics, evaluate_t2m, format_table, load_benchmark, matching_checkpoints,
@@ -25,7 +26,7 @@ logger = logging.getLogger("eval_t2m_vq")
 
 def main(argv: list[str] | None = None) -> dict[str, Metrics]:
     opt = EvalVQOptions.parse(argv)
-    files = matching_checkpoints(opt.model_dir, opt.which_epoch)
+    files = matching_checkpoints(opt.model_dir, opt.which_epoch, VQ)
     setup_logging(opt.save_root / "eval" / f"{opt.ext}.txt")
     logger.info("git %s; options: %s", git_sha(), opt.to_dict())
     seed_everything(opt.seed)

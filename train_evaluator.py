@@ -20,36 +20,23 @@ from data.t2m_dataset import Text2MotionDatasetEval, collate_by_sent_len
 from models.evaluator.word_vectorizer import WordVectorizer
 from models.evaluator.wrapper import EvaluatorPaths, T2MEvaluator, save_evaluator
 from options.eval import EvaluatorTrainOptions
+from training.evaluator import TrainHistory, train_evaluator
+from training.run import Run, run_trainer
 from utils import distributed as dist
+from utils.checkpoint import FINEST
 from utils.cli import run_cli
-from utils.device import seed_everything
-from training.evaluator import train_evaluator
-from utils.log import git_sha, setup_logging
 
 logger = logging.getLogger("train_evaluator")
 
 
-def main(argv: list[str] | None = None) -> None:
-    opt = EvaluatorTrainOptions.parse(argv)
-    seed_everything(opt.seed)
-    env, device = dist.init_distributed(opt.device)
-    try:
-        _train(opt, env, device)
-    finally:
-        dist.cleanup()
+def main(argv: list[str] | None = None) -> TrainHistory:
+    return run_trainer(EvaluatorTrainOptions.parse(argv), _train, checkpoint=FINEST)
 
 
-def _train(opt: EvaluatorTrainOptions, env: dist.DistEnv, device: torch.device) -> None:
+def _train(run: Run) -> TrainHistory:
+    opt = run.opt
     paths = EvaluatorPaths.for_dataset(opt.checkpoints_dir, opt.dataset_name)
-    if paths.weights.exists() and not opt.overwrite:
-        raise ValueError(f"{paths.weights} exists; pass --overwrite to replace it or choose another "
-                         "--checkpoints_dir")
     dist.make_shard_plan(opt.batch_size, opt.accum_steps)      # fails early on an indivisible batch
-    dist.barrier()              # every rank has checked the output folder before rank 0 writes into it
-    setup_logging(opt.save_root / "log.txt" if env.is_main else None)
-    dist.configure_rank_logging(env)
-    logger.info("git %s, device %s, %d process(es); options: %s", git_sha(), device, env.world_size, opt.to_dict())
-
     spec = opt.spec
     data = DatasetPaths.for_dataset(opt.data_root, spec)
     mean, std = data.load_mean_std()
@@ -76,13 +63,17 @@ def _train(opt: EvaluatorTrainOptions, env: dist.DistEnv, device: torch.device) 
         dim_movement_latent=opt.dim_movement_latent, dim_text_hidden=opt.dim_text_hidden,
         dim_motion_hidden=opt.dim_motion_hidden, dim_coemb_hidden=opt.dim_coemb_hidden,
         unit_length=opt.unit_length, max_text_len=opt.max_text_len)
+    train_loader, val_loader = loader(opt.train_split, True), loader(opt.val_split, False)
+    run.start(write_options=False)      # opt.txt is the evaluator's, in Comp_v6_KLD005 (save_evaluator)
     history = train_evaluator(
-        evaluator, loader(opt.train_split, True), loader(opt.val_split, False), device=device, lr=opt.lr,
+        evaluator, train_loader, val_loader, device=run.device, lr=opt.lr,
         movement_epochs=opt.movement_epochs, max_epoch=opt.max_epoch, max_steps=opt.max_steps,
         margin=opt.negative_margin, lambda_smooth=opt.lambda_smooth,
         dim_movement_dec_hidden=opt.dim_movement_dec_hidden, log_every=opt.log_every, seed=opt.seed,
-        accum_steps=opt.accum_steps, on_best=lambda ev, epoch: save_evaluator(ev, paths, opt, epoch=epoch))
+        accum_steps=opt.accum_steps, on_best=lambda ev, epoch: save_evaluator(ev, paths, opt, epoch=epoch),
+        writer=run.writer)
     logger.info("best epoch %d; evaluator written to %s", history.best_epoch, paths.root)
+    return history
 
 
 if __name__ == "__main__":

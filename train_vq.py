@@ -9,40 +9,28 @@ from __future__ import annotations
 import logging
 
 import torch
-from torch.utils.tensorboard import SummaryWriter
 
 from data.checks import ensure_dataset_ok
 from data.layout import DatasetPaths
 from data.motion_dataset import load_vq_datasets, make_train_loader, make_val_loader
+from evaluation.reconstruction import make_fid_evaluate
 from models.vq.build import build_rvqvae
 from options.vq import VQOptions
+from training.run import Run, run_trainer
+from training.vq import TrainState, train_vq, write_meta
 from utils.cli import run_cli
-from utils import distributed as dist
-from utils.device import seed_everything
-from utils.log import git_sha, setup_logging
-from evaluation.reconstruction import make_fid_evaluate
-from training.vq import check_run_dir, train_vq, write_run_files
 
 logger = logging.getLogger("train_vq")
 
 
-def main(argv: list[str] | None = None) -> None:
-    opt = VQOptions.parse(argv)
-    seed_everything(opt.seed)
-    env, device = dist.init_distributed(opt.device)
-    try:
-        _train(opt, env, device)
-    finally:
-        dist.cleanup()
+def main(argv: list[str] | None = None) -> TrainState:
+    return run_trainer(VQOptions.parse(argv), _train)
 
 
-def _train(opt: VQOptions, env: dist.DistEnv, device: torch.device) -> None:
-    run_dir = check_run_dir(opt)
-    dist.barrier()              # every rank has checked the run folder before rank 0 writes into it
+def _train(run: Run) -> TrainState:
+    opt, device = run.opt, run.device
     if opt.deterministic:
         torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
-    setup_logging()
-    dist.configure_rank_logging(env)
     ensure_dataset_ok(DatasetPaths.for_dataset(opt.data_root, opt.spec).root, opt.spec,
                       splits=(opt.train_split, opt.val_split), need_texts=False)
     train_set, val_set, mean, std = load_vq_datasets(opt.data_root, opt.spec, window_size=opt.window_size,
@@ -52,26 +40,20 @@ def _train(opt: VQOptions, env: dist.DistEnv, device: torch.device) -> None:
                                      num_workers=opt.num_workers, pin_memory=pin, accum_steps=opt.accum_steps)
     val_loader = make_val_loader(val_set, batch_size=opt.batch_size, num_workers=opt.num_workers, pin_memory=pin)
     evaluate = None
-    if opt.eval_fid and env.is_main:     # rank 0 alone evaluates FID (and saves the best checkpoints)
-        evaluate = make_fid_evaluate(opt.data_root, opt.spec, mean, std,
-                                     evaluator_dir=opt.evaluator_dir or opt.checkpoints_dir, glove_dir=opt.glove_dir,
-                                     device=device, batch_size=opt.eval_batch_size, seed=opt.seed)
-    if env.is_main:
-        write_run_files(opt, mean, std)
-        setup_logging(run_dir / "log.txt")
-    logger.info("git %s, device %s, %d process(es), options: %s", git_sha(), device, env.world_size, opt.to_dict())
+    if opt.eval_fid and run.env.is_main:     # rank 0 alone evaluates FID (and saves the best checkpoints)
+        evaluate = make_fid_evaluate(opt.data_root, opt.spec, mean, std, evaluator_dir=opt.evaluator_root,
+                                     glove_dir=opt.glove_dir, device=device, batch_size=opt.eval_batch_size,
+                                     seed=opt.seed)
+    model = build_rvqvae(opt)
+    run.start()
+    if run.env.is_main:
+        write_meta(opt.meta_dir, mean, std)
     logger.info("%d training windows (%d iterations/epoch of %d = %d processes x %d accumulation x %d), "
                 "%d validation windows", len(train_set), len(train_set) // opt.batch_size, opt.batch_size,
-                env.world_size, opt.accum_steps, train_loader.batch_sampler.plan.micro_batch, len(val_set))
-    model = build_rvqvae(opt)
+                run.env.world_size, opt.accum_steps, train_loader.batch_sampler.plan.micro_batch, len(val_set))
     logger.info("RVQ-VAE: %.2fM parameters", sum(p.numel() for p in model.parameters()) / 1e6)
-    dist.barrier()              # the run files exist before any rank reads or resumes from them
-    writer = SummaryWriter(log_dir=str(run_dir / "tensorboard")) if env.is_main else None
-    try:
-        train_vq(model, train_loader, val_loader, opt, opt.model_dir, device, writer=writer, evaluate=evaluate)
-    finally:
-        if writer is not None:
-            writer.close()
+    return train_vq(model, train_loader, val_loader, opt, run.model_dir, device, resume=run.resume,
+                    writer=run.writer, evaluate=evaluate)
 
 
 if __name__ == "__main__":

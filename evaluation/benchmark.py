@@ -27,11 +27,12 @@ from tqdm import tqdm
 from models.evaluator.word_vectorizer import WordVectorizer
 from models.evaluator.wrapper import T2MEvaluator
 from utils import metrics as M
+from utils.checkpoint import atomic_write, find_checkpoint, list_checkpoints
 from utils.skeleton import DatasetSpec
 
 if TYPE_CHECKING:
     from models.pipeline import MoMaskPipeline, Sampling
-    from options.eval import _BenchmarkOptions
+    from options.eval import BenchmarkOptions
 
 logger = logging.getLogger(__name__)
 
@@ -249,17 +250,20 @@ def make_eval_loader(data_root: str | Path, spec: DatasetSpec, evaluator: T2MEva
                       collate_fn=collate_by_sent_len)
 
 
-def matching_checkpoints(model_dir: Path, which: str) -> list[str]:
-    """Names of the ``*.tar`` files in ``model_dir`` containing ``which`` (reference: ``--which_epoch``)."""
-    files = sorted(p.name for p in model_dir.glob("*.tar") if which in p.name) if model_dir.is_dir() else []
+def matching_checkpoints(model_dir: Path, which: str, stage: str) -> list[str]:
+    """Names of the checkpoint files in ``model_dir`` containing ``which`` (reference: ``--which_epoch``); empty
+    ``which``: the one file the stage's run is loaded from (utils.checkpoint.find_checkpoint)."""
+    if not which:
+        return [find_checkpoint(model_dir, stage).name]
+    have = list_checkpoints(model_dir)
+    files = [name for name in have if which in name]
     if not files:
-        have = sorted(p.name for p in model_dir.glob("*.tar")) if model_dir.is_dir() else []
         raise FileNotFoundError(f"no checkpoint in {model_dir} whose name contains {which!r} (it has: "
                                 f"{have or 'nothing'})")
     return files
 
 
-def load_benchmark(opt: "_BenchmarkOptions", device: torch.device) -> tuple[T2MEvaluator, torch.utils.data.DataLoader]:
+def load_benchmark(opt: "BenchmarkOptions", device: torch.device) -> tuple[T2MEvaluator, torch.utils.data.DataLoader]:
     """The evaluator and the benchmark loader named by a benchmark script's options."""
     evaluator = T2MEvaluator.from_checkpoints(opt.evaluator_root, opt.dataset_name, device)
     loader = make_eval_loader(opt.data_root, opt.spec, evaluator, WordVectorizer(opt.glove_path), split=opt.split,
@@ -279,10 +283,8 @@ class EvalLog:
         block = format_official_log(header or file, metrics)
         self.results[file] = metrics
         self.text += block
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        tmp.write_text(self.text)
-        tmp.replace(self.path)
+        with atomic_write(self.path) as tmp:
+            tmp.write_text(self.text)
         logger.info("%s", block.rstrip())
 
 

@@ -29,7 +29,7 @@ from models.transformer.residual_transformer import ResidualTransformer
 from models.transformer.sampling import edit_base_tokens, generate_base_tokens, generate_residual_tokens
 from models.vq.build import load_rvqvae, load_vq_meta
 from models.vq.model import RVQVAE
-from utils.checkpoint import CheckpointError, load_checkpoint
+from utils.checkpoint import FINEST, CheckpointError, load_checkpoint
 from utils.motion import check_features, recover_from_ric
 from utils.skeleton import DatasetSpec, get_dataset_spec
 
@@ -84,16 +84,6 @@ class Motion:
     @property
     def num_frames(self) -> int:
         return int(self.features.shape[0])
-
-
-# Residual checkpoints in order of preference: the official generation file, then what our trainer writes
-# when no evaluator is configured, then the last training state.
-RES_FILES = ("net_best_fid", "net_best_loss", "latest")
-
-
-def _preferred(run_dir: Path, stems: Sequence[str]) -> str:
-    """The first of ``stems`` with a ``model/<stem>.tar`` file (the first one if none exists, for the error)."""
-    return next((s for s in stems if (run_dir / "model" / f"{s}.tar").is_file()), stems[0])
 
 
 def _run_dir(checkpoints_dir: Path, dataset_name: str, name: str) -> Path:
@@ -162,8 +152,7 @@ class MoMaskPipeline:
         res = None
         if res_name:
             res_dir = _run_dir(root, spec.name, res_name)
-            res, res_opt = load_residual_transformer(res_dir, vq_dir=vq_dir, which=_preferred(res_dir, RES_FILES),
-                                                     device=device)
+            res, res_opt = load_residual_transformer(res_dir, vq_dir=vq_dir, device=device)
             if res_opt.vq_name != mask_opt.vq_name:
                 raise CheckpointError(f"{res_dir} uses VQ {res_opt.vq_name!r} but {mask_dir} uses "
                                       f"{mask_opt.vq_name!r}: the two transformers must share one tokenizer")
@@ -173,7 +162,7 @@ class MoMaskPipeline:
             encoder = build_text_encoder(text_encoder or mask_opt.text_encoder, device,
                                          path=text_encoder_path or mask_opt.text_encoder_path or None)
         estimator = None
-        est_file = root / spec.name / "length_estimator" / "model" / "finest.tar"
+        est_file = root / spec.name / "length_estimator" / "model" / FINEST
         if use_length_estimator and est_file.is_file():
             estimator = build_length_estimator(load_checkpoint(est_file), source=str(est_file))
         mean, std = load_vq_meta(vq_dir)

@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
+from utils.checkpoint import atomic_write
+
 logger = logging.getLogger(__name__)
 
 OPT_HEADER = "------------ Options -------------"
@@ -36,6 +38,16 @@ def opt(default: Any = dataclasses.MISSING, help: str = "", *, short: str | None
         value = list(default)
         return field(default_factory=lambda: list(value), metadata=metadata, **kw)
     return field(default=default, metadata=metadata, **kw)
+
+
+def override(default: Any, help: str = "") -> Any:
+    """A new default for an option a base group declares (its help text is kept unless ``help`` refines it).
+
+    Overriding a name that no base class declares is an error (caught when the parser or opt.txt is built).
+    """
+    field_ = opt(default, help)
+    field_.metadata = types.MappingProxyType({**field_.metadata, "override": True})
+    return field_
 
 
 def _base_type(tp: Any) -> tuple[Any, bool]:
@@ -76,6 +88,18 @@ class Options:
     extra: dict[str, str] = field(default_factory=dict, repr=False, metadata={"internal": True})
 
     # ---- command line -------------------------------------------------------------------------------------
+    def __post_init__(self) -> None:
+        """Validation hook: every group checks its own fields and calls ``super().__post_init__()``."""
+
+    def _require(self, *, positive: tuple[str, ...] = (), non_negative: tuple[str, ...] = ()) -> None:
+        """ValueError naming the flag for a value out of range."""
+        for flag in positive:
+            if getattr(self, flag) <= 0:
+                raise ValueError(f"--{flag} must be positive, got {getattr(self, flag)}")
+        for flag in non_negative:
+            if getattr(self, flag) < 0:
+                raise ValueError(f"--{flag} must be >= 0, got {getattr(self, flag)}")
+
     @classmethod
     def _fields(cls) -> list[dataclasses.Field]:
         hints = typing.get_type_hints(cls)
@@ -84,8 +108,19 @@ class Options:
             if f.metadata.get("internal"):
                 continue
             f.type = hints[f.name]
+            if f.metadata.get("override") and not f.metadata.get("help"):
+                f.metadata = types.MappingProxyType({**f.metadata, "help": cls._declared_help(f.name)})
             out.append(f)
         return out
+
+    @classmethod
+    def _declared_help(cls, name: str) -> str:
+        """The help text of the group that declares option ``name`` (for :func:`override`)."""
+        for base in cls.__mro__[1:]:
+            declared = getattr(base, "__dataclass_fields__", {}).get(name)
+            if declared is not None and not declared.metadata.get("override"):
+                return declared.metadata.get("help", "")
+        raise TypeError(f"{cls.__name__} overrides option {name!r}, which none of its groups declares")
 
     @classmethod
     def parser(cls) -> argparse.ArgumentParser:
@@ -127,11 +162,8 @@ class Options:
         """Write ``opt.txt`` in the official format (keys sorted; ``additional`` keys such as ``is_train``)."""
         values = {**self.to_dict(), **additional}
         lines = [OPT_HEADER] + [f"{k}: {values[k]}" for k in sorted(values)] + [OPT_FOOTER]
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(path.suffix + ".tmp")
-        tmp.write_text("\n".join(lines) + "\n")
-        tmp.replace(path)
+        with atomic_write(path) as tmp:
+            tmp.write_text("\n".join(lines) + "\n")
 
     @classmethod
     def load(cls: type[O], path: str | Path, **overrides: Any) -> O:

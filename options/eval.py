@@ -2,58 +2,42 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
-from options.base import opt
-from options.common import CommonOptions, TrainingOptions
+from options.base import opt, override
+from options.common import EvaluatorOptions, GloveOptions, LoaderOptions, TrainingOptions
 from options.sampling import SamplingOptions
 
 
 @dataclass
-class _BenchmarkOptions(CommonOptions):
+class BenchmarkOptions(EvaluatorOptions, LoaderOptions):
     """Shared by both benchmark scripts: protocol size, evaluator files, output name."""
 
     ext: str = opt("evaluation", "log file name: checkpoints/<dataset>/<name>/eval/<ext>.log")
     split: str = opt("test", "evaluation split (official benchmark: test)")
     repeat_times: int = opt(20, "passes over the split; metrics are mean and 1.96*std/sqrt(n) over passes")
     batch_size: int = opt(32, "evaluation batch size (R-precision is computed within each batch of 32)")
-    glove_dir: str = opt("./glove", "folder with our_vab_data.npy, our_vab_words.pkl, our_vab_idx.pkl")
-    evaluator_dir: str = opt("", "checkpoints folder holding <dataset>/text_mot_match and "
-                                 "<dataset>/Comp_v6_KLD005 (empty = --checkpoints_dir)")
-    num_workers: int = opt(0, "DataLoader worker processes")
     diversity_times: int = opt(0, "pairs drawn for Diversity (0 = protocol: 300 if more than 300 samples, else "
                                   "100); only for test sets smaller than that")
-    seed: int = opt(10107, "random seed (official evaluation: fixseed(10107) once per run)")
+    seed: int = override(10107, "random seed (official evaluation: fixseed(10107) once per run)")
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        for flag in ("repeat_times", "batch_size"):
-            if getattr(self, flag) < 1:
-                raise ValueError(f"--{flag} must be >= 1, got {getattr(self, flag)}")
-
-    @property
-    def evaluator_root(self) -> Path:
-        return Path(self.evaluator_dir or self.checkpoints_dir).expanduser().resolve()
-
-    @property
-    def glove_path(self) -> Path:
-        return Path(self.glove_dir).expanduser().resolve()
+        self._require(positive=("repeat_times", "batch_size"))
 
 
 @dataclass
-class EvalT2MOptions(SamplingOptions, _BenchmarkOptions):
+class EvalT2MOptions(SamplingOptions, BenchmarkOptions):
     """Text-to-motion benchmark of a masked (+ residual) transformer run."""
 
     description = "Evaluate MoMask text-to-motion checkpoints (FID, R-precision, MM-Dist, Diversity, MModality)."
 
-    # Redeclared: of the two bases, SamplingOptions' inherited CommonOptions default (3407) would win.
-    seed: int = opt(10107, "random seed (official evaluation: fixseed(10107) once per run)")
     use_res_model: bool = opt(True, "decode all quantizer layers with the residual transformer")
-    which_epoch: str = opt("latest", "evaluate every file in <name>/model whose name contains this")
-    time_steps: int = opt(10, "masked-transformer decoding steps (README: 10)")
-    cond_scale: float = opt(4.0, "masked-transformer guidance scale (README: 4 for t2m, 2 for kit)")
-    gumbel_sample: bool = opt(True, "Gumbel sampling for the multimodality batches (official: True)")
-    force_mask: bool = opt(False, "unconditional generation; multimodality is then not computed")
+    which_epoch: str = override("latest", "evaluate every file in <name>/model whose name contains this (empty: "
+                                          "the file the run is loaded from, latest)")
+    time_steps: int = override(10, "masked-transformer decoding steps (README: 10)")
+    cond_scale: float = override(4.0, "masked-transformer guidance scale (README: 4 for t2m, 2 for kit)")
+    gumbel_sample: bool = override(True, "Gumbel sampling for the multimodality batches (official: True)")
+    force_mask: bool = override(False, "unconditional generation; multimodality is then not computed")
     use_estimated_length: bool = opt(False, "generate at lengths from the length estimator instead of the "
                                             "ground-truth lengths (labelled in the output)")
     mm_batches: int = opt(3, "batches per pass used for multimodality")
@@ -70,25 +54,25 @@ class EvalT2MOptions(SamplingOptions, _BenchmarkOptions):
 
 
 @dataclass
-class EvalVQOptions(_BenchmarkOptions):
+class EvalVQOptions(BenchmarkOptions):
     """Reconstruction benchmark of an RVQ-VAE run (FID, R-precision, MM-Dist, Diversity, MPJPE)."""
 
     description = "Evaluate RVQ-VAE reconstruction with the T2M evaluator (+ MPJPE)."
 
-    name: str = opt("rvq_nq6_dc512_nc512_noshare_qdp0.2", "RVQ-VAE run folder")
-    which_epoch: str = opt("net_best_fid", "evaluate every file in <name>/model whose name contains this")
+    name: str = override("rvq_nq6_dc512_nc512_noshare_qdp0.2", "RVQ-VAE run folder")
+    which_epoch: str = opt("", "evaluate every file in <name>/model whose name contains this (empty: the file "
+                               "the run is loaded from: net_best_fid, else net_best_loss, else latest)")
 
 
 @dataclass
-class EvaluatorTrainOptions(TrainingOptions):
-    """Training the text/motion evaluator (contrastive co-embedding, Guo et al. 2022)."""
+class EvaluatorTrainOptions(TrainingOptions, LoaderOptions, GloveOptions):
+    """Training the text/motion evaluator (contrastive co-embedding, Guo et al. 2022). Negatives are drawn inside
+    each shard of ``batch_size / (processes x accum_steps)`` samples."""
 
     description = "Train the text-motion matching evaluator (movement, motion and text encoders)."
 
-    name: str = opt("text_mot_match", "fixed by the official layout (finest.tar in checkpoints/<dataset>/<name>/"
-                                       "model, stats in checkpoints/<dataset>/Comp_v6_KLD005)")
-    overwrite: bool = opt(False, "replace an existing evaluator in --checkpoints_dir")
-    glove_dir: str = opt("./glove", "folder with our_vab_data.npy, our_vab_words.pkl, our_vab_idx.pkl")
+    name: str = override("text_mot_match", "fixed by the official layout (finest.tar in checkpoints/<dataset>/"
+                                           "<name>/model, stats in checkpoints/<dataset>/Comp_v6_KLD005)")
     dim_movement_enc_hidden: int = opt(512, "movement encoder conv channels")
     dim_movement_latent: int = opt(512, "movement encoder output width")
     dim_movement_dec_hidden: int = opt(512, "movement decoder channels (pre-training only)")
@@ -97,17 +81,12 @@ class EvaluatorTrainOptions(TrainingOptions):
     dim_coemb_hidden: int = opt(512, "co-embedding width")
     unit_length: int = opt(4, "frames per movement step")
     max_text_len: int = opt(20, "words kept per caption")
-    batch_size: int = opt(32, "training batch size (global: split over torchrun processes x --accum_steps)")
-    accum_steps: int = opt(1, "gradient-accumulation micro-steps per optimisation step (negatives are drawn "
-                              "inside each shard of batch_size / (processes x accum_steps) samples)")
-    lr: float = opt(1e-4, "Adam learning rate")
+    batch_size: int = override(32)
+    lr: float = override(1e-4, "Adam learning rate")
     movement_epochs: int = opt(10, "movement auto-encoder pre-training epochs (0 = skip)")
-    max_epoch: int = opt(50, "contrastive training epochs")
-    max_steps: int = opt(0, "stop each phase after this many iterations (0 = full epochs)")
+    max_epoch: int = override(50, "contrastive training epochs")
     negative_margin: float = opt(10.0, "contrastive margin for mismatched text-motion pairs")
     lambda_smooth: float = opt(0.001, "movement pre-training: smoothness weight on consecutive latents")
-    num_workers: int = opt(0, "DataLoader worker processes")
-    log_every: int = opt(50, "iterations between logged losses")
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -116,11 +95,5 @@ class EvaluatorTrainOptions(TrainingOptions):
                              "Comp_v6_KLD005); use a different --checkpoints_dir to keep evaluators apart")
         if self.negative_margin <= 0:
             raise ValueError(f"--negative_margin must be > 0, got {self.negative_margin}")
-        if self.accum_steps < 1:
-            raise ValueError(f"--accum_steps must be >= 1, got {self.accum_steps}")
         if self.batch_size < 2:
             raise ValueError(f"--batch_size must be >= 2 (negatives are other samples), got {self.batch_size}")
-
-    @property
-    def glove_path(self) -> Path:
-        return Path(self.glove_dir).expanduser().resolve()

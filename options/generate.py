@@ -23,7 +23,6 @@ class GenerateOptions(SamplingOptions):
     text_path: str = opt("", "prompt file, one 'caption#frames' per line ('#NA' or no '#' = estimate the length)")
     motion_length: int = opt(0, "frames for every --text caption (0 = estimate with the length estimator)")
     repeat_times: int = opt(1, "samples per caption")
-    seed: int = opt(10107, "random seed (same seed -> same output)")
     outputs: str = opt("npy,bvh", f"comma-separated outputs among {','.join(OUTPUT_KINDS)}")
     bvh_offsets: str = opt("template", "BVH skeleton: template (official retarget) or motion (exact bone lengths)")
     foot_cleanup: bool = opt(False, "remove foot skating in the BVH using the foot-contact channels")

@@ -4,19 +4,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from options.base import opt
-from options.common import CommonOptions
+from options.base import opt, override
+from options.common import CommonOptions, TextEncoderOptions
 
 
 @dataclass
-class SamplingOptions(CommonOptions):
+class SamplingOptions(CommonOptions, TextEncoderOptions):
     """Run folders + sampling flags (official names); defaults are gen_t2m's."""
 
     name: str = opt("t2m_nlayer8_nhead6_ld384_ff1024_cdp0.1_rvq6ns", "masked-transformer run folder")
     res_name: str = opt("tres_nlayer8_ld384_ff1024_rvq6ns_cdp0.2_sw", "residual-transformer run folder")
     which_epoch: str = opt("latest", "masked-transformer checkpoint file stem (official generation uses latest)")
-    text_encoder: str = opt("", "override the text encoder recorded in the run's opt.txt (minilm | clip)")
-    text_encoder_path: str = opt("", "CLIP weights: a local HF folder or the OpenAI ViT-B-32.pt file")
+    text_encoder: str = override("", "override the text encoder recorded in the run's opt.txt (minilm | clip)")
+    seed: int = override(10107, "random seed (same seed -> same output; official generation and evaluation: 10107)")
     time_steps: int = opt(18, "masked-transformer decoding steps")
     cond_scale: float = opt(4.0, "classifier-free guidance scale of the masked transformer")
     res_cond_scale: float = opt(5.0, "guidance scale of the residual transformer (official gen_t2m: 5)")

@@ -1,33 +1,32 @@
 """Options of train_t2m_transformer.py and train_res_transformer.py (spec §3.8, §4.2).
 
 Both stages share one group (the official code uses one parser for both); field names are the official option
-names because they are ``opt.txt`` keys. Additions: ``text_encoder``/``text_encoder_path``/``clip_dim`` (the
-frozen encoder is chosen by name, and its width recorded), ``max_steps``, ``num_workers``; the scale-out
-flags (``amp``, ``accum_steps``, ``compile``) come from :class:`options.common.ScaledTrainingOptions`.
+names because they are ``opt.txt`` keys. Additions: ``clip_dim`` (the width of the frozen text encoder, recorded)
+and the groups of options/common.py (text encoder, ``max_steps``, ``accum_steps``, ``amp``, ``compile``, ...).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
 
-from options.base import opt
-from options.common import AMP_MODES, ScaledTrainingOptions  # noqa: F401  (AMP_MODES re-exported)
+from options.base import opt, override
+from options.common import (LoaderOptions, ResumeOptions, ScaleOutOptions, ScheduleOptions, TextEncoderOptions,
+                            TrainingOptions)
 
 
 @dataclass
-class TransformerOptions(ScaledTrainingOptions):
-    """Shared training options of the masked and the residual transformer."""
+class TransformerOptions(TrainingOptions, ResumeOptions, ScaleOutOptions, ScheduleOptions, LoaderOptions,
+                         TextEncoderOptions):
+    """Shared training options of the masked and the residual transformer (the scheduler steps every iteration,
+    warm-up included, as the reference)."""
 
     # data
-    batch_size: int = opt(64, "training batch size (released t2m: 64, kit: 16)")
+    batch_size: int = override(64, "global optimisation batch (released t2m: 64, kit: 16)")
     max_motion_length: int = opt(196, "frames of the zero-padded training motions")
     unit_length: int = opt(4, "frames per token (the VQ down-sampling factor)")
-    num_workers: int = opt(0, "DataLoader worker processes (0 keeps mid-epoch resume exact)")
     # stage-1 tokenizer and text condition
     vq_name: str = opt("rvq_nq6_dc512_nc512_noshare_qdp0.2",
                        "VQ run folder under checkpoints/<dataset_name>/ (official parser default: rvq_nq1_dc512_nc512)")
-    text_encoder: str = opt("clip", "frozen text encoder: clip (ViT-B/32, 512-d, official) or minilm (384-d)")
-    text_encoder_path: str = opt("", "local text-encoder weights (CLIP: HF folder or OpenAI ViT-B-32.pt)")
     clip_dim: int = opt(0, "width of the text condition vector; 0 = the text encoder's (512 CLIP, 384 MiniLM)")
     # architecture
     latent_dim: int = opt(384, "transformer width d")
@@ -38,16 +37,8 @@ class TransformerOptions(ScaledTrainingOptions):
     cond_drop_prob: float = opt(0.1, "probability of dropping the text condition (classifier-free guidance)")
     share_weight: bool = opt(False, "residual transformer: tie output projections to the next layer's embeddings")
     # optimisation
-    max_epoch: int = opt(500, "training epochs")
-    max_steps: int = opt(0, "stop after this many iterations in total (0 = run max_epoch epochs)")
-    lr: float = opt(2e-4, "AdamW learning rate")
-    gamma: float = opt(0.1, "MultiStepLR decay factor")
-    milestones: list[int] = opt([50000], "MultiStepLR milestones (iterations; the scheduler steps every iteration)")
-    warm_up_iter: int = opt(2000, "linear warm-up: lr·(it+1)/(warm_up_iter+1) for it < warm_up_iter")
+    max_epoch: int = override(500)
     # run control
-    is_continue: bool = opt(False, "resume this run from model/latest.tar", short="--resume")
-    log_every: int = opt(50, "iterations between logged training averages")
-    save_latest: int = opt(500, "iterations between latest.tar saves")
     val_every_e: int = opt(1, "epochs between validation (+ best/latest checkpoint at the epoch end)")
     eval_every_e: int = opt(10, "kept for opt.txt compatibility (evaluation with the T2M evaluator)")
     # sampling flags kept from the official parser (they are opt.txt keys)
@@ -56,23 +47,13 @@ class TransformerOptions(ScaledTrainingOptions):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        positive = ("batch_size", "max_motion_length", "unit_length", "latent_dim", "n_heads", "n_layers",
-                    "ff_size", "max_epoch", "log_every", "save_latest", "eval_every_e", "val_every_e")
-        for flag in positive:
-            if getattr(self, flag) <= 0:
-                raise ValueError(f"--{flag} must be positive, got {getattr(self, flag)}")
-        for flag in ("max_steps", "warm_up_iter", "num_workers", "clip_dim"):
-            if getattr(self, flag) < 0:
-                raise ValueError(f"--{flag} must be >= 0, got {getattr(self, flag)}")
+        self._require(positive=("max_motion_length", "unit_length", "latent_dim", "n_heads", "n_layers", "ff_size",
+                                "eval_every_e", "val_every_e"), non_negative=("clip_dim",))
         if self.latent_dim % self.n_heads:
             raise ValueError(f"--latent_dim {self.latent_dim} must be divisible by --n_heads {self.n_heads}")
         if not 0.0 <= self.dropout < 1.0 or not 0.0 <= self.cond_drop_prob < 1.0:
             raise ValueError(f"--dropout and --cond_drop_prob must be in [0, 1); got {self.dropout}, "
                              f"{self.cond_drop_prob}")
-        if self.lr <= 0:
-            raise ValueError(f"--lr must be > 0, got {self.lr}")
-        if sorted(self.milestones) != list(self.milestones):
-            raise ValueError(f"--milestones must be increasing, got {self.milestones}")
         if self.max_motion_length % self.unit_length:
             raise ValueError(f"--max_motion_length {self.max_motion_length} must be a multiple of "
                              f"--unit_length {self.unit_length}")
@@ -93,7 +74,7 @@ class MaskTransformerOptions(TransformerOptions):
 
     description = "Train the MoMask masked transformer on layer-0 RVQ tokens (stage 2)."
 
-    name: str = opt("t2m_nlayer8_nhead6_ld384_ff1024_cdp0.1_rvq6ns", "run name: checkpoints/<dataset_name>/<name>")
+    name: str = override("t2m_nlayer8_nhead6_ld384_ff1024_cdp0.1_rvq6ns")
 
 
 @dataclass
@@ -102,6 +83,6 @@ class ResidualTransformerOptions(TransformerOptions):
 
     description = "Train the MoMask residual transformer on RVQ layers 1..Q-1 (stage 3)."
 
-    name: str = opt("tres_nlayer8_ld384_ff1024_rvq6ns_cdp0.2_sw", "run name: checkpoints/<dataset_name>/<name>")
-    cond_drop_prob: float = opt(0.2, "probability of dropping the text condition (released: 0.2)")
-    share_weight: bool = opt(True, "tie output projections to the next layer's embeddings (released: True)")
+    name: str = override("tres_nlayer8_ld384_ff1024_rvq6ns_cdp0.2_sw")
+    cond_drop_prob: float = override(0.2)
+    share_weight: bool = override(True)

@@ -3,32 +3,28 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from options.base import opt
-from options.common import ScaledTrainingOptions
+from options.base import opt, override
+from options.common import (EvaluatorOptions, LoaderOptions, ResumeOptions, ScaleOutOptions, ScheduleOptions,
+                            TrainingOptions)
 
 RECONS_LOSSES = ("l1", "l1_smooth")
 
 
 @dataclass
-class VQOptions(ScaledTrainingOptions):
+class VQOptions(TrainingOptions, ResumeOptions, ScaleOutOptions, ScheduleOptions, LoaderOptions, EvaluatorOptions):
     """Residual VQ-VAE training. Field names are the official option names (they are opt.txt keys)."""
 
     description = "Train the residual VQ-VAE motion tokenizer (MoMask stage 1)."
 
-    name: str = opt("rvq_nq6_dc512_nc512_noshare_qdp0.2", "run name: checkpoints/<dataset_name>/<name>")
+    name: str = override("rvq_nq6_dc512_nc512_noshare_qdp0.2")
     # data
-    batch_size: int = opt(256, "training batch size (windows)")
+    batch_size: int = override(256)
     window_size: int = opt(64, "training window length in frames")
     feat_bias: float = opt(5, "divisor of the root/foot-contact std (applied twice, as the reference does)")
-    num_workers: int = opt(0, "DataLoader worker processes")
     deterministic: bool = opt(False, "deterministic cuDNN kernels: bit-exact resume on CUDA (slower)")
-    # optimisation
-    max_epoch: int = opt(50, "training epochs")
-    max_steps: int = opt(0, "stop after this many iterations in total (0 = run max_epoch epochs)")
-    warm_up_iter: int = opt(2000, "linear learning-rate warm-up iterations")
-    lr: float = opt(2e-4, "AdamW learning rate")
-    milestones: list[int] = opt([150000, 250000], "MultiStepLR milestones (scheduler steps after warm-up)")
-    gamma: float = opt(0.1, "MultiStepLR decay factor (released model: 0.05)")
+    # optimisation (the scheduler steps from iteration warm_up_iter on, as the reference)
+    milestones: list[int] = override([150000, 250000])
+    gamma: float = override(0.1, "MultiStepLR decay factor (released model: 0.05)")
     weight_decay: float = opt(0.0, "AdamW weight decay")
     commit: float = opt(0.02, "commitment loss weight")
     loss_vel: float = opt(0.5, "weight of the extra loss on the joint-position (RIC) features")
@@ -51,14 +47,9 @@ class VQOptions(ScaledTrainingOptions):
     # evaluation during training (spec §2.6: T2M evaluator on the val split; best FID/matching checkpoints)
     eval_fid: bool = opt(False, "also evaluate FID/matching with the T2M evaluator at each validation; the best "
                                 "checkpoints are then net_best_fid.tar / net_best_mm.tar (else net_best_loss.tar)")
-    evaluator_dir: str = opt("", "checkpoints folder holding <dataset>/text_mot_match and <dataset>/Comp_v6_KLD005 "
-                                 "(empty = --checkpoints_dir)")
-    glove_dir: str = opt("./glove", "folder with our_vab_data.npy, our_vab_words.pkl, our_vab_idx.pkl")
     eval_batch_size: int = opt(32, "evaluator batch size (official: 32)")
     # run control
-    is_continue: bool = opt(False, "resume this run from model/latest.tar", short="--resume")
-    log_every: int = opt(10, "iterations between logged training losses")
-    save_latest: int = opt(500, "iterations between latest.tar saves")
+    log_every: int = override(10)
     save_every_e: int = opt(2, "kept for opt.txt compatibility (unused, as in the reference)")
     eval_every_e: int = opt(1, "epochs between validations")
     ext: str = opt("default", "kept for opt.txt compatibility")
@@ -78,16 +69,7 @@ class VQOptions(ScaledTrainingOptions):
         if self.window_size % (self.stride_t ** self.down_t):
             raise ValueError(f"--window_size {self.window_size} must be a multiple of "
                              f"stride_t**down_t = {self.stride_t ** self.down_t}")
-        positive = ("batch_size", "window_size", "max_epoch", "nb_code", "code_dim", "width", "depth",
-                    "num_quantizers", "save_latest", "log_every", "eval_every_e", "eval_batch_size")
-        for flag in positive:
-            if getattr(self, flag) <= 0:
-                raise ValueError(f"--{flag} must be positive, got {getattr(self, flag)}")
-        for flag in ("max_steps", "warm_up_iter", "num_workers"):
-            if getattr(self, flag) < 0:
-                raise ValueError(f"--{flag} must be >= 0, got {getattr(self, flag)}")
-        if self.lr <= 0 or self.feat_bias <= 0 or not 0 < self.mu < 1:
-            raise ValueError(f"--lr and --feat_bias must be > 0 and --mu in (0, 1); got {self.lr}, "
-                             f"{self.feat_bias}, {self.mu}")
-        if sorted(self.milestones) != list(self.milestones):
-            raise ValueError(f"--milestones must be increasing, got {self.milestones}")
+        self._require(positive=("window_size", "nb_code", "code_dim", "width", "depth", "num_quantizers",
+                                "eval_every_e", "eval_batch_size"))
+        if self.feat_bias <= 0 or not 0 < self.mu < 1:
+            raise ValueError(f"--feat_bias must be > 0 and --mu in (0, 1); got {self.feat_bias}, {self.mu}")

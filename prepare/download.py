@@ -23,6 +23,7 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from utils.checkpoint import atomic_write
 from utils.cli import run_cli
 
 logger = logging.getLogger(__name__)
@@ -128,7 +129,6 @@ def _open(url: str, timeout: float):
 def fetch(url: str, out: Path, timeout: float = 60.0) -> Path:
     """Download ``url`` to ``out`` (via ``out.part``, renamed when complete), following Drive's confirm form."""
     out.parent.mkdir(parents=True, exist_ok=True)
-    part = out.with_name(out.name + ".part")
     with _open(url, timeout) as response:
         if response.headers.get_content_type() == "text/html":
             form = _FormParser()
@@ -137,9 +137,8 @@ def fetch(url: str, out: Path, timeout: float = 60.0) -> Path:
                 raise DownloadError(f"{url} returned a web page instead of the file (quota or access denied)")
             url = form.action + "?" + urllib.parse.urlencode(form.fields)
             return fetch(url, out, timeout)
-        with open(part, "wb") as f:
+        with atomic_write(out) as part, open(part, "wb") as f:
             shutil.copyfileobj(response, f, length=1 << 20)
-    part.replace(out)
     return out
 
 

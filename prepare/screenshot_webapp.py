@@ -23,6 +23,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from models.pipeline import MoMaskPipeline
+from utils.checkpoint import atomic_write
 
 logger = logging.getLogger(__name__)
 
@@ -175,11 +176,8 @@ def main(argv: list[str] | None = None) -> None:
                                    {"width": 1280, "height": min(height, 2400), "deviceScaleFactor": 1,
                                     "mobile": False})
             time.sleep(1.5)   # let the video show a mid-motion frame
-            out = Path(args.out)
-            out.parent.mkdir(parents=True, exist_ok=True)
-            tmp = out.with_name(f".{out.name}.tmp.png")
-            driver.save_screenshot(str(tmp))
-            os.replace(tmp, out)
+            with atomic_write(args.out) as tmp:
+                driver.save_screenshot(str(tmp))
     logger.info("wrote %s (status: %s; page loaded from %s)", args.out, state["status"], state["hosts"])
 
 

@@ -8,14 +8,14 @@ import pytest
 import torch
 from torch import nn
 
-from utils.checkpoint import CheckpointError, load_checkpoint, load_state_dict_strict, save_checkpoint
+from utils.checkpoint import CheckpointError, atomic_write, load_checkpoint, load_state_dict_strict, save_checkpoint
 
 
 def test_save_is_atomic_and_loads(tmp_path: Path) -> None:
     path = tmp_path / "model" / "latest.tar"
     save_checkpoint(path, {"net": {"w": torch.ones(2)}, "ep": 3})
     assert load_checkpoint(path, required_keys=("net",))["ep"] == 3
-    assert not list(path.parent.glob("*.tmp"))
+    assert [p.name for p in path.parent.iterdir()] == ["latest.tar"]      # no temporary file left behind
 
 
 def test_failed_save_keeps_previous_file(tmp_path: Path) -> None:
@@ -29,7 +29,26 @@ def test_failed_save_keeps_previous_file(tmp_path: Path) -> None:
     with pytest.raises(RuntimeError, match="boom"):
         save_checkpoint(path, {"ep": 2, "bad": Unpicklable()})
     assert load_checkpoint(path)["ep"] == 1
-    assert not list(tmp_path.glob("*.tmp"))
+    assert [p.name for p in tmp_path.iterdir()] == ["latest.tar"]
+
+
+def test_atomic_write_replaces_only_on_success(tmp_path: Path) -> None:
+    out = tmp_path / "sub" / "motion.npy"
+    with atomic_write(out) as tmp:
+        assert tmp.parent == out.parent and tmp.suffix == ".npy" and tmp != out
+        np.save(tmp, np.arange(3.0))               # np.save keeps the name: the suffix is already .npy
+        assert not out.exists()                     # nothing visible under the target name until the block ends
+    np.testing.assert_array_equal(np.load(out), np.arange(3.0))
+    with pytest.raises(ValueError, match="half-way"):
+        with atomic_write(out) as tmp:
+            tmp.write_bytes(b"partial")
+            raise ValueError("half-way")
+    np.testing.assert_array_equal(np.load(out), np.arange(3.0))
+    with pytest.raises(FileNotFoundError, match="produced no file"):
+        with atomic_write(tmp_path / "never.txt"):
+            pass
+    assert sorted(p.name for p in out.parent.iterdir()) == ["motion.npy"]
+    assert not (tmp_path / "never.txt").exists()
 
 
 def test_corrupt_foreign_and_missing_files(tmp_path: Path) -> None:

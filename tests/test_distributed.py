@@ -272,7 +272,7 @@ def test_transformer_two_processes_equal_one_process(script: str, transformer_se
     torchrun(f"{script}.py", args(two))
     importlib.import_module(script).main(args(one, "--accum_steps", "2"))
     runs = root / "ck" / "t2m"
-    assert_same_trajectory(scalars(runs / two, "train/loss", "tb"), scalars(runs / one, "train/loss", "tb"))
+    assert_same_trajectory(scalars(runs / two, "train/loss", "tensorboard"), scalars(runs / one, "train/loss", "tensorboard"))
     a, b = (load_checkpoint(runs / n / "model" / "latest.tar") for n in (two, one))
     key = "t2m_transformer" if "t2m" in script else "res_transformer"
     assert a["total_it"] == b["total_it"] == 6

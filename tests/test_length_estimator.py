@@ -152,10 +152,11 @@ class HashEncoder:
         return torch.stack(rows)
 
 
-def _train(model_dir: Path, max_epoch: int, resume: bool = False) -> tuple[LengthEstimator, dict]:
+def _train(model_dir: Path, max_epoch: int, resume: bool = False, max_steps: int = 0) -> tuple[LengthEstimator, dict]:
     torch.manual_seed(0)
     model = LengthEstimator(input_size=HashEncoder.dim, output_size=50)
-    cfg = LengthTrainConfig(batch_size=32, lr=1e-3, max_epoch=max_epoch, grad_clip=0.5, seed=7, log_every=1000)
+    cfg = LengthTrainConfig(batch_size=32, lr=1e-3, max_epoch=max_epoch, grad_clip=0.5, seed=7, log_every=1000,
+                            max_steps=max_steps)
     items = _synthetic_items()
     summary = train_length_estimator(model, items, items, HashEncoder(), cfg, model_dir, torch.device("cpu"),
                                      resume=resume)
@@ -169,12 +170,37 @@ def test_training_lowers_loss_and_resumes_exactly(tmp_path: Path) -> None:
     assert summary_a["val_loss"] < 0.7 * np.log(50)  # chance level is ln(50) = 3.9
     assert first["epoch"] == 5 and first["model_args"] == {"input_size": 32, "output_size": 50}
     latest = load_checkpoint(tmp_path / "a" / "latest.tar",
-                             required_keys=("estimator", "opt_estimator", "epoch", "niter", "rng_state"))
+                             required_keys=("estimator", "opt_estimator", "epoch", "niter", "rng"))
     assert latest["epoch"] == 6 and latest["niter"] == 48
 
     _train(tmp_path / "b", max_epoch=3)
     model_b, summary_b = _train(tmp_path / "b", max_epoch=6, resume=True)
     assert summary_b == summary_a
+    for key, value in model_a.state_dict().items():
+        assert torch.equal(value, model_b.state_dict()[key]), key
+
+    # A latest.tar in our earlier layout (torch RNG state under "rng_state", no "rng"/"epoch_it") resumes exactly.
+    _train(tmp_path / "c", max_epoch=3)
+    old = load_checkpoint(tmp_path / "c" / "latest.tar")
+    old["rng_state"] = {"cpu": old.pop("rng")["torch"]}
+    del old["epoch_it"]
+    save_checkpoint(tmp_path / "c" / "latest.tar", old)
+    model_c, summary_c = _train(tmp_path / "c", max_epoch=6, resume=True)
+    assert summary_c == summary_a
+    for key, value in model_a.state_dict().items():
+        assert torch.equal(value, model_c.state_dict()[key]), key
+
+
+def test_max_steps_stops_mid_epoch_and_resumes_exactly(tmp_path: Path) -> None:
+    """--max_steps on the length estimator: 20 steps (epochs of 8) stop inside epoch 2 with a finest.tar, and a
+    resumed run to 6 epochs equals an uninterrupted one."""
+    model_a, summary_a = _train(tmp_path / "a", max_epoch=6)
+    _, stopped = _train(tmp_path / "b", max_epoch=6, max_steps=20)
+    latest = load_checkpoint(tmp_path / "b" / "latest.tar")
+    assert (stopped["niter"], stopped["epoch"], latest["epoch"], latest["epoch_it"]) == (20, 2, 2, 4)
+    assert (tmp_path / "b" / "finest.tar").is_file()
+    model_b, summary_b = _train(tmp_path / "b", max_epoch=6, resume=True)
+    assert summary_b["niter"] == summary_a["niter"] == 48 and summary_b["val_loss"] == summary_a["val_loss"]
     for key, value in model_a.state_dict().items():
         assert torch.equal(value, model_b.state_dict()[key]), key
 

@@ -14,7 +14,8 @@ from models.transformer.mask_transformer import MaskTransformer, MaskTransformer
 from models.transformer.residual_transformer import ResidualTransformer, ResidualTransformerConfig
 from options.transformer import MaskTransformerOptions, ResidualTransformerOptions
 from utils.checkpoint import load_checkpoint
-from training.transformer import MASK_STAGE, RESIDUAL_STAGE, TransformerTrainer, epoch_batches, warmup_lr
+from training.loop import warmup_lr
+from training.transformer import MASK_STAGE, RESIDUAL_STAGE, TransformerTrainer, epoch_batches
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 FIXTURE = SHARED / "reference" / "official_fixture"
@@ -164,7 +165,7 @@ def test_resume_from_official_checkpoint(tmp_path: Path, caplog) -> None:
     trainer = TransformerTrainer(MASK_STAGE, model, tokenize, text_features, opt, tmp_path, torch.device("cpu"))
     with caplog.at_level(logging.WARNING):
         trainer.resume(CKPT / "t2m_nlayer2_nhead2_ld64_ff128_cdp0.1" / "model" / "latest.tar")
-    assert trainer.state.total_it == 1 and trainer.scheduler.last_epoch == 1
+    assert trainer.state.total_it == 1 and trainer.schedule.scheduler.last_epoch == 1
     assert "not bit-exact" in caplog.text
 
 

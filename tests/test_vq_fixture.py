@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from models.vq.build import find_vq_checkpoint, load_rvqvae, load_vq_meta
-from utils.checkpoint import CheckpointError, load_checkpoint, load_state_dict_strict
+from models.vq.build import load_rvqvae, load_vq_meta
+from utils.checkpoint import VQ, CheckpointError, find_checkpoint, load_checkpoint, load_state_dict_strict
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 FIXTURE = SHARED / "reference" / "official_fixture"
@@ -33,8 +33,8 @@ def model():
 def test_fixture_loads_strictly_from_opt_txt(model) -> None:
     cfg = model.config
     assert (cfg.nb_code, cfg.code_dim, cfg.width, cfg.num_quantizers, cfg.input_width) == (32, 64, 64, 6, 263)
-    assert find_vq_checkpoint(RUN).name == "net_best_fid.tar"
-    state = load_checkpoint(find_vq_checkpoint(RUN))
+    assert find_checkpoint(RUN / "model", VQ).name == "net_best_fid.tar"
+    state = load_checkpoint(find_checkpoint(RUN / "model", VQ))
     own = model.state_dict()
     assert sorted(own) == sorted(state["vq_model"])                 # no key editing, nothing extra or missing
     load_state_dict_strict(model, state["vq_model"])
@@ -43,7 +43,7 @@ def test_fixture_loads_strictly_from_opt_txt(model) -> None:
 
 
 def test_fallback_key_net(tmp_path: Path) -> None:
-    state = load_checkpoint(find_vq_checkpoint(RUN))
+    state = load_checkpoint(find_checkpoint(RUN / "model", VQ))
     (tmp_path / "model").mkdir()
     (tmp_path / "opt.txt").write_text((RUN / "opt.txt").read_text())
     torch.save({"net": state["vq_model"], "ep": 3}, tmp_path / "model" / "net_best_fid.tar")

@@ -15,7 +15,7 @@ from models.vq.model import RVQVAE, RVQVAEConfig
 from models.vq.quantizer import QuantizeEMAReset
 from models.vq.residual_vq import ResidualVQ
 from options.vq import VQOptions
-from training.vq import make_optimizer, make_scheduler, vq_loss, warmup_lr
+from training.vq import make_optimizer, make_scheduler, vq_loss
 
 SMALL = RVQVAEConfig(input_width=263, nb_code=16, code_dim=8, output_emb_width=8, width=16, num_quantizers=4)
 
@@ -217,13 +217,10 @@ def test_lr_warmup_and_multistep_schedule() -> None:
     scheduler = make_scheduler(optimizer, opt)
     used = {}
     for it in range(1, 25):
-        if it < opt.warm_up_iter:
-            for group in optimizer.param_groups:
-                group["lr"] = warmup_lr(it, opt.warm_up_iter, opt.lr)
+        scheduler.before_step(it)
         used[it] = optimizer.param_groups[0]["lr"]
         optimizer.step()
-        if it >= opt.warm_up_iter:
-            scheduler.step()
+        scheduler.after_step(it)
     assert used[1] == pytest.approx(2 / 11) and used[9] == pytest.approx(10 / 11)
     for it in (10, 11, 14):
         assert used[it] == pytest.approx(10 / 11)

@@ -19,16 +19,18 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from evaluation.benchmark import EvalBatch
 from models.evaluator.modules import MovementConvDecoder
 from models.evaluator.wrapper import T2MEvaluator
+from training.loop import epoch_progress, every, shard_steps
 from utils import distributed as dist
-from evaluation.benchmark import EvalBatch
 
 logger = logging.getLogger(__name__)
 
@@ -98,12 +100,11 @@ def _run_epochs(epochs: int, loader: Iterable, net: nn.Module, optimizer: torch.
                 on_epoch_end: Callable[[int, float], None]) -> None:
     """Optimisation steps on global batches: this rank's shards (``net(shard, shard_index)`` -> loss), accumulated
     over ``accum_steps`` micro-steps; the logged loss of a step is the mean over all shards (every rank agrees)."""
-    rank = dist.get_rank()
     it = 0
     for epoch in range(epochs):
         _set_epoch(loader, first_epoch + epoch)
         losses = []
-        for raw in loader:
+        for raw in epoch_progress(loader, total=_length(loader), desc=f"{phase} epoch {epoch}"):
             it += 1
             plan = dist.make_shard_plan(len(EvalBatch.from_loader(raw)), accum_steps)
             if plan.micro_batch < 2:
@@ -112,18 +113,13 @@ def _run_epochs(epochs: int, loader: Iterable, net: nn.Module, optimizer: torch.
                                  "raise --batch_size or use fewer processes/accumulation steps")
             optimizer.zero_grad(set_to_none=True)
             total = torch.zeros((), dtype=torch.float64)
-            for m in range(accum_steps):
-                shard = plan.shard_index(m, rank)
-                if plan.num_shards > 1:     # dropout: identical for every split with the same shards
-                    torch.manual_seed(dist.shard_seed(seed, it, shard))
-                part = EvalBatch.from_loader(dist.take_shard(raw, plan.shard_slice(m, rank)))
-                with dist.no_sync(net, m < accum_steps - 1):
-                    loss = net(part, shard)
-                    (loss / accum_steps).backward()
+            for _, shard, rows in shard_steps(net, plan, seed, it):
+                loss = net(EvalBatch.from_loader(dist.take_shard(raw, rows)), shard)
+                (loss / accum_steps).backward()
                 total += loss.detach().double().cpu() / accum_steps
             optimizer.step()
             losses.append(float(dist.all_reduce_mean(total.to(_param_device(net)))))
-            if log_every and it % log_every == 0:
+            if every(it, log_every):
                 logger.info("%s it %d: loss %.6g", phase, it, losses[-1])
             if max_steps and it >= max_steps:
                 break
@@ -132,6 +128,13 @@ def _run_epochs(epochs: int, loader: Iterable, net: nn.Module, optimizer: torch.
         on_epoch_end(epoch, float(np.mean(losses)))
         if max_steps and it >= max_steps:
             return
+
+
+def _length(loader: Iterable) -> int | None:
+    try:
+        return len(loader)  # type: ignore[arg-type]
+    except TypeError:
+        return None
 
 
 def _param_device(module: nn.Module) -> torch.device:
@@ -155,9 +158,10 @@ def train_evaluator(evaluator: T2MEvaluator, train_loader: Iterable, val_loader:
                     device: torch.device, lr: float = 1e-4, movement_epochs: int = 10, max_epoch: int = 50,
                     max_steps: int = 0, margin: float = 10.0, lambda_smooth: float = 0.001,
                     dim_movement_dec_hidden: int = 512, log_every: int = 50, seed: int = 0, accum_steps: int = 1,
-                    on_best: Callable[[T2MEvaluator, int], None] | None = None) -> TrainHistory:
+                    on_best: Callable[[T2MEvaluator, int], None] | None = None, writer: Any = None) -> TrainHistory:
     """Both phases; ``on_best(evaluator, epoch)`` is called (on rank 0 only) whenever the validation (or, without
     a validation loader, the training) contrastive loss improves — the caller saves ``finest.tar`` there.
+    ``writer`` (rank 0's TensorBoard, optional) gets the per-epoch losses of both phases.
 
     ``train_loader`` yields *global* batches (every rank the same ones; a batch sampler with ``set_epoch(e)`` is
     told the epoch, counted across both phases). Each step splits the global batch into ``world_size *
@@ -180,6 +184,8 @@ def train_evaluator(evaluator: T2MEvaluator, train_loader: Iterable, val_loader:
         def end_movement_epoch(epoch: int, loss: float) -> None:
             history.movement.append(loss)
             logger.info("movement epoch %d: %.6g", epoch, loss)
+            if writer is not None:
+                writer.add_scalar("movement/loss", loss, epoch)
 
         _run_epochs(movement_epochs, train_loader, net, torch.optim.Adam(trained.parameters(), lr=lr),
                     accum_steps=accum_steps, seed=seed, first_epoch=0, max_steps=max_steps, log_every=log_every,
@@ -206,6 +212,10 @@ def train_evaluator(evaluator: T2MEvaluator, train_loader: Iterable, val_loader:
             history.val_matching.append(score)
         logger.info("matching epoch %d: train %.6g, val %s", epoch, loss,
                     f"{score:.6g}" if val_loader is not None else "-")
+        if writer is not None:
+            writer.add_scalar("matching/train_loss", loss, epoch)
+            if val_loader is not None:
+                writer.add_scalar("matching/val_loss", score, epoch)
         if score < best:
             best, history.best_epoch = score, epoch
             if on_best is not None and dist.is_main():

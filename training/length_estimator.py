@@ -32,14 +32,12 @@ from data.layout import DatasetPaths
 from data.t2m_dataset import CUT_FPS
 from data.text import read_text_file
 from models.length_estimator import LengthEstimator
+from training.loop import capture_rng, epoch_progress, every, restore_rng, shard_steps
 from utils import distributed as dist
-from utils.checkpoint import load_checkpoint, load_state_dict_strict, save_checkpoint
+from utils.checkpoint import FINEST, LATEST, MODEL_ARGS_KEY, load_checkpoint, load_state_dict_strict, save_checkpoint
 from utils.skeleton import DatasetSpec
 
 logger = logging.getLogger(__name__)
-
-FINEST = "finest.tar"
-LATEST = "latest.tar"
 
 
 class CaptionEncoder(Protocol):
@@ -165,28 +163,18 @@ class LengthTrainConfig:
     seed: int = 3407
     log_every: int = 50
     accum_steps: int = 1
-
-
-def _rng_state(device: torch.device) -> dict[str, Tensor]:
-    state = {"cpu": torch.get_rng_state()}
-    if device.type == "cuda":
-        state["cuda"] = torch.cuda.get_rng_state(device)
-    return state
-
-
-def _set_rng_state(state: dict[str, Tensor], device: torch.device) -> None:
-    torch.set_rng_state(state["cpu"])
-    if device.type == "cuda" and "cuda" in state:
-        torch.cuda.set_rng_state(state["cuda"], device)
+    max_steps: int = 0          # stop after this many optimisation steps in total (0 = max_epoch epochs)
 
 
 def train_length_estimator(model: LengthEstimator, train: LengthItems, val: LengthItems, encoder: CaptionEncoder,
                            cfg: LengthTrainConfig, model_dir: Path, device: torch.device, *, resume: bool = False,
                            writer: Any = None) -> dict[str, float]:
-    """Adam + CE + grad-norm clipping; ``finest.tar`` on best val loss, ``latest.tar`` after every epoch.
+    """Adam + CE + grad-norm clipping; ``finest.tar`` on best val loss, ``latest.tar`` after every epoch (and at
+    ``max_steps``).
 
     Checkpoints: ``finest.tar`` {estimator, epoch, niter, model_args, val_loss, text_encoder}; ``latest.tar``
-    adds ``opt_estimator``, ``best_val_loss`` and ``rng_state`` (epoch = epochs completed) for exact resume.
+    adds ``opt_estimator``, ``best_val_loss``, ``epoch_it`` (batches done of epoch ``epoch``, after a
+    ``max_steps`` stop) and ``rng`` (``epoch`` = epochs completed) for exact resume.
     Returns ``{"best_val_loss", "val_loss", "train_loss", "epoch", "niter"}``.
     """
     model_dir = Path(model_dir)
@@ -195,41 +183,44 @@ def train_length_estimator(model: LengthEstimator, train: LengthItems, val: Leng
     val_feats = encoder.encode(val.captions).to(device)
     val_idx, val_labels = val_pairs(val, cfg.unit_length, cfg.num_classes)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-    start_epoch, niter, best = 0, 0, math.inf
+    start_epoch, start_it, niter, best = 0, 0, 0, math.inf
     if resume:
         state = load_checkpoint(model_dir / LATEST, required_keys=("estimator", "opt_estimator", "epoch", "niter"))
         load_state_dict_strict(model, state["estimator"], source=model_dir / LATEST)
         optimizer.load_state_dict(state["opt_estimator"])
-        start_epoch, niter = int(state["epoch"]), int(state["niter"])
+        start_epoch, start_it, niter = int(state["epoch"]), int(state.get("epoch_it", 0)), int(state["niter"])
         best = float(state.get("best_val_loss", math.inf))
-        if "rng_state" in state:
-            _set_rng_state(state["rng_state"], device)
-        logger.info("resumed %s at epoch %d, iteration %d (best val loss %.4f)", model_dir / LATEST, start_epoch,
-                    niter, best)
+        rng = state.get("rng", state.get("rng_state"))      # rng_state: our earlier checkpoints
+        if rng is not None:
+            restore_rng(rng)
+        logger.info("resumed %s at epoch %d (batch %d), iteration %d (best val loss %.4f)", model_dir / LATEST,
+                    start_epoch, start_it, niter, best)
     summary = {"best_val_loss": best, "val_loss": math.nan, "train_loss": math.nan, "epoch": start_epoch,
                "niter": niter}
     encoder_name = getattr(encoder, "name", "unknown")
-    world, rank, accum = dist.get_world_size(), dist.get_rank(), cfg.accum_steps
-    num_shards = world * accum
     net = dist.wrap_ddp(model, device)
     main = dist.is_main()
     for epoch in range(start_epoch, cfg.max_epoch):
+        if cfg.max_steps and niter >= cfg.max_steps:
+            break
         model.train()
         running, count = 0.0, 0
-        for idx, labels in epoch_batches(train, epoch, cfg.seed, cfg.batch_size, cfg.unit_length, cfg.num_classes):
+        batches = epoch_batches(train, epoch, cfg.seed, cfg.batch_size, cfg.unit_length, cfg.num_classes)
+        first = start_it if epoch == start_epoch else 0
+        epoch_it = first
+        for idx, labels in epoch_progress(batches[first:], total=len(batches) - first, desc=f"epoch {epoch}"):
             niter += 1
+            epoch_it += 1
             optimizer.zero_grad(set_to_none=True)
-            bounds = [len(idx) * k // num_shards for k in range(num_shards + 1)]
+            # The last batch of an epoch may be smaller: near-equal shards; each shard's loss is its summed CE
+            # over the global batch size, so the accumulated, DDP-averaged gradient is the global batch mean's.
+            plan = dist.make_shard_plan(len(idx), cfg.accum_steps, equal=False)
             total = torch.zeros((), device=device)          # summed CE of this rank's shards
-            for m in range(accum):
-                shard = m * world + rank
-                if num_shards > 1:      # dropout: identical for every split with the same shards
-                    torch.manual_seed(dist.shard_seed(cfg.seed, niter, shard))
-                part_idx, part_labels = dist.take_shard((idx, labels), slice(bounds[shard], bounds[shard + 1]))
-                with dist.no_sync(net, m < accum - 1):
-                    logits = net(train_feats[part_idx.to(device)])
-                    loss_sum = F.cross_entropy(logits, part_labels.to(device), reduction="sum")
-                    (loss_sum * (world / len(idx))).backward()        # DDP averages over ranks
+            for _, _, rows in shard_steps(net, plan, cfg.seed, niter):
+                part_idx, part_labels = dist.take_shard((idx, labels), rows)
+                logits = net(train_feats[part_idx.to(device)])
+                loss_sum = F.cross_entropy(logits, part_labels.to(device), reduction="sum")
+                (loss_sum * (plan.world_size / len(idx))).backward()        # DDP averages over ranks
                 total += loss_sum.detach()
             if cfg.grad_clip > 0:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
@@ -237,10 +228,13 @@ def train_length_estimator(model: LengthEstimator, train: LengthItems, val: Leng
             loss = float(dist.all_reduce_sum(total)) / len(idx)
             running += loss * len(idx)
             count += len(idx)
-            if niter % cfg.log_every == 0:
+            if every(niter, cfg.log_every):
                 logger.info("epoch %d it %d loss %.6g", epoch, niter, loss)
                 if writer is not None and main:
                     writer.add_scalar("train/loss", loss, niter)
+            if cfg.max_steps and niter >= cfg.max_steps:
+                break
+        stopped = epoch_it < len(batches)
         val_loss = evaluate_loss(model, val_feats, val_idx, val_labels)
         train_loss = running / max(count, 1)
         logger.info("epoch %d: train loss %.6g, val loss %.6g", epoch, train_loss, val_loss)
@@ -250,15 +244,19 @@ def train_length_estimator(model: LengthEstimator, train: LengthItems, val: Leng
             best = val_loss
             if main:
                 save_checkpoint(model_dir / FINEST, {
-                    "estimator": model.state_dict(), "epoch": epoch, "niter": niter, "model_args": model.model_args,
+                    "estimator": model.state_dict(), "epoch": epoch, "niter": niter, MODEL_ARGS_KEY: model.model_args,
                     "val_loss": val_loss, "text_encoder": encoder_name})
             logger.info("best val loss %.6g: saved %s", val_loss, model_dir / FINEST)
+        done = epoch if stopped else epoch + 1         # epochs completed
         if main:
             save_checkpoint(model_dir / LATEST, {
-                "estimator": model.state_dict(), "opt_estimator": optimizer.state_dict(), "epoch": epoch + 1,
-                "niter": niter, "best_val_loss": best, "rng_state": _rng_state(device),
-                "model_args": model.model_args, "text_encoder": encoder_name})
-        summary = {"best_val_loss": best, "val_loss": val_loss, "train_loss": train_loss, "epoch": epoch + 1,
+                "estimator": model.state_dict(), "opt_estimator": optimizer.state_dict(), "epoch": done,
+                "epoch_it": epoch_it if stopped else 0, "niter": niter, "best_val_loss": best, "rng": capture_rng(),
+                MODEL_ARGS_KEY: model.model_args, "text_encoder": encoder_name})
+        summary = {"best_val_loss": best, "val_loss": val_loss, "train_loss": train_loss, "epoch": done,
                    "niter": niter}
+        if stopped:
+            logger.info("stopped at --max_steps %d", cfg.max_steps)
+            break
     dist.barrier()
     return summary

@@ -19,25 +19,32 @@ then identical, others equal in distribution. The loss is the mean of the shards
 """
 from __future__ import annotations
 
-import contextlib
-import json
+import dataclasses
 import logging
 import math
-import random
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
-from tqdm import tqdm
 
-from models.transformer.mask_transformer import MaskedLoss
+from data.checks import ensure_dataset_ok
+from data.layout import DatasetPaths
+from data.t2m_dataset import Text2MotionDataset
+from models.text_encoder import TextFeatureCache, build_text_encoder
+from models.transformer.build import VQFacts, mask_config, residual_config
+from models.transformer.mask_transformer import MaskedLoss, MaskTransformer
+from models.transformer.residual_transformer import ResidualTransformer
+from models.vq.build import load_rvqvae, load_vq_meta
 from options.transformer import TransformerOptions
+from training.loop import WarmupMultiStepLR, capture_rng, epoch_progress, every, isolated_rng, restore_rng, shard_steps
+from training.run import Run
 from utils import distributed as dist
-from utils.checkpoint import load_checkpoint, load_state_dict_strict, save_checkpoint
+from utils.checkpoint import (BEST_ACC, BEST_LOSS, LATEST, MODEL_ARGS_KEY, load_checkpoint, load_state_dict_strict,
+                              save_checkpoint)
 
 logger = logging.getLogger(__name__)
 
@@ -70,20 +77,17 @@ def _residual_loss(model: nn.Module, codes: Tensor, cond: Tensor, m_lens: Tensor
     return model.residual_loss(codes, cond, m_lens)
 
 
-MASK_STAGE = Stage("t2m_transformer", "opt_t2m_transformer", _mask_loss, "net_best_acc.tar", "acc")
-RESIDUAL_STAGE = Stage("res_transformer", "opt_res_transformer", _residual_loss, "net_best_loss.tar", "loss")
+MASK_STAGE = Stage("t2m_transformer", "opt_t2m_transformer", _mask_loss, BEST_ACC, "acc")
+RESIDUAL_STAGE = Stage("res_transformer", "opt_res_transformer", _residual_loss, BEST_LOSS, "loss")
 
 
-def warmup_lr(it: int, warm_up_iter: int, lr: float) -> float:
-    """Warm-up learning rate of 1-based iteration ``it`` (spec §2.6): ``lr·(it+1)/(warm_up_iter+1)``."""
-    return lr * (it + 1) / (warm_up_iter + 1)
-
-
-def build_optimizer(model: nn.Module, opt: TransformerOptions) -> tuple[torch.optim.AdamW, torch.optim.lr_scheduler.MultiStepLR]:
-    """AdamW(lr, betas (0.9, 0.99), weight_decay 1e-5) over all parameters + MultiStepLR(milestones, gamma)."""
+def build_optimizer(model: nn.Module, opt: TransformerOptions) -> tuple[torch.optim.AdamW, WarmupMultiStepLR]:
+    """AdamW(lr, betas (0.9, 0.99), weight_decay 1e-5) over all parameters + warm-up and MultiStepLR(milestones,
+    gamma) stepped every iteration, warm-up included."""
     optimizer = torch.optim.AdamW(model.parameters(), lr=opt.lr, betas=(0.9, 0.99), weight_decay=1e-5)
-    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=list(opt.milestones), gamma=opt.gamma)
-    return optimizer, scheduler
+    schedule = WarmupMultiStepLR(optimizer, lr=opt.lr, warm_up_iter=opt.warm_up_iter, milestones=opt.milestones,
+                                 gamma=opt.gamma, step_during_warmup=True)
+    return optimizer, schedule
 
 
 def epoch_batches(num_items: int, batch_size: int, seed: int, epoch: int) -> list[list[int]]:
@@ -91,61 +95,6 @@ def epoch_batches(num_items: int, batch_size: int, seed: int, epoch: int) -> lis
     g = torch.Generator().manual_seed(seed * 100_003 + epoch)
     order = torch.randperm(num_items, generator=g).tolist()
     return [order[i:i + batch_size] for i in range(0, num_items - batch_size + 1, batch_size)]
-
-
-# ---- RNG state capture (JSON strings and tensors only, so weights_only loading works) --------------------------
-def _generators_of(obj: Any) -> dict[str, Any]:
-    """The numpy/python random generators a dataset object holds as attributes (its draw state)."""
-    return {k: v for k, v in sorted(vars(obj).items()) if isinstance(v, (np.random.Generator, random.Random))}
-
-
-def capture_rng(datasets: Sequence[Any] = ()) -> dict[str, Any]:
-    np_state = np.random.get_state()
-    state: dict[str, Any] = {
-        "torch": torch.get_rng_state(),
-        "numpy": json.dumps([np_state[0], np_state[1].tolist(), *np_state[2:]]),
-        "python": json.dumps(random.getstate()),
-        "datasets": json.dumps([
-            {k: (g.bit_generator.state if isinstance(g, np.random.Generator) else g.getstate())
-             for k, g in _generators_of(ds).items()} for ds in datasets
-        ]),
-    }
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def restore_rng(state: dict[str, Any], datasets: Sequence[Any] = ()) -> None:
-    torch.set_rng_state(state["torch"])
-    name, keys, *rest = json.loads(state["numpy"])
-    np.random.set_state((name, np.array(keys, dtype=np.uint32), *rest))
-    version, internal, gauss = json.loads(state["python"])
-    random.setstate((version, tuple(internal), gauss))
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-    for ds, saved in zip(datasets, json.loads(state.get("datasets", "[]"))):
-        for key, gen in _generators_of(ds).items():
-            if key not in saved:
-                continue
-            if isinstance(gen, np.random.Generator):
-                gen.bit_generator.state = saved[key]
-            else:
-                version, internal, gauss = saved[key]
-                gen.setstate((version, tuple(internal), gauss))
-
-
-@contextlib.contextmanager
-def isolated_rng(seed: int) -> Iterator[None]:
-    """Run a block with seeded global RNGs and restore the caller's afterwards (validation never perturbs
-    training randomness, and sees the same masks every epoch)."""
-    saved = capture_rng()
-    torch.manual_seed(seed)
-    np.random.seed(seed % 2**32)
-    random.seed(seed)
-    try:
-        yield
-    finally:
-        restore_rng(saved)
 
 
 @dataclass
@@ -168,7 +117,7 @@ class TransformerTrainer:
         self.stage, self.model, self.tokenizer, self.text_features = stage, model.to(device), tokenizer, text_features
         self.opt, self.model_dir, self.device, self.writer = opt, Path(model_dir), device, writer
         self.model_args = dict(model_args or {})
-        self.optimizer, self.scheduler = build_optimizer(self.model, opt)
+        self.optimizer, self.schedule = build_optimizer(self.model, opt)
         self.state = TrainerState()
         self.plan = dist.make_shard_plan(opt.batch_size, opt.accum_steps)
         self.rank = dist.get_rank()
@@ -201,25 +150,19 @@ class TransformerTrainer:
         self.model.train()
         self.state.total_it += 1
         it = self.state.total_it
-        if it < self.opt.warm_up_iter:
-            for group in self.optimizer.param_groups:
-                group["lr"] = warmup_lr(it, self.opt.warm_up_iter, self.opt.lr)
+        self.schedule.before_step(it)
         if len(batch[1]) != self.plan.global_batch:
             raise ValueError(f"train_step got a batch of {len(batch[1])}, expected --batch_size {self.plan.global_batch}")
         self.optimizer.zero_grad(set_to_none=True)
         steps = self.plan.accum_steps
         sums = torch.zeros(2, device=self.device)
         out = None
-        for m in range(steps):
-            if self.plan.num_shards > 1:
-                torch.manual_seed(dist.shard_seed(self.opt.seed, it, self.plan.shard_index(m, self.rank)))
-            part = dist.take_shard(batch, self.plan.shard_slice(m, self.rank))
-            with dist.no_sync(self.net, m < steps - 1):
-                out = self.batch_loss(part, self.net)
-                self.amp.backward(out.loss / steps)
+        for _, _, rows in shard_steps(self.net, self.plan, self.opt.seed, it):
+            out = self.batch_loss(dist.take_shard(batch, rows), self.net)
+            self.amp.backward(out.loss / steps)
             sums += torch.stack([out.loss.detach().float(), out.acc.detach().float()]) / steps
         self.amp.step(self.optimizer)
-        self.scheduler.step()
+        self.schedule.after_step(it)
         self.state.it_in_epoch += 1
         loss, acc = dist.all_reduce_mean(sums)
         return MaskedLoss(loss=loss, acc=acc, pred_ids=out.pred_ids)
@@ -231,7 +174,7 @@ class TransformerTrainer:
         loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=self.opt.num_workers)
         losses, accs = [], []
         with isolated_rng(self.opt.seed + 1):
-            for batch in tqdm(loader, desc="val", leave=False):
+            for batch in loader:
                 out = self.batch_loss(batch)
                 losses.append(out.loss.item())
                 accs.append(out.acc.item())
@@ -244,8 +187,8 @@ class TransformerTrainer:
         s = self.state
         state = {
             self.stage.model_key: self.model.state_dict(), self.stage.optimizer_key: self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(), "ep": s.epoch, "total_it": s.total_it,
-            "it_in_epoch": s.it_in_epoch, "best": s.best, "model_args": self.model_args, "rng": capture_rng(datasets),
+            "scheduler": self.schedule.state_dict(), "ep": s.epoch, "total_it": s.total_it,
+            "it_in_epoch": s.it_in_epoch, "best": s.best, MODEL_ARGS_KEY: self.model_args, "rng": capture_rng(datasets),
         }
         if self.scaler is not None:
             state["scaler"] = self.scaler.state_dict()
@@ -262,7 +205,7 @@ class TransformerTrainer:
         sd = {k: v for k, v in state[self.stage.model_key].items() if not k.startswith("clip_model.")}
         load_state_dict_strict(self.model, sd, source=path)
         self.optimizer.load_state_dict(state[self.stage.optimizer_key])
-        self.scheduler.load_state_dict(state["scheduler"])
+        self.schedule.load_state_dict(state["scheduler"])
         self.state.epoch = int(state.get("ep", 0))
         self.state.total_it = int(state.get("total_it", 0))
         self.state.it_in_epoch = int(state.get("it_in_epoch", 0))
@@ -294,13 +237,13 @@ class TransformerTrainer:
                 train_set, batch_sampler=batches, num_workers=opt.num_workers, pin_memory=self.device.type == "cuda",
                 generator=torch.Generator().manual_seed(opt.seed + s.epoch),
             )
-            for batch in tqdm(loader, desc=f"epoch {s.epoch}", leave=False, disable=None if dist.is_main() else True):
+            for batch in epoch_progress(loader, total=len(batches), desc=f"epoch {s.epoch}"):
                 out = self.train_step(batch)
                 loss = out.loss.item()
                 s.history.append(loss)
                 running["loss"].append(loss)
                 running["acc"].append(out.acc.item())
-                if s.total_it % opt.log_every == 0:
+                if every(s.total_it, opt.log_every):
                     self._log("train/loss", float(np.mean(running["loss"])))
                     self._log("train/acc", float(np.mean(running["acc"])))
                     self._log("train/lr", self.optimizer.param_groups[0]["lr"])
@@ -309,10 +252,10 @@ class TransformerTrainer:
                     running = {"loss": [], "acc": []}
                 if not math.isfinite(loss):
                     raise FloatingPointError(f"training loss became {loss} at iteration {s.total_it}")
-                if s.total_it % opt.save_latest == 0:
-                    self.save("latest.tar", datasets)
+                if every(s.total_it, opt.save_latest):
+                    self.save(LATEST, datasets)
                 if opt.max_steps and s.total_it >= opt.max_steps:
-                    self.save("latest.tar", datasets)
+                    self.save(LATEST, datasets)
                     logger.info("stopped at --max_steps %d", opt.max_steps)
                     return s
             s.epoch += 1
@@ -329,90 +272,49 @@ class TransformerTrainer:
                     s.best = value
                     self.save(self.stage.best_file, datasets)
                     logger.info("new best val %s %.4f -> %s", self.stage.best_metric, value, self.stage.best_file)
-            self.save("latest.tar", datasets)
+            self.save(LATEST, datasets)
         return s
 
 
 # ---- script glue (train_t2m_transformer.py / train_res_transformer.py) -----------------------------------------
-def run_training(opt: TransformerOptions, stage: Stage) -> TrainerState:
-    """Everything a training script does after parsing: run folder, VQ, text encoder, data, model, loop.
-
-    Under torchrun it joins the process group first and leaves it at the end (see utils/distributed.py).
-    """
-    from utils.device import seed_everything
-
-    seed_everything(opt.seed)
-    env, device = dist.init_distributed(opt.device)
-    try:
-        return _run_training(opt, stage, env, device)
-    finally:
-        dist.cleanup()
-
-
-def _run_training(opt: TransformerOptions, stage: Stage, env: dist.DistEnv, device: torch.device) -> TrainerState:
-    from torch.utils.tensorboard import SummaryWriter
-
-    from data.checks import ensure_dataset_ok
-    from data.layout import DatasetPaths
-    from data.t2m_dataset import Text2MotionDataset
-    from models.text_encoder import TextFeatureCache, build_text_encoder
-    from models.transformer.build import VQFacts, mask_config, residual_config
-    from models.transformer.mask_transformer import MaskTransformer
-    from models.transformer.residual_transformer import ResidualTransformer
-    from models.vq.build import load_rvqvae, load_vq_meta
-    from utils.log import git_sha, setup_logging
-
+def train_stage(run: Run, stage: Stage) -> TrainerState:
+    """Everything a transformer training script does inside :func:`training.run.run_trainer`: VQ, text encoder,
+    data, model, run files, loop."""
+    opt, device = run.opt, run.device
     ensure_dataset_ok(DatasetPaths.for_dataset(opt.data_root, opt.spec).root, opt.spec,
                       splits=(opt.train_split, opt.val_split))
-    latest = opt.model_dir / "latest.tar"
-    if latest.is_file() and not opt.is_continue:
-        raise ValueError(f"{opt.save_root} already holds a run ({latest.name}): pass --is_continue to resume it, "
-                         "or choose another --name")
-    if opt.is_continue and not latest.is_file():
-        raise FileNotFoundError(f"--is_continue: {latest} not found (nothing to resume)")
     dist.make_shard_plan(opt.batch_size, opt.accum_steps)      # fails early on an indivisible batch
-    dist.barrier()              # every rank has checked the run folder before rank 0 writes into it
-    if env.is_main:
-        setup_logging(opt.save_root / "log.txt")
-    dist.configure_rank_logging(env)
-    logger.info("git %s; %d process(es); options: %s", git_sha(), env.world_size, opt.to_dict())
     vq = load_rvqvae(opt.vq_dir, device=device).eval()
     for p in vq.parameters():
         p.requires_grad_(False)
     facts = VQFacts.from_vq(vq, source=str(opt.vq_dir))
     encoder = build_text_encoder(opt.text_encoder, device, path=opt.text_encoder_path or None)
-    if opt.clip_dim == 0:
-        opt.clip_dim = encoder.dim
-    elif opt.clip_dim != encoder.dim:
+    if opt.clip_dim not in (0, encoder.dim):
         raise ValueError(f"--clip_dim {opt.clip_dim} but text encoder {opt.text_encoder!r} gives {encoder.dim}-d "
                          "vectors (leave --clip_dim 0 to take the encoder's width)")
+    opt = dataclasses.replace(opt, clip_dim=encoder.dim)     # resolved once: recorded in opt.txt and model_args
     if stage is MASK_STAGE:
         config = mask_config(opt, facts, opt.clip_dim)
         model: nn.Module = MaskTransformer(config)
     else:
         config = residual_config(opt, facts, opt.clip_dim)
         model = ResidualTransformer(config)
-    logger.info("%s: %d parameters", type(model).__name__, sum(p.numel() for p in model.parameters()))
-    if env.is_main:
-        opt.save(opt.save_root / "opt.txt", is_train=True)
     mean, std = load_vq_meta(opt.vq_dir)
     kw = dict(seed=opt.seed, max_motion_length=opt.max_motion_length, unit_length=opt.unit_length)
     train_set = Text2MotionDataset(opt.data_root, opt.spec, mean, std, split=opt.train_split, **kw)
     val_set = Text2MotionDataset(opt.data_root, opt.spec, mean, std, split=opt.val_split, **kw)
-    logger.info("train items %d, val items %d", len(train_set), len(val_set))
+    run.opt = opt
+    run.start()
+    logger.info("%s: %d parameters; train items %d, val items %d", type(model).__name__,
+                sum(p.numel() for p in model.parameters()), len(train_set), len(val_set))
 
     def tokenize(motion: Tensor) -> Tensor:
         return vq.encode(motion)[0]
 
-    writer = SummaryWriter(str(opt.save_root / "tb")) if env.is_main else None
-    try:
-        trainer = TransformerTrainer(stage, model, tokenize, TextFeatureCache(encoder).encode, opt, opt.model_dir,
-                                     device, writer, model_args=config.as_dict())
-        if opt.is_continue:
-            trainer.resume(latest, [train_set, val_set])
-        state = trainer.fit(train_set, val_set)
-        dist.barrier()
-        return state
-    finally:
-        if writer is not None:
-            writer.close()
+    trainer = TransformerTrainer(stage, model, tokenize, TextFeatureCache(encoder).encode, opt, run.model_dir,
+                                 device, run.writer, model_args=config.as_dict())
+    if run.resume:
+        trainer.resume(run.folder.latest, [train_set, val_set])
+    state = trainer.fit(train_set, val_set)
+    dist.barrier()
+    return state

@@ -21,23 +21,20 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.data import DataLoader
-from tqdm import tqdm
 
-from models.vq.build import CODEBOOK_STATE_KEY, MODEL_ARGS_KEY
+from models.vq.build import CODEBOOK_STATE_KEY
 from models.vq.model import RVQVAE
 from models.vq.quantizer import BatchShard
 from options.vq import VQOptions
+from training.loop import WarmupMultiStepLR, epoch_progress, every, shard_steps
 from utils import distributed as dist
-from utils.checkpoint import CheckpointError, load_checkpoint, load_state_dict_strict, save_checkpoint
+from utils.checkpoint import (BEST_FID, BEST_LOSS, BEST_MM, LATEST, MODEL_ARGS_KEY, CheckpointError, atomic_write,
+                              load_checkpoint, load_state_dict_strict, save_checkpoint)
 from utils.distributed import ShardedBatchSampler, ShardPlan
 
 logger = logging.getLogger(__name__)
 
 TRAIN_STATE_KEY = "train_state"
-LATEST = "latest.tar"
-BEST_LOSS = "net_best_loss.tar"     # best validation reconstruction loss (no evaluator configured)
-BEST_FID = "net_best_fid.tar"       # best FID (only with an evaluator)
-BEST_MM = "net_best_mm.tar"         # best matching score (only with an evaluator)
 
 
 class ScalarWriter(Protocol):
@@ -64,18 +61,14 @@ def vq_loss(recon: Tensor, target: Tensor, commit_loss: Tensor, *, joints_num: i
     return loss, {"loss_rec": loss_rec, "loss_vel": loss_explicit, "loss_commit": commit_loss}
 
 
-def warmup_lr(it: int, warm_up_iter: int, base_lr: float) -> float:
-    """Learning rate of iteration ``it`` (1-based) during warm-up: ``base * (it + 1) / (warm_up_iter + 1)``."""
-    return base_lr * (it + 1) / (warm_up_iter + 1)
-
-
 def make_optimizer(model: RVQVAE, opt: VQOptions) -> torch.optim.AdamW:
     return torch.optim.AdamW(model.parameters(), lr=opt.lr, betas=(0.9, 0.99), weight_decay=opt.weight_decay)
 
 
-def make_scheduler(optimizer: torch.optim.Optimizer, opt: VQOptions) -> torch.optim.lr_scheduler.MultiStepLR:
-    """Stepped once per iteration from ``it >= warm_up_iter`` on (so milestone m takes effect after it m+wu-1)."""
-    return torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=list(opt.milestones), gamma=opt.gamma)
+def make_scheduler(optimizer: torch.optim.Optimizer, opt: VQOptions) -> WarmupMultiStepLR:
+    """Warm-up, then MultiStepLR stepped from ``it >= warm_up_iter`` on (milestone m takes effect after it m+wu-1)."""
+    return WarmupMultiStepLR(optimizer, lr=opt.lr, warm_up_iter=opt.warm_up_iter, milestones=opt.milestones,
+                             gamma=opt.gamma, step_during_warmup=False)
 
 
 def step_seed(seed: int, it: int) -> int:
@@ -120,7 +113,7 @@ def make_best_trackers(evaluate: EvaluateFn | None) -> dict[str, Best]:
 
 
 def save_training_checkpoint(path: Path, model: RVQVAE, optimizer: torch.optim.Optimizer,
-                             scheduler: torch.optim.lr_scheduler.LRScheduler, state: TrainState) -> None:
+                             scheduler: WarmupMultiStepLR, state: TrainState) -> None:
     """``latest.tar``: the official keys plus ``model_args``, codebook EMA statistics and the loop position."""
     save_checkpoint(path, {
         "vq_model": model.state_dict(), "opt_vq_model": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
@@ -136,7 +129,7 @@ def save_model_checkpoint(path: Path, model: RVQVAE, ep: int) -> None:
 
 
 def resume_training(path: Path, model: RVQVAE, optimizer: torch.optim.Optimizer,
-                    scheduler: torch.optim.lr_scheduler.LRScheduler, best: dict[str, Best]) -> TrainState:
+                    scheduler: WarmupMultiStepLR, best: dict[str, Best]) -> TrainState:
     """Restore model, codebook EMA state, optimizer, scheduler and loop position from ``latest.tar``.
 
     An official ``latest.tar`` (no EMA statistics or loop position) resumes at the start of epoch ``ep + 1``
@@ -174,7 +167,7 @@ def validate(model: RVQVAE, loader: DataLoader, device: torch.device, opt: VQOpt
     sums: dict[str, float] = {}
     count = 0
     used = torch.zeros(model.config.num_quantizers, model.config.nb_code, dtype=torch.bool, device=device)
-    for batch in tqdm(loader, desc="val", leave=False, disable=None):
+    for batch in loader:
         x = batch.to(device).float()
         out = model.reconstruct(x)
         loss, parts = vq_loss(out.recon, x, out.commit_loss, joints_num=opt.spec.joints_num,
@@ -205,10 +198,11 @@ def _shard(seed: int, micro_step: int, plan: ShardPlan) -> BatchShard:
 
 
 def train_vq(model: RVQVAE, train_loader: DataLoader, val_loader: DataLoader, opt: VQOptions, model_dir: Path,
-             device: torch.device, *, writer: ScalarWriter | None = None, evaluate: EvaluateFn | None = None,
+             device: torch.device, *, resume: bool = False, writer: ScalarWriter | None = None,
+             evaluate: EvaluateFn | None = None,
              step_callback: Callable[[TrainState], None] | None = None) -> TrainState:
-    """Train until ``max_epoch`` epochs or ``max_steps`` iterations; resumes from ``model_dir/latest.tar`` when
-    ``opt.is_continue``. ``train_loader`` comes from :func:`data.motion_dataset.make_train_loader` (its
+    """Train until ``max_epoch`` epochs or ``max_steps`` iterations; ``resume``: continue from
+    ``model_dir/latest.tar``. ``train_loader`` comes from :func:`data.motion_dataset.make_train_loader` (its
     ``batch_sampler`` is a :class:`~utils.distributed.ShardedBatchSampler`); under torchrun the model is wrapped
     in DDP and only rank 0 logs, writes TensorBoard (``writer``) and saves checkpoints.
     ``step_callback(state)`` runs after each iteration (tests use it to simulate a crash).
@@ -223,10 +217,7 @@ def train_vq(model: RVQVAE, train_loader: DataLoader, val_loader: DataLoader, op
     optimizer = make_optimizer(model, opt)
     scheduler = make_scheduler(optimizer, opt)
     best = make_best_trackers(evaluate)
-    if opt.is_continue:
-        state = resume_training(model_dir / LATEST, model, optimizer, scheduler, best)
-    else:
-        state = TrainState(best=best)
+    state = resume_training(model_dir / LATEST, model, optimizer, scheduler, best) if resume else TrainState(best=best)
     sampler = train_loader.batch_sampler
     if not isinstance(sampler, ShardedBatchSampler):
         raise TypeError("train_loader must come from data.motion_dataset.make_train_loader (ShardedBatchSampler)")
@@ -251,21 +242,18 @@ def train_vq(model: RVQVAE, train_loader: DataLoader, val_loader: DataLoader, op
             state.ep, state.epoch_it = state.ep + 1, 0
             continue
         sampler.set_epoch(state.ep, start_step=state.epoch_it)
-        bar = tqdm(dist.group_micro_batches(train_loader, plan.accum_steps), total=iters_per_epoch - state.epoch_it,
-                   desc=f"epoch {state.ep}", leave=False, disable=None if main else True)
+        bar = epoch_progress(dist.group_micro_batches(train_loader, plan.accum_steps),
+                             total=iters_per_epoch - state.epoch_it, desc=f"epoch {state.ep}")
         for micro_batches in bar:
             state.total_it += 1
             state.epoch_it += 1
-            if state.total_it < opt.warm_up_iter:
-                for group in optimizer.param_groups:
-                    group["lr"] = warmup_lr(state.total_it, opt.warm_up_iter, opt.lr)
+            scheduler.before_step(state.total_it)
             seed = step_seed(opt.seed, state.total_it)
             optimizer.zero_grad(set_to_none=True)
-            for m, batch in enumerate(micro_batches):
-                shard = _shard(seed, m, plan)
-                torch.manual_seed(dist.shard_seed(seed, state.total_it, shard.index))   # residual-block dropout
-                x = batch.to(device, non_blocking=True).float()
-                with dist.no_sync(net, m < plan.accum_steps - 1), model.quantizer.sharded(shard):
+            for (m, _, _), batch in zip(shard_steps(net, plan, seed, state.total_it, always_reseed=True),
+                                        micro_batches):
+                x = batch.to(device, non_blocking=True).float()     # the sampler already sliced this shard
+                with model.quantizer.sharded(_shard(seed, m, plan)):
                     with amp.autocast():
                         recon, commit_loss, perplexity = net(x)
                     loss, parts = vq_loss(recon.float(), x, commit_loss, joints_num=opt.spec.joints_num,
@@ -275,9 +263,8 @@ def train_vq(model: RVQVAE, train_loader: DataLoader, val_loader: DataLoader, op
                     window[key] = window.get(key, 0.0) + float(value.detach()) / plan.accum_steps
             lr = optimizer.param_groups[0]["lr"]
             amp.step(optimizer)
-            if state.total_it >= opt.warm_up_iter:
-                scheduler.step()
-            if state.total_it % opt.log_every == 0:
+            scheduler.after_step(state.total_it)
+            if every(state.total_it, opt.log_every):
                 means = dist.mean_over_ranks({k: v / opt.log_every for k, v in window.items()}, device)
                 means["lr"] = lr
                 _log_scalars(writer, "train", means, state.total_it)
@@ -285,7 +272,7 @@ def train_vq(model: RVQVAE, train_loader: DataLoader, val_loader: DataLoader, op
                             " ".join(f"{k} {v:.5g}" for k, v in means.items()))
                 bar.set_postfix(loss=f"{means['loss']:.4f}")
                 window = {}
-            if state.total_it % opt.save_latest == 0 and main:
+            if every(state.total_it, opt.save_latest) and main:
                 save_training_checkpoint(model_dir / LATEST, model, optimizer, scheduler, state)
             if step_callback is not None:
                 step_callback(state)
@@ -325,30 +312,13 @@ def _validate_and_keep_best(model: RVQVAE, val_loader: DataLoader, device: torch
 
 
 # ---- run folder ----------------------------------------------------------------------------------------------
-def check_run_dir(opt: VQOptions) -> Path:
-    """The run folder; refuses to reuse an existing run without ``--is_continue`` and to continue a missing one."""
-    run_dir = opt.save_root
-    latest = opt.model_dir / LATEST
-    if opt.is_continue:
-        if not latest.is_file():
-            raise FileNotFoundError(f"--is_continue: {latest} not found (nothing to resume; drop --is_continue "
-                                    "to start this run)")
-    elif (run_dir / "opt.txt").exists() or (opt.model_dir.is_dir() and any(opt.model_dir.iterdir())):
-        raise ValueError(f"run folder {run_dir} already exists: pass --is_continue to resume it, or choose "
-                         "another --name")
-    return run_dir
-
-
-def write_run_files(opt: VQOptions, mean: np.ndarray, std: np.ndarray) -> None:
-    """``opt.txt`` (official format, ``is_train: True``) and ``meta/mean.npy``, ``meta/std.npy``."""
-    opt.model_dir.mkdir(parents=True, exist_ok=True)
-    opt.meta_dir.mkdir(parents=True, exist_ok=True)
+def write_meta(meta_dir: Path, mean: np.ndarray, std: np.ndarray) -> None:
+    """``meta/mean.npy`` and ``meta/std.npy``: the normalisation every later stage reads (a resumed run keeps its
+    own, with a warning when the dataset's statistics have changed since)."""
     for name, arr in (("mean.npy", mean), ("std.npy", std)):
-        path = opt.meta_dir / name
+        path = meta_dir / name
         if path.is_file() and not np.array_equal(np.load(path), arr):
             logger.warning("%s differs from the statistics of the current dataset; keeping the run's file", path)
             continue
-        tmp = path.with_name(path.name + ".tmp.npy")
-        np.save(tmp, np.asarray(arr, dtype=np.float32))
-        tmp.replace(path)
-    opt.save(opt.save_root / "opt.txt", is_train=True)
+        with atomic_write(path) as tmp:
+            np.save(tmp, np.asarray(arr, dtype=np.float32))

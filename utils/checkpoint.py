@@ -1,29 +1,114 @@
-"""Checkpoint I/O: atomic saves, ``weights_only`` loads, strict state-dict loading with named exceptions."""
+"""Checkpoint I/O: file names, which file a run folder is loaded from, atomic saves, ``weights_only`` loads,
+strict state-dict loading with named exceptions.
+
+:func:`atomic_write` is the project's one way to write any output file (checkpoints, opt.txt, .npy, BVH, video,
+logs, JSON): a temporary file in the same folder, renamed over the target only once it is complete.
+"""
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import pickle
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
+logger = logging.getLogger(__name__)
+
+# ---- names (official layout: <run>/model/<file>) ---------------------------------------------------------------
+LATEST = "latest.tar"             # last training state (every trainer; what --is_continue resumes from)
+FINEST = "finest.tar"             # length estimator and T2M evaluator: best validation loss
+BEST_FID = "net_best_fid.tar"     # VQ with --eval_fid; the official residual/VQ release file
+BEST_MM = "net_best_mm.tar"       # VQ with --eval_fid: best matching score
+BEST_LOSS = "net_best_loss.tar"   # VQ without an evaluator, residual transformer: best validation loss
+BEST_ACC = "net_best_acc.tar"     # masked transformer: best validation token accuracy
+MODEL_ARGS_KEY = "model_args"     # our addition to every model checkpoint: the constructor arguments
+
+# Which file a run folder is loaded from when none is named, first found wins. The official generation and
+# evaluation read net_best_fid.tar (VQ, residual) and latest.tar (masked transformer); our trainers write
+# net_best_loss.tar where no evaluator scores FID.
+VQ, MASK, RESIDUAL, LENGTH, EVALUATOR = "vq", "mask", "residual", "length", "evaluator"
+LOOKUP_ORDER: dict[str, tuple[str, ...]] = {
+    VQ: (BEST_FID, BEST_LOSS, LATEST),
+    MASK: (LATEST,),
+    RESIDUAL: (BEST_FID, BEST_LOSS, LATEST),
+    LENGTH: (FINEST,),
+    EVALUATOR: (FINEST,),
+}
+
 
 class CheckpointError(RuntimeError):
     """A checkpoint file is missing, unreadable, or holds a different model than expected."""
 
 
-def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
-    """Write ``state`` to ``path`` atomically: a crash mid-write never destroys the previous file."""
+def list_checkpoints(model_dir: str | Path) -> list[str]:
+    """Names of the checkpoint files (``*.tar``, not temporary dot-files) in ``model_dir``, sorted."""
+    model_dir = Path(model_dir)
+    if not model_dir.is_dir():
+        return []
+    return sorted(p.name for p in model_dir.glob("*.tar") if not p.name.startswith(".") and p.is_file())
+
+
+def checkpoint_file(model_dir: str | Path, which: str) -> Path:
+    """``model_dir/<which>`` (``.tar`` optional); a missing file names what the folder has."""
+    path = Path(model_dir) / (which if which.endswith(".tar") else f"{which}.tar")
+    if not path.is_file():
+        raise CheckpointError(f"{path} not found; {path.parent} has {list_checkpoints(path.parent) or 'no checkpoints'}")
+    return path
+
+
+def find_checkpoint(model_dir: str | Path, stage: str, which: str | None = None) -> Path:
+    """The file a ``stage`` run is loaded from: ``which`` if given, else the first of :data:`LOOKUP_ORDER`.
+
+    Falling back to ``latest.tar`` where a stage prefers a best-validation file is logged as a warning: the run
+    never validated (or was stopped before), so its weights are the last training state.
+    """
+    if which:
+        return checkpoint_file(model_dir, which)
+    model_dir = Path(model_dir)
+    order = LOOKUP_ORDER[stage]
+    for name in order:
+        if (model_dir / name).is_file():
+            if name == LATEST and order[0] != LATEST:
+                logger.warning("%s has no best checkpoint (%s): the run never validated; using %s, the last "
+                               "training state", model_dir, ", ".join(order[:-1]), LATEST)
+            return model_dir / name
+    raise CheckpointError(f"no {stage} checkpoint in {model_dir} (looked for {list(order)}; it has "
+                          f"{list_checkpoints(model_dir) or 'nothing'})")
+
+
+@contextlib.contextmanager
+def atomic_write(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; when the block succeeds it replaces ``path`` (``os.replace``).
+
+    The temporary name keeps the target's suffix (``.<stem>.<pid>.tmp<suffix>``) so writers that look at it
+    (``np.save``, ffmpeg) behave as for the target. If the block raises, or leaves no file, the temporary file is
+    removed and ``path`` is untouched: a reader never sees a half-written file, and a crash never destroys the
+    previous one. The parent folder is created. Usage::
+
+        with atomic_write(out) as tmp:
+            tmp.write_text(text)
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
     try:
-        torch.save(state, tmp)
+        yield tmp
+        if not tmp.is_file():
+            raise FileNotFoundError(f"writing {path}: the writer produced no file")
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
+    """Write ``state`` to ``path`` atomically: a crash mid-write never destroys the previous file."""
+    with atomic_write(path) as tmp:
+        torch.save(state, tmp)
 
 
 def load_checkpoint(path: str | Path, required_keys: tuple[str, ...] = ()) -> dict[str, Any]:
@@ -34,8 +119,8 @@ def load_checkpoint(path: str | Path, required_keys: tuple[str, ...] = ()) -> di
     """
     path = Path(path)
     if not path.is_file():
-        have = sorted(p.name for p in path.parent.glob("*.tar")) if path.parent.is_dir() else []
-        raise CheckpointError(f"checkpoint {path} not found; that folder has: {have or 'no checkpoints'}")
+        raise CheckpointError(f"checkpoint {path} not found; that folder has: "
+                              f"{list_checkpoints(path.parent) or 'no checkpoints'}")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, OSError) as exc:

@@ -153,16 +153,21 @@ def mean_over_ranks(values: dict[str, float], device: torch.device) -> dict[str,
 # ---- batch shards ---------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class ShardPlan:
-    """How one optimisation step of ``global_batch`` samples splits into ``world_size * accum_steps`` shards."""
+    """How one optimisation step of ``global_batch`` samples splits into ``world_size * accum_steps`` shards.
+
+    ``equal=False`` admits a batch that does not divide (an epoch's last, smaller batch): shard sizes then differ
+    by one sample at most (shard ``s`` holds ``[s*B//S, (s+1)*B//S)``, the equal split when ``S`` divides ``B``).
+    """
 
     global_batch: int
     world_size: int = 1
     accum_steps: int = 1
+    equal: bool = True
 
     def __post_init__(self) -> None:
         if self.accum_steps < 1:
             raise ValueError(f"--accum_steps must be >= 1, got {self.accum_steps}")
-        if self.global_batch % (self.world_size * self.accum_steps):
+        if self.equal and self.global_batch % (self.world_size * self.accum_steps):
             raise ValueError(f"--batch_size {self.global_batch} (the global batch) must be divisible by "
                              f"processes x --accum_steps = {self.world_size} x {self.accum_steps}")
 
@@ -180,12 +185,12 @@ class ShardPlan:
 
     def shard_slice(self, micro_step: int, rank: int) -> slice:
         """Positions of this shard inside the global batch."""
-        start = self.shard_index(micro_step, rank) * self.micro_batch
-        return slice(start, start + self.micro_batch)
+        shard = self.shard_index(micro_step, rank)
+        return slice(shard * self.global_batch // self.num_shards, (shard + 1) * self.global_batch // self.num_shards)
 
 
-def make_shard_plan(global_batch: int, accum_steps: int = 1) -> ShardPlan:
-    return ShardPlan(global_batch, get_world_size(), accum_steps)
+def make_shard_plan(global_batch: int, accum_steps: int = 1, *, equal: bool = True) -> ShardPlan:
+    return ShardPlan(global_batch, get_world_size(), accum_steps, equal)
 
 
 class ShardedBatchSampler(Sampler[list[int]]):

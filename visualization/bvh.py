@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from utils.checkpoint import atomic_write
 from utils.quaternion import euler_to_quat, qmul, qrot
 
 POSITION_CHANNELS = ("Xposition", "Yposition", "Zposition")
@@ -207,14 +208,8 @@ def format_bvh(motion: BvhMotion, precision: int = 6) -> str:
 def write_bvh(path: str | os.PathLike[str], motion: BvhMotion, precision: int = 6) -> Path:
     """Write ``motion`` to ``path`` atomically (a temporary file renamed into place)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
+    with atomic_write(path) as tmp:
         tmp.write_text(format_bvh(motion, precision))
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
     return path
 
 

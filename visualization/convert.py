@@ -15,13 +15,13 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
+from utils.checkpoint import atomic_write
 from utils.cli import run_cli
 from utils.log import setup_logging
 from utils.motion import check_features, check_joints, extract_features, recover_from_ric
@@ -133,13 +133,8 @@ def convert(src: Path, dst: Path, args: argparse.Namespace) -> Motion:
     if not src.is_file():
         raise FileNotFoundError(f"input {src} not found")
     motion = reader(src, spec, args)
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dst.with_name(f".{dst.stem}.{os.getpid()}.tmp{dst.suffix}")
-    try:
+    with atomic_write(dst) as tmp:
         writer(motion, tmp, args)
-        os.replace(tmp, dst)
-    finally:
-        tmp.unlink(missing_ok=True)
     return motion
 
 

@@ -6,12 +6,12 @@
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Protocol, Sequence
 
 import numpy as np
 
+from utils.checkpoint import atomic_write
 from utils.skeleton import DatasetSpec
 from visualization.joints2bvh import rig_for, save_bvh
 from visualization.render import render_motion
@@ -25,11 +25,8 @@ class GeneratedMotion(Protocol):
 
 def save_npy(path: Path, array: np.ndarray) -> Path:
     """``np.save`` through a temporary file and a rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as f:
-        np.save(f, np.asarray(array, dtype=np.float32))
-    os.replace(tmp, path)
+    with atomic_write(path) as tmp:
+        np.save(tmp, np.asarray(array, dtype=np.float32))
     return path
 
 

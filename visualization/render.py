@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Iterator, Sequence
 import numpy as np
 from PIL import Image, ImageColor, ImageDraw
 
+from utils.checkpoint import atomic_write
 from utils.motion import check_joints
 from utils.skeleton import DatasetSpec
 
@@ -336,9 +337,7 @@ def render_motion(joints: np.ndarray, path: str | os.PathLike[str],
     if suffix == ".mp4" and shutil.which("ffmpeg") is None:
         logger.warning("ffmpeg not found on PATH: writing a GIF instead of %s", out)
         out, suffix = out.with_suffix(".gif"), ".gif"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-    try:
+    with atomic_write(out) as tmp:
         if suffix == ".mp4":
             background, regions = paint_regions(joints, chains, title=title, radius=radius, size=size,
                                                 supersample=supersample)
@@ -346,10 +345,6 @@ def render_motion(joints: np.ndarray, path: str | os.PathLike[str],
         else:
             write_gif(draw_frames(joints, chains, title=title, radius=radius, size=size, supersample=supersample),
                       tmp, fps)
-        os.replace(tmp, out)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
     return out
 
 

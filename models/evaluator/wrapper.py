@@ -17,7 +17,7 @@ from torch import Tensor, nn
 
 from models.evaluator.modules import MotionEncoderBiGRUCo, MovementConvEncoder, TextEncoderBiGRUCo
 from options.base import Options, read_opt_file
-from utils.checkpoint import load_checkpoint, load_state_dict_strict, save_checkpoint
+from utils.checkpoint import FINEST, atomic_write, load_checkpoint, load_state_dict_strict, save_checkpoint
 from utils.skeleton import get_dataset_spec
 
 logger = logging.getLogger(__name__)
@@ -43,7 +43,7 @@ class EvaluatorPaths:
 
     @property
     def weights(self) -> Path:
-        return self.root / "text_mot_match" / "model" / "finest.tar"
+        return self.root / "text_mot_match" / "model" / FINEST
 
     @property
     def opt_file(self) -> Path:
@@ -162,10 +162,8 @@ class T2MEvaluator(nn.Module):
 
 
 def _save_npy(path: Path, array: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.stem + ".tmp.npy")
-    np.save(tmp, array)
-    tmp.replace(path)
+    with atomic_write(path) as tmp:
+        np.save(tmp, array)
 
 
 def save_evaluator(evaluator: T2MEvaluator, paths: EvaluatorPaths, options: Options, *, epoch: int) -> None:

@@ -5,6 +5,7 @@ Architecture comes from the checkpoint's ``model_args`` (ours) or from the run's
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,13 +18,13 @@ from models.transformer.mask_transformer import MaskTransformer, MaskTransformer
 from models.transformer.residual_transformer import ResidualTransformer, ResidualTransformerConfig
 from options.base import read_opt_file
 from options.transformer import MaskTransformerOptions, ResidualTransformerOptions, TransformerOptions
-from utils.checkpoint import CheckpointError, first_key, load_checkpoint, load_state_dict_strict
+from utils.checkpoint import (MASK, MODEL_ARGS_KEY, RESIDUAL, CheckpointError, find_checkpoint, first_key,
+                              load_checkpoint, load_state_dict_strict)
 
 logger = logging.getLogger(__name__)
 
 MASK_KEYS = ("t2m_transformer", "trans")          # official key, official fallback
 RES_KEYS = ("res_transformer",)
-MODEL_ARGS_KEY = "model_args"
 DEFAULT_CLIP_DIM = 512                             # official runs: CLIP ViT-B/32 features
 
 
@@ -78,11 +79,6 @@ def residual_config(opt: TransformerOptions, vq: VQFacts, clip_dim: int | None =
     )
 
 
-def _checkpoint_path(run_dir: Path, which: str) -> Path:
-    model_dir = run_dir / "model"
-    return model_dir / (which if which.endswith(".tar") else f"{which}.tar")
-
-
 def _check_vocab(sd: dict[str, torch.Tensor], key: str, expected_rows: int, vq: VQFacts, path: Path) -> None:
     """A clear message when the checkpoint was trained with a different codebook size than the VQ has."""
     if key in sd and sd[key].shape[-2] != expected_rows:
@@ -93,12 +89,14 @@ def _check_vocab(sd: dict[str, torch.Tensor], key: str, expected_rows: int, vq: 
 
 
 def load_mask_transformer(
-    run_dir: str | Path, *, vq_dir: str | Path | None = None, which: str = "latest", device: torch.device | str = "cpu",
+    run_dir: str | Path, *, vq_dir: str | Path | None = None, which: str | None = None,
+    device: torch.device | str = "cpu",
 ) -> tuple[MaskTransformer, MaskTransformerOptions]:
-    """Masked transformer in eval mode from a run folder (official generation reads ``latest.tar``)."""
+    """Masked transformer in eval mode from a run folder: ``model/<which>.tar``, by default the stage's lookup
+    order (utils/checkpoint.py; official generation reads ``latest.tar``)."""
     run_dir = Path(run_dir).expanduser().resolve()
     opt = MaskTransformerOptions.load(run_dir / "opt.txt")
-    path = _checkpoint_path(run_dir, which)
+    path = find_checkpoint(run_dir / "model", MASK, which)
     state = load_checkpoint(path)
     sd = strip_text_encoder_keys(first_key(state, *MASK_KEYS, path=path))
     if MODEL_ARGS_KEY in state:
@@ -114,13 +112,15 @@ def load_mask_transformer(
 
 
 def load_residual_transformer(
-    run_dir: str | Path, *, vq_dir: str | Path | None = None, which: str = "net_best_fid",
+    run_dir: str | Path, *, vq_dir: str | Path | None = None, which: str | None = None,
     device: torch.device | str = "cpu",
 ) -> tuple[ResidualTransformer, ResidualTransformerOptions]:
-    """Residual transformer in eval mode from a run folder (official generation reads ``net_best_fid.tar``)."""
+    """Residual transformer in eval mode from a run folder: ``model/<which>.tar``, by default the stage's lookup
+    order (official generation reads ``net_best_fid.tar``; a run without a best file falls back to ``latest.tar``
+    with a warning in the log)."""
     run_dir = Path(run_dir).expanduser().resolve()
     opt = ResidualTransformerOptions.load(run_dir / "opt.txt")
-    path = _checkpoint_path(run_dir, which)
+    path = find_checkpoint(run_dir / "model", RESIDUAL, which)
     state = load_checkpoint(path)
     sd = strip_text_encoder_keys(first_key(state, *RES_KEYS, path=path))
     if MODEL_ARGS_KEY in state:
@@ -128,7 +128,7 @@ def load_residual_transformer(
     else:
         vq = VQFacts.from_opt_file(Path(vq_dir or run_dir.parent / opt.vq_name) / "opt.txt")
         # The tensors present decide the variant (an opt.txt written by hand could disagree with them).
-        opt.share_weight = "embed_proj_shared_weight" in sd
+        opt = dataclasses.replace(opt, share_weight="embed_proj_shared_weight" in sd)
         table = "embed_proj_shared_weight" if opt.share_weight else "token_embed_weight"
         _check_vocab(sd, table, vq.nb_code + 1, vq, path)
         config = residual_config(opt, vq, clip_dim=int(sd["cond_emb.weight"].shape[1]) if "cond_emb.weight" in sd else None)

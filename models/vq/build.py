@@ -10,20 +10,16 @@ import torch
 
 from models.vq.model import RVQVAE, RVQVAEConfig
 from options.vq import VQOptions
-from utils.checkpoint import CheckpointError, first_key, load_checkpoint, load_state_dict_strict
+from utils.checkpoint import (MODEL_ARGS_KEY, VQ, CheckpointError, find_checkpoint, first_key, load_checkpoint,
+                              load_state_dict_strict)
 from utils.skeleton import spec_from_feature_dim
 
 logger = logging.getLogger(__name__)
 
-# Top-level checkpoint keys: the model (official name, with the official fallback) and our additions.
+# Top-level checkpoint keys: the model (official name, with the official fallback) and our addition (besides
+# utils.checkpoint.MODEL_ARGS_KEY). File names and the lookup order live in utils/checkpoint.py.
 MODEL_KEYS = ("vq_model", "net")
-MODEL_ARGS_KEY = "model_args"
 CODEBOOK_STATE_KEY = "vq_codebook_state"
-
-# Checkpoint files a run folder is loaded from, first found wins. ``net_best_fid.tar`` is what the official
-# generation/evaluation code reads; ``net_best_loss.tar`` is written by our trainer when no evaluator (FID) is
-# configured; ``latest.tar`` is the last training state.
-CHECKPOINT_PREFERENCE = ("net_best_fid.tar", "net_best_loss.tar", "latest.tar")
 
 
 def config_from_options(opt: VQOptions, input_width: int | None = None) -> RVQVAEConfig:
@@ -41,22 +37,6 @@ def build_rvqvae(source: VQOptions | RVQVAEConfig) -> RVQVAE:
     """A freshly initialised RVQ-VAE (PyTorch default init, zero codebooks) on the CPU."""
     config = source if isinstance(source, RVQVAEConfig) else config_from_options(source)
     return RVQVAE(config)
-
-
-def find_vq_checkpoint(run_dir: str | Path, which: str | None = None) -> Path:
-    """The checkpoint of a run folder: ``model/<which>`` (``.tar`` optional) or the first of
-    :data:`CHECKPOINT_PREFERENCE` that exists."""
-    model_dir = Path(run_dir).expanduser().resolve() / "model"
-    if which:
-        path = model_dir / (which if which.endswith(".tar") else f"{which}.tar")
-        if not path.is_file():
-            have = sorted(p.name for p in model_dir.glob("*.tar")) if model_dir.is_dir() else []
-            raise CheckpointError(f"{path} not found; {model_dir} has {have or 'no checkpoints'}")
-        return path
-    for name in CHECKPOINT_PREFERENCE:
-        if (model_dir / name).is_file():
-            return model_dir / name
-    raise CheckpointError(f"no VQ checkpoint in {model_dir} (looked for {list(CHECKPOINT_PREFERENCE)})")
 
 
 def load_vq_meta(run_dir: str | Path) -> tuple[np.ndarray, np.ndarray]:
@@ -95,7 +75,7 @@ def load_rvqvae(source: str | Path, *, device: torch.device | str = "cpu", which
     source = Path(source).expanduser().resolve()
     if source.is_dir():
         run_dir: Path | None = source
-        path = find_vq_checkpoint(source, which)
+        path = find_checkpoint(source / "model", VQ, which)
     else:
         path = source
         run_dir = source.parent.parent if (source.parent.parent / "opt.txt").is_file() else None
