@@ -25,35 +25,38 @@ from models.length_estimator import LengthEstimator, build_length_estimator, est
 from models.text_encoder import TextEncoder, build_text_encoder
 from models.transformer.build import load_mask_transformer, load_residual_transformer
 from models.transformer.mask_transformer import MaskTransformer
+from models.transformer.precision import int8_copy
 from models.transformer.residual_transformer import ResidualTransformer
 from models.transformer.sampling import edit_base_tokens, generate_base_tokens, generate_residual_tokens
 from models.vq.build import load_rvqvae, load_vq_meta
 from models.vq.model import RVQVAE
+from options.sampling import SamplingOptions
 from utils.checkpoint import FINEST, CheckpointError, load_checkpoint
 from utils.motion import check_features, recover_from_ric
+from utils.precision import PRECISIONS, check_precision
 from utils.skeleton import DatasetSpec, get_dataset_spec
 
 logger = logging.getLogger(__name__)
 
 TRANSITION_TOKENS = 4   # tokens re-generated around each boundary of a chained long motion (0.8 s at 20 fps)
 REPO = Path(__file__).resolve().parents[1]
-PRECISIONS = ("fp32", "bf16")
 UNFAMILIAR_SIMILARITY = 0.5   # cosine similarity below which a caption is far from everything a model saw
 
 
 @dataclass(frozen=True)
 class Sampling:
-    """Sampling settings; defaults are the official gen_t2m ones (spec §7.1)."""
+    """Sampling settings. Defaults: the command-line ones (one source, options/sampling.py; the official gen_t2m
+    values)."""
 
-    time_steps: int = 18
-    cond_scale: float = 4.0
-    res_cond_scale: float = 5.0
-    temperature: float = 1.0
-    topkr: float = 0.9
-    gumbel_sample: bool = False
-    force_mask: bool = False
+    time_steps: int = SamplingOptions.time_steps
+    cond_scale: float = SamplingOptions.cond_scale
+    res_cond_scale: float = SamplingOptions.res_cond_scale
+    temperature: float = SamplingOptions.temperature
+    topkr: float = SamplingOptions.topkr
+    gumbel_sample: bool = SamplingOptions.gumbel_sample
+    force_mask: bool = SamplingOptions.force_mask
     use_res: bool = True
-    precision: str = "fp32"       # transformer arithmetic: fp32, or bf16 autocast (faster; samples differ slightly)
+    precision: str = SamplingOptions.precision    # transformer arithmetic: utils/precision.py PRECISIONS
 
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:
@@ -116,6 +119,7 @@ class MoMaskPipeline:
         self.spec = spec
         self.known_captions = list(known_captions)
         self._known_vectors: Tensor | None = None   # their unit text vectors, computed on first use
+        self._int8: tuple[MaskTransformer, ResidualTransformer | None] | None = None   # made on first use
         self.mean = torch.as_tensor(mean, dtype=torch.float32, device=self.device)
         self.std = torch.as_tensor(std, dtype=torch.float32, device=self.device)
         if text_encoder.dim != mask.config.clip_dim:
@@ -244,18 +248,19 @@ class MoMaskPipeline:
     def complete_residuals(self, base: Tensor, cond: Tensor, m_lens: Tensor, sampling: Sampling,
                            generator: torch.Generator | None, cond_scale: float | None = None) -> Tensor:
         """(B, n) base ids → (B, n, Q) ids; without a residual transformer the upper layers are −1 (absent)."""
-        if self.res is None or not sampling.use_res:
+        res = self.transformers(sampling)[1]
+        if res is None or not sampling.use_res:
             rest = torch.full((*base.shape, self.vq.config.num_quantizers - 1), -1, dtype=base.dtype, device=base.device)
             return torch.cat([base[..., None], rest], dim=-1)
         return generate_residual_tokens(
-            self.res, base, cond, m_lens, temperature=1.0, topk_filter_thres=sampling.topkr,
+            res, base, cond, m_lens, temperature=1.0, topk_filter_thres=sampling.topkr,
             cond_scale=sampling.res_cond_scale if cond_scale is None else cond_scale, generator=generator)
 
     def generate_base(self, cond: Tensor, m_lens: Tensor, sampling: Sampling,
                       generator: torch.Generator | None) -> Tensor:
         """(B, clip_dim) conditions, (B,) token lengths → layer-0 ids (B, n), −1 at padding (spec §3.5)."""
         return generate_base_tokens(
-            self.mask, cond, m_lens, timesteps=sampling.time_steps, cond_scale=sampling.cond_scale,
+            self.transformers(sampling)[0], cond, m_lens, timesteps=sampling.time_steps, cond_scale=sampling.cond_scale,
             temperature=sampling.temperature, topk_filter_thres=sampling.topkr, gsample=sampling.gumbel_sample,
             force_mask=sampling.force_mask, generator=generator, max_tokens=self.max_tokens)
 
@@ -266,10 +271,21 @@ class MoMaskPipeline:
             base = self.generate_base(cond, m_lens, sampling, generator)
             return self.complete_residuals(base, cond, m_lens, sampling, generator)
 
+    def transformers(self, sampling: Sampling) -> tuple[MaskTransformer, ResidualTransformer | None]:
+        """The masked and residual transformers for ``sampling.precision``: the models themselves, or for int8
+        their quantised copies (models/transformer/precision.py), made once on first use."""
+        if sampling.precision != "int8":
+            return self.mask, self.res
+        if self._int8 is None:
+            check_precision("int8", self.device)
+            self._int8 = (int8_copy(self.mask), int8_copy(self.res) if self.res is not None else None)
+        return self._int8
+
     def autocast(self, sampling: Sampling) -> contextlib.AbstractContextManager:
         """bf16 autocast of the transformer passes when ``sampling.precision == "bf16"`` (logits, guidance and
-        sampling stay float32); a no-op for fp32."""
-        if sampling.precision == "fp32":
+        sampling stay float32); a no-op otherwise. Refuses a precision the device does not offer."""
+        check_precision(sampling.precision, self.device)
+        if sampling.precision != "bf16":
             return contextlib.nullcontext()
         return torch.autocast(self.device.type, dtype=torch.bfloat16)
 
@@ -335,7 +351,7 @@ class MoMaskPipeline:
         cond = self.encode_text([text])
         with self.autocast(sampling):
             base = edit_base_tokens(
-                self.mask, codes[..., 0], cond, m_lens, mask, timesteps=sampling.time_steps,
+                self.transformers(sampling)[0], codes[..., 0], cond, m_lens, mask, timesteps=sampling.time_steps,
                 cond_scale=sampling.cond_scale, temperature=sampling.temperature, topk_filter_thres=sampling.topkr,
                 gsample=sampling.gumbel_sample, force_mask=sampling.force_mask, generator=generator,
                 max_tokens=max(self.max_tokens, codes.shape[1]))
@@ -385,7 +401,7 @@ class MoMaskPipeline:
             mask[0, ctx - half: ctx + half] = True
             mixed = cond[i: i + 2].mean(dim=0, keepdim=True)
             new = edit_base_tokens(
-                self.mask, window, mixed, torch.tensor([2 * ctx], device=self.device), mask,
+                self.transformers(sampling)[0], window, mixed, torch.tensor([2 * ctx], device=self.device), mask,
                 timesteps=sampling.time_steps, cond_scale=sampling.cond_scale, temperature=sampling.temperature,
                 topk_filter_thres=sampling.topkr, gsample=sampling.gumbel_sample, generator=generator,
                 max_tokens=self.max_tokens)[0]

@@ -6,11 +6,13 @@ from dataclasses import dataclass
 
 from options.base import opt, override
 from options.common import CommonOptions, TextEncoderOptions
+from utils.precision import PRECISION_HELP, PRECISIONS
 
 
 @dataclass
 class SamplingOptions(CommonOptions, TextEncoderOptions):
-    """Run folders + sampling flags (official names); defaults are gen_t2m's."""
+    """Run folders + sampling flags (official names); defaults are gen_t2m's and also the library's
+    (``models.pipeline.Sampling`` reads them from here)."""
 
     name: str = opt("t2m_nlayer8_nhead6_ld384_ff1024_cdp0.1_rvq6ns", "masked-transformer run folder")
     res_name: str = opt("tres_nlayer8_ld384_ff1024_rvq6ns_cdp0.2_sw", "residual-transformer run folder")
@@ -24,14 +26,13 @@ class SamplingOptions(CommonOptions, TextEncoderOptions):
     topkr: float = opt(0.9, "top-k filter ratio: keep the ceil((1 - topkr) * K) largest logits")
     gumbel_sample: bool = opt(False, "Gumbel-max sampling instead of categorical")
     force_mask: bool = opt(False, "unconditional generation (ignore the text)")
-    precision: str = opt("fp32", "transformer arithmetic: fp32, or bf16 autocast (about 2x faster on CPUs with "
-                                 "AVX512-BF16/AMX and on GPUs; samples differ slightly from fp32)")
+    precision: str = opt("fp32", PRECISION_HELP)
 
     def __post_init__(self) -> None:
         super().__post_init__()
         checks = [("time_steps", self.time_steps >= 1), ("cond_scale", self.cond_scale >= 0),
                   ("res_cond_scale", self.res_cond_scale >= 0), ("temperature", self.temperature >= 0),
-                  ("topkr", 0 <= self.topkr < 1), ("precision", self.precision in ("fp32", "bf16"))]
+                  ("topkr", 0 <= self.topkr < 1), ("precision", self.precision in PRECISIONS)]
         for flag, ok in checks:
             if not ok:
                 raise ValueError(f"--{flag} {getattr(self, flag)!r} is out of range")

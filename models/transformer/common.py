@@ -79,13 +79,28 @@ class SelfAttention(nn.Module):
         self.in_proj_weight = nn.Parameter(torch.empty(3 * dim, dim))
         self.in_proj_bias = nn.Parameter(torch.zeros(3 * dim))
         self.out_proj = nn.Linear(dim, dim)
+        self.in_proj: nn.Module | None = None     # set by split_in_proj (int8 copies)
         nn.init.xavier_uniform_(self.in_proj_weight)
         nn.init.zeros_(self.out_proj.bias)
+
+    def split_in_proj(self) -> None:
+        """Move the packed in-projection into an ``nn.Linear`` child ``in_proj`` (same numbers), so that module
+        swaps such as dynamic quantisation reach it; for inference copies only (the state-dict keys change)."""
+        linear = nn.Linear(self.in_proj_weight.shape[1], self.in_proj_weight.shape[0],
+                           device=self.in_proj_weight.device, dtype=self.in_proj_weight.dtype)
+        with torch.no_grad():
+            linear.weight.copy_(self.in_proj_weight)
+            linear.bias.copy_(self.in_proj_bias)
+        del self.in_proj_weight, self.in_proj_bias
+        self.in_proj = linear
 
     def forward(self, x: Tensor, attn_mask: Tensor | None) -> Tensor:
         """x: (B, S, d); attn_mask: (B, 1, 1, S) bool, True = may attend, or None -> (B, S, d)."""
         b, s, d = x.shape
-        qkv = F.linear(x, self.in_proj_weight, self.in_proj_bias)
+        if self.in_proj is None:
+            qkv = F.linear(x, self.in_proj_weight, self.in_proj_bias)
+        else:
+            qkv = self.in_proj(x)
         q, k, v = qkv.view(b, s, 3, self.num_heads, d // self.num_heads).permute(2, 0, 3, 1, 4)
         out = F.scaled_dot_product_attention(
             q, k, v, attn_mask=attn_mask, dropout_p=self.dropout if self.training else 0.0

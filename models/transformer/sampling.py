@@ -1,8 +1,23 @@
-"""Token sampling and the generation / editing loops (spec §3.5, §3.6, §4.3).
+"""Token sampling and the generation / editing loops (docs/sampling.md).
 
-Random draws follow the reference's calls (``uniform_`` for Gumbel noise, ``multinomial`` for categorical
-sampling, same shapes and order), so with the same seed on the global generator the official seeded outputs are
-reproduced; pass a ``torch.Generator`` for reproducibility independent of global state.
+Seeded identity with the official code. Every random number is drawn with the reference's call, count and
+*memory order*, so the same seed gives the same ids (checked id for id against the official fixture's
+``sampling_ref.npz``, ``mask_ref.npz`` and ``res_ref.npz`` in tests/test_sampling_identity.py):
+
+* masked transformer, Gumbel (``gsample``): one ``uniform_`` of B·n·K numbers per step, filled in the
+  reference's (seq, batch, classes) memory order (``MASK_DRAW_ORDER``) whatever layout our logits have;
+* masked transformer, categorical: one ``multinomial`` draw per (batch, seq) row of the renormalised
+  ``softmax(logits/τ)``, rows in (batch, seq) order;
+* residual transformer (always Gumbel): per layer 1..Q−1 one ``uniform_`` of B·n·(K+1) numbers in the
+  reference's (batch, classes, seq) order (``RES_DRAW_ORDER``);
+* editing uses the same two loops, so its draws follow the same rules; generation draws nothing else (the
+  re-masking schedule is deterministic and eval-mode forwards draw no dropout).
+
+What is reproduced: the ids, for the same seed on torch's global CPU generator or on a CPU ``torch.Generator``
+seeded with it (same stream), in float32 (fp32 precision). Not reproduced: bf16/int8 precision modes (other
+logits), other devices' generators (CUDA draws other numbers), our deliberate fixes (lengths never 0 tokens,
+edits keep unedited tokens), and CLI runs of the official ``gen_t2m.py``, whose generator is advanced by model
+construction before the first draw.
 """
 from __future__ import annotations
 
@@ -20,6 +35,11 @@ if TYPE_CHECKING:
 FROZEN_SCORE = 1e5
 # Ratio of tokens re-masked at every step of mask-free editing (spec §3.6).
 MASK_FREE_RATIO = 0.16
+# Memory order (as a permutation of our (B, n, classes) logits' dims) in which the reference fills its noise:
+# QUIRK(reference): the masked transformer's logits are a view of a (seq, batch, classes) tensor, the residual
+# transformer's of a (batch, classes, seq) one, and ``uniform_`` fills memory in order.
+MASK_DRAW_ORDER = (1, 0, 2)
+RES_DRAW_ORDER = (0, 2, 1)
 
 
 def cosine_schedule(t: Tensor) -> Tensor:
@@ -34,9 +54,22 @@ def top_k_filter(logits: Tensor, thres: float = 0.9, dim: int = -1) -> Tensor:
     return torch.full_like(logits, float("-inf")).scatter(dim, index, values)
 
 
-def gumbel_sample(logits: Tensor, temperature: float = 1.0, generator: torch.Generator | None = None) -> Tensor:
-    """``argmax(logits/τ + Gumbel noise)`` over the last dim: (..., K) -> (...) long (τ floored at 1e-10)."""
-    noise = torch.zeros_like(logits).uniform_(0, 1, generator=generator)
+def uniform_in_order(like: Tensor, order: tuple[int, ...] | None, generator: torch.Generator | None) -> Tensor:
+    """Uniform [0, 1) tensor shaped like ``like``, its numbers drawn in the memory order of ``like`` permuted by
+    ``order`` (a contiguous tensor of shape ``like.shape[order]`` is filled, then permuted back); ``None`` =
+    ``like``'s own logical order."""
+    if order is None:
+        return torch.empty_like(like, memory_format=torch.contiguous_format).uniform_(0, 1, generator=generator)
+    drawn = like.new_empty([like.shape[d] for d in order]).uniform_(0, 1, generator=generator)
+    return drawn.permute(sorted(range(len(order)), key=order.__getitem__))
+
+
+def gumbel_sample(logits: Tensor, temperature: float = 1.0, generator: torch.Generator | None = None,
+                  draw_order: tuple[int, ...] | None = None) -> Tensor:
+    """``argmax(logits/τ + Gumbel noise)`` over the last dim: (..., K) -> (...) long (τ floored at 1e-10).
+
+    ``draw_order``: memory order of the noise (see :func:`uniform_in_order`, ``MASK_DRAW_ORDER``)."""
+    noise = uniform_in_order(logits, draw_order, generator)
     gumbel = -torch.log((-torch.log(noise.clamp(min=1e-20))).clamp(min=1e-20))
     return (logits / max(temperature, 1e-10) + gumbel).argmax(dim=-1)
 
@@ -49,6 +82,8 @@ def categorical_sample(logits: Tensor, temperature: float = 1.0, generator: torc
     if temperature <= 0:
         return logits.argmax(dim=-1)
     probs = torch.softmax(logits / temperature, dim=-1)
+    # torch.distributions.Categorical renormalises before drawing (the reference samples through it).
+    probs = probs / probs.sum(dim=-1, keepdim=True)
     flat = probs.reshape(-1, probs.shape[-1])
     return torch.multinomial(flat, 1, replacement=True, generator=generator).view(probs.shape[:-1])
 
@@ -72,7 +107,7 @@ def _check_cond(cond: Tensor, batch: int, dim: int) -> None:
 
 def _sample(filtered: Tensor, temperature: float, gsample: bool, generator: torch.Generator | None) -> Tensor:
     if gsample:
-        return gumbel_sample(filtered, temperature, generator)
+        return gumbel_sample(filtered, temperature, generator, MASK_DRAW_ORDER)
     return categorical_sample(filtered, temperature, generator)
 
 
@@ -216,7 +251,7 @@ def generate_residual_tokens(
         logits = model.forward_with_cond_scale(
             history, layer, cond, padding_mask, cond_scale, batched=batched_cfg
         ).transpose(1, 2)                                                           # (B, n, K+1)
-        pred = gumbel_sample(top_k_filter(logits, topk_filter_thres), temperature, generator)
+        pred = gumbel_sample(top_k_filter(logits, topk_filter_thres), temperature, generator, RES_DRAW_ORDER)
         ids = torch.where(padding_mask, model.pad_id, pred)
         all_ids.append(ids)
     out = torch.stack(all_ids, dim=-1)
