@@ -65,7 +65,7 @@ def read_npy_header(path: str | Path, what: str = "array") -> NpyHeader:
             offset = f.tell()
     except OSError as exc:
         raise ValueError(f"{where}: cannot read ({exc.strerror or exc})") from None
-    except Exception as exc:  # noqa: BLE001 - NumPy's header parser raises many types (ValueError, TokenError, ...)
+    except Exception as exc:  # NumPy's header parser raises many types (ValueError, TokenError, ...)
         if isinstance(exc, ValueError) and str(exc).startswith(where):
             raise
         raise ValueError(f"{where}: malformed .npy header ({_first_line(exc)})") from None

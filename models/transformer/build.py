@@ -14,10 +14,24 @@ import torch
 
 from models.transformer.common import strip_text_encoder_keys
 from models.transformer.mask_transformer import MaskTransformer, MaskTransformerConfig
-from models.transformer.residual_transformer import ResidualTransformer, ResidualTransformerConfig
+from models.transformer.residual_transformer import (
+    ResidualTransformer,
+    ResidualTransformerConfig,
+)
 from options.base import read_opt_file
-from options.transformer import MaskTransformerOptions, ResidualTransformerOptions, TransformerOptions
-from utils.checkpoint import CheckpointError, first_key, load_checkpoint, load_state_dict_strict
+from options.transformer import (
+    MaskTransformerOptions,
+    ResidualTransformerOptions,
+    TransformerOptions,
+)
+from utils.checkpoint import (
+    CheckpointError,
+    build_checked,
+    check_model_args,
+    check_state_dict,
+    first_key,
+    load_checkpoint,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -100,15 +114,15 @@ def load_mask_transformer(
     opt = MaskTransformerOptions.load(run_dir / "opt.txt")
     path = _checkpoint_path(run_dir, which)
     state = load_checkpoint(path)
-    sd = strip_text_encoder_keys(first_key(state, *MASK_KEYS, path=path))
+    sd = strip_text_encoder_keys(check_state_dict(first_key(state, *MASK_KEYS, path=path), path, MASK_KEYS[0]))
     if MODEL_ARGS_KEY in state:
-        config = MaskTransformerConfig(**dict(state[MODEL_ARGS_KEY]))
+        args = check_model_args(state[MODEL_ARGS_KEY], path)
+        model = build_checked(lambda: MaskTransformer(MaskTransformerConfig(**args)), sd, path)
     else:
         vq = VQFacts.from_opt_file(Path(vq_dir or run_dir.parent / opt.vq_name) / "opt.txt")
         _check_vocab(sd, "token_emb.weight", vq.nb_code + 2, vq, path)
         config = mask_config(opt, vq, clip_dim=int(sd["cond_emb.weight"].shape[1]) if "cond_emb.weight" in sd else None)
-    model = MaskTransformer(config)
-    load_state_dict_strict(model, sd, source=path)
+        model = build_checked(lambda: MaskTransformer(config), sd, path)
     logger.info("loaded masked transformer from %s (ep %s, it %s)", path, state.get("ep"), state.get("total_it"))
     return model.to(device).eval(), opt
 
@@ -122,9 +136,10 @@ def load_residual_transformer(
     opt = ResidualTransformerOptions.load(run_dir / "opt.txt")
     path = _checkpoint_path(run_dir, which)
     state = load_checkpoint(path)
-    sd = strip_text_encoder_keys(first_key(state, *RES_KEYS, path=path))
+    sd = strip_text_encoder_keys(check_state_dict(first_key(state, *RES_KEYS, path=path), path, RES_KEYS[0]))
     if MODEL_ARGS_KEY in state:
-        config = ResidualTransformerConfig(**dict(state[MODEL_ARGS_KEY]))
+        args = check_model_args(state[MODEL_ARGS_KEY], path)
+        model = build_checked(lambda: ResidualTransformer(ResidualTransformerConfig(**args)), sd, path)
     else:
         vq = VQFacts.from_opt_file(Path(vq_dir or run_dir.parent / opt.vq_name) / "opt.txt")
         # The tensors present decide the variant (an opt.txt written by hand could disagree with them).
@@ -132,8 +147,7 @@ def load_residual_transformer(
         table = "embed_proj_shared_weight" if opt.share_weight else "token_embed_weight"
         _check_vocab(sd, table, vq.nb_code + 1, vq, path)
         config = residual_config(opt, vq, clip_dim=int(sd["cond_emb.weight"].shape[1]) if "cond_emb.weight" in sd else None)
-    model = ResidualTransformer(config)
-    load_state_dict_strict(model, sd, source=path)
+        model = build_checked(lambda: ResidualTransformer(config), sd, path)
     logger.info("loaded residual transformer from %s (ep %s, it %s)", path, state.get("ep"), state.get("total_it"))
     return model.to(device).eval(), opt
 
