@@ -203,8 +203,8 @@ def ensure_dataset_ok(
     warnings = [p for p in problems if p.severity != "error"]
     if warnings:
         logger.warning("dataset %s: %d warnings, e.g. %s", root, len(warnings), warnings[0])
-    if errors:
-        listing = "\n  ".join(str(p) for p in errors)
-        raise ValueError(f"dataset {root} ({spec.name}) has {len(errors)} problem(s):\n  {listing}\n"
-                         "run python -m prepare.check_dataset for the full report")
+    if errors:   # one line (the CLIs print it as their error line); the full list is in check_dataset's report
+        listing = "; ".join(str(p) for p in errors[:3]) + ("; ..." if len(errors) > 3 else "")
+        raise ValueError(f"dataset {root} ({spec.name}) has {len(errors)} problem(s): {listing} "
+                         "(python -m prepare.check_dataset lists them all)")
     return warnings

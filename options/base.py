@@ -144,6 +144,10 @@ def coerce(value: str, tp: Any) -> Any:
     return text
 
 
+def is_name_field(key: str) -> bool:
+    return key in NAME_FIELDS or key.endswith("_name")
+
+
 def check_name(value: str, key: str) -> str:
     """A value used as one path component (run folder, file stem): no separators, at most 255 bytes."""
     if value in (".", "..") or any(c in value for c in "/\\\x00") or len(value.encode("utf-8", "replace")) > 255:
@@ -209,6 +213,8 @@ class Options:
         for f in cls._fields():
             if f.metadata.get("append") and values[f.name] is None:
                 values[f.name] = f.default_factory() if f.default_factory is not dataclasses.MISSING else []
+            if is_name_field(f.name) and isinstance(values[f.name], str):
+                check_name(values[f.name], f"--{f.name}")
         return cls(**values)
 
     # ---- opt.txt -------------------------------------------------------------------------------------------
@@ -241,8 +247,8 @@ class Options:
             if key in known:
                 try:
                     kwargs[key] = coerce(text, known[key].type)
-                    if key in NAME_FIELDS or key.endswith("_name"):
-                        check_name(kwargs[key] or "", key)
+                    if is_name_field(key) and isinstance(kwargs[key], str):
+                        check_name(kwargs[key], key)
                 except ValueError as exc:
                     raise ValueError(f"{path}: option {key!r}: {exc}") from None
             else:

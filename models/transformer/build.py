@@ -18,7 +18,7 @@ from models.transformer.residual_transformer import (
     ResidualTransformer,
     ResidualTransformerConfig,
 )
-from options.base import read_opt_file
+from options.base import coerce, read_opt_file
 from options.transformer import (
     MaskTransformerOptions,
     ResidualTransformerOptions,
@@ -57,10 +57,17 @@ class VQFacts:
             raise FileNotFoundError(f"VQ options {path} not found: the transformer's vq_name must name a VQ run "
                                     "folder next to it (or pass the VQ run folder explicitly)")
         raw = read_opt_file(path)
-        try:
-            return cls(int(raw["nb_code"]), int(raw["code_dim"]), int(raw["num_quantizers"]), str(path))
-        except KeyError as exc:
-            raise ValueError(f"{path} has no {exc.args[0]!r}: is it a VQ run's opt.txt?") from None
+        values = []
+        for key in ("nb_code", "code_dim", "num_quantizers"):
+            if key not in raw:
+                raise ValueError(f"{path} has no {key!r}: is it a VQ run's opt.txt?")
+            try:
+                values.append(coerce(raw[key], int))
+            except ValueError as exc:
+                raise ValueError(f"{path}: option {key!r}: {exc}") from None
+            if values[-1] <= 0:
+                raise ValueError(f"{path}: option {key!r} must be positive, got {values[-1]}")
+        return cls(*values, str(path))
 
     @classmethod
     def from_vq(cls, vq: Any, source: str = "VQ model") -> "VQFacts":
