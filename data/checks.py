@@ -14,6 +14,7 @@ import numpy as np
 
 from data.layout import DatasetPaths
 from data.text import read_text_file
+from utils.npy import load_npy, read_npy_header
 from utils.skeleton import DatasetSpec
 
 logger = logging.getLogger(__name__)
@@ -42,9 +43,9 @@ def _check_stats(paths: DatasetPaths, spec: DatasetSpec) -> list[Problem]:
                                     "rebuild them with python -m prepare.build_dataset (Mean/Std, spec §1.9)"))
             continue
         try:
-            arr = np.load(path)
-        except (OSError, ValueError) as exc:
-            problems.append(Problem("unreadable", str(path), f"cannot load: {exc}"))
+            arr = load_npy(path, "statistics", finite=False)
+        except ValueError as exc:
+            problems.append(Problem("unreadable", str(path), str(exc)))
             continue
         if arr.shape != (spec.dim_pose,):
             problems.append(Problem("stats_shape", str(path), f"shape {arr.shape}, expected ({spec.dim_pose},) "
@@ -59,16 +60,16 @@ def _check_stats(paths: DatasetPaths, spec: DatasetSpec) -> list[Problem]:
 def _check_motion(path: Path, spec: DatasetSpec, check_values: bool) -> tuple[list[Problem], int | None]:
     """Problems of one feature file and its frame count (None when unreadable)."""
     try:
-        motion = np.load(path, mmap_mode="r")
-    except (OSError, ValueError) as exc:
-        return [Problem("unreadable", str(path), f"cannot load: {exc}")], None
-    if motion.ndim != 2 or motion.shape[1] != spec.dim_pose:
-        return [Problem("feature_dim", str(path), f"shape {motion.shape}, expected (T, {spec.dim_pose}) "
+        shape = read_npy_header(path, "motion features").shape
+    except ValueError as exc:
+        return [Problem("unreadable", str(path), str(exc))], None
+    if len(shape) != 2 or shape[1] != spec.dim_pose:
+        return [Problem("feature_dim", str(path), f"shape {shape}, expected (T, {spec.dim_pose}) "
                         f"for dataset {spec.name}")], None
     problems = []
-    if check_values and not np.all(np.isfinite(motion)):
-        problems.append(Problem("non_finite", str(path), f"{int(np.sum(~np.isfinite(motion)))} NaN/inf values"))
-    length = int(motion.shape[0])
+    if check_values:
+        problems += _check_finite(path)
+    length = int(shape[0])
     if length < spec.min_motion_length:
         problems.append(Problem("too_short", str(path), f"{length} frames < {spec.min_motion_length}; "
                                 "the text loaders skip it", "warning"))
@@ -83,16 +84,22 @@ def _check_joints(path: Path, spec: DatasetSpec, length: int | None, check_value
         return [Problem("missing_file", str(path), "joint positions missing (needed for evaluation/plots); "
                         "regenerate with recover_from_ric", "warning")]
     try:
-        joints = np.load(path, mmap_mode="r")
-    except (OSError, ValueError) as exc:
-        return [Problem("unreadable", str(path), f"cannot load: {exc}")]
-    if joints.ndim != 3 or joints.shape[1:] != (spec.joints_num, 3):
-        return [Problem("joints_shape", str(path), f"shape {joints.shape}, expected (T, {spec.joints_num}, 3)")]
-    if length is not None and joints.shape[0] != length:
-        return [Problem("length_mismatch", str(path), f"{joints.shape[0]} frames but features have {length}",
+        shape = read_npy_header(path, "joint positions").shape
+    except ValueError as exc:
+        return [Problem("unreadable", str(path), str(exc))]
+    if len(shape) != 3 or shape[1:] != (spec.joints_num, 3):
+        return [Problem("joints_shape", str(path), f"shape {shape}, expected (T, {spec.joints_num}, 3)")]
+    if length is not None and shape[0] != length:
+        return [Problem("length_mismatch", str(path), f"{shape[0]} frames but features have {length}",
                         "warning")]
-    if check_values and not np.all(np.isfinite(joints)):
-        return [Problem("non_finite", str(path), "contains NaN or inf")]
+    return _check_finite(path) if check_values else []
+
+
+def _check_finite(path: Path) -> list[Problem]:
+    try:
+        load_npy(path, "array", dtype=np.float64)
+    except ValueError as exc:
+        return [Problem("non_finite", str(path), str(exc).removeprefix(f"array {path}: "))]
     return []
 
 
@@ -101,7 +108,7 @@ def _check_texts(path: Path) -> list[Problem]:
         annotations = read_text_file(path)
     except ValueError as exc:
         return [Problem("bad_caption", str(path), str(exc))]
-    except (OSError, UnicodeDecodeError) as exc:
+    except OSError as exc:
         return [Problem("unreadable", str(path), f"cannot read: {exc}")]
     if not annotations:
         return [Problem("no_captions", str(path), "caption file is empty")]
@@ -196,8 +203,8 @@ def ensure_dataset_ok(
     warnings = [p for p in problems if p.severity != "error"]
     if warnings:
         logger.warning("dataset %s: %d warnings, e.g. %s", root, len(warnings), warnings[0])
-    if errors:
-        listing = "\n  ".join(str(p) for p in errors)
-        raise ValueError(f"dataset {root} ({spec.name}) has {len(errors)} problem(s):\n  {listing}\n"
-                         "run python -m prepare.check_dataset for the full report")
+    if errors:   # one line (the CLIs print it as their error line); the full list is in check_dataset's report
+        listing = "; ".join(str(p) for p in errors[:3]) + ("; ..." if len(errors) > 3 else "")
+        raise ValueError(f"dataset {root} ({spec.name}) has {len(errors)} problem(s): {listing} "
+                         "(python -m prepare.check_dataset lists them all)")
     return warnings

@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Iterable
 
 import numpy as np
 
-from utils.skeleton import DatasetSpec
+from utils.npy import load_npy
+from utils.skeleton import DatasetSpec, spec_from_feature_dim
 
 logger = logging.getLogger(__name__)
 
@@ -33,3 +35,22 @@ def compute_mean_std(features: Iterable[np.ndarray], spec: DatasetSpec) -> tuple
             value = 1.0
         std[sl] = value
     return mean.astype(np.float32), std.astype(np.float32)
+
+
+def load_feature_stats(mean_file: Path, std_file: Path, what: str, dim: int | None = None
+                       ) -> tuple[np.ndarray, np.ndarray]:
+    """Validated normalisation statistics: two finite (D,) float32 vectors, every std > 0 (features are
+    divided by it); ``dim`` defaults to any dataset's feature width."""
+    mean = load_npy(mean_file, f"{what} mean", shape=(dim,))
+    std = load_npy(std_file, f"{what} std", shape=(dim,))
+    if mean.shape != std.shape:
+        raise ValueError(f"{what} mean {mean_file} has {mean.shape[0]} features but std {std_file} has {std.shape[0]}")
+    if dim is None:
+        try:
+            spec_from_feature_dim(mean.shape[0])
+        except ValueError as exc:
+            raise ValueError(f"{what} mean {mean_file}: {exc}") from None
+    if not (std > 0).all():
+        raise ValueError(f"{what} std {std_file}: {int((std <= 0).sum())} entries are <= 0 (features are divided "
+                         "by it); recompute the statistics")
+    return mean, std

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
+from data.feature_stats import load_feature_stats
 from utils.skeleton import DatasetSpec
 
 
@@ -51,13 +52,17 @@ class DatasetPaths:
         path = self.split_file(split)
         if not path.is_file():
             raise FileNotFoundError(f"split file {path} not found (expected train/val/test.txt in {self.root})")
-        return [line.strip() for line in path.read_text().splitlines() if line.strip()]
+        try:
+            text = path.read_bytes().decode("utf-8")
+        except UnicodeDecodeError:
+            raise ValueError(f"split file {path} is not UTF-8 text (expected one motion id per line)") from None
+        return [line.strip() for line in text.splitlines() if line.strip()]
 
     def load_mean_std(self) -> tuple[np.ndarray, np.ndarray]:
         for path in (self.mean_file, self.std_file):
             if not path.is_file():
                 raise FileNotFoundError(f"{path} not found: the dataset folder needs Mean.npy and Std.npy")
-        return np.load(self.mean_file).astype(np.float32), np.load(self.std_file).astype(np.float32)
+        return load_feature_stats(self.mean_file, self.std_file, "dataset")
 
 
 def apply_feat_bias(std: np.ndarray, spec: DatasetSpec, feat_bias: float = 5.0, times: int = 2) -> np.ndarray:

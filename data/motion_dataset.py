@@ -16,6 +16,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from data.layout import DatasetPaths, apply_feat_bias
 from utils.distributed import ShardedBatchSampler, make_shard_plan
+from utils.npy import load_npy, read_npy_header
 from utils.skeleton import DatasetSpec
 
 logger = logging.getLogger(__name__)
@@ -46,10 +47,11 @@ def load_split_motions(paths: DatasetPaths, split: str, spec: DatasetSpec, min_f
         if not path.is_file():
             missing.append(motion_id)
             continue
-        motion = np.load(path)
-        if motion.ndim != 2 or motion.shape[1] != spec.dim_pose:
-            raise ValueError(f"{path} has shape {motion.shape}, but dataset_name {spec.name} expects "
-                             f"(T, {spec.dim_pose}) features: wrong --dataset_name or --data_root?")
+        shape = read_npy_header(path, "motion features").shape
+        if len(shape) != 2 or shape[1] != spec.dim_pose:
+            raise ValueError(f"{path} has shape {shape}, but dataset_name {spec.name} expects "
+                             f"(T, {spec.dim_pose}) features: wrong dataset_name or data_root?")
+        motion = load_npy(path, "motion features")
         if motion.shape[0] < min_frames:
             short += 1
             continue

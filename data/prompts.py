@@ -23,7 +23,7 @@ def check_caption(text: str, where: str = "--text") -> str:
     """Strip a caption; reject empty or absurdly long ones with a message naming ``where``."""
     caption = text.strip()
     if not caption:
-        raise ValueError(f"{where}: empty caption; describe the motion, e.g. --text \"a person walks forward\"")
+        raise ValueError(f"{where}: empty caption; describe the motion, e.g. \"a person walks forward\"")
     if len(caption) > MAX_CAPTION_CHARS:
         raise ValueError(f"{where}: caption has {len(caption)} characters; the limit is {MAX_CAPTION_CHARS}")
     return caption
@@ -53,6 +53,8 @@ def parse_prompt_file(path: str | Path, max_frames: int = 196, unit_length: int 
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError:
         raise ValueError(f"prompt file {path} is not UTF-8 text") from None
+    if "\x00" in text:
+        raise ValueError(f"prompt file {path} is not text (it contains NUL bytes)")
     prompts: list[Prompt] = []
     for lineno, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
@@ -64,7 +66,7 @@ def parse_prompt_file(path: str | Path, max_frames: int = 196, unit_length: int 
         if not sep or length.upper() in ("NA", ""):
             prompts.append(Prompt(caption))
             continue
-        if not re.fullmatch(r"\d+", length):
+        if not re.fullmatch(r"\d{1,9}", length):
             raise ValueError(f"{where}: length {length!r} is not a whole number of frames (or NA to estimate)")
         prompts.append(Prompt(caption, check_length(int(length), max_frames, unit_length, where)))
         if len(prompts) > MAX_PROMPTS:
@@ -77,14 +79,22 @@ def parse_prompt_file(path: str | Path, max_frames: int = 196, unit_length: int 
 _BOUND = re.compile(r"^\s*(?:(?P<sec>\d+(?:\.\d*)?|\.\d+)s|(?P<frac>\d*\.\d+|\d+\.\d*)|(?P<frame>\d+)|(?P<empty>))\s*$")
 
 
+MAX_BOUND_CHARS = 32
+
+
+def _shorten(text: str) -> str:
+    return text if len(text) <= MAX_BOUND_CHARS else text[:MAX_BOUND_CHARS] + "..."
+
+
 def _bound_to_frame(text: str, total_frames: int, fps: float, default: int, where: str) -> int:
-    m = _BOUND.match(text)
+    m = _BOUND.match(text) if len(text) <= MAX_BOUND_CHARS else None
     if m is None:
-        raise ValueError(f"{where}: {text!r} is not a time: use frames (59), seconds (2.5s) or a fraction (0.3)")
+        raise ValueError(f"{where}: {_shorten(text)!r} is not a time: use frames (59), seconds (2.5s) or a fraction (0.3)")
     if m["empty"] is not None:
         return default
     if m["sec"] is not None:
-        return int(round(float(m["sec"]) * fps))
+        frame = float(m["sec"]) * fps
+        return int(round(frame)) if frame <= total_frames else total_frames + 1   # past the end: refused below
     if m["frac"] is not None:
         frac = float(m["frac"])
         if frac > 1.0:
@@ -107,7 +117,7 @@ def parse_edit_sections(sections: list[str], total_frames: int, fps: float, unit
     n_tokens = total_frames // unit_length
     spans = []
     for section in sections:
-        where = f"--mask_edit_section {section!r}"
+        where = f"--mask_edit_section {_shorten(section)!r}"
         parts = section.split(",")
         if len(parts) != 2:
             raise ValueError(f"{where}: expected 'start,end' (e.g. 1s,3s, ,2s or 0.5,)")

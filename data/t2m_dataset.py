@@ -28,6 +28,7 @@ from torch.utils.data import Dataset, default_collate, get_worker_info
 
 from data.layout import DatasetPaths
 from data.text import MAX_TEXT_LEN, TextAnnotation, pad_tokens, read_text_file
+from utils.npy import load_npy, read_npy_header
 from utils.skeleton import DatasetSpec
 
 logger = logging.getLogger(__name__)
@@ -74,13 +75,13 @@ def _unique_sub_name(clip_id: str, taken: set[str], rng: np.random.Generator) ->
 
 def load_motion(path: Path, dim_pose: int) -> np.ndarray:
     """A ``new_joint_vecs`` file as float32 (T, D); clear error on a wrong shape."""
-    motion = np.load(path)
-    if motion.ndim != 2 or motion.shape[1] != dim_pose:
+    header = read_npy_header(path, "motion features")
+    if len(header.shape) != 2 or header.shape[1] != dim_pose:
         raise ValueError(
-            f"{path}: features have shape {motion.shape}, expected (T, {dim_pose}); "
-            "is --dataset_name right for this data_root? (python -m prepare.check_dataset lists all problems)"
+            f"{path}: features have shape {header.shape}, expected (T, {dim_pose}); "
+            "is dataset_name right for this data_root? (python -m prepare.check_dataset lists all problems)"
         )
-    return motion.astype(np.float32, copy=False)
+    return load_npy(path, "motion features")
 
 
 def build_text_motion_items(

@@ -31,7 +31,9 @@ def _parse_time(text: str, where: str) -> float:
     try:
         value = float(text)
     except ValueError:
-        raise ValueError(f"{where}: time {text!r} is not a number (expected seconds, 0.0 or nan)") from None
+        raise ValueError(f"{where}: time {text[:40]!r} is not a number (expected seconds, 0.0 or nan)") from None
+    if math.isinf(value) or value < 0:
+        raise ValueError(f"{where}: time {text[:40]!r} must be a finite number of seconds >= 0 (or nan)")
     # Spec §1.1: nan means "not given", treated as 0.0.
     return 0.0 if math.isnan(value) else value
 
@@ -41,7 +43,7 @@ def parse_text_line(line: str, where: str = "<line>") -> TextAnnotation:
     # Split from the right so a caption that itself contains '#' stays intact.
     parts = line.strip().rsplit("#", 3)
     if len(parts) != 4:
-        raise ValueError(f"{where}: expected 'caption#word/POS ...#start#end', got {line.strip()!r}")
+        raise ValueError(f"{where}: expected 'caption#word/POS ...#start#end', got {line.strip()[:80]!r}")
     caption, tokens, start, end = parts
     return TextAnnotation(
         caption=caption,
@@ -59,7 +61,10 @@ def format_text_line(annotation: TextAnnotation) -> str:
 def read_text_file(path: str | Path) -> list[TextAnnotation]:
     """All annotations of one ``texts/<id>.txt`` file (blank lines skipped)."""
     path = Path(path)
-    lines = path.read_text(encoding="utf-8").splitlines()
+    try:
+        lines = path.read_bytes().decode("utf-8").splitlines()
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"caption file {path} is not UTF-8 text (byte {exc.start})") from None
     return [parse_text_line(line, f"{path}:{i + 1}") for i, line in enumerate(lines) if line.strip()]
 
 

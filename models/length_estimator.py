@@ -10,7 +10,12 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from utils.checkpoint import CheckpointError, load_state_dict_strict
+from utils.checkpoint import (
+    CheckpointError,
+    build_checked,
+    check_model_args,
+    check_state_dict,
+)
 
 # The released estimator: hidden widths 512 -> 256 -> 128, 50 classes (200 frames // 4).
 HIDDEN = (512, 256, 128)
@@ -65,17 +70,16 @@ def build_length_estimator(state: dict[str, Any], source: str = "checkpoint") ->
     if "estimator" not in state:
         raise CheckpointError(f"{source} has no 'estimator' entry (it has {sorted(state)[:8]}): "
                               "is it a length-estimator checkpoint?")
-    weights = state["estimator"]
+    weights = check_state_dict(state["estimator"], source, "estimator")
     args = state.get("model_args")
     if args is None:
         try:
             args = {"input_size": int(weights["output.0.weight"].shape[1]),
                     "output_size": int(weights["output.11.weight"].shape[0])}
-        except KeyError as exc:
+        except (KeyError, IndexError) as exc:
             raise CheckpointError(f"{source}: estimator weights lack {exc.args[0]}") from None
-    model = LengthEstimator(**args)
-    load_state_dict_strict(model, weights, source=source)
-    return model
+    args = check_model_args(args, source)
+    return build_checked(lambda: LengthEstimator(**args), weights, source)
 
 
 def estimate_lengths(

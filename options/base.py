@@ -10,6 +10,8 @@ import argparse
 import ast
 import dataclasses
 import logging
+import math
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -59,10 +61,76 @@ def _base_type(tp: Any) -> tuple[Any, bool]:
     return tp, False
 
 
+MAX_VALUE_CHARS = 4096          # one option value (opt.txt line or flag)
+MAX_OPT_FILE_BYTES = 1_000_000
+MAX_INT = 2**63 - 1             # int64, what torch and NumPy take
+# Options whose value becomes one path component (a run folder, a log file stem).
+NAME_FIELDS = ("name", "ext", "which_epoch")
+
+
+def _shorten(text: str, limit: int = 40) -> str:
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def _as_int(value: Any) -> int:
+    """An int from an int, an integral float or their text (``"3"``, ``"3.0"``, ``"1e3"``), within int64."""
+    if isinstance(value, bool):
+        raise ValueError(f"expected an integer, got {value!r}")
+    if isinstance(value, str):
+        text = value.strip()
+        if re.fullmatch(r"[+-]?\d{1,19}", text):
+            value = int(text)
+        else:
+            value = _as_float(text)
+    if isinstance(value, float):
+        if value != int(value):
+            raise ValueError(f"expected an integer, got {value!r}")
+        value = int(value)
+    if not isinstance(value, int):
+        raise ValueError(f"expected an integer, got {_shorten(repr(value))}")
+    if abs(value) > MAX_INT:
+        raise ValueError(f"expected an integer of at most {len(str(MAX_INT))} digits, got {_shorten(str(value))!r}")
+    return value
+
+
+def _as_float(value: Any) -> float:
+    """A finite float from a number or its text."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise ValueError(f"expected a number, got {_shorten(repr(value))}")
+    try:
+        x = float(value)
+    except (ValueError, OverflowError):
+        raise ValueError(f"expected a number, got {_shorten(str(value))!r}") from None
+    if not math.isfinite(x):
+        raise ValueError(f"expected a finite number, got {_shorten(str(value))!r}")
+    return x
+
+
+def _as_item(value: Any, tp: Any) -> Any:
+    if tp is int:
+        return _as_int(value)
+    if tp is float:
+        return _as_float(value)
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        return coerce(str(value), bool)
+    if not isinstance(value, str):
+        raise ValueError(f"expected text, got {_shorten(repr(value))}")
+    return value
+
+
 def coerce(value: str, tp: Any) -> Any:
-    """Parse the text form of an option value (as written in opt.txt or on the command line)."""
+    """Parse the text form of an option value (as written in opt.txt or on the command line).
+
+    Strict: ints are whole numbers within int64, floats finite, lists hold items of the declared type (no
+    ``None`` items, no nesting); anything else is a ``ValueError`` saying what was expected."""
     inner, optional = _base_type(tp)
     text = value.strip()
+    if len(text) > MAX_VALUE_CHARS:
+        raise ValueError(f"value has {len(text)} characters; the limit is {MAX_VALUE_CHARS}")
+    if "\x00" in text:
+        raise ValueError("value contains a NUL character")
     if optional and text in ("None", ""):
         return None
     if inner is bool:
@@ -70,14 +138,44 @@ def coerce(value: str, tp: Any) -> Any:
             return True
         if text in ("False", "false", "0"):
             return False
-        raise ValueError(f"expected True/False, got {value!r}")
+        raise ValueError(f"expected True/False, got {_shorten(value)!r}")
     if typing.get_origin(inner) is list:
         (item_tp,) = typing.get_args(inner) or (str,)
-        parsed = ast.literal_eval(text) if text.startswith("[") else [p for p in text.replace(",", " ").split()]
-        return [item_tp(v) if not isinstance(v, item_tp) else v for v in parsed]
-    if inner in (int, float, str):
-        return inner(float(text)) if inner is int and "." in text else inner(text)
+        if text.startswith("["):
+            try:
+                parsed = ast.literal_eval(text)
+            except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+                raise ValueError(f"expected a list like [1, 2], got {_shorten(text)!r}") from None
+            if not isinstance(parsed, (list, tuple)):
+                raise ValueError(f"expected a list like [1, 2], got {_shorten(text)!r}")
+        else:
+            parsed = text.replace(",", " ").split()
+        return [_as_item(v, item_tp) for v in parsed]
+    if inner in (int, float):
+        return _as_item(text, inner)
     return text
+
+
+def is_name_field(key: str) -> bool:
+    return key in NAME_FIELDS or key.endswith("_name")
+
+
+def check_name(value: str, key: str) -> str:
+    """A value used as one path component (run folder, file stem): no separators, at most 255 bytes."""
+    if value in (".", "..") or any(c in value for c in "/\\\x00") or len(value.encode("utf-8", "replace")) > 255:
+        raise ValueError(f"{key} {_shorten(value)!r} is not a usable folder/file name (at most 255 bytes, no '/', "
+                         f"'\\' or NUL, not '.' or '..')")
+    return value
+
+
+def _flag_type(tp: Any) -> Any:
+    """argparse ``type=``: coerce, with the reason in argparse's one-line error ("argument --x: ...")."""
+    def parse(text: str) -> Any:
+        try:
+            return coerce(text, tp)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+    return parse
 
 
 @dataclass
@@ -140,7 +238,7 @@ class Options:
                 else:
                     p.add_argument(*flags, type=item_tp, nargs="*", default=default, help=helptext)
             else:
-                p.add_argument(*flags, type=lambda s, t=f.type: coerce(s, t), default=default, help=helptext)
+                p.add_argument(*flags, type=_flag_type(f.type), default=default, help=helptext)
         return p
 
     @classmethod
@@ -150,6 +248,8 @@ class Options:
         for f in cls._fields():
             if f.metadata.get("append") and values[f.name] is None:
                 values[f.name] = f.default_factory() if f.default_factory is not dataclasses.MISSING else []
+            if is_name_field(f.name) and isinstance(values[f.name], str):
+                check_name(values[f.name], f"--{f.name}")
         return cls(**values)
 
     # ---- opt.txt -------------------------------------------------------------------------------------------
@@ -179,20 +279,35 @@ class Options:
             if key in known:
                 try:
                     kwargs[key] = coerce(text, known[key].type)
-                except (ValueError, SyntaxError) as exc:
-                    raise ValueError(f"{path}: option {key!r} has value {text!r}: {exc}") from None
+                    if is_name_field(key) and isinstance(kwargs[key], str):
+                        check_name(kwargs[key], key)
+                except ValueError as exc:
+                    raise ValueError(f"{path}: option {key!r}: {exc}") from None
             else:
                 extra[key] = text
         if extra:
             logger.debug("%s: keeping %d option(s) this version does not use: %s", path, len(extra), sorted(extra))
         kwargs.update(overrides)
-        return cls(**kwargs, extra=extra)
+        try:
+            return cls(**kwargs, extra=extra)
+        except (ValueError, ArithmeticError) as exc:
+            # The checks are written for flags ("--nb_code must be positive"); here the value came from the file.
+            reason = re.sub(r"--(\w+)", r"\1", str(exc) or exc.__class__.__name__)
+            raise ValueError(f"{path}: {reason} (value read from this file)") from None
 
 
 def read_opt_file(path: str | Path) -> dict[str, str]:
     """``key -> value text`` of an opt.txt; tolerant of values that contain ``': '`` and of blank lines."""
+    path = Path(path)
+    size = path.stat().st_size
+    if size > MAX_OPT_FILE_BYTES:
+        raise ValueError(f"options file {path} is {size} bytes; an opt.txt is a few kB (wrong file?)")
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"options file {path} is not UTF-8 text (byte {exc.start}); expected 'key: value' lines") from None
     out: dict[str, str] = {}
-    for lineno, line in enumerate(Path(path).read_text().splitlines(), start=1):
+    for lineno, line in enumerate(text.splitlines(), start=1):
         line = line.rstrip("\n")
         if not line.strip() or line.startswith("----"):
             continue
@@ -201,6 +316,6 @@ def read_opt_file(path: str | Path) -> dict[str, str]:
             if line.endswith(":"):
                 key, value = line[:-1], ""
             else:
-                raise ValueError(f"{path}:{lineno}: expected 'key: value', got {line!r}")
+                raise ValueError(f"{path}:{lineno}: expected 'key: value', got {_shorten(line)!r}")
         out[key.strip()] = value
     return out

@@ -66,6 +66,8 @@ class VQOptions(TrainingOptions, ResumeOptions, ScaleOutOptions, ScheduleOptions
             raise ValueError(f"--output_emb_width ({self.output_emb_width}) must equal --code_dim ({self.code_dim})")
         if not 0.0 <= self.quantize_dropout_prob < 1.0:
             raise ValueError(f"--quantize_dropout_prob must be in [0, 1), got {self.quantize_dropout_prob}")
+        if not (1 <= self.stride_t <= 8 and 0 <= self.down_t <= 8):   # before the power below (huge values hang)
+            raise ValueError(f"--stride_t must be in 1..8 and --down_t in 0..8, got {self.stride_t}, {self.down_t}")
         if self.window_size % (self.stride_t ** self.down_t):
             raise ValueError(f"--window_size {self.window_size} must be a multiple of "
                              f"stride_t**down_t = {self.stride_t ** self.down_t}")

@@ -113,7 +113,7 @@ def test_cli_missing_and_unsupported_files(tmp_path: Path, capsys) -> None:
     assert "unsupported extension '.xyz'" in _fails([str(src), str(tmp_path / "o.xyz")], capsys)
     bad = tmp_path / "bad.npy"
     bad.write_text("not numpy")
-    assert "not a readable .npy" in _fails([str(bad), str(tmp_path / "o.npy")], capsys)
+    assert "not a .npy file" in _fails([str(bad), str(tmp_path / "o.npy")], capsys)
 
 
 def test_cli_bad_input_subprocess(tmp_path: Path) -> None:

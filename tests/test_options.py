@@ -50,7 +50,7 @@ def test_bad_values_are_named(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="unknown dataset_name 'humanml4'"):
         _Demo.parse(["--dataset_name", "humanml4"])
     (tmp_path / "opt.txt").write_text(f"{OPT_HEADER}\nlr: fast\n{OPT_FOOTER}\n")
-    with pytest.raises(ValueError, match="option 'lr' has value 'fast'"):
+    with pytest.raises(ValueError, match="option 'lr': expected a number, got 'fast'"):
         _Demo.load(tmp_path / "opt.txt")
     with pytest.raises(FileNotFoundError, match="opt.txt"):
         _Demo.load(tmp_path / "missing" / "opt.txt")

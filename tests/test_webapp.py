@@ -125,7 +125,7 @@ def test_bad_uploads_and_spans_are_refused_clearly(service: DemoService, tmp_pat
     np.save(tmp_path / "ok.npy", np.zeros((80, 263), np.float32))
     (tmp_path / "motion.txt").write_text("1 2 3")
     (tmp_path / "bad.bvh").write_text("HIERARCHY\nnonsense")
-    cases = [("notes.npy", 1, 2, r"uploaded file 'notes.npy': notes.npy: not a readable \.npy"),
+    cases = [("notes.npy", 1, 2, r"uploaded file 'notes.npy': motion notes.npy: not a \.npy file"),
              ("image.npy", 1, 2, r"'image.npy'.*\(32, 32\)"),
              ("long.npy", 1, 2, "has 400 frames; the demo edits at most 196"),
              ("motion.txt", 1, 2, "unsupported extension '.txt'"),

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from utils.checkpoint import atomic_write
+from utils.npy import check_output
 from utils.quaternion import euler_to_quat, qmul, qrot
 
 POSITION_CHANNELS = ("Xposition", "Yposition", "Zposition")
@@ -61,77 +62,151 @@ class BvhMotion:
 # ----------------------------------------------------------------------------------------------------------------
 # Reading
 
-_TOKEN = re.compile(r"\S+")
+MAX_BVH_BYTES = 256 * 2**20
+MAX_CHANNELS = 6                 # per joint: at most three position and three rotation channels
+_COUNT = re.compile(r"\d{1,9}")
 
 
-def parse_bvh(text: str, source: str = "<string>") -> BvhMotion:
-    """Parse BVH text (any channel orders, any number of position channels, End Sites)."""
-    head, sep, motion = text.partition("MOTION")
-    if not sep:
-        raise ValueError(f"{source}: not a BVH file (no MOTION section)")
-    tokens = _TOKEN.findall(head)
-    if not tokens or tokens[0] != "HIERARCHY":
-        raise ValueError(f"{source}: not a BVH file (does not start with HIERARCHY)")
+def _number(tok: str, what: str) -> float:
+    try:
+        value = float(tok)
+    except ValueError:
+        raise ValueError(f"{what} must be a number, found {tok[:40]!r}") from None
+    if not np.isfinite(value):
+        raise ValueError(f"{what} must be finite, found {tok[:40]!r}")
+    return value
+
+
+def _parse_hierarchy(tokens: list[str]) -> tuple[list[str], list[int], np.ndarray, list[tuple[str, ...]],
+                                                 dict[int, np.ndarray]]:
+    """Joints of the HIERARCHY tokens (after the keyword). Every step moves the cursor forward, so any input
+    ends in at most ``len(tokens)`` steps; every structural mistake is a ``ValueError``."""
     names: list[str] = []
     parents: list[int] = []
     offsets: list[list[float]] = []
     channels: list[tuple[str, ...]] = []
     end_sites: dict[int, np.ndarray] = {}
-    stack: list[int] = []          # open joints; -2 marks an open End Site
-    pending = -1                   # parent of the next "{"
-    i = 1
-    try:
-        while i < len(tokens):
-            tok = tokens[i]
-            if tok in ("ROOT", "JOINT"):
-                names.append(tokens[i + 1])
-                parents.append(stack[-1] if stack else -1)
-                offsets.append([0.0, 0.0, 0.0])
-                channels.append(())
-                pending = len(names) - 1
-                i += 2
-            elif tok == "End":
-                pending = -2
-                i += 2
-            elif tok == "{":
-                stack.append(pending)
-                i += 1
-            elif tok == "}":
-                stack.pop()
-                i += 1
-            elif tok == "OFFSET":
-                value = np.array([float(v) for v in tokens[i + 1:i + 4]])
-                if stack[-1] == -2:
-                    end_sites[stack[-2]] = value
-                else:
-                    offsets[stack[-1]] = value.tolist()
-                i += 4
-            elif tok == "CHANNELS":
-                n = int(tokens[i + 1])
-                channels[stack[-1]] = tuple(tokens[i + 2:i + 2 + n])
-                i += 2 + n
-            else:
-                raise ValueError(f"unexpected token {tok!r}")
-    except (IndexError, ValueError) as exc:
-        raise ValueError(f"{source}: malformed BVH hierarchy near token {i}: {exc}") from None
-    if not names or stack:
-        raise ValueError(f"{source}: malformed BVH hierarchy (no joints or unbalanced braces)")
-    for j, chans in enumerate(channels):
-        unknown = [c for c in chans if c not in POSITION_CHANNELS + ROTATION_CHANNELS]
-        if unknown:
-            raise ValueError(f"{source}: joint {names[j]!r} has unknown channels {unknown}")
+    stack: list[int] = []          # open blocks: joint index, or -2 for an End Site
+    pending: int | None = None     # the block the next "{" opens
+    has_offset: set[int] = set()
+    i = 0
 
-    m = re.search(r"Frames:\s*(\d+)\s*Frame Time:\s*(\S+)", motion)
-    if m is None:
-        raise ValueError(f"{source}: MOTION section lacks 'Frames:' / 'Frame Time:'")
-    num_frames, frame_time = int(m.group(1)), float(m.group(2))
+    def take(k: int, what: str) -> list[str]:
+        if i + k > len(tokens):
+            raise ValueError(f"file ends inside {what}")
+        return tokens[i:i + k]
+
+    while i < len(tokens):
+        tok = tokens[i]
+        top = stack[-1] if stack else None
+        if pending is not None and tok != "{":
+            raise ValueError(f"expected '{{' after {'End Site' if pending == -2 else repr(names[pending])}, "
+                             f"found {tok[:40]!r}")
+        if tok in ("ROOT", "JOINT"):
+            if (tok == "ROOT") != (not names) or (tok == "JOINT" and (top is None or top < 0)):
+                raise ValueError(f"{tok} is not allowed here (one ROOT first; JOINTs only inside a joint)")
+            (name,) = take(2, f"{tok} line")[1:]
+            if name in names:
+                raise ValueError(f"joint name {name!r} appears twice")
+            names.append(name)
+            parents.append(-1 if top is None else top)
+            offsets.append([0.0, 0.0, 0.0])
+            channels.append(())
+            pending = len(names) - 1
+            i += 2
+        elif tok == "End":
+            if take(2, "End Site line")[1] != "Site" or top is None or top < 0:
+                raise ValueError("'End' must read 'End Site' and sit inside a joint")
+            pending = -2
+            i += 2
+        elif tok == "{":
+            if pending is None:
+                raise ValueError("'{' without a ROOT, JOINT or End Site before it")
+            stack.append(pending)
+            pending = None
+            i += 1
+        elif tok == "}":
+            if top is None:
+                raise ValueError("'}' without a matching '{'")
+            stack.pop()
+            i += 1
+        elif tok == "OFFSET":
+            if top is None or top in has_offset:
+                raise ValueError("OFFSET outside a joint, or twice in one joint")
+            what = "End Site OFFSET" if top == -2 else f"OFFSET of joint {names[top]!r}"
+            value = [_number(v, what) for v in take(4, what)[1:]]
+            if top == -2:
+                end_sites[stack[-2]] = np.array(value)
+            else:
+                offsets[top] = value
+                has_offset.add(top)
+            i += 4
+        elif tok == "CHANNELS":
+            if top is None or top < 0 or channels[top]:
+                raise ValueError("CHANNELS outside a joint, or twice in one joint")
+            count = take(2, "CHANNELS line")[1]
+            if not _COUNT.fullmatch(count) or int(count) > MAX_CHANNELS:
+                raise ValueError(f"CHANNELS count of joint {names[top]!r} must be 0..{MAX_CHANNELS}, "
+                                 f"found {count[:40]!r}")
+            chans = tuple(take(2 + int(count), "CHANNELS line")[2:])
+            unknown = [c for c in chans if c not in POSITION_CHANNELS + ROTATION_CHANNELS]
+            if unknown:
+                raise ValueError(f"joint {names[top]!r} has unknown channels {unknown[:6]}")
+            if len(set(chans)) != len(chans):
+                raise ValueError(f"joint {names[top]!r} repeats a channel: {list(chans)}")
+            if sum(c in ROTATION_CHANNELS for c in chans) not in (0, 3):
+                raise ValueError(f"joint {names[top]!r} has channels {list(chans)}: rotations need all three "
+                                 "axes or none")
+            channels[top] = chans
+            i += 2 + int(count)
+        else:
+            raise ValueError(f"unexpected token {tok[:40]!r}")
+    if not names or stack or pending is not None:
+        raise ValueError("no joints, or unbalanced braces")
+    return names, parents, np.array(offsets, dtype=np.float64), channels, end_sites
+
+
+def parse_bvh(text: str, source: str = "<string>") -> BvhMotion:
+    """Parse BVH text (any channel orders, any number of position channels, End Sites).
+
+    Work and memory are bounded by the text's length (frame counts are checked against the values present);
+    any malformed input raises a ``ValueError`` naming ``source``."""
+    tokens = text.split()
+    if not tokens or tokens[0] != "HIERARCHY":
+        raise ValueError(f"{source}: not a BVH file (does not start with HIERARCHY)")
+    if "MOTION" not in tokens:
+        raise ValueError(f"{source}: not a BVH file (no MOTION section)")
+    split = tokens.index("MOTION")
+    try:
+        names, parents, offsets_arr, channels, end_sites = _parse_hierarchy(tokens[1:split])
+    except ValueError as exc:
+        raise ValueError(f"{source}: malformed BVH hierarchy: {exc}") from None
+    motion = tokens[split + 1:]
+    if motion[:1] != ["Frames:"] or motion[2:4] != ["Frame", "Time:"] or len(motion) < 5:
+        raise ValueError(f"{source}: MOTION section must start with 'Frames: N' and 'Frame Time: seconds'")
+    if not _COUNT.fullmatch(motion[1]):
+        raise ValueError(f"{source}: 'Frames:' must be a whole number (at most 9 digits), found {motion[1][:40]!r}")
+    num_frames = int(motion[1])
+    try:
+        frame_time = _number(motion[4], "Frame Time")
+    except ValueError as exc:
+        raise ValueError(f"{source}: {exc}") from None
+    if frame_time <= 0:
+        raise ValueError(f"{source}: Frame Time must be positive, found {motion[4]!r}")
     width = sum(len(c) for c in channels)
-    values = np.array(motion[m.end():].split(), dtype=np.float64)
-    if values.size != num_frames * width:
+    if width == 0:
+        raise ValueError(f"{source}: no joint has CHANNELS, so there is no motion to read")
+    body = motion[5:]
+    if len(body) != num_frames * width:
         raise ValueError(f"{source}: expected {num_frames} frames x {width} channels = {num_frames * width} values, "
-                         f"found {values.size}")
-    values = values.reshape(num_frames, width)
-    offsets_arr = np.array(offsets, dtype=np.float64)
+                         f"found {len(body)}")
+    try:
+        values = np.array(body, dtype=np.float64).reshape(num_frames, width)
+    except ValueError:
+        bad = next(v for v in body if not _is_float(v))
+        raise ValueError(f"{source}: frame values must be numbers, found {bad[:40]!r}") from None
+    if not np.isfinite(values).all():
+        raise ValueError(f"{source}: frame values contain NaN or infinity")
     rotations = np.zeros((num_frames, len(names), 3))
     positions = np.repeat(offsets_arr[None], num_frames, axis=0)
     col = 0
@@ -148,12 +223,27 @@ def parse_bvh(text: str, source: str = "<string>") -> BvhMotion:
                      frame_time, end_sites)
 
 
+def _is_float(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
 def read_bvh(path: str | os.PathLike[str]) -> BvhMotion:
-    """Read a BVH file; see :func:`parse_bvh`."""
+    """Read a BVH file (ASCII/UTF-8 text, at most :data:`MAX_BVH_BYTES`); see :func:`parse_bvh`."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"BVH file {path} not found")
-    return parse_bvh(path.read_text(), source=str(path))
+    size = path.stat().st_size
+    if size > MAX_BVH_BYTES:
+        raise ValueError(f"BVH file {path} is {size} bytes; the limit is {MAX_BVH_BYTES}")
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"BVH file {path} is not text (byte {exc.start} is not ASCII/UTF-8)") from None
+    return parse_bvh(text, source=str(path))
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -206,8 +296,11 @@ def format_bvh(motion: BvhMotion, precision: int = 6) -> str:
 
 
 def write_bvh(path: str | os.PathLike[str], motion: BvhMotion, precision: int = 6) -> Path:
-    """Write ``motion`` to ``path`` atomically (a temporary file renamed into place)."""
+    """Write ``motion`` to ``path`` atomically (a temporary file renamed into place); NaN/inf are refused
+    before anything is written."""
     path = Path(path)
+    for values in (motion.offsets, motion.rotations, motion.positions, *motion.end_sites.values()):
+        check_output(values, path, "BVH")
     with atomic_write(path) as tmp:
         tmp.write_text(format_bvh(motion, precision))
     return path

@@ -25,9 +25,13 @@ from utils.checkpoint import atomic_write
 from utils.cli import run_cli
 from utils.log import setup_logging
 from utils.motion import check_features, check_joints, extract_features, recover_from_ric
+from utils.npy import check_output, load_npy
 from utils.skeleton import DatasetSpec, get_dataset_spec
 
 logger = logging.getLogger(__name__)
+
+MAX_MOTION_ABS = 1e5      # feature values / joint coordinates; larger ones overflow the kinematics (float32)
+MIN_BONE = 1e-5           # a joint this close to its parent is a collapsed skeleton (IK would divide by zero)
 
 
 @dataclass(frozen=True)
@@ -78,24 +82,31 @@ def motion_from_array(arr: np.ndarray, spec: DatasetSpec | None, source: str,
         return Motion(spec, features=arr.astype(np.float32), feet_thre=feet_thre)
     if arr.ndim == 3 and arr.shape[-1] == 3:
         spec = check_joints(arr, spec, name=source)
+        check_bones(arr, spec, source)
         return Motion(spec, joints=arr.astype(np.float32), feet_thre=feet_thre)
     raise ValueError(f"{source}: expected features (T, 263|251) or joints (T, 22|21, 3), got shape {arr.shape}")
 
 
+def check_bones(joints: np.ndarray, spec: DatasetSpec, source: str) -> None:
+    """Every joint must sit away from its parent in every frame: (T, J, 3) positions of ``spec``'s skeleton."""
+    parents = np.array(spec.parents[1:])
+    lengths = np.linalg.norm(joints[:, 1:] - joints[:, parents], axis=-1)          # (T, J-1)
+    if (lengths < MIN_BONE).any():
+        t, b = np.argwhere(lengths < MIN_BONE)[0]
+        raise ValueError(f"{source}: joint {spec.joint_names[b + 1]!r} coincides with its parent "
+                         f"{spec.joint_names[parents[b]]!r} at frame {t} (collapsed or all-zero skeleton); "
+                         "expected joint positions of a body")
+
+
 def read_npy(path: Path, spec: DatasetSpec | None, args: argparse.Namespace) -> Motion:
-    try:
-        arr = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as exc:
-        raise ValueError(f"{path}: not a readable .npy array ({exc})") from None
-    if not np.issubdtype(arr.dtype, np.number):
-        raise ValueError(f"{path}: expected a numeric array, got dtype {arr.dtype}")
+    arr = load_npy(path, "motion", ndim=(2, 3), max_abs=MAX_MOTION_ABS)
     return motion_from_array(arr, spec, str(path), getattr(args, "feet_thre", None))
 
 
 def write_npy(motion: Motion, path: Path, args: argparse.Namespace) -> None:
     """Features -> joints or joints -> features (``--to`` overrides)."""
     target = getattr(args, "to", None) or ("joints" if motion.kind == "features" else "features")
-    arr = motion.as_joints() if target == "joints" else motion.as_features()
+    arr = check_output(motion.as_joints() if target == "joints" else motion.as_features(), path, target)
     np.save(path, arr)
     logger.info("%s %s -> %s %s (%s)", motion.kind, motion.spec.name, target, arr.shape, path.suffix)
 

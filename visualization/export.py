@@ -12,8 +12,10 @@ from typing import Protocol, Sequence
 import numpy as np
 
 from utils.checkpoint import atomic_write
+from utils.npy import check_output
 from utils.skeleton import DatasetSpec
-from visualization.joints2bvh import rig_for, save_bvh
+from visualization.bvh import write_bvh
+from visualization.joints2bvh import joints_to_bvh, rig_for
 from visualization.render import render_motion
 
 
@@ -24,9 +26,10 @@ class GeneratedMotion(Protocol):
 
 
 def save_npy(path: Path, array: np.ndarray) -> Path:
-    """``np.save`` through a temporary file and a rename."""
+    """``np.save`` through a temporary file and a rename; NaN/inf are refused before anything is written."""
+    array = check_output(np.asarray(array, dtype=np.float32), path)
     with atomic_write(path) as tmp:
-        np.save(tmp, np.asarray(array, dtype=np.float32))
+        np.save(tmp, array)
     return path
 
 
@@ -43,17 +46,27 @@ class MotionWriter:
         self.foot_cleanup = foot_cleanup
 
     def write(self, motion: GeneratedMotion, sample: int, repeat: int) -> list[Path]:
-        """All outputs of one motion; returns the paths written."""
+        """All outputs of one motion; returns the paths written.
+
+        Everything is computed and checked (finite values) before the first file is written, so a degenerate
+        motion leaves every existing output as it was."""
         stem = f"sample{sample}_repeat{repeat}_len{motion.joints.shape[0]}"
         anim = self.root / "animations" / str(sample)
+        check_output(motion.joints, anim / stem, "joints")
+        check_output(motion.features, anim / stem, "features")
+        bvh = None
+        if "bvh" in self.kinds:
+            contacts = motion.features[:, self.spec.feature_slices["foot_contact"]] > 0.5 if self.foot_cleanup else None
+            bvh = joints_to_bvh(motion.joints, self.spec, offsets=self.bvh_offsets, foot_cleanup=self.foot_cleanup,
+                                contacts=contacts)
+            for values in (bvh.rotations, bvh.positions, bvh.offsets):
+                check_output(values, anim / f"{stem}.bvh", "BVH")
         written = []
         if "npy" in self.kinds:
             written.append(save_npy(self.root / "joints" / str(sample) / f"{stem}.npy", motion.joints))
             written.append(save_npy(self.root / "features" / str(sample) / f"{stem}.npy", motion.features))
-        if "bvh" in self.kinds:
-            contacts = motion.features[:, self.spec.feature_slices["foot_contact"]] > 0.5 if self.foot_cleanup else None
-            written.append(save_bvh(motion.joints, anim / f"{stem}.bvh", self.spec, offsets=self.bvh_offsets,
-                                    foot_cleanup=self.foot_cleanup, contacts=contacts))
+        if bvh is not None:
+            written.append(write_bvh(anim / f"{stem}.bvh", bvh))
         for kind in ("mp4", "gif"):
             if kind in self.kinds:
                 written.append(render_motion(motion.joints, anim / f"{stem}.{kind}", self.spec, title=motion.caption))

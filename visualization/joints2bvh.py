@@ -263,6 +263,11 @@ def bvh_to_joints(motion: BvhMotion, spec: DatasetSpec) -> np.ndarray:
     rig = rig_for(spec)
     if motion.names != rig.names:
         raise ValueError(f"BVH joints {motion.names[:4]}... are not the {spec.name} rig {rig.names[:4]}...")
+    wrong = [f"{n} under {motion.names[p] if p >= 0 else 'nothing'} (expected "
+             f"{rig.names[q] if q >= 0 else 'nothing'})"
+             for n, p, q in zip(rig.names, motion.parents, rig.parents) if p != q]
+    if wrong:
+        raise ValueError(f"BVH joints have the {spec.name} rig's names but another hierarchy: {wrong[:3]}")
     return forward_kinematics(motion)[0][:, rig.bvh_index]
 
 
@@ -300,7 +305,10 @@ def read_motion_bvh(path: Path, spec: DatasetSpec | None, args: argparse.Namespa
     candidates = [spec] if spec is not None else list(DATASETS.values())
     for candidate in candidates:
         if motion.names == rig_for(candidate).names:
-            joints = bvh_to_joints(motion, candidate).astype(np.float32)
+            try:
+                joints = bvh_to_joints(motion, candidate).astype(np.float32)
+            except ValueError as exc:
+                raise ValueError(f"{path}: {exc}") from None
             return motion_from_array(joints, candidate, str(path))
     rigs = {c.name: rig_for(c).names[:3] for c in candidates}
     raise ValueError(f"{path}: BVH joints {motion.names[:3]}... match no rig of this project {rigs}; "

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 import shutil
 import time
 import uuid
@@ -60,14 +61,15 @@ class WebResult:
 
 def _number(value: Any, name: str, lo: float, hi: float, integer: bool = False) -> float:
     """A form value as a finite number in [lo, hi] (integers when asked), else a ValueError naming the field."""
+    shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:40] + "..."
     try:
         x = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name}: {value!r} is not a number") from None
+    except (TypeError, ValueError, OverflowError):
+        raise ValueError(f"{name}: {shown} is not a number") from None
     if not math.isfinite(x) or (integer and x != int(x)):
-        raise ValueError(f"{name}: {value!r} is not a {'whole ' if integer else ''}number")
+        raise ValueError(f"{name}: {shown} is not a {'whole ' if integer else ''}number")
     if not lo <= x <= hi:
-        raise ValueError(f"{name}: {value!r} is out of range; use {lo:g}..{hi:g}")
+        raise ValueError(f"{name}: {shown} is out of range; use {lo:g}..{hi:g}")
     return int(x) if integer else x
 
 
@@ -82,6 +84,17 @@ def sampling_from_form(steps: Any, guidance: Any, res_guidance: Any, temperature
 
 def check_seed(seed: Any) -> int:
     return _number(seed, "seed", 0, MAX_SEED, integer=True)
+
+
+REQUEST_MARKER = ".momask-request"
+_REQUEST_NAME = re.compile(r"[0-9a-f]{32}")
+
+
+def is_request_folder(folder: Path) -> bool:
+    """A folder this server made for a request: a uuid4-hex name, a real directory (not a link), with the
+    marker file :meth:`DemoService._write` puts in it."""
+    return (bool(_REQUEST_NAME.fullmatch(folder.name)) and not folder.is_symlink() and folder.is_dir()
+            and (folder / REQUEST_MARKER).is_file() and not (folder / REQUEST_MARKER).is_symlink())
 
 
 class DemoService:
@@ -109,12 +122,13 @@ class DemoService:
         return self.pipelines[label]
 
     def sweep(self, now: float | None = None) -> list[Path]:
-        """Remove request folders last modified more than ``max_age_s`` ago; returns those removed."""
+        """Remove request folders (see :func:`is_request_folder`) last modified more than ``max_age_s`` ago;
+        returns those removed. Nothing else in the workdir is ever touched."""
         now = time.time() if now is None else now
         removed = []
         for folder in self.workdir.iterdir():
             try:
-                old = folder.is_dir() and len(folder.name) == 32 and now - folder.stat().st_mtime > self.max_age_s
+                old = is_request_folder(folder) and now - folder.stat().st_mtime > self.max_age_s
             except FileNotFoundError:       # removed meanwhile by another server sharing the workdir
                 continue
             if old:
@@ -162,8 +176,9 @@ class DemoService:
         features = self.read_upload(pipe, upload)
         seed = check_seed(seed)
         spec, total = pipe.spec, features.shape[0]
-        start = _number(start_s if start_s not in (None, "") else 0, "start (s)", 0, math.inf)
-        end = _number(end_s if end_s not in (None, "") else 0, "end (s)", 0, math.inf)
+        duration = total / spec.fps
+        start = _number(start_s if start_s not in (None, "") else 0, "start (s)", 0, duration)
+        end = _number(end_s if end_s not in (None, "") else 0, "end (s)", 0, duration)
         section = f"{start:.3f}s," + (f"{end:.3f}s" if end > 0 else "")
         try:
             spans = parse_edit_sections([section], total, spec.fps, spec.unit_length)
@@ -204,8 +219,12 @@ class DemoService:
 
     def _write(self, pipe: MoMaskPipeline, motion: Motion, message: str) -> WebResult:
         """Every output of one request into a new ``<workdir>/<uuid>`` folder (never shared between requests)."""
+        if not (np.isfinite(motion.joints).all() and np.isfinite(motion.features).all()):
+            raise ValueError("the model produced NaN or infinite values for this request (its weights or statistics "
+                             "are broken); nothing was written")
         folder = self.workdir / uuid.uuid4().hex
         folder.mkdir()
+        (folder / REQUEST_MARKER).write_text("momask web demo request folder; removed by the janitor when old\n")
         spec = pipe.spec
         stem = f"momask_len{motion.num_frames}"
         offsets = "template" if spec.target_offsets is not None else "motion"

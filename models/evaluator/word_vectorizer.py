@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import pickle
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from data.text import pad_tokens, split_token
+from utils.npy import load_npy
 
 # Spec §5.2: 15 POS classes, in this order.
 POS_ENUMERATOR: dict[str, int] = {
@@ -39,6 +41,37 @@ GLOVE_HINT = ("get glove.zip (linked from the MoMask/T2M READMEs) and unzip it a
               "glove/ holds our_vab_data.npy, our_vab_words.pkl and our_vab_idx.pkl, or pass --glove_dir")
 
 
+MAX_PICKLE_BYTES = 256 * 2**20
+
+
+class _PlainUnpickler(pickle.Unpickler):
+    """Admits only what pickle builds without importing anything (str, int, list, dict, ...): no class,
+    function or module is ever looked up, so a crafted file cannot run code."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        raise pickle.UnpicklingError(f"it refers to {module[:60]}.{name[:60]}, which is not a plain Python value")
+
+
+def load_plain_pickle(path: Path, expected: str) -> Any:
+    """Unpickle a file that should hold plain builtin values only; anything else is a ``ValueError``."""
+    size = path.stat().st_size
+    if size > MAX_PICKLE_BYTES:
+        raise ValueError(f"{path}: {size} bytes is too large for {expected}")
+    try:
+        with open(path, "rb") as f:
+            return _PlainUnpickler(f).load()
+    except Exception as exc:  # noqa: BLE001 - the unpickler reports bad input with many types
+        first = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else exc.__class__.__name__
+        raise ValueError(f"{path}: not a pickle of {expected} ({first}); re-extract it from glove.zip") from None
+
+
+def _describe(value: Any) -> str:
+    if isinstance(value, (list, dict)):
+        items = list(value.items() if isinstance(value, dict) else value)[:1]
+        return f"a {type(value).__name__} of {len(value)} item(s)" + (f", e.g. {str(items[0])[:40]!r}" if items else "")
+    return f"a {type(value).__name__}"
+
+
 def pos_onehot(pos: str) -> np.ndarray:
     """(15,) float32 one-hot of a POS tag; tags outside the enumerator map to OTHER."""
     out = np.zeros(len(POS_ENUMERATOR), dtype=np.float32)
@@ -55,11 +88,19 @@ class WordVectorizer:
         missing = [str(p) for p in paths if not p.is_file()]
         if missing:
             raise FileNotFoundError(f"GloVe file(s) missing: {missing}; {GLOVE_HINT}")
-        vectors = np.load(paths[0]).astype(np.float32)
-        with open(paths[1], "rb") as f:
-            words = pickle.load(f)
-        with open(paths[2], "rb") as f:
-            word2idx = pickle.load(f)
+        vectors = load_npy(paths[0], "GloVe vectors", ndim=2)
+        words = load_plain_pickle(paths[1], "a list of words")
+        if not isinstance(words, list) or not all(isinstance(w, str) for w in words):
+            raise ValueError(f"{paths[1]}: expected a list of words (str), found {_describe(words)}")
+        word2idx = load_plain_pickle(paths[2], "a dict word -> row")
+        if not isinstance(word2idx, dict) or not all(
+                isinstance(w, str) and isinstance(i, int) and not isinstance(i, bool) for w, i in word2idx.items()):
+            raise ValueError(f"{paths[2]}: expected a dict word (str) -> row (int), found {_describe(word2idx)}")
+        rows = len(vectors)
+        bad = [w for w in words if not 0 <= word2idx.get(w, -1) < rows]
+        if bad:
+            raise ValueError(f"{paths[2]}: {len(bad)} word(s) of {paths[1].name} have no row in {paths[0].name} "
+                             f"({rows} rows), e.g. {bad[0][:40]!r}: the three GloVe files do not belong together")
         self.word2vec: dict[str, np.ndarray] = {w: vectors[word2idx[w]] for w in words}
         if "unk" not in self.word2vec:
             raise ValueError(f"{paths[1]} has no 'unk' entry (needed for out-of-vocabulary words)")

@@ -15,9 +15,18 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from data.feature_stats import load_feature_stats
 from models.evaluator.modules import MotionEncoderBiGRUCo, MovementConvEncoder, TextEncoderBiGRUCo
-from options.base import Options, read_opt_file
-from utils.checkpoint import FINEST, atomic_write, load_checkpoint, load_state_dict_strict, save_checkpoint
+from options.base import Options, coerce, read_opt_file
+from utils.checkpoint import (
+    FINEST,
+    atomic_write,
+    build_checked,
+    check_model_args,
+    check_state_dict,
+    load_checkpoint,
+    save_checkpoint,
+)
 from utils.skeleton import get_dataset_spec
 
 logger = logging.getLogger(__name__)
@@ -107,13 +116,20 @@ class T2MEvaluator(nn.Module):
         raw = read_opt_file(paths.opt_file)
         state = load_checkpoint(paths.weights, required_keys=EVALUATOR_KEYS)
         # Official files: movement sizes from opt.txt, GRU sizes fixed (spec §5.1). Ours also store model_args.
-        sizes: dict[str, int] = {k: int(raw[k]) for k in OPT_SIZE_KEYS if k in raw}
-        sizes.update({k: int(v) for k, v in state.get("model_args", {}).items() if k in ARCH_KEYS})
-        mean = np.load(paths.mean_file).astype(np.float32)
-        std = np.load(paths.std_file).astype(np.float32)
-        model = cls(dim_pose=spec.dim_pose, mean=mean, std=std, **sizes)
-        for key in EVALUATOR_KEYS:
-            load_state_dict_strict(getattr(model, key), state[key], source=f"{paths.weights} [{key}]")
+        sizes: dict[str, Any] = {}
+        for key in OPT_SIZE_KEYS:
+            if key in raw:
+                try:
+                    sizes[key] = coerce(raw[key], int)
+                except ValueError as exc:
+                    raise ValueError(f"{paths.opt_file}: option {key!r}: {exc}") from None
+        args = check_model_args(state.get("model_args", {}), paths.weights)
+        sizes.update({k: v for k, v in args.items() if k in ARCH_KEYS})
+        mean, std = load_feature_stats(paths.mean_file, paths.std_file, "evaluator", spec.dim_pose)
+        weights = {f"{key}.{name}": tensor for key in EVALUATOR_KEYS
+                   for name, tensor in check_state_dict(state[key], paths.weights, key).items()}
+        model = build_checked(lambda: cls(dim_pose=spec.dim_pose, mean=mean, std=std, **sizes), weights,
+                              paths.weights)
         logger.info("loaded evaluator %s (epoch %s)", paths.weights, state.get("epoch"))
         return model.to(device).eval()
 

@@ -16,10 +16,20 @@ import torch
 from models.transformer.common import strip_text_encoder_keys
 from models.transformer.mask_transformer import MaskTransformer, MaskTransformerConfig
 from models.transformer.residual_transformer import ResidualTransformer, ResidualTransformerConfig
-from options.base import read_opt_file
+from options.base import coerce, read_opt_file
 from options.transformer import MaskTransformerOptions, ResidualTransformerOptions, TransformerOptions
-from utils.checkpoint import (MASK, MODEL_ARGS_KEY, RESIDUAL, CheckpointError, find_checkpoint, first_key,
-                              load_checkpoint, load_state_dict_strict)
+from utils.checkpoint import (
+    MASK,
+    MODEL_ARGS_KEY,
+    RESIDUAL,
+    CheckpointError,
+    build_checked,
+    check_model_args,
+    check_state_dict,
+    find_checkpoint,
+    first_key,
+    load_checkpoint,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -44,10 +54,17 @@ class VQFacts:
             raise FileNotFoundError(f"VQ options {path} not found: the transformer's vq_name must name a VQ run "
                                     "folder next to it (or pass the VQ run folder explicitly)")
         raw = read_opt_file(path)
-        try:
-            return cls(int(raw["nb_code"]), int(raw["code_dim"]), int(raw["num_quantizers"]), str(path))
-        except KeyError as exc:
-            raise ValueError(f"{path} has no {exc.args[0]!r}: is it a VQ run's opt.txt?") from None
+        values = []
+        for key in ("nb_code", "code_dim", "num_quantizers"):
+            if key not in raw:
+                raise ValueError(f"{path} has no {key!r}: is it a VQ run's opt.txt?")
+            try:
+                values.append(coerce(raw[key], int))
+            except ValueError as exc:
+                raise ValueError(f"{path}: option {key!r}: {exc}") from None
+            if values[-1] <= 0:
+                raise ValueError(f"{path}: option {key!r} must be positive, got {values[-1]}")
+        return cls(*values, str(path))
 
     @classmethod
     def from_vq(cls, vq: Any, source: str = "VQ model") -> "VQFacts":
@@ -98,15 +115,15 @@ def load_mask_transformer(
     opt = MaskTransformerOptions.load(run_dir / "opt.txt")
     path = find_checkpoint(run_dir / "model", MASK, which)
     state = load_checkpoint(path)
-    sd = strip_text_encoder_keys(first_key(state, *MASK_KEYS, path=path))
+    sd = strip_text_encoder_keys(check_state_dict(first_key(state, *MASK_KEYS, path=path), path, MASK_KEYS[0]))
     if MODEL_ARGS_KEY in state:
-        config = MaskTransformerConfig(**dict(state[MODEL_ARGS_KEY]))
+        args = check_model_args(state[MODEL_ARGS_KEY], path)
+        model = build_checked(lambda: MaskTransformer(MaskTransformerConfig(**args)), sd, path)
     else:
         vq = VQFacts.from_opt_file(Path(vq_dir or run_dir.parent / opt.vq_name) / "opt.txt")
         _check_vocab(sd, "token_emb.weight", vq.nb_code + 2, vq, path)
         config = mask_config(opt, vq, clip_dim=int(sd["cond_emb.weight"].shape[1]) if "cond_emb.weight" in sd else None)
-    model = MaskTransformer(config)
-    load_state_dict_strict(model, sd, source=path)
+        model = build_checked(lambda: MaskTransformer(config), sd, path)
     logger.info("loaded masked transformer from %s (ep %s, it %s)", path, state.get("ep"), state.get("total_it"))
     return model.to(device).eval(), opt
 
@@ -122,9 +139,10 @@ def load_residual_transformer(
     opt = ResidualTransformerOptions.load(run_dir / "opt.txt")
     path = find_checkpoint(run_dir / "model", RESIDUAL, which)
     state = load_checkpoint(path)
-    sd = strip_text_encoder_keys(first_key(state, *RES_KEYS, path=path))
+    sd = strip_text_encoder_keys(check_state_dict(first_key(state, *RES_KEYS, path=path), path, RES_KEYS[0]))
     if MODEL_ARGS_KEY in state:
-        config = ResidualTransformerConfig(**dict(state[MODEL_ARGS_KEY]))
+        args = check_model_args(state[MODEL_ARGS_KEY], path)
+        model = build_checked(lambda: ResidualTransformer(ResidualTransformerConfig(**args)), sd, path)
     else:
         vq = VQFacts.from_opt_file(Path(vq_dir or run_dir.parent / opt.vq_name) / "opt.txt")
         # The tensors present decide the variant (an opt.txt written by hand could disagree with them).
@@ -132,8 +150,7 @@ def load_residual_transformer(
         table = "embed_proj_shared_weight" if opt.share_weight else "token_embed_weight"
         _check_vocab(sd, table, vq.nb_code + 1, vq, path)
         config = residual_config(opt, vq, clip_dim=int(sd["cond_emb.weight"].shape[1]) if "cond_emb.weight" in sd else None)
-    model = ResidualTransformer(config)
-    load_state_dict_strict(model, sd, source=path)
+        model = build_checked(lambda: ResidualTransformer(config), sd, path)
     logger.info("loaded residual transformer from %s (ep %s, it %s)", path, state.get("ep"), state.get("total_it"))
     return model.to(device).eval(), opt
 

@@ -8,10 +8,20 @@ from typing import Any
 import numpy as np
 import torch
 
+from data.feature_stats import load_feature_stats
 from models.vq.model import RVQVAE, RVQVAEConfig
 from options.vq import VQOptions
-from utils.checkpoint import (MODEL_ARGS_KEY, VQ, CheckpointError, find_checkpoint, first_key, load_checkpoint,
-                              load_state_dict_strict)
+from utils.checkpoint import (
+    MODEL_ARGS_KEY,
+    VQ,
+    CheckpointError,
+    build_checked,
+    check_model_args,
+    check_state_dict,
+    find_checkpoint,
+    first_key,
+    load_checkpoint,
+)
 from utils.skeleton import spec_from_feature_dim
 
 logger = logging.getLogger(__name__)
@@ -46,12 +56,13 @@ def load_vq_meta(run_dir: str | Path) -> tuple[np.ndarray, np.ndarray]:
     for path in paths:
         if not path.is_file():
             raise FileNotFoundError(f"{path} not found: a VQ run folder has meta/mean.npy and meta/std.npy")
-    return tuple(np.load(p).astype(np.float32) for p in paths)  # type: ignore[return-value]
+    return load_feature_stats(*paths, what="VQ")
+
 
 
 def _config_for(state: dict[str, Any], sd: dict[str, torch.Tensor], run_dir: Path | None, path: Path) -> RVQVAEConfig:
     if MODEL_ARGS_KEY in state:
-        return RVQVAEConfig.from_dict(dict(state[MODEL_ARGS_KEY]))
+        return RVQVAEConfig.from_dict(check_model_args(state[MODEL_ARGS_KEY], path))
     opt_file = run_dir / "opt.txt" if run_dir is not None else None
     if opt_file is None or not opt_file.is_file():
         raise CheckpointError(f"{path} has no '{MODEL_ARGS_KEY}' and no opt.txt was found next to its model/ "
@@ -80,13 +91,16 @@ def load_rvqvae(source: str | Path, *, device: torch.device | str = "cpu", which
         path = source
         run_dir = source.parent.parent if (source.parent.parent / "opt.txt").is_file() else None
     state = load_checkpoint(path)
-    sd = first_key(state, *MODEL_KEYS, path=path)
-    if not isinstance(sd, dict) or not any(k.startswith("quantizer.layers.") for k in sd):
+    sd = check_state_dict(first_key(state, *MODEL_KEYS, path=path), path, MODEL_KEYS[0])
+    if not any(k.startswith("quantizer.layers.") for k in sd):
         raise CheckpointError(f"{path}: the '{MODEL_KEYS[0]}' entry is not an RVQ-VAE state dict")
-    config = _config_for(state, sd, run_dir, path)
-    spec_from_feature_dim(config.input_width)  # a clear error for an unknown feature dimension
-    model = RVQVAE(config)
-    load_state_dict_strict(model, sd, source=path)
+
+    def make() -> RVQVAE:
+        config = _config_for(state, sd, run_dir, path)
+        spec_from_feature_dim(config.input_width)  # a clear error for an unknown feature dimension
+        return RVQVAE(config)
+
+    model = build_checked(make, sd, path)
     model.load_codebook_state(state.get(CODEBOOK_STATE_KEY))
     logger.info("loaded RVQ-VAE from %s (ep %s)", path, state.get("ep"))
     return model.to(device).eval()
