@@ -44,7 +44,7 @@ def main(argv: list[str] | None = None) -> None:
     pipe = load_pipeline(opt, device)
     sampling = Sampling.from_options(opt)
     writer = MotionWriter(Path(opt.out_dir) / opt.ext, pipe.spec, opt.output_kinds, bvh_offsets=opt.bvh_offsets,
-                          foot_cleanup=opt.foot_cleanup)
+                          cleanup=opt.cleanup)
     unit, fps = opt.spec.unit_length, opt.spec.fps
     logger.info("regenerating %s of %d frames from %r", ", ".join(f"{s * unit / fps:.2f}-{e * unit / fps:.2f} s"
                                                                  for s, e in spans), total, caption)

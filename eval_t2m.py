@@ -47,7 +47,8 @@ def main(argv: list[str] | None = None) -> dict[str, Metrics]:
         mm_batches = 0 if opt.force_mask else opt.mm_batches
         metrics = evaluate_t2m(loader, generate, evaluator, repeats=opt.repeat_times, mm_batches=mm_batches,
                                mm_repeats=opt.mm_repeats, rng=np.random.default_rng(opt.seed),
-                               diversity_times=opt.diversity_times or None, label=opt.length_label)
+                               diversity_times=opt.diversity_times or None, label=opt.length_label,
+                               physical=opt.spec)
         log.add(file, metrics, header=f"{file} [{opt.length_label}]" if opt.use_estimated_length else file)
     logger.info("\n%s", format_table(log.results))
     return log.results

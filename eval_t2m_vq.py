@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> dict[str, Metrics]:
         generate = reconstruction_generator(lambda x: vq.reconstruct(x).recon, evaluator, mean, std)
         metrics = evaluate_t2m(loader, generate, evaluator, repeats=opt.repeat_times, mm_batches=0,
                                rng=np.random.default_rng(opt.seed), diversity_times=opt.diversity_times or None,
-                               joints_fn=lambda raw: recover_from_ric(raw, joints_num))
+                               joints_fn=lambda raw: recover_from_ric(raw, joints_num), physical=opt.spec)
         log.add(file, metrics)
     logger.info("\n%s", format_table(log.results))
     return log.results

@@ -17,6 +17,7 @@ from options.generate import GenerateOptions
 from utils.cli import run_cli
 from utils.device import resolve_device, seed_everything
 from utils.log import setup_logging
+from utils.physical import PhysicalMetrics, motion_report, write_report
 from visualization.export import MotionWriter
 
 logger = logging.getLogger("gen_t2m")
@@ -59,13 +60,25 @@ def main(argv: list[str] | None = None) -> None:
     pipe = load_pipeline(opt, device)
     pipe.warn_if_unfamiliar([p.text for p in prompts])
     writer = MotionWriter(Path(opt.out_dir) / opt.ext, pipe.spec, opt.output_kinds, bvh_offsets=opt.bvh_offsets,
-                          foot_cleanup=opt.foot_cleanup)
+                          cleanup=opt.cleanup)
     sampling = Sampling.from_options(opt)
+    report: list[dict[str, object]] = []
+
+    def write(motion, sample: int, repeat: int) -> None:
+        joints = writer.joints(motion)
+        writer.write(motion, sample=sample, repeat=repeat, joints=joints)
+        record = motion_report(joints, pipe.spec, motion.joints if opt.cleanup else None, caption=motion.caption,
+                               sample=sample, repeat=repeat, cleaned=opt.cleanup)
+        report.append(record)
+        logger.log(logging.INFO if opt.verbose else logging.DEBUG, "sample%d_repeat%d: %s", sample, repeat,
+                   PhysicalMetrics(**record["metrics"]).summary())
+
     if opt.chain:
         for r in range(opt.repeat_times):
             motion = pipe.generate_long([p.text for p in prompts], [p.frames for p in prompts],
                                         seed=opt.seed + r, sampling=sampling)
-            writer.write(motion, sample=0, repeat=r)
+            write(motion, sample=0, repeat=r)
+        write_report(writer.root / "physical.json", report, pipe.spec)
         logger.info("wrote %d chained motion(s) to %s", opt.repeat_times, writer.root)
         return
     batches = [prompts[i:i + opt.batch_size] for i in range(0, len(prompts), opt.batch_size)]
@@ -75,7 +88,8 @@ def main(argv: list[str] | None = None) -> None:
         motions = pipe.generate([p.text for p in batch], [p.frames for p in batch],
                                 seed=opt.seed + 1000 * r + b, sampling=sampling)
         for k, motion in enumerate(motions):
-            writer.write(motion, sample=b * opt.batch_size + k, repeat=r)
+            write(motion, sample=b * opt.batch_size + k, repeat=r)
+    write_report(writer.root / "physical.json", report, pipe.spec)
     logger.info("wrote %d motion(s) to %s", len(prompts) * opt.repeat_times, writer.root)
 
 

@@ -24,6 +24,7 @@ import torch
 from torch import Tensor
 from tqdm import tqdm
 
+from evaluation.physical import TABLE_COLUMNS, PhysicalAccumulator
 from models.evaluator.word_vectorizer import WordVectorizer
 from models.evaluator.wrapper import T2MEvaluator
 from utils import metrics as M
@@ -124,8 +125,11 @@ def _mpjpe_sums(batch: EvalBatch, raw_pred: Tensor, evaluator: T2MEvaluator, joi
 
 def evaluate_once(loader: Iterable, generate: GenerateFn, evaluator: T2MEvaluator, rng: np.random.Generator, *,
                   mm_batches: int = 3, mm_repeats: int = 30, joints_fn: JointsFn | None = None,
-                  diversity_times: int | None = None, progress: bool = True) -> dict[str, float]:
-    """One pass over ``loader`` -> metric values (see module docstring)."""
+                  diversity_times: int | None = None, progress: bool = True,
+                  physical: DatasetSpec | None = None) -> dict[str, float]:
+    """One pass over ``loader`` -> metric values (see module docstring); ``physical``: the dataset, to add the
+    physical columns of :mod:`evaluation.physical`."""
+    accumulator = PhysicalAccumulator(physical) if physical is not None else None
     gt_embs, pred_embs, mm_embs = [], [], []
     hits_real, hits_pred = np.zeros(3, np.int64), np.zeros(3, np.int64)
     match_real = match_pred = mpjpe_total = 0.0
@@ -135,9 +139,12 @@ def evaluate_once(loader: Iterable, generate: GenerateFn, evaluator: T2MEvaluato
         if i < mm_batches:
             per_gen = [_generated_embeddings(generate, batch, evaluator, True) for _ in range(mm_repeats)]
             mm_embs.append(torch.stack([g[0] for g in per_gen], dim=1).cpu().numpy())
-            em_pred, pred, _ = per_gen[-1]     # the last generation also counts for FID / R-precision
+            em_pred, pred, pred_lens = per_gen[-1]     # the last generation also counts for FID / R-precision
         else:
-            em_pred, pred, _ = _generated_embeddings(generate, batch, evaluator, False)
+            em_pred, pred, pred_lens = _generated_embeddings(generate, batch, evaluator, False)
+        if accumulator is not None:
+            raw_gt = evaluator.denormalize(batch.motions.to(evaluator.mean.device, torch.float32))
+            accumulator.add(raw_gt, batch.m_lens, pred, torch.as_tensor(pred_lens))
         et, em = evaluator.get_co_embeddings(batch.word_embs, batch.pos_onehot, batch.sent_lens, batch.motions,
                                              batch.m_lens)
         et, em, em_pred = (x.cpu().numpy().astype(np.float64) for x in (et, em, em_pred))
@@ -169,23 +176,27 @@ def evaluate_once(loader: Iterable, generate: GenerateFn, evaluator: T2MEvaluato
         out["Multimodality"] = M.multimodality(np.concatenate(mm_embs).astype(np.float64), rng)
     if joints_fn is not None:
         out["MPJPE"] = mpjpe_total / poses
+    if accumulator is not None:
+        out.update(accumulator.values())
     return out
 
 
 def evaluate_t2m(loader: Iterable, generate: GenerateFn, evaluator: T2MEvaluator, *, repeats: int = 20,
                  mm_batches: int = 3, mm_repeats: int = 30, rng: np.random.Generator | None = None,
                  joints_fn: JointsFn | None = None, diversity_times: int | None = None, label: str = "",
-                 progress: bool = True) -> Metrics:
+                 progress: bool = True, physical: DatasetSpec | None = None) -> Metrics:
     """Benchmark ``generate`` against the evaluator: ``repeats`` passes -> :class:`Metrics`.
 
     ``mm_batches=0`` disables multimodality (unconditional generation); ``joints_fn`` adds MPJPE;
-    ``diversity_times`` overrides the 300/100 pair count (tiny test sets only).
+    ``diversity_times`` overrides the 300/100 pair count (tiny test sets only); ``physical`` (the dataset) adds
+    the physical columns (penetration, floating, skating, jitter) for the model and the ground truth.
     """
     rng = np.random.default_rng(10107) if rng is None else rng
     result = Metrics(label=label)
     for r in range(repeats):
         values = evaluate_once(loader, generate, evaluator, rng, mm_batches=mm_batches, mm_repeats=mm_repeats,
-                               joints_fn=joints_fn, diversity_times=diversity_times, progress=progress)
+                               joints_fn=joints_fn, diversity_times=diversity_times, progress=progress,
+                               physical=physical)
         result.add(values)
         logger.info("repeat %d/%d: %s", r + 1, repeats, ", ".join(f"{k} {v:.4f}" for k, v in values.items()))
     return result
@@ -313,7 +324,7 @@ def format_table(rows: dict[str, Metrics], include_real: bool = True) -> str:
     """Paper-style Markdown table (Top-1/2/3, FID, MM-Dist, Diversity, MModality) with ± 95 % half-widths."""
     cols = [("TOP1", "Top-1 ↑"), ("TOP2", "Top-2 ↑"), ("TOP3", "Top-3 ↑"), ("FID", "FID ↓"),
             ("Matching", "MM-Dist ↓"), ("Diversity", "Diversity →"), ("Multimodality", "MModality ↑"),
-            ("MPJPE", "MPJPE ↓")]
+            ("MPJPE", "MPJPE ↓"), *TABLE_COLUMNS]
     present = [c for c in cols if any(c[0] in m.per_repeat for m in rows.values())]
 
     def cell(m: Metrics, key: str) -> str:

@@ -32,6 +32,7 @@ from models.vq.build import load_rvqvae, load_vq_meta
 from models.vq.model import RVQVAE
 from options.sampling import SamplingOptions
 from utils.checkpoint import FINEST, CheckpointError, load_checkpoint
+from utils.cleanup import cleanup_motion
 from utils.motion import check_features, recover_from_ric
 from utils.precision import PRECISIONS, check_precision
 from utils.skeleton import DatasetSpec, get_dataset_spec
@@ -315,9 +316,10 @@ class MoMaskPipeline:
     # ---- public API ------------------------------------------------------------------------------------------
     @torch.no_grad()
     def generate(self, texts: Sequence[str], lengths: Sequence[int | None] | None = None, *, seed: int | None = None,
-                 sampling: Sampling = Sampling()) -> list[Motion]:
+                 sampling: Sampling = Sampling(), cleanup: bool = False) -> list[Motion]:
         """One motion per caption. ``lengths``: frames per caption (``None`` entries are estimated; unlike the
-        official estimator use, never 0 tokens). Frames are rounded down to a multiple of 4."""
+        official estimator use, never 0 tokens). Frames are rounded down to a multiple of 4. ``cleanup``: the
+        joints go through :func:`utils.cleanup.cleanup_motion` (features stay the model's output)."""
         texts = list(texts)
         lengths = list(lengths) if lengths is not None else [None] * len(texts)
         if len(lengths) != len(texts):
@@ -327,7 +329,8 @@ class MoMaskPipeline:
         m_lens, estimated = self.token_lengths(lengths, cond, generator)
         ids = self.generate_codes(cond, m_lens, sampling, generator)
         return [
-            Motion(text, f, j, ids[b, : int(m_lens[b])].cpu().numpy(), estimated[b])
+            Motion(text, f, cleanup_motion(j, self.spec) if cleanup else j, ids[b, : int(m_lens[b])].cpu().numpy(),
+                   estimated[b])
             for b, (text, (f, j)) in enumerate(zip(texts, self.decode(ids, m_lens)))
         ]
 

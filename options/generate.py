@@ -25,7 +25,10 @@ class GenerateOptions(SamplingOptions):
     repeat_times: int = opt(1, "samples per caption")
     outputs: str = opt("npy,bvh", f"comma-separated outputs among {','.join(OUTPUT_KINDS)}")
     bvh_offsets: str = opt("template", "BVH skeleton: template (official retarget) or motion (exact bone lengths)")
-    foot_cleanup: bool = opt(False, "remove foot skating in the BVH using the foot-contact channels")
+    cleanup: bool = opt(False, "physical clean-up of the joints (npy/BVH/video): less jitter and foot skating, "
+                        "feet locked on the floor (utils/cleanup.py)")
+    foot_cleanup: bool = opt(False, "older name of --cleanup")
+    verbose: bool = opt(False, "log a physical summary (penetration, floating, skating, jitter) per motion")
     chain: bool = opt(False, "join all --text captions into one long continuous motion (inpainted transitions)")
     batch_size: int = opt(32, "prompts generated together")
 
@@ -37,6 +40,7 @@ class GenerateOptions(SamplingOptions):
             raise ValueError(f"--outputs {self.outputs!r}: choose from {','.join(OUTPUT_KINDS)}")
         if self.bvh_offsets not in ("template", "motion"):
             raise ValueError(f"--bvh_offsets {self.bvh_offsets!r}: use template or motion")
+        self.cleanup = self.cleanup or self.foot_cleanup
         checks = [("repeat_times", self.repeat_times >= 1), ("motion_length", self.motion_length >= 0),
                   ("batch_size", self.batch_size >= 1)]
         for flag, ok in checks:

@@ -3,7 +3,8 @@
 The input kind is read off the array shape: features ``(T, 263|251)`` or joint positions ``(T, 22|21, 3)``;
 the dataset is inferred from it unless ``--dataset`` is given. The output format is chosen by OUT's extension:
 ``.npy`` writes the *other* kind (features -> joints via ``recover_from_ric``, joints -> features via the official
-``process_file``), unless ``--to`` says which.
+``process_file``), unless ``--to`` says which. ``--cleanup`` runs the physical clean-up (utils/cleanup.py) on the
+joints first; the motion is then joints, and a ``.npy`` output defaults to joints.
 
 Adding a format: put a reader in :data:`READERS` or a writer in :data:`WRITERS`, keyed by extension. A reader
 turns a file into a :class:`Motion`; a writer writes a :class:`Motion` to the path it is given (a temporary
@@ -22,6 +23,7 @@ from typing import Callable
 import numpy as np
 
 from utils.checkpoint import atomic_write
+from utils.cleanup import cleanup_motion
 from utils.cli import run_cli
 from utils.log import setup_logging
 from utils.motion import check_features, check_joints, extract_features, recover_from_ric
@@ -105,7 +107,8 @@ def read_npy(path: Path, spec: DatasetSpec | None, args: argparse.Namespace) -> 
 
 def write_npy(motion: Motion, path: Path, args: argparse.Namespace) -> None:
     """Features -> joints or joints -> features (``--to`` overrides)."""
-    target = getattr(args, "to", None) or ("joints" if motion.kind == "features" else "features")
+    other = "joints" if motion.kind == "features" or getattr(args, "cleanup", False) else "features"
+    target = getattr(args, "to", None) or other
     arr = check_output(motion.as_joints() if target == "joints" else motion.as_features(), path, target)
     np.save(path, arr)
     logger.info("%s %s -> %s %s (%s)", motion.kind, motion.spec.name, target, arr.shape, path.suffix)
@@ -136,6 +139,14 @@ def read_motion(path: str | Path, spec: DatasetSpec | None = None) -> Motion:
     return reader(path, spec, argparse.Namespace())
 
 
+def cleaned(motion: Motion) -> Motion:
+    """The motion's joints after :func:`utils.cleanup.cleanup_motion` (needs at least 4 frames)."""
+    joints = motion.as_joints()
+    if joints.shape[0] < 4:
+        raise ValueError(f"--cleanup needs a motion of at least 4 frames, got {joints.shape[0]}")
+    return Motion(motion.spec, joints=cleanup_motion(joints, motion.spec), feet_thre=motion.feet_thre)
+
+
 def convert(src: Path, dst: Path, args: argparse.Namespace) -> Motion:
     """Read ``src``, write ``dst`` atomically (a failed conversion leaves an existing ``dst`` untouched)."""
     spec = get_dataset_spec(args.dataset) if args.dataset else None
@@ -144,6 +155,8 @@ def convert(src: Path, dst: Path, args: argparse.Namespace) -> Motion:
     if not src.is_file():
         raise FileNotFoundError(f"input {src} not found")
     motion = reader(src, spec, args)
+    if getattr(args, "cleanup", False):
+        motion = cleaned(motion)
     with atomic_write(dst) as tmp:
         writer(motion, tmp, args)
     return motion
@@ -160,7 +173,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="foot-contact threshold for joints -> features (default: the dataset's, 0.002 / 0.05)")
     parser.add_argument("--offsets", choices=("motion", "template"), default=None,
                         help=".bvh skeleton: the motion's own bone lengths or the official template (t2m default)")
-    parser.add_argument("--foot_cleanup", action="store_true", help=".bvh: pin feet during contacts first")
+    parser.add_argument("--cleanup", action="store_true",
+                        help="physical clean-up of the joints first (less jitter and foot skating, feet locked)")
+    parser.add_argument("--foot_cleanup", dest="cleanup", action="store_true", help="older name of --cleanup")
     parser.add_argument("--title", default="", help=".mp4/.gif caption")
     parser.add_argument("--size", type=int, default=None, help=".mp4/.gif frame size in pixels (official: 1000)")
     return parser

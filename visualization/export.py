@@ -12,6 +12,7 @@ from typing import Protocol, Sequence
 import numpy as np
 
 from utils.checkpoint import atomic_write
+from utils.cleanup import cleanup_motion
 from utils.npy import check_output
 from utils.skeleton import DatasetSpec
 from visualization.bvh import write_bvh
@@ -34,40 +35,48 @@ def save_npy(path: Path, array: np.ndarray) -> Path:
 
 
 class MotionWriter:
-    """Writes each motion's requested outputs (``npy``, ``bvh``, ``mp4``, ``gif``) under ``root``."""
+    """Writes each motion's requested outputs (``npy``, ``bvh``, ``mp4``, ``gif``) under ``root``.
+
+    ``cleanup``: joints (npy, BVH, video) go through :func:`utils.cleanup.cleanup_motion` first; the features
+    file stays the model's output."""
 
     def __init__(self, root: str | Path, spec: DatasetSpec, kinds: Sequence[str], *, bvh_offsets: str = "template",
-                 foot_cleanup: bool = False) -> None:
+                 cleanup: bool = False) -> None:
         self.root = Path(root).expanduser().resolve()
         self.spec = spec
         self.kinds = list(kinds)
         # A dataset without a BVH template skeleton (KIT) exports with the motion's own bone lengths.
         self.bvh_offsets = bvh_offsets if rig_for(spec).template_offsets is not None else "motion"
-        self.foot_cleanup = foot_cleanup
+        self.cleanup = cleanup
 
-    def write(self, motion: GeneratedMotion, sample: int, repeat: int) -> list[Path]:
-        """All outputs of one motion; returns the paths written.
+    def joints(self, motion: GeneratedMotion) -> np.ndarray:
+        """The joints this writer exports for ``motion`` (cleaned when ``cleanup``)."""
+        return cleanup_motion(motion.joints, self.spec) if self.cleanup else motion.joints
+
+    def write(self, motion: GeneratedMotion, sample: int, repeat: int, joints: np.ndarray | None = None
+              ) -> list[Path]:
+        """All outputs of one motion (``joints``: what :meth:`joints` gives, when already computed); returns the
+        paths written.
 
         Everything is computed and checked (finite values) before the first file is written, so a degenerate
         motion leaves every existing output as it was."""
-        stem = f"sample{sample}_repeat{repeat}_len{motion.joints.shape[0]}"
+        joints = self.joints(motion) if joints is None else joints
+        stem = f"sample{sample}_repeat{repeat}_len{joints.shape[0]}"
         anim = self.root / "animations" / str(sample)
-        check_output(motion.joints, anim / stem, "joints")
+        check_output(joints, anim / stem, "joints")
         check_output(motion.features, anim / stem, "features")
         bvh = None
         if "bvh" in self.kinds:
-            contacts = motion.features[:, self.spec.feature_slices["foot_contact"]] > 0.5 if self.foot_cleanup else None
-            bvh = joints_to_bvh(motion.joints, self.spec, offsets=self.bvh_offsets, foot_cleanup=self.foot_cleanup,
-                                contacts=contacts)
+            bvh = joints_to_bvh(joints, self.spec, offsets=self.bvh_offsets)
             for values in (bvh.rotations, bvh.positions, bvh.offsets):
                 check_output(values, anim / f"{stem}.bvh", "BVH")
         written = []
         if "npy" in self.kinds:
-            written.append(save_npy(self.root / "joints" / str(sample) / f"{stem}.npy", motion.joints))
+            written.append(save_npy(self.root / "joints" / str(sample) / f"{stem}.npy", joints))
             written.append(save_npy(self.root / "features" / str(sample) / f"{stem}.npy", motion.features))
         if bvh is not None:
             written.append(write_bvh(anim / f"{stem}.bvh", bvh))
         for kind in ("mp4", "gif"):
             if kind in self.kinds:
-                written.append(render_motion(motion.joints, anim / f"{stem}.{kind}", self.spec, title=motion.caption))
+                written.append(render_motion(joints, anim / f"{stem}.{kind}", self.spec, title=motion.caption))
         return written

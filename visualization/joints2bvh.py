@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
+from utils.cleanup import cleanup_motion
 from utils.motion import check_joints
 from utils.quaternion import matrix_to_quat, qbetween, qinv, qmul, qrot, quat_from_axis_angle, quat_to_euler
 from utils.skeleton import DatasetSpec
@@ -223,13 +224,13 @@ def _hinge_twist(q: np.ndarray, bone: np.ndarray, next_bone: np.ndarray, rest_bo
 
 
 def joints_to_bvh(joints: np.ndarray, spec: DatasetSpec | None = None, *, offsets: OffsetsMode | None = None,
-                  foot_cleanup: bool = False, contacts: np.ndarray | None = None) -> BvhMotion:
+                  cleanup: bool = False) -> BvhMotion:
     """Joint positions (T, J, 3) in dataset order (SMPL order for t2m) -> :class:`BvhMotion`.
 
     offsets: ``"template"`` (t2m default; the official template skeleton, bone lengths retargeted) or
-    ``"motion"`` (kit default; the motion's own bone lengths, exact positions). ``foot_cleanup`` pins feet
-    during contacts (official ``remove_fs`` rules, or the given ``contacts`` (T, 4) = (l_ankle, l_toe, r_ankle,
-    r_toe)) and re-solves the legs. Frame time is ``1 / spec.fps``.
+    ``"motion"`` (kit default; the motion's own bone lengths, exact positions). ``cleanup`` first runs
+    :func:`utils.cleanup.cleanup_motion` (less jitter and foot skating, feet locked during contacts). Frame time
+    is ``1 / spec.fps``.
     """
     spec = check_joints(joints, spec, min_frames=2)
     joints = np.asarray(joints, dtype=np.float64)
@@ -241,9 +242,8 @@ def joints_to_bvh(joints: np.ndarray, spec: DatasetSpec | None = None, *, offset
         raise ValueError(f"offsets must be 'motion' or 'template', got {mode!r}")
     if mode == "template" and rig.template_offsets is None:
         raise ValueError(f"dataset {spec.name!r} has no BVH template skeleton; use offsets='motion'")
-    if foot_cleanup:
-        from visualization.foot_skate import clean_foot_skate
-        joints = clean_foot_skate(joints, spec, contacts=contacts)
+    if cleanup:
+        joints = cleanup_motion(joints, spec)
     targets = joints[:, list(rig.source_index)]
     bone_offsets = motion_offsets(targets, rig) if mode == "motion" else rig.template_offsets.copy()
     glob = solve_rotations(targets, bone_offsets, rig)
@@ -272,10 +272,9 @@ def bvh_to_joints(motion: BvhMotion, spec: DatasetSpec) -> np.ndarray:
 
 
 def save_bvh(joints: np.ndarray, path: str | os.PathLike[str], spec: DatasetSpec | None = None, *,
-             offsets: OffsetsMode | None = None, foot_cleanup: bool = False,
-             contacts: np.ndarray | None = None) -> Path:
+             offsets: OffsetsMode | None = None, cleanup: bool = False) -> Path:
     """:func:`joints_to_bvh` then an atomic write to ``path``; returns the path."""
-    motion = joints_to_bvh(joints, spec, offsets=offsets, foot_cleanup=foot_cleanup, contacts=contacts)
+    motion = joints_to_bvh(joints, spec, offsets=offsets, cleanup=cleanup)
     return write_bvh(path, motion)
 
 
@@ -284,15 +283,9 @@ def save_bvh(joints: np.ndarray, path: str | os.PathLike[str], spec: DatasetSpec
 
 
 def write_motion_bvh(motion: Motion, path: Path, args: argparse.Namespace) -> None:
-    """convert writer: a Motion (features or joints) -> BVH. Options: ``--offsets``, ``--foot_cleanup``
-    (contacts from the feature channels when the input is features, else the official detection)."""
-    joints = motion.as_joints()
-    cleanup = bool(getattr(args, "foot_cleanup", False))
-    contacts = None
-    if cleanup and motion.features is not None:
-        contacts = motion.features[:, motion.spec.feature_slices["foot_contact"]] > 0.5
-    save_bvh(joints, path, motion.spec, offsets=getattr(args, "offsets", None), foot_cleanup=cleanup,
-             contacts=contacts)
+    """convert writer: a Motion (features or joints) -> BVH. Option: ``--offsets`` (the clean-up, ``--cleanup``,
+    is applied by visualization.convert before any writer)."""
+    save_bvh(motion.as_joints(), path, motion.spec, offsets=getattr(args, "offsets", None))
 
 
 def read_motion_bvh(path: Path, spec: DatasetSpec | None, args: argparse.Namespace) -> Motion:

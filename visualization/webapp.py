@@ -150,19 +150,21 @@ class DemoService:
 
     # ---- requests ----------------------------------------------------------------------------------------------
     def generate(self, label: str, prompt: str, frames: Any, estimate: bool, seed: Any,
-                 sampling: Sampling = Sampling()) -> WebResult:
-        """One motion from a prompt, written to a fresh folder."""
+                 sampling: Sampling = Sampling(), cleanup: bool = True) -> WebResult:
+        """One motion from a prompt, written to a fresh folder (``cleanup``: the physical clean-up of the joints,
+        utils/cleanup.py)."""
         self.sweep()
         pipe = self.pipeline(label)
         caption = check_caption(str(prompt or ""), "prompt")
         length = self.frames_from_form(pipe, frames, estimate)
         seed = check_seed(seed)
         start = time.perf_counter()
-        motion, = pipe.generate([caption], [length], seed=seed, sampling=sampling)
+        motion, = pipe.generate([caption], [length], seed=seed, sampling=sampling, cleanup=bool(cleanup))
         took = time.perf_counter() - start
         estimated = ", length estimated" if length is None else ""
+        cleaned = ", cleaned up" if cleanup else ""
         note = (f"{motion.num_frames} frames ({motion.num_frames / pipe.spec.fps:.1f} s{estimated}) in {took:.1f} s, "
-                f"seed {seed}")
+                f"seed {seed}{cleaned}")
         return self._write(pipe, motion, note + self._familiarity(pipe, caption))
 
     def edit(self, label: str, upload: str | Path, prompt: str, start_s: Any, end_s: Any, seed: Any,
@@ -267,9 +269,10 @@ def make_handlers(service: DemoService) -> tuple[Callable, Callable]:
         except (ValueError, FileNotFoundError) as exc:
             raise gr.Error(str(exc), print_exception=False) from None
 
-    def on_generate(label, prompt, frames, estimate, seed, steps, guidance, res_guidance, temperature):
+    def on_generate(label, prompt, frames, estimate, seed, steps, guidance, res_guidance, temperature, cleanup=True):
         return run(lambda: service.generate(label, prompt, frames, estimate, seed,
-                                            sampling_from_form(steps, guidance, res_guidance, temperature)))
+                                            sampling_from_form(steps, guidance, res_guidance, temperature),
+                                            cleanup=bool(cleanup)))
 
     def on_edit(label, upload, prompt, start_s, end_s, seed, steps, guidance, res_guidance, temperature):
         base = Sampling(res_cond_scale=2.0)
@@ -324,13 +327,14 @@ def build_app(pipe: MoMaskPipeline | Mapping[str, MoMaskPipeline] | DemoService,
                                            minimum=first.unit_length, maximum=first.max_motion_length, elem_id="frames")
                         estimate = gr.Checkbox(False, label="estimate length", elem_id="estimate")
                         seed = gr.Number(10107, label="seed", precision=0, minimum=0, maximum=MAX_SEED)
+                        cleanup = gr.Checkbox(True, label="clean up (feet, jitter)", elem_id="cleanup")
                     advanced = _advanced(gr, Sampling())
                     button = gr.Button("Generate", variant="primary", elem_id="generate-btn")
                     gr.Examples([["a person walks forward"], ["a person jumps up"], ["a person runs in a circle"]],
                                 inputs=[prompt])
                 with gr.Column():
                     results = _results(gr, "gen")
-            inputs = [model, prompt, frames, estimate, seed, *advanced]
+            inputs = [model, prompt, frames, estimate, seed, *advanced, cleanup]
             button.click(on_generate, inputs, results, api_name="generate", **ONE_AT_A_TIME)
             prompt.submit(on_generate, inputs, results, api_name=False, **ONE_AT_A_TIME)
         with gr.Tab("Edit"):

@@ -1,0 +1,326 @@
+"""Physical clean-up of a joints motion: less jitter and foot skating, same motion. Pure NumPy, no state.
+
+``cleanup_motion(joints, spec)`` runs four vectorised steps (loops over bones and contact runs, never frames):
+
+1. **Temporal filter on the skeleton**: the root trajectory and every bone's world direction are Gaussian
+   filtered over time, then the skeleton is rebuilt root-first with each frame's own bone lengths (so bone
+   lengths are exactly the input's). The filter width adapts per bone and frame: slow bones get ``sigma_slow``,
+   bones swinging faster than ``fast_speed`` rad/s (kicks, punches, jump take-offs) get ``sigma_fast``, so jitter
+   goes and intended fast motion keeps its peaks.
+2. **Floor snapping**: one vertical offset per frame moves the lowest joint onto the floor (y = 0) on frames
+   that should be in contact (:func:`utils.physical.contact_frames`), is interpolated across flight phases
+   (jumps keep their arc), smoothed, and finally never leaves a joint below the floor.
+3. **Contacts with hysteresis** per foot joint (ankle, toe of each side): a contact starts when the joint is low
+   and slow (``*_on`` thresholds) and lasts while it stays within the looser ``*_off`` thresholds; runs shorter
+   than ``min_run`` frames are dropped.
+4. **Foot locking + analytic leg IK**: during a contact run the joint is held at the run's mean horizontal
+   position; the correction eases in and out over ``blend`` frames around the run. The hip-knee-ankle chain is
+   re-solved with two-bone IK in the knee's own bend plane (thigh and shin lengths exact) and the foot bone is
+   re-aimed at the (locked or rigidly carried) toe with its length kept.
+
+Input and output: ``(T, J, 3)`` in dataset units (metres for t2m, millimetres for kit), Y up, floor at 0.
+"""
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from utils.kinematics import gaussian_smooth
+from utils.physical import METRES_PER_UNIT, contact_frames, foot_joints
+from utils.skeleton import DatasetSpec
+
+
+@dataclass(frozen=True)
+class CleanupConfig:
+    """Tuning of :func:`cleanup_motion` (metres, seconds, frames at the motion's fps)."""
+
+    sigma_slow: float = 1.0        # frames: Gaussian width for slowly moving bones
+    sigma_fast: float = 0.6        # frames: width for bones swinging faster than fast_speed
+    fast_speed: float = 4.0        # m/s: joints faster than this (kicks, punches, jumps) get sigma_fast
+    ankle_on: float = 0.12         # m: ankle height that can start a contact
+    ankle_off: float = 0.16        # m: ankle height that ends it
+    toe_on: float = 0.06           # m
+    toe_off: float = 0.09          # m
+    speed_on: float = 0.9          # m/s horizontal: starts a contact
+    speed_off: float = 1.4         # m/s: ends it
+    min_run: int = 2               # frames
+    max_foot_turn: float = 35.0    # degrees the foot bone may turn to reach a locked toe
+    blend: int = 3                 # frames of ease-in/out of the lock correction
+    floor_sigma: float = 2.0       # frames: smoothing of the floor offset
+    float_tolerance: float = 0.05  # m: lowest joint allowed above the floor on contact frames before snapping
+    lift: bool = False             # finally lift the whole body where a hand or knee is below the floor
+    length_sigma: float = 3.0      # frames: >0 low-passes the bone lengths instead of the constant median
+    rigid: bool = True             # bone lengths = each bone's median over the motion (False: every frame's own)
+
+
+def _smooth(x: np.ndarray, sigma: float) -> np.ndarray:
+    """Gaussian filter along axis 0 (edges replicated). x: (T, ...) float64."""
+    if sigma <= 0:
+        return x
+    return gaussian_smooth(torch.from_numpy(np.ascontiguousarray(x)), sigma, dim=0).numpy()
+
+
+def _unit(v: np.ndarray) -> np.ndarray:
+    return v / np.maximum(np.linalg.norm(v, axis=-1, keepdims=True), 1e-12)
+
+
+def _ease(x: np.ndarray) -> np.ndarray:
+    """Smoothstep 0 -> 1 on [0, 1] (clipped)."""
+    x = np.clip(x, 0.0, 1.0)
+    return x * x * (3.0 - 2.0 * x)
+
+
+def _bone_order(spec: DatasetSpec) -> list[tuple[int, int]]:
+    """(parent, child) pairs root-first (each parent placed before its children)."""
+    return [(p, c) for chain in spec.chains for p, c in itertools.pairwise(chain)]
+
+
+def _adaptive_smooth(x: np.ndarray, fps: float, config: CleanupConfig) -> np.ndarray:
+    """Per joint and frame, blend of a wide and a narrow Gaussian filter by the joint's smoothed speed
+    (narrow where it moves faster than ``fast_speed`` m/s). x: (T, J, 3) -> (T, J, 3)."""
+    slow = _smooth(x, config.sigma_slow)
+    fast = _smooth(x, config.sigma_fast)
+    speed = np.linalg.norm(np.gradient(slow, axis=0), axis=-1) * fps            # (T, J)
+    w = _ease(speed / config.fast_speed)[..., None]
+    return (1.0 - w) * slow + w * fast
+
+
+def project_bone_lengths(x: np.ndarray, spec: DatasetSpec, length: np.ndarray, iterations: int = 10) -> np.ndarray:
+    """Positions (T, J, 3) -> positions whose bones (in :func:`_bone_order`) have exactly ``length`` (T, B).
+
+    ``iterations`` Jacobi passes move both ends of every bone half-way to its length, averaged over the bones
+    meeting at a joint (so corrections spread over the skeleton instead of piling up at the hands and feet);
+    then the skeleton is rebuilt root-first along the projected directions, which makes the lengths exact."""
+    bones = _bone_order(spec)
+    parents, children = [p for p, _ in bones], [c for _, c in bones]
+    incidence = np.zeros((spec.joints_num, len(bones)))
+    incidence[parents, np.arange(len(bones))] = 1.0
+    incidence[children, np.arange(len(bones))] = -1.0
+    incidence /= np.abs(incidence).sum(axis=1, keepdims=True)
+    x = x.copy()
+    for _ in range(iterations):
+        v = x[:, children] - x[:, parents]                                  # (T, B, 3)
+        d = np.linalg.norm(v, axis=-1, keepdims=True)
+        corr = 0.5 * (d - length[..., None]) * v / np.maximum(d, 1e-12)
+        x += np.einsum("jb,tbk->tjk", incidence, corr)
+    out = np.empty_like(x)
+    out[:, 0] = x[:, 0]
+    for b, (p, c) in enumerate(bones):
+        out[:, c] = out[:, p] + length[:, b, None] * _unit(x[:, c] - x[:, p])
+    return out
+
+
+def smooth_skeleton(joints: np.ndarray, spec: DatasetSpec, fps: float, config: CleanupConfig) -> np.ndarray:
+    """Step 1: adaptive temporal filter, then bones back to their lengths. joints: (T, J, 3) metres."""
+    bones = _bone_order(spec)
+    parents, children = [p for p, _ in bones], [c for _, c in bones]
+    length = np.linalg.norm(joints[:, children] - joints[:, parents], axis=-1)   # (T, B)
+    smoothed = _adaptive_smooth(joints, fps, config)
+    if not config.rigid:
+        out = np.empty_like(joints)
+        out[:, 0] = smoothed[:, 0]
+        for b, (p, c) in enumerate(bones):
+            out[:, c] = out[:, p] + length[:, b, None] * _unit(smoothed[:, c] - smoothed[:, p])
+        return out
+    if config.length_sigma > 0:
+        target = _smooth(length, config.length_sigma)
+    else:
+        target = np.broadcast_to(np.median(length, axis=0), length.shape)
+    return project_bone_lengths(smoothed, spec, target)
+
+
+def snap_to_floor(joints: np.ndarray, spec: DatasetSpec, fps: float, config: CleanupConfig) -> np.ndarray:
+    """Step 2: one vertical offset per frame. Where the feet should be in contact the lowest joint is brought
+    into [0, ``float_tolerance``] (lifted out of the floor, or pulled down when floating higher); the offset is
+    interpolated across flight phases, smoothed, and never leaves a joint below the floor."""
+    lowest = joints[..., 1].min(axis=1)                                   # (T,)
+    contact = contact_frames(joints, foot_joints(spec), fps)
+    frames = np.arange(len(joints))
+    wanted = np.minimum(0.0, config.float_tolerance - lowest)
+    if not contact.any():
+        return joints
+    offset = _smooth(np.interp(frames, frames[contact], wanted[contact]), config.floor_sigma)
+    out = joints.copy()
+    out[..., 1] += offset[:, None]
+    return out
+
+
+def lift_out_of_floor(joints: np.ndarray, sigma: float) -> np.ndarray:
+    """Smallest smooth per-frame lift leaving no joint below y = 0: the needed lift is widened by a running
+    maximum over ±2σ frames, Gaussian smoothed, and topped up exactly where that is still short."""
+    need = np.maximum(0.0, -joints[..., 1].min(axis=1))                     # (T,)
+    if not need.any():
+        return joints
+    r = int(np.ceil(2 * sigma))
+    padded = np.pad(need, r, mode="edge")
+    widened = np.lib.stride_tricks.sliding_window_view(padded, 2 * r + 1).max(axis=1)
+    lift = np.maximum(_smooth(widened, sigma), need)
+    out = joints.copy()
+    out[..., 1] += lift[:, None]
+    return out
+
+
+def detect_contacts(joints: np.ndarray, spec: DatasetSpec, fps: float, config: CleanupConfig = CleanupConfig()
+                    ) -> np.ndarray:
+    """Step 3: (T, 4) bool contacts of (left ankle, left toe, right ankle, right toe) with hysteresis.
+
+    joints: (T, J, 3) metres, floor at 0. Speed is the horizontal central-difference speed."""
+    feet = joints[:, list(foot_joints(spec))]                             # (T, 4, 3)
+    xz = feet[..., [0, 2]]
+    speed = np.linalg.norm(np.gradient(xz, axis=0), axis=-1) * fps        # (T, 4)
+    height = feet[..., 1]
+    on_h = np.array([config.ankle_on, config.toe_on] * 2)
+    off_h = np.array([config.ankle_off, config.toe_off] * 2)
+    start = (height < on_h) & (speed < config.speed_on)
+    keep = (height < off_h) & (speed < config.speed_off)
+    contact = np.zeros_like(start)
+    state = np.zeros(4, dtype=bool)
+    for t in range(len(feet)):                                            # T x 4 booleans: cheap
+        state = start[t] | (state & keep[t])
+        contact[t] = state
+    for k in range(4):
+        contact[:, k] = _drop_short_runs(contact[:, k], config.min_run)
+    return contact
+
+
+def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
+    """[start, end) of each run of True."""
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], mask.astype(np.int8), [0]])))
+    return list(zip(edges[::2], edges[1::2]))
+
+
+def _drop_short_runs(mask: np.ndarray, min_run: int) -> np.ndarray:
+    out = mask.copy()
+    for s, e in _runs(mask):
+        if e - s < min_run:
+            out[s:e] = False
+    return out
+
+
+def lock_offsets(track: np.ndarray, contact: np.ndarray, blend: int) -> tuple[np.ndarray, np.ndarray]:
+    """Step 4 targets for one joint: horizontal correction (T, 3) holding each contact run at its mean xz,
+    eased in/out over ``blend`` frames, and the lock weight (T,) in [0, 1]."""
+    n = len(track)
+    offset = np.zeros((n, 3))
+    weight = np.zeros(n)
+    frames = np.arange(n)
+    for s, e in _runs(contact):
+        correction = np.zeros((e - s, 3))
+        correction[:, [0, 2]] = track[s:e, [0, 2]].mean(axis=0) - track[s:e, [0, 2]]
+        # Ease: 1 inside the run, falling to 0 over `blend` frames on each side, holding the boundary value.
+        dist = np.maximum(s - frames, frames - (e - 1)).clip(min=0)
+        w = 1.0 - _ease(dist / (blend + 1.0))
+        held = correction[np.clip(frames - s, 0, e - s - 1)]
+        take = w > weight                                                  # nearer run wins where two overlap
+        offset[take] = (w[:, None] * held)[take]
+        weight[take] = w[take]
+    return offset, weight
+
+
+def two_bone_ik(hip: np.ndarray, knee: np.ndarray, ankle: np.ndarray, target: np.ndarray, forward: np.ndarray
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """New (knee, ankle) (T, 3) reaching ``target`` from ``hip`` with each frame's thigh/shin lengths.
+
+    The knee stays in the plane of the original bend (it bends along ``forward`` where the leg was straight);
+    out-of-reach targets are approached along the hip -> target line."""
+    l1 = np.linalg.norm(knee - hip, axis=-1)
+    l2 = np.linalg.norm(ankle - knee, axis=-1)
+    to_target = target - hip
+    d = np.clip(np.linalg.norm(to_target, axis=-1), np.abs(l1 - l2) + 1e-9, l1 + l2 - 1e-9)
+    u = _unit(to_target)
+    pole = (knee - hip) - ((knee - hip) * u).sum(-1, keepdims=True) * u
+    straight = np.linalg.norm(pole, axis=-1) < 1e-6 * np.maximum(l1, 1e-12)
+    fallback = forward - (forward * u).sum(-1, keepdims=True) * u
+    pole = _unit(np.where(straight[:, None], fallback, pole))
+    along = (l1 ** 2 - l2 ** 2 + d ** 2) / (2 * d)
+    height = np.sqrt(np.maximum(l1 ** 2 - along ** 2, 0.0))
+    return hip + along[:, None] * u + height[:, None] * pole, hip + d[:, None] * u
+
+
+def _turn_towards(a: np.ndarray, b: np.ndarray, max_angle: float) -> np.ndarray:
+    """Unit vectors (T, 3): ``b`` where it is within ``max_angle`` (rad) of ``a``, else ``a`` turned that far
+    towards ``b`` (in their common plane)."""
+    angle = np.arccos(np.clip((a * b).sum(-1), -1.0, 1.0))
+    ortho = _unit(b - (a * b).sum(-1, keepdims=True) * a)
+    step = np.minimum(angle, max_angle)[:, None]
+    return np.where((angle <= max_angle)[:, None], b, np.cos(step) * a + np.sin(step) * ortho)
+
+
+def _above_floor(direction: np.ndarray, height: np.ndarray) -> np.ndarray:
+    """Unit directions (T, 3) tilted up just enough that a bone of length 1 from ``height`` (T,) (in bone
+    lengths) ends on or above y = 0; the horizontal heading is kept."""
+    y = np.maximum(direction[:, 1], -np.clip(height, 0.0, 1.0))
+    flat = direction[:, [0, 2]]
+    scale = np.sqrt(np.maximum(1.0 - y ** 2, 0.0)) / np.maximum(np.linalg.norm(flat, axis=-1), 1e-12)
+    return np.stack([flat[:, 0] * scale, y, flat[:, 1] * scale], axis=-1)
+
+
+def lock_feet(joints: np.ndarray, spec: DatasetSpec, contacts: np.ndarray, config: CleanupConfig) -> np.ndarray:
+    """Step 4: feet held during contacts, legs re-solved (bone lengths exact). joints (T, J, 3) metres."""
+    out = joints.copy()
+    parents = spec.parents
+    for side, (ankle, toe) in enumerate((spec.fid_l, spec.fid_r)):
+        knee = parents[ankle]
+        hip = parents[knee]
+        ankle_off, _ = lock_offsets(joints[:, ankle], contacts[:, 2 * side], config.blend)
+        toe_off, toe_w = lock_offsets(joints[:, toe], contacts[:, 2 * side + 1], config.blend)
+        foot = joints[:, toe] - joints[:, ankle]
+        ankle_target = joints[:, ankle] + ankle_off
+        ankle_target[:, 1] = np.maximum(ankle_target[:, 1], 0.0)             # out of the floor
+        new_knee, new_ankle = two_bone_ik(joints[:, hip], joints[:, knee], joints[:, ankle], ankle_target, foot)
+        # A free toe is carried rigidly by the ankle; a locked one stays on its own target.
+        toe_target = joints[:, toe] + toe_off + (1.0 - toe_w)[:, None] * (new_ankle - joints[:, ankle])
+        toe_target[:, 1] = np.maximum(toe_target[:, 1], 0.0)
+        out[:, knee], out[:, ankle] = new_knee, new_ankle
+        foot_len = np.linalg.norm(foot, axis=-1)
+        aim = _turn_towards(_unit(foot), _unit(toe_target - new_ankle), np.deg2rad(config.max_foot_turn))
+        out[:, toe] = new_ankle + foot_len[:, None] * _above_floor(aim, new_ankle[:, 1] / np.maximum(foot_len, 1e-12))
+    return out
+
+
+def hands_out_of_floor(joints: np.ndarray, spec: DatasetSpec) -> np.ndarray:
+    """Arms whose end joint is below the floor are re-solved with :func:`two_bone_ik` onto y = 0 (the end joint
+    lifted straight up; upper/lower arm lengths kept). joints (T, J, 3) metres."""
+    out = joints.copy()
+    parents = spec.parents
+    legs = {*spec.fid_l, *spec.fid_r}
+    for chain in spec.chains:
+        end = chain[-1]
+        if end in legs or len(chain) < 4:
+            continue
+        mid, top = parents[end], parents[parents[end]]
+        low = out[:, end, 1] < 0.0
+        if not low.any():
+            continue
+        target = out[low, end].copy()
+        target[:, 1] = 0.0
+        fwd = out[low, end] - out[low, mid]
+        out[low, mid], out[low, end] = two_bone_ik(out[low, top], out[low, mid], out[low, end], target, fwd)
+    return out
+
+
+def cleanup_motion(joints: np.ndarray, spec: DatasetSpec, fps: float | None = None,
+                   config: CleanupConfig = CleanupConfig()) -> np.ndarray:
+    """joints (T, J, 3) in dataset units -> cleaned joints, same shape and dtype, same bone lengths per frame.
+
+    Needs T >= 4 finite frames (ValueError otherwise)."""
+    joints = np.asarray(joints)
+    if joints.ndim != 3 or joints.shape[1:] != (spec.joints_num, 3):
+        raise ValueError(f"{spec.name} joints must have shape (T, {spec.joints_num}, 3), got {joints.shape}")
+    if joints.shape[0] < 4:
+        raise ValueError(f"the clean-up needs at least 4 frames, got {joints.shape[0]}")
+    if not np.isfinite(joints).all():
+        raise ValueError("joints contain NaN or infinite values")
+    fps = spec.fps if fps is None else fps
+    unit = METRES_PER_UNIT.get(spec.name, 1.0)
+    x = joints.astype(np.float64) * unit
+    x = smooth_skeleton(x, spec, fps, config)
+    x = snap_to_floor(x, spec, fps, config)
+    x = lock_feet(x, spec, detect_contacts(x, spec, fps, config), config)
+    x = hands_out_of_floor(x, spec)
+    if config.lift:
+        x = lift_out_of_floor(x, config.floor_sigma)
+    return (x / unit).astype(joints.dtype)
