@@ -11,8 +11,8 @@ on purpose and marked in the docstrings (lengths never 0 tokens, editing keeps u
 from __future__ import annotations
 
 import contextlib
-import math
 import logging
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
