@@ -10,11 +10,13 @@ from pathlib import Path
 
 from data.prompts import check_caption, parse_edit_sections
 from gen_t2m import load_pipeline
+from models.control import Control
 from models.pipeline import Sampling
 from options.generate import EditOptions
 from utils.cli import run_cli
 from utils.device import resolve_device, seed_everything
 from utils.log import setup_logging
+from visualization.control_input import read_control
 from visualization.convert import read_motion
 from visualization.export import MotionWriter
 
@@ -39,6 +41,10 @@ def main(argv: list[str] | None = None) -> None:
         features = features[: opt.motion_length]
         total = opt.motion_length
     spans = parse_edit_sections(opt.mask_edit_section, total, opt.spec.fps, opt.spec.unit_length)
+    control = None
+    if opt.control:   # targets in the edited motion's frames, inside the spans
+        control = Control(read_control(opt.control, opt.spec, total_frames=total, joints=opt.control_joints,
+                                       frames=opt.control_frames, at=opt.control_at).check(opt.spec, total))
     device = resolve_device(opt.device)
     seed_everything(opt.seed)
     pipe = load_pipeline(opt, device)
@@ -49,7 +55,7 @@ def main(argv: list[str] | None = None) -> None:
     logger.info("regenerating %s of %d frames from %r", ", ".join(f"{s * unit / fps:.2f}-{e * unit / fps:.2f} s"
                                                                  for s, e in spans), total, caption)
     for r in range(opt.repeat_times):
-        motion = pipe.edit(features, caption, spans, seed=opt.seed + r, sampling=sampling)
+        motion = pipe.edit(features, caption, spans, seed=opt.seed + r, sampling=sampling, control=control)
         writer.write(motion, sample=0, repeat=r)
     logger.info("wrote %d edited motion(s) to %s", opt.repeat_times, writer.root)
 

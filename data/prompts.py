@@ -103,6 +103,13 @@ def _bound_to_frame(text: str, total_frames: int, fps: float, default: int, wher
     return int(m["frame"])
 
 
+def parse_frame(text: str, total_frames: int, fps: float, where: str) -> int:
+    """One time point in frames (``59``), seconds (``2.5s``) or a fraction of ``total_frames`` (``0.3``)."""
+    if not text.strip():
+        raise ValueError(f"{where}: empty time; use frames (59), seconds (2.5s) or a fraction (0.3)")
+    return _bound_to_frame(text, total_frames, fps, 0, where)
+
+
 def parse_edit_sections(sections: list[str], total_frames: int, fps: float, unit_length: int = 4
                         ) -> list[tuple[int, int]]:
     """``["1s,3s", ",40", "0.5,"]`` → token spans ``[(start, end), ...]`` (end exclusive).

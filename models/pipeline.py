@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -21,13 +22,15 @@ import torch
 from torch import Tensor
 
 from data.text import read_text_file
+from models.control.optimise import Control, Controller, fit_lengths, generate_controlled, per_sample
 from models.length_estimator import LengthEstimator, build_length_estimator, estimate_lengths
 from models.text_encoder import TextEncoder, build_text_encoder
 from models.transformer.build import load_mask_transformer, load_residual_transformer
 from models.transformer.mask_transformer import MaskTransformer
 from models.transformer.precision import int8_copy
 from models.transformer.residual_transformer import ResidualTransformer
-from models.transformer.sampling import edit_base_tokens, generate_base_tokens, generate_residual_tokens
+from models.transformer.sampling import (BaseLogitsHook, ResidualLogitsHook, edit_base_tokens, generate_base_tokens,
+                                         generate_residual_tokens)
 from models.vq.build import load_rvqvae, load_vq_meta
 from models.vq.model import RVQVAE
 from options.sampling import SamplingOptions
@@ -84,6 +87,7 @@ class Motion:
     tokens: np.ndarray
     length_estimated: bool = False
     spans: list[tuple[int, int]] = field(default_factory=list)   # edited token spans, for edits
+    control_error: float | None = None   # mean distance (m) of controlled joints to their targets, when controlled
 
     @property
     def num_frames(self) -> int:
@@ -247,7 +251,8 @@ class MoMaskPipeline:
         return features * self.std + self.mean
 
     def complete_residuals(self, base: Tensor, cond: Tensor, m_lens: Tensor, sampling: Sampling,
-                           generator: torch.Generator | None, cond_scale: float | None = None) -> Tensor:
+                           generator: torch.Generator | None, cond_scale: float | None = None,
+                           logits_hook: ResidualLogitsHook | None = None) -> Tensor:
         """(B, n) base ids → (B, n, Q) ids; without a residual transformer the upper layers are −1 (absent)."""
         res = self.transformers(sampling)[1]
         if res is None or not sampling.use_res:
@@ -255,15 +260,16 @@ class MoMaskPipeline:
             return torch.cat([base[..., None], rest], dim=-1)
         return generate_residual_tokens(
             res, base, cond, m_lens, temperature=1.0, topk_filter_thres=sampling.topkr,
-            cond_scale=sampling.res_cond_scale if cond_scale is None else cond_scale, generator=generator)
+            cond_scale=sampling.res_cond_scale if cond_scale is None else cond_scale, generator=generator,
+            logits_hook=logits_hook)
 
     def generate_base(self, cond: Tensor, m_lens: Tensor, sampling: Sampling,
-                      generator: torch.Generator | None) -> Tensor:
+                      generator: torch.Generator | None, logits_hook: BaseLogitsHook | None = None) -> Tensor:
         """(B, clip_dim) conditions, (B,) token lengths → layer-0 ids (B, n), −1 at padding (spec §3.5)."""
         return generate_base_tokens(
             self.transformers(sampling)[0], cond, m_lens, timesteps=sampling.time_steps, cond_scale=sampling.cond_scale,
             temperature=sampling.temperature, topk_filter_thres=sampling.topkr, gsample=sampling.gumbel_sample,
-            force_mask=sampling.force_mask, generator=generator, max_tokens=self.max_tokens)
+            force_mask=sampling.force_mask, generator=generator, max_tokens=self.max_tokens, logits_hook=logits_hook)
 
     def generate_codes(self, cond: Tensor, m_lens: Tensor, sampling: Sampling,
                        generator: torch.Generator | None) -> Tensor:
@@ -293,7 +299,10 @@ class MoMaskPipeline:
     @torch.no_grad()
     def decode(self, ids: Tensor, m_lens: Tensor) -> list[tuple[np.ndarray, np.ndarray]]:
         """(B, n, Q) ids → per sample (features (4·len, D) de-normalised, joints (4·len, J, 3)), float32."""
-        feats = self.denormalise(self.vq.forward_decoder(ids))
+        return self.split(self.denormalise(self.vq.forward_decoder(ids)), m_lens)
+
+    def split(self, feats: Tensor, m_lens: Tensor) -> list[tuple[np.ndarray, np.ndarray]]:
+        """De-normalised features (B, 4n, D) -> per sample (features, joints) cut to its length."""
         out = []
         for b, n in enumerate(m_lens.tolist()):
             f = feats[b, : n * self.spec.unit_length]
@@ -316,10 +325,16 @@ class MoMaskPipeline:
     # ---- public API ------------------------------------------------------------------------------------------
     @torch.no_grad()
     def generate(self, texts: Sequence[str], lengths: Sequence[int | None] | None = None, *, seed: int | None = None,
-                 sampling: Sampling = Sampling(), cleanup: bool = False) -> list[Motion]:
+                 sampling: Sampling = Sampling(), control: Control | Sequence[Control | None] | None = None,
+                 cleanup: bool = False) -> list[Motion]:
         """One motion per caption. ``lengths``: frames per caption (``None`` entries are estimated; unlike the
-        official estimator use, never 0 tokens). Frames are rounded down to a multiple of 4. ``cleanup``: the
-        joints go through :func:`utils.cleanup.cleanup_motion` (features stay the model's output)."""
+        official estimator use, never 0 tokens). Frames are rounded down to a multiple of 4.
+
+        ``control``: a :class:`models.control.Control` for every caption (or a list, None = free): targets in
+        the motion's own frame (Y up, starts over the origin facing +Z) and/or objectives, met by inference-time
+        optimisation (models/control/optimise.py); estimated lengths grow to cover the controlled frames.
+        ``cleanup``: the joints go through :func:`utils.cleanup.cleanup_motion` (features stay the model's
+        output)."""
         texts = list(texts)
         lengths = list(lengths) if lengths is not None else [None] * len(texts)
         if len(lengths) != len(texts):
@@ -327,17 +342,28 @@ class MoMaskPipeline:
         generator = self._generator(seed)
         cond = self.encode_text(texts)
         m_lens, estimated = self.token_lengths(lengths, cond, generator)
-        ids = self.generate_codes(cond, m_lens, sampling, generator)
+        errors: list[float | None] = [None] * len(texts)
+        if control is None:
+            ids = self.generate_codes(cond, m_lens, sampling, generator)
+            decoded = self.decode(ids, m_lens)
+        else:
+            controls = per_sample(control, len(texts))
+            m_lens = fit_lengths(controls, m_lens, estimated, self.spec.unit_length, self.max_tokens)
+            ids, feats, err = generate_controlled(self, cond, m_lens, sampling, generator, controls)
+            decoded = self.split(feats, m_lens)
+            errors = [None if math.isnan(e) else e for e in err.tolist()]
         return [
             Motion(text, f, cleanup_motion(j, self.spec) if cleanup else j, ids[b, : int(m_lens[b])].cpu().numpy(),
-                   estimated[b])
-            for b, (text, (f, j)) in enumerate(zip(texts, self.decode(ids, m_lens)))
+                   estimated[b], control_error=errors[b])
+            for b, (text, (f, j)) in enumerate(zip(texts, decoded))
         ]
 
     @torch.no_grad()
     def edit(self, source_features: np.ndarray, text: str, spans: Sequence[tuple[int, int]], *,
-             seed: int | None = None, sampling: Sampling = Sampling(res_cond_scale=2.0)) -> Motion:
+             seed: int | None = None, sampling: Sampling = Sampling(res_cond_scale=2.0),
+             control: Control | None = None) -> Motion:
         """Temporal inpainting (spec §3.6): regenerate the token ``spans`` of a source motion from ``text``.
+        ``control`` (targets inside the spans only) steers the regenerated tokens as in :meth:`generate`.
 
         Tokens outside the spans are kept exactly in every layer: the residual transformer regenerates the
         upper layers only inside the spans (the official edit re-samples them everywhere).
@@ -352,17 +378,25 @@ class MoMaskPipeline:
                 raise ValueError(f"edit span tokens {start}..{end} is outside the source motion's {n_valid} tokens")
             mask[0, start:end] = True
         cond = self.encode_text([text])
+        ctl = None if control is None else Controller(self, [control.inside(mask[0], self.spec.unit_length)],
+                                                      m_lens, editable=mask[:, :n_valid], time_steps=sampling.time_steps)
         with self.autocast(sampling):
             base = edit_base_tokens(
                 self.transformers(sampling)[0], codes[..., 0], cond, m_lens, mask, timesteps=sampling.time_steps,
                 cond_scale=sampling.cond_scale, temperature=sampling.temperature, topk_filter_thres=sampling.topkr,
                 gsample=sampling.gumbel_sample, force_mask=sampling.force_mask, generator=generator,
-                max_tokens=max(self.max_tokens, codes.shape[1]))
-            ids = self.complete_residuals(base[:, :n_valid], cond, m_lens, sampling, generator)
+                max_tokens=max(self.max_tokens, codes.shape[1]), logits_hook=ctl and ctl.base_hook)
+            ids = self.complete_residuals(base[:, :n_valid], cond, m_lens, sampling, generator,
+                                          logits_hook=ctl and ctl.residual_hook)
         keep = ~mask[:, :n_valid, None]
         ids = torch.where(keep, codes[:, :n_valid], ids)
-        (features, joints), = self.decode(ids, m_lens)
-        return Motion(text, features, joints, ids[0].cpu().numpy(), spans=list(spans))
+        if ctl is None:
+            (features, joints), = self.decode(ids, m_lens)
+            return Motion(text, features, joints, ids[0].cpu().numpy(), spans=list(spans))
+        feats = ctl.refine(ids)
+        (features, joints), = self.split(feats, m_lens)
+        error = float(ctl.errors(torch.as_tensor(joints, device=self.device)[None])[0])
+        return Motion(text, features, joints, ids[0].cpu().numpy(), spans=list(spans), control_error=error)
 
     @torch.no_grad()
     def generate_long(self, texts: Sequence[str], lengths: Sequence[int | None] | None = None, *,

@@ -31,6 +31,13 @@ class GenerateOptions(SamplingOptions):
     verbose: bool = opt(False, "log a physical summary (penetration, floating, skating, jitter) per motion")
     chain: bool = opt(False, "join all --text captions into one long continuous motion (inpainted transitions)")
     batch_size: int = opt(32, "prompts generated together")
+    control: str = opt("", "spatial control file: .json keyframes [{joint, frame, position}], .npy targets (T,J,3) "
+                           "in metres with NaN = free, or a motion (.bvh, joints/features .npy) to follow. "
+                           "Coordinates: the generated motion's frame (Y up, metres, it starts with the pelvis over "
+                           "the origin facing +Z)")
+    control_joints: str = opt("", "joints taken from a --control motion: names/indices or 'all' (default pelvis)")
+    control_frames: str = opt("", "frames of the --control motion used: 'all' (default) or e.g. 0,40,2s,0.5")
+    control_at: str = opt("", "frames of the new motion where those go (as many, or one start); default the same")
 
     def __post_init__(self) -> None:
         super().__post_init__()

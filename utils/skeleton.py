@@ -22,6 +22,9 @@ KIT_JOINT_NAMES = (
     "root", "BP", "BT", "BLN", "BUN", "LS", "LE", "LW", "RS", "RE", "RW",
     "LH", "LK", "LA", "LMrot", "LF", "RH", "RK", "RA", "RMrot", "RF",
 )
+# Common names for KIT joints (so a control file can say "pelvis" or "left_wrist" on either dataset).
+KIT_JOINT_ALIASES = (("pelvis", 0), ("head", 4), ("left_wrist", 7), ("right_wrist", 10), ("left_foot", 15),
+                     ("right_foot", 20))
 
 # Spec §1.3: unit bone directions in the rest pose (row = child joint).
 T2M_RAW_OFFSETS = np.array(
@@ -85,6 +88,22 @@ class DatasetSpec:
     mirror_pairs: tuple[tuple[int, int], ...] = ()
     data_folder: str = "HumanML3D"
     target_bone_lengths: np.ndarray | None = None   # (J-1,) default retargeting skeleton, None = keep source
+    joint_aliases: tuple[tuple[str, int], ...] = ()  # extra (name, index) pairs accepted by joint_index
+
+    def joint_index(self, joint: str | int) -> int:
+        """Index of a joint given by name (case-insensitive; ``joint_names`` or an alias) or index (0..J-1)."""
+        if isinstance(joint, (int, np.integer)) and not isinstance(joint, bool):
+            if 0 <= joint < self.joints_num:
+                return int(joint)
+            raise ValueError(f"joint index {joint} is out of range: {self.name} has joints 0..{self.joints_num - 1}")
+        names = {n.lower(): i for i, n in enumerate(self.joint_names)} | dict(self.joint_aliases)
+        key = str(joint).strip().lower()
+        if key.isdigit():
+            return self.joint_index(int(key))
+        if key not in names:
+            raise ValueError(f"unknown joint {joint!r} for {self.name}: use an index 0..{self.joints_num - 1} or one "
+                             f"of {', '.join(names)}")
+        return names[key]
 
     @property
     def parents(self) -> tuple[int, ...]:
@@ -124,7 +143,7 @@ DATASETS: dict[str, DatasetSpec] = {
         name="kit", joints_num=21, dim_pose=251, fps=12.5, chains=KIT_CHAINS, raw_offsets=KIT_RAW_OFFSETS,
         joint_names=KIT_JOINT_NAMES, face_joint_idx=(11, 16, 5, 8), fid_l=(19, 20), fid_r=(14, 15),
         l_idx1=17, l_idx2=18, feet_thre=0.05, min_motion_length=24, plot_radius=240.0 * 8,
-        mirror_pairs=KIT_MIRROR_PAIRS, data_folder="KIT-ML",
+        mirror_pairs=KIT_MIRROR_PAIRS, data_folder="KIT-ML", joint_aliases=KIT_JOINT_ALIASES,
     ),
 }
 

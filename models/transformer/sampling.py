@@ -41,6 +41,12 @@ MASK_FREE_RATIO = 0.16
 MASK_DRAW_ORDER = (1, 0, 2)
 RES_DRAW_ORDER = (0, 2, 1)
 
+# Optional logits hooks (spatial control, models/control): they may rewrite the logits before each draw.
+# Masked layer: (ids (B, n) with mask_id where masked, logits (B, n, K), is_mask (B, n)) -> logits (B, n, K).
+BaseLogitsHook = Callable[[Tensor, Tensor, Tensor], Tensor]
+# Residual layer: (layer q, ids of layers < q (B, n, q), pad_id where padded, logits (B, n, K+1)) -> logits.
+ResidualLogitsHook = Callable[[int, Tensor, Tensor], Tensor]
+
 
 def cosine_schedule(t: Tensor) -> Tensor:
     """Masking ratio ``cos(πt/2)`` for t in [0, 1] (1 at t = 0, ~0 at t = 1)."""
@@ -115,6 +121,7 @@ def _remask_loop(
     model: MaskTransformer, ids: Tensor, scores: Tensor, counts_at: Callable[[Tensor], Tensor], freeze: Tensor | None,
     cond: Tensor, padding_mask: Tensor, *, timesteps: int, cond_scale: float, temperature: float,
     topk_filter_thres: float, gsample: bool, force_mask: bool, generator: torch.Generator | None, batched_cfg: bool,
+    logits_hook: BaseLogitsHook | None = None,
 ) -> Tensor:
     """Iterative confidence-based re-masking shared by generation and editing; returns ids (B, n)."""
     for t in torch.linspace(0, 1, timesteps, device=ids.device):
@@ -125,6 +132,8 @@ def _remask_loop(
         logits = model.forward_with_cond_scale(
             ids, cond, padding_mask, cond_scale, force_mask=force_mask, batched=batched_cfg
         ).transpose(1, 2)                                                           # (B, n, K)
+        if logits_hook is not None:
+            logits = logits_hook(ids, logits, is_mask)
         pred = _sample(top_k_filter(logits, topk_filter_thres), temperature, gsample, generator)
         ids = torch.where(is_mask, pred, ids)
         scores = logits.softmax(dim=-1).gather(2, pred[..., None]).squeeze(-1)
@@ -139,6 +148,7 @@ def generate_base_tokens(
     model: MaskTransformer, cond: Tensor, m_lens: Tensor, *, timesteps: int = 18, cond_scale: float = 4.0,
     temperature: float = 1.0, topk_filter_thres: float = 0.9, gsample: bool = False, force_mask: bool = False,
     generator: torch.Generator | None = None, max_tokens: int = 49, batched_cfg: bool = True,
+    logits_hook: BaseLogitsHook | None = None,
 ) -> Tensor:
     """Masked-transformer generation (spec §3.5): layer-0 ids (B, n = max(m_lens)), −1 at padding.
 
@@ -158,7 +168,7 @@ def generate_base_tokens(
         model, ids, scores, lambda t: torch.round(cosine_schedule(t) * m_lens).clamp(min=1), None,
         cond.to(device), padding_mask, timesteps=timesteps, cond_scale=cond_scale, temperature=temperature,
         topk_filter_thres=topk_filter_thres, gsample=gsample, force_mask=force_mask, generator=generator,
-        batched_cfg=batched_cfg,
+        batched_cfg=batched_cfg, logits_hook=logits_hook,
     )
 
 
@@ -167,7 +177,7 @@ def edit_base_tokens(
     model: MaskTransformer, tokens: Tensor, cond: Tensor, m_lens: Tensor, edit_mask: Tensor | None = None, *,
     timesteps: int = 18, cond_scale: float = 4.0, temperature: float = 1.0, topk_filter_thres: float = 0.9,
     gsample: bool = False, force_mask: bool = False, generator: torch.Generator | None = None,
-    max_tokens: int = 49, batched_cfg: bool = True,
+    max_tokens: int = 49, batched_cfg: bool = True, logits_hook: BaseLogitsHook | None = None,
 ) -> Tensor:
     """Temporal inpainting of layer-0 tokens (spec §3.6): ids (B, n), −1 at padding.
 
@@ -211,7 +221,7 @@ def edit_base_tokens(
     return _remask_loop(
         model, ids, scores, counts_at, freeze, cond.to(device), padding_mask, timesteps=timesteps,
         cond_scale=cond_scale, temperature=temperature, topk_filter_thres=topk_filter_thres, gsample=gsample,
-        force_mask=force_mask, generator=generator, batched_cfg=batched_cfg,
+        force_mask=force_mask, generator=generator, batched_cfg=batched_cfg, logits_hook=logits_hook,
     )
 
 
@@ -220,6 +230,7 @@ def generate_residual_tokens(
     model: ResidualTransformer, base_ids: Tensor, cond: Tensor, m_lens: Tensor, *, temperature: float = 1.0,
     topk_filter_thres: float = 0.9, cond_scale: float = 2.0, num_res_layers: int = -1,
     generator: torch.Generator | None = None, batched_cfg: bool = True,
+    logits_hook: ResidualLogitsHook | None = None,
 ) -> Tensor:
     """Residual-layer generation (spec §4.3): all ids (B, n, Q') with Q' = Q or num_res_layers + 1.
 
@@ -251,6 +262,8 @@ def generate_residual_tokens(
         logits = model.forward_with_cond_scale(
             history, layer, cond, padding_mask, cond_scale, batched=batched_cfg
         ).transpose(1, 2)                                                           # (B, n, K+1)
+        if logits_hook is not None:
+            logits = logits_hook(layer, torch.stack(all_ids, dim=-1), logits)
         pred = gumbel_sample(top_k_filter(logits, topk_filter_thres), temperature, generator, RES_DRAW_ORDER)
         ids = torch.where(padding_mask, model.pad_id, pred)
         all_ids.append(ids)

@@ -1,0 +1,222 @@
+"""Spatial control: specification parsing, objectives (closed forms), the optimiser on tiny untrained runs, CLIs."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from tiny_runs import MASK_NAME, RES_NAME, make_tiny_runs
+
+import edit_t2m
+import gen_t2m
+from models.control import (
+    Control,
+    ControlSettings,
+    ControlSpec,
+    FloorObjective,
+    keyframes_from_json,
+)
+from models.control.objectives import TargetObjective, target_distances
+from models.control.spec import parse_frames, targets_from_motion
+from models.pipeline import MoMaskPipeline
+from utils.skeleton import get_dataset_spec
+from visualization.control_input import read_control
+from visualization.joints2bvh import save_bvh
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+REPO = Path(__file__).resolve().parents[1]
+T2M, KIT = get_dataset_spec("t2m"), get_dataset_spec("kit")
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_tiny_runs(tmp_path_factory.mktemp("checkpoints"), "t2m")
+
+
+@pytest.fixture(scope="module")
+def pipe(runs: Path) -> MoMaskPipeline:
+    return MoMaskPipeline.from_checkpoints(runs, "t2m", MASK_NAME, RES_NAME)
+
+
+# ---- specification ---------------------------------------------------------------------------------------------
+def test_joint_names_aliases_and_indices() -> None:
+    assert T2M.joint_index("Left_Wrist") == 20 and T2M.joint_index(15) == T2M.joint_index("head") == 15
+    assert KIT.joint_index("pelvis") == 0 and KIT.joint_index("left_wrist") == KIT.joint_index("LW") == 7
+    with pytest.raises(ValueError, match="unknown joint 'elbow' for t2m"):
+        T2M.joint_index("elbow")
+    with pytest.raises(ValueError, match="out of range"):
+        KIT.joint_index(21)
+
+
+def test_keyframes_in_frames_seconds_and_fractions() -> None:
+    spec = keyframes_from_json({"keyframes": [
+        {"joint": "pelvis", "frame": "2s", "position": [0.5, None, 1.0]},
+        {"joint": 21, "frame": "0.5", "position": [0, 1, 2]},
+        {"joint": "head", "frame": 3, "position": [1, 1.6, 0]}]}, T2M, total_frames=100)
+    assert spec.targets.shape == (100, 22, 3)
+    np.testing.assert_array_equal(spec.targets[40, 0], [0.5, np.nan, 1.0])   # 2 s at 20 fps
+    np.testing.assert_array_equal(spec.targets[50, 21], [0, 1, 2])           # half of 100 frames
+    assert spec.mask.sum() == 3 and spec.last_frame == 50 and spec.joints == [0, 15, 21]
+
+
+@pytest.mark.parametrize("item,message", [
+    ({"joint": "tail", "frame": 0, "position": [0, 0, 0]}, "unknown joint 'tail'"),
+    ({"joint": "pelvis", "frame": 120, "position": [0, 0, 0]}, "frame 120 is outside the motion's 100 frames"),
+    ({"joint": "pelvis", "frame": "9s", "position": [0, 0, 0]}, "frame 180 is outside"),
+    ({"joint": "pelvis", "frame": 0, "position": [0, 0]}, r"'position' must be \[x, y, z\]"),
+    ({"joint": "pelvis", "frame": 0, "position": [None, None, None]}, "every control target is NaN"),
+])
+def test_bad_keyframes(item: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        keyframes_from_json([item], T2M, total_frames=100)
+
+
+def test_targets_of_another_dataset_and_shapes() -> None:
+    with pytest.raises(ValueError, match="21 joints .a kit skeleton. but the model's dataset t2m has 22"):
+        ControlSpec(np.zeros((10, 21, 3))).check(T2M)
+    with pytest.raises(ValueError, match=r"shape \(frames, joints, 3\)"):
+        ControlSpec(np.zeros((10, 22)))
+    with pytest.raises(ValueError, match="frame 9 is controlled but the motion has 8 frames"):
+        ControlSpec(np.zeros((10, 22, 3))).check(T2M, 8)
+
+
+def test_targets_from_motion_move_frames() -> None:
+    joints = np.random.default_rng(0).normal(size=(30, 22, 3)).astype(np.float32)
+    spec = targets_from_motion(joints, T2M, [0, 20], [5, 6], at=[40])
+    assert spec.targets.shape == (42, 22, 3) and spec.mask.sum() == 4
+    np.testing.assert_array_equal(spec.targets[41, 20], joints[6, 20])
+    assert parse_frames("0,1s,0.5", 30, 20.0) == [0, 20, 15]
+    with pytest.raises(ValueError, match="outside 0..29"):
+        parse_frames("31", 30, 20.0)
+
+
+# ---- objectives ------------------------------------------------------------------------------------------------
+def test_target_distance_ignores_free_axes() -> None:
+    joints = torch.zeros(1, 2, 22, 3)
+    targets = torch.full((1, 2, 22, 3), float("nan"))
+    targets[0, 0, 0] = torch.tensor([3.0, float("nan"), 4.0])     # XZ only: 5 m away whatever y is
+    targets[0, 1, 20] = torch.tensor([0.0, 1.0, 0.0])
+    joints[0, 0, 0, 1] = 7.0
+    dist, controlled = target_distances(joints, targets)
+    assert controlled.sum() == 2
+    assert dist[0, 0, 0].item() == pytest.approx(5.0) and dist[0, 1, 20].item() == pytest.approx(1.0)
+    loss = TargetObjective(targets)(joints, torch.ones(1, 2, dtype=torch.bool))
+    assert loss.item() == pytest.approx(3.0)
+
+
+def test_floor_objective_closed_form() -> None:
+    joints = torch.zeros(1, 4, 22, 3)
+    joints[0, 1, 3, 1] = -0.1
+    joints[0, 3, 5, 1] = -0.3                                      # on a padded frame: ignored
+    valid = torch.tensor([[True, True, True, False]])
+    assert FloorObjective()(joints, valid).item() == pytest.approx(0.1 + 0.1 / 3)
+
+
+# ---- the optimiser -----------------------------------------------------------------------------------------------
+def test_control_meets_targets_the_free_motion_misses(pipe: MoMaskPipeline) -> None:
+    free = pipe.generate(["a person walks"], [48], seed=3)[0]
+    targets = np.full((48, 22, 3), np.nan, np.float32)
+    targets[6::12, 0] = free.joints[6::12, 0] + np.array([0.08, 0.0, -0.06], np.float32)   # 10 cm off (frame 0 is always over the origin)
+    ctl = pipe.generate(["a person walks"], [48], seed=3, control=Control(ControlSpec(targets)))[0]
+    err = np.linalg.norm(ctl.joints[6::12, 0] - targets[6::12, 0], axis=-1).mean()
+    assert err < 0.03 and ctl.control_error == pytest.approx(err, abs=1e-4)
+    assert ctl.joints.shape == free.joints.shape and ctl.features.shape == free.features.shape
+
+
+def test_floor_objective_from_python(pipe: MoMaskPipeline) -> None:
+    free = pipe.generate(["a person crawls"], [40], seed=1)[0]
+    floor = float(np.quantile(free.joints[..., 1], 0.1))         # untrained: joints stay within a few cm of y = 0
+    ctl = pipe.generate(["a person crawls"], [40], seed=1, control=Control(
+        objectives=[FloorObjective(floor)], settings=ControlSettings(refine_iters=150, tolerance=5e-4)))[0]
+    dip_free, dip_ctl = floor - free.joints[..., 1].min(), floor - ctl.joints[..., 1].min()
+    assert dip_free > 0.005 and dip_ctl < dip_free / 2
+    assert ctl.control_error is None   # the demo model meets a real floor: benchmarks/bench_control.py
+
+
+def test_estimated_length_grows_to_cover_targets(pipe: MoMaskPipeline) -> None:
+    targets = np.full((150, 22, 3), np.nan, np.float32)
+    targets[149, 0] = [0.0, 0.9, 1.0]
+    steps = []
+    motion = pipe.generate(["walk"], seed=0, control=Control(ControlSpec(targets), progress=lambda f, s: steps.append(f)))[0]
+    assert motion.num_frames >= 150 and steps[-1] == 1.0
+    with pytest.raises(ValueError, match="frame 149 is controlled but the motion has 100 frames"):
+        pipe.generate(["walk"], [100], control=Control(ControlSpec(targets)))
+
+
+def test_edit_controls_only_inside_spans(pipe: MoMaskPipeline) -> None:
+    source = pipe.generate(["walk"], [64], seed=0)[0]
+    targets = np.full((64, 22, 3), np.nan, np.float32)
+    targets[30, 0] = source.joints[30, 0] + np.array([0.1, 0.0, 0.0], np.float32)
+    edited = pipe.edit(source.features, "jump", [(4, 12)], seed=0, control=Control(ControlSpec(targets)))
+    assert np.linalg.norm(edited.joints[30, 0] - targets[30, 0]) < 0.03
+    kept = pipe.encode_motion(source.features)[0, :16].numpy()
+    np.testing.assert_array_equal(edited.tokens[:4], kept[:4])
+    np.testing.assert_array_equal(edited.tokens[12:], kept[12:])
+    targets[60, 0] = 0.0
+    with pytest.raises(ValueError, match=r"frame\(s\) \[60\] are controlled but outside the edited spans"):
+        pipe.edit(source.features, "jump", [(4, 12)], control=Control(ControlSpec(targets)))
+
+
+# ---- files and CLIs -------------------------------------------------------------------------------------------
+def _args(runs: Path, out: Path, *extra: str) -> list[str]:
+    return ["--checkpoints_dir", str(runs), "--dataset_name", "t2m", "--name", MASK_NAME, "--res_name", RES_NAME,
+            "--out_dir", str(out), "--device", "cpu", *extra]
+
+
+def test_gen_cli_keyframes_and_motion_file(runs: Path, tmp_path: Path, pipe: MoMaskPipeline) -> None:
+    free = pipe.generate(["wave"], [40], seed=10107)[0].joints          # what gen_t2m makes without control
+    target = (free[20, 20] + [0.06, 0.0, 0.0]).tolist()
+    keys = tmp_path / "keys.json"
+    keys.write_text(json.dumps([{"joint": "left_wrist", "frame": "1s", "position": target}]))
+    gen_t2m.main(_args(runs, tmp_path / "a", "--text", "wave", "--motion_length", "40", "--control", str(keys)))
+    joints = np.load(tmp_path / "a/text2motion/joints/0/sample0_repeat0_len40.npy")
+    assert np.linalg.norm(joints[20, 20] - target) < 0.02
+    assert (tmp_path / "a/text2motion/animations/0/sample0_repeat0_len40.bvh").is_file()
+    # "hit the pose of frame 10 of this BVH at 1 s": all joints, the BVH first put in the generated frame.
+    bvh = save_bvh(joints, tmp_path / "src.bvh", T2M)
+    spec = read_control(bvh, T2M, joints="all", frames="10", at="1s")
+    assert spec.mask.sum() == 22 and spec.last_frame == 20
+
+
+@pytest.mark.parametrize("content,message", [
+    ('[{"joint": "tail", "frame": 0, "position": [0, 0, 0]}]', "unknown joint 'tail'"),
+    ('[{"joint": "pelvis", "frame": 90, "position": [0, 0, 0]}]', "frame 90 is outside the motion's 40 frames"),
+    ("not json", "not a JSON keyframe file"),
+])
+def test_bad_control_exits_2_and_writes_nothing(runs: Path, tmp_path: Path, content: str, message: str) -> None:
+    bad = tmp_path / "bad.json"
+    bad.write_text(content)
+    proc = subprocess.run([sys.executable, str(REPO / "gen_t2m.py"), *_args(
+        runs, tmp_path / "out", "--text", "walk", "--motion_length", "40", "--control", str(bad))],
+        capture_output=True, text=True, cwd=tmp_path)
+    assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("array,message", [
+    (np.full((40, 22, 3), np.nan), "every control target is NaN"),
+    (np.where(np.arange(40)[:, None, None] == 0, 0.0, np.nan) * np.ones((40, 21, 3)), "a kit skeleton"),
+    (np.full((40, 22, 2), np.nan), r"shape \(frames, joints, 3\)"),
+])
+def test_bad_target_arrays(runs: Path, tmp_path: Path, array: np.ndarray, message: str) -> None:
+    path = tmp_path / "targets.npy"
+    np.save(path, array.astype(np.float32))
+    with pytest.raises(ValueError, match=message):
+        gen_t2m.main(_args(runs, tmp_path / "out", "--text", "walk", "--control", str(path)))
+    assert not (tmp_path / "out").exists()
+
+
+def test_edit_cli_control(runs: Path, tmp_path: Path, pipe: MoMaskPipeline) -> None:
+    source = pipe.generate(["walk"], [64], seed=0)[0]
+    np.save(tmp_path / "src.npy", source.features)
+    targets = np.full((64, 22, 3), np.nan, np.float32)
+    targets[24, 0] = source.joints[24, 0] + np.array([0.1, 0.0, 0.0], np.float32)
+    np.save(tmp_path / "t.npy", targets)
+    edit_t2m.main(_args(runs, tmp_path / "e", "--source_motion", str(tmp_path / "src.npy"), "--text", "jump",
+                        "-msec", "16,48", "--control", str(tmp_path / "t.npy"), "--outputs", "npy"))
+    out = np.load(tmp_path / "e/editing/joints/0/sample0_repeat0_len64.npy")
+    assert np.linalg.norm(out[24, 0] - targets[24, 0]) < 0.05
