@@ -12,13 +12,15 @@ frames). Rig joints follow source joints by name (:mod:`visualization.rig_mappin
   arms), giving world rotations relative to rest; so a T-pose or an A-pose rest is just its measured directions;
 * joints that follow nothing (fingers, end joints, twist leaves) keep their rest local rotation;
 * the root moves along the source path times the leg-length ratio (rig hip-to-ankle rest length over the
-  source's), so the feet keep their footing on other proportions; the rig's axes (Y or Z up, any facing) and
+  source's), so the feet keep their footing on other proportions (the file's root carries it, also when it is a
+  floor-level joint above the hips); the rig's axes (Y or Z up, any facing) and
   units (m, cm) are read off its rest pose: up = hips to head, left = right hip to left hip.
 """
 from __future__ import annotations
 
 import logging
 import os
+import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -26,7 +28,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from utils.motion import check_joints
-from utils.quaternion import qinv, qmul, qrot, quat_to_euler
+from utils.quaternion import qinv, qmul, quat_to_euler
 from utils.skeleton import DatasetSpec
 from visualization.bvh import (POSITION_CHANNELS, BvhMotion, continuous_euler, forward_kinematics, read_bvh,
                                write_bvh)
@@ -268,13 +270,12 @@ def retarget(joints: np.ndarray, plan: RetargetPlan) -> tuple[BvhMotion, float]:
         order = "".join(c[0].lower() for c in channels[j] if c.endswith("rotation"))
         if len(order) == 3:
             rotations[:, j] = continuous_euler(np.rad2deg(quat_to_euler(local[:, j], order)))
-    hips = plan.hips
-    if not any(c in POSITION_CHANNELS for c in channels[hips]):
-        channels[hips] = POSITION_CHANNELS + channels[hips]
+    # The file's root carries the translation (a floor-level root above the hips moves with them): FBX and
+    # Blender ignore translation keys on bones below the root.
+    if not any(c in POSITION_CHANNELS for c in channels[0]):
+        channels[0] = POSITION_CHANNELS + channels[0]
     positions = np.repeat(rest_trans[None], num_frames, axis=0)
-    parent = rig.parents[hips]
-    hip_world = targets[:, 0]
-    positions[:, hips] = hip_world if parent < 0 else qrot(qinv(rest_rot[parent]), hip_world - rest_pos[parent])
+    positions[:, 0] = targets[:, 0] - rest_pos[plan.hips] + rest_pos[0]
     motion = BvhMotion(rig.names, rig.parents, rig.offsets, tuple(channels), rotations, positions, 1.0 / spec.fps,
                        rig.end_sites)
     return motion, ratio
@@ -325,3 +326,14 @@ def write_motion_bvh(motion: Motion, path: Path, args: argparse.Namespace) -> No
     if getattr(args, "foot_cleanup", False):
         raise ValueError("--foot_cleanup is not available with --target_rig yet; drop one of them")
     save_retargeted_bvh(motion.as_joints(), path, load_plan(rig, motion.spec, getattr(args, "mapping", None)))
+
+
+def write_motion_via_blender(motion: Motion, path: Path, args: argparse.Namespace) -> None:
+    """convert writer for .fbx / .glb / .gltf: the .bvh writer's result exported by Blender (needs ``blender``)."""
+    from visualization.blender_check import export_with_blender, find_blender
+
+    find_blender(purpose=f"writing {path.suffix}")
+    with tempfile.TemporaryDirectory() as tmp:
+        bvh = Path(tmp) / "motion.bvh"
+        write_motion_bvh(motion, bvh, args)
+        export_with_blender(bvh, [path])
