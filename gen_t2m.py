@@ -18,6 +18,7 @@ from utils.cli import run_cli
 from utils.device import resolve_device, seed_everything
 from utils.log import setup_logging
 from visualization.export import MotionWriter
+from visualization.retarget import prepare_rig
 
 logger = logging.getLogger("gen_t2m")
 
@@ -54,12 +55,13 @@ def main(argv: list[str] | None = None) -> None:
     opt = GenerateOptions.parse(argv)
     setup_logging()
     prompts = collect_prompts(opt)
+    rig = prepare_rig(opt.target_rig, opt.mapping, opt.spec, opt.output_kinds, opt.foot_cleanup)
     device = resolve_device(opt.device)
     seed_everything(opt.seed)
     pipe = load_pipeline(opt, device)
     pipe.warn_if_unfamiliar([p.text for p in prompts])
     writer = MotionWriter(Path(opt.out_dir) / opt.ext, pipe.spec, opt.output_kinds, bvh_offsets=opt.bvh_offsets,
-                          foot_cleanup=opt.foot_cleanup)
+                          foot_cleanup=opt.foot_cleanup, rig=rig)
     sampling = Sampling.from_options(opt)
     if opt.chain:
         for r in range(opt.repeat_times):

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from options.base import opt
 from options.sampling import SamplingOptions
 
-OUTPUT_KINDS = ("npy", "bvh", "mp4", "gif")
+OUTPUT_KINDS = ("npy", "bvh", "mp4", "gif", "fbx", "glb")
 
 
 @dataclass
@@ -25,7 +25,10 @@ class GenerateOptions(SamplingOptions):
     repeat_times: int = opt(1, "samples per caption")
     seed: int = opt(10107, "random seed (same seed -> same output)")
     outputs: str = opt("npy,bvh", f"comma-separated outputs among {','.join(OUTPUT_KINDS)}")
-    bvh_offsets: str = opt("template", "BVH skeleton: template (official retarget) or motion (exact bone lengths)")
+    bvh_offsets: str = opt("template", "BVH skeleton: template (official retarget), motion (exact bone lengths) or "
+                           "tpose (template lengths on a T-pose rest)")
+    target_rig: str = opt("", "retarget BVH/FBX/GLB onto this rig, a BVH file (Mixamo or SMPL names, else --mapping)")
+    mapping: str = opt("", "with --target_rig: JSON file {rig joint: source joint name}")
     foot_cleanup: bool = opt(False, "remove foot skating in the BVH using the foot-contact channels")
     chain: bool = opt(False, "join all --text captions into one long continuous motion (inpainted transitions)")
     batch_size: int = opt(32, "prompts generated together")
@@ -36,8 +39,8 @@ class GenerateOptions(SamplingOptions):
         unknown = [k for k in kinds if k not in OUTPUT_KINDS]
         if unknown or not kinds:
             raise ValueError(f"--outputs {self.outputs!r}: choose from {','.join(OUTPUT_KINDS)}")
-        if self.bvh_offsets not in ("template", "motion"):
-            raise ValueError(f"--bvh_offsets {self.bvh_offsets!r}: use template or motion")
+        if self.bvh_offsets not in ("template", "motion", "tpose"):
+            raise ValueError(f"--bvh_offsets {self.bvh_offsets!r}: use template, motion or tpose")
         checks = [("repeat_times", self.repeat_times >= 1), ("motion_length", self.motion_length >= 0),
                   ("batch_size", self.batch_size >= 1)]
         for flag, ok in checks:

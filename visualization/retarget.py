@@ -313,19 +313,30 @@ def save_retargeted_bvh(joints: np.ndarray, path: str | os.PathLike[str], plan: 
     return write_bvh(path, motion)
 
 
+def prepare_rig(target_rig: str, mapping: str, spec: DatasetSpec, kinds: list[str], foot_cleanup: bool = False
+                ) -> RetargetPlan | None:
+    """gen_t2m: check ``--target_rig/--mapping`` and Blender for ``--outputs fbx,glb`` before any generation."""
+    if any(k in kinds for k in ("fbx", "glb")):
+        from visualization.blender_check import find_blender
+        find_blender(purpose="--outputs fbx/glb")
+    if mapping and not target_rig:
+        raise ValueError("--mapping needs --target_rig rig.bvh")
+    if target_rig and foot_cleanup:
+        raise ValueError("--foot_cleanup is not available with --target_rig yet; drop one of them")
+    return load_plan(target_rig, spec, mapping or None) if target_rig else None
+
+
 def write_motion_bvh(motion: Motion, path: Path, args: argparse.Namespace) -> None:
     """convert writer for .bvh: onto ``--target_rig`` (with ``--mapping``) when given, else the project's rig."""
     from visualization.joints2bvh import write_motion_bvh as write_own_rig
 
     rig = getattr(args, "target_rig", None)
     if not rig:
-        if getattr(args, "mapping", None):
-            raise ValueError("--mapping needs --target_rig rig.bvh")
+        prepare_rig("", getattr(args, "mapping", None), motion.spec, [])
         write_own_rig(motion, path, args)
         return
-    if getattr(args, "foot_cleanup", False):
-        raise ValueError("--foot_cleanup is not available with --target_rig yet; drop one of them")
-    save_retargeted_bvh(motion.as_joints(), path, load_plan(rig, motion.spec, getattr(args, "mapping", None)))
+    plan = prepare_rig(rig, getattr(args, "mapping", None), motion.spec, [], getattr(args, "foot_cleanup", False))
+    save_retargeted_bvh(motion.as_joints(), path, plan)
 
 
 def write_motion_via_blender(motion: Motion, path: Path, args: argparse.Namespace) -> None:
