@@ -21,6 +21,7 @@ from utils.log import setup_logging
 from utils.physical import PhysicalMetrics, motion_report, write_report
 from visualization.control_input import read_control
 from visualization.export import MotionWriter
+from visualization.retarget import prepare_rig
 
 logger = logging.getLogger("gen_t2m")
 
@@ -72,12 +73,13 @@ def main(argv: list[str] | None = None) -> None:
     control = load_control(opt)
     if control is not None and opt.chain:
         raise ValueError("--control works on single motions, not with --chain")
+    rig = prepare_rig(opt.target_rig, opt.mapping, opt.spec, opt.output_kinds)
     device = resolve_device(opt.device)
     seed_everything(opt.seed)
     pipe = load_pipeline(opt, device)
     pipe.warn_if_unfamiliar([p.text for p in prompts])
     writer = MotionWriter(Path(opt.out_dir) / opt.ext, pipe.spec, opt.output_kinds, bvh_offsets=opt.bvh_offsets,
-                          cleanup=opt.cleanup)
+                          cleanup=opt.cleanup, rig=rig)
     sampling = Sampling.from_options(opt)
     report: list[dict[str, object]] = []
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from options.base import opt
 from options.sampling import SamplingOptions
 
-OUTPUT_KINDS = ("npy", "bvh", "mp4", "gif")
+OUTPUT_KINDS = ("npy", "bvh", "mp4", "gif", "fbx", "glb")
 
 
 @dataclass
@@ -24,7 +24,10 @@ class GenerateOptions(SamplingOptions):
     motion_length: int = opt(0, "frames for every --text caption (0 = estimate with the length estimator)")
     repeat_times: int = opt(1, "samples per caption")
     outputs: str = opt("npy,bvh", f"comma-separated outputs among {','.join(OUTPUT_KINDS)}")
-    bvh_offsets: str = opt("template", "BVH skeleton: template (official retarget) or motion (exact bone lengths)")
+    bvh_offsets: str = opt("template", "BVH skeleton: template (official retarget), motion (exact bone lengths) or "
+                           "tpose (template lengths on a T-pose rest)")
+    target_rig: str = opt("", "retarget BVH/FBX/GLB onto this rig, a BVH file (Mixamo or SMPL names, else --mapping)")
+    mapping: str = opt("", "with --target_rig: JSON file {rig joint: source joint name}")
     cleanup: bool = opt(False, "physical clean-up of the joints (npy/BVH/video): less jitter and foot skating, "
                         "feet locked on the floor (utils/cleanup.py)")
     foot_cleanup: bool = opt(False, "older name of --cleanup")
@@ -45,8 +48,8 @@ class GenerateOptions(SamplingOptions):
         unknown = [k for k in kinds if k not in OUTPUT_KINDS]
         if unknown or not kinds:
             raise ValueError(f"--outputs {self.outputs!r}: choose from {','.join(OUTPUT_KINDS)}")
-        if self.bvh_offsets not in ("template", "motion"):
-            raise ValueError(f"--bvh_offsets {self.bvh_offsets!r}: use template or motion")
+        if self.bvh_offsets not in ("template", "motion", "tpose"):
+            raise ValueError(f"--bvh_offsets {self.bvh_offsets!r}: use template, motion or tpose")
         self.cleanup = self.cleanup or self.foot_cleanup
         checks = [("repeat_times", self.repeat_times >= 1), ("motion_length", self.motion_length >= 0),
                   ("batch_size", self.batch_size >= 1)]

@@ -10,8 +10,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from options.base import opt, override
-from options.common import (LoaderOptions, ResumeOptions, ScaleOutOptions, ScheduleOptions, TextEncoderOptions,
-                            TrainingOptions)
+from options.common import (
+    LoaderOptions,
+    ResumeOptions,
+    ScaleOutOptions,
+    ScheduleOptions,
+    TextEncoderOptions,
+    TrainingOptions,
+)
 
 
 @dataclass

@@ -4,8 +4,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from options.base import opt, override
-from options.common import (EvaluatorOptions, LoaderOptions, ResumeOptions, ScaleOutOptions, ScheduleOptions,
-                            TrainingOptions)
+from options.common import (
+    EvaluatorOptions,
+    LoaderOptions,
+    ResumeOptions,
+    ScaleOutOptions,
+    ScheduleOptions,
+    TrainingOptions,
+)
 
 RECONS_LOSSES = ("l1", "l1_smooth")
 

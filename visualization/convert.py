@@ -117,7 +117,9 @@ def write_npy(motion: Motion, path: Path, args: argparse.Namespace) -> None:
 READERS: dict[str, Reader] = {".npy": read_npy, ".bvh": lazy("visualization.joints2bvh", "read_motion_bvh")}
 WRITERS: dict[str, Writer] = {
     ".npy": write_npy,
-    ".bvh": lazy("visualization.joints2bvh", "write_motion_bvh"),
+    ".bvh": lazy("visualization.retarget", "write_motion_bvh"),
+    ".fbx": lazy("visualization.retarget", "write_motion_via_blender"),
+    ".glb": lazy("visualization.retarget", "write_motion_via_blender"),
     ".mp4": lazy("visualization.render", "write_motion_video"),
     ".gif": lazy("visualization.render", "write_motion_video"),
 }
@@ -171,11 +173,14 @@ def build_parser() -> argparse.ArgumentParser:
                         help=".npy output kind (default: the other kind than the input)")
     parser.add_argument("--feet_thre", type=float, default=None,
                         help="foot-contact threshold for joints -> features (default: the dataset's, 0.002 / 0.05)")
-    parser.add_argument("--offsets", choices=("motion", "template"), default=None,
-                        help=".bvh skeleton: the motion's own bone lengths or the official template (t2m default)")
+    parser.add_argument("--offsets", choices=("motion", "template", "tpose"), default=None,
+                        help=".bvh skeleton: the motion's own bone lengths, the official template (t2m default) or "
+                             "a T-pose rest")
     parser.add_argument("--cleanup", action="store_true",
                         help="physical clean-up of the joints first (less jitter and foot skating, feet locked)")
     parser.add_argument("--foot_cleanup", dest="cleanup", action="store_true", help="older name of --cleanup")
+    parser.add_argument("--target_rig", default=None, help=".bvh/.fbx/.glb: retarget onto this rig (a BVH file)")
+    parser.add_argument("--mapping", default=None, help="with --target_rig: JSON {rig joint: source joint}")
     parser.add_argument("--title", default="", help=".mp4/.gif caption")
     parser.add_argument("--size", type=int, default=None, help=".mp4/.gif frame size in pixels (official: 1000)")
     return parser

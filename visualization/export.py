@@ -2,7 +2,7 @@
 
     <root>/joints/<k>/sample<k>_repeat<r>_len<L>.npy      joints (L, J, 3) float32, dataset joint order
     <root>/features/<k>/sample<k>_repeat<r>_len<L>.npy    de-normalised features (L, D) float32
-    <root>/animations/<k>/sample<k>_repeat<r>_len<L>.bvh  (and .mp4 / .gif)
+    <root>/animations/<k>/sample<k>_repeat<r>_len<L>.bvh  (and .mp4 / .gif, .fbx / .glb through Blender)
 """
 from __future__ import annotations
 
@@ -15,9 +15,13 @@ from utils.checkpoint import atomic_write
 from utils.cleanup import cleanup_motion
 from utils.npy import check_output
 from utils.skeleton import DatasetSpec
+from visualization.blender_check import export_with_blender
 from visualization.bvh import write_bvh
 from visualization.joints2bvh import joints_to_bvh, rig_for
 from visualization.render import render_motion
+from visualization.retarget import RetargetPlan, retarget
+
+BLENDER_KINDS = ("fbx", "glb")
 
 
 class GeneratedMotion(Protocol):
@@ -35,19 +39,22 @@ def save_npy(path: Path, array: np.ndarray) -> Path:
 
 
 class MotionWriter:
-    """Writes each motion's requested outputs (``npy``, ``bvh``, ``mp4``, ``gif``) under ``root``.
+    """Writes each motion's requested outputs (``npy``, ``bvh``, ``mp4``, ``gif``, ``fbx``, ``glb``) under ``root``.
 
     ``cleanup``: joints (npy, BVH, video) go through :func:`utils.cleanup.cleanup_motion` first; the features
-    file stays the model's output."""
+    file stays the model's output. ``rig``: retarget the BVH (and the FBX/GLB made from it) onto that rig instead
+    of the project's skeleton."""
 
     def __init__(self, root: str | Path, spec: DatasetSpec, kinds: Sequence[str], *, bvh_offsets: str = "template",
-                 cleanup: bool = False) -> None:
+                 cleanup: bool = False, rig: RetargetPlan | None = None) -> None:
         self.root = Path(root).expanduser().resolve()
         self.spec = spec
         self.kinds = list(kinds)
         # A dataset without a BVH template skeleton (KIT) exports with the motion's own bone lengths.
-        self.bvh_offsets = bvh_offsets if rig_for(spec).template_offsets is not None else "motion"
+        has_template = rig_for(spec).template_offsets is not None
+        self.bvh_offsets = "motion" if bvh_offsets == "template" and not has_template else bvh_offsets
         self.cleanup = cleanup
+        self.rig = rig
 
     def joints(self, motion: GeneratedMotion) -> np.ndarray:
         """The joints this writer exports for ``motion`` (cleaned when ``cleanup``)."""
@@ -66,8 +73,10 @@ class MotionWriter:
         check_output(joints, anim / stem, "joints")
         check_output(motion.features, anim / stem, "features")
         bvh = None
-        if "bvh" in self.kinds:
-            bvh = joints_to_bvh(joints, self.spec, offsets=self.bvh_offsets)
+        blender = [anim / f"{stem}.{kind}" for kind in BLENDER_KINDS if kind in self.kinds]
+        if "bvh" in self.kinds or blender:
+            bvh = (retarget(joints, self.rig)[0] if self.rig is not None
+                   else joints_to_bvh(joints, self.spec, offsets=self.bvh_offsets))
             for values in (bvh.rotations, bvh.positions, bvh.offsets):
                 check_output(values, anim / f"{stem}.bvh", "BVH")
         written = []
@@ -75,7 +84,13 @@ class MotionWriter:
             written.append(save_npy(self.root / "joints" / str(sample) / f"{stem}.npy", joints))
             written.append(save_npy(self.root / "features" / str(sample) / f"{stem}.npy", motion.features))
         if bvh is not None:
-            written.append(write_bvh(anim / f"{stem}.bvh", bvh))
+            path = write_bvh(anim / f"{stem}.bvh", bvh)
+            if blender:
+                written += export_with_blender(path, blender)
+            if "bvh" in self.kinds:
+                written.append(path)
+            else:
+                path.unlink()
         for kind in ("mp4", "gif"):
             if kind in self.kinds:
                 written.append(render_motion(joints, anim / f"{stem}.{kind}", self.spec, title=motion.caption))

@@ -12,7 +12,8 @@ For every joint, its global rotation is found in one pass down the hierarchy:
 
 Local rotations ``parent⁻¹ ∘ global`` are written as ``Zrotation Yrotation Xrotation`` Euler angles, unwrapped
 over time. ``offsets="template"`` retargets onto the official template skeleton (spec §7.5; what the official
-export does); ``offsets="motion"`` uses the motion's own bone lengths, so FK of the file reproduces the input.
+export does); ``offsets="motion"`` uses the motion's own bone lengths, so FK of the file reproduces the input;
+``offsets="tpose"`` keeps the template's (t2m) or the motion's (kit) bone lengths on an exact T-pose rest.
 """
 from __future__ import annotations
 
@@ -37,7 +38,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-OffsetsMode = Literal["motion", "template"]
+OffsetsMode = Literal["motion", "template", "tpose"]
 ROT_CHANNELS = ("Zrotation", "Yrotation", "Xrotation")      # order "zyx": R = Rz Ry Rx (official template)
 
 # Spec §7.5: the official template (visualization/data/template.bvh), BVH joint order.
@@ -67,6 +68,10 @@ _HINGES = {
     "t2m": {1: (1, 0, 0), 2: (1, 0, 0), 4: (-1, 0, 0), 5: (-1, 0, 0), 16: (0, -1, 0), 17: (0, 1, 0)},
     "kit": {11: (1, 0, 0), 16: (1, 0, 0), 12: (-1, 0, 0), 17: (-1, 0, 0), 5: (0, -1, 0), 8: (0, 1, 0)},
 }
+# T-pose rest (what Mixamo / Unity importers expect): the dataset's axis-aligned rest directions, with the arm
+# bones (raw directions hang down) turned out sideways, left = +X; keyed by dataset joint index.
+_TPOSE_ARMS = {"t2m": {16: 1.0, 18: 1.0, 20: 1.0, 17: -1.0, 19: -1.0, 21: -1.0},
+               "kit": {6: 1.0, 7: 1.0, 9: -1.0, 10: -1.0}}
 _STRAIGHT_SIN = np.sin(np.deg2rad(30.0))   # limb bends above 30 deg get the full plane twist, below it fades
 _TWIST_SIGMA = 4                           # frames: reach of the twist fill-in through straight-limb poses
 _TWIST_PRIOR = 0.05                        # weight of the swing-only twist in that fill-in
@@ -171,6 +176,22 @@ def motion_offsets(targets: np.ndarray, rig: BvhRig) -> np.ndarray:
     return offsets
 
 
+def tpose_offsets(targets: np.ndarray, rig: BvhRig, spec: DatasetSpec) -> np.ndarray:
+    """Rest offsets (J, 3), BVH order, of a T-pose: every limb / spine bone axis-aligned (arms out sideways, legs
+    down, feet forward) with the template's (else the motion's) lengths; where several bones leave one joint
+    (pelvis, chest) the template's (motion's) configuration is kept."""
+    bones = rig.template_offsets if rig.template_offsets is not None else motion_offsets(targets, rig)
+    dirs = spec.raw_offsets.astype(np.float64).copy()
+    for j, side in _TPOSE_ARMS.get(spec.name, {}).items():
+        dirs[j] = (side, 0.0, 0.0)
+    dirs = dirs[list(rig.source_index)]
+    kids = rig.children
+    chain = [j for j, p in enumerate(rig.parents) if p >= 0 and len(kids[p]) == 1]
+    out = bones.copy()
+    out[chain] = dirs[chain] * np.linalg.norm(bones[chain], axis=-1, keepdims=True)
+    return out
+
+
 def solve_rotations(targets: np.ndarray, offsets: np.ndarray, rig: BvhRig) -> np.ndarray:
     """Global joint rotations (T, J, 4) that point every bone of ``offsets`` at ``targets`` (T, J, 3), BVH order."""
     num_frames, num_joints = targets.shape[:2]
@@ -227,10 +248,10 @@ def joints_to_bvh(joints: np.ndarray, spec: DatasetSpec | None = None, *, offset
                   cleanup: bool = False) -> BvhMotion:
     """Joint positions (T, J, 3) in dataset order (SMPL order for t2m) -> :class:`BvhMotion`.
 
-    offsets: ``"template"`` (t2m default; the official template skeleton, bone lengths retargeted) or
-    ``"motion"`` (kit default; the motion's own bone lengths, exact positions). ``cleanup`` first runs
-    :func:`utils.cleanup.cleanup_motion` (less jitter and foot skating, feet locked during contacts). Frame time
-    is ``1 / spec.fps``.
+    offsets: ``"template"`` (t2m default; the official template skeleton, bone lengths retargeted),
+    ``"motion"`` (kit default; the motion's own bone lengths, exact positions) or ``"tpose"`` (a T-pose rest).
+    ``cleanup`` first runs :func:`utils.cleanup.cleanup_motion` (less jitter and foot skating, feet locked during
+    contacts). Frame time is ``1 / spec.fps``.
     """
     spec = check_joints(joints, spec, min_frames=2)
     joints = np.asarray(joints, dtype=np.float64)
@@ -238,14 +259,17 @@ def joints_to_bvh(joints: np.ndarray, spec: DatasetSpec | None = None, *, offset
         raise ValueError(f"joints: expected one motion of shape (T, J, 3), got {joints.shape}")
     rig = rig_for(spec)
     mode = offsets or ("template" if rig.template_offsets is not None else "motion")
-    if mode not in ("motion", "template"):
-        raise ValueError(f"offsets must be 'motion' or 'template', got {mode!r}")
+    if mode not in ("motion", "template", "tpose"):
+        raise ValueError(f"offsets must be 'motion', 'template' or 'tpose', got {mode!r}")
     if mode == "template" and rig.template_offsets is None:
         raise ValueError(f"dataset {spec.name!r} has no BVH template skeleton; use offsets='motion'")
     if cleanup:
         joints = cleanup_motion(joints, spec)
     targets = joints[:, list(rig.source_index)]
-    bone_offsets = motion_offsets(targets, rig) if mode == "motion" else rig.template_offsets.copy()
+    if mode == "tpose":
+        bone_offsets = tpose_offsets(targets, rig, spec)
+    else:
+        bone_offsets = motion_offsets(targets, rig) if mode == "motion" else rig.template_offsets.copy()
     glob = solve_rotations(targets, bone_offsets, rig)
     parent_glob = np.concatenate([np.broadcast_to([1.0, 0, 0, 0], glob[:, :1].shape), glob[:, list(rig.parents[1:])]],
                                  axis=1)
