@@ -22,6 +22,7 @@ from torch import Tensor
 
 from data.text import read_text_file
 from models.length_estimator import LengthEstimator, build_length_estimator, estimate_lengths
+from models.text.vector_cache import encode_with_cache
 from models.text_encoder import TextEncoder, build_text_encoder
 from models.transformer.build import load_mask_transformer, load_residual_transformer
 from models.transformer.mask_transformer import MaskTransformer
@@ -112,6 +113,7 @@ class MoMaskPipeline:
     DEMO_CHECKPOINTS = REPO / "checkpoints" / "demo"
     DEMO_NAMES = ("mtrans_demo", "rtrans_demo")
     DEMO_DATASET = REPO / "dataset_demo" / "HumanML3D"
+    DEMO_VECTORS = DEMO_CHECKPOINTS / "t2m" / "caption_vectors.npz"   # prepare/demo_caption_vectors.py
 
     def __init__(self, *, vq: RVQVAE, mask: MaskTransformer, res: ResidualTransformer | None,
                  text_encoder: TextEncoder, mean: np.ndarray, std: np.ndarray, spec: DatasetSpec,
@@ -126,6 +128,7 @@ class MoMaskPipeline:
         self.spec = spec
         self.known_captions = list(known_captions)
         self._known_vectors: Tensor | None = None   # their unit text vectors, computed on first use
+        self.known_vectors_file: Path | None = None  # a cache of those vectors (models/text/vector_cache.py)
         self.mean = torch.as_tensor(mean, dtype=torch.float32, device=self.device)
         self.std = torch.as_tensor(std, dtype=torch.float32, device=self.device)
         if text_encoder.dim != mask.config.clip_dim:
@@ -193,6 +196,7 @@ class MoMaskPipeline:
                                     text_encoder=text_encoder)
         texts = sorted((cls.DEMO_DATASET / "texts").glob("*.txt"))
         pipe.known_captions = sorted({line.caption for t in texts for line in read_text_file(t)})
+        pipe.known_vectors_file = cls.DEMO_VECTORS
         return pipe
 
     def warn_if_unfamiliar(self, captions: Sequence[str]) -> list[str]:
@@ -200,9 +204,12 @@ class MoMaskPipeline:
         if not self.known_captions:
             return []
         if self._known_vectors is None:
-            self._known_vectors = torch.nn.functional.normalize(self.encode_text(self.known_captions), dim=-1)
+            asked, known = encode_with_cache(self.text_encoder, captions, self.known_captions, self.known_vectors_file)
+            self._known_vectors = torch.nn.functional.normalize(known.to(self.device), dim=-1)
+        else:
+            asked = self.encode_text(captions)
         known = self._known_vectors
-        asked = torch.nn.functional.normalize(self.encode_text(captions), dim=-1)
+        asked = torch.nn.functional.normalize(asked.to(self.device), dim=-1)
         best = (asked @ known.T).max(dim=1).values
         far = [c for c, s in zip(captions, best.tolist()) if s < UNFAMILIAR_SIMILARITY]
         if far:
