@@ -12,7 +12,8 @@ from pathlib import Path
 from tqdm import tqdm
 
 from data.prompts import Prompt, check_caption, check_length, parse_prompt_file
-from models.pipeline import MoMaskPipeline, Sampling
+from models.pipeline import Sampling
+from models.runs import load_pipeline
 from options.generate import GenerateOptions
 from utils.cli import run_cli
 from utils.device import resolve_device, seed_everything
@@ -34,20 +35,6 @@ def collect_prompts(opt: GenerateOptions) -> list[Prompt]:
     if opt.text_path:
         prompts += parse_prompt_file(opt.text_path, spec.max_motion_length, spec.unit_length)
     return prompts
-
-
-def load_pipeline(opt: GenerateOptions, device) -> MoMaskPipeline:
-    """The run named by --name/--res_name, or the embedded demo model when --name is empty."""
-    if not opt.name:
-        logger.info("no --name given: using the embedded demo model (%s); it knows ~20 actions only",
-                    MoMaskPipeline.DEMO_CHECKPOINTS)
-        return MoMaskPipeline.demo(device=device, text_encoder=opt.text_encoder)
-    if not opt.res_name:
-        logger.warning("no --res_name: decoding the base code layer only (pass the residual transformer's run "
-                       "folder for full quality)")
-    return MoMaskPipeline.from_checkpoints(
-        opt.checkpoints_dir, opt.dataset_name, opt.name, opt.res_name, device=device, which_epoch=opt.which_epoch,
-        text_encoder=opt.text_encoder, text_encoder_path=opt.text_encoder_path)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -6,7 +6,7 @@
 
 One text encoder serves the length estimator and both transformers (the official code loads CLIP twice and
 encodes every caption twice). Sampling follows spec §3.5/§4.3; what differs from the official scripts is fixed
-on purpose and marked in the docstrings (lengths never 0 tokens, editing keeps unedited tokens exactly).
+on purpose and marked in the docstrings (lengths never 0 tokens, editing keeps every frame outside its spans exactly).
 """
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ import torch
 from torch import Tensor
 
 from data.text import read_text_file
+from models.editing import CROSSFADE_FRAMES, EditSpans, blend_keeping_steps
 from models.length_estimator import LengthEstimator, build_length_estimator, estimate_lengths
 from models.text.vector_cache import encode_with_cache
 from models.text_encoder import TextEncoder, build_text_encoder
@@ -80,7 +81,7 @@ class Motion:
     joints: np.ndarray
     tokens: np.ndarray
     length_estimated: bool = False
-    spans: list[tuple[int, int]] = field(default_factory=list)   # edited token spans, for edits
+    spans: list[tuple[int, int]] = field(default_factory=list)   # edited frame spans, for edits
 
     @property
     def num_frames(self) -> int:
@@ -335,20 +336,29 @@ class MoMaskPipeline:
 
     @torch.no_grad()
     def edit(self, source_features: np.ndarray, text: str, spans: Sequence[tuple[int, int]], *,
-             seed: int | None = None, sampling: Sampling = Sampling(res_cond_scale=2.0)) -> Motion:
-        """Temporal inpainting (spec §3.6): regenerate the token ``spans`` of a source motion from ``text``.
+             seed: int | None = None, sampling: Sampling = Sampling(res_cond_scale=2.0),
+             crossfade: int = CROSSFADE_FRAMES) -> Motion:
+        """Temporal inpainting (docs/sampling.md): regenerate the frame ``spans`` (end exclusive) of a source
+        motion (T ≤ 196 frames, de-normalised features) from ``text``; every frame outside them is the source's.
 
-        Tokens outside the spans are kept exactly in every layer: the residual transformer regenerates the
-        upper layers only inside the spans (the official edit re-samples them everywhere).
+        The tokens covering each span are regenerated (the rest kept in every layer; the residual transformer
+        fills the upper layers only there), decoded, and blended into the source features with a ``crossfade``
+        -frame ramp at inner boundaries and the root closed up (models/editing.py). -> Motion of T frames;
+        ``spans`` = the frame spans, ``tokens`` = the edited code sequence.
         """
+        source = np.asarray(source_features, dtype=np.float32)
+        unit, limit = self.spec.unit_length, self.spec.max_motion_length
+        if not unit <= source.shape[0] <= limit:
+            raise ValueError(f"the source motion has {source.shape[0]} frames; editing takes {unit}..{limit} "
+                             f"(cut it to a {limit}-frame window around the span first)")
+        cover = EditSpans.cover(spans, source.shape[0], unit)
+        logger.info("editing %s", cover.describe(self.spec.fps))
         generator = self._generator(seed)
-        codes = self.encode_motion(source_features)                               # (1, n, Q)
-        n_valid = min(np.asarray(source_features).shape[0] // self.spec.unit_length, codes.shape[1])
-        m_lens = torch.tensor([n_valid], device=self.device)
+        codes = self.encode_motion(source)                                        # (1, 49, Q)
+        n_tok = -(-source.shape[0] // unit)
+        m_lens = torch.tensor([n_tok], device=self.device)
         mask = torch.zeros(codes.shape[:2], dtype=torch.bool, device=self.device)
-        for start, end in spans:
-            if not 0 <= start < end <= n_valid:
-                raise ValueError(f"edit span tokens {start}..{end} is outside the source motion's {n_valid} tokens")
+        for start, end in cover.tokens:
             mask[0, start:end] = True
         cond = self.encode_text([text])
         with self.autocast(sampling):
@@ -356,12 +366,15 @@ class MoMaskPipeline:
                 self.mask, codes[..., 0], cond, m_lens, mask, timesteps=sampling.time_steps,
                 cond_scale=sampling.cond_scale, temperature=sampling.temperature, topk_filter_thres=sampling.topkr,
                 gsample=sampling.gumbel_sample, force_mask=sampling.force_mask, generator=generator,
-                max_tokens=max(self.max_tokens, codes.shape[1]))
-            ids = self.complete_residuals(base[:, :n_valid], cond, m_lens, sampling, generator)
-        keep = ~mask[:, :n_valid, None]
-        ids = torch.where(keep, codes[:, :n_valid], ids)
-        (features, joints), = self.decode(ids, m_lens)
-        return Motion(text, features, joints, ids[0].cpu().numpy(), spans=list(spans))
+                max_tokens=self.max_tokens)
+            ids = self.complete_residuals(base[:, :n_tok], cond, m_lens, sampling, generator)
+        ids = torch.where(~mask[:, :n_tok, None], codes[:, :n_tok], ids)
+        generated = self.denormalise(self.vq.forward_decoder(ids))[0, : source.shape[0]]
+        src = torch.as_tensor(source, device=self.device)
+        features, _ = blend_keeping_steps(src, generated, cover.frames, self.spec.joints_num, crossfade)
+        joints = recover_from_ric(features, self.spec.joints_num)
+        return Motion(text, features.cpu().numpy(), joints.cpu().numpy(), ids[0].cpu().numpy(),
+                      spans=list(cover.frames))
 
     @torch.no_grad()
     def generate_long(self, texts: Sequence[str], lengths: Sequence[int | None] | None = None, *,
