@@ -1,4 +1,4 @@
-"""Temporal inpainting: regenerate time spans of a motion from a caption, keeping the rest exactly.
+"""Temporal inpainting: regenerate time spans of a motion from a caption; every other frame stays the source's.
 
     python edit_t2m.py --source_motion walk.npy --text "a person jumps" --mask_edit_section 1s,3s
     python edit_t2m.py --source_motion clip.bvh --text "a person sits down" -msec 4s,      # suffix
@@ -8,10 +8,10 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from data.prompts import check_caption, parse_edit_sections
-from gen_t2m import load_pipeline
+from data.prompts import check_caption, parse_edit_frames
 from models.control import Control
 from models.pipeline import Sampling
+from models.runs import load_pipeline
 from options.generate import EditOptions
 from utils.cli import run_cli
 from utils.device import resolve_device, seed_everything
@@ -31,16 +31,13 @@ def main(argv: list[str] | None = None) -> None:
     caption = check_caption(opt.text[0])
     if not opt.source_motion:
         raise ValueError("give the motion to edit with --source_motion (features .npy, joints .npy or .bvh)")
-    source = read_motion(opt.source_motion, opt.spec)
-    features = source.as_features()
-    total = features.shape[0]
-    if opt.motion_length:
-        if not opt.spec.unit_length <= opt.motion_length <= total:
-            raise ValueError(f"--motion_length {opt.motion_length} must be between {opt.spec.unit_length} and the "
-                             f"source's {total} frames")
-        features = features[: opt.motion_length]
-        total = opt.motion_length
-    spans = parse_edit_sections(opt.mask_edit_section, total, opt.spec.fps, opt.spec.unit_length)
+    features = read_motion(opt.source_motion, opt.spec).as_features()
+    total, limit = features.shape[0], opt.spec.max_motion_length
+    if total > limit:
+        raise ValueError(f"--source_motion {opt.source_motion}: {total} frames, editing takes at most {limit} "
+                         f"({limit / opt.spec.fps:.1f} s): save a window of at most {limit} frames around the span (a "
+                         "features .npy) and edit that")
+    spans = parse_edit_frames(opt.mask_edit_section, total, opt.spec.fps)
     control = None
     if opt.control:   # targets in the edited motion's frames, inside the spans
         control = Control(read_control(opt.control, opt.spec, total_frames=total, joints=opt.control_joints,
@@ -51,9 +48,7 @@ def main(argv: list[str] | None = None) -> None:
     sampling = Sampling.from_options(opt)
     writer = MotionWriter(Path(opt.out_dir) / opt.ext, pipe.spec, opt.output_kinds, bvh_offsets=opt.bvh_offsets,
                           cleanup=opt.cleanup)
-    unit, fps = opt.spec.unit_length, opt.spec.fps
-    logger.info("regenerating %s of %d frames from %r", ", ".join(f"{s * unit / fps:.2f}-{e * unit / fps:.2f} s"
-                                                                 for s, e in spans), total, caption)
+    logger.info("regenerating from %r; %d source frames", caption, total)
     for r in range(opt.repeat_times):
         motion = pipe.edit(features, caption, spans, seed=opt.seed + r, sampling=sampling, control=control)
         writer.write(motion, sample=0, repeat=r)

@@ -1,8 +1,9 @@
 """Benchmark MoMask text-to-motion checkpoints with the T2M evaluator (spec §5.4, eval_t2m_trans_res protocol).
 
 Every file in ``checkpoints/<ds>/<name>/model`` whose name contains ``--which_epoch`` is evaluated with the
-residual transformer ``--res_name``; results go to ``checkpoints/<ds>/<name>/eval/<ext>.log`` in the reference
-format and to the log as a paper-style table.
+residual transformer ``--res_name``; results go to ``<eval_dir>/<ext>.log`` in the reference format (default
+``checkpoints/<ds>/<name>/eval``; ``./eval_logs/<ds>/<name>`` for a read-only run folder) and to the log as a
+paper-style table.
 """
 from __future__ import annotations
 
@@ -10,14 +11,21 @@ import logging
 
 import numpy as np
 
+from evaluation.benchmark import (
+    EvalLog,
+    Metrics,
+    evaluate_t2m,
+    format_table,
+    load_benchmark,
+    matching_checkpoints,
+    pipeline_generator,
+)
 from models.pipeline import MoMaskPipeline, Sampling
 from models.text.base import TextEncoder
 from options.eval import EvalT2MOptions
 from utils.checkpoint import MASK
 from utils.cli import run_cli
 from utils.device import resolve_device, seed_everything
-from evaluation.benchmark import (EvalLog, Metrics, evaluate_t2m, format_table, load_benchmark, matching_checkpoints,
-                              pipeline_generator)
 from utils.log import git_sha, setup_logging
 
 logger = logging.getLogger("eval_t2m")
@@ -26,14 +34,15 @@ logger = logging.getLogger("eval_t2m")
 def main(argv: list[str] | None = None) -> dict[str, Metrics]:
     opt = EvalT2MOptions.parse(argv)
     files = matching_checkpoints(opt.model_dir, opt.which_epoch, MASK)
-    setup_logging(opt.save_root / "eval" / f"{opt.ext}.txt")
+    setup_logging(opt.eval_root / f"{opt.ext}.txt")
     logger.info("git %s; options: %s", git_sha(), opt.to_dict())
     seed_everything(opt.seed)
     device = resolve_device(opt.device)
 
     evaluator, loader = load_benchmark(opt, device)
     sampling = Sampling.from_options(opt)
-    log = EvalLog(opt.save_root / "eval" / f"{opt.ext}.log")
+    log = EvalLog(opt.eval_root / f"{opt.ext}.log")
+    logger.info("evaluation logs: %s", log.path)
     encoder: str | TextEncoder = opt.text_encoder       # loaded once, shared by every checkpoint's pipeline
     for file in files:
         pipe = MoMaskPipeline.from_checkpoints(
@@ -50,7 +59,7 @@ def main(argv: list[str] | None = None) -> dict[str, Metrics]:
                                diversity_times=opt.diversity_times or None, label=opt.length_label,
                                physical=opt.spec)
         log.add(file, metrics, header=f"{file} [{opt.length_label}]" if opt.use_estimated_length else file)
-    logger.info("\n%s", format_table(log.results))
+    logger.info("\n%s", format_table({f"{opt.name} {f.removesuffix('.tar')}": m for f, m in log.results.items()}))
     return log.results
 
 

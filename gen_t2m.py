@@ -13,7 +13,8 @@ from tqdm import tqdm
 
 from data.prompts import Prompt, check_caption, check_length, parse_prompt_file
 from models.control import Control
-from models.pipeline import MoMaskPipeline, Sampling
+from models.pipeline import Sampling
+from models.runs import load_pipeline
 from options.generate import GenerateOptions
 from utils.cli import run_cli
 from utils.device import resolve_device, seed_everything
@@ -50,20 +51,6 @@ def load_control(opt: GenerateOptions) -> Control | None:
                            frames=opt.control_frames, at=opt.control_at)
     logger.info("control: %s from %s", targets.describe(opt.spec), opt.control)
     return Control(targets)
-
-
-def load_pipeline(opt: GenerateOptions, device) -> MoMaskPipeline:
-    """The run named by --name/--res_name, or the embedded demo model when --name is empty."""
-    if not opt.name:
-        logger.info("no --name given: using the embedded demo model (%s); it knows ~20 actions only",
-                    MoMaskPipeline.DEMO_CHECKPOINTS)
-        return MoMaskPipeline.demo(device=device, text_encoder=opt.text_encoder)
-    if not opt.res_name:
-        logger.warning("no --res_name: decoding the base code layer only (pass the residual transformer's run "
-                       "folder for full quality)")
-    return MoMaskPipeline.from_checkpoints(
-        opt.checkpoints_dir, opt.dataset_name, opt.name, opt.res_name, device=device, which_epoch=opt.which_epoch,
-        text_encoder=opt.text_encoder, text_encoder_path=opt.text_encoder_path)
 
 
 def main(argv: list[str] | None = None) -> None:

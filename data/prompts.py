@@ -110,18 +110,15 @@ def parse_frame(text: str, total_frames: int, fps: float, where: str) -> int:
     return _bound_to_frame(text, total_frames, fps, 0, where)
 
 
-def parse_edit_sections(sections: list[str], total_frames: int, fps: float, unit_length: int = 4
-                        ) -> list[tuple[int, int]]:
-    """``["1s,3s", ",40", "0.5,"]`` → token spans ``[(start, end), ...]`` (end exclusive).
+def parse_edit_frames(sections: list[str], total_frames: int, fps: float) -> list[tuple[int, int]]:
+    """``["1s,3s", ",40", "0.5,"]`` → frame spans ``[(start, end), ...]`` (end exclusive).
 
     Each section is ``start,end`` with each bound in frames (``59``), seconds (``2.5s``) or a fraction of the
     motion (``0.3``); an empty start means the beginning (prefix form), an empty end the end (suffix form).
-    Frames map to tokens by ``// unit_length`` as the official parser does. Spans outside the motion, empty or
-    reversed spans raise ``ValueError`` naming the section.
+    Spans outside the motion, empty or reversed spans raise ``ValueError`` naming the section.
     """
     if not sections:
         raise ValueError("--mask_edit_section: give at least one span such as 1s,3s (or ,2s for a prefix)")
-    n_tokens = total_frames // unit_length
     spans = []
     for section in sections:
         where = f"--mask_edit_section {_shorten(section)!r}"
@@ -133,8 +130,18 @@ def parse_edit_sections(sections: list[str], total_frames: int, fps: float, unit
         if not 0 <= start < end <= total_frames:
             raise ValueError(f"{where}: frames {start}..{end} are not a non-empty span inside the motion's "
                              f"{total_frames} frames ({total_frames / fps:.2f} s)")
+        spans.append((start, end))
+    return spans
+
+
+def parse_edit_sections(sections: list[str], total_frames: int, fps: float, unit_length: int = 4
+                        ) -> list[tuple[int, int]]:
+    """:func:`parse_edit_frames` mapped to token spans by ``// unit_length`` as the official parser does."""
+    n_tokens = total_frames // unit_length
+    spans = []
+    for section, (start, end) in zip(sections, parse_edit_frames(sections, total_frames, fps)):
         s_tok, e_tok = start // unit_length, min(end // unit_length, n_tokens)
         if e_tok <= s_tok:
-            raise ValueError(f"{where}: span is shorter than one token ({unit_length} frames)")
+            raise ValueError(f"--mask_edit_section {section!r}: span is shorter than one token ({unit_length} frames)")
         spans.append((s_tok, e_tok))
     return spans

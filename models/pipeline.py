@@ -6,7 +6,7 @@
 
 One text encoder serves the length estimator and both transformers (the official code loads CLIP twice and
 encodes every caption twice). Sampling follows spec §3.5/§4.3; what differs from the official scripts is fixed
-on purpose and marked in the docstrings (lengths never 0 tokens, editing keeps unedited tokens exactly).
+on purpose and marked in the docstrings (lengths never 0 tokens, editing keeps every frame outside its spans exactly).
 """
 from __future__ import annotations
 
@@ -23,14 +23,21 @@ from torch import Tensor
 
 from data.text import read_text_file
 from models.control.optimise import Control, Controller, fit_lengths, generate_controlled, per_sample
+from models.editing import CROSSFADE_FRAMES, EditSpans, blend_keeping_steps
 from models.length_estimator import LengthEstimator, build_length_estimator, estimate_lengths
+from models.text.vector_cache import encode_with_cache
 from models.text_encoder import TextEncoder, build_text_encoder
 from models.transformer.build import load_mask_transformer, load_residual_transformer
 from models.transformer.mask_transformer import MaskTransformer
 from models.transformer.precision import int8_copy
 from models.transformer.residual_transformer import ResidualTransformer
-from models.transformer.sampling import (BaseLogitsHook, ResidualLogitsHook, edit_base_tokens, generate_base_tokens,
-                                         generate_residual_tokens)
+from models.transformer.sampling import (
+    BaseLogitsHook,
+    ResidualLogitsHook,
+    edit_base_tokens,
+    generate_base_tokens,
+    generate_residual_tokens,
+)
 from models.vq.build import load_rvqvae, load_vq_meta
 from models.vq.model import RVQVAE
 from options.sampling import SamplingOptions
@@ -86,7 +93,7 @@ class Motion:
     joints: np.ndarray
     tokens: np.ndarray
     length_estimated: bool = False
-    spans: list[tuple[int, int]] = field(default_factory=list)   # edited token spans, for edits
+    spans: list[tuple[int, int]] = field(default_factory=list)   # edited frame spans, for edits
     control_error: float | None = None   # mean distance (m) of controlled joints to their targets, when controlled
 
     @property
@@ -110,6 +117,7 @@ class MoMaskPipeline:
     DEMO_CHECKPOINTS = REPO / "checkpoints" / "demo"
     DEMO_NAMES = ("mtrans_demo", "rtrans_demo")
     DEMO_DATASET = REPO / "dataset_demo" / "HumanML3D"
+    DEMO_VECTORS = DEMO_CHECKPOINTS / "t2m" / "caption_vectors.npz"   # prepare/demo_caption_vectors.py
 
     def __init__(self, *, vq: RVQVAE, mask: MaskTransformer, res: ResidualTransformer | None,
                  text_encoder: TextEncoder, mean: np.ndarray, std: np.ndarray, spec: DatasetSpec,
@@ -125,6 +133,7 @@ class MoMaskPipeline:
         self.known_captions = list(known_captions)
         self._known_vectors: Tensor | None = None   # their unit text vectors, computed on first use
         self._int8: tuple[MaskTransformer, ResidualTransformer | None] | None = None   # made on first use
+        self.known_vectors_file: Path | None = None  # a cache of those vectors (models/text/vector_cache.py)
         self.mean = torch.as_tensor(mean, dtype=torch.float32, device=self.device)
         self.std = torch.as_tensor(std, dtype=torch.float32, device=self.device)
         if text_encoder.dim != mask.config.clip_dim:
@@ -191,6 +200,7 @@ class MoMaskPipeline:
                                     text_encoder=text_encoder)
         texts = sorted((cls.DEMO_DATASET / "texts").glob("*.txt"))
         pipe.known_captions = sorted({line.caption for t in texts for line in read_text_file(t)})
+        pipe.known_vectors_file = cls.DEMO_VECTORS
         return pipe
 
     def warn_if_unfamiliar(self, captions: Sequence[str]) -> list[str]:
@@ -198,9 +208,12 @@ class MoMaskPipeline:
         if not self.known_captions:
             return []
         if self._known_vectors is None:
-            self._known_vectors = torch.nn.functional.normalize(self.encode_text(self.known_captions), dim=-1)
+            asked, known = encode_with_cache(self.text_encoder, captions, self.known_captions, self.known_vectors_file)
+            self._known_vectors = torch.nn.functional.normalize(known.to(self.device), dim=-1)
+        else:
+            asked = self.encode_text(captions)
         known = self._known_vectors
-        asked = torch.nn.functional.normalize(self.encode_text(captions), dim=-1)
+        asked = torch.nn.functional.normalize(asked.to(self.device), dim=-1)
         best = (asked @ known.T).max(dim=1).values
         far = [c for c, s in zip(captions, best.tolist()) if s < UNFAMILIAR_SIMILARITY]
         if far:
@@ -361,42 +374,50 @@ class MoMaskPipeline:
     @torch.no_grad()
     def edit(self, source_features: np.ndarray, text: str, spans: Sequence[tuple[int, int]], *,
              seed: int | None = None, sampling: Sampling = Sampling(res_cond_scale=2.0),
-             control: Control | None = None) -> Motion:
-        """Temporal inpainting (spec §3.6): regenerate the token ``spans`` of a source motion from ``text``.
+             control: Control | None = None, crossfade: int = CROSSFADE_FRAMES) -> Motion:
+        """Temporal inpainting (docs/sampling.md): regenerate the frame ``spans`` (end exclusive) of a source
+        motion (T ≤ 196 frames, de-normalised features) from ``text``; every frame outside them is the source's.
         ``control`` (targets inside the spans only) steers the regenerated tokens as in :meth:`generate`.
 
-        Tokens outside the spans are kept exactly in every layer: the residual transformer regenerates the
-        upper layers only inside the spans (the official edit re-samples them everywhere).
+        The tokens covering each span are regenerated (the rest kept in every layer; the residual transformer
+        fills the upper layers only there), decoded, and blended into the source features with a ``crossfade``
+        -frame ramp at inner boundaries and the root closed up (models/editing.py). -> Motion of T frames;
+        ``spans`` = the frame spans, ``tokens`` = the edited code sequence.
         """
+        source = np.asarray(source_features, dtype=np.float32)
+        unit, limit = self.spec.unit_length, self.spec.max_motion_length
+        if not unit <= source.shape[0] <= limit:
+            raise ValueError(f"the source motion has {source.shape[0]} frames; editing takes {unit}..{limit} "
+                             f"(cut it to a {limit}-frame window around the span first)")
+        cover = EditSpans.cover(spans, source.shape[0], unit)
+        logger.info("editing %s", cover.describe(self.spec.fps))
         generator = self._generator(seed)
-        codes = self.encode_motion(source_features)                               # (1, n, Q)
-        n_valid = min(np.asarray(source_features).shape[0] // self.spec.unit_length, codes.shape[1])
-        m_lens = torch.tensor([n_valid], device=self.device)
+        codes = self.encode_motion(source)                                        # (1, 49, Q)
+        n_tok = -(-source.shape[0] // unit)
+        m_lens = torch.tensor([n_tok], device=self.device)
         mask = torch.zeros(codes.shape[:2], dtype=torch.bool, device=self.device)
-        for start, end in spans:
-            if not 0 <= start < end <= n_valid:
-                raise ValueError(f"edit span tokens {start}..{end} is outside the source motion's {n_valid} tokens")
+        for start, end in cover.tokens:
             mask[0, start:end] = True
         cond = self.encode_text([text])
         ctl = None if control is None else Controller(self, [control.inside(mask[0], self.spec.unit_length)],
-                                                      m_lens, editable=mask[:, :n_valid], time_steps=sampling.time_steps)
+                                                      m_lens, editable=mask[:, :n_tok], time_steps=sampling.time_steps)
         with self.autocast(sampling):
             base = edit_base_tokens(
                 self.transformers(sampling)[0], codes[..., 0], cond, m_lens, mask, timesteps=sampling.time_steps,
                 cond_scale=sampling.cond_scale, temperature=sampling.temperature, topk_filter_thres=sampling.topkr,
                 gsample=sampling.gumbel_sample, force_mask=sampling.force_mask, generator=generator,
-                max_tokens=max(self.max_tokens, codes.shape[1]), logits_hook=ctl and ctl.base_hook)
-            ids = self.complete_residuals(base[:, :n_valid], cond, m_lens, sampling, generator,
+                max_tokens=self.max_tokens, logits_hook=ctl and ctl.base_hook)
+            ids = self.complete_residuals(base[:, :n_tok], cond, m_lens, sampling, generator,
                                           logits_hook=ctl and ctl.residual_hook)
-        keep = ~mask[:, :n_valid, None]
-        ids = torch.where(keep, codes[:, :n_valid], ids)
-        if ctl is None:
-            (features, joints), = self.decode(ids, m_lens)
-            return Motion(text, features, joints, ids[0].cpu().numpy(), spans=list(spans))
-        feats = ctl.refine(ids)
-        (features, joints), = self.split(feats, m_lens)
-        error = float(ctl.errors(torch.as_tensor(joints, device=self.device)[None])[0])
-        return Motion(text, features, joints, ids[0].cpu().numpy(), spans=list(spans), control_error=error)
+        ids = torch.where(~mask[:, :n_tok, None], codes[:, :n_tok], ids)
+        decoded = self.denormalise(self.vq.forward_decoder(ids)) if ctl is None else ctl.refine(ids)
+        src = torch.as_tensor(source, device=self.device)
+        features, _ = blend_keeping_steps(src, decoded[0, : source.shape[0]], cover.frames, self.spec.joints_num,
+                                          crossfade)
+        joints = recover_from_ric(features, self.spec.joints_num)
+        error = None if ctl is None else float(ctl.errors(joints[None])[0])
+        return Motion(text, features.cpu().numpy(), joints.cpu().numpy(), ids[0].cpu().numpy(),
+                      spans=list(cover.frames), control_error=error)
 
     @torch.no_grad()
     def generate_long(self, texts: Sequence[str], lengths: Sequence[int | None] | None = None, *,

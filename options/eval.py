@@ -1,7 +1,9 @@
 """Options of the benchmark scripts (eval_t2m.py, eval_t2m_vq.py) and of the evaluator trainer (spec §5)."""
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
+from pathlib import Path
 
 from options.base import opt, override
 from options.common import EvaluatorOptions, GloveOptions, LoaderOptions, TrainingOptions
@@ -12,7 +14,9 @@ from options.sampling import SamplingOptions
 class BenchmarkOptions(EvaluatorOptions, LoaderOptions):
     """Shared by both benchmark scripts: protocol size, evaluator files, output name."""
 
-    ext: str = opt("evaluation", "log file name: checkpoints/<dataset>/<name>/eval/<ext>.log")
+    ext: str = opt("evaluation", "log file name: <eval_dir>/<ext>.log")
+    eval_dir: str = opt("", "folder for the evaluation logs (empty = checkpoints/<dataset>/<name>/eval, or "
+                            "./eval_logs/<dataset>/<name> when the checkpoint folder is read-only)")
     split: str = opt("test", "evaluation split (official benchmark: test)")
     repeat_times: int = opt(20, "passes over the split; metrics are mean and 1.96*std/sqrt(n) over passes")
     batch_size: int = opt(32, "evaluation batch size (R-precision is computed within each batch of 32)")
@@ -23,6 +27,18 @@ class BenchmarkOptions(EvaluatorOptions, LoaderOptions):
     def __post_init__(self) -> None:
         super().__post_init__()
         self._require(positive=("repeat_times", "batch_size"))
+
+    @property
+    def eval_root(self) -> Path:
+        """Where the logs go: --eval_dir, else the run's eval/ folder, else (read-only run) ./eval_logs/..."""
+        if self.eval_dir:
+            return Path(self.eval_dir).expanduser().resolve()
+        inside = self.save_root / "eval"
+        target = inside if inside.is_dir() else self.save_root
+        # No write bit for anyone = read-only on purpose (released weights), even for root, which os.access lets by.
+        if os.access(target, os.W_OK) and target.stat().st_mode & 0o222:
+            return inside
+        return Path("eval_logs", self.dataset_name, self.name).resolve()
 
 
 @dataclass
@@ -41,12 +57,14 @@ class EvalT2MOptions(SamplingOptions, BenchmarkOptions):
     use_estimated_length: bool = opt(False, "generate at lengths from the length estimator instead of the "
                                             "ground-truth lengths (labelled in the output)")
     mm_batches: int = opt(3, "batches per pass used for multimodality")
-    mm_repeats: int = opt(30, "generations per text in the multimodality batches")
+    mm_repeats: int = opt(30, "generations per text in the multimodality batches (protocol 30; 2-10 for a quick "
+                              "check draws that many pairs instead of 10)")
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.mm_repeats <= 10 and self.mm_batches > 0 and not self.force_mask:
-            raise ValueError(f"--mm_repeats must exceed 10 (multimodality draws 10 pairs), got {self.mm_repeats}")
+        if self.mm_repeats < 2 and self.mm_batches > 0 and not self.force_mask:
+            raise ValueError(f"--mm_repeats must be at least 2 (multimodality compares pairs of generations; the "
+                             f"protocol uses 30), got {self.mm_repeats}")
 
     @property
     def length_label(self) -> str:

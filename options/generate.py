@@ -1,7 +1,7 @@
 """Options of gen_t2m.py and edit_t2m.py: run names + sampling flags; architecture comes from each run's opt.txt."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 from options.base import opt
 from options.sampling import SamplingOptions
@@ -75,3 +75,18 @@ class EditOptions(GenerateOptions):
                                        "fractions (0.3); ',2s' = prefix, '8s,' = suffix", short="-msec")
     use_res_model: bool = opt(True, "regenerate the residual layers with the residual transformer")
     res_cond_scale: float = opt(2.0, "guidance scale of the residual transformer (official edit_t2m: 2)")
+
+    # Generation flags with no meaning for an edit: refused with the reason rather than silently ignored.
+    NOT_FOR_EDITING = {
+        "chain": "editing regenerates spans of one source motion; chain captions with gen_t2m.py --chain",
+        "motion_length": "the edit keeps the source's length; trim the source file instead",
+        "text_path": 'give the one caption of the edited spans with --text "..."',
+        "batch_size": "an edit is one motion; use --repeat_times for several samples",
+    }
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        defaults = {f.name: f.default for f in fields(self)}
+        for flag, why in self.NOT_FOR_EDITING.items():
+            if getattr(self, flag) != defaults[flag]:
+                raise ValueError(f"--{flag} does not apply to edit_t2m.py: {why}")

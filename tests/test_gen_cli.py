@@ -97,11 +97,18 @@ def test_cli_errors_exit_nonzero(runs: Path, tmp_path: Path) -> None:
 
 
 def test_edit_keeps_frames_outside_the_span(runs: Path, tmp_path: Path, reference_dir: Path) -> None:
-    source = reference_dir / "momask/000612_features.npy"
+    full = np.load(reference_dir / "momask/000612_features.npy")               # 199 frames: refused, not cut
+    with pytest.raises(ValueError, match="199 frames, editing takes at most 196"):
+        edit_t2m.main(_args(runs, tmp_path, "--source_motion", str(reference_dir / "momask/000612_features.npy"),
+                            "--text", "a person jumps", "-msec", "1s,3s"))
+    source = tmp_path / "source.npy"
+    np.save(source, full[:196])
     edit_t2m.main(_args(runs, tmp_path, "--source_motion", str(source), "--text", "a person jumps",
                         "-msec", "1s,3s", "--outputs", "npy"))
     out = np.load(tmp_path / "editing/features/0/sample0_repeat0_len196.npy")
     assert out.shape == (196, 263)
+    np.testing.assert_array_equal(out[:20], full[:20])
+    np.testing.assert_array_equal(out[60:], full[60:196])
     with pytest.raises(ValueError, match="not a non-empty span inside"):
         edit_t2m.main(_args(runs, tmp_path / "bad", "--source_motion", str(source), "--text", "jump",
                             "-msec", "8s,12s"))

