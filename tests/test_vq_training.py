@@ -13,7 +13,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 import train_vq
 from models.vq.build import load_rvqvae
 from tests.vq_synthetic import assert_same_vq_state, make_dataset, tiny_vq_args
-from utils.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from utils.checkpoint import VQ, CheckpointError, find_checkpoint, load_checkpoint, save_checkpoint
 from utils.cli import run_cli
 from training.vq import train_vq as real_train_vq
 
@@ -65,8 +65,9 @@ def test_tiny_training_lowers_loss_and_logs(data_root: Path, tmp_path: Path) -> 
     latest = load_checkpoint(run / "model" / "latest.tar")
     assert {"vq_model", "opt_vq_model", "scheduler", "ep", "total_it", "vq_codebook_state"} <= set(latest)
     assert latest["total_it"] == 200
-    assert not (run / "model" / "net_best_fid.tar").exists()      # no evaluator configured
-    model = load_rvqvae(run)                                       # prefers net_best_loss.tar here
+    assert sorted(p.name for p in (run / "model").iterdir()) == ["latest.tar", "net_best_loss.tar"]  # no evaluator
+    assert find_checkpoint(run / "model", VQ).name == "net_best_loss.tar"     # what eval_t2m_vq.py / gen load
+    model = load_rvqvae(run)
     assert model.config.nb_code == 32 and not model.training
     assert "perplexity" in (run / "log.txt").read_text()
 
