@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 
-from options.base import opt
+from options.base import opt, override
 from options.sampling import SamplingOptions
 
 OUTPUT_KINDS = ("npy", "bvh", "mp4", "gif", "fbx", "glb")
@@ -15,8 +15,9 @@ class GenerateOptions(SamplingOptions):
 
     description = "Generate 3D human motion from text with MoMask (writes joints .npy, features and BVH)."
 
-    name: str = opt("", "masked-transformer run folder (checkpoints/<dataset>/<name>); empty = embedded demo model")
-    res_name: str = opt("", "residual-transformer run folder (with --name; empty: base code layer only)")
+    name: str = override("", "masked-transformer run folder (checkpoints/<dataset>/<name>); empty = embedded demo "
+                             "model")
+    res_name: str = override("", "residual-transformer run folder (with --name; empty: base code layer only)")
     ext: str = opt("text2motion", "output folder name under --out_dir")
     out_dir: str = opt("./generation", "where results are written (<out_dir>/<ext>/...)")
     text: list[str] = opt([], "a caption; repeat the flag for several", append=True)
@@ -68,13 +69,13 @@ class EditOptions(GenerateOptions):
 
     description = "Regenerate time spans of a motion from text (temporal inpainting with MoMask)."
 
-    ext: str = opt("editing", "output folder name under --out_dir")
-    out_dir: str = opt("./editing", "where results are written (<out_dir>/<ext>/...)")
+    ext: str = override("editing")
+    out_dir: str = override("./editing")
     source_motion: str = opt("", "source motion: features .npy (T,263|251), joints .npy (T,J,3) or .bvh")
     mask_edit_section: list[str] = opt([], "span(s) to regenerate: start,end in frames (59), seconds (2.5s) or "
                                        "fractions (0.3); ',2s' = prefix, '8s,' = suffix", short="-msec")
     use_res_model: bool = opt(True, "regenerate the residual layers with the residual transformer")
-    res_cond_scale: float = opt(2.0, "guidance scale of the residual transformer (official edit_t2m: 2)")
+    res_cond_scale: float = override(2.0, "guidance scale of the residual transformer (official edit_t2m: 2)")
 
     # Generation flags with no meaning for an edit: refused with the reason rather than silently ignored.
     NOT_FOR_EDITING = {

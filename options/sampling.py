@@ -10,11 +10,11 @@ from utils.precision import PRECISION_HELP, PRECISIONS
 
 
 @dataclass
-class SamplingOptions(CommonOptions, TextEncoderOptions):
+class SamplingOptions(TextEncoderOptions, CommonOptions):
     """Run folders + sampling flags (official names); defaults are gen_t2m's and also the library's
     (``models.pipeline.Sampling`` reads them from here)."""
 
-    name: str = opt("t2m_nlayer8_nhead6_ld384_ff1024_cdp0.1_rvq6ns", "masked-transformer run folder")
+    name: str = override("t2m_nlayer8_nhead6_ld384_ff1024_cdp0.1_rvq6ns", "masked-transformer run folder")
     res_name: str = opt("tres_nlayer8_ld384_ff1024_rvq6ns_cdp0.2_sw", "residual-transformer run folder")
     which_epoch: str = opt("latest", "masked-transformer checkpoint file stem (official generation uses latest)")
     text_encoder: str = override("", "override the text encoder recorded in the run's opt.txt (minilm | clip)")

@@ -23,14 +23,14 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from utils.checkpoint import atomic_write
+from utils.checkpoint import BEST_FID, FINEST, LATEST, atomic_write
 from utils.cli import run_cli
 
 logger = logging.getLogger(__name__)
 
 GDRIVE_URL = "https://drive.usercontent.google.com/download?id={id}&export=download&confirm=t"
 EVALUATOR_FILES = ("Comp_v6_KLD005/opt.txt", "Comp_v6_KLD005/meta/mean.npy", "Comp_v6_KLD005/meta/std.npy",
-                   "text_mot_match/model/finest.tar")
+                   f"text_mot_match/model/{FINEST}")
 
 
 class DownloadError(RuntimeError):
@@ -59,10 +59,10 @@ class Resource:
 
 def _released(suffix: str) -> tuple[str, ...]:
     """Spec §6.1: files generation reads from the released runs (names get '_k' for KIT)."""
-    return (f"rvq_nq6_dc512_nc512_noshare_qdp0.2{suffix}/model/net_best_fid.tar",
-            f"t2m_nlayer8_nhead6_ld384_ff1024_cdp0.1_rvq6ns{suffix}/model/latest.tar",
-            f"tres_nlayer8_ld384_ff1024_rvq6ns_cdp0.2_sw{suffix}/model/net_best_fid.tar",
-            "length_estimator/model/finest.tar")
+    return (f"rvq_nq6_dc512_nc512_noshare_qdp0.2{suffix}/model/{BEST_FID}",
+            f"t2m_nlayer8_nhead6_ld384_ff1024_cdp0.1_rvq6ns{suffix}/model/{LATEST}",
+            f"tres_nlayer8_ld384_ff1024_rvq6ns_cdp0.2_sw{suffix}/model/{BEST_FID}",
+            f"length_estimator/model/{FINEST}")
 
 
 # Archive ids as published by the MoMask authors (prepare/download_*.sh of EricGuo5513/momask-codes).

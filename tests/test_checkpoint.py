@@ -1,6 +1,7 @@
 """Checkpoint helpers: atomic save, weights_only load, strict loading with named exceptions."""
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -8,7 +9,9 @@ import pytest
 import torch
 from torch import nn
 
-from utils.checkpoint import CheckpointError, atomic_write, load_checkpoint, load_state_dict_strict, save_checkpoint
+from utils.checkpoint import (BEST_FID, BEST_LOSS, LATEST, LENGTH, MASK, RESIDUAL, VQ, CheckpointError, atomic_write,
+                              find_checkpoint, list_checkpoints, load_checkpoint, load_state_dict_strict,
+                              save_checkpoint)
 
 
 def test_save_is_atomic_and_loads(tmp_path: Path) -> None:
@@ -80,3 +83,25 @@ def test_strict_load_names_problems() -> None:
         load_state_dict_strict(other, {**sd, "clip_model.x": torch.zeros(1)})
     with pytest.raises(CheckpointError, match="shape mismatch"):
         load_state_dict_strict(other, {**sd, "0.weight": torch.zeros(4, 2)})
+
+
+def test_lookup_order_per_stage_and_fallback_warning(tmp_path: Path, caplog) -> None:
+    model_dir = tmp_path / "model"
+    save_checkpoint(model_dir / LATEST, {"ep": 1})
+    (model_dir / ".latest.123.tmp.tar").write_bytes(b"left by a killed save")
+    assert list_checkpoints(model_dir) == [LATEST]                      # temporary dot-files are not checkpoints
+    with caplog.at_level(logging.WARNING, logger="utils.checkpoint"):
+        assert find_checkpoint(model_dir, MASK) == model_dir / LATEST    # the masked transformer's own file
+    assert not caplog.records
+    with caplog.at_level(logging.WARNING, logger="utils.checkpoint"):
+        assert find_checkpoint(model_dir, RESIDUAL) == model_dir / LATEST
+    assert "no best checkpoint" in caplog.text and "never validated" in caplog.text
+    save_checkpoint(model_dir / BEST_LOSS, {"ep": 1})                   # what our VQ/residual trainers write
+    assert find_checkpoint(model_dir, VQ) == find_checkpoint(model_dir, RESIDUAL) == model_dir / BEST_LOSS
+    save_checkpoint(model_dir / BEST_FID, {"ep": 1})                    # the official release file wins
+    assert find_checkpoint(model_dir, VQ) == model_dir / BEST_FID
+    assert find_checkpoint(model_dir, VQ, "latest") == find_checkpoint(model_dir, VQ, LATEST) == model_dir / LATEST
+    with pytest.raises(CheckpointError, match=r"net_best_acc\.tar not found.*net_best_fid\.tar"):
+        find_checkpoint(model_dir, MASK, "net_best_acc")
+    with pytest.raises(CheckpointError, match=r"no length checkpoint .*finest\.tar"):
+        find_checkpoint(model_dir, LENGTH)

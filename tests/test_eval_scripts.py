@@ -45,6 +45,20 @@ def test_eval_t2m_vq_writes_official_log(setup) -> None:
     assert "\tMAE:" in log and "Multimodality" not in log
 
 
+def test_eval_t2m_vq_finds_what_train_vq_writes(setup) -> None:
+    """Our VQ trainer without an evaluator writes net_best_loss.tar (+ latest.tar): found with no --which_epoch."""
+    eval_t2m_vq = importlib.import_module("eval_t2m_vq")
+    ckpt, common = setup
+    model = ckpt / "t2m" / VQ / "model"
+    (model / "net_best_fid.tar").rename(model / "net_best_loss.tar")
+    shutil.copy(model / "net_best_loss.tar", model / "latest.tar")
+    results = eval_t2m_vq.main([*common, "--name", VQ, "--ext", "ours", "--repeat_times", "1"])
+    assert list(results) == ["net_best_loss.tar"]
+    assert (ckpt / "t2m" / VQ / "eval" / "ours.log").read_text().startswith("net_best_loss.tar final result:")
+    assert list(eval_t2m_vq.main([*common, "--name", VQ, "--ext", "all", "--repeat_times", "1",
+                                  "--which_epoch", "tar"])) == ["latest.tar", "net_best_loss.tar"]
+
+
 class HashTextEncoder(TextEncoder):
     """Deterministic pseudo-random 512-d vector per caption (stands in for CLIP, unavailable offline)."""
 

@@ -54,3 +54,40 @@ def test_bad_values_are_named(tmp_path: Path) -> None:
         _Demo.load(tmp_path / "opt.txt")
     with pytest.raises(FileNotFoundError, match="opt.txt"):
         _Demo.load(tmp_path / "missing" / "opt.txt")
+
+
+def _option_classes() -> list[type]:
+    import importlib
+    import inspect
+
+    from options.base import Options
+
+    modules = [importlib.import_module(f"options.{m}") for m in
+               ("common", "vq", "transformer", "length_estimator", "eval", "sampling", "generate")]
+    return sorted({c for m in modules for _, c in inspect.getmembers(m, inspect.isclass)
+                   if issubclass(c, Options) and c is not Options}, key=lambda c: c.__name__)
+
+
+def test_every_option_is_declared_once_and_overridden_by_name() -> None:
+    """A group's option is declared in one class; stages only change its default with override(), which keeps
+    the group's help text."""
+    for cls in _option_classes():
+        own = cls.__dict__.get("__annotations__", {})
+        for name in own:
+            inherited = [b.__name__ for b in cls.__mro__[1:] if name in getattr(b, "__dataclass_fields__", {})]
+            if inherited:
+                assert cls.__dataclass_fields__[name].metadata.get("override"), (cls.__name__, name, inherited)
+    from options.vq import VQOptions
+    helps = {f.name: f.metadata["help"] for f in VQOptions._fields()}
+    assert helps["batch_size"].startswith("global optimisation batch") and VQOptions().batch_size == 256
+
+
+def test_override_of_an_undeclared_option_is_an_error() -> None:
+    from options.base import override
+
+    @dataclass
+    class _Bad(CommonOptions):
+        no_such_option: int = override(3)
+
+    with pytest.raises(TypeError, match="no_such_option"):
+        _Bad.parser()

@@ -179,3 +179,21 @@ def test_target_layer_distribution_and_teacher_forcing() -> None:
         expected = sum(table[i][codes[b, :, i]] for i in range(j))
         torch.testing.assert_close(seen["history"][b], expected, atol=1e-6, rtol=1e-5)
     assert torch.isfinite(out.loss)
+
+
+def test_run_without_best_checkpoint_loads_latest_and_says_so(tmp_path: Path, caplog) -> None:
+    """A residual run that never validated has latest.tar only: it loads, with a warning naming the fallback."""
+    if not FIXTURE.is_dir():
+        pytest.skip(f"official fixture not found at {FIXTURE}")
+    import shutil
+
+    run = tmp_path / "t2m" / RES_RUN.name
+    shutil.copytree(RES_RUN, run)
+    shutil.copytree(VQ_RUN, tmp_path / "t2m" / VQ_RUN.name)
+    with caplog.at_level("WARNING"):
+        load_residual_transformer(run)                                 # net_best_fid.tar: silent
+    assert "no best checkpoint" not in caplog.text
+    (run / "model" / "net_best_fid.tar").unlink()
+    with caplog.at_level("WARNING"):
+        model, _ = load_residual_transformer(run)
+    assert "no best checkpoint" in caplog.text and "latest.tar" in caplog.text and not model.training

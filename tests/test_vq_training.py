@@ -12,8 +12,8 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 import train_vq
 from models.vq.build import load_rvqvae
-from tests.vq_synthetic import make_dataset, tiny_vq_args
-from utils.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from tests.vq_synthetic import assert_same_vq_state, make_dataset, tiny_vq_args
+from utils.checkpoint import VQ, CheckpointError, find_checkpoint, load_checkpoint, save_checkpoint
 from utils.cli import run_cli
 from training.vq import train_vq as real_train_vq
 
@@ -65,8 +65,9 @@ def test_tiny_training_lowers_loss_and_logs(data_root: Path, tmp_path: Path) -> 
     latest = load_checkpoint(run / "model" / "latest.tar")
     assert {"vq_model", "opt_vq_model", "scheduler", "ep", "total_it", "vq_codebook_state"} <= set(latest)
     assert latest["total_it"] == 200
-    assert not (run / "model" / "net_best_fid.tar").exists()      # no evaluator configured
-    model = load_rvqvae(run)                                       # prefers net_best_loss.tar here
+    assert sorted(p.name for p in (run / "model").iterdir()) == ["latest.tar", "net_best_loss.tar"]  # no evaluator
+    assert find_checkpoint(run / "model", VQ).name == "net_best_loss.tar"     # what eval_t2m_vq.py / gen load
+    model = load_rvqvae(run)
     assert model.config.nb_code == 32 and not model.training
     assert "perplexity" in (run / "log.txt").read_text()
 
@@ -80,21 +81,6 @@ def _crash_at(step: int):
 
 def _final_state(run: Path) -> dict:
     return load_checkpoint(run / "model" / "latest.tar")
-
-
-def _assert_same_state(a: dict, b: dict) -> None:
-    assert a["total_it"] == b["total_it"] and a["ep"] == b["ep"]
-    assert a["train_state"]["epoch_it"] == b["train_state"]["epoch_it"]
-    for key in a["vq_model"]:
-        assert torch.equal(a["vq_model"][key], b["vq_model"][key]), key
-    for key in a["vq_codebook_state"]:
-        assert torch.equal(a["vq_codebook_state"][key], b["vq_codebook_state"][key]), key
-    sa, sb = a["opt_vq_model"]["state"], b["opt_vq_model"]["state"]
-    for p in sa:
-        for k in sa[p]:
-            assert torch.equal(sa[p][k], sb[p][k]), (p, k)
-    assert a["opt_vq_model"]["param_groups"][0]["lr"] == b["opt_vq_model"]["param_groups"][0]["lr"]
-    assert a["scheduler"] == b["scheduler"]
 
 
 @pytest.mark.parametrize("kill_at, save_latest", [(17, 10), (23, 23)])
@@ -116,7 +102,7 @@ def test_kill_and_resume_equals_uninterrupted(data_root: Path, tmp_path: Path, m
     assert _final_state(run_b)["total_it"] == (kill_at // save_latest) * save_latest
     monkeypatch.setattr(train_vq, "train_vq", real_train_vq)
     train_vq.main(tiny_vq_args(data_root, tmp_path / "b", is_continue=True, **common))
-    _assert_same_state(straight, _final_state(run_b))
+    assert_same_vq_state(straight, _final_state(run_b))
 
 
 def test_refuses_to_overwrite_and_to_continue_nothing(data_root: Path, tmp_path: Path) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import torch
 
 
 def smooth_motion(rng: np.random.Generator, frames: int, mixing: np.ndarray) -> np.ndarray:
@@ -64,3 +65,19 @@ def tiny_vq_args(data_root: Path, checkpoints: Path, name: str = "tiny", **overr
         argv.append(f"--{key}")
         argv.extend(str(value).split() if key == "milestones" else [str(value)])
     return argv
+
+
+def assert_same_vq_state(a: dict, b: dict) -> None:
+    """Two VQ ``latest.tar`` dicts hold the same training state, to the bit (weights, codebooks, optimizer, lr)."""
+    assert a["total_it"] == b["total_it"] and a["ep"] == b["ep"]
+    assert a["train_state"]["epoch_it"] == b["train_state"]["epoch_it"]
+    for key in a["vq_model"]:
+        assert torch.equal(a["vq_model"][key], b["vq_model"][key]), key
+    for key in a["vq_codebook_state"]:
+        assert torch.equal(a["vq_codebook_state"][key], b["vq_codebook_state"][key]), key
+    sa, sb = a["opt_vq_model"]["state"], b["opt_vq_model"]["state"]
+    for p in sa:
+        for k in sa[p]:
+            assert torch.equal(sa[p][k], sb[p][k]), (p, k)
+    assert a["opt_vq_model"]["param_groups"][0]["lr"] == b["opt_vq_model"]["param_groups"][0]["lr"]
+    assert a["scheduler"] == b["scheduler"]

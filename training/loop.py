@@ -1,7 +1,7 @@
 """The pieces of one optimisation loop every trainer shares: learning-rate schedule, RNG capture/restore, the
 sharded step over :class:`utils.distributed.ShardPlan`, the epoch progress bar.
 
-Schedule (spec §2.6): linear warm-up ``lr·(it+1)/(warm_up_iter+1)`` for 1-based iterations ``it < warm_up_iter``,
+Schedule: linear warm-up ``lr·(it+1)/(warm_up_iter+1)`` for 1-based iterations ``it < warm_up_iter``,
 then MultiStepLR(milestones, gamma) stepped once per iteration — from the first iteration on (transformers) or
 from ``it >= warm_up_iter`` on (VQ, so its milestones take effect ``warm_up_iter - 1`` iterations later), as the
 two official trainers do.

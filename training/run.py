@@ -123,14 +123,16 @@ class Run:
         return self.folder.resume
 
     def start(self, *, write_options: bool = True, tensorboard: bool = True, **opt_extra: Any) -> None:
-        """Call once the run's inputs are checked, before anything is written: rank 0 clears a restarted folder,
-        writes ``opt.txt`` (official format, ``is_train: True`` plus ``opt_extra``), logs to ``log.txt`` and
+        """Call once the run's inputs are checked, before anything is written: rank 0 clears a restarted folder
+        (and the temporary files of saves that were killed), writes ``opt.txt`` (official format, ``is_train: True`` plus ``opt_extra``), logs to ``log.txt`` and
         opens TensorBoard; then every rank waits for it."""
         if self.env.is_main:
             if self.folder.action == RESTART:
                 for name in RESTART_REMOVES:
                     shutil.rmtree(self.root / name, ignore_errors=True)
             self.model_dir.mkdir(parents=True, exist_ok=True)
+            for torn in self.model_dir.glob(".*.tmp*"):    # left by a save that was killed (utils.checkpoint)
+                torn.unlink()
             if write_options:
                 self.opt.save(self.root / OPT_FILE, is_train=True, **opt_extra)
             setup_logging(self.root / LOG_FILE)

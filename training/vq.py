@@ -251,7 +251,7 @@ def train_vq(model: RVQVAE, train_loader: DataLoader, val_loader: DataLoader, op
             seed = step_seed(opt.seed, state.total_it)
             optimizer.zero_grad(set_to_none=True)
             for (m, _, _), batch in zip(shard_steps(net, plan, seed, state.total_it, always_reseed=True),
-                                        micro_batches):
+                                        micro_batches, strict=True):
                 x = batch.to(device, non_blocking=True).float()     # the sampler already sliced this shard
                 with model.quantizer.sharded(_shard(seed, m, plan)):
                     with amp.autocast():
