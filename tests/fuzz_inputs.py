@@ -178,7 +178,7 @@ def mutate_bvh(rng: np.random.Generator, text: str, reparent: Callable[[np.rando
     if kind == 6:
         return reparent(rng).encode()
     if kind == 7:
-        depth = int(rng.integers(100, 20000))
+        depth = int(rng.integers(100, 5000))
         return ("HIERARCHY\nROOT a\n{\nOFFSET 0 0 0\nCHANNELS 3 Zrotation Yrotation Xrotation\n"
                 + "".join(f"JOINT j{i}\n{{\nOFFSET 0 0 1\nCHANNELS 0\n" for i in range(depth))
                 + "}\n" * (depth + 1) + "MOTION\nFrames: 1\nFrame Time: 0.05\n0 0 0\n").encode()

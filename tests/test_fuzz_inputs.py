@@ -201,9 +201,21 @@ def _mutated_state(rng: np.random.Generator, state: dict, key: str, w: World) ->
     return state
 
 
+_STATES: dict[Path, dict] = {}
+
+
+def _template_state(path: Path, template: Path) -> dict:
+    """A fresh copy of a template checkpoint's dict (read once per template)."""
+    if template not in _STATES:
+        _STATES[template] = torch.load(template, weights_only=True)
+    return {k: ({n: t.clone() for n, t in v.items()} if isinstance(v, dict) and k != "model_args" else
+                (dict(v) if isinstance(v, dict) else v)) for k, v in _STATES[template].items()}
+
+
 def case_checkpoint(w: World, rng: np.random.Generator, i: int) -> Case:
     folder = w.case_dir("checkpoint", i)
-    shutil.copytree(w.runs / "t2m", folder / "t2m")
+    for name in (VQ_NAME, MASK_NAME, "length_estimator")[: (i % 3) + 1]:     # the run loaded and those it reads
+        shutil.copytree(w.runs / "t2m" / name, folder / "t2m" / name)
     run, file, key, load = [
         (VQ_NAME, "net_best_fid.tar", "vq_model", lambda p: load_rvqvae(p.parent.parent)),
         (MASK_NAME, "latest.tar", "t2m_transformer",
@@ -211,7 +223,7 @@ def case_checkpoint(w: World, rng: np.random.Generator, i: int) -> Case:
         ("length_estimator", "finest.tar", "estimator", lambda p: build_length_estimator(load_checkpoint(p), str(p))),
     ][i % 3]
     path = folder / "t2m" / run / "model" / file
-    mutated = _mutated_state(rng, torch.load(path, weights_only=True), key, w)
+    mutated = _mutated_state(rng, _template_state(path, w.runs / "t2m" / run / "model" / file), key, w)
     if isinstance(mutated, bytes):
         path.write_bytes(mutated)
     elif rng.random() < 0.1:
