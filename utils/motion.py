@@ -19,7 +19,8 @@ ArrayLike = Tensor | np.ndarray
 
 # IK/FK live in utils.kinematics; re-exported so callers can take the whole representation from one module.
 __all__ = [
-    "bone_offsets", "check_features", "check_joints", "extract_features", "extract_features_with_positions",
+    "bone_offsets", "check_bones", "check_features", "check_joints", "extract_features",
+    "extract_features_with_positions",
     "facing_quat", "forward_kinematics", "forward_kinematics_cont6d", "inverse_kinematics", "mirror_joints",
     "recover_from_ric", "recover_from_rot", "recover_root_rot_pos", "uniform_skeleton",
 ]
@@ -56,6 +57,21 @@ def check_joints(arr: ArrayLike, spec: DatasetSpec | None = None, name: str = "j
     if not is_finite:
         raise ValueError(f"{name}: contains NaN or infinite values")
     return spec
+
+
+MIN_BONE = 1e-5   # a joint this close to its parent is a collapsed skeleton (IK would divide by zero)
+
+
+def check_bones(joints: ArrayLike, spec: DatasetSpec, name: str = "joints") -> None:
+    """Every joint of (T, J, 3) positions must sit away from its parent in every frame (no collapsed skeleton)."""
+    arr = np.asarray(joints, dtype=np.float64)
+    parents = np.array(spec.parents[1:])
+    lengths = np.linalg.norm(arr[..., 1:, :] - arr[..., parents, :], axis=-1)          # (T, J-1)
+    if (lengths < MIN_BONE).any():
+        t, b = np.argwhere(lengths < MIN_BONE)[0][-2:]
+        raise ValueError(f"{name}: joint {spec.joint_names[b + 1]!r} coincides with its parent "
+                         f"{spec.joint_names[parents[b]]!r} at frame {t} (collapsed or all-zero skeleton); "
+                         "expected joint positions of a body")
 
 
 def check_features(arr: ArrayLike, spec: DatasetSpec | None = None, name: str = "features",

@@ -89,6 +89,7 @@ def _parse_hierarchy(tokens: list[str]) -> tuple[list[str], list[int], np.ndarra
     stack: list[int] = []          # open blocks: joint index, or -2 for an End Site
     pending: int | None = None     # the block the next "{" opens
     has_offset: set[int] = set()
+    seen: set[str] = set()
     i = 0
 
     def take(k: int, what: str) -> list[str]:
@@ -106,8 +107,9 @@ def _parse_hierarchy(tokens: list[str]) -> tuple[list[str], list[int], np.ndarra
             if (tok == "ROOT") != (not names) or (tok == "JOINT" and (top is None or top < 0)):
                 raise ValueError(f"{tok} is not allowed here (one ROOT first; JOINTs only inside a joint)")
             (name,) = take(2, f"{tok} line")[1:]
-            if name in names:
-                raise ValueError(f"joint name {name!r} appears twice")
+            if name in seen:
+                raise ValueError(f"joint name {name[:40]!r} appears twice")
+            seen.add(name)
             names.append(name)
             parents.append(-1 if top is None else top)
             offsets.append([0.0, 0.0, 0.0])

@@ -26,14 +26,13 @@ from utils.checkpoint import atomic_write
 from utils.cleanup import cleanup_motion
 from utils.cli import run_cli
 from utils.log import setup_logging
-from utils.motion import check_features, check_joints, extract_features, recover_from_ric
+from utils.motion import check_bones, check_features, check_joints, extract_features, recover_from_ric
 from utils.npy import check_output, load_npy
 from utils.skeleton import DatasetSpec, get_dataset_spec
 
 logger = logging.getLogger(__name__)
 
 MAX_MOTION_ABS = 1e5      # feature values / joint coordinates; larger ones overflow the kinematics (float32)
-MIN_BONE = 1e-5           # a joint this close to its parent is a collapsed skeleton (IK would divide by zero)
 
 
 @dataclass(frozen=True)
@@ -87,17 +86,6 @@ def motion_from_array(arr: np.ndarray, spec: DatasetSpec | None, source: str,
         check_bones(arr, spec, source)
         return Motion(spec, joints=arr.astype(np.float32), feet_thre=feet_thre)
     raise ValueError(f"{source}: expected features (T, 263|251) or joints (T, 22|21, 3), got shape {arr.shape}")
-
-
-def check_bones(joints: np.ndarray, spec: DatasetSpec, source: str) -> None:
-    """Every joint must sit away from its parent in every frame: (T, J, 3) positions of ``spec``'s skeleton."""
-    parents = np.array(spec.parents[1:])
-    lengths = np.linalg.norm(joints[:, 1:] - joints[:, parents], axis=-1)          # (T, J-1)
-    if (lengths < MIN_BONE).any():
-        t, b = np.argwhere(lengths < MIN_BONE)[0]
-        raise ValueError(f"{source}: joint {spec.joint_names[b + 1]!r} coincides with its parent "
-                         f"{spec.joint_names[parents[b]]!r} at frame {t} (collapsed or all-zero skeleton); "
-                         "expected joint positions of a body")
 
 
 def read_npy(path: Path, spec: DatasetSpec | None, args: argparse.Namespace) -> Motion:
@@ -160,7 +148,10 @@ def convert(src: Path, dst: Path, args: argparse.Namespace) -> Motion:
     if getattr(args, "cleanup", False):
         motion = cleaned(motion)
     with atomic_write(dst) as tmp:
-        writer(motion, tmp, args)
+        try:
+            writer(motion, tmp, args)
+        except ValueError as exc:   # name the files the user gave, not the temporary one
+            raise ValueError(f"cannot write {dst} from {src}: {str(exc).replace(str(tmp), str(dst))}") from None
     return motion
 
 

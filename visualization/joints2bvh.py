@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Literal
 import numpy as np
 
 from utils.cleanup import cleanup_motion
-from utils.motion import check_joints
+from utils.motion import check_bones, check_joints
 from utils.quaternion import matrix_to_quat, qbetween, qinv, qmul, qrot, quat_from_axis_angle, quat_to_euler
 from utils.skeleton import DatasetSpec
 from visualization.bvh import POSITION_CHANNELS, BvhMotion, continuous_euler, forward_kinematics, write_bvh
@@ -254,6 +254,7 @@ def joints_to_bvh(joints: np.ndarray, spec: DatasetSpec | None = None, *, offset
     contacts). Frame time is ``1 / spec.fps``.
     """
     spec = check_joints(joints, spec, min_frames=2)
+    check_bones(joints, spec)
     joints = np.asarray(joints, dtype=np.float64)
     if joints.ndim != 3:
         raise ValueError(f"joints: expected one motion of shape (T, J, 3), got {joints.shape}")

@@ -26,6 +26,7 @@ import numpy as np
 
 from data.prompts import check_caption, check_length, parse_edit_frames
 from models.pipeline import MoMaskPipeline, Motion, Sampling
+from utils.cli import USER_ERRORS
 from visualization.convert import read_motion
 from visualization.export import save_npy
 from visualization.joints2bvh import save_bvh
@@ -266,7 +267,7 @@ def make_handlers(service: DemoService) -> tuple[Callable, Callable]:
     def run(request: Callable[[], WebResult]) -> tuple:
         try:
             return outputs(request())
-        except (ValueError, FileNotFoundError) as exc:
+        except USER_ERRORS as exc:          # the CLIs' user errors: shown on the page as the message
             raise gr.Error(str(exc), print_exception=False) from None
 
     def on_generate(label, prompt, frames, estimate, seed, steps, guidance, res_guidance, temperature, cleanup=True):
