@@ -10,6 +10,7 @@ weights) is timed separately. Defaults are gen_t2m's: 18 steps, cond scales 4 (m
 from __future__ import annotations
 
 import argparse
+import os
 import resource
 import sys
 import tempfile
@@ -20,7 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from benchmarks.bench_transformers import timed
+from benchmarks.bench_transformers import timed, timed_stats
 from models.length_estimator import LengthEstimator
 from models.pipeline import MoMaskPipeline, Sampling
 from models.text.base import TextEncoder
@@ -29,13 +30,15 @@ from models.transformer.residual_transformer import ResidualTransformer, Residua
 from models.vq.build import build_rvqvae
 from models.vq.model import RVQVAEConfig
 from utils.device import resolve_device
+from utils.precision import PRECISIONS, check_precision, describe_device
 from utils.skeleton import get_dataset_spec
 from visualization.joints2bvh import save_bvh
 
 # Official gen_t2m on this machine kind, seconds (official_timings.md): neural part per prompt (masked 1.00 +
-# residual 0.30 + decode 0.063), text -> the two BVH files of one prompt, and the masked+residual+decode part of
-# a batch of 32 (15.7 + 4.8 + 0.66); the batch-32 BVH figure is derived: + 32 x (5.05 + 5.22) s of IK.
-OFFICIAL = {"neural b1": 1.36, "text -> BVH b1": 11.6, "neural b32": 21.2, "text -> BVH b32": 21.2 + 32 * 10.3}
+# residual 0.30 + decode 0.063) and of a batch of 32 (15.7 + 4.8 + 0.66). Text -> BVH compares like with like:
+# we write ONE BVH per motion (plain, no foot IK), so the official side is neural + ONE plain IK export (5.05 s
+# per motion), not gen_t2m's two exports (plain + foot IK, 11.6 s in all).
+OFFICIAL = {"neural b1": 1.36, "text -> BVH b1": 1.36 + 5.05, "neural b32": 21.2, "text -> BVH b32": 21.2 + 32 * 5.05}
 
 
 class FixedVectors(TextEncoder):
@@ -80,10 +83,11 @@ def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--device", default="cpu")
     p.add_argument("--batches", type=int, nargs="+", default=[1, 32])
-    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--repeats", type=int, default=5, help="timed runs per case, after one warm-up run")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch default)")
-    p.add_argument("--precisions", nargs="+", default=["fp32", "bf16"], choices=["fp32", "bf16"],
-                   help="transformer arithmetic (gen_t2m --precision); bf16 rows compare with the fp32 official")
+    p.add_argument("--precisions", nargs="+", default=list(PRECISIONS), choices=PRECISIONS,
+                   help="transformer arithmetic (gen_t2m --precision); modes the device does not offer are "
+                        "skipped with the reason; every row compares with the fp32 official figure")
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -91,14 +95,20 @@ def main(argv: list[str] | None = None) -> None:
     t0 = time.perf_counter()
     pipe = released_pipeline(device)
     build_s = time.perf_counter() - t0
-    out: dict[str, float] = {}
+    out: dict[str, tuple[float, float, float]] = {}
+    skipped = []
     with tempfile.TemporaryDirectory() as tmp:
         for precision in args.precisions:
+            try:
+                check_precision(precision, device)
+            except ValueError as err:
+                skipped.append(str(err))
+                continue
             sampling = Sampling(precision=precision)      # gen_t2m defaults: 18 steps, cond scales 4 and 5
             tag = "" if precision == "fp32" else f" {precision}"
             for b in args.batches:
                 texts = [f"a person walks forward {i}" for i in range(b)]
-                reps = args.repeats if b == 1 else 1
+                reps = args.repeats
 
                 def neural() -> list:
                     return pipe.generate(texts, [196] * b, seed=0, sampling=sampling)
@@ -107,17 +117,20 @@ def main(argv: list[str] | None = None) -> None:
                     for k, motion in enumerate(neural()):
                         save_bvh(motion.joints, Path(tmp) / f"{k}.bvh", pipe.spec)
 
-                out[f"neural b{b}{tag}"] = timed(neural, reps, device, warmup=b == 1)
-                out[f"text -> BVH b{b}{tag}"] = timed(text_to_bvh, reps, device, warmup=False)
+                out[f"neural b{b}{tag}"] = timed_stats(neural, reps, device)
+                out[f"text -> BVH b{b}{tag}"] = timed_stats(text_to_bvh, reps, device)
     clip_s = clip_text_seconds(device, args.repeats)
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"device {device}, torch {torch.__version__}, threads {torch.get_num_threads()}, "
-          f"build {build_s:.2f} s (official build + load 0.75 s)")
-    print(f"{'stage (196 frames, 18 steps, cfg 4/5)':40s} {'ours s':>9s} {'official s':>11s} {'speed-up':>9s}")
-    for key, ours in out.items():
-        official = OFFICIAL.get(key.removesuffix(" bf16"))
-        ratio = f"{official / ours:8.1f}x" if official else ""
-        print(f"{key:40s} {ours:9.3f} {official if official else float('nan'):11.2f} {ratio:>9s}")
+    print(f"device {device}: {describe_device(device)}; torch {torch.__version__}; load average "
+          f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}; build {build_s:.2f} s (official build + load 0.75 s)")
+    for note in skipped:
+        print(f"skipped: {note}")
+    print(f"{'stage (196 frames, 18 steps, cfg 4/5)':32s} {'min':>7s} {'median':>7s} {'max':>7s} {'official':>9s} "
+          f"{'speed-up':>9s}")
+    for key, (lo, med, hi) in out.items():
+        official = OFFICIAL.get(key.removesuffix(" bf16").removesuffix(" int8"))
+        ratio = f"{official / med:8.2f}x" if official else ""
+        print(f"{key:32s} {lo:7.3f} {med:7.3f} {hi:7.3f} {official if official else float('nan'):9.2f} {ratio:>9s}")
     if clip_s is not None:
         print(f"{'CLIP ViT-B/32 text tower, 1 prompt':40s} {clip_s:9.3f} {'(not in official figures)':>21s}")
     print(f"peak RSS {peak_mb:.0f} MB")

@@ -35,6 +35,12 @@ OFFICIAL = {
 
 def timed(fn: Callable[[], object], repeats: int, device: torch.device, warmup: bool = True) -> float:
     """Median wall time of ``fn`` over ``repeats`` runs (after one warm-up run if ``warmup``)."""
+    return timed_stats(fn, repeats, device, warmup)[1]
+
+
+def timed_stats(fn: Callable[[], object], repeats: int, device: torch.device,
+                warmup: bool = True) -> tuple[float, float, float]:
+    """(min, median, max) wall time of ``fn`` over ``repeats`` runs (after one warm-up run if ``warmup``)."""
     def sync() -> None:
         if device.type == "cuda":
             torch.cuda.synchronize(device)
@@ -47,7 +53,7 @@ def timed(fn: Callable[[], object], repeats: int, device: torch.device, warmup: 
         fn()
         sync()
         times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+    return min(times), statistics.median(times), max(times)
 
 
 def build_vq(device: torch.device):

@@ -1,10 +1,16 @@
 """The benchmark loop (spec §5.4): one function for VQ reconstruction, M-transformer and M+R generation.
 
 ``evaluate_t2m`` runs ``repeats`` passes over an evaluation loader. Per pass: ground-truth embeddings are
-recomputed (the dataset draws a fresh caption, coin and crop), the first ``mm_batches`` batches are generated
-``mm_repeats`` times with ``is_mm=True`` (the reference samples them with Gumbel noise) for multimodality and
-the last of those generations also counts for FID/R-precision; every other batch is generated once with
-``is_mm=False``. Metrics are reported as mean and 95 % half-width over the passes.
+computed once per batch (the dataset draws a fresh caption, coin and crop every pass), the first ``mm_batches``
+batches are generated ``mm_repeats`` times with ``is_mm=True`` (the reference samples them with Gumbel noise)
+for multimodality and the last of those generations also counts for FID/R-precision; every other batch is
+generated once with ``is_mm=False``. Metrics are reported as mean and 95 % half-width over the passes.
+
+Throughput: a :data:`GenerateFn` receives the number of generations wanted and returns them all from one call
+(``pipeline_generator`` runs the transformers on length-sorted chunks, so short motions are not padded to the
+longest one, and caches text encodings across passes). Each generation is an independent draw, as in the reference's
+one-call-per-generation loop, so the metrics' distribution is the reference's; the random numbers land on
+other samples, so individual values differ.
 
 Feature spaces: the loader's motions are normalised with the evaluator's statistics; ``generate`` returns
 **raw (de-normalised) features**, i.e. the generator de-normalises with its model's statistics and this loop
@@ -65,8 +71,9 @@ class EvalBatch:
         return len(self.captions)
 
 
-# (batch, is_mm) -> (raw features (B, T, D), lengths (B,) in frames)
-GenerateFn = Callable[[EvalBatch, bool], tuple[Tensor, Tensor]]
+# (batch, is_mm, repeats R) -> (raw features (R·B, T, D), lengths (R·B,) in frames); row r·B + i is generation r
+# of item i (deterministic generators such as reconstruction return the same rows R times)
+GenerateFn = Callable[[EvalBatch, bool, int], tuple[Tensor, Tensor]]
 # raw features (T, D) of one sample -> joints (T, J, 3); enables MPJPE (VQ reconstruction)
 JointsFn = Callable[[Tensor], Tensor]
 
@@ -102,11 +109,12 @@ class Metrics:
 
 
 def _generated_embeddings(generate: GenerateFn, batch: EvalBatch, evaluator: T2MEvaluator,
-                          is_mm: bool) -> tuple[Tensor, Tensor, Tensor]:
-    """-> (motion embeddings (B, 512), raw generated features, their lengths)."""
-    motions, lens = generate(batch, is_mm)
-    if motions.shape[0] != len(batch):
-        raise ValueError(f"generate returned {motions.shape[0]} motions for a batch of {len(batch)}")
+                          is_mm: bool, repeats: int = 1) -> tuple[Tensor, Tensor, Tensor]:
+    """-> (motion embeddings (R·B, 512), raw generated features (R·B, T, D), their lengths (R·B,))."""
+    motions, lens = generate(batch, is_mm, repeats)
+    if motions.shape[0] != repeats * len(batch):
+        raise ValueError(f"generate returned {motions.shape[0]} motions for {repeats} generation(s) of a batch of "
+                         f"{len(batch)}")
     emb = evaluator.get_motion_embeddings(evaluator.normalize(motions.to(evaluator.mean.device)), lens)
     return emb, motions, lens
 
@@ -137,9 +145,10 @@ def evaluate_once(loader: Iterable, generate: GenerateFn, evaluator: T2MEvaluato
     for i, raw in enumerate(tqdm(loader, desc="eval", leave=False, disable=not progress)):
         batch = EvalBatch.from_loader(raw)
         if i < mm_batches:
-            per_gen = [_generated_embeddings(generate, batch, evaluator, True) for _ in range(mm_repeats)]
-            mm_embs.append(torch.stack([g[0] for g in per_gen], dim=1).cpu().numpy())
-            em_pred, pred, pred_lens = per_gen[-1]     # the last generation also counts for FID / R-precision
+            emb, pred, lens = _generated_embeddings(generate, batch, evaluator, True, mm_repeats)
+            mm_embs.append(emb.view(mm_repeats, len(batch), -1).transpose(0, 1).cpu().numpy())   # (B, R, 512)
+            # the last generation also counts for FID / R-precision
+            em_pred, pred, pred_lens = emb[-len(batch):], pred[-len(batch):], lens[-len(batch):]
         else:
             em_pred, pred, pred_lens = _generated_embeddings(generate, batch, evaluator, False)
         if accumulator is not None:
@@ -208,38 +217,48 @@ def reconstruction_generator(reconstruct: Callable[[Tensor], Tensor], evaluator:
 
     ``reconstruct``: (B, T, D) model-normalised -> (B, T, D) model-normalised.
     """
-    def generate(batch: EvalBatch, is_mm: bool) -> tuple[Tensor, Tensor]:
+    def generate(batch: EvalBatch, is_mm: bool, repeats: int = 1) -> tuple[Tensor, Tensor]:
         raw = evaluator.denormalize(batch.motions.to(evaluator.mean.device, torch.float32))
         mean, std = model_mean.to(raw), model_std.to(raw)
         with torch.no_grad():
             out = reconstruct((raw - mean) / std)
-        return out * std + mean, batch.m_lens
+        return (out * std + mean).repeat(repeats, 1, 1), batch.m_lens.repeat(repeats)
 
     return generate
 
 
 def pipeline_generator(pipe: "MoMaskPipeline", sampling: "Sampling", *, use_estimated_length: bool = False,
-                       generator: torch.Generator | None = None) -> GenerateFn:
+                       generator: torch.Generator | None = None, chunk: int = 64) -> GenerateFn:
     """A :data:`GenerateFn` for MoMask (masked + optional residual transformer, VQ decoder).
 
     Reference protocol (spec §5.4): Gumbel sampling only in the multimodality batches (when
     ``sampling.gumbel_sample``), categorical elsewhere; lengths = the ground-truth ``m_lens`` unless
-    ``use_estimated_length`` (then the pipeline's length estimator samples them).
+    ``use_estimated_length`` (then the pipeline's length estimator samples them). All ``R·B`` generations of a
+    call run as chunks of ``chunk`` samples of similar length (sorted by token length): attention ignores
+    padding, so a sample's distribution does not depend on its chunk, and short motions cost what they need.
     """
     unit = pipe.spec.unit_length
-    cache: dict[tuple[str, ...], Tensor] = {}
+    vectors: dict[str, Tensor] = {}     # text encodings, kept across passes (captions recur every pass)
+
+    def encode(captions: list[str]) -> Tensor:
+        missing = sorted({c for c in captions if c not in vectors})
+        if missing:
+            vectors.update(zip(missing, pipe.encode_text(missing)))
+        return torch.stack([vectors[c] for c in captions])
 
     @torch.no_grad()
-    def generate(batch: EvalBatch, is_mm: bool) -> tuple[Tensor, Tensor]:
+    def generate(batch: EvalBatch, is_mm: bool, repeats: int = 1) -> tuple[Tensor, Tensor]:
         s = dataclasses.replace(sampling, gumbel_sample=sampling.gumbel_sample and is_mm)
-        key = tuple(batch.captions)
-        if key not in cache:            # the multimodality batches repeat the same captions
-            cache.clear()
-            cache[key] = pipe.encode_text(batch.captions)
-        cond = cache[key]
-        lengths = [None] * len(batch) if use_estimated_length else batch.m_lens.tolist()
-        tokens, _ = pipe.token_lengths(lengths, cond, generator)
-        ids = pipe.generate_codes(cond, tokens, s, generator)
+        cond = encode(batch.captions).repeat(repeats, 1)                               # (R·B, clip_dim)
+        lengths = [None] * len(cond) if use_estimated_length else batch.m_lens.repeat(repeats).tolist()
+        tokens, _ = pipe.token_lengths(lengths, cond, generator)                        # (R·B,)
+        order = torch.argsort(tokens, stable=True)
+        n = int(tokens.max())
+        ids = torch.empty(len(cond), n, pipe.vq.config.num_quantizers, dtype=torch.long, device=tokens.device)
+        for rows in order.split(chunk):
+            part = pipe.generate_codes(cond[rows], tokens[rows], s, generator)           # (c, max of chunk, Q)
+            ids[rows] = torch.nn.functional.pad(part, (0, 0, 0, n - part.shape[1]), value=-1)
+        # One decode at the longest length, as a single-call generation would decode (−1 codes add nothing).
         return pipe.denormalise(pipe.vq.forward_decoder(ids)), tokens * unit
 
     return generate

@@ -41,9 +41,9 @@ def test_ground_truth_as_generation_gives_zero_fid(evaluator, caplog) -> None:
     loader = _memory_loader()
     calls = {True: 0, False: 0}
 
-    def generate(batch: EvalBatch, is_mm: bool):
-        calls[is_mm] += 1
-        return evaluator.denormalize(batch.motions), batch.m_lens      # raw features, as a generator returns
+    def generate(batch: EvalBatch, is_mm: bool, repeats: int = 1):
+        calls[is_mm] += repeats        # all generations of a batch come from one call
+        return evaluator.denormalize(batch.motions).repeat(repeats, 1, 1), batch.m_lens.repeat(repeats)
 
     metrics = evaluate_t2m(loader, generate, evaluator, repeats=3, mm_batches=2, mm_repeats=11,
                            diversity_times=10, rng=np.random.default_rng(0), progress=False)
@@ -63,15 +63,12 @@ def test_ground_truth_as_generation_gives_zero_fid(evaluator, caplog) -> None:
 def test_last_multimodality_generation_counts_for_fid(evaluator) -> None:
     """Only the final generation of a multimodality batch enters FID / R-precision (reference protocol)."""
     loader = _memory_loader(1)
-    count = {"mm": 0}
-
-    def generate(batch: EvalBatch, is_mm: bool):
-        raw = evaluator.denormalize(batch.motions)
-        if is_mm:
-            count["mm"] += 1
-            if count["mm"] % 11 != 0:       # all but the last of 11 generations are noise
-                return raw + 5 * torch.randn_like(raw), batch.m_lens
-        return raw, batch.m_lens
+    def generate(batch: EvalBatch, is_mm: bool, repeats: int = 1):
+        raw = evaluator.denormalize(batch.motions).repeat(repeats, 1, 1)
+        if is_mm:                           # all but the last of the 11 generations are noise
+            noisy = raw + 5 * torch.randn_like(raw)
+            raw = torch.cat([noisy[: -len(batch)], raw[-len(batch):]])
+        return raw, batch.m_lens.repeat(repeats)
 
     metrics = evaluate_t2m(loader, generate, evaluator, repeats=1, mm_batches=2, mm_repeats=11,
                            diversity_times=10, progress=False)
@@ -82,8 +79,8 @@ def test_last_multimodality_generation_counts_for_fid(evaluator) -> None:
 def test_noise_generation_is_detected(evaluator) -> None:
     loader = _memory_loader(2)
 
-    def generate(batch: EvalBatch, is_mm: bool):
-        return evaluator.denormalize(batch.motions + 2.0), batch.m_lens    # shifted in evaluator space
+    def generate(batch: EvalBatch, is_mm: bool, repeats: int = 1):
+        return evaluator.denormalize(batch.motions + 2.0), batch.m_lens    # shifted in evaluator space (R = 1)
 
     metrics = evaluate_t2m(loader, generate, evaluator, repeats=2, mm_batches=0, diversity_times=10, progress=False)
     assert metrics.mean("FID") > 1e-3       # ground truth gives < 1e-6 (first test)
@@ -112,7 +109,8 @@ def test_mpjpe_through_joints_fn(evaluator) -> None:
     def joints(raw: torch.Tensor) -> torch.Tensor:     # toy "recovery": 3 joints from the first 9 features
         return raw[:, :9].reshape(-1, 3, 3)
 
-    def generate(batch: EvalBatch, is_mm: bool):
+    def generate(batch: EvalBatch, is_mm: bool, repeats: int = 1):
+        assert repeats == 1                               # no multimodality batches here
         raw = evaluator.denormalize(batch.motions).clone()
         raw[..., 3:6] += torch.tensor([0.3, 0.0, 0.4])   # joint 1 off by 0.5 -> MPJPE 0.5 / 3
         return raw, batch.m_lens
@@ -156,7 +154,7 @@ def test_with_eval_dataset_class(tmp_path) -> None:
     ds = t2m_dataset.Text2MotionDatasetEval(root, get_dataset_spec("t2m"), evaluator.mean.numpy(),
                                             evaluator.std.numpy(), WordVectorizer(tmp_path / "glove"), split="test")
     loader = DataLoader(ds, batch_size=8, shuffle=True, drop_last=True, collate_fn=t2m_dataset.collate_by_sent_len)
-    metrics = evaluate_t2m(loader, lambda b, mm: (evaluator.denormalize(b.motions), b.m_lens), evaluator,
+    metrics = evaluate_t2m(loader, lambda b, mm, r: (evaluator.denormalize(b.motions).repeat(r, 1, 1), b.m_lens.repeat(r)), evaluator,
                            repeats=2, mm_batches=1, mm_repeats=11, diversity_times=10, progress=False)
     assert abs(metrics.mean("FID")) < 1e-3
     assert metrics.mean("TOP3") == pytest.approx(metrics.mean("TOP3_real"))

@@ -1,6 +1,7 @@
 """The generation pipeline on the official-format fixture (random weights, official outputs), CPU."""
 from __future__ import annotations
 
+import dataclasses
 import zlib
 from pathlib import Path
 
@@ -9,6 +10,7 @@ import pytest
 import torch
 from torch import nn
 
+from evaluation.benchmark import EvalBatch, pipeline_generator
 from models.pipeline import MoMaskPipeline, Sampling
 from models.text.base import TextEncoder
 from models.transformer.common import SelfAttention
@@ -163,3 +165,56 @@ def test_generate_reproduces_official_seeded_pipeline(pipe: MoMaskPipeline, fixt
     np.testing.assert_array_equal(motion.tokens[:, 0], ref[f"{key}_base_ids"][0])
     np.testing.assert_array_equal(motion.tokens, ref[f"{key}_ids"][0])
     np.testing.assert_allclose(motion.features, ref[f"{key}_features_denorm"][0], atol=1e-4, rtol=1e-4)
+
+
+def _eval_batch(captions: list[str], frames: list[int]) -> EvalBatch:
+    b = len(captions)
+    return EvalBatch(torch.zeros(b, 3, 300), torch.zeros(b, 3, 15), captions, torch.full((b,), 3),
+                     torch.zeros(b, 196, 263), torch.tensor(frames), ["a/DET"] * b)
+
+
+def test_eval_generator_chunks_are_the_one_call_generation(pipe: MoMaskPipeline) -> None:
+    """Length-sorted chunks give, sample for sample, what one call over the whole (repeated) batch gives
+    (greedy masked sampling, no residual: no randomness), and repeats come back as rows r·B + i."""
+    captions = ["a person walks forward and then turns around.", "someone jumps up and down twice.",
+                "a man kicks with his left leg.", "a person sits down slowly."]
+    batch = _eval_batch(captions, [196, 40, 120, 84])
+    greedy = Sampling(time_steps=5, temperature=0.0, use_res=False)
+    feats, lens = pipeline_generator(pipe, greedy, chunk=3)(batch, False, 2)
+    assert feats.shape == (8, 196, 263) and lens.tolist() == [196, 40, 120, 84] * 2
+    cond = pipe.encode_text(captions * 2)
+    whole = pipe.denormalise(pipe.vq.forward_decoder(pipe.generate_codes(cond, lens // 4, greedy, None)))
+    torch.testing.assert_close(feats, whole, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(feats[:4], feats[4:])
+
+
+def test_eval_generator_keeps_the_sampling_distribution(pipe: MoMaskPipeline, monkeypatch) -> None:
+    """Chunked multimodality generation draws from the same distribution as one call per generation (the
+    reference loop): layer-0 token histograms agree to within sampling noise, and a real change of the
+    distribution (unconditional sampling) is far outside it."""
+    batch = _eval_batch(["a person walks forward and then turns around.", "a man kicks with his left leg."], [40, 28])
+    sampling = Sampling(time_steps=2, use_res=False, gumbel_sample=True)
+    lens, cond = batch.m_lens // 4, pipe.encode_text(batch.captions)
+
+    def histogram(seed: int, run) -> np.ndarray:
+        torch.manual_seed(seed)
+        ids = np.concatenate([x[..., 0][x[..., 0] >= 0] for x in run()])
+        return np.bincount(ids, minlength=pipe.mask.num_tokens) / len(ids)
+
+    def one_call_each(s: Sampling = sampling) -> list[np.ndarray]:
+        return [pipe.generate_codes(cond, lens, s, None).numpy() for _ in range(40)]
+
+    def chunked() -> list[np.ndarray]:
+        seen: list[np.ndarray] = []
+        real = pipe.generate_codes
+        monkeypatch.setattr(pipe, "generate_codes", lambda *a: seen.append(real(*a).numpy()) or torch.from_numpy(seen[-1]))
+        feats, out_lens = pipeline_generator(pipe, sampling, chunk=7)(batch, True, 40)
+        monkeypatch.undo()
+        assert feats.shape[0] == 80 and out_lens.tolist() == [40, 28] * 40 and len(seen) == 12
+        return seen
+
+    ref, same = histogram(0, one_call_each), histogram(1, one_call_each)
+    chunk = histogram(2, chunked)
+    cold = histogram(3, lambda: one_call_each(dataclasses.replace(sampling, force_mask=True)))
+    tv = lambda p, q: 0.5 * np.abs(p - q).sum()     # noqa: E731
+    assert tv(ref, chunk) < 2 * tv(ref, same) + 0.02 < tv(ref, cold), (tv(ref, chunk), tv(ref, same), tv(ref, cold))
