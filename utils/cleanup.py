@@ -38,8 +38,9 @@ class CleanupConfig:
     """Tuning of :func:`cleanup_motion` (metres, seconds, frames at the motion's fps)."""
 
     sigma_slow: float = 1.0        # frames: Gaussian width for slowly moving bones
-    sigma_fast: float = 0.6        # frames: width for bones swinging faster than fast_speed
+    sigma_fast: float = 0.5        # frames: width for bones swinging faster than fast_speed
     fast_speed: float = 4.0        # m/s: joints faster than this (kicks, punches, jumps) get sigma_fast
+    fast_window: int = 2           # frames either side whose speed counts for a frame
     ankle_on: float = 0.12         # m: ankle height that can start a contact
     ankle_off: float = 0.16        # m: ankle height that ends it
     toe_on: float = 0.06           # m
@@ -84,6 +85,10 @@ def _adaptive_smooth(x: np.ndarray, fps: float, config: CleanupConfig) -> np.nda
     slow = _smooth(x, config.sigma_slow)
     fast = _smooth(x, config.sigma_fast)
     speed = np.linalg.norm(np.gradient(slow, axis=0), axis=-1) * fps            # (T, J)
+    # The turning point of a kick is slow: it inherits the speed of the frames around it.
+    r = config.fast_window
+    speed = np.lib.stride_tricks.sliding_window_view(np.pad(speed, ((r, r), (0, 0)), mode="edge"), 2 * r + 1,
+                                                     axis=0).max(axis=-1)
     w = _ease(speed / config.fast_speed)[..., None]
     return (1.0 - w) * slow + w * fast
 
@@ -105,7 +110,7 @@ def project_bone_lengths(x: np.ndarray, spec: DatasetSpec, length: np.ndarray, i
         v = x[:, children] - x[:, parents]                                  # (T, B, 3)
         d = np.linalg.norm(v, axis=-1, keepdims=True)
         corr = 0.5 * (d - length[..., None]) * v / np.maximum(d, 1e-12)
-        x += np.einsum("jb,tbk->tjk", incidence, corr)
+        x += incidence @ corr                                               # (J, B) @ (T, B, 3)
     out = np.empty_like(x)
     out[:, 0] = x[:, 0]
     for b, (p, c) in enumerate(bones):

@@ -18,9 +18,10 @@ smoothly sampled motion):
   :data:`SKATE_HEIGHT` (5 cm) of the floor at both frames of the step and moves more than
   ``SKATE_SPEED / fps`` horizontally (xz) — 0.5 m/s, i.e. the usual 2.5 cm between frames at 20 fps
   (4 cm at KIT's 12.5 fps).
-* ``skate_distance`` (m per second of motion): horizontal distance slid by grounded foot joints (within 5 cm of
-  the floor at both frames of a step, any speed), summed over the steps and averaged over the foot joints,
-  divided by the duration ``(T - 1) / fps``. A foot on the floor sliding at ``v`` m/s all along gives ``v``.
+* ``skate_distance`` (m per foot per second of motion): per step and foot, the largest horizontal slide of its
+  grounded joints (ankle, toe within 5 cm of the floor at both frames of the step, any speed); summed over the
+  steps, averaged over the two feet, divided by the duration ``(T - 1) / fps``. Both feet on the floor sliding
+  at ``v`` m/s all along give ``v``.
 * ``jerk`` (m/s³) / ``acceleration`` (m/s²): mean over joints and frames of the norm of the third / second
   forward finite difference times ``fps³`` / ``fps²``.
 * ``phys_err`` (m): the mean of ``penetration_mean``, ``floating`` and the skate slide per 1/20 s
@@ -106,7 +107,8 @@ def skating(joints: np.ndarray, feet: tuple[int, ...], fps: float) -> tuple[floa
     slide, grounded = _grounded_steps(joints, feet)
     skates = (grounded & (slide > SKATE_SPEED / fps)).any(axis=1)
     duration = (joints.shape[0] - 1) / fps
-    distance = float((slide * grounded).sum(axis=0).mean() / duration)
+    per_foot = (slide * grounded).reshape(len(slide), -1, 2).max(axis=2)      # (T-1, 2): (ankle, toe) per side
+    distance = float(per_foot.sum(axis=0).mean() / duration)
     return float(skates.mean()), distance
 
 

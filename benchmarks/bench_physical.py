@@ -1,0 +1,200 @@
+"""Physical quality of the demo dataset (ground truth), the demo model raw and the demo model + clean-up.
+
+    OMP_NUM_THREADS=1 python -m benchmarks.bench_physical            # ~2-3 min on 2 busy CPU cores
+
+Prints, with 95 % half-widths (``1.96·std/√n``; over the 5 seeds for the model rows, over the clips for GT):
+
+1. penetration / floating / foot skating / jitter (utils/physical.py) of every demo clip, and of every demo
+   caption × 5 seeds at estimated lengths, raw and cleaned (utils/cleanup.py);
+2. what the clean-up changes: mean joint displacement vs raw on non-contact frames, bone-length spread over
+   time, bone-direction change, and the bone lengths of a rigid motion (GT) before/after;
+3. the demo-evaluator FID / R-precision (README protocol: split all, batch 32, 5 passes at estimated lengths)
+   of raw (model features), raw re-extracted from its joints, and cleaned (re-extracted) — same seeds, paired;
+4. the clean-up's cost per 196-frame motion, min-median-max over ``--repeats`` runs after a warm-up, beside
+   the official foot clean-up's extra cost (official_timings.md: 5.22 s foot IK − 5.05 s plain BVH).
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from evaluation.benchmark import evaluate_t2m, make_eval_loader, pipeline_generator
+from models.evaluator.word_vectorizer import WordVectorizer
+from models.evaluator.wrapper import T2MEvaluator
+from models.pipeline import MoMaskPipeline, Sampling
+from utils.cleanup import cleanup_motion
+from utils.log import setup_logging
+from utils.metrics import mean_and_ci95
+from utils.motion import extract_features, recover_from_ric
+from utils.physical import METRIC_NAMES, contact_frames, foot_joints, physical_metrics
+from utils.skeleton import get_dataset_spec
+
+logger = logging.getLogger("bench_physical")
+REPO = Path(__file__).resolve().parents[1]
+SPEC = get_dataset_spec("t2m")
+OFFICIAL_FOOT_CLEANUP_S = 5.22 - 5.05      # official_timings.md: BVH with foot IK minus plain BVH, 196 frames
+SHOWN = [("penetration_mean", "Penetrate cm", 100), ("penetration_max", "Pen. max cm", 100),
+         ("floating", "Float cm", 100), ("skate_ratio", "Skate %", 100), ("skate_distance", "Skate cm/s", 100),
+         ("jerk", "Jerk m/s³", 1), ("acceleration", "Accel m/s²", 1), ("phys_err", "Phys-Err cm", 100)]
+
+
+def _bones() -> tuple[list[int], list[int]]:
+    parents = list(SPEC.parents)
+    return parents[1:], list(range(1, SPEC.joints_num))
+
+
+def table_row(name: str, groups: list[list[dict[str, float]]]) -> str:
+    """One Markdown row: per group (seed or clip) means, then mean ± CI over the groups."""
+    cells = []
+    for key, _, scale in SHOWN:
+        per_group = [scale * np.mean([m[key] for m in g]) for g in groups]
+        mean, ci = mean_and_ci95(per_group)
+        cells.append(f"{mean:.2f}±{ci:.2f}")
+    return f"| {name} | " + " | ".join(cells) + " |"
+
+
+def generate_all(pipe: MoMaskPipeline, seeds: list[int]) -> list[list[np.ndarray]]:
+    """Joints of every demo caption at estimated lengths, one list per seed."""
+    captions = pipe.known_captions
+    out = []
+    for seed in seeds:
+        motions = []
+        for i in range(0, len(captions), 32):
+            motions += pipe.generate(captions[i:i + 32], seed=seed * 1000 + i)
+        out.append([m.joints.astype(np.float64) for m in motions])
+    return out
+
+
+def change_report(raw: list[np.ndarray], cleaned: list[np.ndarray]) -> list[str]:
+    parents, children = _bones()
+    disp, spread_raw, spread_clean, angles = [], [], [], []
+    for a, b in zip(raw, cleaned):
+        free = ~contact_frames(a, foot_joints(SPEC), SPEC.fps)
+        if free.any():
+            disp.append(np.linalg.norm(a - b, axis=-1)[free].mean())
+        la = np.linalg.norm(a[:, children] - a[:, parents], axis=-1)
+        lb = np.linalg.norm(b[:, children] - b[:, parents], axis=-1)
+        spread_raw.append(la.std(axis=0).mean())
+        spread_clean.append(lb.std(axis=0).mean())
+        va, vb = a[:, children] - a[:, parents], b[:, children] - b[:, parents]
+        cos = (va * vb).sum(-1) / (la * lb)
+        angles.append(np.degrees(np.arccos(np.clip(cos, -1, 1))).ravel())
+    angles = np.concatenate(angles)
+    return [f"mean joint displacement vs raw on non-contact frames: {100 * np.mean(disp):.2f} cm "
+            f"(median over motions {100 * np.median(disp):.2f} cm)",
+            f"bone-length spread over time (std per bone, mean): raw {100 * np.mean(spread_raw):.2f} cm -> "
+            f"cleaned {100 * np.mean(spread_clean):.2f} cm",
+            f"bone direction change vs raw: mean {angles.mean():.1f} deg, p99 {np.percentile(angles, 99):.1f}, "
+            f"max {angles.max():.1f}"]
+
+
+def rigid_check(gt: list[np.ndarray]) -> str:
+    parents, children = _bones()
+    err = max(np.abs(np.linalg.norm(c[:, children] - c[:, parents], axis=-1)
+                     - np.linalg.norm(g[:, children] - g[:, parents], axis=-1)).max()
+              for g in gt for c in [cleanup_motion(g, SPEC)])
+    return f"GT (rigid skeleton) bone lengths after the clean-up: max change {err:.1e} m"
+
+
+def features_of(joints: np.ndarray) -> np.ndarray:
+    """Features (T, D) of joints (T, J, 3): extract_features on the motion with its last frame repeated."""
+    return np.asarray(extract_features(np.concatenate([joints, joints[-1:]]), SPEC), dtype=np.float32)
+
+
+def reextracting(generate, mode: str):
+    """A GenerateFn: raw features -> joints -> features again (lengths unchanged). ``mode``: ``raw`` (the raw
+    joints re-extracted), ``cleaned`` (the cleaned joints re-extracted) or ``delta`` (the model's features plus
+    the change the clean-up makes to the re-extracted features: the clean-up's effect without the re-extraction's)."""
+    def wrapped(batch, is_mm):
+        raw, lens = generate(batch, is_mm)
+        out = raw.clone() if mode == "delta" else torch.zeros_like(raw)
+        for i, n in enumerate(lens.tolist()):
+            joints = recover_from_ric(raw[i, :n].float(), SPEC.joints_num).cpu().numpy().astype(np.float64)
+            if mode == "raw":
+                feats = features_of(joints)
+            elif mode == "cleaned":
+                feats = features_of(cleanup_motion(joints, SPEC))
+            else:
+                feats = features_of(cleanup_motion(joints, SPEC)) - features_of(joints)
+            out[i, :n] += torch.from_numpy(feats).to(raw)
+        return out, lens
+    return wrapped
+
+
+def evaluator_rows(pipe: MoMaskPipeline, repeats: int) -> list[str]:
+    evaluator = T2MEvaluator.from_checkpoints(REPO / "checkpoints" / "demo", "t2m")
+    vectorizer = WordVectorizer(REPO / "dataset_demo" / "glove")
+    generate = pipeline_generator(pipe, Sampling(), use_estimated_length=True)
+    rows = ["| generated | Top-1 ↑ | Top-3 ↑ | FID ↓ | MM-Dist ↓ |", "|---|---|---|---|---|"]
+    variants = [("raw (model features)", generate),
+                ("cleaned (model features + the clean-up's feature change)", reextracting(generate, "delta")),
+                ("raw, re-extracted from its joints", reextracting(generate, "raw")),
+                ("cleaned, re-extracted from its joints", reextracting(generate, "cleaned"))]
+    for name, fn in variants:
+        torch.manual_seed(0)                      # same generations for every variant: paired comparison
+        loader = make_eval_loader(REPO / "dataset_demo" / "HumanML3D", SPEC, evaluator, vectorizer, split="all",
+                                  batch_size=32, seed=0)
+        m = evaluate_t2m(loader, fn, evaluator, repeats=repeats, mm_batches=0, diversity_times=30,
+                         rng=np.random.default_rng(0), progress=False)
+        s = m.summary()
+        rows.append(f"| {name} | " + " | ".join(f"{s[k][0]:.3f}±{s[k][1]:.3f}"
+                                                 for k in ("TOP1", "TOP3", "FID", "Matching")) + " |")
+    return rows
+
+
+def timing(pipe: MoMaskPipeline, repeats: int) -> str:
+    motions = pipe.generate(["a person walks forward", "a person jumps", "a person kicks"], [196] * 3, seed=1)
+    joints = [m.joints for m in motions]
+    for j in joints:
+        cleanup_motion(j, SPEC)                   # warm-up
+    walls, cpus = [], []
+    for _ in range(repeats):
+        c0, t0 = time.process_time(), time.perf_counter()
+        for j in joints:
+            cleanup_motion(j, SPEC)
+        walls.append((time.perf_counter() - t0) / len(joints) * 1000)
+        cpus.append((time.process_time() - c0) / len(joints) * 1000)
+    spread = lambda v: f"{min(v):.1f} / {statistics.median(v):.1f} / {max(v):.1f} ms"  # noqa: E731
+    return (f"clean-up per 196-frame motion (min / median / max of {repeats} runs x 3 motions, 1 thread): "
+            f"CPU {spread(cpus)}, wall {spread(walls)}; official foot clean-up (BVH with foot IK minus plain) "
+            f"≈{1000 * OFFICIAL_FOOT_CLEANUP_S:.0f} ms; load average {os.getloadavg()[0]:.1f}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seeds", type=int, default=5, help="seeds per caption (model rows)")
+    parser.add_argument("--repeats", type=int, default=5, help="timing runs and evaluator passes")
+    args = parser.parse_args(argv)
+    setup_logging(level=logging.WARNING)
+    torch.set_num_threads(1)
+    gt = [np.load(p).astype(np.float64) for p in sorted((REPO / "dataset_demo/HumanML3D/new_joints").glob("*.npy"))]
+    pipe = MoMaskPipeline.demo()
+    raw = generate_all(pipe, list(range(args.seeds)))
+    cleaned = [[cleanup_motion(j, SPEC) for j in seed] for seed in raw]
+    metrics = lambda group: [physical_metrics(j, SPEC).as_dict() for j in group]  # noqa: E731
+    assert set(k for k, _, _ in SHOWN) <= set(METRIC_NAMES)
+    print(f"## Physical metrics ({len(gt)} demo clips; {len(pipe.known_captions)} demo captions x {args.seeds} "
+          "seeds at estimated lengths)\n")
+    print("| motion | " + " | ".join(t for _, t, _ in SHOWN) + " |")
+    print("|---|" + "---|" * len(SHOWN))
+    print(table_row("demo dataset (GT)", [[m] for m in metrics(gt)]))
+    print(table_row("demo model, raw", [metrics(s) for s in raw]))
+    print(table_row("demo model + clean-up", [metrics(s) for s in cleaned]))
+    print("\n## What the clean-up changes\n")
+    flat_raw, flat_clean = [j for s in raw for j in s], [j for s in cleaned for j in s]
+    for line in [*change_report(flat_raw, flat_clean), rigid_check(gt)]:
+        print(f"- {line}")
+    print(f"\n## Demo evaluator ({args.repeats} passes, split all, estimated lengths)\n")
+    print("\n".join(evaluator_rows(pipe, args.repeats)))
+    print(f"\n## Cost\n\n{timing(pipe, args.repeats)}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,186 @@
+"""Physical clean-up (utils/cleanup.py) on real demo clips with known perturbations, and its command lines."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from utils.cleanup import CleanupConfig, cleanup_motion, detect_contacts, lock_offsets, two_bone_ik
+from utils.cli import run_cli
+from utils.physical import contact_frames, foot_joints, jitter, physical_metrics, skating
+from utils.skeleton import get_dataset_spec
+
+REPO = Path(__file__).resolve().parents[1]
+CLIPS = REPO / "dataset_demo" / "HumanML3D" / "new_joints"
+T2M = get_dataset_spec("t2m")
+PARENTS = list(T2M.parents)
+
+
+def clip(name: str) -> np.ndarray:
+    return np.load(CLIPS / f"{name}.npy").astype(np.float64)
+
+
+def lengths(x: np.ndarray) -> np.ndarray:
+    return np.linalg.norm(x[:, 1:] - x[:, PARENTS[1:]], axis=-1)
+
+
+def jittery(x: np.ndarray, seed: int = 0) -> np.ndarray:
+    """The clip with 1.5 cm of white noise on every joint (what decoded generations look like)."""
+    return x + 0.015 * np.random.default_rng(seed).normal(size=x.shape)
+
+
+def test_rigid_motion_keeps_its_bone_lengths_and_shape() -> None:
+    walk = clip("000000")
+    out = cleanup_motion(walk, T2M)
+    assert out.shape == walk.shape and out.dtype == walk.dtype
+    np.testing.assert_allclose(lengths(out), lengths(walk), atol=1e-6)
+    assert np.linalg.norm(out - walk, axis=-1).mean() < 0.02          # a clean real walk barely moves
+    assert cleanup_motion(walk.astype(np.float32), T2M).dtype == np.float32
+
+
+# walk, punch, dance: jerk at least halves; run: fast joints are filtered lightly on purpose (kicks keep peaks).
+@pytest.mark.parametrize("name, ratio", [("000000", 0.5), ("000016", 0.5), ("000011", 0.5), ("000006", 0.7)])
+def test_jitter_drops_and_the_motion_stays(name: str, ratio: float) -> None:
+    gt = clip(name)
+    noisy = jittery(gt)
+    out = cleanup_motion(noisy, T2M)
+    assert jitter(out, T2M.fps)[0] < ratio * jitter(noisy, T2M.fps)[0]
+    # Within 3 cm of the clean clip on average (the noise itself is 2.4 cm).
+    assert np.linalg.norm(out - gt, axis=-1).mean() < 0.03
+    # Bone-length jitter is low-passed, the mean length per bone kept within 1 %.
+    assert lengths(out).std(axis=0).mean() < 0.5 * lengths(noisy).std(axis=0).mean()
+    np.testing.assert_allclose(lengths(out).mean(axis=0), lengths(noisy).mean(axis=0), rtol=0.02)
+
+
+def test_fast_intended_motion_is_spared() -> None:
+    """The kick's foot keeps its peak height (1.33 m, reached in one frame at 7 m/s) within 4 cm, the jump its
+    apex (the filter narrows for fast joints; the floor snap is interpolated across flight)."""
+    kick = clip("000015")
+    out = cleanup_motion(jittery(kick), T2M)
+    toe = T2M.fid_r[1]
+    assert abs(out[:, toe, 1].max() - kick[:, toe, 1].max()) < 0.04
+    jump = clip("000007")
+    out = cleanup_motion(jittery(jump), T2M)
+    assert abs(out[:, 0, 1].max() - jump[:, 0, 1].max()) < 0.03
+
+
+def test_sliding_feet_are_locked_with_exact_legs() -> None:
+    """A still pose whose body slides at 0.3 m/s on the floor: the feet stay put, the legs bend to follow."""
+    pose = clip("000016")[0]
+    frames = 30
+    sliding = np.repeat(pose[None], frames, axis=0)
+    sliding[..., 0] += 0.3 * np.arange(frames)[:, None] / T2M.fps
+    before = skating(sliding, foot_joints(T2M), T2M.fps)[1]
+    out = cleanup_motion(sliding, T2M)
+    contacts = detect_contacts(out, T2M, T2M.fps)
+    assert contacts[5:25].all()
+    feet = out[5:25][:, list(foot_joints(T2M))]
+    assert np.abs(np.diff(feet[..., [0, 2]], axis=0)).max() < 1e-9       # locked: no horizontal motion at all
+    assert skating(out, foot_joints(T2M), T2M.fps)[1] < 0.2 * before
+    np.testing.assert_allclose(lengths(out), lengths(sliding), atol=1e-9)
+    assert np.abs(out[:, 0, 0] - sliding[:, 0, 0]).max() < 0.01        # the body itself still slides
+
+
+def test_lock_offsets_hold_the_run_mean_and_ease_out() -> None:
+    track = np.stack([np.arange(20.0) * 0.01, np.zeros(20), np.zeros(20)], -1)
+    contact = np.zeros(20, bool)
+    contact[8:12] = True
+    offset, weight = lock_offsets(track, contact, blend=3)
+    held = track + offset
+    np.testing.assert_allclose(held[8:12, 0], 0.095)                     # the run's mean
+    np.testing.assert_array_equal(weight[8:12], 1.0)
+    assert weight[:4].max() == 0.0 and weight[16:].max() == 0.0          # beyond `blend` frames: untouched
+    assert 0.0 < weight[6] < weight[7] < 1.0
+
+
+def test_two_bone_ik_keeps_lengths_reaches_and_stays_in_the_bend_plane() -> None:
+    rng = np.random.default_rng(0)
+    hip = rng.normal(size=(50, 3))
+    knee = hip + np.array([0.0, -0.4, 0.05]) + 0.02 * rng.normal(size=(50, 3))
+    ankle = knee + np.array([0.0, -0.4, -0.05]) + 0.02 * rng.normal(size=(50, 3))
+    target = ankle + 0.05 * rng.normal(size=(50, 3))
+    new_knee, new_ankle = two_bone_ik(hip, knee, ankle, target, np.tile([0.0, 0.0, 1.0], (50, 1)))
+    np.testing.assert_allclose(np.linalg.norm(new_knee - hip, axis=-1), np.linalg.norm(knee - hip, axis=-1))
+    np.testing.assert_allclose(np.linalg.norm(new_ankle - new_knee, axis=-1), np.linalg.norm(ankle - knee, axis=-1))
+    limb = np.linalg.norm(knee - hip, axis=-1) + np.linalg.norm(ankle - knee, axis=-1)
+    reach = np.linalg.norm(target - hip, axis=-1) < limb
+    assert reach.sum() > 10
+    np.testing.assert_allclose(new_ankle[reach], target[reach], atol=1e-9)
+    # The new knee lies in the plane spanned by the hip -> target line and the old knee.
+    normal = np.cross(target - hip, knee - hip)
+    assert np.abs(((new_knee - hip) * normal).sum(-1)).max() < 1e-9
+
+
+def test_cleanup_removes_penetration_and_keeps_contacts_on_the_floor() -> None:
+    walk = jittery(clip("000001"))
+    walk[..., 1] -= 0.04                                                  # sunk 4 cm
+    out = cleanup_motion(walk, T2M)
+    before, after = physical_metrics(walk, T2M), physical_metrics(out, T2M)
+    assert before.penetration_mean > 0.02 and after.penetration_mean < 0.005
+    assert after.skate_ratio < 0.5 * before.skate_ratio
+    assert contact_frames(out, foot_joints(T2M), T2M.fps).mean() > 0.3
+
+
+@pytest.mark.parametrize("bad, message", [
+    (np.zeros((3, 22, 3)), "at least 4 frames"), (np.full((10, 22, 3), np.inf), "NaN"),
+    (np.zeros((10, 21, 3)), "shape"),
+])
+def test_bad_input(bad: np.ndarray, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        cleanup_motion(bad, T2M)
+
+
+def test_config_is_frozen() -> None:
+    with pytest.raises(AttributeError):
+        CleanupConfig().blend = 2  # type: ignore[misc]
+
+
+# ---- command lines ------------------------------------------------------------------------------------------
+def _exit_line(main, argv: list[str], capsys) -> str:
+    with pytest.raises(SystemExit) as exc:
+        run_cli(main, argv)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "Traceback" not in err
+    return err
+
+
+@pytest.mark.parametrize("bad, message", [
+    (np.zeros((40, 20, 3)), "joint count 20"), (np.full((40, 22, 3), np.nan), "NaN"),
+    (np.zeros((1, 22, 3)), "at least"),
+])
+def test_cli_bad_input_is_one_line_and_exit_2(tmp_path: Path, capsys, bad: np.ndarray, message: str) -> None:
+    from visualization.convert import main as convert
+    from visualization.physical import main as measure
+
+    src = tmp_path / "in.npy"
+    np.save(src, bad)
+    out = tmp_path / "out.npy"
+    out.write_bytes(b"keep me")
+    assert message in _exit_line(convert, [str(src), str(out), "--cleanup"], capsys)
+    assert out.read_bytes() == b"keep me"
+    assert message in _exit_line(measure, [str(src), "--cleanup"], capsys)
+
+
+def test_convert_cleanup_npy_and_bvh_round_trip(tmp_path: Path, capsys) -> None:
+    from visualization.convert import main as convert
+    from visualization.physical import main as measure
+
+    src = tmp_path / "walk.npy"
+    np.save(src, jittery(clip("000000")).astype(np.float32))
+    convert([str(src), str(tmp_path / "clean.npy"), "--cleanup"])           # joints in -> cleaned joints out
+    cleaned = np.load(tmp_path / "clean.npy")
+    np.testing.assert_allclose(cleaned, cleanup_motion(np.load(src), T2M), atol=1e-6)
+    convert([str(src), str(tmp_path / "clean.bvh"), "--cleanup", "--offsets", "motion"])
+    convert([str(tmp_path / "clean.bvh"), str(tmp_path / "back.npy"), "--to", "joints"])
+    # The BVH skeleton is rigid (one offset per bone); it holds the cleaned bone directions.
+    back = np.load(tmp_path / "back.npy")
+    unit = lambda x: (x[:, 1:] - x[:, PARENTS[1:]]) / lengths(x)[..., None]  # noqa: E731
+    angle = np.degrees(np.arccos(np.clip((unit(back) * unit(cleaned)).sum(-1), -1, 1)))
+    assert angle.mean() < 2.0 and np.percentile(angle, 99) < 15.0, (angle.mean(), np.percentile(angle, 99))
+    records = measure([str(src), str(tmp_path / "clean.bvh"), "--cleanup", "--json", str(tmp_path / "m.json")])
+    assert records[0]["metrics"]["jerk"] < 0.5 * records[0]["raw_metrics"]["jerk"]
+    assert json.loads((tmp_path / "m.json").read_text())["motions"][1]["file"].endswith("clean.bvh")
+    assert "cleaned" in capsys.readouterr().out

@@ -1,0 +1,136 @@
+"""Physical metrics (utils/physical.py) on closed-form motions: exact values where they are analytic."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from utils.physical import (
+    METRIC_NAMES,
+    contact_frames,
+    floating,
+    foot_joints,
+    jitter,
+    penetration,
+    physical_metrics,
+    skating,
+    to_metres,
+    write_report,
+)
+from utils.skeleton import get_dataset_spec
+
+T2M = get_dataset_spec("t2m")
+KIT = get_dataset_spec("kit")
+FEET = foot_joints(T2M)
+
+
+def standing(frames: int, spec=T2M, lowest: float = 0.0) -> np.ndarray:
+    """A still pose (T, J, 3): joints stacked at distinct heights, the foot joints lowest, min height ``lowest``."""
+    rng = np.random.default_rng(0)
+    pose = np.stack([rng.uniform(-0.3, 0.3, spec.joints_num), rng.uniform(0.3, 1.7, spec.joints_num),
+                     rng.uniform(-0.3, 0.3, spec.joints_num)], -1)
+    feet = list(foot_joints(spec))
+    pose[feet, 1] = [0.08, 0.02, 0.07, 0.03]
+    pose[:, 1] += lowest - pose[:, 1].min()
+    return np.repeat(pose[None], frames, axis=0)
+
+
+@pytest.mark.parametrize("fps", [20.0, 12.5, 60.0])
+@pytest.mark.parametrize("speed", [0.2, 0.8])
+def test_sliding_body_skate_distance_is_its_speed(fps: float, speed: float) -> None:
+    joints = standing(50)
+    joints[..., 0] += speed * np.arange(50)[:, None] / fps
+    ratio, distance = skating(joints, FEET, fps)
+    np.testing.assert_allclose(distance, speed, rtol=1e-9)
+    # 0.5 m/s threshold: 2.5 cm per frame at 20 fps; the ratio does not depend on the frame rate.
+    assert ratio == (1.0 if speed > 0.5 else 0.0)
+
+
+def test_skate_ratio_counts_the_sliding_steps_of_grounded_feet_only() -> None:
+    joints = standing(41)
+    step = np.zeros(40)
+    step[10:30] = 0.03                          # 20 of 40 steps slide 3 cm (> 2.5 cm at 20 fps)
+    joints[:, FEET[1], 0] += np.concatenate([[0.0], np.cumsum(step)])
+    ratio, distance = skating(joints, FEET, 20.0)
+    assert ratio == pytest.approx(0.5, abs=1e-12)
+    # Distance: 0.6 m slid by one of the two feet over 2 s.
+    np.testing.assert_allclose(distance, 0.6 / 2 / 2.0, rtol=1e-9)
+    joints[:, FEET[1], 1] = 0.06                # lifted above 5 cm: not skating any more
+    assert skating(joints, FEET, 20.0) == (0.0, 0.0)
+
+
+@pytest.mark.parametrize("lift", [0.0, 0.037, 0.25])
+def test_body_lifted_by_a_known_height_floats_by_it(lift: float) -> None:
+    joints = standing(30, lowest=lift)
+    assert contact_frames(joints, FEET, 20.0).all()              # still feet: should touch the floor
+    np.testing.assert_allclose(floating(joints, FEET, 20.0), lift, rtol=1e-12, atol=1e-15)
+    assert penetration(joints) == (0.0, 0.0)
+
+
+def test_sunk_body_penetrates_by_its_depth_and_flight_is_not_floating() -> None:
+    joints = standing(30, lowest=-0.04)
+    joints[20:, :, 1] += 0.02                                  # 2 cm less deep for the last third
+    mean, worst = penetration(joints)
+    np.testing.assert_allclose([mean, worst], [(20 * 0.04 + 10 * 0.02) / 30, 0.04], rtol=1e-12)
+    flying = standing(30, lowest=0.3)
+    flying[..., 2] += 2.0 * np.arange(30)[:, None] / 20.0     # every joint moves at 2 m/s: a flight phase
+    assert not contact_frames(flying, FEET, 20.0).any() and floating(flying, FEET, 20.0) == 0.0
+
+
+@pytest.mark.parametrize("fps", [20.0, 12.5])
+def test_circular_motion_has_its_exact_finite_difference_jerk_and_acceleration(fps: float) -> None:
+    """Every joint on a horizontal circle of radius A at ω: any finite difference of a uniformly rotating vector
+    has constant norm, |Δⁿx| = A (2 sin(ωh/2))ⁿ, so the metrics are exact; they tend to A ω³ and A ω²."""
+    radius, omega, h = 0.3, 2 * np.pi * 1.5, 1 / fps
+    t = np.arange(80) * h
+    joints = standing(80)
+    joints[..., 0] += radius * np.cos(omega * t)[:, None]
+    joints[..., 2] += radius * np.sin(omega * t)[:, None]
+    jerk, acc = jitter(joints, fps)
+    chord = 2 * np.sin(omega * h / 2)
+    np.testing.assert_allclose(jerk, radius * chord ** 3 / h ** 3, rtol=1e-9)
+    np.testing.assert_allclose(acc, radius * chord ** 2 / h ** 2, rtol=1e-9)
+    assert jerk == pytest.approx(radius * omega ** 3, rel=0.1)
+
+
+def test_sine_jerk_approaches_the_analytic_mean() -> None:
+    """1-D sine A sin(ωt) over whole periods: mean |jerk| -> A ω³ · 2/π (mean of |cos|)."""
+    amp, omega, fps = 0.1, 2 * np.pi, 200.0
+    t = np.arange(int(4 * fps) + 3) / fps
+    joints = np.zeros((len(t), 22, 3))
+    joints[..., 1] = 1.0 + amp * np.sin(omega * t)[:, None]
+    jerk, _ = jitter(joints, fps)
+    assert jerk == pytest.approx(amp * omega ** 3 * 2 / np.pi, rel=1e-3)
+
+
+def test_physical_metrics_summary_and_units() -> None:
+    joints = standing(40, lowest=0.05)
+    joints[..., 0] += 0.2 * np.arange(40)[:, None] / 20
+    m = physical_metrics(joints, T2M)
+    assert tuple(m.as_dict()) == METRIC_NAMES
+    np.testing.assert_allclose(m.phys_err, (m.penetration_mean + m.floating + m.skate_distance / 20) / 3)
+    assert m.floating == pytest.approx(0.05) and m.jerk < 1e-9
+    # KIT millimetres -> metres: the same motion scaled by 1000 gives the same metrics.
+    kit = standing(40, KIT, lowest=0.05) * 1000
+    np.testing.assert_allclose(physical_metrics(to_metres(kit, KIT), KIT).floating, 0.05)
+    assert "floating 5.00 cm" in m.summary()
+
+
+@pytest.mark.parametrize("bad, message", [
+    (np.zeros((1, 22, 3)), "at least 4 frames"),
+    (np.full((10, 22, 3), np.nan), "NaN"),
+    (np.zeros((10, 20, 3)), "shape"),
+    (np.zeros((10, 22)), "shape"),
+])
+def test_bad_input_is_a_value_error(bad: np.ndarray, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        physical_metrics(bad, T2M)
+
+
+def test_report_json_is_written_atomically(tmp_path: Path) -> None:
+    path = write_report(tmp_path / "physical.json", [{"caption": "x", "metrics": {"jerk": 1.0}}], T2M)
+    doc = json.loads(path.read_text())
+    assert doc["fps"] == 20.0 and doc["motions"][0]["caption"] == "x"
+    assert [p.name for p in tmp_path.iterdir()] == ["physical.json"]
