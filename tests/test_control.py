@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -220,3 +221,37 @@ def test_edit_cli_control(runs: Path, tmp_path: Path, pipe: MoMaskPipeline) -> N
                         "-msec", "16,48", "--control", str(tmp_path / "t.npy"), "--outputs", "npy"))
     out = np.load(tmp_path / "e/editing/joints/0/sample0_repeat0_len64.npy")
     assert np.linalg.norm(out[24, 0] - targets[24, 0]) < 0.05
+
+
+def test_web_demo_follows_an_uploaded_path(pipe: MoMaskPipeline, tmp_path: Path) -> None:
+    from visualization.webapp import DemoService
+    service = DemoService({"tiny": pipe}, tmp_path / "work", video_size=64)
+    source = pipe.generate(["run"], [40], seed=5)[0]
+    np.save(tmp_path / "path.npy", source.features)
+    seen: list[float] = []
+    result = service.generate("tiny", "walk", 40, False, 1, control=str(tmp_path / "path.npy"),
+                              progress=lambda f, stage: seen.append(f))
+    joints = np.load(result.joints)
+    assert np.linalg.norm(joints[:, 0] - source.joints[:, 0], axis=-1).mean() < 0.02
+    assert "cm from their targets" in result.message and seen and seen[-1] == 1.0
+    (tmp_path / "bad.json").write_text('[{"joint": "tail", "frame": 0, "position": [0, 0, 0]}]')
+    with pytest.raises(ValueError, match="control file 'bad.json': .*unknown joint 'tail'") as err:
+        service.generate("tiny", "walk", 40, False, 1, control=str(tmp_path / "bad.json"))
+    assert str(tmp_path) not in str(err.value)
+
+
+@pytest.mark.blender
+@pytest.mark.skipif(shutil.which("blender") is None, reason="blender not on PATH")
+def test_controlled_demo_motion_imports_into_blender(tmp_path: Path) -> None:
+    """The embedded demo model under 3 pelvis keyframes: the BVH Blender reads puts the pelvis on them."""
+    from visualization.blender_check import blender_joint_positions
+    from visualization.joints2bvh import rig_for
+    keys = [{"joint": "pelvis", "frame": f, "position": p}
+            for f, p in ((20, [0.0, None, 0.6]), (40, [0.2, None, 1.3]), (60, [0.5, None, 2.0]))]   # XZ only
+    (tmp_path / "keys.json").write_text(json.dumps(keys))
+    gen_t2m.main(["--text", "a person walks forward", "--motion_length", "80", "--control", str(tmp_path / "keys.json"),
+                  "--out_dir", str(tmp_path), "--device", "cpu"])
+    names, pos = blender_joint_positions(tmp_path / "text2motion/animations/0/sample0_repeat0_len80.bvh")
+    pelvis = pos[:, names.index(rig_for(T2M).names[0])]
+    for key in keys:
+        assert np.linalg.norm(pelvis[key["frame"], [0, 2]] - np.array(key["position"])[[0, 2]]) < 0.03

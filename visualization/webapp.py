@@ -25,8 +25,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from data.prompts import check_caption, check_length, parse_edit_frames
+from models.control.optimise import Control, Progress
 from models.pipeline import MoMaskPipeline, Motion, Sampling
 from utils.cli import USER_ERRORS
+from visualization.control_input import read_control
 from visualization.convert import read_motion
 from visualization.export import save_npy
 from visualization.joints2bvh import save_bvh
@@ -151,21 +153,27 @@ class DemoService:
 
     # ---- requests ----------------------------------------------------------------------------------------------
     def generate(self, label: str, prompt: str, frames: Any, estimate: bool, seed: Any,
-                 sampling: Sampling = Sampling(), cleanup: bool = True) -> WebResult:
+                 sampling: Sampling = Sampling(), cleanup: bool = True, control: str | Path | None = None,
+                 progress: Progress | None = None) -> WebResult:
         """One motion from a prompt, written to a fresh folder (``cleanup``: the physical clean-up of the joints,
-        utils/cleanup.py)."""
+        utils/cleanup.py). ``control``: an uploaded control file (keyframes .json, targets .npy, or a motion whose
+        pelvis path to follow); ``progress`` sees the optimisation."""
         self.sweep()
         pipe = self.pipeline(label)
         caption = check_caption(str(prompt or ""), "prompt")
         length = self.frames_from_form(pipe, frames, estimate)
         seed = check_seed(seed)
+        ctl = self.read_control(pipe, control, length, progress) if control else None
         start = time.perf_counter()
-        motion, = pipe.generate([caption], [length], seed=seed, sampling=sampling, cleanup=bool(cleanup))
+        motion, = pipe.generate([caption], [length], seed=seed, sampling=sampling, cleanup=bool(cleanup),
+                                control=ctl)
         took = time.perf_counter() - start
         estimated = ", length estimated" if length is None else ""
         cleaned = ", cleaned up" if cleanup else ""
         note = (f"{motion.num_frames} frames ({motion.num_frames / pipe.spec.fps:.1f} s{estimated}) in {took:.1f} s, "
                 f"seed {seed}{cleaned}")
+        if motion.control_error is not None:
+            note += f"; controlled joints {100 * motion.control_error:.1f} cm from their targets on average"
         return self._write(pipe, motion, note + self._familiarity(pipe, caption))
 
     def edit(self, label: str, upload: str | Path, prompt: str, start_s: Any, end_s: Any, seed: Any,
@@ -194,6 +202,16 @@ class DemoService:
                 f"source's) "
                 f"in {time.perf_counter() - t0:.1f} s, seed {seed}")
         return self._write(pipe, motion, note + self._familiarity(pipe, caption))
+
+    def read_control(self, pipe: MoMaskPipeline, upload: str | Path, length: int | None,
+                     progress: Progress | None) -> Control:
+        """An uploaded control file as a Control; errors name the user's file, not the server's path."""
+        path = Path(upload)
+        try:
+            targets = read_control(path, pipe.spec, total_frames=length)
+        except (ValueError, OSError) as exc:
+            raise ValueError(f"control file {path.name!r}: {str(exc).replace(str(path), path.name)}") from None
+        return Control(targets, progress=progress)
 
     def read_upload(self, pipe: MoMaskPipeline, upload: str | Path | None) -> np.ndarray:
         """Features (T, D) of an uploaded motion file of the model's dataset; readable errors naming the file."""
@@ -270,10 +288,13 @@ def make_handlers(service: DemoService) -> tuple[Callable, Callable]:
         except USER_ERRORS as exc:          # the CLIs' user errors: shown on the page as the message
             raise gr.Error(str(exc), print_exception=False) from None
 
-    def on_generate(label, prompt, frames, estimate, seed, steps, guidance, res_guidance, temperature, cleanup=True):
+    def on_generate(label, prompt, frames, estimate, seed, steps, guidance, res_guidance, temperature, cleanup=True,
+                    control=None, progress=gr.Progress()):
+        def report(fraction: float, stage: str) -> None:
+            progress(fraction, desc=f"optimising the control ({stage})")
         return run(lambda: service.generate(label, prompt, frames, estimate, seed,
                                             sampling_from_form(steps, guidance, res_guidance, temperature),
-                                            cleanup=bool(cleanup)))
+                                            cleanup=bool(cleanup), control=control, progress=report))
 
     def on_edit(label, upload, prompt, start_s, end_s, seed, steps, guidance, res_guidance, temperature):
         base = Sampling(res_cond_scale=2.0)
@@ -329,13 +350,16 @@ def build_app(pipe: MoMaskPipeline | Mapping[str, MoMaskPipeline] | DemoService,
                         estimate = gr.Checkbox(False, label="estimate length", elem_id="estimate")
                         seed = gr.Number(10107, label="seed", precision=0, minimum=0, maximum=MAX_SEED)
                         cleanup = gr.Checkbox(True, label="clean up (feet, jitter)", elem_id="cleanup")
+                    control = gr.File(label="optional control: keyframes .json, targets .npy (NaN = free), or a motion "
+                                            "(.bvh/.npy) whose pelvis path to follow", file_types=[".json", ".npy", ".bvh"],
+                                      type="filepath", elem_id="gen-control")
                     advanced = _advanced(gr, Sampling())
                     button = gr.Button("Generate", variant="primary", elem_id="generate-btn")
                     gr.Examples([["a person walks forward"], ["a person jumps up"], ["a person runs in a circle"]],
                                 inputs=[prompt])
                 with gr.Column():
                     results = _results(gr, "gen")
-            inputs = [model, prompt, frames, estimate, seed, *advanced, cleanup]
+            inputs = [model, prompt, frames, estimate, seed, *advanced, cleanup, control]
             button.click(on_generate, inputs, results, api_name="generate", **ONE_AT_A_TIME)
             prompt.submit(on_generate, inputs, results, api_name=False, **ONE_AT_A_TIME)
         with gr.Tab("Edit"):

@@ -1,4 +1,5 @@
-"""Zero-shot spatial control of a trained MoMask by inference-time optimisation (see docs/sampling.md).
+"""Zero-shot spatial control of a trained MoMask by inference-time optimisation (README: Controlling where the
+body goes).
 
 Three stages, all through the frozen VQ decoder and the differentiable features -> joints recovery:
 
@@ -41,14 +42,14 @@ Progress = Callable[[float, str], None]
 class ControlSettings:
     """Optimiser settings; the defaults are sized for CPU (few steps, early stop)."""
 
-    guide_iters: int = 2            # Adam steps on the masked layer's logits per unmasking step
-    residual_iters: int = 2         # Adam steps on each residual layer's logits
-    refine_iters: int = 60          # at most this many Adam steps on the decoder latent
-    logits_lr: float = 1.0
-    latent_lr: float = 0.05
+    guide_iters: int = 1            # Adam steps on the masked layer's logits per unmasking step
+    residual_iters: int = 4         # Adam steps on each residual layer's logits
+    refine_iters: int = 100         # at most this many Adam steps on the decoder latent
+    logits_lr: float = 2.0
+    latent_lr: float = 0.1
     latent_weight: float = 0.01     # penalty on the mean squared latent offset
     tau: float = 1.0                # softmax temperature of the differentiable expectation
-    tolerance: float = 0.005        # metres: a sample is done when its objective is at most this
+    tolerance: float = 0.01         # metres: a sample is done when its objective is at most this
 
     def __post_init__(self) -> None:
         if min(self.guide_iters, self.residual_iters, self.refine_iters) < 0:
