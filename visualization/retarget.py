@@ -352,6 +352,15 @@ def save_retargeted_bvh(joints: np.ndarray, path: str | os.PathLike[str], plan: 
     return write_bvh(path, motion)
 
 
+def save_rig_bvh(joints: np.ndarray, path: Path, spec: DatasetSpec, rig: Path) -> Path:
+    """Web demo: retarget onto an uploaded rig BVH (built-in name mapping); errors name the upload, not its path."""
+    try:
+        plan = load_plan(rig, spec)
+    except (ValueError, FileNotFoundError) as exc:
+        raise ValueError(f"uploaded rig {rig.name!r}: {str(exc).replace(str(rig), rig.name)}") from None
+    return save_retargeted_bvh(joints, path, plan)
+
+
 def prepare_rig(target_rig: str, mapping: str, spec: DatasetSpec, kinds: list[str], foot_cleanup: bool = False
                 ) -> RetargetPlan | None:
     """gen_t2m: check ``--target_rig/--mapping`` and Blender for ``--outputs fbx,glb`` before any generation."""

@@ -29,6 +29,7 @@ from visualization.convert import read_motion
 from visualization.export import save_npy
 from visualization.joints2bvh import save_bvh
 from visualization.render import render_motion
+from visualization.retarget import save_rig_bvh
 
 if TYPE_CHECKING:
     import gradio
@@ -136,7 +137,7 @@ class DemoService:
 
     # ---- requests ----------------------------------------------------------------------------------------------
     def generate(self, label: str, prompt: str, frames: Any, estimate: bool, seed: Any,
-                 sampling: Sampling = Sampling()) -> WebResult:
+                 sampling: Sampling = Sampling(), rig: str | Path | None = None) -> WebResult:
         """One motion from a prompt, written to a fresh folder."""
         self.sweep()
         pipe = self.pipeline(label)
@@ -149,7 +150,7 @@ class DemoService:
         estimated = ", length estimated" if length is None else ""
         note = (f"{motion.num_frames} frames ({motion.num_frames / pipe.spec.fps:.1f} s{estimated}) in {took:.1f} s, "
                 f"seed {seed}")
-        return self._write(pipe, motion, note + self._familiarity(pipe, caption))
+        return self._write(pipe, motion, note + self._familiarity(pipe, caption), rig)
 
     def edit(self, label: str, upload: str | Path, prompt: str, start_s: Any, end_s: Any, seed: Any,
              sampling: Sampling = Sampling(res_cond_scale=2.0)) -> WebResult:
@@ -202,14 +203,18 @@ class DemoService:
                     "walk, run, jump, kick, ...); the motion is a best effort.")
         return ""
 
-    def _write(self, pipe: MoMaskPipeline, motion: Motion, message: str) -> WebResult:
+    def _write(self, pipe: MoMaskPipeline, motion: Motion, message: str, rig: str | Path | None = None
+               ) -> WebResult:
         """Every output of one request into a new ``<workdir>/<uuid>`` folder (never shared between requests)."""
         folder = self.workdir / uuid.uuid4().hex
         folder.mkdir()
         spec = pipe.spec
         stem = f"momask_len{motion.num_frames}"
         offsets = "template" if spec.target_offsets is not None else "motion"
-        bvh = save_bvh(motion.joints, folder / f"{stem}.bvh", spec, offsets=offsets)
+        if rig:     # an uploaded rig BVH: the download is retargeted onto it
+            bvh = save_rig_bvh(motion.joints, folder / f"{stem}.bvh", spec, Path(rig))
+        else:
+            bvh = save_bvh(motion.joints, folder / f"{stem}.bvh", spec, offsets=offsets)
         joints = save_npy(folder / f"{stem}_joints.npy", motion.joints)
         features = save_npy(folder / f"{stem}_features.npy", motion.features)
         video = render_motion(motion.joints, folder / f"{stem}.mp4", spec, title=motion.caption, size=self.video_size)
@@ -248,9 +253,9 @@ def make_handlers(service: DemoService) -> tuple[Callable, Callable]:
         except (ValueError, FileNotFoundError) as exc:
             raise gr.Error(str(exc), print_exception=False) from None
 
-    def on_generate(label, prompt, frames, estimate, seed, steps, guidance, res_guidance, temperature):
+    def on_generate(label, prompt, frames, estimate, seed, steps, guidance, res_guidance, temperature, rig=None):
         return run(lambda: service.generate(label, prompt, frames, estimate, seed,
-                                            sampling_from_form(steps, guidance, res_guidance, temperature)))
+                                            sampling_from_form(steps, guidance, res_guidance, temperature), rig))
 
     def on_edit(label, upload, prompt, start_s, end_s, seed, steps, guidance, res_guidance, temperature):
         base = Sampling(res_cond_scale=2.0)
@@ -311,7 +316,9 @@ def build_app(pipe: MoMaskPipeline | Mapping[str, MoMaskPipeline] | DemoService,
                                 inputs=[prompt])
                 with gr.Column():
                     results = _results(gr, "gen")
-            inputs = [model, prompt, frames, estimate, seed, *advanced]
+            rig = gr.File(label="your rig (.bvh, optional): the BVH download is retargeted onto it",
+                          file_types=[".bvh"], type="filepath", elem_id="gen-rig")
+            inputs = [model, prompt, frames, estimate, seed, *advanced, rig]
             button.click(on_generate, inputs, results, api_name="generate", **ONE_AT_A_TIME)
             prompt.submit(on_generate, inputs, results, api_name=False, **ONE_AT_A_TIME)
         with gr.Tab("Edit"):
