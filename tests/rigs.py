@@ -106,6 +106,10 @@ def _depth_first(joints: list[tuple]) -> list[tuple]:
 
 
 _SIDES = (("l", "Left"), ("r", "Right"))
+# Columns: where each rig puts the canonical left, up and forward axes.
+MIXAMO_AXES = np.eye(3)
+LAFAN_AXES = np.array([[0.0, 0.0, 1.0], [0.0, 1.0, 0.0], [-1.0, 0.0, 0.0]])    # left -z, up y, forward +x
+GAME_AXES = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, -1.0], [0.0, 1.0, 0.0]])     # left x, up z, forward -y
 
 
 def mixamo_rig() -> BvhMotion:
@@ -122,7 +126,7 @@ def mixamo_rig() -> BvhMotion:
     names = {k: f"mixamorig:{v}" for k, v in names.items()}
     body = humanoid(leg=0.95, torso=0.5, arm=0.62, shoulders=0.42, hips_width=0.22, thigh_share=0.5,
                     arm_down_deg=45.0, fingers=True, twist=True)
-    return build_rig(body, names, np.eye(3))
+    return build_rig(body, names, MIXAMO_AXES)
 
 
 def lafan_rig() -> BvhMotion:
@@ -132,12 +136,11 @@ def lafan_rig() -> BvhMotion:
         names.update({f"{s}_collar": f"{side}Shoulder", f"{s}_upperarm": f"{side}Arm",
                       f"{s}_forearm": f"{side}ForeArm", f"{s}_hand": f"{side}Hand", f"{s}_thigh": f"{side}UpLeg",
                       f"{s}_shin": f"{side}Leg", f"{s}_foot": f"{side}Foot", f"{s}_toe": f"{side}Toe"})
-    facing_x = np.array([[0.0, 0.0, 1.0], [0.0, 1.0, 0.0], [-1.0, 0.0, 0.0]])   # left -> -z, up y, forward -> +x
-    body = humanoid(leg=0.82, torso=0.58, arm=0.55, shoulders=0.36)
-    return build_rig(body, names, facing_x, 100.0, bone_along_x=True, order="yxz", positions_everywhere=True)
+    body = humanoid(leg=0.82, torso=0.58, arm=0.55, shoulders=0.36, thigh_share=0.505)
+    return build_rig(body, names, LAFAN_AXES, 100.0, bone_along_x=True, order="yxz", positions_everywhere=True)
 
 
-GAME_MAPPING = {"pelvis": "pelvis", "neck_01": "neck", "head": "head", "spine_01": None}
+GAME_MAPPING: dict[str, str | None] = {"pelvis": "pelvis", "neck_01": "neck", "head": "head", "spine_01": None}
 for _s, _side in (("l", "left"), ("r", "right")):
     GAME_MAPPING.update({f"clavicle_{_s}": f"{_side}_collar", f"upperarm_{_s}": f"{_side}_shoulder",
                          f"lowerarm_{_s}": f"{_side}_elbow", f"hand_{_s}": f"{_side}_wrist",
@@ -153,7 +156,23 @@ def game_rig() -> BvhMotion:
                       f"{s}_hand": f"hand_{s}", f"{s}_forearm_twist": f"lowerarm_twist_01_{s}",
                       f"{s}_thigh": f"thigh_{s}", f"{s}_shin": f"calf_{s}", f"{s}_foot": f"foot_{s}",
                       f"{s}_toe": f"ball_{s}"})
-    z_up = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, -1.0], [0.0, 1.0, 0.0]])       # left x, up -> z, forward -> -y
-    body = humanoid(spine=4, leg=0.8, torso=0.6, arm=0.56, shoulders=0.4, thigh_share=0.54, arm_down_deg=20.0,
+    body = humanoid(spine=4, leg=0.8, torso=0.6, arm=0.56, shoulders=0.4, thigh_share=0.52, arm_down_deg=20.0,
                     twist=True)
-    return build_rig(body, names, z_up, 100.0, root="root")
+    return build_rig(body, names, GAME_AXES, 100.0, root="root")
+
+
+# ---- measurements shared by the retarget tests -------------------------------------------------------------------
+FEET = ("left_ankle", "left_foot", "right_ankle", "right_foot")
+
+
+def foot_skate(feet: np.ndarray, contact: np.ndarray) -> float:
+    """Mean horizontal slide per frame (source units) of foot joints (T, 4, 3), y up, over contact frames (T-1, 4)."""
+    step = np.linalg.norm((feet[1:] - feet[:-1])[..., [0, 2]], axis=-1)
+    return float(step[contact].mean())
+
+
+def source_contacts(feet: np.ndarray, height: float = 0.05, speed: float = 0.01) -> np.ndarray:
+    """Frames (T-1, 4) where a foot joint (T, 4, 3) is near its lowest height and slower than ``speed`` per frame."""
+    step = np.linalg.norm((feet[1:] - feet[:-1])[..., [0, 2]], axis=-1)
+    low = feet[:-1, :, 1] < feet[..., 1].min(axis=0) + height
+    return low & (step < speed)

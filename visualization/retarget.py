@@ -13,7 +13,9 @@ frames). Rig joints follow source joints by name (:mod:`visualization.rig_mappin
 * joints that follow nothing (fingers, end joints, twist leaves) keep their rest local rotation;
 * the root moves along the source path times the leg-length ratio (rig hip-to-ankle rest length over the
   source's), so the feet keep their footing on other proportions (the file's root carries it, also when it is a
-  floor-level joint above the hips); the rig's axes (Y or Z up, any facing) and
+  floor-level joint above the hips), and each ankle is put on the source ankle's path x that ratio by two-bone
+  IK of thigh and shin (:func:`plant_feet`), so a different thigh/shin split does not slide the feet; the rig's
+  axes (Y or Z up, any facing) and
   units (m, cm) are read off its rest pose: up = hips to head, left = right hip to left hip.
 """
 from __future__ import annotations
@@ -33,7 +35,7 @@ from utils.skeleton import DatasetSpec
 from visualization.blender_check import export_with_blender, find_blender
 from visualization.bvh import POSITION_CHANNELS, BvhMotion, continuous_euler, forward_kinematics, read_bvh, write_bvh
 from visualization.joints2bvh import BvhRig, fit_rotation, solve_rotations
-from visualization.rig_mapping import check_required, guess_mapping, read_mapping, source_index
+from visualization.rig_mapping import REQUIRED, check_required, guess_mapping, read_mapping, source_index
 
 if TYPE_CHECKING:
     import argparse
@@ -238,6 +240,42 @@ def target_directions(joints: np.ndarray, plan: RetargetPlan) -> np.ndarray:
     return dirs
 
 
+def plant_feet(targets: np.ndarray, joints: np.ndarray, plan: RetargetPlan, ratio: float) -> np.ndarray:
+    """Keep each foot on the source's footprints x ``ratio`` (T, Jd, 3) -> (T, Jd, 3).
+
+    Matching directions alone makes a rig whose thigh/shin split differs from the source's slide its feet. So the
+    ankle goes where the source ankle is, x ``ratio``; thigh and shin reach it by two-bone IK in the knee's plane
+    and the foot is carried along, its direction kept. This costs the legs a degree or two of direction. Legs with
+    joints between hip, knee and ankle are left as they are."""
+    out = targets.copy()
+    index = {j: k for k, j in enumerate(plan.driven)}
+    rig_of = {i: j for j, i in plan.mapped.items()}
+    spec, parents = plan.spec, plan.sub.parents
+    lengths = np.linalg.norm(plan.sub_offsets, axis=-1)
+    src = {name: joints[:, source_index(name, spec)] @ plan.basis.T for name in REQUIRED}
+    forward = _unit(np.cross(src["left_hip"] - src["right_hip"], plan.basis[:, 1]))
+    for side in ("left", "right"):
+        h, k, a = (index[rig_of[source_index(f"{side}_{p}", spec)]] for p in ("hip", "knee", "ankle"))
+        if parents[a] != k or parents[k] != h:
+            continue
+        ankle = ratio * src[f"{side}_ankle"]
+        hip, l1, l2 = out[:, h], lengths[k], lengths[a]
+        reach = ankle - hip
+        dist = np.clip(np.linalg.norm(reach, axis=-1, keepdims=True), abs(l1 - l2) + 1e-9, (l1 + l2) * (1 - 1e-9))
+        u = _unit(reach)
+        bend = out[:, k] - hip + 1e-3 * l1 * forward                      # knee side; forward when straight
+        n = _unit(bend - (bend * u).sum(-1, keepdims=True) * u)
+        cos = np.clip((l1 ** 2 + dist ** 2 - l2 ** 2) / (2 * l1 * dist), -1.0, 1.0)
+        below = {a}
+        for j in range(a + 1, len(parents)):
+            if parents[j] in below:
+                below.add(j)
+        shift = hip + u * dist - out[:, a]
+        out[:, k] = hip + l1 * (cos * u + np.sqrt(1 - cos ** 2) * n)
+        out[:, sorted(below)] += shift[:, None]
+    return out
+
+
 def retarget(joints: np.ndarray, plan: RetargetPlan) -> tuple[BvhMotion, float]:
     """Joint positions (T, J, 3) of ``plan.spec`` -> a motion of the rig, and the root scale (leg-length ratio)."""
     spec = check_joints(joints, plan.spec, min_frames=2)
@@ -250,6 +288,7 @@ def retarget(joints: np.ndarray, plan: RetargetPlan) -> tuple[BvhMotion, float]:
     targets[:, 0] = ratio * joints[:, source_index("pelvis", spec)] @ plan.basis.T
     for k, p in enumerate(plan.sub.parents[1:], start=1):
         targets[:, k] = targets[:, p] + lengths[k] * dirs[:, k]
+    targets = plant_feet(targets, joints, plan, ratio)
     delta_driven = solve_rotations(targets, plan.sub_offsets, plan.sub)            # (T, Jd, 4) world, from rest
 
     rest_pos, rest_rot, rest_local, rest_trans = plan.rest
@@ -311,6 +350,15 @@ def save_retargeted_bvh(joints: np.ndarray, path: str | os.PathLike[str], plan: 
     logger.info("retargeted onto %s: %d of %d rig joints follow the motion, root scale %.4g (leg-length ratio)",
                 plan.source, len(plan.driven), len(plan.rig.names), ratio)
     return write_bvh(path, motion)
+
+
+def save_rig_bvh(joints: np.ndarray, path: Path, spec: DatasetSpec, rig: Path) -> Path:
+    """Web demo: retarget onto an uploaded rig BVH (built-in name mapping); errors name the upload, not its path."""
+    try:
+        plan = load_plan(rig, spec)
+    except (ValueError, FileNotFoundError) as exc:
+        raise ValueError(f"uploaded rig {rig.name!r}: {str(exc).replace(str(rig), rig.name)}") from None
+    return save_retargeted_bvh(joints, path, plan)
 
 
 def prepare_rig(target_rig: str, mapping: str, spec: DatasetSpec, kinds: list[str]) -> RetargetPlan | None:

@@ -33,6 +33,7 @@ from visualization.convert import read_motion
 from visualization.export import save_npy
 from visualization.joints2bvh import save_bvh
 from visualization.render import render_motion
+from visualization.retarget import save_rig_bvh
 
 if TYPE_CHECKING:
     import gradio
@@ -154,10 +155,12 @@ class DemoService:
     # ---- requests ----------------------------------------------------------------------------------------------
     def generate(self, label: str, prompt: str, frames: Any, estimate: bool, seed: Any,
                  sampling: Sampling = Sampling(), cleanup: bool = True, control: str | Path | None = None,
-                 progress: Progress | None = None) -> WebResult:
+                 progress: Progress | None = None,
+                 rig: str | Path | None = None) -> WebResult:
         """One motion from a prompt, written to a fresh folder (``cleanup``: the physical clean-up of the joints,
         utils/cleanup.py). ``control``: an uploaded control file (keyframes .json, targets .npy, or a motion whose
-        pelvis path to follow); ``progress`` sees the optimisation."""
+        pelvis path to follow); ``progress`` sees the optimisation; ``rig``: the BVH is
+        retargeted onto that uploaded rig."""
         self.sweep()
         pipe = self.pipeline(label)
         caption = check_caption(str(prompt or ""), "prompt")
@@ -174,7 +177,7 @@ class DemoService:
                 f"seed {seed}{cleaned}")
         if motion.control_error is not None:
             note += f"; controlled joints {100 * motion.control_error:.1f} cm from their targets on average"
-        return self._write(pipe, motion, note + self._familiarity(pipe, caption))
+        return self._write(pipe, motion, note + self._familiarity(pipe, caption), rig)
 
     def edit(self, label: str, upload: str | Path, prompt: str, start_s: Any, end_s: Any, seed: Any,
              sampling: Sampling = Sampling(res_cond_scale=2.0)) -> WebResult:
@@ -238,7 +241,8 @@ class DemoService:
                     "walk, run, jump, kick, ...); the motion is a best effort.")
         return ""
 
-    def _write(self, pipe: MoMaskPipeline, motion: Motion, message: str) -> WebResult:
+    def _write(self, pipe: MoMaskPipeline, motion: Motion, message: str, rig: str | Path | None = None
+               ) -> WebResult:
         """Every output of one request into a new ``<workdir>/<uuid>`` folder (never shared between requests)."""
         if not (np.isfinite(motion.joints).all() and np.isfinite(motion.features).all()):
             raise ValueError("the model produced NaN or infinite values for this request (its weights or statistics "
@@ -249,7 +253,10 @@ class DemoService:
         spec = pipe.spec
         stem = f"momask_len{motion.num_frames}"
         offsets = "template" if spec.target_offsets is not None else "motion"
-        bvh = save_bvh(motion.joints, folder / f"{stem}.bvh", spec, offsets=offsets)
+        if rig:     # an uploaded rig BVH: the download is retargeted onto it
+            bvh = save_rig_bvh(motion.joints, folder / f"{stem}.bvh", spec, Path(rig))
+        else:
+            bvh = save_bvh(motion.joints, folder / f"{stem}.bvh", spec, offsets=offsets)
         joints = save_npy(folder / f"{stem}_joints.npy", motion.joints)
         features = save_npy(folder / f"{stem}_features.npy", motion.features)
         video = render_motion(motion.joints, folder / f"{stem}.mp4", spec, title=motion.caption, size=self.video_size)
@@ -289,12 +296,12 @@ def make_handlers(service: DemoService) -> tuple[Callable, Callable]:
             raise gr.Error(str(exc), print_exception=False) from None
 
     def on_generate(label, prompt, frames, estimate, seed, steps, guidance, res_guidance, temperature, cleanup=True,
-                    control=None, progress=gr.Progress()):
+                    control=None, rig=None, progress=gr.Progress()):
         def report(fraction: float, stage: str) -> None:
             progress(fraction, desc=f"optimising the control ({stage})")
         return run(lambda: service.generate(label, prompt, frames, estimate, seed,
                                             sampling_from_form(steps, guidance, res_guidance, temperature),
-                                            cleanup=bool(cleanup), control=control, progress=report))
+                                            cleanup=bool(cleanup), control=control, progress=report, rig=rig))
 
     def on_edit(label, upload, prompt, start_s, end_s, seed, steps, guidance, res_guidance, temperature):
         base = Sampling(res_cond_scale=2.0)
@@ -359,7 +366,9 @@ def build_app(pipe: MoMaskPipeline | Mapping[str, MoMaskPipeline] | DemoService,
                                 inputs=[prompt])
                 with gr.Column():
                     results = _results(gr, "gen")
-            inputs = [model, prompt, frames, estimate, seed, *advanced, cleanup, control]
+            rig = gr.File(label="your rig (.bvh, optional): the BVH download is retargeted onto it",
+                          file_types=[".bvh"], type="filepath", elem_id="gen-rig")
+            inputs = [model, prompt, frames, estimate, seed, *advanced, cleanup, control, rig]
             button.click(on_generate, inputs, results, api_name="generate", **ONE_AT_A_TIME)
             prompt.submit(on_generate, inputs, results, api_name=False, **ONE_AT_A_TIME)
         with gr.Tab("Edit"):

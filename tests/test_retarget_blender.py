@@ -1,0 +1,50 @@
+"""Blender 3.4 import of retargeted BVH files, and FBX / GLB written through Blender re-imported in Blender
+(``pytest -m blender tests/test_retarget_blender.py -s`` prints the figures). Rigs: tests/rigs.py; motion: the real
+HumanML3D clip 012314 (../shared/reference)."""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.test_retarget import RIGS, T2M, rig_files
+from visualization.blender_check import blender_joint_positions, export_with_blender
+from visualization.bvh import write_bvh
+from visualization.retarget import bone_direction_errors, load_plan, retarget
+
+pytestmark = [pytest.mark.blender,
+              pytest.mark.skipif(shutil.which("blender") is None, reason="blender not on PATH")]
+
+
+def _dirs(pos: np.ndarray, plan) -> np.ndarray:
+    d = pos[:, list(plan.driven)]
+    v = d[:, 1:] - d[:, list(plan.sub.parents[1:])]
+    return v / np.linalg.norm(v, axis=-1, keepdims=True)
+
+
+@pytest.mark.parametrize("name", list(RIGS))
+def test_retargeted_rig_in_blender_and_fbx_glb_round_trip(name: str, reference_dir: Path, tmp_path: Path) -> None:
+    joints = np.load(reference_dir / "humanml3d" / "new_joints" / "012314.npy").astype(np.float64)
+    rig_path, map_path = rig_files(name, tmp_path)
+    plan = load_plan(rig_path, T2M, map_path)
+    motion, ratio = retarget(joints, plan)
+    bvh = write_bvh(tmp_path / f"{name}.bvh", motion)
+    names, pos = blender_joint_positions(bvh)
+    pos = pos[:, [names.index(n) for n in plan.rig.names]]
+    err = bone_direction_errors(pos, joints, plan)
+    print(f"{name} in Blender: bone error mean {err.mean():.2f} p99 {np.percentile(err, 99):.2f} deg")
+    assert err.mean() < 2.0 and np.percentile(err, 99) < 8.0
+    axes = RIGS[name][2]
+    np.testing.assert_allclose(pos[:, plan.hips], ratio * joints[:, 0] @ axes.T, atol=1e-3 * ratio)
+    outputs = export_with_blender(bvh, [tmp_path / f"{name}.fbx", tmp_path / f"{name}.glb"])
+    for path in outputs:
+        names2, pos2 = blender_joint_positions(path, fps=T2M.fps)
+        pos2 = pos2[:, [names2.index(n) for n in plan.rig.names]]
+        assert pos2.shape == pos.shape
+        np.testing.assert_allclose(pos2[:, plan.hips], pos[:, plan.hips], atol=1e-3 * ratio)
+        cos = np.clip((_dirs(pos2, plan) * _dirs(pos, plan)).sum(-1), -1, 1)
+        worst = np.rad2deg(np.arccos(cos)).max()
+        print(f"{name} {path.suffix}: {len(pos2)} frames, max bone direction change {worst:.3f} deg")
+        assert worst < 1.0
