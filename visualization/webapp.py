@@ -303,7 +303,7 @@ def build_app(pipe: MoMaskPipeline | Mapping[str, MoMaskPipeline] | DemoService,
                     with gr.Row():
                         frames = gr.Number(120, label=f"length (frames, {first.fps:g} per second)", precision=0,
                                            minimum=first.unit_length, maximum=first.max_motion_length, elem_id="frames")
-                        estimate = gr.Checkbox(False, label="estimate length", elem_id="estimate")
+                        estimate = gr.Checkbox(True, label="estimate length", elem_id="estimate")
                         seed = gr.Number(10107, label="seed", precision=0, minimum=0, maximum=MAX_SEED)
                     advanced = _advanced(gr, Sampling())
                     button = gr.Button("Generate", variant="primary", elem_id="generate-btn")
