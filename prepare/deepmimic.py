@@ -6,13 +6,19 @@ l_elbow(1)], ...]}``: local rotations as (w, x, y, z) quaternions, knees/elbows 
 metres, Y up, character facing +x with its right side at +z. Joint offsets come from ``humanoid/humanoid.urdf``
 (× 0.25 = metres, the scale pybullet loads it with).
 
-Mapping to the SMPL joint order (spec §1.3): the 15 DeepMimic joints map directly (root → pelvis region,
+Mapping to the SMPL joint order (docs/data.md): the 15 DeepMimic joints map directly (root → pelvis region,
 chest → spine2, neck, hips, knees, ankles, shoulders, elbows, wrists = forearm ends); the others are placed
-rigidly in their parent body's frame: pelvis 6 cm above the hip line, spine1 halfway root → chest, spine3 a
-quarter of the way chest → neck, collars between the neck base and the shoulders, head above and in front of
-the neck, and each foot joint (ball of the foot) 11 cm ahead of the ankle, just above the sole of the foot box.
-Only bone *directions* matter downstream: ``extract_features`` retargets every clip onto the HumanML3D skeleton.
-Output axes are HumanML3D's: Y up, the character's left at +X when it faces +Z (``x' = -z, y' = y, z' = x``).
+rigidly in their parent body's frame: spine3 a quarter of the way chest → neck, head above and in front of the
+neck, each foot joint (ball of the foot) 11 cm ahead of the ankle, just above the sole of the foot box; the
+pelvis, spine1 and the collars are then placed so that the pelvis and spine3 groups have the SMPL template's
+shape (``prepare.body_geometry``; DeepMimic's hips are level with its root, which a template-rig BVH cannot turn
+into SMPL hips). Only bone *directions* matter downstream: ``extract_features`` retargets every clip onto the
+HumanML3D skeleton. Output axes are HumanML3D's: Y up, the character's left at +X when it faces +Z
+(``x' = -z, y' = y, z' = x``).
+
+Lengths: every clip is extended to ``CLIP_FRAMES`` (20 fps) by looping (cyclic clips), repeating the action with
+a short crossfade back to its start pose (:func:`append`), or holding the last pose, so that captioned sub-ranges
+of every length the demo offers can be cut from it (``prepare.demo_captions.sub_ranges``).
 """
 from __future__ import annotations
 
@@ -23,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
+from prepare.body_geometry import fit_template_geometry
 from utils.quaternion import qfix, qmul, qrot, qslerp, quat_from_axis_angle, yaw_quat
 
 URDF_SCALE = 0.25
@@ -31,10 +38,13 @@ DOFS = (("chest", 4), ("neck", 4), ("right_hip", 4), ("right_knee", 1), ("right_
         ("right_elbow", 1), ("left_hip", 4), ("left_knee", 1), ("left_ankle", 4), ("left_shoulder", 4),
         ("left_elbow", 1))
 # Points (URDF units, in the named body's frame) for the SMPL joints DeepMimic lacks.
-PELVIS_ABOVE_HIPS = 0.24            # root frame, +y
+PELVIS_ABOVE_HIPS = 0.24            # root frame, +y (only a reference point: body_geometry moves it)
 FOOT_POINT = (0.44, -0.18, 0.0)      # ankle frame: ball of the foot, sole at y = -0.20
 HEAD_POINT = (0.16, 0.40, 0.0)       # neck frame
-COLLAR_POINT = (-0.05, 0.76, 0.24)   # chest frame, z sign = side (+ right)
+COLLAR_POINT = (-0.05, 0.76, 0.24)   # chest frame, z sign = side (+ right); body_geometry moves it
+# Frames of every converted clip at 20 fps: extract_features drops one, leaving the longest demo length (196).
+CLIP_FRAMES = 197
+BLEND_FRAMES = 8                     # crossfade from one repetition of a non-cyclic action into the next
 
 
 def urdf_joint_offsets(urdf: str | Path) -> dict[str, np.ndarray]:
@@ -102,15 +112,17 @@ def _heading(q: np.ndarray) -> np.ndarray:
     return np.arctan2(-fwd[..., 2], fwd[..., 0])
 
 
-def loop_clip(clip: DeepMimicClip, cycles: int) -> DeepMimicClip:
+def loop_clip(clip: DeepMimicClip, cycles: int, straight: bool = False) -> DeepMimicClip:
     """Repeat a cyclic clip: each cycle starts where (and facing where) the previous one ended.
 
     The last frame of a DeepMimic loop is the first frame of the next cycle, so cycle k contributes frames 1..
-    turned by k times the clip's heading change and shifted onto the previous cycle's end.
+    turned by k times the clip's heading change and shifted onto the previous cycle's end. ``straight``: the
+    cycles are not turned (a straight walk's small heading change per cycle would add up to a curve).
     """
     if cycles <= 1:
         return clip
-    q_step = yaw_quat(np.array(float(_heading(clip.rotations[-1, 0]) - _heading(clip.rotations[0, 0]))))
+    turn = 0.0 if straight else float(_heading(clip.rotations[-1, 0]) - _heading(clip.rotations[0, 0]))
+    q_step = yaw_quat(np.array(turn))
     rel = clip.root_pos[1:] - clip.root_pos[0] * [1.0, 0.0, 1.0]          # (N-1, 3), y kept
     times, pos, rots = [clip.times], [clip.root_pos], [clip.rotations]
     q_k = np.array([1.0, 0.0, 0.0, 0.0])
@@ -142,6 +154,62 @@ def hold(clip: DeepMimicClip, start_frames: int, end_frames: int, fps: float = 2
     idx = np.concatenate([np.zeros(start_frames, int), np.arange(len(clip.times)),
                           np.full(end_frames, len(clip.times) - 1)])
     return DeepMimicClip(np.arange(len(idx)) / fps, clip.root_pos[idx], clip.rotations[idx], False)
+
+
+def append(first: DeepMimicClip, second: DeepMimicClip, blend: int = BLEND_FRAMES,
+           fps: float = 20.0) -> DeepMimicClip:
+    """Uniformly sampled ``first`` then ``second``, which starts where (and facing where) ``first`` ended.
+
+    Over its first ``blend`` frames ``second`` fades in from ``first``'s last pose (root height lerp, rotations
+    slerp), so repeating a non-cyclic action has no jump.
+    """
+    q_yaw = yaw_quat(np.array(float(_heading(first.rotations[-1, 0]) - _heading(second.rotations[0, 0]))))
+    rel = second.root_pos - second.root_pos[0] * [1.0, 0.0, 1.0]
+    q_b = np.broadcast_to(q_yaw, rel.shape[:-1] + (4,)).copy()
+    pos = qrot(q_b, rel) + first.root_pos[-1] * [1.0, 0.0, 1.0]
+    rots = second.rotations.copy()
+    rots[:, 0] = qmul(q_b, rots[:, 0])
+    k = min(blend, len(rots))
+    w = (np.arange(k) + 1.0) / (k + 1.0)
+    pos[:k] = first.root_pos[-1] * (1 - w[:, None]) + pos[:k] * w[:, None]
+    rots[:k] = qslerp(np.broadcast_to(first.rotations[-1], rots[:k].shape).copy(), rots[:k],
+                      np.broadcast_to(w[:, None], rots[:k].shape[:2]).copy())
+    n = len(first.times) + len(rots)
+    return DeepMimicClip(np.arange(n) / fps, np.concatenate([first.root_pos, pos]),
+                         qfix(np.concatenate([first.rotations, rots]), dim=-3), False)
+
+
+def crop(clip: DeepMimicClip, frames: int) -> DeepMimicClip:
+    """The first ``frames`` frames of a uniformly sampled clip."""
+    if len(clip.times) < frames:
+        raise ValueError(f"clip has {len(clip.times)} frames, fewer than the {frames} asked for")
+    return replace(clip, times=clip.times[:frames], root_pos=clip.root_pos[:frames],
+                   rotations=clip.rotations[:frames])
+
+
+def extend(path: str | Path, mode: str, hold_start: float = 0.0, hold_end: float = 0.0, frames: int = CLIP_FRAMES,
+           fps: float = 20.0) -> tuple[DeepMimicClip, int]:
+    """A clip file extended to ``frames`` frames at ``fps`` and the length (frames) of one action in it.
+
+    ``mode``: ``"loop"`` (cyclic clip, looped), ``"straight"`` (looped without turning), ``"repeat"`` (held ``hold_start``/``hold_end`` s before/after,
+    then repeated with :func:`append`) or ``"hold"`` (played once, then its last pose is held).
+    """
+    clip = load_clip(path)
+    if mode in ("loop", "straight"):
+        if not clip.is_loop:
+            raise ValueError(f"{path} is not a looping clip (Loop != 'wrap'); use mode 'repeat' or 'hold'")
+        cycle = round(clip.duration * fps)
+        looped = loop_clip(clip, -(-frames // cycle) + 1, straight=mode == "straight")
+        return crop(resample(looped, fps), frames), cycle
+    unit = hold(resample(clip, fps), round(hold_start * fps), round(hold_end * fps), fps)
+    if mode == "hold":
+        return crop(hold(unit, 0, max(0, frames - len(unit.times)), fps), frames), len(unit.times)
+    if mode != "repeat":
+        raise ValueError(f"unknown extension mode {mode!r}; use 'loop', 'straight', 'repeat' or 'hold'")
+    out = unit
+    while len(out.times) < frames:
+        out = append(out, unit, fps=fps)
+    return crop(out, frames), len(unit.times)
 
 
 def to_smpl_joints(clip: DeepMimicClip, offsets: dict[str, np.ndarray]) -> np.ndarray:
@@ -184,44 +252,65 @@ def to_smpl_joints(clip: DeepMimicClip, offsets: dict[str, np.ndarray]) -> np.nd
         q_elbow = qmul(q_shoulder, rot[f"{side}_elbow"])
         j[:, wrist] = point(q_elbow, j[:, elbow], offsets[f"{side}_wrist"])
     # DeepMimic (x fwd, y up, z right) -> HumanML3D (x left, y up, z fwd): a proper rotation, no mirroring.
-    return np.stack([-j[..., 2], j[..., 1], j[..., 0]], axis=-1).astype(np.float32)
+    return fit_template_geometry(np.stack([-j[..., 2], j[..., 1], j[..., 0]], axis=-1))
 
 
-def convert_clip(path: str | Path, urdf: str | Path | None = None, cycles: int = 1, hold_start: float = 0.0,
-                 hold_end: float = 0.0, fps: float = 20.0) -> np.ndarray:
-    """Load, loop ``cycles`` times, resample to ``fps``, pad with held poses (seconds), FK -> (T, 22, 3)."""
-    clip = load_clip(path)
-    if cycles > 1 and not clip.is_loop:
-        raise ValueError(f"{path} is not a looping clip (Loop != 'wrap'); use cycles=1")
-    clip = resample(loop_clip(clip, cycles), fps)
-    clip = hold(clip, int(round(hold_start * fps)), int(round(hold_end * fps)), fps)
-    return to_smpl_joints(clip, urdf_joint_offsets(urdf or default_urdf()))
+def convert_clip(path: str | Path, urdf: str | Path | None = None, mode: str = "hold", hold_start: float = 0.0,
+                 hold_end: float = 0.0, frames: int = CLIP_FRAMES, fps: float = 20.0) -> tuple[np.ndarray, int]:
+    """:func:`extend` then FK: joints (frames, 22, 3) and the length in frames of one action (cycle) in them."""
+    clip, action = extend(path, mode, hold_start, hold_end, frames, fps)
+    return to_smpl_joints(clip, urdf_joint_offsets(urdf or default_urdf())), action
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Build the demo dataset: convert every clip of ``prepare.demo_captions`` and run ``build_dataset``."""
+    """Build the demo dataset: the DeepMimic clips and climbing windows of ``prepare.demo_captions``, with their
+    captioned sub-ranges, through ``build_dataset``."""
     import argparse
     import logging
+    import math
     import tempfile
 
     from prepare.build_dataset import SplitFractions, build_dataset
-    from prepare.demo_captions import DEMO_CLIPS
+    from prepare.demo_captions import (
+        CLIMB_CLIPS,
+        CLIMB_KEEP,
+        DEMO_CLIPS,
+        caption_lines,
+        sub_ranges,
+    )
+    from prepare.holosoma import check_joint_names, convert_take, default_climb_dir
     from utils.skeleton import get_dataset_spec
 
-    parser = argparse.ArgumentParser(description="DeepMimic clips -> demo dataset in the HumanML3D layout")
+    parser = argparse.ArgumentParser(description="DeepMimic + climbing clips -> demo dataset in the HumanML3D layout")
     parser.add_argument("--out", default="dataset_demo/HumanML3D", help="dataset folder to create")
     parser.add_argument("--motions_dir", default=None, help="pybullet_data/data/motions (default: installed)")
     parser.add_argument("--urdf", default=None, help="humanoid.urdf (default: installed pybullet_data)")
+    parser.add_argument("--climb_dir", default=None,
+                        help="holosoma_retargeting/demo_data/climb (default: installed holosoma-retargeting)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     urdf = Path(args.urdf) if args.urdf else default_urdf()
     motions = Path(args.motions_dir) if args.motions_dir else urdf.parent.parent / "data" / "motions"
+    climb = Path(args.climb_dir) if args.climb_dir else default_climb_dir()
+    try:
+        from holosoma_retargeting.config_types.data_type import MOCAP_DEMO_JOINTS
+    except ImportError:
+        logging.getLogger(__name__).warning("holosoma_retargeting not importable: joint order not re-checked")
+    else:
+        check_joint_names(list(MOCAP_DEMO_JOINTS))
     with tempfile.TemporaryDirectory() as tmp:
         for clip in DEMO_CLIPS:
-            joints = convert_clip(motions / clip.source, urdf, clip.cycles, clip.hold_start, clip.hold_end)
+            joints, action = convert_clip(motions / clip.source, urdf, clip.extend, clip.hold_start, clip.hold_end)
+            ranges = sub_ranges(clip.clip_id, len(joints) - 1, action, clip.extend)
             np.save(Path(tmp) / f"{clip.clip_id}.npy", joints)
-            (Path(tmp) / f"{clip.clip_id}.txt").write_text("".join(c + "\n" for c in clip.captions))
+            (Path(tmp) / f"{clip.clip_id}.txt").write_text(caption_lines(clip.captions, ranges))
+        for clip in CLIMB_CLIPS:
+            joints = convert_take(climb, clip)
+            frames = len(joints) - 1
+            ranges = sub_ranges(clip.clip_id, frames, 1, "loop", min_length=math.ceil(CLIMB_KEEP * frames))
+            np.save(Path(tmp) / f"{clip.clip_id}.npy", joints)
+            (Path(tmp) / f"{clip.clip_id}.txt").write_text(caption_lines(clip.captions, ranges))
         # The demo uses the fallback tagger on purpose so that rebuilding it gives identical files everywhere.
         build_dataset(tmp, args.out, get_dataset_spec("t2m"), fractions=SplitFractions(val=0.1, test=0.2),
                       seed=0, use_spacy=False, overwrite=args.overwrite)

@@ -159,7 +159,7 @@ def edit_in_page(driver, upload: Path, prompt: str, start_s: float, end_s: float
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--prompt", default="a person walks forward and waves")
+    p.add_argument("--prompt", default="a person walks forward")
     p.add_argument("--frames", type=int, default=120)
     p.add_argument("--out", default=str(REPO / "docs" / "webapp.png"))
     args = p.parse_args(argv)

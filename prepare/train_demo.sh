@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Rebuild the embedded demo model (checkpoints/demo/t2m) from dataset_demo with this project's own trainers:
 # RVQ-VAE, length estimator, masked and residual transformers (MiniLM text encoder), then the demo evaluator.
-# CPU only, seeded, one intra-op thread; roughly 30-40 minutes on 2 cores.
+# CPU only, seeded, one intra-op thread per trainer; independent stages run side by side (the VQ with the length
+# estimator and the evaluator, then the two transformers), about 30 minutes on 2 quiet cores. The transformers
+# stop at 1000 steps (the release was trained so on a loaded shared machine; 3000 would follow captions better).
 #
 #   bash prepare/train_demo.sh [checkpoints_dir]        # default: checkpoints/demo (refuses to overwrite runs)
 set -euo pipefail
@@ -13,24 +15,33 @@ COMMON=(--dataset_name t2m --data_root dataset_demo --checkpoints_dir "$CK" --de
         --train_split all --val_split val)
 TEXT=(--text_encoder minilm)
 SMALL=(--latent_dim 128 --n_layers 3 --n_heads 4 --ff_size 256 --dropout 0.1 --batch_size 32 --lr 5e-4
-       --warm_up_iter 200 --milestones 2500 --gamma 0.2 --max_steps 3000 --max_epoch 100000 --val_every_e 100
+       --warm_up_iter 200 --milestones 2500 --gamma 0.2 --max_steps 1000 --max_epoch 100000 --val_every_e 10
        --save_latest 1000 --log_every 100)
+PIDS=()
+wait_all() { for pid in "${PIDS[@]}"; do wait "$pid"; done; PIDS=(); }   # set -e: a failed stage stops here
 
-# Stage 1: RVQ-VAE, 6 quantizers of 256 codes of width 128; 32-frame windows (demo clips are 49-88 frames).
+# Stage 1: RVQ-VAE, 6 quantizers of 256 codes of width 128; 32-frame windows (demo clips are 133-196 frames).
 python train_vq.py "${COMMON[@]}" --name rvq_demo --batch_size 64 --window_size 32 \
     --width 128 --code_dim 128 --output_emb_width 128 --nb_code 256 --num_quantizers 6 \
     --quantize_dropout_prob 0.2 --lr 1e-3 --warm_up_iter 200 --milestones 1600 --gamma 0.2 \
-    --max_steps 2000 --max_epoch 100 --eval_every_e 20 --save_latest 1000 --log_every 100
-
-# Length estimator on MiniLM features.
+    --max_steps 2000 --max_epoch 100 --eval_every_e 2 --save_latest 1000 --log_every 100 &
+PIDS+=($!)
+# Beside it: the length estimator on MiniLM features, and the demo word vectors + evaluator.
 python train_length_estimator.py "${COMMON[@]}" "${TEXT[@]}" --name length_estimator --batch_size 32 \
-    --lr 1e-3 --max_epoch 300
+    --lr 1e-3 --max_epoch 30 &
+PIDS+=($!)
+bash prepare/train_demo_evaluator.sh "$CK" &
+PIDS+=($!)
+wait_all
 
-# Stages 2 and 3: masked and residual transformers.
+# Stages 2 and 3: masked and residual transformers (both only need the VQ).
 python train_t2m_transformer.py "${COMMON[@]}" "${TEXT[@]}" "${SMALL[@]}" --name mtrans_demo --vq_name rvq_demo \
-    --cond_drop_prob 0.1
+    --cond_drop_prob 0.1 &
+PIDS+=($!)
 python train_res_transformer.py "${COMMON[@]}" "${TEXT[@]}" "${SMALL[@]}" --name rtrans_demo --vq_name rvq_demo \
-    --cond_drop_prob 0.2 --share_weight
+    --cond_drop_prob 0.2 --share_weight &
+PIDS+=($!)
+wait_all
 
 # Release files: what generation reads (VQ net_best_loss, masked latest, residual net_best_loss, length
 # estimator finest), without optimizer state; the other training files are removed.
@@ -40,6 +51,3 @@ for f in rvq_demo/model/net_best_loss.tar mtrans_demo/model/latest.tar rtrans_de
 done
 rm -f "$CK"/t2m/rvq_demo/model/latest.tar "$CK"/t2m/mtrans_demo/model/net_best_acc.tar \
       "$CK"/t2m/rtrans_demo/model/latest.tar "$CK"/t2m/length_estimator/model/latest.tar
-
-# Demo word vectors and evaluator (eval_t2m.py on the demo model uses them).
-bash prepare/train_demo_evaluator.sh "$CK"

@@ -24,14 +24,15 @@ DATA = REPO / "dataset_demo" / "HumanML3D"
 CAPTIONS = {
     "a person walks forward": ("000000", "000001"),
     "a person runs forward": ("000006",),
-    "a person jumps forward twice": ("000007",),
-    "a person does two backflips in a row": ("000008",),
+    "a person jumps forward again and again": ("000007",),
+    "a person does backflips in a row": ("000008",),
     "a person does a cartwheel to their left": ("000009",),
     "a person crawls forward on hands and knees": ("000010",),
     "a person kicks high with their right leg": ("000015",),
     "a person spins around acrobatically": ("000018",),
 }
 SEEDS = 5
+LENGTHS = (40, 80, 120, 160, 196)      # frames; the web demo and gen_t2m offer 4..196
 
 
 @pytest.fixture(scope="module")
@@ -63,24 +64,106 @@ def test_checkpoints_are_small_and_load_weights_only() -> None:
         assert (root / run / "opt.txt").is_file()
 
 
-def test_demo_follows_its_captions(pipe: MoMaskPipeline) -> None:
+def _references() -> tuple[np.ndarray, np.ndarray, dict[str, list[np.ndarray]]]:
     mean, std = np.load(DATA / "Mean.npy"), np.load(DATA / "Std.npy")
     clips = sorted(p.stem for p in (DATA / "new_joint_vecs").glob("[0-9]*.npy"))
     refs = {c: [_descriptors(np.load(DATA / "new_joint_vecs" / f"{m}{c}.npy"), mean, std) for m in ("", "M")]
             for c in clips}
-    texts = [t for t in CAPTIONS for _ in range(SEEDS)]
-    lengths = [np.load(DATA / "new_joint_vecs" / f"{CAPTIONS[t][0]}.npy").shape[0] for t in texts]
-    motions = pipe.generate(texts, lengths, seed=0)
-    hits: dict[str, int] = {t: 0 for t in CAPTIONS}
-    for text, motion in zip(texts, motions):
-        gen = _descriptors(motion.features, mean, std)
-        dist = {c: min(_chamfer(gen, r) for r in refs[c]) for c in clips}
-        own = min(dist[c] for c in CAPTIONS[text])
-        other = min(d for c, d in dist.items() if c not in CAPTIONS[text])
-        hits[text] += own < other
-    rates = {t: h / SEEDS for t, h in hits.items()}
-    print("\nown clip nearest (fraction of seeds):", {CAPTIONS[t][0]: r for t, r in rates.items()})
-    assert all(r >= 0.8 for r in rates.values()), rates
+    return mean, std, refs
+
+
+def _envelope(clips: tuple[str, ...]) -> tuple[float, float]:
+    """What the caption's own clips do: the highest the lowest joint gets (m; jumps and flips leave the floor)
+    and the fraction of frames with the head below the pelvis (flips, cartwheels)."""
+    joints = [np.load(DATA / "new_joints" / f"{c}.npy") for c in clips]
+    return (max(float(j[..., 1].min(axis=1).max()) for j in joints),
+            max(float((j[:, 15, 1] < j[:, 0, 1]).mean()) for j in joints))
+
+
+def tumbles(joints: np.ndarray, clips: tuple[str, ...]) -> str:
+    """'' if a generated motion (T, 22, 3) stays upright and grounded like the caption's own clips, else why.
+
+    Grounded: on every frame the lowest joint is within 10 cm of the floor (y = 0), or for captions whose clips
+    leave the floor, at most 10 cm above the highest their lowest joint gets, and never 10 cm below the floor.
+    Upright: the head is above the pelvis on every frame when the clips never turn upside down, otherwise on
+    all but 15 % more frames than in the clips.
+    """
+    airborne, inverted = _envelope(clips)
+    lowest = joints[..., 1].min(axis=1)
+    if lowest.min() < -0.10:
+        return f"below the floor ({lowest.min():.2f} m)"
+    if lowest.max() > max(airborne, 0.0) + 0.10:
+        return f"lowest joint {lowest.max():.2f} m above the floor (clips: {airborne:.2f})"
+    upside_down = float((joints[:, 15, 1] < joints[:, 0, 1]).mean())
+    if upside_down > (inverted + 0.15 if inverted > 0 else 0.0):
+        return f"head below pelvis on {upside_down:.0%} of frames (clips: {inverted:.0%})"
+    return ""
+
+
+def _follow(pipe: MoMaskPipeline, lengths: tuple[int, ...], seeds: int) -> dict[int, dict[str, list[str]]]:
+    """For each length and caption, one entry per seed: '' when the sample's nearest demo clip is the caption's
+    own and it does not tumble, else what went wrong."""
+    mean, std, refs = _references()
+    texts = [t for t in CAPTIONS for _ in range(seeds)]
+    out: dict[int, dict[str, list[str]]] = {}
+    for length in lengths:
+        motions = pipe.generate(texts, [length] * len(texts), seed=0)
+        out[length] = {t: [] for t in CAPTIONS}
+        for text, motion in zip(texts, motions):
+            assert motion.num_frames == length
+            gen = _descriptors(motion.features, mean, std)
+            dist = {c: min(_chamfer(gen, r) for r in rs) for c, rs in refs.items()}
+            nearest = min(dist, key=dist.get)
+            wrong = "" if nearest in CAPTIONS[text] else f"nearest clip {nearest}"
+            out[length][text].append(wrong or tumbles(motion.joints, CAPTIONS[text]))
+    return out
+
+
+def _check_following(results: dict[int, dict[str, list[str]]]) -> None:
+    """>= 90 % of the samples of every length follow their caption, and every caption >= 80 % over lengths."""
+    report = {n: {CAPTIONS[t][0]: [w for w in ws if w] for t, ws in r.items()} for n, r in results.items()}
+    print("\nfailures per length and clip:", report)
+    for length, res in results.items():
+        samples = [w for ws in res.values() for w in ws]
+        assert sum(not w for w in samples) >= 0.9 * len(samples), (length, report[length])
+    for text in CAPTIONS:
+        samples = [w for res in results.values() for w in res[text]]
+        assert sum(not w for w in samples) >= 0.8 * len(samples), (text, report)
+
+
+@pytest.mark.xfail(strict=True, reason="issue 21 open: the 1000-step release model follows walk/run/jump at every "
+                   "length but not backflip/cartwheel/kick/spin (nearest clip is a climbing or getup clip), and "
+                   "crawl/kick samples dip 12 cm under the floor; retrain with 3000 steps (see h21-demo note)")
+def test_demo_follows_its_captions_at_short_and_long_lengths(pipe: MoMaskPipeline) -> None:
+    """Fast subset: the shortest and longest length, 2 seeds."""
+    _check_following(_follow(pipe, (LENGTHS[0], LENGTHS[-1]), seeds=2))
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(strict=True, reason="issue 21 open: the 1000-step release model follows walk/run/jump at every "
+                   "length but not backflip/cartwheel/kick/spin (nearest clip is a climbing or getup clip), and "
+                   "crawl/kick samples dip 12 cm under the floor; retrain with 3000 steps (see h21-demo note)")
+def test_demo_follows_its_captions_at_every_length(pipe: MoMaskPipeline) -> None:
+    """8 captions x 5 seeds x every length of LENGTHS (issue 21)."""
+    _check_following(_follow(pipe, LENGTHS, SEEDS))
+
+
+def test_tumble_check_accepts_the_clips_and_rejects_a_tumble() -> None:
+    """The check passes every caption's own clips and catches what issue 21 saw: a body lying horizontally
+    with both feet 1.3 m up, a handstand with the head under the floor."""
+    for clips in CAPTIONS.values():
+        for c in clips:
+            assert tumbles(np.load(DATA / "new_joints" / f"{c}.npy"), clips) == ""
+    walk = np.load(DATA / "new_joints" / "000000.npy")[:80]
+    lying = walk.copy()
+    lying[..., 1] = walk[..., 2] - walk[..., 2].min() + 1.3    # body turned horizontal, lifted 1.3 m
+    assert "above the floor" in tumbles(lying, CAPTIONS["a person walks forward"])
+    handstand = walk.copy()
+    handstand[..., 1] = -walk[..., 1]                          # upside down, standing on the head
+    handstand[..., 1] -= handstand[..., 1].min(axis=1, keepdims=True)
+    assert "head below pelvis" in tumbles(handstand, CAPTIONS["a person walks forward"])
+    handstand[..., 1] -= 0.15
+    assert "below the floor" in tumbles(handstand, CAPTIONS["a person walks forward"])
 
 
 def test_unfamiliar_caption_still_gives_a_motion(pipe: MoMaskPipeline, caplog: pytest.LogCaptureFixture) -> None:
@@ -112,7 +195,9 @@ def test_readme_first_command_offline_in_a_temp_dir(tmp_path: Path) -> None:
 @pytest.mark.skipif(shutil.which("blender") is None, reason="blender not on PATH")
 def test_demo_bvh_imports_in_blender(pipe: MoMaskPipeline, tmp_path: Path) -> None:
     """A demo BVH (gen_t2m's default template export) imports in Blender 3.4 exactly as our reader's FK
-    describes it (< 1 mm), and its root follows the generated motion."""
+    describes it (< 1 mm), its root follows the generated motion, bones with one child point exactly where the
+    motion's do, and the children of the pelvis and of spine3 (one rigid group each on the template rig) are
+    within 8 deg mean (12.1 deg before the demo clips got the SMPL hip/shoulder geometry)."""
     from visualization.blender_check import blender_joint_positions
     from visualization.joints2bvh import bvh_to_joints, rig_for, save_bvh
 
@@ -125,3 +210,21 @@ def test_demo_bvh_imports_in_blender(pipe: MoMaskPipeline, tmp_path: Path) -> No
     assert blender.shape == motion.joints.shape
     assert np.abs(blender - ours).max() < 1e-3
     assert np.abs(blender[:, 0] - motion.joints[:, 0]).max() < 1e-3
+    errors = bone_direction_errors(blender, motion.joints, pipe.spec.parents)
+    multi = [1, 2, 3, 12, 13, 14]                          # child joints of the pelvis (0) and spine3 (9)
+    single = [j for j in range(1, 22) if j not in multi]
+    print(f"\nBlender: single-child bones max {errors[:, single].max():.3f} deg, pelvis/spine3 children mean "
+          f"{errors[:, multi].mean():.2f} deg")
+    assert errors[:, single].max() < 0.5
+    assert errors[:, multi].mean() <= 8.0
+
+
+def bone_direction_errors(a: np.ndarray, b: np.ndarray, parents: tuple[int, ...]) -> np.ndarray:
+    """Angle (deg) between the bone parent -> j of two poses (T, J, 3): (T, J) with column 0 = 0 (no bone)."""
+    par = np.maximum(np.asarray(parents), 0)
+
+    def unit(x: np.ndarray) -> np.ndarray:
+        v = x - x[:, par]
+        return v / np.maximum(np.linalg.norm(v, axis=-1, keepdims=True), 1e-12)
+
+    return np.rad2deg(np.arccos(np.clip((unit(a) * unit(b)).sum(-1), -1.0, 1.0))) * (np.arange(a.shape[1]) > 0)

@@ -174,8 +174,8 @@ def test_deepmimic_fk_is_rigid_and_resampled(motions_dir: Path) -> None:
 
     clip = load_clip(motions_dir / "humanoid3d_walk.txt")
     assert clip.rotations.shape == (39, 13, 4) and clip.is_loop
-    joints = convert_clip(motions_dir / "humanoid3d_walk.txt", cycles=2)
-    assert joints.shape == (int(np.floor(2 * clip.duration * 20 + 1e-6)) + 1, 22, 3)
+    joints, cycle = convert_clip(motions_dir / "humanoid3d_walk.txt", mode="loop", frames=60)
+    assert joints.shape == (60, 22, 3) and cycle == round(clip.duration * 20)
     bones = np.linalg.norm(joints[:, 1:] - joints[:, list(SPEC.parents[1:])], axis=-1)
     # 1-DoF knees/elbows and rigid extra joints: bone lengths constant up to slerp/interpolation error
     assert np.abs(bones - bones[0]).max() < 1e-4
@@ -187,12 +187,26 @@ def test_deepmimic_fk_is_rigid_and_resampled(motions_dir: Path) -> None:
 def test_deepmimic_axes_left_is_plus_x_when_facing_plus_z(motions_dir: Path) -> None:
     from prepare.deepmimic import convert_clip
 
-    joints = convert_clip(motions_dir / "walker/turn_left0.txt")
+    joints, _ = convert_clip(motions_dir / "walker/turn_left0.txt", frames=25)
     # DeepMimic characters face +x; after conversion they face +z with their left hip at +x
     across = joints[0, 1] - joints[0, 2]
     assert across[0] > 0.1 and abs(across[2]) < 0.05
     assert joints[-1, 0, 2] - joints[0, 0, 2] > 0.5          # walked towards +z
     assert joints[-1, 0, 0] - joints[0, 0, 0] > 0.2          # and drifted to its left (+x) while turning left
+
+
+def test_deepmimic_repeat_has_no_jump_and_smpl_geometry(motions_dir: Path) -> None:
+    """A repeated non-cyclic action (kick) joins its repetitions without a jump, and the pelvis/spine3 groups
+    have the template's shape exactly (what a template-rig BVH needs)."""
+    from prepare.body_geometry import multi_child_direction_error
+    from prepare.deepmimic import convert_clip
+
+    joints, unit = convert_clip(motions_dir / "humanoid3d_kick.txt", mode="repeat", hold_start=0.6, hold_end=0.6)
+    assert joints.shape == (197, 22, 3) and unit == 55
+    steps = np.linalg.norm(np.diff(joints, axis=0), axis=-1).max(axis=1)
+    seams = [k * unit - 1 for k in (1, 2, 3)]
+    assert steps[seams].max() < 0.2 * steps.max()
+    assert multi_child_direction_error(joints).max() < 0.01
 
 
 def test_build_dataset_reads_bvh(tmp_path: Path) -> None:

@@ -354,7 +354,7 @@ def build_app(pipe: MoMaskPipeline | Mapping[str, MoMaskPipeline] | DemoService,
                     with gr.Row():
                         frames = gr.Number(120, label=f"length (frames, {first.fps:g} per second)", precision=0,
                                            minimum=first.unit_length, maximum=first.max_motion_length, elem_id="frames")
-                        estimate = gr.Checkbox(False, label="estimate length", elem_id="estimate")
+                        estimate = gr.Checkbox(True, label="estimate length", elem_id="estimate")
                         seed = gr.Number(10107, label="seed", precision=0, minimum=0, maximum=MAX_SEED)
                         cleanup = gr.Checkbox(True, label="clean up (feet, jitter)", elem_id="cleanup")
                     control = gr.File(label="optional control: keyframes .json, targets .npy (NaN = free), or a motion "
