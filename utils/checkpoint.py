@@ -186,17 +186,25 @@ def build_checked(factory: Callable[[], nn.Module], state_dict: Any, source: str
     The module is first built on the ``meta`` device: settings (``model_args`` / opt.txt) its constructor refuses,
     or whose tensor shapes differ from the checkpoint's, raise :class:`CheckpointError` without allocating."""
     state_dict = check_state_dict(state_dict, source)
-    try:
-        with torch.device("meta"):
-            skeleton = factory()
-    except (CheckpointError, FileNotFoundError):
-        raise
-    except Exception as exc:  # a constructor refusing its arguments raises TypeError, ValueError, RuntimeError, ...
-        first = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else ""
-        raise CheckpointError(f"{source}: its settings (model_args / opt.txt) do not describe a model: "
-                              f"{exc.__class__.__name__}: {first}") from None
+
+    def build(meta: bool) -> nn.Module:
+        try:
+            if not meta:
+                return factory()
+            with torch.device("meta"):
+                return factory()
+        except (CheckpointError, FileNotFoundError):
+            raise
+        except Exception as exc:  # a constructor refusing its arguments raises TypeError, ValueError, RuntimeError
+            if meta and "meta" in str(exc):   # a constructor that reads tensor values cannot run on meta: build it
+                return build(False)
+            first = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else ""
+            raise CheckpointError(f"{source}: its settings (model_args / opt.txt) do not describe a model: "
+                                  f"{exc.__class__.__name__}: {first}") from None
+
+    skeleton = build(True)
     _check_fit(skeleton, state_dict, allowed_missing_prefixes, source)
-    module = factory()
+    module = skeleton if next(skeleton.parameters(), torch.empty(0)).device.type != "meta" else build(False)
     load_state_dict_strict(module, state_dict, allowed_missing_prefixes, source)
     return module
 
