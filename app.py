@@ -4,6 +4,7 @@
     python app.py --name t2m_nlayer8_nhead6_ld384_ff1024_cdp0.1_rvq6ns \
         --res_name tres_nlayer8_ld384_ff1024_rvq6ns_cdp0.2_sw   # downloaded checkpoints (+ the demo model if present)
 """
+
 from __future__ import annotations
 
 import argparse
@@ -29,10 +30,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", default="", help="masked-transformer run folder; empty = only the embedded demo model")
     p.add_argument("--res_name", default="", help="residual-transformer run folder paired with --name")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | mps")
-    p.add_argument("--workdir", default=str(Path(tempfile.gettempdir()) / "momask-webapp"),
-                   help="where each request's files are written (one folder per request)")
-    p.add_argument("--max_age_minutes", type=float, default=MAX_AGE_S / 60,
-                   help="request folders older than this are deleted")
+    p.add_argument(
+        "--workdir",
+        default=str(Path(tempfile.gettempdir()) / "momask-webapp"),
+        help="where each request's files are written (one folder per request)",
+    )
+    p.add_argument(
+        "--max_age_minutes", type=float, default=MAX_AGE_S / 60, help="request folders older than this are deleted"
+    )
     return p
 
 
@@ -43,15 +48,20 @@ def main(argv: list[str] | None = None) -> None:
         raise ValueError(f"--port {args.port}: use 1..65535")
     if args.max_age_minutes <= 0:
         raise ValueError(f"--max_age_minutes {args.max_age_minutes}: must be positive")
-    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")   # no calls home from a local demo
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no calls home from a local demo
     try:
         import_gradio()
     except ImportError as exc:
         raise SystemExit(f"error: {exc}") from None
     if args.host not in ("127.0.0.1", "localhost", "::1"):
         logger.warning("listening on %s: anyone who can reach this address can use the demo", args.host)
-    pipelines = load_pipelines(checkpoints_dir=args.checkpoints_dir, dataset_name=args.dataset_name, name=args.name,
-                               res_name=args.res_name, device=resolve_device(args.device))
+    pipelines = load_pipelines(
+        checkpoints_dir=args.checkpoints_dir,
+        dataset_name=args.dataset_name,
+        name=args.name,
+        res_name=args.res_name,
+        device=resolve_device(args.device),
+    )
     service = DemoService(pipelines, args.workdir, max_age_s=args.max_age_minutes * 60)
     app = build_app(service, service.workdir)
     launch(app, host=args.host, port=args.port, workdir=service.workdir)

@@ -1,8 +1,9 @@
 """Temporal inpainting: regenerate time spans of a motion from a caption; every other frame stays the source's.
 
-    python edit_t2m.py --source_motion walk.npy --text "a person jumps" --mask_edit_section 1s,3s
-    python edit_t2m.py --source_motion clip.bvh --text "a person sits down" -msec 4s,      # suffix
+python edit_t2m.py --source_motion walk.npy --text "a person jumps" --mask_edit_section 1s,3s
+python edit_t2m.py --source_motion clip.bvh --text "a person sits down" -msec 4s,      # suffix
 """
+
 from __future__ import annotations
 
 import logging
@@ -34,20 +35,31 @@ def main(argv: list[str] | None = None) -> None:
     features = read_motion(opt.source_motion, opt.spec).as_features()
     total, limit = features.shape[0], opt.spec.max_motion_length
     if total > limit:
-        raise ValueError(f"--source_motion {opt.source_motion}: {total} frames, editing takes at most {limit} "
-                         f"({limit / opt.spec.fps:.1f} s): save a window of at most {limit} frames around the span (a "
-                         "features .npy) and edit that")
+        raise ValueError(
+            f"--source_motion {opt.source_motion}: {total} frames, editing takes at most {limit} "
+            f"({limit / opt.spec.fps:.1f} s): save a window of at most {limit} frames around the span (a "
+            "features .npy) and edit that"
+        )
     spans = parse_edit_frames(opt.mask_edit_section, total, opt.spec.fps)
     control = None
-    if opt.control:   # targets in the edited motion's frames, inside the spans
-        control = Control(read_control(opt.control, opt.spec, total_frames=total, joints=opt.control_joints,
-                                       frames=opt.control_frames, at=opt.control_at).check(opt.spec, total))
+    if opt.control:  # targets in the edited motion's frames, inside the spans
+        control = Control(
+            read_control(
+                opt.control,
+                opt.spec,
+                total_frames=total,
+                joints=opt.control_joints,
+                frames=opt.control_frames,
+                at=opt.control_at,
+            ).check(opt.spec, total)
+        )
     device = resolve_device(opt.device)
     seed_everything(opt.seed)
     pipe = load_pipeline(opt, device)
     sampling = Sampling.from_options(opt)
-    writer = MotionWriter(Path(opt.out_dir) / opt.ext, pipe.spec, opt.output_kinds, bvh_offsets=opt.bvh_offsets,
-                          cleanup=opt.cleanup)
+    writer = MotionWriter(
+        Path(opt.out_dir) / opt.ext, pipe.spec, opt.output_kinds, bvh_offsets=opt.bvh_offsets, cleanup=opt.cleanup
+    )
     logger.info("regenerating from %r; %d source frames", caption, total)
     for r in range(opt.repeat_times):
         motion = pipe.edit(features, caption, spans, seed=opt.seed + r, sampling=sampling, control=control)

@@ -1,10 +1,11 @@
-"""Benchmark RVQ-VAE reconstruction with the T2M evaluator (+ MPJPE), spec §5.4 (eval_t2m_vq protocol).
+"""Benchmark RVQ-VAE reconstruction with the T2M evaluator (+ MPJPE), docs/evaluation.md#protocols (eval_t2m_vq protocol).
 
 Every file in ``checkpoints/<ds>/<name>/model`` whose name contains ``--which_epoch`` is evaluated: the
 ground-truth clip is reconstructed deterministically (eval mode) and compared with the evaluator; MPJPE is on
 joints recovered from the features (logged as "MAE" like the reference). Results: ``<eval_dir>/<ext>.log``
 (default ``<name>/eval``; ``./eval_logs/<ds>/<name>`` for a read-only run folder).
 """
+
 from __future__ import annotations
 
 import logging
@@ -48,9 +49,17 @@ def main(argv: list[str] | None = None) -> dict[str, Metrics]:
     for file in files:
         vq = load_rvqvae(opt.save_root, device=device, which=file).eval()
         generate = reconstruction_generator(lambda x: vq.reconstruct(x).recon, evaluator, mean, std)
-        metrics = evaluate_t2m(loader, generate, evaluator, repeats=opt.repeat_times, mm_batches=0,
-                               rng=np.random.default_rng(opt.seed), diversity_times=opt.diversity_times or None,
-                               joints_fn=lambda raw: recover_from_ric(raw, joints_num), physical=opt.spec)
+        metrics = evaluate_t2m(
+            loader,
+            generate,
+            evaluator,
+            repeats=opt.repeat_times,
+            mm_batches=0,
+            rng=np.random.default_rng(opt.seed),
+            diversity_times=opt.diversity_times or None,
+            joints_fn=lambda raw: recover_from_ric(raw, joints_num),
+            physical=opt.spec,
+        )
         log.add(file, metrics)
     logger.info("\n%s", format_table({f"{opt.name} {f.removesuffix('.tar')}": m for f, m in log.results.items()}))
     return log.results

@@ -4,6 +4,7 @@
     python gen_t2m.py --name t2m_nlayer8_nhead6_ld384_ff1024_cdp0.1_rvq6ns \
         --res_name tres_nlayer8_ld384_ff1024_rvq6ns_cdp0.2_sw --text_path prompts.txt --outputs npy,bvh,mp4
 """
+
 from __future__ import annotations
 
 import logging
@@ -47,8 +48,14 @@ def load_control(opt: GenerateOptions) -> Control | None:
         if opt.control_joints or opt.control_frames or opt.control_at:
             raise ValueError("--control_joints/--control_frames/--control_at need a --control file")
         return None
-    targets = read_control(opt.control, opt.spec, total_frames=opt.motion_length or None, joints=opt.control_joints,
-                           frames=opt.control_frames, at=opt.control_at)
+    targets = read_control(
+        opt.control,
+        opt.spec,
+        total_frames=opt.motion_length or None,
+        joints=opt.control_joints,
+        frames=opt.control_frames,
+        at=opt.control_at,
+    )
     logger.info("control: %s from %s", targets.describe(opt.spec), opt.control)
     return Control(targets)
 
@@ -65,39 +72,67 @@ def main(argv: list[str] | None = None) -> None:
     seed_everything(opt.seed)
     pipe = load_pipeline(opt, device)
     pipe.warn_if_unfamiliar([p.text for p in prompts])
-    writer = MotionWriter(Path(opt.out_dir) / opt.ext, pipe.spec, opt.output_kinds, bvh_offsets=opt.bvh_offsets,
-                          cleanup=opt.cleanup, rig=rig)
+    writer = MotionWriter(
+        Path(opt.out_dir) / opt.ext,
+        pipe.spec,
+        opt.output_kinds,
+        bvh_offsets=opt.bvh_offsets,
+        cleanup=opt.cleanup,
+        rig=rig,
+    )
     sampling = Sampling.from_options(opt)
     report: list[dict[str, object]] = []
 
     def write(motion, sample: int, repeat: int) -> None:
         joints = writer.joints(motion)
         writer.write(motion, sample=sample, repeat=repeat, joints=joints)
-        record = motion_report(joints, pipe.spec, motion.joints if opt.cleanup else None, caption=motion.caption,
-                               sample=sample, repeat=repeat, cleaned=opt.cleanup)
+        record = motion_report(
+            joints,
+            pipe.spec,
+            motion.joints if opt.cleanup else None,
+            caption=motion.caption,
+            sample=sample,
+            repeat=repeat,
+            cleaned=opt.cleanup,
+        )
         report.append(record)
-        logger.log(logging.INFO if opt.verbose else logging.DEBUG, "sample%d_repeat%d: %s", sample, repeat,
-                   PhysicalMetrics(**record["metrics"]).summary())
+        logger.log(
+            logging.INFO if opt.verbose else logging.DEBUG,
+            "sample%d_repeat%d: %s",
+            sample,
+            repeat,
+            PhysicalMetrics(**record["metrics"]).summary(),
+        )
 
     if opt.chain:
         for r in range(opt.repeat_times):
-            motion = pipe.generate_long([p.text for p in prompts], [p.frames for p in prompts],
-                                        seed=opt.seed + r, sampling=sampling)
+            motion = pipe.generate_long(
+                [p.text for p in prompts], [p.frames for p in prompts], seed=opt.seed + r, sampling=sampling
+            )
             write(motion, sample=0, repeat=r)
         write_report(writer.root / "physical.json", report, pipe.spec)
         logger.info("wrote %d chained motion(s) to %s", opt.repeat_times, writer.root)
         return
-    batches = [prompts[i:i + opt.batch_size] for i in range(0, len(prompts), opt.batch_size)]
+    batches = [prompts[i : i + opt.batch_size] for i in range(0, len(prompts), opt.batch_size)]
     jobs = [(r, b) for r in range(opt.repeat_times) for b in range(len(batches))]
     for r, b in tqdm(jobs, desc="generating", disable=len(jobs) == 1):
         batch = batches[b]
-        motions = pipe.generate([p.text for p in batch], [p.frames for p in batch],
-                                seed=opt.seed + 1000 * r + b, sampling=sampling, control=control)
+        motions = pipe.generate(
+            [p.text for p in batch],
+            [p.frames for p in batch],
+            seed=opt.seed + 1000 * r + b,
+            sampling=sampling,
+            control=control,
+        )
         for k, motion in enumerate(motions):
             write(motion, sample=b * opt.batch_size + k, repeat=r)
             if motion.control_error is not None:
-                logger.info("sample %d repeat %d: controlled joints %.2f cm from their targets on average",
-                            b * opt.batch_size + k, r, 100 * motion.control_error)
+                logger.info(
+                    "sample %d repeat %d: controlled joints %.2f cm from their targets on average",
+                    b * opt.batch_size + k,
+                    r,
+                    100 * motion.control_error,
+                )
     write_report(writer.root / "physical.json", report, pipe.spec)
     logger.info("wrote %d motion(s) to %s", len(prompts) * opt.repeat_times, writer.root)
 

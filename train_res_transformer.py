@@ -1,4 +1,5 @@
 """Train the residual transformer (MoMask stage 3) on RVQ layers 1..Q-1 of a trained RVQ-VAE."""
+
 from __future__ import annotations
 
 import functools

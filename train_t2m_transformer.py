@@ -1,4 +1,5 @@
 """Train the masked transformer (MoMask stage 2) on layer-0 tokens of a trained RVQ-VAE."""
+
 from __future__ import annotations
 
 import functools

@@ -4,6 +4,7 @@ Example: python train_vq.py --name rvq_nq6_dc512_nc512_noshare_qdp0.2 --dataset_
     --num_quantizers 6 --max_epoch 50 --quantize_dropout_prob 0.2 --gamma 0.05
 Data-parallel: torchrun --nproc_per_node 4 train_vq.py <same flags>  (--batch_size stays the global batch)
 """
+
 from __future__ import annotations
 
 import logging
@@ -31,29 +32,68 @@ def _train(run: Run) -> TrainState:
     opt, device = run.opt, run.device
     if opt.deterministic:
         torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
-    ensure_dataset_ok(DatasetPaths.for_dataset(opt.data_root, opt.spec).root, opt.spec,
-                      splits=(opt.train_split, opt.val_split), need_texts=False)
-    train_set, val_set, mean, std = load_vq_datasets(opt.data_root, opt.spec, window_size=opt.window_size,
-                                                     feat_bias=opt.feat_bias, splits=(opt.train_split, opt.val_split))
+    ensure_dataset_ok(
+        DatasetPaths.for_dataset(opt.data_root, opt.spec).root,
+        opt.spec,
+        splits=(opt.train_split, opt.val_split),
+        need_texts=False,
+    )
+    train_set, val_set, mean, std = load_vq_datasets(
+        opt.data_root,
+        opt.spec,
+        window_size=opt.window_size,
+        feat_bias=opt.feat_bias,
+        splits=(opt.train_split, opt.val_split),
+    )
     pin = device.type == "cuda"
-    train_loader = make_train_loader(train_set, batch_size=opt.batch_size, seed=opt.seed,
-                                     num_workers=opt.num_workers, pin_memory=pin, accum_steps=opt.accum_steps)
+    train_loader = make_train_loader(
+        train_set,
+        batch_size=opt.batch_size,
+        seed=opt.seed,
+        num_workers=opt.num_workers,
+        pin_memory=pin,
+        accum_steps=opt.accum_steps,
+    )
     val_loader = make_val_loader(val_set, batch_size=opt.batch_size, num_workers=opt.num_workers, pin_memory=pin)
     evaluate = None
-    if opt.eval_fid and run.env.is_main:     # rank 0 alone evaluates FID (and saves the best checkpoints)
-        evaluate = make_fid_evaluate(opt.data_root, opt.spec, mean, std, evaluator_dir=opt.evaluator_root,
-                                     glove_dir=opt.glove_dir, device=device, batch_size=opt.eval_batch_size,
-                                     seed=opt.seed)
+    if opt.eval_fid and run.env.is_main:  # rank 0 alone evaluates FID (and saves the best checkpoints)
+        evaluate = make_fid_evaluate(
+            opt.data_root,
+            opt.spec,
+            mean,
+            std,
+            evaluator_dir=opt.evaluator_root,
+            glove_dir=opt.glove_dir,
+            device=device,
+            batch_size=opt.eval_batch_size,
+            seed=opt.seed,
+        )
     model = build_rvqvae(opt)
     run.start()
     if run.env.is_main:
         write_meta(opt.meta_dir, mean, std)
-    logger.info("%d training windows (%d iterations/epoch of %d = %d processes x %d accumulation x %d), "
-                "%d validation windows", len(train_set), len(train_set) // opt.batch_size, opt.batch_size,
-                run.env.world_size, opt.accum_steps, train_loader.batch_sampler.plan.micro_batch, len(val_set))
+    logger.info(
+        "%d training windows (%d iterations/epoch of %d = %d processes x %d accumulation x %d), %d validation windows",
+        len(train_set),
+        len(train_set) // opt.batch_size,
+        opt.batch_size,
+        run.env.world_size,
+        opt.accum_steps,
+        train_loader.batch_sampler.plan.micro_batch,
+        len(val_set),
+    )
     logger.info("RVQ-VAE: %.2fM parameters", sum(p.numel() for p in model.parameters()) / 1e6)
-    return train_vq(model, train_loader, val_loader, opt, run.model_dir, device, resume=run.resume,
-                    writer=run.writer, evaluate=evaluate)
+    return train_vq(
+        model,
+        train_loader,
+        val_loader,
+        opt,
+        run.model_dir,
+        device,
+        resume=run.resume,
+        writer=run.writer,
+        evaluate=evaluate,
+    )
 
 
 if __name__ == "__main__":

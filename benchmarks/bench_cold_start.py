@@ -11,6 +11,7 @@ average is printed beside the figure: on a shared machine it dominates the noise
     python -m benchmarks.bench_cold_start --repeats 7 --threads 1
     python -m benchmarks.bench_cold_start --baseline ../main     # the old code timed in the same loop
 """
+
 from __future__ import annotations
 
 import argparse
@@ -23,8 +24,8 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-BEFORE_S = 11.0          # median wall of the same command before the lean MiniLM (issue 21, this machine kind)
-OFFICIAL_S = 37.6        # official gen_t2m.py, one prompt, process start to exit (official_timings.md)
+BEFORE_S = 11.0  # median wall of the same command before the lean MiniLM (issue 21, this machine kind)
+OFFICIAL_S = 37.6  # official gen_t2m.py, one prompt, process start to exit (official_timings.md)
 HEAVY = ("transformers", "sympy", "torch._dynamo")
 
 
@@ -33,9 +34,11 @@ def one_run(out_dir: Path, threads: int) -> tuple[float, str]:
     env = dict(os.environ)
     if threads:
         env["OMP_NUM_THREADS"] = str(threads)
-    probe = ("import runpy, sys; sys.argv = ['gen_t2m.py', '--text', 'a person walks forward', '--out_dir', "
-             f"{str(out_dir)!r}]\ntry:\n    runpy.run_path('gen_t2m.py', run_name='__main__')\nfinally:\n"
-             f"    print('HEAVY', [m for m in {HEAVY!r} if m in sys.modules], file=sys.stderr)")
+    probe = (
+        "import runpy, sys; sys.argv = ['gen_t2m.py', '--text', 'a person walks forward', '--out_dir', "
+        f"{str(out_dir)!r}]\ntry:\n    runpy.run_path('gen_t2m.py', run_name='__main__')\nfinally:\n"
+        f"    print('HEAVY', [m for m in {HEAVY!r} if m in sys.modules], file=sys.stderr)"
+    )
     t0 = time.perf_counter()
     done = subprocess.run([sys.executable, "-c", probe], cwd=REPO, env=env, capture_output=True, text=True)
     wall = time.perf_counter() - t0
@@ -51,8 +54,13 @@ def plain_run(out_dir: Path, threads: int, repo: Path = REPO) -> float:
     if threads:
         env["OMP_NUM_THREADS"] = str(threads)
     t0 = time.perf_counter()
-    subprocess.run([sys.executable, "gen_t2m.py", "--text", "a person walks forward", "--out_dir", str(out_dir)],
-                   cwd=repo, env=env, check=True, capture_output=True)
+    subprocess.run(
+        [sys.executable, "gen_t2m.py", "--text", "a person walks forward", "--out_dir", str(out_dir)],
+        cwd=repo,
+        env=env,
+        check=True,
+        capture_output=True,
+    )
     return time.perf_counter() - t0
 
 
@@ -60,8 +68,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeats", type=int, default=5, help="timed runs after one warm-up (>= 5)")
     parser.add_argument("--threads", type=int, default=0, help="OMP_NUM_THREADS for the runs (0 = torch default)")
-    parser.add_argument("--baseline", type=Path, default=None,
-                        help="another checkout (e.g. one before the lean MiniLM) timed in the same loop, alternating")
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        default=None,
+        help="another checkout (e.g. one before the lean MiniLM) timed in the same loop, alternating",
+    )
     args = parser.parse_args()
     walls, base = [], []
     with tempfile.TemporaryDirectory() as tmp:
@@ -75,17 +87,24 @@ def main() -> None:
                 base.append(plain_run(Path(tmp), args.threads, args.baseline.resolve()))
         load_after = os.getloadavg()
     med = statistics.median(walls)
-    print(f'python gen_t2m.py --text "a person walks forward"  (demo model, {os.cpu_count()} CPUs, '
-          f"OMP_NUM_THREADS={args.threads or 'default'})")
+    print(
+        f'python gen_t2m.py --text "a person walks forward"  (demo model, {os.cpu_count()} CPUs, '
+        f"OMP_NUM_THREADS={args.threads or 'default'})"
+    )
     print(f"  ours:   min {min(walls):.2f} s, median {med:.2f} s, max {max(walls):.2f} s over {len(walls)} runs")
     print(f"  before: median {BEFORE_S:.1f} s (transformers MiniLM, issue 21)  -> {BEFORE_S / med:.1f}x")
     if base:
-        print(f"  baseline {args.baseline} in the same loop: min {min(base):.2f} s, median "
-              f"{statistics.median(base):.2f} s, max {max(base):.2f} s  -> {statistics.median(base) / med:.1f}x")
+        print(
+            f"  baseline {args.baseline} in the same loop: min {min(base):.2f} s, median "
+            f"{statistics.median(base):.2f} s, max {max(base):.2f} s  -> {statistics.median(base) / med:.1f}x"
+        )
     print(f"  official gen_t2m.py process start to exit: {OFFICIAL_S:.1f} s (196 frames, with videos)")
     print(f"  heavy modules imported: {heavy or 'none'}")
-    print("  load average (1/5/15 min) before: {:.2f} {:.2f} {:.2f}, after: {:.2f} {:.2f} {:.2f}".format(
-        *load_before, *load_after))
+    print(
+        "  load average (1/5/15 min) before: {:.2f} {:.2f} {:.2f}, after: {:.2f} {:.2f} {:.2f}".format(
+            *load_before, *load_after
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@
 Every row is run twice on the same targets: under control and unconstrained ("free"), whose errors give the
 scale. Metrics are mean ± 95 % half-width over ``--repeats`` passes (evaluation/control.py).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -33,15 +34,23 @@ from visualization.joints2bvh import save_bvh
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_ROWS = "pelvis:100%,pelvis:5,all:5,left_wrist:5,left_wrist:100%"
-COLUMNS = (("FID", 1, "FID"), ("TOP3", 1, "R-prec top3"), ("Diversity", 1, "Diversity"), ("Skating", 1, "Skating"),
-           ("Traj_err", 1, "Traj. err"), ("Loc_err", 1, "Loc. err"), ("Avg_err", 100, "Avg. err cm"))
+COLUMNS = (
+    ("FID", 1, "FID"),
+    ("TOP3", 1, "R-prec top3"),
+    ("Diversity", 1, "Diversity"),
+    ("Skating", 1, "Skating"),
+    ("Traj_err", 1, "Traj. err"),
+    ("Loc_err", 1, "Loc. err"),
+    ("Avg_err", 100, "Avg. err cm"),
+)
 
 
 def load(args: argparse.Namespace, device: torch.device) -> MoMaskPipeline:
     if not args.name:
         return MoMaskPipeline.demo(device=device)
-    return MoMaskPipeline.from_checkpoints(args.checkpoints_dir, args.dataset_name, args.name, args.res_name,
-                                           device=device)
+    return MoMaskPipeline.from_checkpoints(
+        args.checkpoints_dir, args.dataset_name, args.name, args.res_name, device=device
+    )
 
 
 def cell(metrics: Metrics, key: str, scale: float) -> str:
@@ -50,24 +59,47 @@ def cell(metrics: Metrics, key: str, scale: float) -> str:
 
 def table(args: argparse.Namespace, pipe: MoMaskPipeline, device: torch.device) -> None:
     evaluator = T2MEvaluator.from_checkpoints(args.evaluator_dir or args.checkpoints_dir, args.dataset_name, device)
-    loader = make_eval_loader(args.data_root, pipe.spec, evaluator, WordVectorizer(args.glove_dir), split=args.split,
-                              batch_size=args.batch_size, seed=args.seed)
+    loader = make_eval_loader(
+        args.data_root,
+        pipe.spec,
+        evaluator,
+        WordVectorizer(args.glove_dir),
+        split=args.split,
+        batch_size=args.batch_size,
+        seed=args.seed,
+    )
     sampling = Sampling(time_steps=args.time_steps, cond_scale=args.cond_scale)
-    rows = ([(j, d) for j in (*CONTROL_JOINTS, "all") for d in DENSITIES] if args.rows == "all"
-            else [tuple(r.split(":")) for r in args.rows.split(",")])
+    rows = (
+        [(j, d) for j in (*CONTROL_JOINTS, "all") for d in DENSITIES]
+        if args.rows == "all"
+        else [tuple(r.split(":")) for r in args.rows.split(",")]
+    )
     print("| control | density | run | " + " | ".join(c[2] for c in COLUMNS) + " | s/pass |")
     print("|---|---|---|" + "---|" * (len(COLUMNS) + 1))
     for joint, density in rows:
         for controlled in (False, True):
             torch.manual_seed(args.seed)
             start = time.perf_counter()
-            m = evaluate_control(loader, pipe, sampling, evaluator, joint=joint, density=density,
-                                 repeats=args.repeats, controlled=controlled, seed=args.seed,
-                                 diversity_times=args.diversity_times or None)
+            m = evaluate_control(
+                loader,
+                pipe,
+                sampling,
+                evaluator,
+                joint=joint,
+                density=density,
+                repeats=args.repeats,
+                controlled=controlled,
+                seed=args.seed,
+                diversity_times=args.diversity_times or None,
+            )
             per_pass = (time.perf_counter() - start) / args.repeats
             run = "controlled" if controlled else "free"
-            print(f"| {joint} | {density} | {run} | " + " | ".join(cell(m, k, s) for k, s, _ in COLUMNS)
-                  + f" | {per_pass:.1f} |", flush=True)
+            print(
+                f"| {joint} | {density} | {run} | "
+                + " | ".join(cell(m, k, s) for k, s, _ in COLUMNS)
+                + f" | {per_pass:.1f} |",
+                flush=True,
+            )
 
 
 def timing(pipe: MoMaskPipeline, repeats: int) -> None:
@@ -78,45 +110,60 @@ def timing(pipe: MoMaskPipeline, repeats: int) -> None:
     targets[:, 0] = path[:, 0]
     keys = np.full_like(path, np.nan)
     keys[np.linspace(0, 195, 5).astype(int), 0] = path[np.linspace(0, 195, 5).astype(int), 0]
-    runs = {"free": None, "pelvis dense": Control(ControlSpec(targets)), "pelvis 5 keyframes": Control(ControlSpec(keys))}
+    runs = {
+        "free": None,
+        "pelvis dense": Control(ControlSpec(targets)),
+        "pelvis 5 keyframes": Control(ControlSpec(keys)),
+    }
     times: dict[str, list[float]] = {k: [] for k in runs}
-    for r in range(repeats + 1):                    # the first round is warm-up
+    for r in range(repeats + 1):  # the first round is warm-up
         for name, control in runs.items():
             start = time.perf_counter()
             pipe.generate([caption], [196], seed=r, control=control)
             if r:
                 times[name].append(time.perf_counter() - start)
     free = float(np.median(times["free"]))
-    print(f"one 196-frame prompt on {pipe.device} ({torch.get_num_threads()} threads), {repeats} runs after warm-up; "
-          "official gen_t2m neural part per prompt: 1.36 s (official_timings.md)")
+    print(
+        f"one 196-frame prompt on {pipe.device} ({torch.get_num_threads()} threads), {repeats} runs after warm-up; "
+        "official gen_t2m neural part per prompt: 1.36 s (official_timings.md)"
+    )
     for name, values in times.items():
         v = np.array(values)
-        print(f"  {name:20s} min {v.min():.2f}  median {np.median(v):.2f}  max {v.max():.2f} s  "
-              f"({np.median(v) / free:.1f}x unconstrained)")
+        print(
+            f"  {name:20s} min {v.min():.2f}  median {np.median(v):.2f}  max {v.max():.2f} s  "
+            f"({np.median(v) / free:.1f}x unconstrained)"
+        )
 
 
 def examples(pipe: MoMaskPipeline, out: Path) -> None:
     """Pose of frame k of a BVH hit at 2 s, and a floor objective; npy + BVH of each written under ``out``."""
     spec = pipe.spec
     writer = MotionWriter(out, spec, ["npy", "bvh"])
-    clip = "000015"   # a high kick
+    clip = "000015"  # a high kick
     caption = (pipe.DEMO_DATASET / "texts" / f"{clip}.txt").read_text().split("#")[0]
     bvh = save_bvh(np.load(pipe.DEMO_DATASET / "new_joints" / f"{clip}.npy"), out / f"{clip}.bvh", spec)
     pose = read_control(bvh, spec, total_frames=120, joints="all", frames="30", at="2s")
     for k, control in enumerate((None, Control(pose))):
         m = pipe.generate([caption], [120], seed=0, control=control)[0]
         err = np.linalg.norm(m.joints[40] - pose.targets[40], axis=-1).mean()
-        print(f"pose of frame 30 of {bvh.name} at 2 s ({caption!r}): {'controlled' if k else 'free'} mean joint "
-              f"error {100 * err:.2f} cm")
+        print(
+            f"pose of frame 30 of {bvh.name} at 2 s ({caption!r}): {'controlled' if k else 'free'} mean joint "
+            f"error {100 * err:.2f} cm"
+        )
         writer.write(m, sample=0, repeat=k)
-    for caption in ("a person crawls forward on hands and knees", "a person does a forward roll twice",
-                    "a person lying face down gets up"):
+    for caption in (
+        "a person crawls forward on hands and knees",
+        "a person does a forward roll twice",
+        "a person lying face down gets up",
+    ):
         free = pipe.generate([caption], [120], seed=0)[0]
         if free.joints[..., 1].min() < -0.01:
             break
     floor = pipe.generate([caption], [120], seed=0, control=Control(objectives=[FloorObjective(0.0)]))[0]
-    print(f"floor y = 0 ({caption!r}): min joint height free {100 * free.joints[..., 1].min():.2f} cm, "
-          f"with FloorObjective {100 * floor.joints[..., 1].min():.2f} cm")
+    print(
+        f"floor y = 0 ({caption!r}): min joint height free {100 * free.joints[..., 1].min():.2f} cm, "
+        f"with FloorObjective {100 * floor.joints[..., 1].min():.2f} cm"
+    )
     writer.write(free, sample=1, repeat=0)
     writer.write(floor, sample=1, repeat=1)
     print(f"wrote {writer.root}")

@@ -7,6 +7,7 @@ weights) is timed separately. Defaults are gen_t2m's: 18 steps, cond scales 4 (m
     python -m benchmarks.bench_generate                   # 1 prompt and a batch of 32, 196 frames, CPU
     python -m benchmarks.bench_generate --batches 1 --repeats 5 --device cuda
 """
+
 from __future__ import annotations
 
 import argparse
@@ -60,10 +61,17 @@ def released_pipeline(device: torch.device) -> MoMaskPipeline:
     for layer in vq.quantizer.layers:
         layer.codebook.copy_(torch.randn_like(layer.codebook) * 0.1)
     spec = get_dataset_spec("t2m")
-    return MoMaskPipeline(vq=vq, mask=MaskTransformer(MaskTransformerConfig()),
-                          res=ResidualTransformer(ResidualTransformerConfig()), text_encoder=FixedVectors(),
-                          mean=np.zeros(spec.dim_pose, np.float32), std=np.ones(spec.dim_pose, np.float32),
-                          spec=spec, length_estimator=LengthEstimator(), device=device)
+    return MoMaskPipeline(
+        vq=vq,
+        mask=MaskTransformer(MaskTransformerConfig()),
+        res=ResidualTransformer(ResidualTransformerConfig()),
+        text_encoder=FixedVectors(),
+        mean=np.zeros(spec.dim_pose, np.float32),
+        std=np.ones(spec.dim_pose, np.float32),
+        spec=spec,
+        length_estimator=LengthEstimator(),
+        device=device,
+    )
 
 
 def clip_text_seconds(device: torch.device, repeats: int) -> float | None:
@@ -72,8 +80,15 @@ def clip_text_seconds(device: torch.device, repeats: int) -> float | None:
         from transformers import CLIPTextConfig, CLIPTextModelWithProjection
     except ImportError:
         return None
-    model = CLIPTextModelWithProjection(CLIPTextConfig(hidden_size=512, intermediate_size=2048, num_hidden_layers=12,
-                                                       num_attention_heads=8, projection_dim=512)).to(device).eval()
+    model = (
+        CLIPTextModelWithProjection(
+            CLIPTextConfig(
+                hidden_size=512, intermediate_size=2048, num_hidden_layers=12, num_attention_heads=8, projection_dim=512
+            )
+        )
+        .to(device)
+        .eval()
+    )
     ids = torch.randint(0, 49407, (1, 77), device=device)
     with torch.no_grad():
         return timed(lambda: model(input_ids=ids), repeats, device)
@@ -85,9 +100,14 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--batches", type=int, nargs="+", default=[1, 32])
     p.add_argument("--repeats", type=int, default=5, help="timed runs per case, after one warm-up run")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch default)")
-    p.add_argument("--precisions", nargs="+", default=list(PRECISIONS), choices=PRECISIONS,
-                   help="transformer arithmetic (gen_t2m --precision); modes the device does not offer are "
-                        "skipped with the reason; every row compares with the fp32 official figure")
+    p.add_argument(
+        "--precisions",
+        nargs="+",
+        default=list(PRECISIONS),
+        choices=PRECISIONS,
+        help="transformer arithmetic (gen_t2m --precision); modes the device does not offer are "
+        "skipped with the reason; every row compares with the fp32 official figure",
+    )
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -104,7 +124,7 @@ def main(argv: list[str] | None = None) -> None:
             except ValueError as err:
                 skipped.append(str(err))
                 continue
-            sampling = Sampling(precision=precision)      # gen_t2m defaults: 18 steps, cond scales 4 and 5
+            sampling = Sampling(precision=precision)  # gen_t2m defaults: 18 steps, cond scales 4 and 5
             tag = "" if precision == "fp32" else f" {precision}"
             for b in args.batches:
                 texts = [f"a person walks forward {i}" for i in range(b)]
@@ -121,12 +141,16 @@ def main(argv: list[str] | None = None) -> None:
                 out[f"text -> BVH b{b}{tag}"] = timed_stats(text_to_bvh, reps, device)
     clip_s = clip_text_seconds(device, args.repeats)
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"device {device}: {describe_device(device)}; torch {torch.__version__}; load average "
-          f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}; build {build_s:.2f} s (official build + load 0.75 s)")
+    print(
+        f"device {device}: {describe_device(device)}; torch {torch.__version__}; load average "
+        f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}; build {build_s:.2f} s (official build + load 0.75 s)"
+    )
     for note in skipped:
         print(f"skipped: {note}")
-    print(f"{'stage (196 frames, 18 steps, cfg 4/5)':32s} {'min':>7s} {'median':>7s} {'max':>7s} {'official':>9s} "
-          f"{'speed-up':>9s}")
+    print(
+        f"{'stage (196 frames, 18 steps, cfg 4/5)':32s} {'min':>7s} {'median':>7s} {'max':>7s} {'official':>9s} "
+        f"{'speed-up':>9s}"
+    )
     for key, (lo, med, hi) in out.items():
         official = OFFICIAL.get(key.removesuffix(" bf16").removesuffix(" int8"))
         ratio = f"{official / med:8.2f}x" if official else ""

@@ -13,6 +13,7 @@ Prints, with 95 % half-widths (``1.96·std/√n``; over the 5 seeds for the mode
 4. the clean-up's cost per 196-frame motion, min-median-max over ``--repeats`` runs after a warm-up, beside
    the official foot clean-up's extra cost (official_timings.md: 5.22 s foot IK − 5.05 s plain BVH).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -39,10 +40,17 @@ from utils.skeleton import get_dataset_spec
 logger = logging.getLogger("bench_physical")
 REPO = Path(__file__).resolve().parents[1]
 SPEC = get_dataset_spec("t2m")
-OFFICIAL_FOOT_CLEANUP_S = 5.22 - 5.05      # official_timings.md: BVH with foot IK minus plain BVH, 196 frames
-SHOWN = [("penetration_mean", "Penetrate cm", 100), ("penetration_max", "Pen. max cm", 100),
-         ("floating", "Float cm", 100), ("skate_ratio", "Skate %", 100), ("skate_distance", "Skate cm/s", 100),
-         ("jerk", "Jerk m/s³", 1), ("acceleration", "Accel m/s²", 1), ("phys_err", "Phys-Err cm", 100)]
+OFFICIAL_FOOT_CLEANUP_S = 5.22 - 5.05  # official_timings.md: BVH with foot IK minus plain BVH, 196 frames
+SHOWN = [
+    ("penetration_mean", "Penetrate cm", 100),
+    ("penetration_max", "Pen. max cm", 100),
+    ("floating", "Float cm", 100),
+    ("skate_ratio", "Skate %", 100),
+    ("skate_distance", "Skate cm/s", 100),
+    ("jerk", "Jerk m/s³", 1),
+    ("acceleration", "Accel m/s²", 1),
+    ("phys_err", "Phys-Err cm", 100),
+]
 
 
 def _bones() -> tuple[list[int], list[int]]:
@@ -67,7 +75,7 @@ def generate_all(pipe: MoMaskPipeline, seeds: list[int]) -> list[list[np.ndarray
     for seed in seeds:
         motions = []
         for i in range(0, len(captions), 32):
-            motions += pipe.generate(captions[i:i + 32], seed=seed * 1000 + i)
+            motions += pipe.generate(captions[i : i + 32], seed=seed * 1000 + i)
         out.append([m.joints.astype(np.float64) for m in motions])
     return out
 
@@ -87,19 +95,26 @@ def change_report(raw: list[np.ndarray], cleaned: list[np.ndarray]) -> list[str]
         cos = (va * vb).sum(-1) / (la * lb)
         angles.append(np.degrees(np.arccos(np.clip(cos, -1, 1))).ravel())
     angles = np.concatenate(angles)
-    return [f"mean joint displacement vs raw on non-contact frames: {100 * np.mean(disp):.2f} cm "
-            f"(median over motions {100 * np.median(disp):.2f} cm)",
-            f"bone-length spread over time (std per bone, mean): raw {100 * np.mean(spread_raw):.2f} cm -> "
-            f"cleaned {100 * np.mean(spread_clean):.2f} cm",
-            f"bone direction change vs raw: mean {angles.mean():.1f} deg, p99 {np.percentile(angles, 99):.1f}, "
-            f"max {angles.max():.1f}"]
+    return [
+        f"mean joint displacement vs raw on non-contact frames: {100 * np.mean(disp):.2f} cm "
+        f"(median over motions {100 * np.median(disp):.2f} cm)",
+        f"bone-length spread over time (std per bone, mean): raw {100 * np.mean(spread_raw):.2f} cm -> "
+        f"cleaned {100 * np.mean(spread_clean):.2f} cm",
+        f"bone direction change vs raw: mean {angles.mean():.1f} deg, p99 {np.percentile(angles, 99):.1f}, "
+        f"max {angles.max():.1f}",
+    ]
 
 
 def rigid_check(gt: list[np.ndarray]) -> str:
     parents, children = _bones()
-    err = max(np.abs(np.linalg.norm(c[:, children] - c[:, parents], axis=-1)
-                     - np.linalg.norm(g[:, children] - g[:, parents], axis=-1)).max()
-              for g in gt for c in [cleanup_motion(g, SPEC)])
+    err = max(
+        np.abs(
+            np.linalg.norm(c[:, children] - c[:, parents], axis=-1)
+            - np.linalg.norm(g[:, children] - g[:, parents], axis=-1)
+        ).max()
+        for g in gt
+        for c in [cleanup_motion(g, SPEC)]
+    )
     return f"GT (rigid skeleton) bone lengths after the clean-up: max change {err:.1e} m"
 
 
@@ -112,6 +127,7 @@ def reextracting(generate, mode: str):
     """A GenerateFn: raw features -> joints -> features again (lengths unchanged). ``mode``: ``raw`` (the raw
     joints re-extracted), ``cleaned`` (the cleaned joints re-extracted) or ``delta`` (the model's features plus
     the change the clean-up makes to the re-extracted features: the clean-up's effect without the re-extraction's)."""
+
     def wrapped(batch, is_mm):
         raw, lens = generate(batch, is_mm)
         out = raw.clone() if mode == "delta" else torch.zeros_like(raw)
@@ -125,6 +141,7 @@ def reextracting(generate, mode: str):
                 feats = features_of(cleanup_motion(joints, SPEC)) - features_of(joints)
             out[i, :n] += torch.from_numpy(feats).to(raw)
         return out, lens
+
     return wrapped
 
 
@@ -133,19 +150,33 @@ def evaluator_rows(pipe: MoMaskPipeline, repeats: int) -> list[str]:
     vectorizer = WordVectorizer(REPO / "dataset_demo" / "glove")
     generate = pipeline_generator(pipe, Sampling(), use_estimated_length=True)
     rows = ["| generated | Top-1 ↑ | Top-3 ↑ | FID ↓ | MM-Dist ↓ |", "|---|---|---|---|---|"]
-    variants = [("raw (model features)", generate),
-                ("cleaned (model features + the clean-up's feature change)", reextracting(generate, "delta")),
-                ("raw, re-extracted from its joints", reextracting(generate, "raw")),
-                ("cleaned, re-extracted from its joints", reextracting(generate, "cleaned"))]
+    variants = [
+        ("raw (model features)", generate),
+        ("cleaned (model features + the clean-up's feature change)", reextracting(generate, "delta")),
+        ("raw, re-extracted from its joints", reextracting(generate, "raw")),
+        ("cleaned, re-extracted from its joints", reextracting(generate, "cleaned")),
+    ]
     for name, fn in variants:
-        torch.manual_seed(0)                      # same generations for every variant: paired comparison
-        loader = make_eval_loader(REPO / "dataset_demo" / "HumanML3D", SPEC, evaluator, vectorizer, split="all",
-                                  batch_size=32, seed=0)
-        m = evaluate_t2m(loader, fn, evaluator, repeats=repeats, mm_batches=0, diversity_times=30,
-                         rng=np.random.default_rng(0), progress=False)
+        torch.manual_seed(0)  # same generations for every variant: paired comparison
+        loader = make_eval_loader(
+            REPO / "dataset_demo" / "HumanML3D", SPEC, evaluator, vectorizer, split="all", batch_size=32, seed=0
+        )
+        m = evaluate_t2m(
+            loader,
+            fn,
+            evaluator,
+            repeats=repeats,
+            mm_batches=0,
+            diversity_times=30,
+            rng=np.random.default_rng(0),
+            progress=False,
+        )
         s = m.summary()
-        rows.append(f"| {name} | " + " | ".join(f"{s[k][0]:.3f}±{s[k][1]:.3f}"
-                                                 for k in ("TOP1", "TOP3", "FID", "Matching")) + " |")
+        rows.append(
+            f"| {name} | "
+            + " | ".join(f"{s[k][0]:.3f}±{s[k][1]:.3f}" for k in ("TOP1", "TOP3", "FID", "Matching"))
+            + " |"
+        )
     return rows
 
 
@@ -153,7 +184,7 @@ def timing(pipe: MoMaskPipeline, repeats: int) -> str:
     motions = pipe.generate(["a person walks forward", "a person jumps", "a person kicks"], [196] * 3, seed=1)
     joints = [m.joints for m in motions]
     for j in joints:
-        cleanup_motion(j, SPEC)                   # warm-up
+        cleanup_motion(j, SPEC)  # warm-up
     walls, cpus = [], []
     for _ in range(repeats):
         c0, t0 = time.process_time(), time.perf_counter()
@@ -162,9 +193,11 @@ def timing(pipe: MoMaskPipeline, repeats: int) -> str:
         walls.append((time.perf_counter() - t0) / len(joints) * 1000)
         cpus.append((time.process_time() - c0) / len(joints) * 1000)
     spread = lambda v: f"{min(v):.1f} / {statistics.median(v):.1f} / {max(v):.1f} ms"  # noqa: E731
-    return (f"clean-up per 196-frame motion (min / median / max of {repeats} runs x 3 motions, 1 thread): "
-            f"CPU {spread(cpus)}, wall {spread(walls)}; official foot clean-up (BVH with foot IK minus plain) "
-            f"≈{1000 * OFFICIAL_FOOT_CLEANUP_S:.0f} ms; load average {os.getloadavg()[0]:.1f}")
+    return (
+        f"clean-up per 196-frame motion (min / median / max of {repeats} runs x 3 motions, 1 thread): "
+        f"CPU {spread(cpus)}, wall {spread(walls)}; official foot clean-up (BVH with foot IK minus plain) "
+        f"≈{1000 * OFFICIAL_FOOT_CLEANUP_S:.0f} ms; load average {os.getloadavg()[0]:.1f}"
+    )
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -180,8 +213,10 @@ def main(argv: list[str] | None = None) -> None:
     cleaned = [[cleanup_motion(j, SPEC) for j in seed] for seed in raw]
     metrics = lambda group: [physical_metrics(j, SPEC).as_dict() for j in group]  # noqa: E731
     assert set(k for k, _, _ in SHOWN) <= set(METRIC_NAMES)
-    print(f"## Physical metrics ({len(gt)} demo clips; {len(pipe.known_captions)} demo captions x {args.seeds} "
-          "seeds at estimated lengths)\n")
+    print(
+        f"## Physical metrics ({len(gt)} demo clips; {len(pipe.known_captions)} demo captions x {args.seeds} "
+        "seeds at estimated lengths)\n"
+    )
     print("| motion | " + " | ".join(t for _, t, _ in SHOWN) + " |")
     print("|---|" + "---|" * len(SHOWN))
     print(table_row("demo dataset (GT)", [[m] for m in metrics(gt)]))

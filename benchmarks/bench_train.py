@@ -8,10 +8,11 @@ several --amp modes the last column is each mode's speed-up over the first (fp32
     python -m benchmarks.bench_train --device cpu --iters 1 --vq_batch 32 --trans_batch 8   # quick CPU look
     python -m benchmarks.bench_train --device cuda --amp off bf16 --iters 5                 # GPU, fp32 vs bf16
 """
+
 from __future__ import annotations
 
 import argparse
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 
@@ -22,18 +23,26 @@ from models.transformer.residual_transformer import ResidualTransformer, Residua
 from models.vq.build import build_rvqvae
 from models.vq.quantizer import BatchShard
 from options.vq import VQOptions
+from training.vq import make_optimizer, vq_loss
 from utils.device import resolve_device
 from utils.distributed import MixedPrecision
-from training.vq import make_optimizer, vq_loss
 
 # official_timings.md, seconds per step on 2 CPU cores (anomaly detection off / on for the transformers).
-OFFICIAL = {"vq": (11.2, "b256 w64"), "mask": (4.22, "b64, 4.71 with anomaly on"),
-            "res": (5.18, "b64, 6.96 with anomaly on")}
+OFFICIAL = {
+    "vq": (11.2, "b256 w64"),
+    "mask": (4.22, "b64, 4.71 with anomaly on"),
+    "res": (5.18, "b64, 6.96 with anomaly on"),
+}
 OFFICIAL_BATCH = {"vq": 256, "mask": 64, "res": 64}
 
 
-def vq_step(device: torch.device, batch: int, window: int, amp: MixedPrecision, compile_: bool,
-            ) -> Callable[[], None]:
+def vq_step(
+    device: torch.device,
+    batch: int,
+    window: int,
+    amp: MixedPrecision,
+    compile_: bool,
+) -> Callable[[], None]:
     opt = VQOptions(num_quantizers=6, batch_size=batch, window_size=window)
     model = build_rvqvae(opt).to(device).train()
     if compile_:
@@ -41,7 +50,7 @@ def vq_step(device: torch.device, batch: int, window: int, amp: MixedPrecision, 
         model.decoder.compile()
     optimizer = make_optimizer(model, opt)
     x = torch.randn(batch, window, opt.spec.dim_pose, device=device)
-    it = iter(range(10 ** 9))
+    it = iter(range(10**9))
 
     def step() -> None:
         optimizer.zero_grad(set_to_none=True)
@@ -50,13 +59,26 @@ def vq_step(device: torch.device, batch: int, window: int, amp: MixedPrecision, 
         loss, _ = vq_loss(recon.float(), x, commit, joints_num=opt.spec.joints_num)
         amp.backward(loss)
         amp.step(optimizer)
+
     return step
 
 
-def transformer_step(stage: str, device: torch.device, batch: int, amp: MixedPrecision, compile_: bool,
-                     ) -> Callable[[], None]:
-    model = (MaskTransformer(MaskTransformerConfig()) if stage == "mask"
-             else ResidualTransformer(ResidualTransformerConfig())).to(device).train()
+def transformer_step(
+    stage: str,
+    device: torch.device,
+    batch: int,
+    amp: MixedPrecision,
+    compile_: bool,
+) -> Callable[[], None]:
+    model = (
+        (
+            MaskTransformer(MaskTransformerConfig())
+            if stage == "mask"
+            else ResidualTransformer(ResidualTransformerConfig())
+        )
+        .to(device)
+        .train()
+    )
     if compile_:
         model.compile()
     vq = build_vq(device)
@@ -70,10 +92,14 @@ def transformer_step(stage: str, device: torch.device, batch: int, amp: MixedPre
             codes = vq.encode(motion)[0]
         optimizer.zero_grad(set_to_none=True)
         with amp.autocast():
-            out = (model.masked_loss(codes[..., 0], cond, lengths) if stage == "mask"
-                   else model.residual_loss(codes, cond, lengths))
+            out = (
+                model.masked_loss(codes[..., 0], cond, lengths)
+                if stage == "mask"
+                else model.residual_loss(codes, cond, lengths)
+            )
         amp.backward(out.loss)
         amp.step(optimizer)
+
     return step
 
 
@@ -87,12 +113,15 @@ def bench(args: argparse.Namespace) -> list[tuple[str, str, float, float]]:
             if device.type == "cuda":
                 torch.cuda.reset_peak_memory_stats(device)
             amp = MixedPrecision(mode, device)
-            step = (vq_step(device, args.vq_batch, args.window, amp, args.compile) if stage == "vq" else
-                    transformer_step(stage, device, args.trans_batch, amp, args.compile))
+            step = (
+                vq_step(device, args.vq_batch, args.window, amp, args.compile)
+                if stage == "vq"
+                else transformer_step(stage, device, args.trans_batch, amp, args.compile)
+            )
             for _ in range(args.warmup):
                 step()
             seconds = timed_median(step, args.iters, device, warmup=False)
-            peak = torch.cuda.max_memory_allocated(device) / 2 ** 30 if device.type == "cuda" else float("nan")
+            peak = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else float("nan")
             rows.append((stage, mode, seconds, peak))
             del step
             if device.type == "cuda":
@@ -103,19 +132,22 @@ def bench(args: argparse.Namespace) -> list[tuple[str, str, float, float]]:
 def report(rows: list[tuple[str, str, float, float]], args: argparse.Namespace) -> str:
     device = resolve_device(args.device)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
-    lines = [f"training steps on {device} ({name}), torch {torch.__version__}"
-             + (", torch.compile" if args.compile else ""),
-             f"{'stage':6s} {'batch':>5s} {'amp':5s} {'s/step':>9s} {'it/s':>8s} {'official s':>11s} "
-             f"{'vs official':>11s} {'vs fp32':>8s} {'peak GiB':>8s}"]
+    lines = [
+        f"training steps on {device} ({name}), torch {torch.__version__}" + (", torch.compile" if args.compile else ""),
+        f"{'stage':6s} {'batch':>5s} {'amp':5s} {'s/step':>9s} {'it/s':>8s} {'official s':>11s} "
+        f"{'vs official':>11s} {'vs fp32':>8s} {'peak GiB':>8s}",
+    ]
     first: dict[str, float] = {}
     for stage, mode, seconds, peak in rows:
         batch = args.vq_batch if stage == "vq" else args.trans_batch
         ref, note = OFFICIAL[stage]
         same = batch == OFFICIAL_BATCH[stage]
         first.setdefault(stage, seconds)
-        lines.append(f"{stage:6s} {batch:5d} {mode:5s} {seconds:9.4f} {1 / seconds:8.2f} "
-                     f"{(f'{ref:.2f}' if same else '-'):>11s} {(f'{ref / seconds:.1f}x' if same else '-'):>11s} "
-                     f"{first[stage] / seconds:7.2f}x {peak:8.2f}" + (f"   (official: {note})" if same else ""))
+        lines.append(
+            f"{stage:6s} {batch:5d} {mode:5s} {seconds:9.4f} {1 / seconds:8.2f} "
+            f"{(f'{ref:.2f}' if same else '-'):>11s} {(f'{ref / seconds:.1f}x' if same else '-'):>11s} "
+            f"{first[stage] / seconds:7.2f}x {peak:8.2f}" + (f"   (official: {note})" if same else "")
+        )
     return "\n".join(lines)
 
 

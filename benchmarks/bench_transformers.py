@@ -7,13 +7,14 @@ batch) and full generations (masked 10/18 steps at cond_scale 4, residual at con
     python -m benchmarks.bench_transformers            # default: < 3 min on 2 CPU cores
     python -m benchmarks.bench_transformers --device cuda --repeats 5
 """
+
 from __future__ import annotations
 
 import argparse
 import logging
 import statistics
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 
@@ -27,9 +28,14 @@ logger = logging.getLogger("bench_transformers")
 
 # Seconds, official code on this project's CPU machine kind (official_timings.md, medians / quieter run).
 OFFICIAL = {
-    "M generate b1 18 steps": 1.00, "M generate b1 10 steps": 0.59, "R generate b1": 0.30,
-    "M generate b32 18 steps": 15.7, "M generate b32 10 steps": 8.5, "R generate b32": 4.8,
-    "M train step b64 (+VQ encode)": 4.22, "R train step b64 (+VQ encode)": 5.18,
+    "M generate b1 18 steps": 1.00,
+    "M generate b1 10 steps": 0.59,
+    "R generate b1": 0.30,
+    "M generate b32 18 steps": 15.7,
+    "M generate b32 10 steps": 8.5,
+    "R generate b32": 4.8,
+    "M train step b64 (+VQ encode)": 4.22,
+    "R train step b64 (+VQ encode)": 5.18,
 }
 
 
@@ -38,12 +44,15 @@ def timed(fn: Callable[[], object], repeats: int, device: torch.device, warmup: 
     return timed_stats(fn, repeats, device, warmup)[1]
 
 
-def timed_stats(fn: Callable[[], object], repeats: int, device: torch.device,
-                warmup: bool = True) -> tuple[float, float, float]:
+def timed_stats(
+    fn: Callable[[], object], repeats: int, device: torch.device, warmup: bool = True
+) -> tuple[float, float, float]:
     """(min, median, max) wall time of ``fn`` over ``repeats`` runs (after one warm-up run if ``warmup``)."""
+
     def sync() -> None:
         if device.type == "cuda":
             torch.cuda.synchronize(device)
+
     if warmup:
         fn()
         sync()
@@ -75,12 +84,20 @@ def bench(args: argparse.Namespace) -> dict[str, float]:
         m_lens = torch.full((b,), 49, device=device)
         for steps in (18, 10):
             out[f"M generate b{b} {steps} steps"] = timed(
-                lambda: generate_base_tokens(mask, cond, m_lens, timesteps=steps, cond_scale=4.0,
-                                             batched_cfg=not args.two_pass), reps, device, warmup=b == 1)
+                lambda: generate_base_tokens(
+                    mask, cond, m_lens, timesteps=steps, cond_scale=4.0, batched_cfg=not args.two_pass
+                ),
+                reps,
+                device,
+                warmup=b == 1,
+            )
         base = torch.randint(0, 512, (b, 49), device=device)
         out[f"R generate b{b}"] = timed(
-            lambda: generate_residual_tokens(res, base, cond, m_lens, cond_scale=5.0,
-                                             batched_cfg=not args.two_pass), reps, device, warmup=b == 1)
+            lambda: generate_residual_tokens(res, base, cond, m_lens, cond_scale=5.0, batched_cfg=not args.two_pass),
+            reps,
+            device,
+            warmup=b == 1,
+        )
     if not args.skip_train:
         vq = build_vq(device)
         motion = torch.randn(64, 196, 263, device=device)
@@ -89,8 +106,10 @@ def bench(args: argparse.Namespace) -> dict[str, float]:
         with torch.no_grad():
             codes = vq.encode(motion)[0]
         out["VQ encode b64"] = timed(lambda: vq.encode(motion), 1, device)
-        for tag, model, loss in (("M", mask, lambda m, c: m.masked_loss(c[..., 0], cond, lengths)),
-                                 ("R", res, lambda m, c: m.residual_loss(c, cond, lengths))):
+        for tag, model, loss in (
+            ("M", mask, lambda m, c: m.masked_loss(c[..., 0], cond, lengths)),
+            ("R", res, lambda m, c: m.residual_loss(c, cond, lengths)),
+        ):
             model.train()
             opt = torch.optim.AdamW(model.parameters(), lr=2e-4, betas=(0.9, 0.99), weight_decay=1e-5)
 
@@ -99,6 +118,7 @@ def bench(args: argparse.Namespace) -> dict[str, float]:
                 opt.zero_grad(set_to_none=True)
                 loss(model, c).loss.backward()
                 opt.step()
+
             out[f"{tag} train step b64"] = timed(lambda: step(False), 1, device)
             out[f"{tag} train step b64 (+VQ encode)"] = timed(lambda: step(True), 1, device)
             model.eval()
@@ -121,8 +141,13 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     logger.info("%-34s %10s %10s %8s", "case", "ours (s)", "official", "speed-up")
     for case, seconds in results.items():
         ref = OFFICIAL.get(case)
-        logger.info("%-34s %10.3f %10s %8s", case, seconds, f"{ref:.2f}" if ref else "-",
-                    f"{ref / seconds:.1f}x" if ref else "-")
+        logger.info(
+            "%-34s %10.3f %10s %8s",
+            case,
+            seconds,
+            f"{ref:.2f}" if ref else "-",
+            f"{ref / seconds:.1f}x" if ref else "-",
+        )
     logger.info("device %s, %d threads, torch %s", args.device, torch.get_num_threads(), torch.__version__)
     return results
 

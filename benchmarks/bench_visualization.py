@@ -8,6 +8,7 @@ Machine noise of +-30 % is normal there; the ratios are what to compare.
     python -m benchmarks.bench_visualization               # ~15 s on 2 CPU cores
     python -m benchmarks.bench_visualization --repeats 7 --official_size
 """
+
 from __future__ import annotations
 
 import argparse
@@ -17,8 +18,8 @@ import resource
 import statistics
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -65,8 +66,9 @@ def load_motion() -> tuple[np.ndarray, str]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.bench_visualization",
-                                     description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.bench_visualization", description=__doc__.split("\n\n")[0]
+    )
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--official_size", action="store_true", help="also time the 1000 px video")
     args = parser.parse_args(argv)
@@ -86,8 +88,9 @@ def main(argv: list[str] | None = None) -> None:
         for size in sizes:
             for ext in (".mp4", ".gif"):
                 path = Path(tmp) / f"v{size}{ext}"
-                wall, cpu = timed(lambda p=path, s=size: render_motion(joints, p, spec, title="a person walks", size=s),
-                                  args.repeats)
+                wall, cpu = timed(
+                    lambda p=path, s=size: render_motion(joints, p, spec, title="a person walks", size=s), args.repeats
+                )
                 rows.append((f"stick-figure video {ext[1:]} {size} px", wall, cpu, OFFICIAL["video"]))
     print(f"motion: {source}; median of {args.repeats} runs after a warm-up; load average {os.getloadavg()[0]:.1f}")
     print(f"{'stage (196 frames)':<46} {'wall (s)':>9} {'cpu (s)':>8} {'official (s)':>12} {'speed-up (wall)':>16}")

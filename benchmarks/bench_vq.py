@@ -7,19 +7,20 @@ noise of +-30 % is normal there, so compare ratios measured in the same session 
     python -m benchmarks.bench_vq                       # < 2 minutes on 2 CPU cores
     python -m benchmarks.bench_vq --device cuda --train_iters 20 --batch_size 512
 """
+
 from __future__ import annotations
 
 import argparse
 import statistics
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 
 from models.vq.build import build_rvqvae
 from options.vq import VQOptions
-from utils.device import resolve_device
 from training.vq import make_optimizer, vq_loss
+from utils.device import resolve_device
 
 # official_timings.md (seconds)
 OFFICIAL = {"train_step_b256_w64": 11.2, "decode_1x196": 0.063, "decode_32x196": 0.66}
@@ -73,8 +74,14 @@ def main(argv: list[str] | None = None) -> None:
 
     train = timed(train_step, device, args.train_iters)
     model.eval()
-    rows = [("train step (loss+backward+AdamW)", f"b{args.batch_size} w{args.window_size}",
-             statistics.median(train), OFFICIAL["train_step_b256_w64"] if args.batch_size == 256 else None)]
+    rows = [
+        (
+            "train step (loss+backward+AdamW)",
+            f"b{args.batch_size} w{args.window_size}",
+            statistics.median(train),
+            OFFICIAL["train_step_b256_w64"] if args.batch_size == 256 else None,
+        )
+    ]
     for batch in (1, 32):
         motion = torch.randn(batch, 196, opt.spec.dim_pose, device=device)
         with torch.inference_mode():
@@ -83,16 +90,20 @@ def main(argv: list[str] | None = None) -> None:
             dec = timed(lambda: model.forward_decoder(codes), device, args.decode_repeats)
         rows.append((f"encode {batch}x196", "", statistics.median(enc), None))
         rows.append((f"decode {batch}x196", "", statistics.median(dec), OFFICIAL[f"decode_{batch}x196"]))
-    print(f"RVQ-VAE benchmark on {device} (torch {torch.__version__}, {torch.get_num_threads()} threads), "
-          f"{sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters")
+    print(
+        f"RVQ-VAE benchmark on {device} (torch {torch.__version__}, {torch.get_num_threads()} threads), "
+        f"{sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters"
+    )
     print(f"{'stage':36s} {'setting':10s} {'ours s':>9s} {'official s':>11s} {'speed-up':>9s}")
     for name, setting, ours, official in rows:
         ref = f"{official:11.3f}" if official is not None else f"{'-':>11s}"
         ratio = f"{official / ours:8.2f}x" if official is not None else f"{'-':>9s}"
         print(f"{name:36s} {setting:10s} {ours:9.4f} {ref} {ratio}")
-    print(f"training: {1 / statistics.median(train):.3f} it/s, "
-          f"{args.batch_size * args.window_size / statistics.median(train):.0f} frames/s "
-          "(official figures: other hardware unless this is the 2-core CPU machine)")
+    print(
+        f"training: {1 / statistics.median(train):.3f} it/s, "
+        f"{args.batch_size * args.window_size / statistics.median(train):.0f} frames/s "
+        "(official figures: other hardware unless this is the 2-core CPU machine)"
+    )
 
 
 if __name__ == "__main__":

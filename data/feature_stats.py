@@ -1,9 +1,10 @@
-"""Dataset statistics Mean/Std with the official group-averaged std (spec §1.9)."""
+"""Dataset statistics Mean/Std with the official group-averaged std (docs/data.md#normalisation)."""
+
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 import numpy as np
 
@@ -37,8 +38,9 @@ def compute_mean_std(features: Iterable[np.ndarray], spec: DatasetSpec) -> tuple
     return mean.astype(np.float32), std.astype(np.float32)
 
 
-def load_feature_stats(mean_file: Path, std_file: Path, what: str, dim: int | None = None
-                       ) -> tuple[np.ndarray, np.ndarray]:
+def load_feature_stats(
+    mean_file: Path, std_file: Path, what: str, dim: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Validated normalisation statistics: two finite (D,) float32 vectors, every std > 0 (features are
     divided by it); ``dim`` defaults to any dataset's feature width."""
     mean = load_npy(mean_file, f"{what} mean", shape=(dim,))
@@ -51,6 +53,8 @@ def load_feature_stats(mean_file: Path, std_file: Path, what: str, dim: int | No
         except ValueError as exc:
             raise ValueError(f"{what} mean {mean_file}: {exc}") from None
     if not (std > 0).all():
-        raise ValueError(f"{what} std {std_file}: {int((std <= 0).sum())} entries are <= 0 (features are divided "
-                         "by it); recompute the statistics")
+        raise ValueError(
+            f"{what} std {std_file}: {int((std <= 0).sum())} entries are <= 0 (features are divided "
+            "by it); recompute the statistics"
+        )
     return mean, std

@@ -1,4 +1,5 @@
-"""The official dataset folder layout (spec §1.1) and its statistics files (spec §1.9)."""
+"""The official dataset folder layout (docs/data.md#folder-layout) and its statistics files (docs/data.md#normalisation)."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -17,7 +18,7 @@ class DatasetPaths:
     root: Path
 
     @classmethod
-    def for_dataset(cls, data_root: str | Path, spec: DatasetSpec) -> "DatasetPaths":
+    def for_dataset(cls, data_root: str | Path, spec: DatasetSpec) -> DatasetPaths:
         """``data_root`` may be the dataset folder itself or its parent (``./dataset``)."""
         root = Path(data_root).expanduser().resolve()
         if not (root / "new_joint_vecs").is_dir() and (root / spec.data_folder).is_dir():
@@ -74,5 +75,5 @@ def apply_feat_bias(std: np.ndarray, spec: DatasetSpec, feat_bias: float = 5.0, 
     out = np.array(std, dtype=np.float32, copy=True)
     sl = spec.feature_slices
     idx = np.r_[sl["root_rot_vel"], sl["root_lin_vel"], sl["root_y"], sl["foot_contact"]]
-    out[idx] = out[idx] / (feat_bias ** times)
+    out[idx] = out[idx] / (feat_bias**times)
     return out

@@ -1,4 +1,5 @@
 """User text inputs of the generation/editing CLIs: prompt files and edit spans, parsed strictly (no eval)."""
+
 from __future__ import annotations
 
 import math
@@ -23,7 +24,7 @@ def check_caption(text: str, where: str = "--text") -> str:
     """Strip a caption; reject empty or absurdly long ones with a message naming ``where``."""
     caption = text.strip()
     if not caption:
-        raise ValueError(f"{where}: empty caption; describe the motion, e.g. \"a person walks forward\"")
+        raise ValueError(f'{where}: empty caption; describe the motion, e.g. "a person walks forward"')
     if len(caption) > MAX_CAPTION_CHARS:
         raise ValueError(f"{where}: caption has {len(caption)} characters; the limit is {MAX_CAPTION_CHARS}")
     return caption
@@ -32,15 +33,17 @@ def check_caption(text: str, where: str = "--text") -> str:
 def check_length(frames: int, max_frames: int, unit_length: int, where: str) -> int:
     """Frames must give at least one token and at most ``max_frames``."""
     if not unit_length <= frames <= max_frames:
-        raise ValueError(f"{where}: length {frames} frames is out of range; use {unit_length}..{max_frames} frames "
-                         f"(or leave it out to estimate it)")
+        raise ValueError(
+            f"{where}: length {frames} frames is out of range; use {unit_length}..{max_frames} frames "
+            f"(or leave it out to estimate it)"
+        )
     return frames
 
 
 def parse_prompt_file(path: str | Path, max_frames: int = 196, unit_length: int = 4) -> list[Prompt]:
     """Read ``text#frames`` lines (``#NA`` or no ``#`` part: estimate). Blank lines are skipped.
 
-    Unlike the official reader, lengths are honoured on every line (spec §7.2 QUIRK fixed). Any malformed line
+    Unlike the official reader, lengths are honoured on every line (docs/sampling.md#prompts QUIRK fixed). Any malformed line
     raises ``ValueError`` naming ``path:line``.
     """
     path = Path(path)
@@ -89,12 +92,14 @@ def _shorten(text: str) -> str:
 def _bound_to_frame(text: str, total_frames: int, fps: float, default: int, where: str) -> int:
     m = _BOUND.match(text) if len(text) <= MAX_BOUND_CHARS else None
     if m is None:
-        raise ValueError(f"{where}: {_shorten(text)!r} is not a time: use frames (59), seconds (2.5s) or a fraction (0.3)")
+        raise ValueError(
+            f"{where}: {_shorten(text)!r} is not a time: use frames (59), seconds (2.5s) or a fraction (0.3)"
+        )
     if m["empty"] is not None:
         return default
     if m["sec"] is not None:
         frame = float(m["sec"]) * fps
-        return int(round(frame)) if frame <= total_frames else total_frames + 1   # past the end: refused below
+        return int(round(frame)) if frame <= total_frames else total_frames + 1  # past the end: refused below
     if m["frac"] is not None:
         frac = float(m["frac"])
         if frac > 1.0:
@@ -128,14 +133,17 @@ def parse_edit_frames(sections: list[str], total_frames: int, fps: float) -> lis
         start = _bound_to_frame(parts[0], total_frames, fps, 0, where)
         end = _bound_to_frame(parts[1], total_frames, fps, total_frames, where)
         if not 0 <= start < end <= total_frames:
-            raise ValueError(f"{where}: frames {start}..{end} are not a non-empty span inside the motion's "
-                             f"{total_frames} frames ({total_frames / fps:.2f} s)")
+            raise ValueError(
+                f"{where}: frames {start}..{end} are not a non-empty span inside the motion's "
+                f"{total_frames} frames ({total_frames / fps:.2f} s)"
+            )
         spans.append((start, end))
     return spans
 
 
-def parse_edit_sections(sections: list[str], total_frames: int, fps: float, unit_length: int = 4
-                        ) -> list[tuple[int, int]]:
+def parse_edit_sections(
+    sections: list[str], total_frames: int, fps: float, unit_length: int = 4
+) -> list[tuple[int, int]]:
     """:func:`parse_edit_frames` mapped to token spans by ``// unit_length`` as the official parser does."""
     n_tokens = total_frames // unit_length
     spans = []

@@ -5,6 +5,7 @@
 The motions are forward kinematics of sinusoidal limb swings with a moving, turning root: smooth and
 plausible, not human data.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -33,7 +34,7 @@ def synthetic_joints(spec: DatasetSpec, n_frames: int, rng: np.random.Generator)
     unit = 1.0  # metres
     if offsets is None:  # KIT: no public target skeleton; use plausible millimetre bone lengths
         lengths = np.full(spec.joints_num, 150.0, dtype=np.float32)
-        # Hips narrower than shoulders: with equal widths the reference IK facing vector cancels (spec §1.5).
+        # Hips narrower than shoulders: with equal widths the reference IK facing vector cancels (docs/data.md#inverse-and-forward-kinematics).
         lengths[[5, 8]], lengths[[11, 16]], lengths[[12, 13, 17, 18]], lengths[[6, 7, 9, 10]] = 190, 90, 400, 270
         offsets, unit = spec.raw_offsets * lengths[:, None], 1000.0
     t = np.arange(n_frames, dtype=np.float32) / spec.fps
@@ -44,7 +45,7 @@ def synthetic_joints(spec: DatasetSpec, n_frames: int, rng: np.random.Generator)
     for left, right in spec.mirror_pairs:
         phase[right] = phase[left] + np.pi
         amp[right] = amp[left]
-    angles = amp[None, :] * np.sin(2 * np.pi * freq * t[:, None] + phase[None, :])          # (T, J)
+    angles = amp[None, :] * np.sin(2 * np.pi * freq * t[:, None] + phase[None, :])  # (T, J)
     axis = np.array([1.0, 0.0, 0.0], dtype=np.float32)
     local = quat_from_axis_angle(np.broadcast_to(axis, (n_frames, j, 3)).copy(), angles.astype(np.float32))
     yaw = (rng.uniform(-0.6, 0.6) * t + rng.uniform(-np.pi, np.pi)).astype(np.float32)
@@ -77,7 +78,9 @@ def make_tiny_dataset(root: str | Path, dataset_name: str = "t2m", n_clips: int 
         joints = synthetic_joints(spec, int(rng.integers(61, 151)), rng)
         features = extract_features(joints, spec).astype(np.float32)
         np.save(folder / "new_joint_vecs" / f"{clip_id}.npy", features)
-        np.save(folder / "new_joints" / f"{clip_id}.npy", recover_from_ric(features, spec.joints_num).astype(np.float32))
+        np.save(
+            folder / "new_joints" / f"{clip_id}.npy", recover_from_ric(features, spec.joints_num).astype(np.float32)
+        )
         all_features.append(features)
         captions = _CAPTIONS[i % len(_CAPTIONS)]
         annotations = [TextAnnotation(c, tuple(fallback_tag(c))) for c in captions]
@@ -89,7 +92,7 @@ def make_tiny_dataset(root: str | Path, dataset_name: str = "t2m", n_clips: int 
     np.save(folder / "Mean.npy", mean)
     np.save(folder / "Std.npy", std)
     k = max(1, n_clips // 4)
-    splits = {"test": ids[:k], "val": ids[k:2 * k], "train": ids[2 * k:]}
+    splits = {"test": ids[:k], "val": ids[k : 2 * k], "train": ids[2 * k :]}
     splits["train_val"] = splits["train"] + splits["val"]
     splits["all"] = ids
     for name, split_ids in splits.items():

@@ -1,4 +1,4 @@
-"""Text-motion datasets for the transformers and the evaluator (spec §1.10).
+"""Text-motion datasets for the transformers and the evaluator (docs/data.md#datasets).
 
 Both classes share one construction (:func:`build_text_motion_items`):
 
@@ -15,13 +15,15 @@ Randomness comes from a per-dataset ``numpy.random.Generator`` seeded by ``seed`
 worker re-seeds from torch's per-worker seed, so results are reproducible under ``torch.manual_seed`` and
 workers never repeat each other's draws.
 """
+
 from __future__ import annotations
 
 import logging
 import string
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol, Sequence
+from typing import Any, Protocol
 
 import numpy as np
 from torch.utils.data import Dataset, default_collate, get_worker_info
@@ -33,7 +35,7 @@ from utils.skeleton import DatasetSpec
 
 logger = logging.getLogger(__name__)
 
-# Spec §1.10: sub-caption item names are '<random letter>_<id>' with letters A..W.
+# docs/data.md#datasets: sub-caption item names are '<random letter>_<id>' with letters A..W.
 SUB_ITEM_LETTERS = string.ascii_uppercase[:23]
 # QUIRK(reference): sub-caption times are converted with 20 fps for every dataset (KIT has no sub-ranges).
 CUT_FPS = 20.0
@@ -53,10 +55,9 @@ class TextMotionItem:
 
 
 class SentenceVectorizer(Protocol):
-    """The evaluator's word vectorizer (spec §5.2)."""
+    """The evaluator's word vectorizer (docs/evaluation.md#word-vectors)."""
 
-    def build_sentence(self, tokens: Sequence[str], max_text_len: int = MAX_TEXT_LEN) -> tuple[Any, Any, int]:
-        ...
+    def build_sentence(self, tokens: Sequence[str], max_text_len: int = MAX_TEXT_LEN) -> tuple[Any, Any, int]: ...
 
 
 def _unique_sub_name(clip_id: str, taken: set[str], rng: np.random.Generator) -> str:
@@ -93,7 +94,7 @@ def build_text_motion_items(
     min_motion_length: int | None = None,
     max_length_exclusive: int | None = None,
 ) -> list[TextMotionItem]:
-    """Spec §1.10 construction: items in split order, a clip's sub-range items before the clip itself."""
+    """docs/data.md#datasets construction: items in split order, a clip's sub-range items before the clip itself."""
     min_len = spec.min_motion_length if min_motion_length is None else min_motion_length
     max_len = spec.max_motion_length_exclusive if max_length_exclusive is None else max_length_exclusive
     items: list[TextMotionItem] = []
@@ -112,7 +113,7 @@ def build_text_motion_items(
             if ann.is_whole_clip:
                 whole.append(ann)
                 continue
-            cut = motion[int(ann.start * CUT_FPS): int(ann.end * CUT_FPS)]
+            cut = motion[int(ann.start * CUT_FPS) : int(ann.end * CUT_FPS)]
             if not min_len <= len(cut) < max_len:
                 continue
             name = _unique_sub_name(clip_id, taken, rng)
@@ -122,8 +123,9 @@ def build_text_motion_items(
             taken.add(clip_id)
             items.append(TextMotionItem(clip_id, motion, tuple(whole)))
     if missing:
-        logger.warning("%d of %d split ids have no motion or text file (skipped), e.g. %s",
-                       len(missing), len(ids), missing[:5])
+        logger.warning(
+            "%d of %d split ids have no motion or text file (skipped), e.g. %s", len(missing), len(ids), missing[:5]
+        )
     if not items:
         raise ValueError(
             f"no usable text-motion items in {paths.root} for {len(ids)} split ids (clip lengths must be in "
@@ -133,9 +135,9 @@ def build_text_motion_items(
 
 
 class Text2MotionDataset(Dataset):
-    """``(caption, motion (196, D) float32 normalised + zero-padded, length)`` items (spec §1.10).
+    """``(caption, motion (196, D) float32 normalised + zero-padded, length)`` items (docs/data.md#datasets).
 
-    ``mean``/``std`` are the stats the model was trained with (the VQ ``meta`` files, spec §1.9).
+    ``mean``/``std`` are the stats the model was trained with (the VQ ``meta`` files, docs/data.md#normalisation).
     """
 
     def __init__(
@@ -188,13 +190,13 @@ class Text2MotionDataset(Dataset):
         ann = item.annotations[int(rng.integers(len(item.annotations)))]
         unit = self.unit_length
         length = item.length
-        # Spec §1.10 "coin": ['single', 'single', 'double'] -> 1/3 chance to drop one more unit.
+        # docs/data.md#datasets "coin": ['single', 'single', 'double'] -> 1/3 chance to drop one more unit.
         if unit < 10 and int(rng.integers(3)) == 2:
             length = (length // unit - 1) * unit
         else:
             length = (length // unit) * unit
         start = int(rng.integers(item.length - length + 1))
-        window = (item.motion[start:start + length] - self.mean) / self.std
+        window = (item.motion[start : start + length] - self.mean) / self.std
         padded = np.zeros((self.max_motion_length, self.spec.dim_pose), dtype=np.float32)
         padded[:length] = window[: self.max_motion_length]
         return ann, padded, length
@@ -254,4 +256,3 @@ class Text2MotionDatasetEval(Text2MotionDataset):
 def collate_by_sent_len(batch: list[tuple]) -> Any:
     """Default collate after sorting the batch by ``sent_len`` (item[3]) descending (packed GRUs need it)."""
     return default_collate(sorted(batch, key=lambda item: item[3], reverse=True))
-

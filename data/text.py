@@ -1,15 +1,16 @@
-"""Caption files of the official layout (spec §1.1, §5.2): ``caption#word/POS ...#start#end`` per line.
+"""Caption files of the official layout (docs/data.md#folder-layout, docs/evaluation.md#word-vectors): ``caption#word/POS ...#start#end`` per line.
 
 A text file ``texts/<id>.txt`` holds one annotation per line. ``start``/``end`` are seconds; ``0.0#0.0``
 (or ``nan``) means the caption describes the whole clip, anything else names a sub-range of it.
 """
+
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
 from pathlib import Path
 
-# Spec §5.2: sentences longer than this are cut before sos/eos are added.
+# docs/evaluation.md#word-vectors: sentences longer than this are cut before sos/eos are added.
 MAX_TEXT_LEN = 20
 
 
@@ -34,7 +35,7 @@ def _parse_time(text: str, where: str) -> float:
         raise ValueError(f"{where}: time {text[:40]!r} is not a number (expected seconds, 0.0 or nan)") from None
     if math.isinf(value) or value < 0:
         raise ValueError(f"{where}: time {text[:40]!r} must be a finite number of seconds >= 0 (or nan)")
-    # Spec §1.1: nan means "not given", treated as 0.0.
+    # docs/data.md#folder-layout: nan means "not given", treated as 0.0.
     return 0.0 if math.isnan(value) else value
 
 
@@ -81,7 +82,7 @@ def split_token(token: str) -> tuple[str, str]:
 
 
 def pad_tokens(tokens: tuple[str, ...] | list[str], max_text_len: int = MAX_TEXT_LEN) -> tuple[list[str], int]:
-    """Spec §5.2: add ``sos``/``eos``, crop to ``max_text_len`` words, pad with ``unk`` to ``max_text_len + 2``.
+    """docs/evaluation.md#word-vectors: add ``sos``/``eos``, crop to ``max_text_len`` words, pad with ``unk`` to ``max_text_len + 2``.
 
     Returns ``(tokens (max_text_len + 2,), sent_len)`` where ``sent_len`` counts sos + words + eos.
     """

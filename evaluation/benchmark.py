@@ -1,4 +1,4 @@
-"""The benchmark loop (spec §5.4): one function for VQ reconstruction, M-transformer and M+R generation.
+"""The benchmark loop (docs/evaluation.md#protocols): one function for VQ reconstruction, M-transformer and M+R generation.
 
 ``evaluate_t2m`` runs ``repeats`` passes over an evaluation loader. Per pass: ground-truth embeddings are
 computed once per batch (the dataset draws a fresh caption, coin and crop every pass), the first ``mm_batches``
@@ -17,13 +17,15 @@ Feature spaces: the loader's motions are normalised with the evaluator's statist
 re-normalises with the evaluator's (the official files have identical statistics, so this is exact up to
 rounding).
 """
+
 from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Iterable, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -48,22 +50,24 @@ logger = logging.getLogger(__name__)
 class EvalBatch:
     """One collated evaluation batch (layout of the reference ``Text2MotionDatasetEval``)."""
 
-    word_embs: Tensor      # (B, L+2, 300)
-    pos_onehot: Tensor     # (B, L+2, 15)
+    word_embs: Tensor  # (B, L+2, 300)
+    pos_onehot: Tensor  # (B, L+2, 15)
     captions: list[str]
-    sent_lens: Tensor      # (B,)
-    motions: Tensor        # (B, T, D) normalised with the evaluator statistics, zero padded
-    m_lens: Tensor         # (B,) frames, multiples of 4
+    sent_lens: Tensor  # (B,)
+    motions: Tensor  # (B, T, D) normalised with the evaluator statistics, zero padded
+    m_lens: Tensor  # (B,) frames, multiples of 4
     tokens: list[str]
 
     @classmethod
-    def from_loader(cls, batch: Sequence) -> "EvalBatch":
+    def from_loader(cls, batch: Sequence) -> EvalBatch:
         """From the loader's 7-tuple ``(word_embs, pos_onehot, caption, sent_len, motion, length, tokens)``."""
         if isinstance(batch, EvalBatch):
             return batch
         if len(batch) != 7:
-            raise ValueError(f"evaluation batches must be 7-tuples (word_embs, pos_onehot, caption, sent_len, "
-                             f"motion, length, tokens), got {len(batch)} items")
+            raise ValueError(
+                f"evaluation batches must be 7-tuples (word_embs, pos_onehot, caption, sent_len, "
+                f"motion, length, tokens), got {len(batch)} items"
+            )
         w, p, cap, sl, mot, ml, tok = batch
         return cls(w, p, list(cap), torch.as_tensor(sl), mot, torch.as_tensor(ml), list(tok))
 
@@ -77,8 +81,21 @@ GenerateFn = Callable[[EvalBatch, bool, int], tuple[Tensor, Tensor]]
 # raw features (T, D) of one sample -> joints (T, J, 3); enables MPJPE (VQ reconstruction)
 JointsFn = Callable[[Tensor], Tensor]
 
-REPORT_ORDER = ("FID", "Diversity", "TOP1", "TOP2", "TOP3", "Matching", "Multimodality", "MPJPE",
-                "Diversity_real", "TOP1_real", "TOP2_real", "TOP3_real", "Matching_real")
+REPORT_ORDER = (
+    "FID",
+    "Diversity",
+    "TOP1",
+    "TOP2",
+    "TOP3",
+    "Matching",
+    "Multimodality",
+    "MPJPE",
+    "Diversity_real",
+    "TOP1_real",
+    "TOP2_real",
+    "TOP3_real",
+    "Matching_real",
+)
 
 
 @dataclass
@@ -108,13 +125,15 @@ class Metrics:
         return head + ", ".join(f"{n} {m:.4f}±{c:.4f}" for n, (m, c) in self.summary().items())
 
 
-def _generated_embeddings(generate: GenerateFn, batch: EvalBatch, evaluator: T2MEvaluator,
-                          is_mm: bool, repeats: int = 1) -> tuple[Tensor, Tensor, Tensor]:
+def _generated_embeddings(
+    generate: GenerateFn, batch: EvalBatch, evaluator: T2MEvaluator, is_mm: bool, repeats: int = 1
+) -> tuple[Tensor, Tensor, Tensor]:
     """-> (motion embeddings (R·B, 512), raw generated features (R·B, T, D), their lengths (R·B,))."""
     motions, lens = generate(batch, is_mm, repeats)
     if motions.shape[0] != repeats * len(batch):
-        raise ValueError(f"generate returned {motions.shape[0]} motions for {repeats} generation(s) of a batch of "
-                         f"{len(batch)}")
+        raise ValueError(
+            f"generate returned {motions.shape[0]} motions for {repeats} generation(s) of a batch of {len(batch)}"
+        )
     emb = evaluator.get_motion_embeddings(evaluator.normalize(motions.to(evaluator.mean.device)), lens)
     return emb, motions, lens
 
@@ -131,10 +150,19 @@ def _mpjpe_sums(batch: EvalBatch, raw_pred: Tensor, evaluator: T2MEvaluator, joi
     return total, poses
 
 
-def evaluate_once(loader: Iterable, generate: GenerateFn, evaluator: T2MEvaluator, rng: np.random.Generator, *,
-                  mm_batches: int = 3, mm_repeats: int = 30, joints_fn: JointsFn | None = None,
-                  diversity_times: int | None = None, progress: bool = True,
-                  physical: DatasetSpec | None = None) -> dict[str, float]:
+def evaluate_once(
+    loader: Iterable,
+    generate: GenerateFn,
+    evaluator: T2MEvaluator,
+    rng: np.random.Generator,
+    *,
+    mm_batches: int = 3,
+    mm_repeats: int = 30,
+    joints_fn: JointsFn | None = None,
+    diversity_times: int | None = None,
+    progress: bool = True,
+    physical: DatasetSpec | None = None,
+) -> dict[str, float]:
     """One pass over ``loader`` -> metric values (see module docstring); ``physical``: the dataset, to add the
     physical columns of :mod:`evaluation.physical`."""
     accumulator = PhysicalAccumulator(physical) if physical is not None else None
@@ -146,16 +174,17 @@ def evaluate_once(loader: Iterable, generate: GenerateFn, evaluator: T2MEvaluato
         batch = EvalBatch.from_loader(raw)
         if i < mm_batches:
             emb, pred, lens = _generated_embeddings(generate, batch, evaluator, True, mm_repeats)
-            mm_embs.append(emb.view(mm_repeats, len(batch), -1).transpose(0, 1).cpu().numpy())   # (B, R, 512)
+            mm_embs.append(emb.view(mm_repeats, len(batch), -1).transpose(0, 1).cpu().numpy())  # (B, R, 512)
             # the last generation also counts for FID / R-precision
-            em_pred, pred, pred_lens = emb[-len(batch):], pred[-len(batch):], lens[-len(batch):]
+            em_pred, pred, pred_lens = emb[-len(batch) :], pred[-len(batch) :], lens[-len(batch) :]
         else:
             em_pred, pred, pred_lens = _generated_embeddings(generate, batch, evaluator, False)
         if accumulator is not None:
             raw_gt = evaluator.denormalize(batch.motions.to(evaluator.mean.device, torch.float32))
             accumulator.add(raw_gt, batch.m_lens, pred, torch.as_tensor(pred_lens))
-        et, em = evaluator.get_co_embeddings(batch.word_embs, batch.pos_onehot, batch.sent_lens, batch.motions,
-                                             batch.m_lens)
+        et, em = evaluator.get_co_embeddings(
+            batch.word_embs, batch.pos_onehot, batch.sent_lens, batch.motions, batch.m_lens
+        )
         et, em, em_pred = (x.cpu().numpy().astype(np.float64) for x in (et, em, em_pred))
         gt_embs.append(em)
         pred_embs.append(em_pred)
@@ -169,14 +198,16 @@ def evaluate_once(loader: Iterable, generate: GenerateFn, evaluator: T2MEvaluato
             mpjpe_total += total
             poses += count
     if num == 0:
-        raise ValueError("the evaluation loader yielded no batches (is the split smaller than one batch with "
-                         "drop_last?)")
+        raise ValueError(
+            "the evaluation loader yielded no batches (is the split smaller than one batch with drop_last?)"
+        )
     gt_all, pred_all = np.concatenate(gt_embs), np.concatenate(pred_embs)
     out = {
         "FID": M.fid(gt_all, pred_all),
         "Diversity_real": M.diversity(gt_all, rng, diversity_times),
         "Diversity": M.diversity(pred_all, rng, diversity_times),
-        "Matching_real": match_real / num, "Matching": match_pred / num,
+        "Matching_real": match_real / num,
+        "Matching": match_pred / num,
     }
     for k in range(3):
         out[f"TOP{k + 1}_real"] = hits_real[k] / num
@@ -190,10 +221,21 @@ def evaluate_once(loader: Iterable, generate: GenerateFn, evaluator: T2MEvaluato
     return out
 
 
-def evaluate_t2m(loader: Iterable, generate: GenerateFn, evaluator: T2MEvaluator, *, repeats: int = 20,
-                 mm_batches: int = 3, mm_repeats: int = 30, rng: np.random.Generator | None = None,
-                 joints_fn: JointsFn | None = None, diversity_times: int | None = None, label: str = "",
-                 progress: bool = True, physical: DatasetSpec | None = None) -> Metrics:
+def evaluate_t2m(
+    loader: Iterable,
+    generate: GenerateFn,
+    evaluator: T2MEvaluator,
+    *,
+    repeats: int = 20,
+    mm_batches: int = 3,
+    mm_repeats: int = 30,
+    rng: np.random.Generator | None = None,
+    joints_fn: JointsFn | None = None,
+    diversity_times: int | None = None,
+    label: str = "",
+    progress: bool = True,
+    physical: DatasetSpec | None = None,
+) -> Metrics:
     """Benchmark ``generate`` against the evaluator: ``repeats`` passes -> :class:`Metrics`.
 
     ``mm_batches=0`` disables multimodality (unconditional generation); ``joints_fn`` adds MPJPE;
@@ -203,20 +245,31 @@ def evaluate_t2m(loader: Iterable, generate: GenerateFn, evaluator: T2MEvaluator
     rng = np.random.default_rng(10107) if rng is None else rng
     result = Metrics(label=label)
     for r in range(repeats):
-        values = evaluate_once(loader, generate, evaluator, rng, mm_batches=mm_batches, mm_repeats=mm_repeats,
-                               joints_fn=joints_fn, diversity_times=diversity_times, progress=progress,
-                               physical=physical)
+        values = evaluate_once(
+            loader,
+            generate,
+            evaluator,
+            rng,
+            mm_batches=mm_batches,
+            mm_repeats=mm_repeats,
+            joints_fn=joints_fn,
+            diversity_times=diversity_times,
+            progress=progress,
+            physical=physical,
+        )
         result.add(values)
         logger.info("repeat %d/%d: %s", r + 1, repeats, ", ".join(f"{k} {v:.4f}" for k, v in values.items()))
     return result
 
 
-def reconstruction_generator(reconstruct: Callable[[Tensor], Tensor], evaluator: T2MEvaluator,
-                             model_mean: Tensor, model_std: Tensor) -> GenerateFn:
+def reconstruction_generator(
+    reconstruct: Callable[[Tensor], Tensor], evaluator: T2MEvaluator, model_mean: Tensor, model_std: Tensor
+) -> GenerateFn:
     """A :data:`GenerateFn` for autoencoders: GT (evaluator space) -> model space -> ``reconstruct`` -> raw.
 
     ``reconstruct``: (B, T, D) model-normalised -> (B, T, D) model-normalised.
     """
+
     def generate(batch: EvalBatch, is_mm: bool, repeats: int = 1) -> tuple[Tensor, Tensor]:
         raw = evaluator.denormalize(batch.motions.to(evaluator.mean.device, torch.float32))
         mean, std = model_mean.to(raw), model_std.to(raw)
@@ -227,18 +280,24 @@ def reconstruction_generator(reconstruct: Callable[[Tensor], Tensor], evaluator:
     return generate
 
 
-def pipeline_generator(pipe: "MoMaskPipeline", sampling: "Sampling", *, use_estimated_length: bool = False,
-                       generator: torch.Generator | None = None, chunk: int = 64) -> GenerateFn:
+def pipeline_generator(
+    pipe: MoMaskPipeline,
+    sampling: Sampling,
+    *,
+    use_estimated_length: bool = False,
+    generator: torch.Generator | None = None,
+    chunk: int = 64,
+) -> GenerateFn:
     """A :data:`GenerateFn` for MoMask (masked + optional residual transformer, VQ decoder).
 
-    Reference protocol (spec §5.4): Gumbel sampling only in the multimodality batches (when
+    Reference protocol (docs/evaluation.md#protocols): Gumbel sampling only in the multimodality batches (when
     ``sampling.gumbel_sample``), categorical elsewhere; lengths = the ground-truth ``m_lens`` unless
     ``use_estimated_length`` (then the pipeline's length estimator samples them). All ``R·B`` generations of a
     call run as chunks of ``chunk`` samples of similar length (sorted by token length): attention ignores
     padding, so a sample's distribution does not depend on its chunk, and short motions cost what they need.
     """
     unit = pipe.spec.unit_length
-    vectors: dict[str, Tensor] = {}     # text encodings, kept across passes (captions recur every pass)
+    vectors: dict[str, Tensor] = {}  # text encodings, kept across passes (captions recur every pass)
 
     def encode(captions: list[str]) -> Tensor:
         missing = sorted({c for c in captions if c not in vectors})
@@ -249,14 +308,14 @@ def pipeline_generator(pipe: "MoMaskPipeline", sampling: "Sampling", *, use_esti
     @torch.no_grad()
     def generate(batch: EvalBatch, is_mm: bool, repeats: int = 1) -> tuple[Tensor, Tensor]:
         s = dataclasses.replace(sampling, gumbel_sample=sampling.gumbel_sample and is_mm)
-        cond = encode(batch.captions).repeat(repeats, 1)                               # (R·B, clip_dim)
+        cond = encode(batch.captions).repeat(repeats, 1)  # (R·B, clip_dim)
         lengths = [None] * len(cond) if use_estimated_length else batch.m_lens.repeat(repeats).tolist()
-        tokens, _ = pipe.token_lengths(lengths, cond, generator)                        # (R·B,)
+        tokens, _ = pipe.token_lengths(lengths, cond, generator)  # (R·B,)
         order = torch.argsort(tokens, stable=True)
         n = int(tokens.max())
         ids = torch.empty(len(cond), n, pipe.vq.config.num_quantizers, dtype=torch.long, device=tokens.device)
         for rows in order.split(chunk):
-            part = pipe.generate_codes(cond[rows], tokens[rows], s, generator)           # (c, max of chunk, Q)
+            part = pipe.generate_codes(cond[rows], tokens[rows], s, generator)  # (c, max of chunk, Q)
             ids[rows] = torch.nn.functional.pad(part, (0, 0, 0, n - part.shape[1]), value=-1)
         # One decode at the longest length, as a single-call generation would decode (−1 codes add nothing).
         return pipe.denormalise(pipe.vq.forward_decoder(ids)), tokens * unit
@@ -264,20 +323,43 @@ def pipeline_generator(pipe: "MoMaskPipeline", sampling: "Sampling", *, use_esti
     return generate
 
 
-def make_eval_loader(data_root: str | Path, spec: DatasetSpec, evaluator: T2MEvaluator, vectorizer: WordVectorizer,
-                     *, split: str = "test", batch_size: int = 32, num_workers: int = 0, seed: int = 0
-                     ) -> torch.utils.data.DataLoader:
+def make_eval_loader(
+    data_root: str | Path,
+    spec: DatasetSpec,
+    evaluator: T2MEvaluator,
+    vectorizer: WordVectorizer,
+    *,
+    split: str = "test",
+    batch_size: int = 32,
+    num_workers: int = 0,
+    seed: int = 0,
+) -> torch.utils.data.DataLoader:
     """The benchmark loader: evaluation dataset normalised with the evaluator's statistics, shuffled, drop_last,
     batches sorted by sentence length."""
     from torch.utils.data import DataLoader
 
     from data.t2m_dataset import Text2MotionDatasetEval, collate_by_sent_len
-    dataset = Text2MotionDatasetEval(data_root, spec, evaluator.mean.cpu().numpy(), evaluator.std.cpu().numpy(),
-                                     vectorizer, split=split, seed=seed, max_text_len=evaluator.max_text_len)
+
+    dataset = Text2MotionDatasetEval(
+        data_root,
+        spec,
+        evaluator.mean.cpu().numpy(),
+        evaluator.std.cpu().numpy(),
+        vectorizer,
+        split=split,
+        seed=seed,
+        max_text_len=evaluator.max_text_len,
+    )
     if len(dataset) < batch_size:
         raise ValueError(f"the {split} split has {len(dataset)} usable items, fewer than one batch of {batch_size}")
-    return DataLoader(dataset, batch_size=batch_size, shuffle=True, drop_last=True, num_workers=num_workers,
-                      collate_fn=collate_by_sent_len)
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=True,
+        drop_last=True,
+        num_workers=num_workers,
+        collate_fn=collate_by_sent_len,
+    )
 
 
 def matching_checkpoints(model_dir: Path, which: str, stage: str) -> list[str]:
@@ -288,16 +370,25 @@ def matching_checkpoints(model_dir: Path, which: str, stage: str) -> list[str]:
     have = list_checkpoints(model_dir)
     files = [name for name in have if which in name]
     if not files:
-        raise FileNotFoundError(f"no checkpoint in {model_dir} whose name contains {which!r} (it has: "
-                                f"{have or 'nothing'})")
+        raise FileNotFoundError(
+            f"no checkpoint in {model_dir} whose name contains {which!r} (it has: {have or 'nothing'})"
+        )
     return files
 
 
-def load_benchmark(opt: "BenchmarkOptions", device: torch.device) -> tuple[T2MEvaluator, torch.utils.data.DataLoader]:
+def load_benchmark(opt: BenchmarkOptions, device: torch.device) -> tuple[T2MEvaluator, torch.utils.data.DataLoader]:
     """The evaluator and the benchmark loader named by a benchmark script's options."""
     evaluator = T2MEvaluator.from_checkpoints(opt.evaluator_root, opt.dataset_name, device)
-    loader = make_eval_loader(opt.data_root, opt.spec, evaluator, WordVectorizer(opt.glove_path), split=opt.split,
-                              batch_size=opt.batch_size, num_workers=opt.num_workers, seed=opt.seed)
+    loader = make_eval_loader(
+        opt.data_root,
+        opt.spec,
+        evaluator,
+        WordVectorizer(opt.glove_path),
+        split=opt.split,
+        batch_size=opt.batch_size,
+        num_workers=opt.num_workers,
+        seed=opt.seed,
+    )
     return evaluator, loader
 
 
@@ -327,11 +418,13 @@ def format_official_log(header: str, metrics: Metrics) -> str:
         mean, ci = s[name]
         return f"{mean:.3f}, conf.{sep}{ci:.3f}"
 
-    lines = [f"{header} final result:",
-             f"\tFID: {pair('FID')}",
-             f"\tDiversity: {pair('Diversity')}",
-             f"\tTOP1: {pair('TOP1')}, TOP2. {pair('TOP2')}, TOP3. {pair('TOP3')}",
-             f"\tMatching: {pair('Matching')}"]
+    lines = [
+        f"{header} final result:",
+        f"\tFID: {pair('FID')}",
+        f"\tDiversity: {pair('Diversity')}",
+        f"\tTOP1: {pair('TOP1')}, TOP2. {pair('TOP2')}, TOP3. {pair('TOP3')}",
+        f"\tMatching: {pair('Matching')}",
+    ]
     if "Multimodality" in s:
         lines.append(f"\tMultimodality:{pair('Multimodality', sep='')}")
     if "MPJPE" in s:
@@ -341,9 +434,17 @@ def format_official_log(header: str, metrics: Metrics) -> str:
 
 def format_table(rows: dict[str, Metrics], include_real: bool = True) -> str:
     """Paper-style Markdown table (Top-1/2/3, FID, MM-Dist, Diversity, MModality) with ± 95 % half-widths."""
-    cols = [("TOP1", "Top-1 ↑"), ("TOP2", "Top-2 ↑"), ("TOP3", "Top-3 ↑"), ("FID", "FID ↓"),
-            ("Matching", "MM-Dist ↓"), ("Diversity", "Diversity →"), ("Multimodality", "MModality ↑"),
-            ("MPJPE", "MPJPE ↓"), *TABLE_COLUMNS]
+    cols = [
+        ("TOP1", "Top-1 ↑"),
+        ("TOP2", "Top-2 ↑"),
+        ("TOP3", "Top-3 ↑"),
+        ("FID", "FID ↓"),
+        ("Matching", "MM-Dist ↓"),
+        ("Diversity", "Diversity →"),
+        ("Multimodality", "MModality ↑"),
+        ("MPJPE", "MPJPE ↓"),
+        *TABLE_COLUMNS,
+    ]
     present = [c for c in cols if any(c[0] in m.per_repeat for m in rows.values())]
 
     def cell(m: Metrics, key: str) -> str:
@@ -352,8 +453,7 @@ def format_table(rows: dict[str, Metrics], include_real: bool = True) -> str:
         mean, ci = m.summary()[key]
         return f"{mean:.3f}±{ci:.3f}"
 
-    lines = ["| Method | " + " | ".join(t for _, t in present) + " |",
-             "|---|" + "---|" * len(present)]
+    lines = ["| Method | " + " | ".join(t for _, t in present) + " |", "|---|" + "---|" * len(present)]
     if include_real and rows:
         first = next(iter(rows.values()))
         real = Metrics({k[:-5]: v for k, v in first.per_repeat.items() if k.endswith("_real")})

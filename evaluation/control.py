@@ -13,11 +13,13 @@ go through the usual evaluator metrics (FID, R-precision, Diversity; see docs/ev
 
 The unconstrained model run with the same targets gives the errors "for scale" (``controlled=False``).
 """
+
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Iterable
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -36,10 +38,10 @@ if TYPE_CHECKING:
 
 CONTROL_JOINTS = ("pelvis", "left_foot", "right_foot", "head", "left_wrist", "right_wrist")
 DENSITIES = ("1", "2", "5", "25%", "100%")
-FAR = 0.5                 # metres: an entry this far from its target counts as a miss
-SKATE_HEIGHT = 0.05       # metres
-SKATE_SPEED = 0.5         # metres per second
-SKATE_WINDOW = 5          # frames of the moving average of the foot speed
+FAR = 0.5  # metres: an entry this far from its target counts as a miss
+SKATE_HEIGHT = 0.05  # metres
+SKATE_SPEED = 0.5  # metres per second
+SKATE_WINDOW = 5  # frames of the moving average of the foot speed
 
 
 def control_joint_ids(joint: str, spec: DatasetSpec) -> list[int]:
@@ -65,10 +67,10 @@ def control_frames(length: int, density: str, rng: np.random.Generator) -> np.nd
 
 def foot_skating_ratio(joints: np.ndarray, spec: DatasetSpec) -> float:
     """Share of frames (T, J, 3) where both feet (toes) are low and sliding (see module docstring)."""
-    feet = joints[:, [spec.fid_l[1], spec.fid_r[1]]]                         # (T, 2, 3)
+    feet = joints[:, [spec.fid_l[1], spec.fid_r[1]]]  # (T, 2, 3)
     if feet.shape[0] < 2:
         return 0.0
-    speed = np.linalg.norm(np.diff(feet[..., [0, 2]], axis=0), axis=-1) * spec.fps    # (T-1, 2)
+    speed = np.linalg.norm(np.diff(feet[..., [0, 2]], axis=0), axis=-1) * spec.fps  # (T-1, 2)
     kernel = np.ones(SKATE_WINDOW) / SKATE_WINDOW
     speed = np.stack([np.convolve(speed[:, k], kernel, mode="same") for k in range(2)], axis=-1)
     low = feet[1:, :, 1] < SKATE_HEIGHT
@@ -99,13 +101,26 @@ class ControlTally:
         self.skating.append(foot_skating_ratio(joints, spec))
 
     def values(self) -> dict[str, float]:
-        return {"Traj_err": self.motions_far / max(self.motions, 1), "Loc_err": self.entries_far / max(self.entries, 1),
-                "Avg_err": self.distance / max(self.entries, 1), "Skating": float(np.mean(self.skating))}
+        return {
+            "Traj_err": self.motions_far / max(self.motions, 1),
+            "Loc_err": self.entries_far / max(self.entries, 1),
+            "Avg_err": self.distance / max(self.entries, 1),
+            "Skating": float(np.mean(self.skating)),
+        }
 
 
-def control_generator(pipe: "MoMaskPipeline", sampling: "Sampling", evaluator: T2MEvaluator, joint: str,
-                      density: str, rng: np.random.Generator, tally: ControlTally, *, controlled: bool = True,
-                      settings: ControlSettings = ControlSettings()) -> GenerateFn:
+def control_generator(
+    pipe: MoMaskPipeline,
+    sampling: Sampling,
+    evaluator: T2MEvaluator,
+    joint: str,
+    density: str,
+    rng: np.random.Generator,
+    tally: ControlTally,
+    *,
+    controlled: bool = True,
+    settings: ControlSettings = ControlSettings(),
+) -> GenerateFn:
     """A :data:`GenerateFn` drawing targets from each batch's ground truth and generating under them (or not,
     with ``controlled=False``); errors and skating go to ``tally``."""
     spec, unit = pipe.spec, pipe.spec.unit_length
@@ -115,7 +130,7 @@ def control_generator(pipe: "MoMaskPipeline", sampling: "Sampling", evaluator: T
     def generate(batch: EvalBatch, is_mm: bool) -> tuple[Tensor, Tensor]:
         s = dataclasses.replace(sampling, gumbel_sample=sampling.gumbel_sample and is_mm)
         raw = evaluator.denormalize(batch.motions.to(evaluator.mean.device, torch.float32))
-        gt = recover_from_ric(raw, spec.joints_num).cpu().numpy()               # (B, T, J, 3)
+        gt = recover_from_ric(raw, spec.joints_num).cpu().numpy()  # (B, T, J, 3)
         m_lens = torch.as_tensor(batch.m_lens, device=pipe.device) // unit
         targets = []
         for b, length in enumerate((m_lens * unit).tolist()):
@@ -136,19 +151,32 @@ def control_generator(pipe: "MoMaskPipeline", sampling: "Sampling", evaluator: T
     return generate
 
 
-def evaluate_control(loader: Iterable, pipe: "MoMaskPipeline", sampling: "Sampling", evaluator: T2MEvaluator, *,
-                     joint: str, density: str, repeats: int, controlled: bool = True,
-                     settings: ControlSettings = ControlSettings(), seed: int = 10107,
-                     diversity_times: int | None = None, label: str = "") -> Metrics:
+def evaluate_control(
+    loader: Iterable,
+    pipe: MoMaskPipeline,
+    sampling: Sampling,
+    evaluator: T2MEvaluator,
+    *,
+    joint: str,
+    density: str,
+    repeats: int,
+    controlled: bool = True,
+    settings: ControlSettings = ControlSettings(),
+    seed: int = 10107,
+    diversity_times: int | None = None,
+    label: str = "",
+) -> Metrics:
     """``repeats`` passes of the text-to-motion metrics plus the control metrics -> :class:`Metrics` (sampling
     draws from torch's global generator: seed it first)."""
     rng = np.random.default_rng(seed)
     result = Metrics(label=label)
     for _ in range(repeats):
         tally = ControlTally()
-        generate = control_generator(pipe, sampling, evaluator, joint, density, rng, tally, controlled=controlled,
-                                     settings=settings)
-        values = evaluate_once(loader, generate, evaluator, rng, mm_batches=0, diversity_times=diversity_times,
-                               progress=False)
+        generate = control_generator(
+            pipe, sampling, evaluator, joint, density, rng, tally, controlled=controlled, settings=settings
+        )
+        values = evaluate_once(
+            loader, generate, evaluator, rng, mm_batches=0, diversity_times=diversity_times, progress=False
+        )
         result.add({**values, **tally.values()})
     return result

@@ -6,6 +6,7 @@ loop's per-pass values then give the 95 % CIs like every other column. Generated
 depth below the floor), ``Float`` (cm), ``Skate`` (% of frame steps), ``Jerk`` (m/s³), ``Accel`` (m/s²); the
 ground truth's carry a ``_real`` suffix.
 """
+
 from __future__ import annotations
 
 from torch import Tensor
@@ -15,10 +16,20 @@ from utils.physical import PhysicalMetrics, physical_metrics, to_metres
 from utils.skeleton import DatasetSpec
 
 # column key -> (PhysicalMetrics field, display scale)
-COLUMNS = {"Penetrate": ("penetration_mean", 100.0), "Float": ("floating", 100.0), "Skate": ("skate_ratio", 100.0),
-           "Jerk": ("jerk", 1.0), "Accel": ("acceleration", 1.0)}
-TABLE_COLUMNS = [("Penetrate", "Penetrate cm ↓"), ("Float", "Float cm ↓"), ("Skate", "Skate % ↓"),
-                 ("Jerk", "Jerk m/s³ ↓"), ("Accel", "Accel m/s² ↓")]
+COLUMNS = {
+    "Penetrate": ("penetration_mean", 100.0),
+    "Float": ("floating", 100.0),
+    "Skate": ("skate_ratio", 100.0),
+    "Jerk": ("jerk", 1.0),
+    "Accel": ("acceleration", 1.0),
+}
+TABLE_COLUMNS = [
+    ("Penetrate", "Penetrate cm ↓"),
+    ("Float", "Float cm ↓"),
+    ("Skate", "Skate % ↓"),
+    ("Jerk", "Jerk m/s³ ↓"),
+    ("Accel", "Accel m/s² ↓"),
+]
 
 
 class PhysicalAccumulator:

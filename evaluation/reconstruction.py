@@ -1,8 +1,9 @@
-"""VQ reconstruction error in joint space: root-aligned MPJPE in millimetres (spec §5.3), on any device."""
+"""VQ reconstruction error in joint space: root-aligned MPJPE in millimetres (docs/evaluation.md#metrics), on any device."""
+
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Callable, Iterable
 
 import numpy as np
 import torch
@@ -39,8 +40,14 @@ def features_mpjpe_mm(gt_features: Tensor, pred_features: Tensor, spec: DatasetS
 
 
 @torch.no_grad()
-def reconstruction_mpjpe(model: RVQVAE, batches: Iterable[Tensor], mean: np.ndarray | Tensor,
-                         std: np.ndarray | Tensor, spec: DatasetSpec, device: torch.device | str = "cpu") -> float:
+def reconstruction_mpjpe(
+    model: RVQVAE,
+    batches: Iterable[Tensor],
+    mean: np.ndarray | Tensor,
+    std: np.ndarray | Tensor,
+    spec: DatasetSpec,
+    device: torch.device | str = "cpu",
+) -> float:
     """Mean per-pose MPJPE (mm) of eval-mode reconstructions over normalised batches (B, T, D), T % 4 == 0."""
     device = torch.device(device)
     mean_t = torch.as_tensor(mean, dtype=torch.float32, device=device)
@@ -62,35 +69,61 @@ def reconstruction_mpjpe(model: RVQVAE, batches: Iterable[Tensor], mean: np.ndar
     return total / poses
 
 
-def make_fid_evaluate(data_root: str | Path, spec: DatasetSpec, mean: np.ndarray, std: np.ndarray, *,
-                      evaluator_dir: str | Path, glove_dir: str | Path, device: torch.device, split: str = "val",
-                      batch_size: int = 32, seed: int = 0, diversity_times: int | None = None,
-                      ) -> Callable[[RVQVAE, int], dict[str, float]]:
-    """The per-epoch evaluation of VQ training (spec §2.6): one pass over the evaluator's ``split`` with
+def make_fid_evaluate(
+    data_root: str | Path,
+    spec: DatasetSpec,
+    mean: np.ndarray,
+    std: np.ndarray,
+    *,
+    evaluator_dir: str | Path,
+    glove_dir: str | Path,
+    device: torch.device,
+    split: str = "val",
+    batch_size: int = 32,
+    seed: int = 0,
+    diversity_times: int | None = None,
+) -> Callable[[RVQVAE, int], dict[str, float]]:
+    """The per-epoch evaluation of VQ training (docs/training.md#vq-schedule): one pass over the evaluator's ``split`` with
     deterministic reconstructions -> ``{'fid', 'matching', 'diversity', 'top1', ..., 'mpjpe'}``.
 
     ``mean``/``std``: the VQ normalisation (meta files). Loads the evaluator and word vectors once.
     """
+    from evaluation.benchmark import evaluate_t2m, make_eval_loader, reconstruction_generator
     from models.evaluator.word_vectorizer import WordVectorizer
     from models.evaluator.wrapper import T2MEvaluator
-    from evaluation.benchmark import evaluate_t2m, make_eval_loader, reconstruction_generator
 
     evaluator = T2MEvaluator.from_checkpoints(evaluator_dir, spec.name, device)
-    loader = make_eval_loader(data_root, spec, evaluator, WordVectorizer(Path(glove_dir).expanduser().resolve()),
-                              split=split, batch_size=batch_size, seed=seed)
+    loader = make_eval_loader(
+        data_root,
+        spec,
+        evaluator,
+        WordVectorizer(Path(glove_dir).expanduser().resolve()),
+        split=split,
+        batch_size=batch_size,
+        seed=seed,
+    )
     mean_t = torch.as_tensor(mean, dtype=torch.float32, device=device)
     std_t = torch.as_tensor(std, dtype=torch.float32, device=device)
     if diversity_times is None:
         # protocol pair count, capped below the sample count so small validation splits still work
         from utils.metrics import diversity_times as protocol_times
+
         samples = len(loader) * batch_size
         diversity_times = min(protocol_times(samples), samples - 1)
 
     def evaluate(model: RVQVAE, epoch: int) -> dict[str, float]:
         generate = reconstruction_generator(lambda x: model.reconstruct(x).recon, evaluator, mean_t, std_t)
-        metrics = evaluate_t2m(loader, generate, evaluator, repeats=1, mm_batches=0,
-                               rng=np.random.default_rng(seed + epoch), diversity_times=diversity_times,
-                               joints_fn=lambda raw: recover_from_ric(raw, spec.joints_num), progress=False)
+        metrics = evaluate_t2m(
+            loader,
+            generate,
+            evaluator,
+            repeats=1,
+            mm_batches=0,
+            rng=np.random.default_rng(seed + epoch),
+            diversity_times=diversity_times,
+            joints_fn=lambda raw: recover_from_ric(raw, spec.joints_num),
+            progress=False,
+        )
         return {name.lower(): metrics.mean(name) for name in metrics.per_repeat}
 
     return evaluate

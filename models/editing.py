@@ -15,6 +15,7 @@ and writes the result back into the source's features only inside the span:
 
 All functions are pure; frames ``(T, D)`` de-normalised features, spans ``[(start, end), ...]`` end exclusive.
 """
+
 from __future__ import annotations
 
 import logging
@@ -30,7 +31,7 @@ from utils.quaternion import qinv, qrot
 
 logger = logging.getLogger(__name__)
 
-CROSSFADE_FRAMES = 8        # 0.4 s at 20 fps: the default crossfade at each inner span boundary
+CROSSFADE_FRAMES = 8  # 0.4 s at 20 fps: the default crossfade at each inner span boundary
 
 
 @dataclass(frozen=True)
@@ -49,8 +50,9 @@ class EditSpans:
             raise ValueError("give at least one edit span (start, end) in frames")
         for (s, e), nxt in zip(spans, spans[1:] + [(total, total)]):
             if not 0 <= s < e <= total:
-                raise ValueError(f"edit span frames {s}..{e} is not a non-empty span inside the source's {total} "
-                                 "frames")
+                raise ValueError(
+                    f"edit span frames {s}..{e} is not a non-empty span inside the source's {total} frames"
+                )
             if nxt[0] < e:
                 raise ValueError(f"edit spans {s}..{e} and {nxt[0]}..{nxt[1]} overlap: merge them into one span")
         tokens = [(s // unit, math.ceil(e / unit)) for s, e in spans]
@@ -59,16 +61,21 @@ class EditSpans:
     @property
     def widened(self) -> list[tuple[tuple[int, int], tuple[int, int]]]:
         """(frame span, frames its tokens regenerate) for spans not on token boundaries."""
-        return [((s, e), (a * self.unit, b * self.unit)) for (s, e), (a, b) in zip(self.frames, self.tokens)
-                if s % self.unit or e % self.unit]
+        return [
+            ((s, e), (a * self.unit, b * self.unit))
+            for (s, e), (a, b) in zip(self.frames, self.tokens)
+            if s % self.unit or e % self.unit
+        ]
 
     def describe(self, fps: float) -> str:
         """One line for the user: the spans in seconds and, where tokens are wider, what that means."""
         text = ", ".join(f"frames {s}-{e} ({s / fps:.2f}-{e / fps:.2f} s)" for s, e in self.frames)
         if self.widened:
             wide = "; ".join(f"{s}-{e} regenerated as frames {a}-{b}" for (s, e), (a, b) in self.widened)
-            text += (f" [token boundaries are {self.unit} frames: {wide}, then cut back to the exact frames; every "
-                     "frame outside the spans is the source's]")
+            text += (
+                f" [token boundaries are {self.unit} frames: {wide}, then cut back to the exact frames; every "
+                "frame outside the spans is the source's]"
+            )
         return text
 
 
@@ -96,7 +103,7 @@ def match_root(features: Tensor, source: Tensor, spans: Sequence[tuple[int, int]
     out = features.clone()
     total = out.shape[0]
     for s, e in spans:
-        if e >= total:                       # a suffix: nothing after it to keep in place
+        if e >= total:  # a suffix: nothing after it to keep in place
             continue
         w = alpha[s:e] / alpha[s:e].sum()
         out[s:e, 0] += (source[s:e, 0] - out[s:e, 0]).sum() * w
@@ -105,16 +112,15 @@ def match_root(features: Tensor, source: Tensor, spans: Sequence[tuple[int, int]
         rot_src, _ = recover_root_rot_pos(source[: e + 1])
         zero = torch.zeros_like(out[s:e, :1])
         local = torch.cat((out[s:e, 1:2], zero, out[s:e, 2:3]), dim=-1)
-        world_new = qrot(qinv(rot_new[s + 1: e + 1]), local)
-        world_src = qrot(qinv(rot_src[s + 1: e + 1]), torch.cat((source[s:e, 1:2], zero, source[s:e, 2:3]), -1))
+        world_new = qrot(qinv(rot_new[s + 1 : e + 1]), local)
+        world_src = qrot(qinv(rot_src[s + 1 : e + 1]), torch.cat((source[s:e, 1:2], zero, source[s:e, 2:3]), -1))
         world_new = world_new + (world_src - world_new).sum(0) * w[:, None]
-        fixed = qrot(rot_new[s + 1: e + 1], world_new)
+        fixed = qrot(rot_new[s + 1 : e + 1], world_new)
         out[s:e, 1], out[s:e, 2] = fixed[:, 0], fixed[:, 2]
     return out
 
 
-def blend(source: Tensor, generated: Tensor, spans: Sequence[tuple[int, int]], width: int | Sequence[int]
-          ) -> Tensor:
+def blend(source: Tensor, generated: Tensor, spans: Sequence[tuple[int, int]], width: int | Sequence[int]) -> Tensor:
     """Regenerated features written into the source inside ``spans`` (crossfaded, root matched): (T, D)."""
     src, gen = source.double(), generated.double()
     alpha = crossfade(src.shape[0], spans, width)[:, None]
@@ -128,8 +134,9 @@ def largest_step(joints: Tensor) -> Tensor:
     return (joints[1:] - joints[:-1]).norm(dim=-1).amax(dim=-1)
 
 
-def blend_keeping_steps(source: Tensor, generated: Tensor, spans: Sequence[tuple[int, int]], joints_num: int,
-                        width: int = CROSSFADE_FRAMES) -> tuple[Tensor, list[int]]:
+def blend_keeping_steps(
+    source: Tensor, generated: Tensor, spans: Sequence[tuple[int, int]], joints_num: int, width: int = CROSSFADE_FRAMES
+) -> tuple[Tensor, list[int]]:
     """:func:`blend`, widening each span's crossfade (doubling, up to half the span) until no frame-to-frame
     joint jump at its boundaries exceeds the source's largest one. -> (features (T, D), widths used)."""
     limit = largest_step(recover_from_ric(source.float(), joints_num)).max()
@@ -139,13 +146,19 @@ def blend_keeping_steps(source: Tensor, generated: Tensor, spans: Sequence[tuple
             out = blend(source, generated, spans, widths)
             steps = largest_step(recover_from_ric(out.float(), joints_num))
             w = widths[i]
-            edges = [steps[max(s - 1, 0): s + w + 1].max()] if s > 0 else []
-            edges += [steps[max(e - w - 2, 0): e].max()] if e < source.shape[0] else []
+            edges = [steps[max(s - 1, 0) : s + w + 1].max()] if s > 0 else []
+            edges += [steps[max(e - w - 2, 0) : e].max()] if e < source.shape[0] else []
             if not edges or max(edges) <= limit or w >= (e - s) // 2:
                 break
             widths[i] = min(2 * w, (e - s) // 2)
         if edges and max(edges) > limit:
-            logger.warning("edit span %d-%d: the boundary still jumps %.3f m in one frame (the source's largest step "
-                           "is %.3f m) with a %d-frame crossfade; a longer span gives a smoother transition",
-                           s, e, float(max(edges)), float(limit), widths[i])
+            logger.warning(
+                "edit span %d-%d: the boundary still jumps %.3f m in one frame (the source's largest step "
+                "is %.3f m) with a %d-frame crossfade; a longer span gives a smoother transition",
+                s,
+                e,
+                float(max(edges)),
+                float(limit),
+                widths[i],
+            )
     return blend(source, generated, spans, widths), widths

@@ -1,8 +1,9 @@
-"""Motion-length estimator (spec §3.7): text feature -> logits over token-length classes ``L // unit_length``.
+"""Motion-length estimator (docs/networks.md#length-estimator): text feature -> logits over token-length classes ``L // unit_length``.
 
 The module keeps the official ``output.<i>`` indices (Linear 0/4/8/11, LayerNorm 1/5/9) so released
 ``length_estimator/model/finest.tar`` files (key ``estimator``) load strictly.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -27,14 +28,23 @@ class LengthEstimator(nn.Module):
     def __init__(self, input_size: int = 512, output_size: int = 50) -> None:
         super().__init__()
         if input_size < 1 or output_size < 2:
-            raise ValueError(f"LengthEstimator needs input_size >= 1 and output_size >= 2, got "
-                             f"{input_size}, {output_size}")
+            raise ValueError(
+                f"LengthEstimator needs input_size >= 1 and output_size >= 2, got {input_size}, {output_size}"
+            )
         self.input_size, self.output_size = input_size, output_size
         h1, h2, h3 = HIDDEN
         self.output = nn.Sequential(
-            nn.Linear(input_size, h1), nn.LayerNorm(h1), nn.LeakyReLU(0.2), nn.Dropout(0.2),
-            nn.Linear(h1, h2), nn.LayerNorm(h2), nn.LeakyReLU(0.2), nn.Dropout(0.2),
-            nn.Linear(h2, h3), nn.LayerNorm(h3), nn.LeakyReLU(0.2),
+            nn.Linear(input_size, h1),
+            nn.LayerNorm(h1),
+            nn.LeakyReLU(0.2),
+            nn.Dropout(0.2),
+            nn.Linear(h1, h2),
+            nn.LayerNorm(h2),
+            nn.LeakyReLU(0.2),
+            nn.Dropout(0.2),
+            nn.Linear(h2, h3),
+            nn.LayerNorm(h3),
+            nn.LeakyReLU(0.2),
             nn.Linear(h3, output_size),
         )
         self.apply(_init_weights)
@@ -47,13 +57,15 @@ class LengthEstimator(nn.Module):
     def forward(self, text_emb: Tensor) -> Tensor:
         """text_emb (B, input_size) -> logits (B, output_size)."""
         if text_emb.shape[-1] != self.input_size:
-            raise ValueError(f"length estimator expects {self.input_size}-d text features, got "
-                             f"{tuple(text_emb.shape)} (was it trained with another text encoder?)")
+            raise ValueError(
+                f"length estimator expects {self.input_size}-d text features, got "
+                f"{tuple(text_emb.shape)} (was it trained with another text encoder?)"
+            )
         return self.output(text_emb)
 
 
 def _init_weights(module: nn.Module) -> None:
-    # Spec §3.7: Linear N(0, 0.02) / zero bias, LayerNorm (1, 0).
+    # docs/networks.md#length-estimator: Linear N(0, 0.02) / zero bias, LayerNorm (1, 0).
     if isinstance(module, nn.Linear):
         nn.init.normal_(module.weight, mean=0.0, std=0.02)
         nn.init.zeros_(module.bias)
@@ -68,14 +80,17 @@ def build_length_estimator(state: dict[str, Any], source: str = "checkpoint") ->
     Official checkpoints have no ``model_args``: sizes are read from the first and last Linear weights.
     """
     if "estimator" not in state:
-        raise CheckpointError(f"{source} has no 'estimator' entry (it has {sorted(state)[:8]}): "
-                              "is it a length-estimator checkpoint?")
+        raise CheckpointError(
+            f"{source} has no 'estimator' entry (it has {sorted(state)[:8]}): is it a length-estimator checkpoint?"
+        )
     weights = check_state_dict(state["estimator"], source, "estimator")
     args = state.get("model_args")
     if args is None:
         try:
-            args = {"input_size": int(weights["output.0.weight"].shape[1]),
-                    "output_size": int(weights["output.11.weight"].shape[0])}
+            args = {
+                "input_size": int(weights["output.0.weight"].shape[1]),
+                "output_size": int(weights["output.11.weight"].shape[0]),
+            }
         except (KeyError, IndexError) as exc:
             raise CheckpointError(f"{source}: estimator weights lack {exc.args[0]}") from None
     args = check_model_args(args, source)
@@ -103,12 +118,14 @@ def estimate_lengths(
     if max_tokens >= model.output_size:
         raise ValueError(f"max_tokens {max_tokens} is not a class of this estimator (0..{model.output_size - 1})")
     if max_tokens * unit_length >= 200:
-        raise ValueError(f"max_tokens {max_tokens} x unit_length {unit_length} frames reaches 200 frames, "
-                         "beyond the clips the estimator was trained on")
+        raise ValueError(
+            f"max_tokens {max_tokens} x unit_length {unit_length} frames reaches 200 frames, "
+            "beyond the clips the estimator was trained on"
+        )
     was_training = model.training
     model.eval()
     with torch.no_grad():
-        logits = model(cond.float())                                          # (B, C)
+        logits = model(cond.float())  # (B, C)
     model.train(was_training)
     classes = torch.arange(logits.shape[-1], device=logits.device)
     allowed = (classes >= min_tokens) & (classes <= max_tokens)

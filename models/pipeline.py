@@ -5,17 +5,18 @@
     motions[0].joints   # (120, 22, 3) metres, Y up
 
 One text encoder serves the length estimator and both transformers (the official code loads CLIP twice and
-encodes every caption twice). Sampling follows spec §3.5/§4.3; what differs from the official scripts is fixed
+encodes every caption twice). Sampling follows docs/sampling.md#masked-generation/docs/sampling.md#residual-generation; what differs from the official scripts is fixed
 on purpose and marked in the docstrings (lengths never 0 tokens, editing keeps every frame outside its spans exactly).
 """
+
 from __future__ import annotations
 
 import contextlib
 import logging
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -49,9 +50,9 @@ from utils.skeleton import DatasetSpec, get_dataset_spec
 
 logger = logging.getLogger(__name__)
 
-TRANSITION_TOKENS = 4   # tokens re-generated around each boundary of a chained long motion (0.8 s at 20 fps)
+TRANSITION_TOKENS = 4  # tokens re-generated around each boundary of a chained long motion (0.8 s at 20 fps)
 REPO = Path(__file__).resolve().parents[1]
-UNFAMILIAR_SIMILARITY = 0.5   # cosine similarity below which a caption is far from everything a model saw
+UNFAMILIAR_SIMILARITY = 0.5  # cosine similarity below which a caption is far from everything a model saw
 
 
 @dataclass(frozen=True)
@@ -67,17 +68,25 @@ class Sampling:
     gumbel_sample: bool = SamplingOptions.gumbel_sample
     force_mask: bool = SamplingOptions.force_mask
     use_res: bool = True
-    precision: str = SamplingOptions.precision    # transformer arithmetic: utils/precision.py PRECISIONS
+    precision: str = SamplingOptions.precision  # transformer arithmetic: utils/precision.py PRECISIONS
 
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision {self.precision!r}: use one of {PRECISIONS}")
 
     @classmethod
-    def from_options(cls, opt: object) -> "Sampling":
+    def from_options(cls, opt: object) -> Sampling:
         """From any options object with the official sampling flag names (``use_res_model`` -> ``use_res``)."""
-        names = ("time_steps", "cond_scale", "res_cond_scale", "temperature", "topkr", "gumbel_sample", "force_mask",
-                 "precision")
+        names = (
+            "time_steps",
+            "cond_scale",
+            "res_cond_scale",
+            "temperature",
+            "topkr",
+            "gumbel_sample",
+            "force_mask",
+            "precision",
+        )
         values = {n: getattr(opt, n) for n in names if hasattr(opt, n)}
         if hasattr(opt, "use_res_model"):
             values["use_res"] = opt.use_res_model
@@ -93,8 +102,8 @@ class Motion:
     joints: np.ndarray
     tokens: np.ndarray
     length_estimated: bool = False
-    spans: list[tuple[int, int]] = field(default_factory=list)   # edited frame spans, for edits
-    control_error: float | None = None   # mean distance (m) of controlled joints to their targets, when controlled
+    spans: list[tuple[int, int]] = field(default_factory=list)  # edited frame spans, for edits
+    control_error: float | None = None  # mean distance (m) of controlled joints to their targets, when controlled
 
     @property
     def num_frames(self) -> int:
@@ -105,8 +114,10 @@ def _run_dir(checkpoints_dir: Path, dataset_name: str, name: str) -> Path:
     path = checkpoints_dir / dataset_name / name
     if not (path / "opt.txt").is_file():
         have = sorted(p.name for p in path.parent.iterdir() if p.is_dir()) if path.parent.is_dir() else []
-        raise FileNotFoundError(f"run folder {path} (with opt.txt) not found; {path.parent} has: "
-                                f"{have or 'nothing'} (see README: downloading the released checkpoints)")
+        raise FileNotFoundError(
+            f"run folder {path} (with opt.txt) not found; {path.parent} has: "
+            f"{have or 'nothing'} (see README: downloading the released checkpoints)"
+        )
     return path
 
 
@@ -117,12 +128,22 @@ class MoMaskPipeline:
     DEMO_CHECKPOINTS = REPO / "checkpoints" / "demo"
     DEMO_NAMES = ("mtrans_demo", "rtrans_demo")
     DEMO_DATASET = REPO / "dataset_demo" / "HumanML3D"
-    DEMO_VECTORS = DEMO_CHECKPOINTS / "t2m" / "caption_vectors.npz"   # prepare/demo_caption_vectors.py
+    DEMO_VECTORS = DEMO_CHECKPOINTS / "t2m" / "caption_vectors.npz"  # prepare/demo_caption_vectors.py
 
-    def __init__(self, *, vq: RVQVAE, mask: MaskTransformer, res: ResidualTransformer | None,
-                 text_encoder: TextEncoder, mean: np.ndarray, std: np.ndarray, spec: DatasetSpec,
-                 length_estimator: LengthEstimator | None = None, device: torch.device | str = "cpu",
-                 known_captions: Sequence[str] = ()) -> None:
+    def __init__(
+        self,
+        *,
+        vq: RVQVAE,
+        mask: MaskTransformer,
+        res: ResidualTransformer | None,
+        text_encoder: TextEncoder,
+        mean: np.ndarray,
+        std: np.ndarray,
+        spec: DatasetSpec,
+        length_estimator: LengthEstimator | None = None,
+        device: torch.device | str = "cpu",
+        known_captions: Sequence[str] = (),
+    ) -> None:
         self.device = torch.device(device)
         self.vq = vq.to(self.device).eval()
         self.mask = mask.to(self.device).eval()
@@ -131,27 +152,41 @@ class MoMaskPipeline:
         self.text_encoder = text_encoder
         self.spec = spec
         self.known_captions = list(known_captions)
-        self._known_vectors: Tensor | None = None   # their unit text vectors, computed on first use
-        self._int8: tuple[MaskTransformer, ResidualTransformer | None] | None = None   # made on first use
+        self._known_vectors: Tensor | None = None  # their unit text vectors, computed on first use
+        self._int8: tuple[MaskTransformer, ResidualTransformer | None] | None = None  # made on first use
         self.known_vectors_file: Path | None = None  # a cache of those vectors (models/text/vector_cache.py)
         self.mean = torch.as_tensor(mean, dtype=torch.float32, device=self.device)
         self.std = torch.as_tensor(std, dtype=torch.float32, device=self.device)
         if text_encoder.dim != mask.config.clip_dim:
-            raise CheckpointError(f"text encoder {text_encoder.describe()} gives {text_encoder.dim}-d vectors but the "
-                                  f"masked transformer expects {mask.config.clip_dim}-d (wrong --text_encoder?)")
+            raise CheckpointError(
+                f"text encoder {text_encoder.describe()} gives {text_encoder.dim}-d vectors but the "
+                f"masked transformer expects {mask.config.clip_dim}-d (wrong --text_encoder?)"
+            )
         if length_estimator is not None and length_estimator.input_size != text_encoder.dim:
-            raise CheckpointError(f"the length estimator takes {length_estimator.input_size}-d text vectors but "
-                                  f"{text_encoder.describe()} gives {text_encoder.dim}-d (trained with another encoder)")
+            raise CheckpointError(
+                f"the length estimator takes {length_estimator.input_size}-d text vectors but "
+                f"{text_encoder.describe()} gives {text_encoder.dim}-d (trained with another encoder)"
+            )
         if self.mean.shape[-1] != spec.dim_pose:
-            raise CheckpointError(f"VQ meta has {self.mean.shape[-1]} features, dataset {spec.name} has {spec.dim_pose}")
+            raise CheckpointError(
+                f"VQ meta has {self.mean.shape[-1]} features, dataset {spec.name} has {spec.dim_pose}"
+            )
 
     # ---- loading ---------------------------------------------------------------------------------------------
     @classmethod
     def from_checkpoints(
-        cls, checkpoints_dir: str | Path, dataset_name: str, name: str, res_name: str = "", *,
-        device: torch.device | str = "cpu", which_epoch: str = "latest", text_encoder: str | TextEncoder = "",
-        text_encoder_path: str = "", use_length_estimator: bool = True,
-    ) -> "MoMaskPipeline":
+        cls,
+        checkpoints_dir: str | Path,
+        dataset_name: str,
+        name: str,
+        res_name: str = "",
+        *,
+        device: torch.device | str = "cpu",
+        which_epoch: str = "latest",
+        text_encoder: str | TextEncoder = "",
+        text_encoder_path: str = "",
+        use_length_estimator: bool = True,
+    ) -> MoMaskPipeline:
         """Load from the official folder layout: ``<checkpoints_dir>/<dataset_name>/{name,res_name,vq_name,
         length_estimator}``; the VQ is the masked transformer's ``vq_name`` and the residual transformer must
         share it. Architecture comes from each run's ``opt.txt`` (or our checkpoints' ``model_args``).
@@ -165,39 +200,62 @@ class MoMaskPipeline:
         vq_dir = _run_dir(root, spec.name, mask_opt.vq_name)
         vq = load_rvqvae(vq_dir, device=device)
         if mask.num_tokens != vq.config.nb_code:
-            raise CheckpointError(f"{mask_dir} was trained on {mask.num_tokens} codes but VQ {vq_dir} has "
-                                  f"{vq.config.nb_code}")
+            raise CheckpointError(
+                f"{mask_dir} was trained on {mask.num_tokens} codes but VQ {vq_dir} has {vq.config.nb_code}"
+            )
         res = None
         if res_name:
             res_dir = _run_dir(root, spec.name, res_name)
             res, res_opt = load_residual_transformer(res_dir, vq_dir=vq_dir, device=device)
             if res_opt.vq_name != mask_opt.vq_name:
-                raise CheckpointError(f"{res_dir} uses VQ {res_opt.vq_name!r} but {mask_dir} uses "
-                                      f"{mask_opt.vq_name!r}: the two transformers must share one tokenizer")
+                raise CheckpointError(
+                    f"{res_dir} uses VQ {res_opt.vq_name!r} but {mask_dir} uses "
+                    f"{mask_opt.vq_name!r}: the two transformers must share one tokenizer"
+                )
         if isinstance(text_encoder, TextEncoder):
             encoder = text_encoder
         else:
-            encoder = build_text_encoder(text_encoder or mask_opt.text_encoder, device,
-                                         path=text_encoder_path or mask_opt.text_encoder_path or None)
+            encoder = build_text_encoder(
+                text_encoder or mask_opt.text_encoder,
+                device,
+                path=text_encoder_path or mask_opt.text_encoder_path or None,
+            )
         estimator = None
         est_file = root / spec.name / "length_estimator" / "model" / FINEST
         if use_length_estimator and est_file.is_file():
             estimator = build_length_estimator(load_checkpoint(est_file), source=str(est_file))
         mean, std = load_vq_meta(vq_dir)
-        logger.info("pipeline: VQ %s, masked %s, residual %s, text encoder %s, length estimator %s",
-                    vq_dir.name, mask_dir.name, res_name or "none", encoder.describe(),
-                    "yes" if estimator is not None else "no")
-        return cls(vq=vq, mask=mask, res=res, text_encoder=encoder, mean=mean, std=std, spec=spec,
-                   length_estimator=estimator, device=device)
+        logger.info(
+            "pipeline: VQ %s, masked %s, residual %s, text encoder %s, length estimator %s",
+            vq_dir.name,
+            mask_dir.name,
+            res_name or "none",
+            encoder.describe(),
+            "yes" if estimator is not None else "no",
+        )
+        return cls(
+            vq=vq,
+            mask=mask,
+            res=res,
+            text_encoder=encoder,
+            mean=mean,
+            std=std,
+            spec=spec,
+            length_estimator=estimator,
+            device=device,
+        )
 
     @classmethod
-    def demo(cls, *, device: torch.device | str = "cpu", text_encoder: str | TextEncoder = "") -> "MoMaskPipeline":
+    def demo(cls, *, device: torch.device | str = "cpu", text_encoder: str | TextEncoder = "") -> MoMaskPipeline:
         """The small model shipped in ``checkpoints/demo`` (trained on ``dataset_demo``; see prepare/train_demo.sh)."""
         if not (cls.DEMO_CHECKPOINTS / "t2m" / cls.DEMO_NAMES[0] / "opt.txt").is_file():
-            raise FileNotFoundError(f"the embedded demo model is missing from {cls.DEMO_CHECKPOINTS}: rebuild it with "
-                                    "bash prepare/train_demo.sh, or pass --name/--res_name of downloaded checkpoints")
-        pipe = cls.from_checkpoints(cls.DEMO_CHECKPOINTS, "t2m", *cls.DEMO_NAMES, device=device,
-                                    text_encoder=text_encoder)
+            raise FileNotFoundError(
+                f"the embedded demo model is missing from {cls.DEMO_CHECKPOINTS}: rebuild it with "
+                "bash prepare/train_demo.sh, or pass --name/--res_name of downloaded checkpoints"
+            )
+        pipe = cls.from_checkpoints(
+            cls.DEMO_CHECKPOINTS, "t2m", *cls.DEMO_NAMES, device=device, text_encoder=text_encoder
+        )
         texts = sorted((cls.DEMO_DATASET / "texts").glob("*.txt"))
         pipe.known_captions = sorted({line.caption for t in texts for line in read_text_file(t)})
         pipe.known_vectors_file = cls.DEMO_VECTORS
@@ -217,8 +275,12 @@ class MoMaskPipeline:
         best = (asked @ known.T).max(dim=1).values
         far = [c for c, s in zip(captions, best.tolist()) if s < UNFAMILIAR_SIMILARITY]
         if far:
-            logger.warning("the demo model only knows its ~20 actions (walk, run, jump, kick, ...); %d caption(s) are "
-                           "unlike any of them and get a best-effort motion: %s", len(far), far[:3])
+            logger.warning(
+                "the demo model only knows its ~20 actions (walk, run, jump, kick, ...); %d caption(s) are "
+                "unlike any of them and get a best-effort motion: %s",
+                len(far),
+                far[:3],
+            )
         return far
 
     # ---- pieces ----------------------------------------------------------------------------------------------
@@ -236,24 +298,30 @@ class MoMaskPipeline:
         """(B, clip_dim) condition vectors on the pipeline's device."""
         return self.text_encoder.encode(list(captions)).to(self.device)
 
-    def token_lengths(self, lengths: Sequence[int | None], cond: Tensor, generator: torch.Generator | None
-                      ) -> tuple[Tensor, list[bool]]:
+    def token_lengths(
+        self, lengths: Sequence[int | None], cond: Tensor, generator: torch.Generator | None
+    ) -> tuple[Tensor, list[bool]]:
         """Token lengths (B,): ``frames // 4`` where given, else sampled from the length estimator (1..49)."""
         unit = self.spec.unit_length
         out, estimated = [], []
         for frames in lengths:
             if frames is not None and not unit <= frames <= self.spec.max_motion_length:
-                raise ValueError(f"motion length {frames} frames is out of range: use {unit}.."
-                                 f"{self.spec.max_motion_length} (or leave it out to estimate it)")
+                raise ValueError(
+                    f"motion length {frames} frames is out of range: use {unit}.."
+                    f"{self.spec.max_motion_length} (or leave it out to estimate it)"
+                )
             out.append(0 if frames is None else frames // unit)
             estimated.append(frames is None)
         tokens = torch.tensor(out, device=self.device)
         if any(estimated):
             if self.length_estimator is None:
-                raise ValueError("no length given and this checkpoint folder has no length_estimator/model/"
-                                 "finest.tar: pass --motion_length or a 'caption#frames' prompt file")
-            sampled = estimate_lengths(self.length_estimator, cond, generator=generator,
-                                       max_tokens=self.max_tokens).to(self.device)
+                raise ValueError(
+                    "no length given and this checkpoint folder has no length_estimator/model/"
+                    "finest.tar: pass --motion_length or a 'caption#frames' prompt file"
+                )
+            sampled = estimate_lengths(self.length_estimator, cond, generator=generator, max_tokens=self.max_tokens).to(
+                self.device
+            )
             tokens = torch.where(torch.tensor(estimated, device=self.device), sampled, tokens)
         return tokens, estimated
 
@@ -263,29 +331,62 @@ class MoMaskPipeline:
     def denormalise(self, features: Tensor) -> Tensor:
         return features * self.std + self.mean
 
-    def complete_residuals(self, base: Tensor, cond: Tensor, m_lens: Tensor, sampling: Sampling,
-                           generator: torch.Generator | None, cond_scale: float | None = None,
-                           logits_hook: ResidualLogitsHook | None = None) -> Tensor:
+    def complete_residuals(
+        self,
+        base: Tensor,
+        cond: Tensor,
+        m_lens: Tensor,
+        sampling: Sampling,
+        generator: torch.Generator | None,
+        cond_scale: float | None = None,
+        logits_hook: ResidualLogitsHook | None = None,
+    ) -> Tensor:
         """(B, n) base ids → (B, n, Q) ids; without a residual transformer the upper layers are −1 (absent)."""
         res = self.transformers(sampling)[1]
         if res is None or not sampling.use_res:
-            rest = torch.full((*base.shape, self.vq.config.num_quantizers - 1), -1, dtype=base.dtype, device=base.device)
+            rest = torch.full(
+                (*base.shape, self.vq.config.num_quantizers - 1), -1, dtype=base.dtype, device=base.device
+            )
             return torch.cat([base[..., None], rest], dim=-1)
         return generate_residual_tokens(
-            res, base, cond, m_lens, temperature=1.0, topk_filter_thres=sampling.topkr,
-            cond_scale=sampling.res_cond_scale if cond_scale is None else cond_scale, generator=generator,
-            logits_hook=logits_hook)
+            res,
+            base,
+            cond,
+            m_lens,
+            temperature=1.0,
+            topk_filter_thres=sampling.topkr,
+            cond_scale=sampling.res_cond_scale if cond_scale is None else cond_scale,
+            generator=generator,
+            logits_hook=logits_hook,
+        )
 
-    def generate_base(self, cond: Tensor, m_lens: Tensor, sampling: Sampling,
-                      generator: torch.Generator | None, logits_hook: BaseLogitsHook | None = None) -> Tensor:
-        """(B, clip_dim) conditions, (B,) token lengths → layer-0 ids (B, n), −1 at padding (spec §3.5)."""
+    def generate_base(
+        self,
+        cond: Tensor,
+        m_lens: Tensor,
+        sampling: Sampling,
+        generator: torch.Generator | None,
+        logits_hook: BaseLogitsHook | None = None,
+    ) -> Tensor:
+        """(B, clip_dim) conditions, (B,) token lengths → layer-0 ids (B, n), −1 at padding (docs/sampling.md#masked-generation)."""
         return generate_base_tokens(
-            self.transformers(sampling)[0], cond, m_lens, timesteps=sampling.time_steps, cond_scale=sampling.cond_scale,
-            temperature=sampling.temperature, topk_filter_thres=sampling.topkr, gsample=sampling.gumbel_sample,
-            force_mask=sampling.force_mask, generator=generator, max_tokens=self.max_tokens, logits_hook=logits_hook)
+            self.transformers(sampling)[0],
+            cond,
+            m_lens,
+            timesteps=sampling.time_steps,
+            cond_scale=sampling.cond_scale,
+            temperature=sampling.temperature,
+            topk_filter_thres=sampling.topkr,
+            gsample=sampling.gumbel_sample,
+            force_mask=sampling.force_mask,
+            generator=generator,
+            max_tokens=self.max_tokens,
+            logits_hook=logits_hook,
+        )
 
-    def generate_codes(self, cond: Tensor, m_lens: Tensor, sampling: Sampling,
-                       generator: torch.Generator | None) -> Tensor:
+    def generate_codes(
+        self, cond: Tensor, m_lens: Tensor, sampling: Sampling, generator: torch.Generator | None
+    ) -> Tensor:
         """(B, clip_dim) conditions, (B,) token lengths → all ids (B, n, Q), −1 = absent."""
         with self.autocast(sampling):
             base = self.generate_base(cond, m_lens, sampling, generator)
@@ -327,7 +428,9 @@ class MoMaskPipeline:
         """De-normalised features (T, D) → codes (1, n, Q); shorter than 196 frames is zero-padded (normalised)."""
         spec = check_features(features, self.spec, name="source motion")
         if spec.name != self.spec.name:
-            raise ValueError(f"source motion has {spec.dim_pose} features ({spec.name}) but the model is {self.spec.name}")
+            raise ValueError(
+                f"source motion has {spec.dim_pose} features ({spec.name}) but the model is {self.spec.name}"
+            )
         x = self.normalise(torch.as_tensor(np.asarray(features), dtype=torch.float32, device=self.device))
         pad = self.spec.max_motion_length - x.shape[0]
         if pad > 0:
@@ -337,9 +440,16 @@ class MoMaskPipeline:
 
     # ---- public API ------------------------------------------------------------------------------------------
     @torch.no_grad()
-    def generate(self, texts: Sequence[str], lengths: Sequence[int | None] | None = None, *, seed: int | None = None,
-                 sampling: Sampling = Sampling(), control: Control | Sequence[Control | None] | None = None,
-                 cleanup: bool = False) -> list[Motion]:
+    def generate(
+        self,
+        texts: Sequence[str],
+        lengths: Sequence[int | None] | None = None,
+        *,
+        seed: int | None = None,
+        sampling: Sampling = Sampling(),
+        control: Control | Sequence[Control | None] | None = None,
+        cleanup: bool = False,
+    ) -> list[Motion]:
         """One motion per caption. ``lengths``: frames per caption (``None`` entries are estimated; unlike the
         official estimator use, never 0 tokens). Frames are rounded down to a multiple of 4.
 
@@ -366,15 +476,29 @@ class MoMaskPipeline:
             decoded = self.split(feats, m_lens)
             errors = [None if math.isnan(e) else e for e in err.tolist()]
         return [
-            Motion(text, f, cleanup_motion(j, self.spec) if cleanup else j, ids[b, : int(m_lens[b])].cpu().numpy(),
-                   estimated[b], control_error=errors[b])
+            Motion(
+                text,
+                f,
+                cleanup_motion(j, self.spec) if cleanup else j,
+                ids[b, : int(m_lens[b])].cpu().numpy(),
+                estimated[b],
+                control_error=errors[b],
+            )
             for b, (text, (f, j)) in enumerate(zip(texts, decoded))
         ]
 
     @torch.no_grad()
-    def edit(self, source_features: np.ndarray, text: str, spans: Sequence[tuple[int, int]], *,
-             seed: int | None = None, sampling: Sampling = Sampling(res_cond_scale=2.0),
-             control: Control | None = None, crossfade: int = CROSSFADE_FRAMES) -> Motion:
+    def edit(
+        self,
+        source_features: np.ndarray,
+        text: str,
+        spans: Sequence[tuple[int, int]],
+        *,
+        seed: int | None = None,
+        sampling: Sampling = Sampling(res_cond_scale=2.0),
+        control: Control | None = None,
+        crossfade: int = CROSSFADE_FRAMES,
+    ) -> Motion:
         """Temporal inpainting (docs/sampling.md): regenerate the frame ``spans`` (end exclusive) of a source
         motion (T ≤ 196 frames, de-normalised features) from ``text``; every frame outside them is the source's.
         ``control`` (targets inside the spans only) steers the regenerated tokens as in :meth:`generate`.
@@ -387,42 +511,78 @@ class MoMaskPipeline:
         source = np.asarray(source_features, dtype=np.float32)
         unit, limit = self.spec.unit_length, self.spec.max_motion_length
         if not unit <= source.shape[0] <= limit:
-            raise ValueError(f"the source motion has {source.shape[0]} frames; editing takes {unit}..{limit} "
-                             f"(cut it to a {limit}-frame window around the span first)")
+            raise ValueError(
+                f"the source motion has {source.shape[0]} frames; editing takes {unit}..{limit} "
+                f"(cut it to a {limit}-frame window around the span first)"
+            )
         cover = EditSpans.cover(spans, source.shape[0], unit)
         logger.info("editing %s", cover.describe(self.spec.fps))
         generator = self._generator(seed)
-        codes = self.encode_motion(source)                                        # (1, 49, Q)
+        codes = self.encode_motion(source)  # (1, 49, Q)
         n_tok = -(-source.shape[0] // unit)
         m_lens = torch.tensor([n_tok], device=self.device)
         mask = torch.zeros(codes.shape[:2], dtype=torch.bool, device=self.device)
         for start, end in cover.tokens:
             mask[0, start:end] = True
         cond = self.encode_text([text])
-        ctl = None if control is None else Controller(self, [control.inside(mask[0], self.spec.unit_length)],
-                                                      m_lens, editable=mask[:, :n_tok], time_steps=sampling.time_steps)
+        ctl = (
+            None
+            if control is None
+            else Controller(
+                self,
+                [control.inside(mask[0], self.spec.unit_length)],
+                m_lens,
+                editable=mask[:, :n_tok],
+                time_steps=sampling.time_steps,
+            )
+        )
         with self.autocast(sampling):
             base = edit_base_tokens(
-                self.transformers(sampling)[0], codes[..., 0], cond, m_lens, mask, timesteps=sampling.time_steps,
-                cond_scale=sampling.cond_scale, temperature=sampling.temperature, topk_filter_thres=sampling.topkr,
-                gsample=sampling.gumbel_sample, force_mask=sampling.force_mask, generator=generator,
-                max_tokens=self.max_tokens, logits_hook=ctl and ctl.base_hook)
-            ids = self.complete_residuals(base[:, :n_tok], cond, m_lens, sampling, generator,
-                                          logits_hook=ctl and ctl.residual_hook)
+                self.transformers(sampling)[0],
+                codes[..., 0],
+                cond,
+                m_lens,
+                mask,
+                timesteps=sampling.time_steps,
+                cond_scale=sampling.cond_scale,
+                temperature=sampling.temperature,
+                topk_filter_thres=sampling.topkr,
+                gsample=sampling.gumbel_sample,
+                force_mask=sampling.force_mask,
+                generator=generator,
+                max_tokens=self.max_tokens,
+                logits_hook=ctl and ctl.base_hook,
+            )
+            ids = self.complete_residuals(
+                base[:, :n_tok], cond, m_lens, sampling, generator, logits_hook=ctl and ctl.residual_hook
+            )
         ids = torch.where(~mask[:, :n_tok, None], codes[:, :n_tok], ids)
         decoded = self.denormalise(self.vq.forward_decoder(ids)) if ctl is None else ctl.refine(ids)
         src = torch.as_tensor(source, device=self.device)
-        features, _ = blend_keeping_steps(src, decoded[0, : source.shape[0]], cover.frames, self.spec.joints_num,
-                                          crossfade)
+        features, _ = blend_keeping_steps(
+            src, decoded[0, : source.shape[0]], cover.frames, self.spec.joints_num, crossfade
+        )
         joints = recover_from_ric(features, self.spec.joints_num)
         error = None if ctl is None else float(ctl.errors(joints[None])[0])
-        return Motion(text, features.cpu().numpy(), joints.cpu().numpy(), ids[0].cpu().numpy(),
-                      spans=list(cover.frames), control_error=error)
+        return Motion(
+            text,
+            features.cpu().numpy(),
+            joints.cpu().numpy(),
+            ids[0].cpu().numpy(),
+            spans=list(cover.frames),
+            control_error=error,
+        )
 
     @torch.no_grad()
-    def generate_long(self, texts: Sequence[str], lengths: Sequence[int | None] | None = None, *,
-                      seed: int | None = None, sampling: Sampling = Sampling(),
-                      transition_tokens: int = TRANSITION_TOKENS) -> Motion:
+    def generate_long(
+        self,
+        texts: Sequence[str],
+        lengths: Sequence[int | None] | None = None,
+        *,
+        seed: int | None = None,
+        sampling: Sampling = Sampling(),
+        transition_tokens: int = TRANSITION_TOKENS,
+    ) -> Motion:
         """One continuous motion through several captions (longer than 196 frames).
 
         Each caption's segment is generated on its own; then, around every boundary, ``transition_tokens``
@@ -443,11 +603,12 @@ class MoMaskPipeline:
             raise ValueError(f"chained segments need at least {4 * (2 * half + 2)} frames each")
         with self.autocast(sampling):
             ids = self._chain_codes(cond, m_lens, sampling, generator, half)
-        (features, joints), = self.decode(ids, torch.tensor([ids.shape[1]], device=self.device))
+        ((features, joints),) = self.decode(ids, torch.tensor([ids.shape[1]], device=self.device))
         return Motion(" / ".join(texts), features, joints, ids[0].cpu().numpy())
 
-    def _chain_codes(self, cond: Tensor, m_lens: Tensor, sampling: Sampling, generator: torch.Generator | None,
-                     half: int) -> Tensor:
+    def _chain_codes(
+        self, cond: Tensor, m_lens: Tensor, sampling: Sampling, generator: torch.Generator | None, half: int
+    ) -> Tensor:
         """Codes (1, Σ m_lens, Q) of the segments joined, ``2·half`` tokens inpainted around each boundary."""
         base = self.generate_base(cond, m_lens, sampling, generator)
         segments = [base[i, : int(m_lens[i])] for i in range(len(m_lens))]
@@ -456,17 +617,29 @@ class MoMaskPipeline:
             ctx = min(len(left), len(right), self.max_tokens // 2)
             window = torch.cat([left[-ctx:], right[:ctx]])[None]
             mask = torch.zeros_like(window, dtype=torch.bool)
-            mask[0, ctx - half: ctx + half] = True
-            mixed = cond[i: i + 2].mean(dim=0, keepdim=True)
+            mask[0, ctx - half : ctx + half] = True
+            mixed = cond[i : i + 2].mean(dim=0, keepdim=True)
             new = edit_base_tokens(
-                self.transformers(sampling)[0], window, mixed, torch.tensor([2 * ctx], device=self.device), mask,
-                timesteps=sampling.time_steps, cond_scale=sampling.cond_scale, temperature=sampling.temperature,
-                topk_filter_thres=sampling.topkr, gsample=sampling.gumbel_sample, generator=generator,
-                max_tokens=self.max_tokens)[0]
+                self.transformers(sampling)[0],
+                window,
+                mixed,
+                torch.tensor([2 * ctx], device=self.device),
+                mask,
+                timesteps=sampling.time_steps,
+                cond_scale=sampling.cond_scale,
+                temperature=sampling.temperature,
+                topk_filter_thres=sampling.topkr,
+                gsample=sampling.gumbel_sample,
+                generator=generator,
+                max_tokens=self.max_tokens,
+            )[0]
             segments[i] = torch.cat([left[:-ctx], new[:ctx]])
             segments[i + 1] = torch.cat([new[ctx:], right[ctx:]])
         full = []
         for i, seg in enumerate(segments):
-            full.append(self.complete_residuals(seg[None], cond[i: i + 1], torch.tensor([len(seg)], device=self.device),
-                                                sampling, generator)[0])
+            full.append(
+                self.complete_residuals(
+                    seg[None], cond[i : i + 1], torch.tensor([len(seg)], device=self.device), sampling, generator
+                )[0]
+            )
         return torch.cat(full)[None]

@@ -1,9 +1,10 @@
 """Options machinery: a stage's options are a dataclass; argparse and ``opt.txt`` are generated from it.
 
-``opt.txt`` is a file format shared with the official code (spec §6.3): a banner line, one ``key: value`` line
+``opt.txt`` is a file format shared with the official code (docs/checkpoints.md#opttxt): a banner line, one ``key: value`` line
 per option sorted by key (``str()`` of each value), and an end banner. Reading coerces each value by the
 dataclass field type; keys the dataclass does not know are kept in :attr:`Options.extra`, never dropped.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -25,11 +26,12 @@ logger = logging.getLogger(__name__)
 OPT_HEADER = "------------ Options -------------"
 OPT_FOOTER = "-------------- End ----------------"
 
-O = TypeVar("O", bound="Options")
+O = TypeVar("O", bound="Options")  # noqa: E741 (the options class a classmethod returns)
 
 
-def opt(default: Any = dataclasses.MISSING, help: str = "", *, short: str | None = None, append: bool = False,
-        **kw: Any) -> Any:
+def opt(
+    default: Any = dataclasses.MISSING, help: str = "", *, short: str | None = None, append: bool = False, **kw: Any
+) -> Any:
     """A dataclass field with a help text for the generated parser.
 
     ``short``: an extra flag spelling (e.g. ``-msec``); ``append``: a list option given once per value
@@ -61,9 +63,9 @@ def _base_type(tp: Any) -> tuple[Any, bool]:
     return tp, False
 
 
-MAX_VALUE_CHARS = 4096          # one option value (opt.txt line or flag)
+MAX_VALUE_CHARS = 4096  # one option value (opt.txt line or flag)
 MAX_OPT_FILE_BYTES = 1_000_000
-MAX_INT = 2**63 - 1             # int64, what torch and NumPy take
+MAX_INT = 2**63 - 1  # int64, what torch and NumPy take
 # Options whose value becomes one path component (a run folder, a log file stem).
 NAME_FIELDS = ("name", "ext", "which_epoch")
 
@@ -163,18 +165,22 @@ def is_name_field(key: str) -> bool:
 def check_name(value: str, key: str) -> str:
     """A value used as one path component (run folder, file stem): no separators, at most 255 bytes."""
     if value in (".", "..") or any(c in value for c in "/\\\x00") or len(value.encode("utf-8", "replace")) > 255:
-        raise ValueError(f"{key} {_shorten(value)!r} is not a usable folder/file name (at most 255 bytes, no '/', "
-                         f"'\\' or NUL, not '.' or '..')")
+        raise ValueError(
+            f"{key} {_shorten(value)!r} is not a usable folder/file name (at most 255 bytes, no '/', "
+            f"'\\' or NUL, not '.' or '..')"
+        )
     return value
 
 
 def _flag_type(tp: Any) -> Any:
     """argparse ``type=``: coerce, with the reason in argparse's one-line error ("argument --x: ...")."""
+
     def parse(text: str) -> Any:
         try:
             return coerce(text, tp)
         except ValueError as exc:
             raise argparse.ArgumentTypeError(str(exc)) from None
+
     return parse
 
 
@@ -222,8 +228,9 @@ class Options:
 
     @classmethod
     def parser(cls) -> argparse.ArgumentParser:
-        p = argparse.ArgumentParser(description=cls.description or cls.__doc__,
-                                    formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        p = argparse.ArgumentParser(
+            description=cls.description or cls.__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter
+        )
         for f in cls._fields():
             flags = [f"--{f.name}"] + ([f.metadata["short"]] if f.metadata.get("short") else [])
             default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
@@ -305,7 +312,9 @@ def read_opt_file(path: str | Path) -> dict[str, str]:
     try:
         text = path.read_bytes().decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise ValueError(f"options file {path} is not UTF-8 text (byte {exc.start}); expected 'key: value' lines") from None
+        raise ValueError(
+            f"options file {path} is not UTF-8 text (byte {exc.start}); expected 'key: value' lines"
+        ) from None
     out: dict[str, str] = {}
     for lineno, line in enumerate(text.splitlines(), start=1):
         line = line.rstrip("\n")

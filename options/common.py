@@ -5,6 +5,7 @@
 flags). The other groups are mixins a stage adds when it uses them. A stage changes a group's default with
 :func:`options.base.override`, never by declaring the option again.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -27,7 +28,7 @@ class CommonOptions(Options):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        self.spec  # validates dataset_name early, with the list of valid names
+        _ = self.spec  # validates dataset_name early, with the list of valid names
 
     @property
     def spec(self) -> DatasetSpec:
@@ -35,7 +36,7 @@ class CommonOptions(Options):
 
     @property
     def save_root(self) -> Path:
-        """``checkpoints_dir/<dataset_name>/<name>`` (official layout, spec §6.1)."""
+        """``checkpoints_dir/<dataset_name>/<name>`` (official layout, docs/checkpoints.md#folder-layout)."""
         return Path(self.checkpoints_dir).expanduser().resolve() / self.dataset_name / self.name
 
     @property
@@ -60,26 +61,39 @@ class TrainingOptions(CommonOptions):
     batch_size: int = opt(64, "global optimisation batch (split over torchrun processes x --accum_steps)")
     lr: float = opt(2e-4, "learning rate")
     max_epoch: int = opt(50, "training epochs")
-    max_steps: int = opt(0, "stop after this many optimisation steps (0 = run max_epoch epochs; the evaluator "
-                            "counts each of its two phases)")
-    accum_steps: int = opt(1, "gradient-accumulation micro-steps per optimisation step (the global --batch_size "
-                              "is split into processes x accum_steps shards)")
+    max_steps: int = opt(
+        0,
+        "stop after this many optimisation steps (0 = run max_epoch epochs; the evaluator "
+        "counts each of its two phases)",
+    )
+    accum_steps: int = opt(
+        1,
+        "gradient-accumulation micro-steps per optimisation step (the global --batch_size "
+        "is split into processes x accum_steps shards)",
+    )
     log_every: int = opt(50, "iterations between logged training losses")
-    overwrite: bool = opt(False, "start this run again from scratch in its folder: its old checkpoints, meta and "
-                                 "TensorBoard files are removed once the new run's inputs have been checked")
+    overwrite: bool = opt(
+        False,
+        "start this run again from scratch in its folder: its old checkpoints, meta and "
+        "TensorBoard files are removed once the new run's inputs have been checked",
+    )
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        self._require(positive=("batch_size", "lr", "max_epoch", "accum_steps"),
-                      non_negative=("max_steps", "log_every"))
+        self._require(
+            positive=("batch_size", "lr", "max_epoch", "accum_steps"), non_negative=("max_steps", "log_every")
+        )
 
 
 @dataclass
 class ResumeOptions(Options):
     """Trainers that resume from ``model/latest.tar``."""
 
-    is_continue: bool = opt(False, "resume this run from model/latest.tar (a run folder without one is started "
-                                   "again in place)", short="--resume")
+    is_continue: bool = opt(
+        False,
+        "resume this run from model/latest.tar (a run folder without one is started again in place)",
+        short="--resume",
+    )
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -154,8 +168,10 @@ class GloveOptions(Options):
 class EvaluatorOptions(GloveOptions, CommonOptions):
     """Where a trained T2M evaluator is read from (benchmarks, VQ training with --eval_fid)."""
 
-    evaluator_dir: str = opt("", "checkpoints folder holding <dataset>/text_mot_match and <dataset>/Comp_v6_KLD005 "
-                                 "(empty = --checkpoints_dir)")
+    evaluator_dir: str = opt(
+        "",
+        "checkpoints folder holding <dataset>/text_mot_match and <dataset>/Comp_v6_KLD005 (empty = --checkpoints_dir)",
+    )
 
     @property
     def evaluator_root(self) -> Path:

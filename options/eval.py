@@ -1,4 +1,5 @@
-"""Options of the benchmark scripts (eval_t2m.py, eval_t2m_vq.py) and of the evaluator trainer (spec §5)."""
+"""Options of the benchmark scripts (eval_t2m.py, eval_t2m_vq.py) and of the evaluator trainer (docs/evaluation.md)."""
+
 from __future__ import annotations
 
 import os
@@ -15,13 +16,19 @@ class BenchmarkOptions(EvaluatorOptions, LoaderOptions):
     """Shared by both benchmark scripts: protocol size, evaluator files, output name."""
 
     ext: str = opt("evaluation", "log file name: <eval_dir>/<ext>.log")
-    eval_dir: str = opt("", "folder for the evaluation logs (empty = checkpoints/<dataset>/<name>/eval, or "
-                            "./eval_logs/<dataset>/<name> when the checkpoint folder is read-only)")
+    eval_dir: str = opt(
+        "",
+        "folder for the evaluation logs (empty = checkpoints/<dataset>/<name>/eval, or "
+        "./eval_logs/<dataset>/<name> when the checkpoint folder is read-only)",
+    )
     split: str = opt("test", "evaluation split (official benchmark: test)")
     repeat_times: int = opt(20, "passes over the split; metrics are mean and 1.96*std/sqrt(n) over passes")
     batch_size: int = opt(32, "evaluation batch size (R-precision is computed within each batch of 32)")
-    diversity_times: int = opt(0, "pairs drawn for Diversity (0 = protocol: 300 if more than 300 samples, else "
-                                  "100); only for test sets smaller than that")
+    diversity_times: int = opt(
+        0,
+        "pairs drawn for Diversity (0 = protocol: 300 if more than 300 samples, else "
+        "100); only for test sets smaller than that",
+    )
     seed: int = override(10107, "random seed (official evaluation: fixseed(10107) once per run)")
 
     def __post_init__(self) -> None:
@@ -48,23 +55,32 @@ class EvalT2MOptions(SamplingOptions, BenchmarkOptions):
     description = "Evaluate MoMask text-to-motion checkpoints (FID, R-precision, MM-Dist, Diversity, MModality)."
 
     use_res_model: bool = opt(True, "decode all quantizer layers with the residual transformer")
-    which_epoch: str = override("latest", "evaluate every file in <name>/model whose name contains this (empty: "
-                                          "the file the run is loaded from, latest)")
+    which_epoch: str = override(
+        "latest",
+        "evaluate every file in <name>/model whose name contains this (empty: the file the run is loaded from, latest)",
+    )
     time_steps: int = override(10, "masked-transformer decoding steps (README: 10)")
     cond_scale: float = override(4.0, "masked-transformer guidance scale (README: 4 for t2m, 2 for kit)")
     gumbel_sample: bool = override(True, "Gumbel sampling for the multimodality batches (official: True)")
     force_mask: bool = override(False, "unconditional generation; multimodality is then not computed")
-    use_estimated_length: bool = opt(False, "generate at lengths from the length estimator instead of the "
-                                            "ground-truth lengths (labelled in the output)")
+    use_estimated_length: bool = opt(
+        False,
+        "generate at lengths from the length estimator instead of the ground-truth lengths (labelled in the output)",
+    )
     mm_batches: int = opt(3, "batches per pass used for multimodality")
-    mm_repeats: int = opt(30, "generations per text in the multimodality batches (protocol 30; 2-10 for a quick "
-                              "check draws that many pairs instead of 10)")
+    mm_repeats: int = opt(
+        30,
+        "generations per text in the multimodality batches (protocol 30; 2-10 for a quick "
+        "check draws that many pairs instead of 10)",
+    )
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.mm_repeats < 2 and self.mm_batches > 0 and not self.force_mask:
-            raise ValueError(f"--mm_repeats must be at least 2 (multimodality compares pairs of generations; the "
-                             f"protocol uses 30), got {self.mm_repeats}")
+            raise ValueError(
+                f"--mm_repeats must be at least 2 (multimodality compares pairs of generations; the "
+                f"protocol uses 30), got {self.mm_repeats}"
+            )
 
     @property
     def length_label(self) -> str:
@@ -78,8 +94,11 @@ class EvalVQOptions(BenchmarkOptions):
     description = "Evaluate RVQ-VAE reconstruction with the T2M evaluator (+ MPJPE)."
 
     name: str = override("rvq_nq6_dc512_nc512_noshare_qdp0.2", "RVQ-VAE run folder")
-    which_epoch: str = opt("", "evaluate every file in <name>/model whose name contains this (empty: the file "
-                               "the run is loaded from: net_best_fid, else net_best_loss, else latest)")
+    which_epoch: str = opt(
+        "",
+        "evaluate every file in <name>/model whose name contains this (empty: the file "
+        "the run is loaded from: net_best_fid, else net_best_loss, else latest)",
+    )
 
 
 @dataclass
@@ -89,8 +108,11 @@ class EvaluatorTrainOptions(TrainingOptions, LoaderOptions, GloveOptions):
 
     description = "Train the text-motion matching evaluator (movement, motion and text encoders)."
 
-    name: str = override("text_mot_match", "fixed by the official layout (finest.tar in checkpoints/<dataset>/"
-                                           "<name>/model, stats in checkpoints/<dataset>/Comp_v6_KLD005)")
+    name: str = override(
+        "text_mot_match",
+        "fixed by the official layout (finest.tar in checkpoints/<dataset>/"
+        "<name>/model, stats in checkpoints/<dataset>/Comp_v6_KLD005)",
+    )
     dim_movement_enc_hidden: int = opt(512, "movement encoder conv channels")
     dim_movement_latent: int = opt(512, "movement encoder output width")
     dim_movement_dec_hidden: int = opt(512, "movement decoder channels (pre-training only)")
@@ -109,8 +131,10 @@ class EvaluatorTrainOptions(TrainingOptions, LoaderOptions, GloveOptions):
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.name != "text_mot_match":
-            raise ValueError(f"--name {self.name!r}: the evaluator folders are fixed (text_mot_match, "
-                             "Comp_v6_KLD005); use a different --checkpoints_dir to keep evaluators apart")
+            raise ValueError(
+                f"--name {self.name!r}: the evaluator folders are fixed (text_mot_match, "
+                "Comp_v6_KLD005); use a different --checkpoints_dir to keep evaluators apart"
+            )
         if self.negative_margin <= 0:
             raise ValueError(f"--negative_margin must be > 0, got {self.negative_margin}")
         if self.batch_size < 2:

@@ -1,4 +1,5 @@
 """Options of gen_t2m.py and edit_t2m.py: run names + sampling flags; architecture comes from each run's opt.txt."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
@@ -15,8 +16,9 @@ class GenerateOptions(SamplingOptions):
 
     description = "Generate 3D human motion from text with MoMask (writes joints .npy, features and BVH)."
 
-    name: str = override("", "masked-transformer run folder (checkpoints/<dataset>/<name>); empty = embedded demo "
-                             "model")
+    name: str = override(
+        "", "masked-transformer run folder (checkpoints/<dataset>/<name>); empty = embedded demo model"
+    )
     res_name: str = override("", "residual-transformer run folder (with --name; empty: base code layer only)")
     ext: str = opt("text2motion", "output folder name under --out_dir")
     out_dir: str = opt("./generation", "where results are written (<out_dir>/<ext>/...)")
@@ -25,20 +27,29 @@ class GenerateOptions(SamplingOptions):
     motion_length: int = opt(0, "frames for every --text caption (0 = estimate with the length estimator)")
     repeat_times: int = opt(1, "samples per caption")
     outputs: str = opt("npy,bvh", f"comma-separated outputs among {','.join(OUTPUT_KINDS)}")
-    bvh_offsets: str = opt("template", "BVH skeleton: template (official retarget), motion (exact bone lengths) or "
-                           "tpose (template lengths on a T-pose rest)")
+    bvh_offsets: str = opt(
+        "template",
+        "BVH skeleton: template (official retarget), motion (exact bone lengths) or "
+        "tpose (template lengths on a T-pose rest)",
+    )
     target_rig: str = opt("", "retarget BVH/FBX/GLB onto this rig, a BVH file (Mixamo or SMPL names, else --mapping)")
     mapping: str = opt("", "with --target_rig: JSON file {rig joint: source joint name}")
-    cleanup: bool = opt(False, "physical clean-up of the joints (npy/BVH/video): less jitter and foot skating, "
-                        "feet locked on the floor (utils/cleanup.py)")
+    cleanup: bool = opt(
+        False,
+        "physical clean-up of the joints (npy/BVH/video): less jitter and foot skating, "
+        "feet locked on the floor (utils/cleanup.py)",
+    )
     foot_cleanup: bool = opt(False, "older name of --cleanup")
     verbose: bool = opt(False, "log a physical summary (penetration, floating, skating, jitter) per motion")
     chain: bool = opt(False, "join all --text captions into one long continuous motion (inpainted transitions)")
     batch_size: int = opt(32, "prompts generated together")
-    control: str = opt("", "spatial control file: .json keyframes [{joint, frame, position}], .npy targets (T,J,3) "
-                           "in metres with NaN = free, or a motion (.bvh, joints/features .npy) to follow. "
-                           "Coordinates: the generated motion's frame (Y up, metres, it starts with the pelvis over "
-                           "the origin facing +Z)")
+    control: str = opt(
+        "",
+        "spatial control file: .json keyframes [{joint, frame, position}], .npy targets (T,J,3) "
+        "in metres with NaN = free, or a motion (.bvh, joints/features .npy) to follow. "
+        "Coordinates: the generated motion's frame (Y up, metres, it starts with the pelvis over "
+        "the origin facing +Z)",
+    )
     control_joints: str = opt("", "joints taken from a --control motion: names/indices or 'all' (default pelvis)")
     control_frames: str = opt("", "frames of the --control motion used: 'all' (default) or e.g. 0,40,2s,0.5")
     control_at: str = opt("", "frames of the new motion where those go (as many, or one start); default the same")
@@ -52,8 +63,11 @@ class GenerateOptions(SamplingOptions):
         if self.bvh_offsets not in ("template", "motion", "tpose"):
             raise ValueError(f"--bvh_offsets {self.bvh_offsets!r}: use template, motion or tpose")
         self.cleanup = self.cleanup or self.foot_cleanup
-        checks = [("repeat_times", self.repeat_times >= 1), ("motion_length", self.motion_length >= 0),
-                  ("batch_size", self.batch_size >= 1)]
+        checks = [
+            ("repeat_times", self.repeat_times >= 1),
+            ("motion_length", self.motion_length >= 0),
+            ("batch_size", self.batch_size >= 1),
+        ]
         for flag, ok in checks:
             if not ok:
                 raise ValueError(f"--{flag} {getattr(self, flag)!r} is out of range")
@@ -72,8 +86,12 @@ class EditOptions(GenerateOptions):
     ext: str = override("editing")
     out_dir: str = override("./editing")
     source_motion: str = opt("", "source motion: features .npy (T,263|251), joints .npy (T,J,3) or .bvh")
-    mask_edit_section: list[str] = opt([], "span(s) to regenerate: start,end in frames (59), seconds (2.5s) or "
-                                       "fractions (0.3); ',2s' = prefix, '8s,' = suffix", short="-msec")
+    mask_edit_section: list[str] = opt(
+        [],
+        "span(s) to regenerate: start,end in frames (59), seconds (2.5s) or "
+        "fractions (0.3); ',2s' = prefix, '8s,' = suffix",
+        short="-msec",
+    )
     use_res_model: bool = opt(True, "regenerate the residual layers with the residual transformer")
     res_cond_scale: float = override(2.0, "guidance scale of the residual transformer (official edit_t2m: 2)")
 

@@ -1,8 +1,9 @@
-"""Options of train_length_estimator.py (spec §3.7: the official ``TrainLenEstOptions`` defaults).
+"""Options of train_length_estimator.py (docs/networks.md#length-estimator: the official ``TrainLenEstOptions`` defaults).
 
 The run folder is ``checkpoints/<dataset_name>/<name>`` with ``model/finest.tar`` (best validation loss) and
 ``model/latest.tar``, the layout the generation script reads (``length_estimator/model/finest.tar``).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -10,7 +11,7 @@ from dataclasses import dataclass
 from options.base import opt, override
 from options.common import ResumeOptions, TextEncoderOptions, TrainingOptions
 
-# Spec §6.3: the classes cover clips shorter than 200 frames, num_classes = 200 // unit_length.
+# docs/checkpoints.md#opttxt: the classes cover clips shorter than 200 frames, num_classes = 200 // unit_length.
 MAX_CLIP_FRAMES = 200
 
 

@@ -1,5 +1,6 @@
 """The option group of every script that loads trained runs and samples from them (generation, editing,
 evaluation): run folders and the official sampling flags. Scripts override defaults, never redeclare the group."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -30,9 +31,14 @@ class SamplingOptions(TextEncoderOptions, CommonOptions):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        checks = [("time_steps", self.time_steps >= 1), ("cond_scale", self.cond_scale >= 0),
-                  ("res_cond_scale", self.res_cond_scale >= 0), ("temperature", self.temperature >= 0),
-                  ("topkr", 0 <= self.topkr < 1), ("precision", self.precision in PRECISIONS)]
+        checks = [
+            ("time_steps", self.time_steps >= 1),
+            ("cond_scale", self.cond_scale >= 0),
+            ("res_cond_scale", self.res_cond_scale >= 0),
+            ("temperature", self.temperature >= 0),
+            ("topkr", 0 <= self.topkr < 1),
+            ("precision", self.precision in PRECISIONS),
+        ]
         for flag, ok in checks:
             if not ok:
                 raise ValueError(f"--{flag} {getattr(self, flag)!r} is out of range")

@@ -1,9 +1,10 @@
-"""Options of train_t2m_transformer.py and train_res_transformer.py (spec §3.8, §4.2).
+"""Options of train_t2m_transformer.py and train_res_transformer.py (docs/training.md#transformer-schedule, docs/training.md#residual-transformer-objective).
 
 Both stages share one group (the official code uses one parser for both); field names are the official option
 names because they are ``opt.txt`` keys. Additions: ``clip_dim`` (the width of the frozen text encoder, recorded)
 and the groups of options/common.py (text encoder, ``max_steps``, ``accum_steps``, ``amp``, ``compile``, ...).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -21,8 +22,9 @@ from options.common import (
 
 
 @dataclass
-class TransformerOptions(TrainingOptions, ResumeOptions, ScaleOutOptions, ScheduleOptions, LoaderOptions,
-                         TextEncoderOptions):
+class TransformerOptions(
+    TrainingOptions, ResumeOptions, ScaleOutOptions, ScheduleOptions, LoaderOptions, TextEncoderOptions
+):
     """Shared training options of the masked and the residual transformer (the scheduler steps every iteration,
     warm-up included, as the reference)."""
 
@@ -31,8 +33,10 @@ class TransformerOptions(TrainingOptions, ResumeOptions, ScaleOutOptions, Schedu
     max_motion_length: int = opt(196, "frames of the zero-padded training motions")
     unit_length: int = opt(4, "frames per token (the VQ down-sampling factor)")
     # stage-1 tokenizer and text condition
-    vq_name: str = opt("rvq_nq6_dc512_nc512_noshare_qdp0.2",
-                       "VQ run folder under checkpoints/<dataset_name>/ (official parser default: rvq_nq1_dc512_nc512)")
+    vq_name: str = opt(
+        "rvq_nq6_dc512_nc512_noshare_qdp0.2",
+        "VQ run folder under checkpoints/<dataset_name>/ (official parser default: rvq_nq1_dc512_nc512)",
+    )
     clip_dim: int = opt(0, "width of the text condition vector; 0 = the text encoder's (512 CLIP, 384 MiniLM)")
     # architecture
     latent_dim: int = opt(384, "transformer width d")
@@ -53,16 +57,29 @@ class TransformerOptions(TrainingOptions, ResumeOptions, ScaleOutOptions, Schedu
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        self._require(positive=("max_motion_length", "unit_length", "latent_dim", "n_heads", "n_layers", "ff_size",
-                                "eval_every_e", "val_every_e"), non_negative=("clip_dim",))
+        self._require(
+            positive=(
+                "max_motion_length",
+                "unit_length",
+                "latent_dim",
+                "n_heads",
+                "n_layers",
+                "ff_size",
+                "eval_every_e",
+                "val_every_e",
+            ),
+            non_negative=("clip_dim",),
+        )
         if self.latent_dim % self.n_heads:
             raise ValueError(f"--latent_dim {self.latent_dim} must be divisible by --n_heads {self.n_heads}")
         if not 0.0 <= self.dropout < 1.0 or not 0.0 <= self.cond_drop_prob < 1.0:
-            raise ValueError(f"--dropout and --cond_drop_prob must be in [0, 1); got {self.dropout}, "
-                             f"{self.cond_drop_prob}")
+            raise ValueError(
+                f"--dropout and --cond_drop_prob must be in [0, 1); got {self.dropout}, {self.cond_drop_prob}"
+            )
         if self.max_motion_length % self.unit_length:
-            raise ValueError(f"--max_motion_length {self.max_motion_length} must be a multiple of "
-                             f"--unit_length {self.unit_length}")
+            raise ValueError(
+                f"--max_motion_length {self.max_motion_length} must be a multiple of --unit_length {self.unit_length}"
+            )
 
     @property
     def vq_dir(self) -> Path:

@@ -1,4 +1,5 @@
-"""Options of train_vq.py (spec §2.7): official names and defaults, plus run-control extras."""
+"""Options of train_vq.py (docs/training.md#vq-options): official names and defaults, plus run-control extras."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -50,9 +51,12 @@ class VQOptions(TrainingOptions, ResumeOptions, ScaleOutOptions, ScheduleOptions
     num_quantizers: int = opt(3, "number of residual quantizers Q (released model: 6)")
     shared_codebook: bool = opt(False, "one codebook shared by all quantizers")
     quantize_dropout_prob: float = opt(0.2, "probability of dropping the upper quantizer layers in a step")
-    # evaluation during training (spec §2.6: T2M evaluator on the val split; best FID/matching checkpoints)
-    eval_fid: bool = opt(False, "also evaluate FID/matching with the T2M evaluator at each validation; the best "
-                                "checkpoints are then net_best_fid.tar / net_best_mm.tar (else net_best_loss.tar)")
+    # evaluation during training (docs/training.md#vq-schedule: T2M evaluator on the val split; best FID/matching checkpoints)
+    eval_fid: bool = opt(
+        False,
+        "also evaluate FID/matching with the T2M evaluator at each validation; the best "
+        "checkpoints are then net_best_fid.tar / net_best_mm.tar (else net_best_loss.tar)",
+    )
     eval_batch_size: int = opt(32, "evaluator batch size (official: 32)")
     # run control
     log_every: int = override(10)
@@ -72,12 +76,24 @@ class VQOptions(TrainingOptions, ResumeOptions, ScaleOutOptions, ScheduleOptions
             raise ValueError(f"--output_emb_width ({self.output_emb_width}) must equal --code_dim ({self.code_dim})")
         if not 0.0 <= self.quantize_dropout_prob < 1.0:
             raise ValueError(f"--quantize_dropout_prob must be in [0, 1), got {self.quantize_dropout_prob}")
-        if not (1 <= self.stride_t <= 8 and 0 <= self.down_t <= 8):   # before the power below (huge values hang)
+        if not (1 <= self.stride_t <= 8 and 0 <= self.down_t <= 8):  # before the power below (huge values hang)
             raise ValueError(f"--stride_t must be in 1..8 and --down_t in 0..8, got {self.stride_t}, {self.down_t}")
-        if self.window_size % (self.stride_t ** self.down_t):
-            raise ValueError(f"--window_size {self.window_size} must be a multiple of "
-                             f"stride_t**down_t = {self.stride_t ** self.down_t}")
-        self._require(positive=("window_size", "nb_code", "code_dim", "width", "depth", "num_quantizers",
-                                "eval_every_e", "eval_batch_size"))
+        if self.window_size % (self.stride_t**self.down_t):
+            raise ValueError(
+                f"--window_size {self.window_size} must be a multiple of "
+                f"stride_t**down_t = {self.stride_t**self.down_t}"
+            )
+        self._require(
+            positive=(
+                "window_size",
+                "nb_code",
+                "code_dim",
+                "width",
+                "depth",
+                "num_quantizers",
+                "eval_every_e",
+                "eval_batch_size",
+            )
+        )
         if self.feat_bias <= 0 or not 0 < self.mu < 1:
             raise ValueError(f"--feat_bias must be > 0 and --mu in (0, 1); got {self.feat_bias}, {self.mu}")

@@ -10,6 +10,7 @@ spine1, collars) so that both groups become scaled, rotated copies of the templa
 
 Axes: HumanML3D's (Y up, the body's left at +X when it faces +Z), metres; joints (T, 22, 3).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -80,7 +81,7 @@ def multi_child_direction_error(joints: np.ndarray) -> np.ndarray:
     errors = []
     for parent, kids in ((PELVIS, (L_HIP, R_HIP, SPINE1)), (SPINE3, (NECK, L_COLLAR, R_COLLAR))):
         rest = _unit(np.stack([template_offset(k) for k in kids]))
-        vec = _unit(np.asarray(joints, dtype=np.float64)[:, kids] - joints[:, parent:parent + 1])
+        vec = _unit(np.asarray(joints, dtype=np.float64)[:, kids] - joints[:, parent : parent + 1])
         fitted = np.einsum("tij,kj->tki", fit_rotation(rest, vec), rest)
         errors.append(np.rad2deg(np.arccos(np.clip((fitted * vec).sum(-1), -1.0, 1.0))))
     return np.concatenate(errors, axis=1)

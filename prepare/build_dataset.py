@@ -1,4 +1,4 @@
-"""Build a complete dataset in the official layout (spec §1.1) from joint sequences and captions.
+"""Build a complete dataset in the official layout (docs/data.md#folder-layout) from joint sequences and captions.
 
     python -m prepare.build_dataset my_clips/ --out dataset/MyData --dataset_name t2m [--src_fps 30]
 
@@ -12,9 +12,10 @@ temporary folder and moved into place only when everything succeeded; an existin
 * mirrored copies ``M<id>`` (x → −x, left/right joints swapped, left/right words swapped in the captions);
 * ``texts/<id>.txt`` lines ``caption#word/POS ...#start#end`` (spaCy ``en_core_web_sm`` when installed, else
   the fallback tagger of ``data.pos_tagging``);
-* ``Mean.npy``/``Std.npy`` over all clips with the group-averaged std (spec §1.9);
+* ``Mean.npy``/``Std.npy`` over all clips with the group-averaged std (docs/data.md#normalisation);
 * ``train/val/test/train_val/all.txt``: a seeded split by clip (a clip and its mirror share a split).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -22,16 +23,16 @@ import logging
 import re
 import shutil
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
+from data.checks import check_dataset
 from data.feature_stats import compute_mean_std
 from data.pos_tagging import tag_caption
 from data.text import TextAnnotation, write_text_file
-from data.checks import check_dataset
 from utils.cli import run_cli
 from utils.kit_mapping import smpl22_to_kit21
 from utils.motion import check_joints, extract_features, mirror_joints, recover_from_ric
@@ -39,24 +40,35 @@ from utils.skeleton import DatasetSpec, get_dataset_spec
 
 logger = logging.getLogger(__name__)
 
-_SWAPS = {"left": "right", "right": "left", "leftward": "rightward", "rightward": "leftward",
-          "leftwards": "rightwards", "rightwards": "leftwards", "clockwise": "counterclockwise",
-          "counterclockwise": "clockwise", "anticlockwise": "clockwise"}
+_SWAPS = {
+    "left": "right",
+    "right": "left",
+    "leftward": "rightward",
+    "rightward": "leftward",
+    "leftwards": "rightwards",
+    "rightwards": "leftwards",
+    "clockwise": "counterclockwise",
+    "counterclockwise": "clockwise",
+    "anticlockwise": "clockwise",
+}
 _SWAP_RE = re.compile(r"\b(" + "|".join(sorted(_SWAPS, key=len, reverse=True)) + r")\b", re.IGNORECASE)
 
 
 def swap_left_right(text: str) -> str:
     """Swap left/right words (and clockwise/counterclockwise), keeping capitalisation. Works on tokens too."""
+
     def repl(m: re.Match) -> str:
         word = m.group(0)
         out = _SWAPS[word.lower()]
         return out.capitalize() if word[0].isupper() else out
+
     return _SWAP_RE.sub(repl, text)
 
 
 def mirror_annotation(ann: TextAnnotation) -> TextAnnotation:
-    return TextAnnotation(swap_left_right(ann.caption), tuple(swap_left_right(t) for t in ann.tokens),
-                          ann.start, ann.end)
+    return TextAnnotation(
+        swap_left_right(ann.caption), tuple(swap_left_right(t) for t in ann.tokens), ann.start, ann.end
+    )
 
 
 def read_captions(path: Path, use_spacy: bool = True) -> list[TextAnnotation]:
@@ -94,15 +106,17 @@ def load_joints(path: Path, spec: DatasetSpec) -> tuple[np.ndarray, float | None
             from visualization.bvh import read_bvh
             from visualization.joints2bvh import bvh_to_joints
         except ImportError as exc:
-            raise ValueError(f"{path}: BVH input needs visualization.bvh / visualization.joints2bvh ({exc}); "
-                             f"convert the clip to a (T, {spec.joints_num}, 3) .npy instead") from None
+            raise ValueError(
+                f"{path}: BVH input needs visualization.bvh / visualization.joints2bvh ({exc}); "
+                f"convert the clip to a (T, {spec.joints_num}, 3) .npy instead"
+            ) from None
         motion = read_bvh(path)
         joints = np.asarray(bvh_to_joints(motion, spec), dtype=np.float32)
         fps = 1.0 / motion.frame_time
     else:
         joints = np.load(path).astype(np.float32)
         if spec.name == "kit" and joints.ndim == 3 and joints.shape[1:] == (22, 3):
-            joints = smpl22_to_kit21(joints)            # SMPL-22 metres -> KIT-21 millimetres (utils/kit_mapping.py)
+            joints = smpl22_to_kit21(joints)  # SMPL-22 metres -> KIT-21 millimetres (utils/kit_mapping.py)
     check_joints(joints, spec, name=str(path), min_frames=2)
     return joints, fps
 
@@ -129,13 +143,14 @@ class SplitFractions:
         n_test = max(1 if n >= 3 and self.test > 0 else 0, int(round(self.test * n)))
         n_val = max(1 if n >= 3 and self.val > 0 else 0, int(round(self.val * n)))
         test = sorted(names[i] for i in order[:n_test])
-        val = sorted(names[i] for i in order[n_test:n_test + n_val])
-        train = sorted(names[i] for i in order[n_test + n_val:])
+        val = sorted(names[i] for i in order[n_test : n_test + n_val])
+        train = sorted(names[i] for i in order[n_test + n_val :])
         return {"train": train, "val": val, "test": test}
 
 
-def _changes(joints: np.ndarray, recovered: np.ndarray, spec: DatasetSpec, frames_in: int, rate: float,
-             frames_out: int) -> dict[str, float]:
+def _changes(
+    joints: np.ndarray, recovered: np.ndarray, spec: DatasetSpec, frames_in: int, rate: float, frames_out: int
+) -> dict[str, float]:
     """What processing changed in one clip: bone-length ratios target/input, root path scale, frames."""
     stats = {"frames_in": frames_in, "rate": rate, "frames_out": frames_out, "resampled": len(joints)}
     parents = [-1] * spec.joints_num
@@ -143,12 +158,18 @@ def _changes(joints: np.ndarray, recovered: np.ndarray, spec: DatasetSpec, frame
         for a, b in zip(chain[:-1], chain[1:]):
             parents[b] = a
     if spec.target_bone_lengths is not None:
-        own = np.array([np.median(np.linalg.norm(joints[:, j] - joints[:, parents[j]], axis=-1))
-                        for j in range(1, spec.joints_num)])
+        own = np.array(
+            [
+                np.median(np.linalg.norm(joints[:, j] - joints[:, parents[j]], axis=-1))
+                for j in range(1, spec.joints_num)
+            ]
+        )
         ratio = spec.target_bone_lengths / np.maximum(own, 1e-9)
         stats.update(bone_min=float(ratio.min()), bone_max=float(ratio.max()))
+
     def path(root: np.ndarray) -> float:
         return float(np.linalg.norm(np.diff(root[:, [0, 2]], axis=0), axis=-1).sum())
+
     src_path = path(joints[: len(recovered), 0])
     stats["path_scale"] = path(recovered[:, 0]) / src_path if src_path > 1e-6 else 1.0
     return stats
@@ -161,19 +182,27 @@ def summarize(changes: list[dict[str, float]], spec: DatasetSpec) -> str:
     lines = [f"summary of what processing changed in {len(changes)} clips:"]
     if "bone_min" in changes[0]:
         lo, hi = min(c["bone_min"] for c in changes), max(c["bone_max"] for c in changes)
-        lines.append(f"  retargeted to the {spec.name} target skeleton: bone lengths x{lo:.2f}..x{hi:.2f} "
-                     f"({(lo - 1) * 100:+.0f} %..{(hi - 1) * 100:+.0f} %)")
+        lines.append(
+            f"  retargeted to the {spec.name} target skeleton: bone lengths x{lo:.2f}..x{hi:.2f} "
+            f"({(lo - 1) * 100:+.0f} %..{(hi - 1) * 100:+.0f} %)"
+        )
     else:
         lines.append(f"  bone lengths kept ({spec.name} has no target skeleton here)")
     scales = [c["path_scale"] for c in changes]
-    lines.append(f"  root path length x{min(scales):.2f}..x{max(scales):.2f} (retargeting scales the root by the "
-                 "leg-length ratio)")
+    lines.append(
+        f"  root path length x{min(scales):.2f}..x{max(scales):.2f} (retargeting scales the root by the "
+        "leg-length ratio)"
+    )
     rates = sorted({c["rate"] for c in changes})
     if rates != [spec.fps]:
-        lines.append(f"  resampled from {', '.join(f'{r:g}' for r in rates)} fps to {spec.fps:g} fps: "
-                     f"{sum(c['frames_in'] for c in changes)} -> {sum(c['resampled'] for c in changes)} frames")
-    lines.append(f"  {sum(c['resampled'] - c['frames_out'] for c in changes)} frame(s) dropped (features are "
-                 "velocities: the last frame of each clip has none)")
+        lines.append(
+            f"  resampled from {', '.join(f'{r:g}' for r in rates)} fps to {spec.fps:g} fps: "
+            f"{sum(c['frames_in'] for c in changes)} -> {sum(c['resampled'] for c in changes)} frames"
+        )
+    lines.append(
+        f"  {sum(c['resampled'] - c['frames_out'] for c in changes)} frame(s) dropped (features are "
+        "velocities: the last frame of each clip has none)"
+    )
     return "\n".join(lines)
 
 
@@ -195,9 +224,18 @@ def find_clips(src: Path) -> list[Path]:
     return clips
 
 
-def build_dataset(src: str | Path, out: str | Path, spec: DatasetSpec, *, src_fps: float | None = None,
-                  mirror: bool = True, fractions: SplitFractions = SplitFractions(), seed: int = 0,
-                  use_spacy: bool = True, overwrite: bool = False) -> Path:
+def build_dataset(
+    src: str | Path,
+    out: str | Path,
+    spec: DatasetSpec,
+    *,
+    src_fps: float | None = None,
+    mirror: bool = True,
+    fractions: SplitFractions = SplitFractions(),
+    seed: int = 0,
+    use_spacy: bool = True,
+    overwrite: bool = False,
+) -> Path:
     """Build the dataset folder ``out``; nothing is written at ``out`` unless every clip succeeded."""
     src, out = Path(src).expanduser().resolve(), Path(out).expanduser().resolve()
     if out.exists() and any(out.iterdir()) and not overwrite:
@@ -216,21 +254,27 @@ def build_dataset(src: str | Path, out: str | Path, spec: DatasetSpec, *, src_fp
             annotations = read_captions(path.with_suffix(".txt"), use_spacy)
             versions = [(path.stem, joints, annotations)]
             if mirror:
-                versions.append(("M" + path.stem, mirror_joints(joints, spec),
-                                 [mirror_annotation(a) for a in annotations]))
+                versions.append(
+                    ("M" + path.stem, mirror_joints(joints, spec), [mirror_annotation(a) for a in annotations])
+                )
             for name, jts, anns in versions:
                 features = extract_features(jts, spec).astype(np.float32)
                 if not np.all(np.isfinite(features)):
-                    raise ValueError(f"{path}: feature extraction produced NaN/inf (degenerate pose: coincident "
-                                     "hips/shoulders?)")
+                    raise ValueError(
+                        f"{path}: feature extraction produced NaN/inf (degenerate pose: coincident hips/shoulders?)"
+                    )
                 np.save(tmp / "new_joint_vecs" / f"{name}.npy", features)
-                np.save(tmp / "new_joints" / f"{name}.npy",
-                        recover_from_ric(features, spec.joints_num).astype(np.float32))
+                np.save(
+                    tmp / "new_joints" / f"{name}.npy", recover_from_ric(features, spec.joints_num).astype(np.float32)
+                )
                 write_text_file(tmp / "texts" / f"{name}.txt", anns)
                 features_all.append(features)
                 if name == path.stem:
-                    changes.append(_changes(joints, recover_from_ric(features, spec.joints_num), spec,
-                                            len(raw), rate, len(features)))
+                    changes.append(
+                        _changes(
+                            joints, recover_from_ric(features, spec.joints_num), spec, len(raw), rate, len(features)
+                        )
+                    )
             logger.info("%s: %d frames", path.name, len(joints))
         mean, std = compute_mean_std(features_all, spec)
         np.save(tmp / "Mean.npy", mean)
@@ -242,12 +286,16 @@ def build_dataset(src: str | Path, out: str | Path, spec: DatasetSpec, *, src_fp
         splits["all"] = sorted(splits["train_val"] + splits["test"])
         for name, ids in splits.items():
             (tmp / f"{name}.txt").write_text("".join(f"{i}\n" for i in ids))
-        wanted = ["train", "train_val", "all"] + [k for k, f in (("val", fractions.val), ("test", fractions.test)) if f > 0]
+        wanted = ["train", "train_val", "all"] + [
+            k for k, f in (("val", fractions.val), ("test", fractions.test)) if f > 0
+        ]
         errors = [p for p in check_dataset(tmp, spec, wanted) if p.severity == "error"]
         if errors:
-            raise ValueError(f"the built dataset fails its own check ({len(errors)} error(s), e.g. "
-                             f"{str(errors[0]).replace(str(tmp), str(out))}); nothing written at {out} (more clips, "
-                             "or --val/--test fractions that leave every split non-empty)")
+            raise ValueError(
+                f"the built dataset fails its own check ({len(errors)} error(s), e.g. "
+                f"{str(errors[0]).replace(str(tmp), str(out))}); nothing written at {out} (more clips, "
+                "or --val/--test fractions that leave every split non-empty)"
+            )
         if out.exists():
             shutil.rmtree(out)
         tmp.rename(out)
@@ -272,11 +320,23 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --out after success")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    out = build_dataset(args.src, args.out, get_dataset_spec(args.dataset_name), src_fps=args.src_fps,
-                        mirror=not args.no_mirror, fractions=SplitFractions(args.val, args.test), seed=args.seed,
-                        use_spacy=not args.no_spacy, overwrite=args.overwrite)
-    logger.info("dataset written to %s (check: python -m prepare.check_dataset %s --dataset_name %s)",
-                out, out, args.dataset_name)
+    out = build_dataset(
+        args.src,
+        args.out,
+        get_dataset_spec(args.dataset_name),
+        src_fps=args.src_fps,
+        mirror=not args.no_mirror,
+        fractions=SplitFractions(args.val, args.test),
+        seed=args.seed,
+        use_spacy=not args.no_spacy,
+        overwrite=args.overwrite,
+    )
+    logger.info(
+        "dataset written to %s (check: python -m prepare.check_dataset %s --dataset_name %s)",
+        out,
+        out,
+        args.dataset_name,
+    )
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
 """Check a dataset folder and list every problem; exit 1 when there are errors (or warnings with --strict).
 
-    python -m prepare.check_dataset dataset/HumanML3D --dataset_name t2m
+python -m prepare.check_dataset dataset/HumanML3D --dataset_name t2m
 """
+
 from __future__ import annotations
 
 import argparse

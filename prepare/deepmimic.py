@@ -20,6 +20,7 @@ Lengths: every clip is extended to ``CLIP_FRAMES`` (20 fps) by looping (cyclic c
 a short crossfade back to its start pose (:func:`append`), or holding the last pose, so that captioned sub-ranges
 of every length the demo offers can be cut from it (``prepare.demo_captions.sub_ranges``).
 """
+
 from __future__ import annotations
 
 import json
@@ -34,17 +35,28 @@ from utils.quaternion import qfix, qmul, qrot, qslerp, quat_from_axis_angle, yaw
 
 URDF_SCALE = 0.25
 # Order of the rotation entries after dt, root_pos, root_quat; 1 = revolute about local z, 4 = quaternion.
-DOFS = (("chest", 4), ("neck", 4), ("right_hip", 4), ("right_knee", 1), ("right_ankle", 4), ("right_shoulder", 4),
-        ("right_elbow", 1), ("left_hip", 4), ("left_knee", 1), ("left_ankle", 4), ("left_shoulder", 4),
-        ("left_elbow", 1))
+DOFS = (
+    ("chest", 4),
+    ("neck", 4),
+    ("right_hip", 4),
+    ("right_knee", 1),
+    ("right_ankle", 4),
+    ("right_shoulder", 4),
+    ("right_elbow", 1),
+    ("left_hip", 4),
+    ("left_knee", 1),
+    ("left_ankle", 4),
+    ("left_shoulder", 4),
+    ("left_elbow", 1),
+)
 # Points (URDF units, in the named body's frame) for the SMPL joints DeepMimic lacks.
-PELVIS_ABOVE_HIPS = 0.24            # root frame, +y (only a reference point: body_geometry moves it)
-FOOT_POINT = (0.44, -0.18, 0.0)      # ankle frame: ball of the foot, sole at y = -0.20
-HEAD_POINT = (0.16, 0.40, 0.0)       # neck frame
-COLLAR_POINT = (-0.05, 0.76, 0.24)   # chest frame, z sign = side (+ right); body_geometry moves it
+PELVIS_ABOVE_HIPS = 0.24  # root frame, +y (only a reference point: body_geometry moves it)
+FOOT_POINT = (0.44, -0.18, 0.0)  # ankle frame: ball of the foot, sole at y = -0.20
+HEAD_POINT = (0.16, 0.40, 0.0)  # neck frame
+COLLAR_POINT = (-0.05, 0.76, 0.24)  # chest frame, z sign = side (+ right); body_geometry moves it
 # Frames of every converted clip at 20 fps: extract_features drops one, leaving the longest demo length (196).
 CLIP_FRAMES = 197
-BLEND_FRAMES = 8                     # crossfade from one repetition of a non-cyclic action into the next
+BLEND_FRAMES = 8  # crossfade from one repetition of a non-cyclic action into the next
 
 
 def urdf_joint_offsets(urdf: str | Path) -> dict[str, np.ndarray]:
@@ -55,8 +67,22 @@ def urdf_joint_offsets(urdf: str | Path) -> dict[str, np.ndarray]:
         origin = re.search(r'xyz\s*=\s*"([^"]+)"', match.group(0))
         if origin:
             offsets[match.group(1)] = np.array([float(v) for v in origin.group(1).split()]) * URDF_SCALE
-    needed = ["chest", "neck", "right_hip", "right_knee", "right_ankle", "right_shoulder", "right_elbow",
-              "right_wrist", "left_hip", "left_knee", "left_ankle", "left_shoulder", "left_elbow", "left_wrist"]
+    needed = [
+        "chest",
+        "neck",
+        "right_hip",
+        "right_knee",
+        "right_ankle",
+        "right_shoulder",
+        "right_elbow",
+        "right_wrist",
+        "left_hip",
+        "left_knee",
+        "left_ankle",
+        "left_shoulder",
+        "left_elbow",
+        "left_wrist",
+    ]
     missing = [n for n in needed if n not in offsets]
     if missing:
         raise ValueError(f"{urdf}: joints {missing} not found; is this pybullet_data/humanoid/humanoid.urdf?")
@@ -97,7 +123,7 @@ def load_clip(path: str | Path) -> DeepMimicClip:
     col = 8
     for _, dof in DOFS:
         if dof == 4:
-            rots.append(frames[:, col:col + 4])
+            rots.append(frames[:, col : col + 4])
         else:
             rots.append(quat_from_axis_angle(np.array([0.0, 0.0, 1.0]), frames[:, col]))
         col += dof
@@ -123,7 +149,7 @@ def loop_clip(clip: DeepMimicClip, cycles: int, straight: bool = False) -> DeepM
         return clip
     turn = 0.0 if straight else float(_heading(clip.rotations[-1, 0]) - _heading(clip.rotations[0, 0]))
     q_step = yaw_quat(np.array(turn))
-    rel = clip.root_pos[1:] - clip.root_pos[0] * [1.0, 0.0, 1.0]          # (N-1, 3), y kept
+    rel = clip.root_pos[1:] - clip.root_pos[0] * [1.0, 0.0, 1.0]  # (N-1, 3), y kept
     times, pos, rots = [clip.times], [clip.root_pos], [clip.rotations]
     q_k = np.array([1.0, 0.0, 0.0, 0.0])
     for _ in range(cycles - 1):
@@ -151,13 +177,13 @@ def resample(clip: DeepMimicClip, fps: float = 20.0) -> DeepMimicClip:
 
 def hold(clip: DeepMimicClip, start_frames: int, end_frames: int, fps: float = 20.0) -> DeepMimicClip:
     """Pad a uniformly sampled clip by repeating its first/last frame (standing still before/after)."""
-    idx = np.concatenate([np.zeros(start_frames, int), np.arange(len(clip.times)),
-                          np.full(end_frames, len(clip.times) - 1)])
+    idx = np.concatenate(
+        [np.zeros(start_frames, int), np.arange(len(clip.times)), np.full(end_frames, len(clip.times) - 1)]
+    )
     return DeepMimicClip(np.arange(len(idx)) / fps, clip.root_pos[idx], clip.rotations[idx], False)
 
 
-def append(first: DeepMimicClip, second: DeepMimicClip, blend: int = BLEND_FRAMES,
-           fps: float = 20.0) -> DeepMimicClip:
+def append(first: DeepMimicClip, second: DeepMimicClip, blend: int = BLEND_FRAMES, fps: float = 20.0) -> DeepMimicClip:
     """Uniformly sampled ``first`` then ``second``, which starts where (and facing where) ``first`` ended.
 
     Over its first ``blend`` frames ``second`` fades in from ``first``'s last pose (root height lerp, rotations
@@ -172,23 +198,35 @@ def append(first: DeepMimicClip, second: DeepMimicClip, blend: int = BLEND_FRAME
     k = min(blend, len(rots))
     w = (np.arange(k) + 1.0) / (k + 1.0)
     pos[:k] = first.root_pos[-1] * (1 - w[:, None]) + pos[:k] * w[:, None]
-    rots[:k] = qslerp(np.broadcast_to(first.rotations[-1], rots[:k].shape).copy(), rots[:k],
-                      np.broadcast_to(w[:, None], rots[:k].shape[:2]).copy())
+    rots[:k] = qslerp(
+        np.broadcast_to(first.rotations[-1], rots[:k].shape).copy(),
+        rots[:k],
+        np.broadcast_to(w[:, None], rots[:k].shape[:2]).copy(),
+    )
     n = len(first.times) + len(rots)
-    return DeepMimicClip(np.arange(n) / fps, np.concatenate([first.root_pos, pos]),
-                         qfix(np.concatenate([first.rotations, rots]), dim=-3), False)
+    return DeepMimicClip(
+        np.arange(n) / fps,
+        np.concatenate([first.root_pos, pos]),
+        qfix(np.concatenate([first.rotations, rots]), dim=-3),
+        False,
+    )
 
 
 def crop(clip: DeepMimicClip, frames: int) -> DeepMimicClip:
     """The first ``frames`` frames of a uniformly sampled clip."""
     if len(clip.times) < frames:
         raise ValueError(f"clip has {len(clip.times)} frames, fewer than the {frames} asked for")
-    return replace(clip, times=clip.times[:frames], root_pos=clip.root_pos[:frames],
-                   rotations=clip.rotations[:frames])
+    return replace(clip, times=clip.times[:frames], root_pos=clip.root_pos[:frames], rotations=clip.rotations[:frames])
 
 
-def extend(path: str | Path, mode: str, hold_start: float = 0.0, hold_end: float = 0.0, frames: int = CLIP_FRAMES,
-           fps: float = 20.0) -> tuple[DeepMimicClip, int]:
+def extend(
+    path: str | Path,
+    mode: str,
+    hold_start: float = 0.0,
+    hold_end: float = 0.0,
+    frames: int = CLIP_FRAMES,
+    fps: float = 20.0,
+) -> tuple[DeepMimicClip, int]:
     """A clip file extended to ``frames`` frames at ``fps`` and the length (frames) of one action in it.
 
     ``mode``: ``"loop"`` (cyclic clip, looped), ``"straight"`` (looped without turning), ``"repeat"`` (held ``hold_start``/``hold_end`` s before/after,
@@ -255,8 +293,15 @@ def to_smpl_joints(clip: DeepMimicClip, offsets: dict[str, np.ndarray]) -> np.nd
     return fit_template_geometry(np.stack([-j[..., 2], j[..., 1], j[..., 0]], axis=-1))
 
 
-def convert_clip(path: str | Path, urdf: str | Path | None = None, mode: str = "hold", hold_start: float = 0.0,
-                 hold_end: float = 0.0, frames: int = CLIP_FRAMES, fps: float = 20.0) -> tuple[np.ndarray, int]:
+def convert_clip(
+    path: str | Path,
+    urdf: str | Path | None = None,
+    mode: str = "hold",
+    hold_start: float = 0.0,
+    hold_end: float = 0.0,
+    frames: int = CLIP_FRAMES,
+    fps: float = 20.0,
+) -> tuple[np.ndarray, int]:
     """:func:`extend` then FK: joints (frames, 22, 3) and the length in frames of one action (cycle) in them."""
     clip, action = extend(path, mode, hold_start, hold_end, frames, fps)
     return to_smpl_joints(clip, urdf_joint_offsets(urdf or default_urdf())), action
@@ -285,8 +330,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", default="dataset_demo/HumanML3D", help="dataset folder to create")
     parser.add_argument("--motions_dir", default=None, help="pybullet_data/data/motions (default: installed)")
     parser.add_argument("--urdf", default=None, help="humanoid.urdf (default: installed pybullet_data)")
-    parser.add_argument("--climb_dir", default=None,
-                        help="holosoma_retargeting/demo_data/climb (default: installed holosoma-retargeting)")
+    parser.add_argument(
+        "--climb_dir",
+        default=None,
+        help="holosoma_retargeting/demo_data/climb (default: installed holosoma-retargeting)",
+    )
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
@@ -312,8 +360,15 @@ def main(argv: list[str] | None = None) -> None:
             np.save(Path(tmp) / f"{clip.clip_id}.npy", joints)
             (Path(tmp) / f"{clip.clip_id}.txt").write_text(caption_lines(clip.captions, ranges))
         # The demo uses the fallback tagger on purpose so that rebuilding it gives identical files everywhere.
-        build_dataset(tmp, args.out, get_dataset_spec("t2m"), fractions=SplitFractions(val=0.1, test=0.2),
-                      seed=0, use_spacy=False, overwrite=args.overwrite)
+        build_dataset(
+            tmp,
+            args.out,
+            get_dataset_spec("t2m"),
+            fractions=SplitFractions(val=0.1, test=0.2),
+            seed=0,
+            use_spacy=False,
+            overwrite=args.overwrite,
+        )
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@
 Run it after retraining the demo model on new captions (``tests/test_cold_start.py`` fails while the file is
 stale); see models/text/vector_cache.py for the format and the spot check that guards it.
 """
+
 from __future__ import annotations
 
 from models.pipeline import MoMaskPipeline

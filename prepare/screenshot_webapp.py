@@ -7,6 +7,7 @@ Needs requirements-demo.txt and Debian's chromium + chromium-driver (apt-get ins
 Only loopback traffic: the app listens on 127.0.0.1 and Chromium runs with background networking off. The helpers
 here (start_app, chromium, generate_in_page) are also used by tests/test_webapp.py's browser test.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -29,9 +30,19 @@ logger = logging.getLogger(__name__)
 
 REPO = Path(__file__).resolve().parents[1]
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
-CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-dev-shm-usage",
-                  "--autoplay-policy=no-user-gesture-required", "--mute-audio")
+CHROMIUM_FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-dev-shm-usage",
+    "--autoplay-policy=no-user-gesture-required",
+    "--mute-audio",
+)
 
 # Runs in the page: the BVH link, the playing video's state, and every host the page loaded something from.
 PAGE_STATE_JS = """
@@ -60,8 +71,13 @@ def start_app(app_args: list[str], *, timeout: float = 120.0) -> Iterator[str]:
     port = free_port()
     env = dict(os.environ, GRADIO_ANALYTICS_ENABLED="False", PYTHONUNBUFFERED="1")
     log = tempfile.TemporaryFile()
-    proc = subprocess.Popen([sys.executable, str(REPO / "app.py"), *app_args, "--host", "127.0.0.1",
-                             "--port", str(port)], cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [sys.executable, str(REPO / "app.py"), *app_args, "--host", "127.0.0.1", "--port", str(port)],
+        cwd=REPO,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     url = f"http://127.0.0.1:{port}/"
     try:
         deadline = time.monotonic() + timeout
@@ -145,7 +161,7 @@ def edit_in_page(driver, upload: Path, prompt: str, start_s: float, end_s: float
     wait = WebDriverWait(driver, timeout)
     next(b for b in driver.find_elements(By.CSS_SELECTOR, "button[role=tab]") if b.text.strip() == "Edit").click()
     wait.until(lambda d: d.find_element(By.CSS_SELECTOR, "#edit-upload input[type=file]")).send_keys(str(upload))
-    wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#edit-upload a[href]"))   # upload finished
+    wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#edit-upload a[href]"))  # upload finished
     driver.find_element(By.CSS_SELECTOR, "#edit-prompt textarea").send_keys(prompt)
     for field, value in (("#edit-start input", start_s), ("#edit-end input", end_s)):
         box = driver.find_element(By.CSS_SELECTOR, field)
@@ -167,15 +183,18 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         app_args = ["--device", "cpu", "--workdir", str(Path(tmp) / "work")]
         if not (MoMaskPipeline.DEMO_CHECKPOINTS / "t2m" / MoMaskPipeline.DEMO_NAMES[0] / "opt.txt").is_file():
-            raise SystemExit(f"error: the embedded demo model is missing from {MoMaskPipeline.DEMO_CHECKPOINTS}: "
-                             "rebuild it with bash prepare/train_demo.sh (a screenshot of untrained runs shows noise)")
+            raise SystemExit(
+                f"error: the embedded demo model is missing from {MoMaskPipeline.DEMO_CHECKPOINTS}: "
+                "rebuild it with bash prepare/train_demo.sh (a screenshot of untrained runs shows noise)"
+            )
         with start_app(app_args) as url, chromium() as driver:
             state = generate_in_page(driver, url, args.prompt, args.frames)
             height = int(driver.execute_script("return document.documentElement.scrollHeight"))
-            driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",   # the whole page, downloads included
-                                   {"width": 1280, "height": min(height, 2400), "deviceScaleFactor": 1,
-                                    "mobile": False})
-            time.sleep(1.5)   # let the video show a mid-motion frame
+            driver.execute_cdp_cmd(
+                "Emulation.setDeviceMetricsOverride",  # the whole page, downloads included
+                {"width": 1280, "height": min(height, 2400), "deviceScaleFactor": 1, "mobile": False},
+            )
+            time.sleep(1.5)  # let the video show a mid-motion frame
             with atomic_write(args.out) as tmp:
                 driver.save_screenshot(str(tmp))
     logger.info("wrote %s (status: %s; page loaded from %s)", args.out, state["status"], state["hosts"])

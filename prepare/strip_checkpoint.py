@@ -7,6 +7,7 @@ Keeps the model entry (``vq_model`` / ``t2m_transformer`` / ``res_transformer`` 
 codebooks' EMA statistics, RNG state and the loop position, which only resuming needs (a stripped file can be
 loaded, not resumed). Written atomically.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -38,8 +39,9 @@ def main(argv: list[str] | None = None) -> None:
     stripped = strip_state(state)
     out = args.out or args.checkpoint
     save_checkpoint(out, stripped)
-    logger.info("%s -> %s: kept %s, dropped %s", args.checkpoint, out, sorted(stripped),
-                sorted(set(state) - set(stripped)))
+    logger.info(
+        "%s -> %s: kept %s, dropped %s", args.checkpoint, out, sorted(stripped), sorted(set(state) - set(stripped))
+    )
 
 
 if __name__ == "__main__":

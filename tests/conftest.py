@@ -1,4 +1,5 @@
 """Shared test fixtures: where the team's ../shared reference folder is, skipping cleanly without it."""
+
 from __future__ import annotations
 
 from pathlib import Path

@@ -1,4 +1,5 @@
 """Tiny synthetic evaluator fixtures shared by the evaluator/evaluation tests (generated, no downloads)."""
+
 from __future__ import annotations
 
 import pickle
@@ -12,11 +13,41 @@ from models.evaluator.wrapper import EvaluatorPaths, T2MEvaluator, save_evaluato
 from options.eval import EvaluatorTrainOptions
 from utils.skeleton import get_dataset_spec
 
-WORDS = ("unk", "sos", "eos", "a", "person", "walk", "forward", "slowly", "and", "turn", "left", "the", "jump",
-         "up", "wave", "hand", "run", "in", "circle", "sit", "down", "on", "chair", "kick", "ball")
+WORDS = (
+    "unk",
+    "sos",
+    "eos",
+    "a",
+    "person",
+    "walk",
+    "forward",
+    "slowly",
+    "and",
+    "turn",
+    "left",
+    "the",
+    "jump",
+    "up",
+    "wave",
+    "hand",
+    "run",
+    "in",
+    "circle",
+    "sit",
+    "down",
+    "on",
+    "chair",
+    "kick",
+    "ball",
+)
 
-SMALL_SIZES = {"dim_movement_enc_hidden": 16, "dim_movement_latent": 16, "dim_text_hidden": 16,
-               "dim_motion_hidden": 16, "dim_coemb_hidden": 8}
+SMALL_SIZES = {
+    "dim_movement_enc_hidden": 16,
+    "dim_movement_latent": 16,
+    "dim_text_hidden": 16,
+    "dim_motion_hidden": 16,
+    "dim_coemb_hidden": 8,
+}
 
 
 def write_tiny_glove(glove_dir: Path, words: tuple[str, ...] = WORDS, seed: int = 0) -> np.ndarray:
@@ -35,6 +66,7 @@ def write_tiny_dataset(root: Path, num_clips: int = 24, dim: int = 263, seed: in
     """A HumanML3D-layout folder (new_joint_vecs, texts, Mean/Std, train/val/test = all clips) of random
     features; each clip's caption is drawn from :data:`WORDS`. Returns the clip ids."""
     from data.text import TextAnnotation, write_text_file
+
     (root / "new_joint_vecs").mkdir(parents=True)
     (root / "texts").mkdir()
     rng = np.random.default_rng(seed)
@@ -42,8 +74,9 @@ def write_tiny_dataset(root: Path, num_clips: int = 24, dim: int = 263, seed: in
     for i, clip in enumerate(ids):
         np.save(root / "new_joint_vecs" / f"{clip}.npy", rng.normal(size=(40 + 6 * i, dim)).astype(np.float32))
         words = rng.choice(WORDS[3:], size=int(rng.integers(3, 25)))
-        write_text_file(root / "texts" / f"{clip}.txt",
-                        [TextAnnotation(" ".join(words), tuple(f"{w}/NOUN" for w in words))])
+        write_text_file(
+            root / "texts" / f"{clip}.txt", [TextAnnotation(" ".join(words), tuple(f"{w}/NOUN" for w in words))]
+        )
     for split in ("train", "val", "test"):
         (root / f"{split}.txt").write_text("\n".join(ids) + "\n")
     np.save(root / "Mean.npy", np.zeros(dim, np.float32))
@@ -62,8 +95,9 @@ def write_small_evaluator(checkpoints_dir: Path, dataset_name: str = "t2m", seed
     torch.manual_seed(seed)
     mean, std = feature_stats(dataset_name, seed)
     evaluator = T2MEvaluator(dim_pose=get_dataset_spec(dataset_name).dim_pose, mean=mean, std=std, **SMALL_SIZES)
-    opt = EvaluatorTrainOptions(dataset_name=dataset_name, checkpoints_dir=str(checkpoints_dir),
-                                **{k: v for k, v in SMALL_SIZES.items()})
+    opt = EvaluatorTrainOptions(
+        dataset_name=dataset_name, checkpoints_dir=str(checkpoints_dir), **{k: v for k, v in SMALL_SIZES.items()}
+    )
     save_evaluator(evaluator, EvaluatorPaths.for_dataset(checkpoints_dir, dataset_name), opt, epoch=3)
     return evaluator
 

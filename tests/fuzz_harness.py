@@ -11,6 +11,7 @@ message must name (the file or flag). Outcomes, per family:
 - ``executed``: a pickle payload's marker file appeared;
 - ``clobbered``: after an error, a file under the watched folder changed, appeared or vanished.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -39,10 +40,10 @@ class Case:
 
     label: str
     call: Callable[[], Any]
-    names: Sequence[str]                      # the error message must contain one of these
+    names: Sequence[str]  # the error message must contain one of these
     check: Callable[[Any], str | None] = lambda result: None
-    forbidden: Sequence[str] = ()             # the message must contain none of these (web: CLI flags, paths)
-    watched: Path | None = None               # files here must stay as they were when the input is refused
+    forbidden: Sequence[str] = ()  # the message must contain none of these (web: CLI flags, paths)
+    watched: Path | None = None  # files here must stay as they were when the input is refused
     after: Callable[[], None] = lambda: None  # restores shared fixtures mutated for this input
 
 
@@ -59,7 +60,7 @@ def snapshot(folder: Path) -> dict[str, str]:
 class Fuzz:
     """Runs cases, counts outcomes per family, keeps a few examples of every failure."""
 
-    marker: Path                              # created by a pickle payload that managed to run
+    marker: Path  # created by a pickle payload that managed to run
     time_limit_s: float = 10.0
     counts: dict[str, Counter] = field(default_factory=dict)
     seconds: Counter = field(default_factory=Counter)
@@ -94,9 +95,9 @@ class Fuzz:
             return "hangs", f"still running after {self.time_limit_s} s"
         except USER_ERRORS as exc:
             return _judge_message(exc, case)
-        except SystemExit as exc:       # argparse's own exit: a usage error names its flag
+        except SystemExit as exc:  # argparse's own exit: a usage error names its flag
             return ("clean", "") if exc.code == 2 else ("crashes", f"SystemExit({exc.code})")
-        except BaseException as exc:    # noqa: BLE001 - counting every other exception is the point
+        except BaseException as exc:  # noqa: BLE001 - counting every other exception is the point
             return "crashes", f"{exc.__class__.__name__}: {str(exc)[:200]} @ {_where(exc)}"
         finally:
             signal.setitimer(signal.ITIMER_REAL, 0)
@@ -108,11 +109,13 @@ class Fuzz:
         rows = [f"{'family':<16}" + "".join(f"{c:>10}" for c in COLUMNS) + f"{'seconds':>10}"]
         total: Counter = Counter()
         for family, counts in self.counts.items():
-            rows.append(f"{family:<16}" + "".join(f"{counts[c]:>10}" for c in COLUMNS)
-                        + f"{self.seconds[family]:>10.1f}")
+            rows.append(
+                f"{family:<16}" + "".join(f"{counts[c]:>10}" for c in COLUMNS) + f"{self.seconds[family]:>10.1f}"
+            )
             total.update(counts)
-        rows.append(f"{'total':<16}" + "".join(f"{total[c]:>10}" for c in COLUMNS)
-                    + f"{sum(self.seconds.values()):>10.1f}")
+        rows.append(
+            f"{'total':<16}" + "".join(f"{total[c]:>10}" for c in COLUMNS) + f"{sum(self.seconds.values()):>10.1f}"
+        )
         return "\n".join(rows)
 
     def failures(self) -> int:

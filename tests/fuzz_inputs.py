@@ -3,6 +3,7 @@
 Each generator mutates a *valid* input in a randomly chosen way (several ways composed sometimes), so the
 inputs cover both near-valid files (one wrong header field, one wrong token) and garbage.
 """
+
 from __future__ import annotations
 
 import builtins
@@ -15,8 +16,31 @@ from pathlib import Path
 
 import numpy as np
 
-NASTY_NUMBERS = ["-1", "0", "-5", "1e400", "-1e400", "nan", "inf", "1e30", "abc", "", "9" * 5000, "1.5", "2**70",
-                 "0x10", "1_000", "[None]", "[[1]]", "None", "True", "\x00", "-0", "1e-400", "99999999999999999999"]
+NASTY_NUMBERS = [
+    "-1",
+    "0",
+    "-5",
+    "1e400",
+    "-1e400",
+    "nan",
+    "inf",
+    "1e30",
+    "abc",
+    "",
+    "9" * 5000,
+    "1.5",
+    "2**70",
+    "0x10",
+    "1_000",
+    "[None]",
+    "[[1]]",
+    "None",
+    "True",
+    "\x00",
+    "-0",
+    "1e-400",
+    "99999999999999999999",
+]
 
 
 class Payload:
@@ -93,13 +117,13 @@ def mutate_array(rng: np.random.Generator, base: np.ndarray, marker: Path) -> np
     elif kind == 9:
         a = np.zeros_like(a)
     elif kind == 10:
-        a = np.broadcast_to(a[:1], a.shape).copy()          # every frame the same (collapsed in time)
+        a = np.broadcast_to(a[:1], a.shape).copy()  # every frame the same (collapsed in time)
     elif kind == 11:
         a = a * np.float32(rng.choice([1e-12, 1e6, -1.0, 1e12]))
     elif kind == 12:
         a = np.array([Payload(marker, "open")] * 2, dtype=object)
     else:
-        a = a + np.float32(rng.normal(0, 0.01))             # near-valid: a slightly perturbed motion
+        a = a + np.float32(rng.normal(0, 0.01))  # near-valid: a slightly perturbed motion
     return a
 
 
@@ -109,23 +133,39 @@ def mutate_npy(rng: np.random.Generator, base: np.ndarray, marker: Path) -> byte
     if kind <= 1:
         return npy_bytes(mutate_array(rng, base, marker))
     data = npy_bytes(np.asarray(base))
-    if kind == 2:                                          # the header claims another shape / dtype / order
+    if kind == 2:  # the header claims another shape / dtype / order
         header_end = data.index(b"\n") + 1
         header = data[:header_end].decode("latin1")
         field_value = str(tuple(base.shape))
-        fake = rng.choice(["(10000000000, 263)", "(-1, 263)", "()", "(0,)", "(2**70,)", "(1e3, 3)", "((1,), 2)",
-                           f"({base.shape[0] * 1000}, {base.shape[-1]})", "(5, 22, 3, 1)"])
+        fake = rng.choice(
+            [
+                "(10000000000, 263)",
+                "(-1, 263)",
+                "()",
+                "(0,)",
+                "(2**70,)",
+                "(1e3, 3)",
+                "((1,), 2)",
+                f"({base.shape[0] * 1000}, {base.shape[-1]})",
+                "(5, 22, 3, 1)",
+            ]
+        )
         descr = str(rng.choice(["|O", "<U4", "<c8", "zz", "<m8[s]", "[('a', '<f4')]", "<f4", "(1, 2)"]))
-        header = header.replace(field_value, fake) if rng.random() < 0.6 else header.replace(
-            f"'descr': '{np.asarray(base).dtype.str}'", f"'descr': {descr!r}" if descr[0] != "[" else
-            f"'descr': {descr}")
+        header = (
+            header.replace(field_value, fake)
+            if rng.random() < 0.6
+            else header.replace(
+                f"'descr': '{np.asarray(base).dtype.str}'",
+                f"'descr': {descr!r}" if descr[0] != "[" else f"'descr': {descr}",
+            )
+        )
         if rng.random() < 0.2:
             header = header.replace("False", "True")
         return header.encode("latin1") + data[header_end:]
-    if kind == 3:                                          # truncated or padded body
+    if kind == 3:  # truncated or padded body
         cut = int(rng.integers(0, len(data)))
         return data[:cut] if rng.random() < 0.7 else data + rng.bytes(int(rng.integers(1, 64)))
-    if kind == 4:                                          # version bytes / magic damaged
+    if kind == 4:  # version bytes / magic damaged
         b = bytearray(data)
         b[int(rng.integers(0, 10))] = int(rng.integers(256))
         return bytes(b)
@@ -134,9 +174,33 @@ def mutate_npy(rng: np.random.Generator, base: np.ndarray, marker: Path) -> byte
 
 # ---- BVH --------------------------------------------------------------------------------------------------
 
-BVH_TOKENS = ["-1", "-5", "999999999", "1e400", "nan", "inf", "abc", "{", "}", "ROOT", "JOINT", "End", "Site",
-              "OFFSET", "CHANNELS", "MOTION", "Frames:", "Frame", "Time:", "0", "Xrotation", "Wrotation",
-              "9" * 30, "HIERARCHY", "1e30"]
+BVH_TOKENS = [
+    "-1",
+    "-5",
+    "999999999",
+    "1e400",
+    "nan",
+    "inf",
+    "abc",
+    "{",
+    "}",
+    "ROOT",
+    "JOINT",
+    "End",
+    "Site",
+    "OFFSET",
+    "CHANNELS",
+    "MOTION",
+    "Frames:",
+    "Frame",
+    "Time:",
+    "0",
+    "Xrotation",
+    "Wrotation",
+    "9" * 30,
+    "HIERARCHY",
+    "1e30",
+]
 
 
 def mutate_bvh(rng: np.random.Generator, text: str, reparent: Callable[[np.random.Generator], str]) -> bytes:
@@ -179,9 +243,12 @@ def mutate_bvh(rng: np.random.Generator, text: str, reparent: Callable[[np.rando
         return reparent(rng).encode()
     if kind == 7:
         depth = int(rng.integers(100, 5000))
-        return ("HIERARCHY\nROOT a\n{\nOFFSET 0 0 0\nCHANNELS 3 Zrotation Yrotation Xrotation\n"
-                + "".join(f"JOINT j{i}\n{{\nOFFSET 0 0 1\nCHANNELS 0\n" for i in range(depth))
-                + "}\n" * (depth + 1) + "MOTION\nFrames: 1\nFrame Time: 0.05\n0 0 0\n").encode()
+        return (
+            "HIERARCHY\nROOT a\n{\nOFFSET 0 0 0\nCHANNELS 3 Zrotation Yrotation Xrotation\n"
+            + "".join(f"JOINT j{i}\n{{\nOFFSET 0 0 1\nCHANNELS 0\n" for i in range(depth))
+            + "}\n" * (depth + 1)
+            + "MOTION\nFrames: 1\nFrame Time: 0.05\n0 0 0\n"
+        ).encode()
     if kind == 8:
         lines = text.splitlines()
         row = len(lines) - 1 - int(rng.integers(0, 5))
@@ -194,12 +261,36 @@ def mutate_bvh(rng: np.random.Generator, text: str, reparent: Callable[[np.rando
 
 # ---- text files and values -----------------------------------------------------------------------------------
 
+
 def prompt_file(rng: np.random.Generator) -> bytes:
     """A prompt file (``caption#frames`` lines) with some lines wrong."""
-    captions = ["a person walks forward", "", "   ", "x" * int(rng.integers(900, 1200)), "a man jumps#twice",
-                "\x00nul", "run --text", "sit" * 10]
-    lengths = ["", "#NA", "#120", "#-1", "#0", "#3", "#197", "#" + "9" * 5000, "#1e3", "#abc", "#12.5", "# 40 ",
-               "#40#", "##", "#1" * 3]
+    captions = [
+        "a person walks forward",
+        "",
+        "   ",
+        "x" * int(rng.integers(900, 1200)),
+        "a man jumps#twice",
+        "\x00nul",
+        "run --text",
+        "sit" * 10,
+    ]
+    lengths = [
+        "",
+        "#NA",
+        "#120",
+        "#-1",
+        "#0",
+        "#3",
+        "#197",
+        "#" + "9" * 5000,
+        "#1e3",
+        "#abc",
+        "#12.5",
+        "# 40 ",
+        "#40#",
+        "##",
+        "#1" * 3,
+    ]
     lines = [str(rng.choice(captions)) + str(rng.choice(lengths)) for _ in range(int(rng.integers(0, 6)))]
     data = "\n".join(lines).encode()
     kind = int(rng.integers(6))
@@ -213,8 +304,29 @@ def prompt_file(rng: np.random.Generator) -> bytes:
 
 
 def edit_section(rng: np.random.Generator) -> str:
-    pieces = ["", "0", "1s", "2.5s", "9" * 5000 + "s", "1e308s", "1e308", "0.5", "1.5", "-1", "s", ".", "nan",
-              "inf", "59", "9" * 400, "0.0001s", " 1s ", "3s", "1ss", "1.2.3"]
+    pieces = [
+        "",
+        "0",
+        "1s",
+        "2.5s",
+        "9" * 5000 + "s",
+        "1e308s",
+        "1e308",
+        "0.5",
+        "1.5",
+        "-1",
+        "s",
+        ".",
+        "nan",
+        "inf",
+        "59",
+        "9" * 400,
+        "0.0001s",
+        " 1s ",
+        "3s",
+        "1ss",
+        "1.2.3",
+    ]
     n = int(rng.integers(1, 4))
     return ",".join(str(rng.choice(pieces)) for _ in range(n))
 
@@ -238,8 +350,32 @@ def opt_text(rng: np.random.Generator, valid: str) -> bytes:
     return "\n".join(lines).encode()
 
 
-FORM_VALUES = [None, "", "abc", "1e308", 1e308, -1, 0, 1, 2.5, float("nan"), float("inf"), "9" * 5000, True, [],
-               {}, 2**70, " 3 ", -0.0, 18, 4.0, "4", 1e-300, "0x10", object()]
+FORM_VALUES = [
+    None,
+    "",
+    "abc",
+    "1e308",
+    1e308,
+    -1,
+    0,
+    1,
+    2.5,
+    float("nan"),
+    float("inf"),
+    "9" * 5000,
+    True,
+    [],
+    {},
+    2**70,
+    " 3 ",
+    -0.0,
+    18,
+    4.0,
+    "4",
+    1e-300,
+    "0x10",
+    object(),
+]
 
 
 def form_value(rng: np.random.Generator) -> object:

@@ -4,6 +4,7 @@ and a pre-existing output file byte-for-byte unchanged.
 Four run in the default suite (one per CLI family); the rest are ``slow`` (each is a subprocess start of torch):
 ``python -m pytest tests/test_bad_inputs_cli.py -m slow``.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -19,9 +20,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from tiny_runs import MASK_NAME, VQ_NAME, make_tiny_runs
 
 from data.synthetic import make_tiny_dataset, synthetic_joints
-from tiny_runs import MASK_NAME, VQ_NAME, make_tiny_runs
 from utils.skeleton import get_dataset_spec
 from visualization.bvh import format_bvh
 from visualization.joints2bvh import joints_to_bvh
@@ -39,6 +40,7 @@ def _motion_bvh(parents: tuple[int, ...] | None = None) -> str:
     motion = joints_to_bvh(synthetic_joints(SPEC, 20, np.random.default_rng(0)), SPEC)
     if parents is not None:
         from dataclasses import replace
+
         motion = replace(motion, parents=parents)
     return format_bvh(motion)
 
@@ -131,25 +133,42 @@ def _save(path: Path, transform: Callable[[dict], dict]) -> None:
 
 # name -> (mutation of the copied run folders <root>/t2m/..., what the error line must name)
 RUNS: dict[str, tuple[Callable[[Path], None], tuple[str, ...]]] = {
-    "text_as_latest_tar": (lambda t: (t / MASK_NAME / "model/latest.tar").write_text("not a checkpoint\n" * 20),
-                           ("latest.tar",)),
-    "random_bytes_as_latest_tar": (lambda t: (t / MASK_NAME / "model/latest.tar").write_bytes(os.urandom(3000)),
-                                   ("latest.tar",)),
-    "model_entry_wrong_type": (lambda t: _save(t / MASK_NAME / "model/latest.tar",
-                                               lambda s: {**s, "t2m_transformer": [1, 2, 3]}), ("latest.tar",)),
-    "model_args_wrong_values": (lambda t: _save(t / MASK_NAME / "model/latest.tar", lambda s: {
-        **s, "model_args": {**s["model_args"], "num_heads": -2, "latent_dim": 10**12}}), ("latest.tar",)),
-    "nb_code_1e400": (lambda t: (_no_model_args(t / MASK_NAME, "latest.tar"),
-                                 _set_opt(t / VQ_NAME / "opt.txt", "nb_code", "1.0e400")), ("opt.txt",)),
-    "nb_code_negative": (lambda t: (_no_model_args(t / VQ_NAME, "net_best_fid.tar"),
-                                    _set_opt(t / VQ_NAME / "opt.txt", "nb_code", "-4")), ("opt.txt",)),
+    "text_as_latest_tar": (
+        lambda t: (t / MASK_NAME / "model/latest.tar").write_text("not a checkpoint\n" * 20),
+        ("latest.tar",),
+    ),
+    "random_bytes_as_latest_tar": (
+        lambda t: (t / MASK_NAME / "model/latest.tar").write_bytes(os.urandom(3000)),
+        ("latest.tar",),
+    ),
+    "model_entry_wrong_type": (
+        lambda t: _save(t / MASK_NAME / "model/latest.tar", lambda s: {**s, "t2m_transformer": [1, 2, 3]}),
+        ("latest.tar",),
+    ),
+    "model_args_wrong_values": (
+        lambda t: _save(
+            t / MASK_NAME / "model/latest.tar",
+            lambda s: {**s, "model_args": {**s["model_args"], "num_heads": -2, "latent_dim": 10**12}},
+        ),
+        ("latest.tar",),
+    ),
+    "nb_code_1e400": (
+        lambda t: (
+            _no_model_args(t / MASK_NAME, "latest.tar"),
+            _set_opt(t / VQ_NAME / "opt.txt", "nb_code", "1.0e400"),
+        ),
+        ("opt.txt",),
+    ),
+    "nb_code_negative": (
+        lambda t: (_no_model_args(t / VQ_NAME, "net_best_fid.tar"), _set_opt(t / VQ_NAME / "opt.txt", "nb_code", "-4")),
+        ("opt.txt",),
+    ),
     "milestones_none": (lambda t: _set_opt(t / MASK_NAME / "opt.txt", "milestones", "[None]"), ("opt.txt",)),
     "huge_int_digits": (lambda t: _set_opt(t / MASK_NAME / "opt.txt", "latent_dim", "9" * 5000), ("opt.txt",)),
     "5000_char_vq_name": (lambda t: _set_opt(t / MASK_NAME / "opt.txt", "vq_name", "v" * 5000), ("opt.txt",)),
     "opt_txt_not_utf8": (lambda t: (t / MASK_NAME / "opt.txt").write_bytes(b"\xff\xfe\x00name: x\n"), ("opt.txt",)),
     "0d_vq_mean": (lambda t: np.save(t / VQ_NAME / "meta/mean.npy", np.float32(0)), ("mean.npy",)),
-    "nan_in_vq_std": (lambda t: np.save(t / VQ_NAME / "meta/std.npy", np.full(263, np.nan, np.float32)),
-                      ("std.npy",)),
+    "nan_in_vq_std": (lambda t: np.save(t / VQ_NAME / "meta/std.npy", np.full(263, np.nan, np.float32)), ("std.npy",)),
     "zero_vq_std": (lambda t: np.save(t / VQ_NAME / "meta/std.npy", np.zeros(263, np.float32)), ("std.npy",)),
 }
 
@@ -165,23 +184,70 @@ def test_gen_t2m_refuses_broken_runs(name: str, template_runs: Path, tmp_path: P
     previous.parent.mkdir(parents=True)
     np.save(previous, np.ones((40, 22, 3), np.float32))
     before = _hash(previous)
-    proc = _run(["gen_t2m.py", "--checkpoints_dir", str(runs), "--name", MASK_NAME, "--out_dir", str(out),
-                 "--text", "a person walks", "--motion_length", "40", "--device", "cpu", "--outputs", "npy"])
+    proc = _run(
+        [
+            "gen_t2m.py",
+            "--checkpoints_dir",
+            str(runs),
+            "--name",
+            MASK_NAME,
+            "--out_dir",
+            str(out),
+            "--text",
+            "a person walks",
+            "--motion_length",
+            "40",
+            "--device",
+            "cpu",
+            "--outputs",
+            "npy",
+        ]
+    )
     _assert_clean_refusal(proc, names, previous)
     assert _hash(previous) == before and sorted(p.name for p in out.rglob("*")) == sorted(
-        ["text2motion", "joints", "0", previous.name])
+        ["text2motion", "joints", "0", previous.name]
+    )
 
 
 @pytest.mark.slow
 def test_edit_span_overflow_and_5000_char_run_name(template_runs: Path, tmp_path: Path) -> None:
     source = tmp_path / "walk.npy"
     np.save(source, np.zeros((80, 263), np.float32))
-    proc = _run(["edit_t2m.py", "--checkpoints_dir", str(template_runs), "--name", MASK_NAME, "--source_motion",
-                 str(source), "--text", "a person jumps", "-msec", "0," + "9" * 5000 + "s", "--device", "cpu",
-                 "--out_dir", str(tmp_path / "out")])
+    proc = _run(
+        [
+            "edit_t2m.py",
+            "--checkpoints_dir",
+            str(template_runs),
+            "--name",
+            MASK_NAME,
+            "--source_motion",
+            str(source),
+            "--text",
+            "a person jumps",
+            "-msec",
+            "0," + "9" * 5000 + "s",
+            "--device",
+            "cpu",
+            "--out_dir",
+            str(tmp_path / "out"),
+        ]
+    )
     _assert_clean_refusal(proc, ("--mask_edit_section",), source)
-    proc = _run(["gen_t2m.py", "--checkpoints_dir", str(template_runs), "--name", "n" * 5000, "--text", "a person",
-                 "--device", "cpu", "--out_dir", str(tmp_path / "out")])
+    proc = _run(
+        [
+            "gen_t2m.py",
+            "--checkpoints_dir",
+            str(template_runs),
+            "--name",
+            "n" * 5000,
+            "--text",
+            "a person",
+            "--device",
+            "cpu",
+            "--out_dir",
+            str(tmp_path / "out"),
+        ]
+    )
     _assert_clean_refusal(proc, ("--name",), source)
     assert not (tmp_path / "out").exists()
 
@@ -202,15 +268,31 @@ class _Payload:
         return os.system, (f"touch {self.marker}",)
 
 
-@pytest.mark.parametrize("kind", [pytest.param("garbage_glove_words", marks=_marks("garbage_glove_words")),
-                                  pytest.param("payload_glove_words", marks=[pytest.mark.slow])])
+@pytest.mark.parametrize(
+    "kind",
+    [
+        pytest.param("garbage_glove_words", marks=_marks("garbage_glove_words")),
+        pytest.param("payload_glove_words", marks=[pytest.mark.slow]),
+    ],
+)
 def test_train_evaluator_refuses_bad_glove(kind: str, tmp_path: Path) -> None:
     marker = tmp_path / "PAYLOAD_RAN"
     words = os.urandom(500) if kind == "garbage_glove_words" else pickle.dumps([_Payload(marker), "unk"])
     glove = _glove(tmp_path / "glove", words)
     data = make_tiny_dataset(tmp_path / "data", "t2m", n_clips=4)
-    proc = _run(["train_evaluator.py", "--data_root", str(data), "--glove_dir", str(glove), "--checkpoints_dir",
-                 str(tmp_path / "ck"), "--device", "cpu"])
+    proc = _run(
+        [
+            "train_evaluator.py",
+            "--data_root",
+            str(data),
+            "--glove_dir",
+            str(glove),
+            "--checkpoints_dir",
+            str(tmp_path / "ck"),
+            "--device",
+            "cpu",
+        ]
+    )
     _assert_clean_refusal(proc, ("our_vab_words.pkl",), glove)
     assert not marker.exists()
 
@@ -219,6 +301,19 @@ def test_train_evaluator_refuses_bad_glove(kind: str, tmp_path: Path) -> None:
 def test_train_vq_refuses_string_arrays_in_the_dataset(tmp_path: Path) -> None:
     data = make_tiny_dataset(tmp_path / "data", "t2m", n_clips=4)
     np.save(data / "new_joint_vecs" / "000002.npy", np.array(["a", "b"]))
-    proc = _run(["train_vq.py", "--data_root", str(data), "--checkpoints_dir", str(tmp_path / "ck"), "--name", "r",
-                 "--device", "cpu", "--max_epoch", "1"])
+    proc = _run(
+        [
+            "train_vq.py",
+            "--data_root",
+            str(data),
+            "--checkpoints_dir",
+            str(tmp_path / "ck"),
+            "--name",
+            "r",
+            "--device",
+            "cpu",
+            "--max_epoch",
+            "1",
+        ]
+    )
     _assert_clean_refusal(proc, ("000002.npy",), data / "Mean.npy")

@@ -2,6 +2,7 @@
 
 Golden data: ../shared/reference/official_fixture/bvh (input joints of the real 196-frame motion, and the
 official export with its official FK positions, which validates the checker itself)."""
+
 from __future__ import annotations
 
 import shutil
@@ -15,8 +16,7 @@ from utils.skeleton import get_dataset_spec
 from visualization.blender_check import blender_joint_positions
 from visualization.joints2bvh import rig_for, save_bvh
 
-pytestmark = [pytest.mark.blender,
-              pytest.mark.skipif(shutil.which("blender") is None, reason="blender not on PATH")]
+pytestmark = [pytest.mark.blender, pytest.mark.skipif(shutil.which("blender") is None, reason="blender not on PATH")]
 
 BVH_FIXTURE = Path(__file__).resolve().parents[2] / "shared" / "reference" / "official_fixture" / "bvh"
 T2M = get_dataset_spec("t2m")
@@ -48,7 +48,7 @@ def test_motion_offsets_reproduce_positions_in_blender(tmp_path: Path, degrees: 
     path = save_bvh(joints, tmp_path / "a.bvh", T2M, offsets="motion")
     names, pos = blender_joint_positions(path)
     assert pos.shape == joints.shape
-    assert np.abs(_in_smpl_order(names, pos) - joints).max() < 1e-3        # < 1 mm
+    assert np.abs(_in_smpl_order(names, pos) - joints).max() < 1e-3  # < 1 mm
 
 
 def test_template_offsets_bone_directions_in_blender(tmp_path: Path) -> None:

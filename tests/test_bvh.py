@@ -4,6 +4,7 @@ Golden data (skipped when ../shared is absent): the official template and the of
 196-frame motion in ../shared/reference/official_fixture/bvh (see its README: input_joints = new_joints/012314
 ping-pong extended; joints_plain = official FK of the plain export). Synthetic motions cover the rest.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -64,8 +65,9 @@ def _angle_errors(a: np.ndarray, b: np.ndarray, spec=T2M) -> np.ndarray:
     return np.rad2deg(np.arccos(np.clip(cos, -1.0, 1.0)))
 
 
-def _synthetic(spec, frames: int = 40, seed: int = 0, scale: float = 1.0, offsets: np.ndarray | None = None
-               ) -> np.ndarray:
+def _synthetic(
+    spec, frames: int = 40, seed: int = 0, scale: float = 1.0, offsets: np.ndarray | None = None
+) -> np.ndarray:
     """Joints (T, J, 3) in dataset order: FK of smooth random local rotations on the dataset's BVH rig, with
     random bone lengths (or the given rest ``offsets``); rigid by construction."""
     rig = rig_for(spec)
@@ -77,8 +79,10 @@ def _synthetic(spec, frames: int = 40, seed: int = 0, scale: float = 1.0, offset
     angles = 45 * np.sin(2 * np.pi * (freq * t + rng.uniform(0, 1, (1, len(rig.names), 3))))
     positions = np.repeat(offsets[None], frames, axis=0)
     positions[:, 0] = np.concatenate([np.sin(3 * t[:, 0]), 0.9 * np.ones((frames, 1)), 2 * t[:, 0]], -1) * scale
-    channels = tuple(("Xposition", "Yposition", "Zposition") * (j == 0) + ("Zrotation", "Yrotation", "Xrotation")
-                     for j in range(len(rig.names)))
+    channels = tuple(
+        ("Xposition", "Yposition", "Zposition") * (j == 0) + ("Zrotation", "Yrotation", "Xrotation")
+        for j in range(len(rig.names))
+    )
     motion = BvhMotion(rig.names, rig.parents, offsets, channels, angles, positions, 0.05)
     return forward_kinematics(motion)[0][:, rig.bvh_index]
 
@@ -113,9 +117,11 @@ def test_t2m_rig_is_the_official_template() -> None:
 def test_channel_orders_and_position_channels_round_trip(tmp_path: Path) -> None:
     rng = np.random.default_rng(1)
     offsets = rng.normal(size=(3, 3))
-    channels = (("Zposition", "Xposition", "Yposition", "Xrotation", "Yrotation", "Zrotation"),
-                ("Yrotation", "Xrotation", "Zrotation"),
-                ("Xposition", "Yposition", "Zposition", "Zrotation", "Xrotation", "Yrotation"))
+    channels = (
+        ("Zposition", "Xposition", "Yposition", "Xrotation", "Yrotation", "Zrotation"),
+        ("Yrotation", "Xrotation", "Zrotation"),
+        ("Xposition", "Yposition", "Zposition", "Zrotation", "Xrotation", "Yrotation"),
+    )
     rot = rng.uniform(-170, 170, size=(5, 3, 3))
     pos = np.repeat(offsets[None], 5, axis=0)
     pos[:, [0, 2]] = rng.normal(size=(5, 2, 3))
@@ -125,6 +131,7 @@ def test_channel_orders_and_position_channels_round_trip(tmp_path: Path) -> None
     np.testing.assert_allclose(back.rotations, rot, atol=1e-6)
     np.testing.assert_allclose(back.positions, pos, atol=1e-6)
     np.testing.assert_allclose(back.end_sites[2], [0, 1, 0])
+
     # FK by hand for joint 1 with order "yxz": R = Ry Rx Rz.
     def rm(axis: int, deg: np.ndarray) -> np.ndarray:
         c, s = np.cos(np.deg2rad(deg)), np.sin(np.deg2rad(deg))
@@ -133,19 +140,28 @@ def test_channel_orders_and_position_channels_round_trip(tmp_path: Path) -> None
         m[..., axis, axis] = 1
         m[..., i, i], m[..., j, j], m[..., i, j], m[..., j, i] = c, c, -s, s
         return m
+
     r0 = rm(0, rot[:, 0, 0]) @ rm(1, rot[:, 0, 1]) @ rm(2, rot[:, 0, 2])
     glob, _ = forward_kinematics(back)
     np.testing.assert_allclose(glob[:, 1], pos[:, 0] + (r0 @ offsets[1][:, None])[..., 0], atol=1e-5)
 
 
-@pytest.mark.parametrize("text, match", [
-    ("HIERARCHY\nROOT a\n{\nOFFSET 0 0 0\nCHANNELS 3 Xrotation Yrotation Zrotation\n}\n", "no MOTION"),
-    ("HIERARCHY\nROOT a\n{\nOFFSET 0 0 0\nCHANNELS 3 Xrotation Yrotation Zrotation\n}\nMOTION\nFrames: 2\n"
-     "Frame Time: 0.1\n1 2 3\n", "expected 2 frames x 3 channels"),
-    ("HIERARCHY\nROOT a\n{\nOFFSET 0 0\n}\nMOTION\nFrames: 0\nFrame Time: 0.1\n", "malformed"),
-    ("HIERARCHY\nROOT a\n{\nOFFSET 0 0 0\nCHANNELS 1 Wrotation\n}\nMOTION\nFrames: 0\nFrame Time: 0.1\n",
-     "unknown channels"),
-])
+@pytest.mark.parametrize(
+    "text, match",
+    [
+        ("HIERARCHY\nROOT a\n{\nOFFSET 0 0 0\nCHANNELS 3 Xrotation Yrotation Zrotation\n}\n", "no MOTION"),
+        (
+            "HIERARCHY\nROOT a\n{\nOFFSET 0 0 0\nCHANNELS 3 Xrotation Yrotation Zrotation\n}\nMOTION\nFrames: 2\n"
+            "Frame Time: 0.1\n1 2 3\n",
+            "expected 2 frames x 3 channels",
+        ),
+        ("HIERARCHY\nROOT a\n{\nOFFSET 0 0\n}\nMOTION\nFrames: 0\nFrame Time: 0.1\n", "malformed"),
+        (
+            "HIERARCHY\nROOT a\n{\nOFFSET 0 0 0\nCHANNELS 1 Wrotation\n}\nMOTION\nFrames: 0\nFrame Time: 0.1\n",
+            "unknown channels",
+        ),
+    ],
+)
 def test_malformed_bvh_is_a_clear_error(text: str, match: str) -> None:
     with pytest.raises(ValueError, match=match):
         parse_bvh(text, source="broken.bvh")
@@ -183,8 +199,9 @@ def test_template_mode_beats_the_official_export() -> None:
     ours = _angle_errors(bvh_to_joints(joints_to_bvh(joints, T2M), T2M), joints)
     assert 3.0 < official.mean() < 5.0
     assert ours.mean() < official.mean() / 4 and ours.max() < official.max()
-    np.testing.assert_allclose(bvh_to_joints(joints_to_bvh(joints, T2M), T2M)[:, 0], data["joints_plain"][:, 0],
-                               atol=1e-5)
+    np.testing.assert_allclose(
+        bvh_to_joints(joints_to_bvh(joints, T2M), T2M)[:, 0], data["joints_plain"][:, 0], atol=1e-5
+    )
 
 
 def test_new_joints_file_round_trip(tmp_path: Path) -> None:
@@ -237,12 +254,12 @@ def test_synthetic_t2m_motion_offsets_are_exact() -> None:
 
 @pytest.mark.parametrize("degrees", [0, 90, 180, 270])
 def test_kit_synthetic_motion_exports_and_reads_back(tmp_path: Path, degrees: int) -> None:
-    joints = _rotate_y(_synthetic(KIT, seed=2, scale=1000.0), degrees)       # KIT is in millimetres
+    joints = _rotate_y(_synthetic(KIT, seed=2, scale=1000.0), degrees)  # KIT is in millimetres
     path = save_bvh(joints, tmp_path / "kit.bvh", KIT)
     motion = read_bvh(path)
     assert motion.frame_time == pytest.approx(1 / 12.5)
     assert motion.names[0] == "root" and len(motion.names) == 21
-    assert np.abs(bvh_to_joints(motion, KIT) - joints).max() < 1.0          # < 1 mm
+    assert np.abs(bvh_to_joints(motion, KIT) - joints).max() < 1.0  # < 1 mm
 
 
 @pytest.mark.parametrize("order", ["zyx", "xyz", "yxz"])
@@ -250,19 +267,22 @@ def test_continuous_euler_recovers_a_smooth_track(order: str) -> None:
     """A smooth Euler track that winds past +-180 and tilts through the middle-angle limit (90 deg) comes back
     from quaternion -> canonical Euler -> continuous_euler unchanged (up to whole turns)."""
     t = np.linspace(0.0, 1.0, 41)
-    truth = np.stack([400 * t - 30, 170 * t + 1.3, -250 * t + 10], -1)          # degrees, (T, 3)
+    truth = np.stack([400 * t - 30, 170 * t + 1.3, -250 * t + 10], -1)  # degrees, (T, 3)
     canonical = np.rad2deg(quat_to_euler(euler_to_quat(np.deg2rad(truth), order), order))
-    assert np.abs(np.diff(canonical, axis=0)).max() > 90                        # the raw track does jump
+    assert np.abs(np.diff(canonical, axis=0)).max() > 90  # the raw track does jump
     track = continuous_euler(canonical)
     turns = (track - truth) / 360.0
     np.testing.assert_allclose(turns, np.round(turns[:1]).repeat(len(t), 0), atol=1e-6)
 
 
-@pytest.mark.parametrize("bad, match", [
-    (np.full((5, 22, 3), np.nan), "NaN"),
-    (np.zeros((1, 22, 3)), "at least 2 frames"),
-    (np.zeros((5, 19, 3)), "joint count 19"),
-])
+@pytest.mark.parametrize(
+    "bad, match",
+    [
+        (np.full((5, 22, 3), np.nan), "NaN"),
+        (np.zeros((1, 22, 3)), "at least 2 frames"),
+        (np.zeros((5, 19, 3)), "joint count 19"),
+    ],
+)
 def test_bad_joints_are_clear_errors(tmp_path: Path, bad: np.ndarray, match: str) -> None:
     with pytest.raises(ValueError, match=match):
         save_bvh(bad, tmp_path / "x.bvh")
@@ -287,16 +307,25 @@ def test_convert_cli_features_to_bvh_and_back(tmp_path: Path) -> None:
     main([str(tmp_path / "m.bvh"), str(tmp_path / "j.npy"), "--to", "joints"])
     expected = recover_from_ric(np.load(feats), 22)
     assert np.abs(np.load(tmp_path / "j.npy") - expected).max() < 1e-3
-    main([str(feats), str(tmp_path / "ik.bvh"), "--foot_cleanup"])       # contacts from the feature channels
+    main([str(feats), str(tmp_path / "ik.bvh"), "--foot_cleanup"])  # contacts from the feature channels
     assert read_bvh(tmp_path / "ik.bvh").num_frames == 170
 
 
 def test_convert_rejects_foreign_bvh(tmp_path: Path) -> None:
     from visualization.convert import main
 
-    motion = BvhMotion(("a", "b"), (-1, 0), np.array([[0.0, 0, 0], [0, 1, 0]]),
-                       (("Xposition", "Yposition", "Zposition", "Zrotation", "Yrotation", "Xrotation"),
-                        ("Zrotation", "Yrotation", "Xrotation")), np.zeros((3, 2, 3)), np.zeros((3, 2, 3)), 0.05)
+    motion = BvhMotion(
+        ("a", "b"),
+        (-1, 0),
+        np.array([[0.0, 0, 0], [0, 1, 0]]),
+        (
+            ("Xposition", "Yposition", "Zposition", "Zrotation", "Yrotation", "Xrotation"),
+            ("Zrotation", "Yrotation", "Xrotation"),
+        ),
+        np.zeros((3, 2, 3)),
+        np.zeros((3, 2, 3)),
+        0.05,
+    )
     write_bvh(tmp_path / "foreign.bvh", motion)
     with pytest.raises(ValueError, match="match no rig"):
         main([str(tmp_path / "foreign.bvh"), str(tmp_path / "x.npy")])

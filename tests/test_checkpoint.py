@@ -1,4 +1,5 @@
 """Checkpoint helpers: atomic save, weights_only load, strict loading with named exceptions."""
+
 from __future__ import annotations
 
 import logging
@@ -9,16 +10,29 @@ import pytest
 import torch
 from torch import nn
 
-from utils.checkpoint import (BEST_FID, BEST_LOSS, LATEST, LENGTH, MASK, RESIDUAL, VQ, CheckpointError, atomic_write,
-                              find_checkpoint, list_checkpoints, load_checkpoint, load_state_dict_strict,
-                              save_checkpoint)
+from utils.checkpoint import (
+    BEST_FID,
+    BEST_LOSS,
+    LATEST,
+    LENGTH,
+    MASK,
+    RESIDUAL,
+    VQ,
+    CheckpointError,
+    atomic_write,
+    find_checkpoint,
+    list_checkpoints,
+    load_checkpoint,
+    load_state_dict_strict,
+    save_checkpoint,
+)
 
 
 def test_save_is_atomic_and_loads(tmp_path: Path) -> None:
     path = tmp_path / "model" / "latest.tar"
     save_checkpoint(path, {"net": {"w": torch.ones(2)}, "ep": 3})
     assert load_checkpoint(path, required_keys=("net",))["ep"] == 3
-    assert [p.name for p in path.parent.iterdir()] == ["latest.tar"]      # no temporary file left behind
+    assert [p.name for p in path.parent.iterdir()] == ["latest.tar"]  # no temporary file left behind
 
 
 def test_failed_save_keeps_previous_file(tmp_path: Path) -> None:
@@ -39,8 +53,8 @@ def test_atomic_write_replaces_only_on_success(tmp_path: Path) -> None:
     out = tmp_path / "sub" / "motion.npy"
     with atomic_write(out) as tmp:
         assert tmp.parent == out.parent and tmp.suffix == ".npy" and tmp != out
-        np.save(tmp, np.arange(3.0))               # np.save keeps the name: the suffix is already .npy
-        assert not out.exists()                     # nothing visible under the target name until the block ends
+        np.save(tmp, np.arange(3.0))  # np.save keeps the name: the suffix is already .npy
+        assert not out.exists()  # nothing visible under the target name until the block ends
     np.testing.assert_array_equal(np.load(out), np.arange(3.0))
     with pytest.raises(ValueError, match="half-way"):
         with atomic_write(out) as tmp:
@@ -60,7 +74,7 @@ def test_corrupt_foreign_and_missing_files(tmp_path: Path) -> None:
     with pytest.raises(CheckpointError, match="cannot read checkpoint"):
         load_checkpoint(bad)
     pickled = tmp_path / "numpy.tar"
-    torch.save({"x": np.int64(3)}, pickled)   # not loadable with weights_only=True
+    torch.save({"x": np.int64(3)}, pickled)  # not loadable with weights_only=True
     with pytest.raises(CheckpointError, match="cannot read checkpoint"):
         load_checkpoint(pickled)
     with pytest.raises(CheckpointError, match="no checkpoints"):
@@ -89,16 +103,16 @@ def test_lookup_order_per_stage_and_fallback_warning(tmp_path: Path, caplog) -> 
     model_dir = tmp_path / "model"
     save_checkpoint(model_dir / LATEST, {"ep": 1})
     (model_dir / ".latest.123.tmp.tar").write_bytes(b"left by a killed save")
-    assert list_checkpoints(model_dir) == [LATEST]                      # temporary dot-files are not checkpoints
+    assert list_checkpoints(model_dir) == [LATEST]  # temporary dot-files are not checkpoints
     with caplog.at_level(logging.WARNING, logger="utils.checkpoint"):
-        assert find_checkpoint(model_dir, MASK) == model_dir / LATEST    # the masked transformer's own file
+        assert find_checkpoint(model_dir, MASK) == model_dir / LATEST  # the masked transformer's own file
     assert not caplog.records
     with caplog.at_level(logging.WARNING, logger="utils.checkpoint"):
         assert find_checkpoint(model_dir, RESIDUAL) == model_dir / LATEST
     assert "no best checkpoint" in caplog.text and "never validated" in caplog.text
-    save_checkpoint(model_dir / BEST_LOSS, {"ep": 1})                   # what our VQ/residual trainers write
+    save_checkpoint(model_dir / BEST_LOSS, {"ep": 1})  # what our VQ/residual trainers write
     assert find_checkpoint(model_dir, VQ) == find_checkpoint(model_dir, RESIDUAL) == model_dir / BEST_LOSS
-    save_checkpoint(model_dir / BEST_FID, {"ep": 1})                    # the official release file wins
+    save_checkpoint(model_dir / BEST_FID, {"ep": 1})  # the official release file wins
     assert find_checkpoint(model_dir, VQ) == model_dir / BEST_FID
     assert find_checkpoint(model_dir, VQ, "latest") == find_checkpoint(model_dir, VQ, LATEST) == model_dir / LATEST
     with pytest.raises(CheckpointError, match=r"net_best_acc\.tar not found.*net_best_fid\.tar"):

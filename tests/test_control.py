@@ -1,4 +1,5 @@
 """Spatial control: specification parsing, objectives (closed forms), the optimiser on tiny untrained runs, CLIs."""
+
 from __future__ import annotations
 
 import json
@@ -54,23 +55,33 @@ def test_joint_names_aliases_and_indices() -> None:
 
 
 def test_keyframes_in_frames_seconds_and_fractions() -> None:
-    spec = keyframes_from_json({"keyframes": [
-        {"joint": "pelvis", "frame": "2s", "position": [0.5, None, 1.0]},
-        {"joint": 21, "frame": "0.5", "position": [0, 1, 2]},
-        {"joint": "head", "frame": 3, "position": [1, 1.6, 0]}]}, T2M, total_frames=100)
+    spec = keyframes_from_json(
+        {
+            "keyframes": [
+                {"joint": "pelvis", "frame": "2s", "position": [0.5, None, 1.0]},
+                {"joint": 21, "frame": "0.5", "position": [0, 1, 2]},
+                {"joint": "head", "frame": 3, "position": [1, 1.6, 0]},
+            ]
+        },
+        T2M,
+        total_frames=100,
+    )
     assert spec.targets.shape == (100, 22, 3)
-    np.testing.assert_array_equal(spec.targets[40, 0], [0.5, np.nan, 1.0])   # 2 s at 20 fps
-    np.testing.assert_array_equal(spec.targets[50, 21], [0, 1, 2])           # half of 100 frames
+    np.testing.assert_array_equal(spec.targets[40, 0], [0.5, np.nan, 1.0])  # 2 s at 20 fps
+    np.testing.assert_array_equal(spec.targets[50, 21], [0, 1, 2])  # half of 100 frames
     assert spec.mask.sum() == 3 and spec.last_frame == 50 and spec.joints == [0, 15, 21]
 
 
-@pytest.mark.parametrize("item,message", [
-    ({"joint": "tail", "frame": 0, "position": [0, 0, 0]}, "unknown joint 'tail'"),
-    ({"joint": "pelvis", "frame": 120, "position": [0, 0, 0]}, "frame 120 is outside the motion's 100 frames"),
-    ({"joint": "pelvis", "frame": "9s", "position": [0, 0, 0]}, "frame 180 is outside"),
-    ({"joint": "pelvis", "frame": 0, "position": [0, 0]}, r"'position' must be \[x, y, z\]"),
-    ({"joint": "pelvis", "frame": 0, "position": [None, None, None]}, "every control target is NaN"),
-])
+@pytest.mark.parametrize(
+    "item,message",
+    [
+        ({"joint": "tail", "frame": 0, "position": [0, 0, 0]}, "unknown joint 'tail'"),
+        ({"joint": "pelvis", "frame": 120, "position": [0, 0, 0]}, "frame 120 is outside the motion's 100 frames"),
+        ({"joint": "pelvis", "frame": "9s", "position": [0, 0, 0]}, "frame 180 is outside"),
+        ({"joint": "pelvis", "frame": 0, "position": [0, 0]}, r"'position' must be \[x, y, z\]"),
+        ({"joint": "pelvis", "frame": 0, "position": [None, None, None]}, "every control target is NaN"),
+    ],
+)
 def test_bad_keyframes(item: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         keyframes_from_json([item], T2M, total_frames=100)
@@ -99,7 +110,7 @@ def test_targets_from_motion_move_frames() -> None:
 def test_target_distance_ignores_free_axes() -> None:
     joints = torch.zeros(1, 2, 22, 3)
     targets = torch.full((1, 2, 22, 3), float("nan"))
-    targets[0, 0, 0] = torch.tensor([3.0, float("nan"), 4.0])     # XZ only: 5 m away whatever y is
+    targets[0, 0, 0] = torch.tensor([3.0, float("nan"), 4.0])  # XZ only: 5 m away whatever y is
     targets[0, 1, 20] = torch.tensor([0.0, 1.0, 0.0])
     joints[0, 0, 0, 1] = 7.0
     dist, controlled = target_distances(joints, targets)
@@ -112,7 +123,7 @@ def test_target_distance_ignores_free_axes() -> None:
 def test_floor_objective_closed_form() -> None:
     joints = torch.zeros(1, 4, 22, 3)
     joints[0, 1, 3, 1] = -0.1
-    joints[0, 3, 5, 1] = -0.3                                      # on a padded frame: ignored
+    joints[0, 3, 5, 1] = -0.3  # on a padded frame: ignored
     valid = torch.tensor([[True, True, True, False]])
     assert FloorObjective()(joints, valid).item() == pytest.approx(0.1 + 0.1 / 3)
 
@@ -121,7 +132,9 @@ def test_floor_objective_closed_form() -> None:
 def test_control_meets_targets_the_free_motion_misses(pipe: MoMaskPipeline) -> None:
     free = pipe.generate(["a person walks"], [48], seed=3)[0]
     targets = np.full((48, 22, 3), np.nan, np.float32)
-    targets[6::12, 0] = free.joints[6::12, 0] + np.array([0.08, 0.0, -0.06], np.float32)   # 10 cm off (frame 0 is always over the origin)
+    targets[6::12, 0] = free.joints[6::12, 0] + np.array(
+        [0.08, 0.0, -0.06], np.float32
+    )  # 10 cm off (frame 0 is always over the origin)
     ctl = pipe.generate(["a person walks"], [48], seed=3, control=Control(ControlSpec(targets)))[0]
     err = np.linalg.norm(ctl.joints[6::12, 0] - targets[6::12, 0], axis=-1).mean()
     assert err < 0.03 and ctl.control_error == pytest.approx(err, abs=1e-4)
@@ -130,19 +143,25 @@ def test_control_meets_targets_the_free_motion_misses(pipe: MoMaskPipeline) -> N
 
 def test_floor_objective_from_python(pipe: MoMaskPipeline) -> None:
     free = pipe.generate(["a person crawls"], [40], seed=1)[0]
-    floor = float(np.quantile(free.joints[..., 1], 0.1))         # untrained: joints stay within a few cm of y = 0
-    ctl = pipe.generate(["a person crawls"], [40], seed=1, control=Control(
-        objectives=[FloorObjective(floor)], settings=ControlSettings(refine_iters=150, tolerance=5e-4)))[0]
+    floor = float(np.quantile(free.joints[..., 1], 0.1))  # untrained: joints stay within a few cm of y = 0
+    ctl = pipe.generate(
+        ["a person crawls"],
+        [40],
+        seed=1,
+        control=Control(objectives=[FloorObjective(floor)], settings=ControlSettings(refine_iters=150, tolerance=5e-4)),
+    )[0]
     dip_free, dip_ctl = floor - free.joints[..., 1].min(), floor - ctl.joints[..., 1].min()
     assert dip_free > 0.005 and dip_ctl < dip_free / 2
-    assert ctl.control_error is None   # the demo model meets a real floor: benchmarks/bench_control.py
+    assert ctl.control_error is None  # the demo model meets a real floor: benchmarks/bench_control.py
 
 
 def test_estimated_length_grows_to_cover_targets(pipe: MoMaskPipeline) -> None:
     targets = np.full((150, 22, 3), np.nan, np.float32)
     targets[149, 0] = [0.0, 0.9, 1.0]
     steps = []
-    motion = pipe.generate(["walk"], seed=0, control=Control(ControlSpec(targets), progress=lambda f, s: steps.append(f)))[0]
+    motion = pipe.generate(
+        ["walk"], seed=0, control=Control(ControlSpec(targets), progress=lambda f, s: steps.append(f))
+    )[0]
     assert motion.num_frames >= 150 and steps[-1] == 1.0
     with pytest.raises(ValueError, match="frame 149 is controlled but the motion has 100 frames"):
         pipe.generate(["walk"], [100], control=Control(ControlSpec(targets)))
@@ -164,12 +183,25 @@ def test_edit_controls_only_inside_spans(pipe: MoMaskPipeline) -> None:
 
 # ---- files and CLIs -------------------------------------------------------------------------------------------
 def _args(runs: Path, out: Path, *extra: str) -> list[str]:
-    return ["--checkpoints_dir", str(runs), "--dataset_name", "t2m", "--name", MASK_NAME, "--res_name", RES_NAME,
-            "--out_dir", str(out), "--device", "cpu", *extra]
+    return [
+        "--checkpoints_dir",
+        str(runs),
+        "--dataset_name",
+        "t2m",
+        "--name",
+        MASK_NAME,
+        "--res_name",
+        RES_NAME,
+        "--out_dir",
+        str(out),
+        "--device",
+        "cpu",
+        *extra,
+    ]
 
 
 def test_gen_cli_keyframes_and_motion_file(runs: Path, tmp_path: Path, pipe: MoMaskPipeline) -> None:
-    free = pipe.generate(["wave"], [40], seed=10107)[0].joints          # what gen_t2m makes without control
+    free = pipe.generate(["wave"], [40], seed=10107)[0].joints  # what gen_t2m makes without control
     target = (free[20, 20] + [0.06, 0.0, 0.0]).tolist()
     keys = tmp_path / "keys.json"
     keys.write_text(json.dumps([{"joint": "left_wrist", "frame": "1s", "position": target}]))
@@ -183,26 +215,39 @@ def test_gen_cli_keyframes_and_motion_file(runs: Path, tmp_path: Path, pipe: MoM
     assert spec.mask.sum() == 22 and spec.last_frame == 20
 
 
-@pytest.mark.parametrize("content,message", [
-    ('[{"joint": "tail", "frame": 0, "position": [0, 0, 0]}]', "unknown joint 'tail'"),
-    ('[{"joint": "pelvis", "frame": 90, "position": [0, 0, 0]}]', "frame 90 is outside the motion's 40 frames"),
-    ("not json", "not a JSON keyframe file"),
-])
+@pytest.mark.parametrize(
+    "content,message",
+    [
+        ('[{"joint": "tail", "frame": 0, "position": [0, 0, 0]}]', "unknown joint 'tail'"),
+        ('[{"joint": "pelvis", "frame": 90, "position": [0, 0, 0]}]', "frame 90 is outside the motion's 40 frames"),
+        ("not json", "not a JSON keyframe file"),
+    ],
+)
 def test_bad_control_exits_2_and_writes_nothing(runs: Path, tmp_path: Path, content: str, message: str) -> None:
     bad = tmp_path / "bad.json"
     bad.write_text(content)
-    proc = subprocess.run([sys.executable, str(REPO / "gen_t2m.py"), *_args(
-        runs, tmp_path / "out", "--text", "walk", "--motion_length", "40", "--control", str(bad))],
-        capture_output=True, text=True, cwd=tmp_path)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "gen_t2m.py"),
+            *_args(runs, tmp_path / "out", "--text", "walk", "--motion_length", "40", "--control", str(bad)),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
     assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr
     assert not (tmp_path / "out").exists()
 
 
-@pytest.mark.parametrize("array,message", [
-    (np.full((40, 22, 3), np.nan), "every control target is NaN"),
-    (np.where(np.arange(40)[:, None, None] == 0, 0.0, np.nan) * np.ones((40, 21, 3)), "a kit skeleton"),
-    (np.full((40, 22, 2), np.nan), r"shape \(frames, joints, 3\)"),
-])
+@pytest.mark.parametrize(
+    "array,message",
+    [
+        (np.full((40, 22, 3), np.nan), "every control target is NaN"),
+        (np.where(np.arange(40)[:, None, None] == 0, 0.0, np.nan) * np.ones((40, 21, 3)), "a kit skeleton"),
+        (np.full((40, 22, 2), np.nan), r"shape \(frames, joints, 3\)"),
+    ],
+)
 def test_bad_target_arrays(runs: Path, tmp_path: Path, array: np.ndarray, message: str) -> None:
     path = tmp_path / "targets.npy"
     np.save(path, array.astype(np.float32))
@@ -217,20 +262,36 @@ def test_edit_cli_control(runs: Path, tmp_path: Path, pipe: MoMaskPipeline) -> N
     targets = np.full((64, 22, 3), np.nan, np.float32)
     targets[24, 0] = source.joints[24, 0] + np.array([0.1, 0.0, 0.0], np.float32)
     np.save(tmp_path / "t.npy", targets)
-    edit_t2m.main(_args(runs, tmp_path / "e", "--source_motion", str(tmp_path / "src.npy"), "--text", "jump",
-                        "-msec", "16,48", "--control", str(tmp_path / "t.npy"), "--outputs", "npy"))
+    edit_t2m.main(
+        _args(
+            runs,
+            tmp_path / "e",
+            "--source_motion",
+            str(tmp_path / "src.npy"),
+            "--text",
+            "jump",
+            "-msec",
+            "16,48",
+            "--control",
+            str(tmp_path / "t.npy"),
+            "--outputs",
+            "npy",
+        )
+    )
     out = np.load(tmp_path / "e/editing/joints/0/sample0_repeat0_len64.npy")
     assert np.linalg.norm(out[24, 0] - targets[24, 0]) < 0.05
 
 
 def test_web_demo_follows_an_uploaded_path(pipe: MoMaskPipeline, tmp_path: Path) -> None:
     from visualization.webapp import DemoService
+
     service = DemoService({"tiny": pipe}, tmp_path / "work", video_size=64)
     source = pipe.generate(["run"], [40], seed=5)[0]
     np.save(tmp_path / "path.npy", source.features)
     seen: list[float] = []
-    result = service.generate("tiny", "walk", 40, False, 1, control=str(tmp_path / "path.npy"),
-                              progress=lambda f, stage: seen.append(f))
+    result = service.generate(
+        "tiny", "walk", 40, False, 1, control=str(tmp_path / "path.npy"), progress=lambda f, stage: seen.append(f)
+    )
     joints = np.load(result.joints)
     assert np.linalg.norm(joints[:, 0] - source.joints[:, 0], axis=-1).mean() < 0.02
     assert "cm from their targets" in result.message and seen and seen[-1] == 1.0
@@ -246,11 +307,26 @@ def test_controlled_demo_motion_imports_into_blender(tmp_path: Path) -> None:
     """The embedded demo model under 3 pelvis keyframes: the BVH Blender reads puts the pelvis on them."""
     from visualization.blender_check import blender_joint_positions
     from visualization.joints2bvh import rig_for
-    keys = [{"joint": "pelvis", "frame": f, "position": p}
-            for f, p in ((20, [0.0, None, 0.6]), (40, [0.2, None, 1.3]), (60, [0.5, None, 2.0]))]   # XZ only
+
+    keys = [
+        {"joint": "pelvis", "frame": f, "position": p}
+        for f, p in ((20, [0.0, None, 0.6]), (40, [0.2, None, 1.3]), (60, [0.5, None, 2.0]))
+    ]  # XZ only
     (tmp_path / "keys.json").write_text(json.dumps(keys))
-    gen_t2m.main(["--text", "a person walks forward", "--motion_length", "80", "--control", str(tmp_path / "keys.json"),
-                  "--out_dir", str(tmp_path), "--device", "cpu"])
+    gen_t2m.main(
+        [
+            "--text",
+            "a person walks forward",
+            "--motion_length",
+            "80",
+            "--control",
+            str(tmp_path / "keys.json"),
+            "--out_dir",
+            str(tmp_path),
+            "--device",
+            "cpu",
+        ]
+    )
     names, pos = blender_joint_positions(tmp_path / "text2motion/animations/0/sample0_repeat0_len80.bvh")
     pelvis = pos[:, names.index(rig_for(T2M).names[0])]
     for key in keys:

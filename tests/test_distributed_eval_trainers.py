@@ -12,6 +12,7 @@ The length estimator is compared the same way (2 processes vs 1 process with ``-
 masks, seeded per shard, agree); its shards are near-equal parts of each batch (8 items in batches of 3: shards of 1 and 2 samples)
 and each shard's loss is its summed cross-entropy over the whole batch size.
 """
+
 from __future__ import annotations
 
 import re
@@ -48,10 +49,33 @@ def runs(tmp_path_factory) -> dict[str, Path]:
     write_tiny_glove(root / "glove")
 
     def args(ckpt: Path, accum: int) -> list[str]:
-        return ["--dataset_name", "t2m", "--data_root", str(root), "--checkpoints_dir", str(ckpt),
-                "--glove_dir", str(root / "glove"), "--device", "cpu", "--batch_size", "8", "--accum_steps",
-                str(accum), "--movement_epochs", "2", "--max_epoch", "3", "--log_every", "1", "--lr", "3e-3",
-                "--dim_movement_dec_hidden", "16", *[x for k, v in SMALL_SIZES.items() for x in (f"--{k}", str(v))]]
+        return [
+            "--dataset_name",
+            "t2m",
+            "--data_root",
+            str(root),
+            "--checkpoints_dir",
+            str(ckpt),
+            "--glove_dir",
+            str(root / "glove"),
+            "--device",
+            "cpu",
+            "--batch_size",
+            "8",
+            "--accum_steps",
+            str(accum),
+            "--movement_epochs",
+            "2",
+            "--max_epoch",
+            "3",
+            "--log_every",
+            "1",
+            "--lr",
+            "3e-3",
+            "--dim_movement_dec_hidden",
+            "16",
+            *[x for k, v in SMALL_SIZES.items() for x in (f"--{k}", str(v))],
+        ]
 
     out = {"two": root / "two", "one": root / "one"}
     torchrun("train_evaluator.py", args(out["two"], 1), nproc=2)
@@ -61,8 +85,7 @@ def runs(tmp_path_factory) -> dict[str, Path]:
 
 @pytest.mark.slow
 def test_evaluator_two_processes_equal_one_process_with_accumulation(runs) -> None:
-    logs = {k: _losses(_log_file(v))
-            for k, v in runs.items()}
+    logs = {k: _losses(_log_file(v)) for k, v in runs.items()}
     two, one = logs["two"], logs["one"]
     assert two.keys() == one.keys()
     assert sum(k[1] == "it" for k in two) >= 8 and sum(k[:2] == ("matching", "epoch") for k in two) == 3
@@ -99,23 +122,45 @@ def test_length_estimator_two_processes_equal_one_process_with_accumulation(tmp_
     data = make_tiny_dataset(tmp_path / "data", "t2m", n_clips=12, seed=3)
 
     def args(name: str, accum: int) -> list[str]:
-        return ["--data_root", str(data.parent), "--checkpoints_dir", str(tmp_path / "ckpt"), "--name", name,
-                "--text_encoder", "minilm", "--device", "cpu", "--batch_size", "3", "--accum_steps", str(accum),
-                "--max_epoch", "3", "--log_every", "1", "--lr", "1e-3"]
+        return [
+            "--data_root",
+            str(data.parent),
+            "--checkpoints_dir",
+            str(tmp_path / "ckpt"),
+            "--name",
+            name,
+            "--text_encoder",
+            "minilm",
+            "--device",
+            "cpu",
+            "--batch_size",
+            "3",
+            "--accum_steps",
+            str(accum),
+            "--max_epoch",
+            "3",
+            "--log_every",
+            "1",
+            "--lr",
+            "1e-3",
+        ]
 
     torchrun("train_length_estimator.py", args("two", 1), nproc=2)
     torchrun("train_length_estimator.py", args("one", 2), nproc=1)
     runs = {k: tmp_path / "ckpt" / "t2m" / k for k in ("two", "one")}
     logs = {}
     for key, run in runs.items():
-        logs[key] = {(m[1], m[2]): tuple(float(v) for v in (m[3], m[4]) if v is not None)
-                     for m in map(LENGTH_LINE.search, (run / "log.txt").read_text().splitlines()) if m}
+        logs[key] = {
+            (m[1], m[2]): tuple(float(v) for v in (m[3], m[4]) if v is not None)
+            for m in map(LENGTH_LINE.search, (run / "log.txt").read_text().splitlines())
+            if m
+        }
     assert logs["two"].keys() == logs["one"].keys() and len(logs["two"]) >= 6
     for key, values in logs["two"].items():
         for a, b in zip(values, logs["one"][key], strict=True):
             assert abs(a - b) <= 1e-4 * abs(b), (key, a, b)
     assert "2 process(es)" in (runs["two"] / "log.txt").read_text()
-    for file in ("finest.tar", "latest.tar"):        # best epoch and final weights
+    for file in ("finest.tar", "latest.tar"):  # best epoch and final weights
         w2 = load_checkpoint(runs["two"] / "model" / file, required_keys=("estimator", "epoch"))
         w1 = load_checkpoint(runs["one"] / "model" / file, required_keys=("estimator", "epoch"))
         assert w2["epoch"] == w1["epoch"] and w2["text_encoder"] == "minilm"

@@ -1,4 +1,5 @@
 """The repository explains itself: every docs reference in code and docs resolves to a file and a heading here."""
+
 from __future__ import annotations
 
 import re
@@ -24,8 +25,13 @@ def anchors(page: Path) -> set[str]:
 
 
 def project_files() -> list[Path]:
-    return [p for p in REPO.rglob("*") if p.suffix in {".py", ".md", ".sh", ".toml", ".txt"} and p.is_file()
-            and not SKIP & set(p.relative_to(REPO).parts)]
+    return [
+        p
+        for p in REPO.rglob("*")
+        if p.suffix in {".py", ".md", ".sh", ".toml", ".txt"}
+        and p.is_file()
+        and not SKIP & set(p.relative_to(REPO).parts)
+    ]
 
 
 def broken_references() -> list[str]:
@@ -58,9 +64,13 @@ def test_every_docs_reference_resolves() -> None:
 
 def test_no_reference_to_documents_outside_the_repo() -> None:
     """Comments cite the docs pages, never the clean-room spec (it is not part of the repository)."""
-    cites = [f"{p.relative_to(REPO)}:{i}" for p in project_files() if p.name != "test_docs.py"
-             for i, line in enumerate(p.read_text(encoding="utf-8", errors="replace").splitlines(), 1)
-             if re.search(r"spec §|momask_spec", line, re.IGNORECASE)]
+    cites = [
+        f"{p.relative_to(REPO)}:{i}"
+        for p in project_files()
+        if p.name != "test_docs.py"
+        for i, line in enumerate(p.read_text(encoding="utf-8", errors="replace").splitlines(), 1)
+        if re.search(r"spec §|momask_spec", line, re.IGNORECASE)
+    ]
     assert not cites, "cite docs/<page>.md#<heading> instead:\n" + "\n".join(cites)
 
 

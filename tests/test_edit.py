@@ -1,5 +1,6 @@
 """Editing keeps the source: frames outside the spans are the source's (features exactly, joints ≤ 1e-5 m), the
 crossfade never jumps more than the source does, exact frame spans, and edit_t2m.py's refusals."""
+
 from __future__ import annotations
 
 import logging
@@ -60,22 +61,22 @@ def test_blend_keeps_every_frame_outside_the_spans(walk: np.ndarray, spans: list
     """Any regenerated motion (here: another real clip's features, turning and travelling differently)."""
     source = torch.from_numpy(walk)
     other = source.flip(0).clone()
-    other[:, 0] *= -3.0                                        # a different yaw rate and path
+    other[:, 0] *= -3.0  # a different yaw rate and path
     out = blend(source, other, spans, 8)
     keep = _outside(160, spans)
     assert torch.equal(out[keep], source[keep])
     src_joints, out_joints = recover_from_ric(source, 22), recover_from_ric(out, 22)
     assert (out_joints[keep] - src_joints[keep]).abs().max() <= 1e-5
-    assert (out_joints[~keep] - src_joints[~keep]).abs().max() > 0.1     # the span did change
+    assert (out_joints[~keep] - src_joints[~keep]).abs().max() > 0.1  # the span did change
 
 
 def test_crossfade_widens_until_no_jump_exceeds_the_source(walk: np.ndarray) -> None:
     source = torch.from_numpy(walk)
     shifted = source.clone()
-    shifted[:, 4:67] += 1.0                                    # every joint 1 m off: a hard boundary
+    shifted[:, 4:67] += 1.0  # every joint 1 m off: a hard boundary
     limit = largest_step(recover_from_ric(source, 22)).max()
     naive = largest_step(recover_from_ric(blend(source, shifted, [(40, 120)], 1), 22))
-    assert naive.max() > limit                                 # a 1-frame fade would jump
+    assert naive.max() > limit  # a 1-frame fade would jump
     out, widths = blend_keeping_steps(source, shifted, [(40, 120)], 22, width=1)
     assert widths[0] > 1 and largest_step(recover_from_ric(out, 22)).max() <= limit
 
@@ -86,8 +87,7 @@ def demo() -> MoMaskPipeline:
     return MoMaskPipeline.demo()
 
 
-def test_demo_edit_keeps_the_source(demo: MoMaskPipeline, walk: np.ndarray, caplog: pytest.LogCaptureFixture
-                                    ) -> None:
+def test_demo_edit_keeps_the_source(demo: MoMaskPipeline, walk: np.ndarray, caplog: pytest.LogCaptureFixture) -> None:
     spans = [(41, 90)]
     with caplog.at_level(logging.INFO):
         out = demo.edit(walk, "a person kicks with the right leg", spans, seed=3, sampling=Sampling(time_steps=6))
@@ -117,20 +117,24 @@ def _cli_error(argv: list[str], capsys: pytest.CaptureFixture) -> str:
     return err
 
 
-@pytest.mark.parametrize("flag", [["--chain"], ["--motion_length", "40"], ["--text_path", "p.txt"],
-                                  ["--batch_size", "4"]])
-def test_edit_cli_refuses_flags_that_do_not_apply(flag: list[str], capsys: pytest.CaptureFixture,
-                                                  tmp_path: Path) -> None:
-    err = _cli_error(["--source_motion", "x.npy", "--text", "jump", "-msec", "1s,2s", "--out_dir", str(tmp_path),
-                      *flag], capsys)
+@pytest.mark.parametrize(
+    "flag", [["--chain"], ["--motion_length", "40"], ["--text_path", "p.txt"], ["--batch_size", "4"]]
+)
+def test_edit_cli_refuses_flags_that_do_not_apply(
+    flag: list[str], capsys: pytest.CaptureFixture, tmp_path: Path
+) -> None:
+    err = _cli_error(
+        ["--source_motion", "x.npy", "--text", "jump", "-msec", "1s,2s", "--out_dir", str(tmp_path), *flag], capsys
+    )
     assert err.startswith(f"error: {flag[0]} does not apply to edit_t2m.py")
 
 
 def test_edit_cli_refuses_sources_it_would_cut(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     src = tmp_path / "long.npy"
     np.save(src, np.zeros((240, 263), np.float32))
-    err = _cli_error(["--source_motion", str(src), "--text", "jump", "-msec", "1s,2s", "--out_dir",
-                      str(tmp_path / "out")], capsys)
+    err = _cli_error(
+        ["--source_motion", str(src), "--text", "jump", "-msec", "1s,2s", "--out_dir", str(tmp_path / "out")], capsys
+    )
     assert "240 frames, editing takes at most 196" in err and not (tmp_path / "out").exists()
 
 

@@ -1,4 +1,5 @@
 """Evaluation logs go where the user says (--eval_dir), and a read-only checkpoint folder is never written."""
+
 from __future__ import annotations
 
 import importlib
@@ -9,8 +10,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.evaluator_helpers import one_torch_thread  # noqa: F401  (autouse fixture)
-from tests.evaluator_helpers import write_small_evaluator, write_tiny_dataset, write_tiny_glove
+from tests.evaluator_helpers import (
+    one_torch_thread,  # noqa: F401  (autouse fixture)
+    write_small_evaluator,
+    write_tiny_dataset,
+    write_tiny_glove,
+)
 
 VQ = "rvq_nq6_dc64_nc32_w64"
 
@@ -32,9 +37,30 @@ def read_only_run(tmp_path: Path, fixture_dir: Path):
     write_small_evaluator(tmp_path / "evaluators", "t2m")
     write_tiny_dataset(tmp_path / "HumanML3D", num_clips=20)
     write_tiny_glove(tmp_path / "glove")
-    common = ["--dataset_name", "t2m", "--checkpoints_dir", str(ckpt), "--evaluator_dir", str(tmp_path / "evaluators"),
-              "--data_root", str(tmp_path), "--glove_dir", str(tmp_path / "glove"), "--device", "cpu",
-              "--repeat_times", "1", "--batch_size", "8", "--diversity_times", "10", "--name", VQ, "--ext", "ro"]
+    common = [
+        "--dataset_name",
+        "t2m",
+        "--checkpoints_dir",
+        str(ckpt),
+        "--evaluator_dir",
+        str(tmp_path / "evaluators"),
+        "--data_root",
+        str(tmp_path),
+        "--glove_dir",
+        str(tmp_path / "glove"),
+        "--device",
+        "cpu",
+        "--repeat_times",
+        "1",
+        "--batch_size",
+        "8",
+        "--diversity_times",
+        "10",
+        "--name",
+        VQ,
+        "--ext",
+        "ro",
+    ]
     _chmod_tree(ckpt, writable=False)
     yield ckpt, common
     _chmod_tree(ckpt, writable=True)
@@ -45,9 +71,9 @@ def test_eval_on_a_read_only_checkpoint_folder(read_only_run, tmp_path: Path, mo
     ckpt, common = read_only_run
     before = _snapshot(ckpt)
     monkeypatch.chdir(tmp_path)
-    eval_t2m_vq.main(common)                                              # default: ./eval_logs/<ds>/<name>
+    eval_t2m_vq.main(common)  # default: ./eval_logs/<ds>/<name>
     assert (tmp_path / "eval_logs" / "t2m" / VQ / "ro.log").read_text().startswith("net_best_fid.tar final result")
-    eval_t2m_vq.main([*common, "--eval_dir", str(tmp_path / "mine")])     # the user's folder
+    eval_t2m_vq.main([*common, "--eval_dir", str(tmp_path / "mine")])  # the user's folder
     assert (tmp_path / "mine" / "ro.log").is_file() and (tmp_path / "mine" / "ro.txt").is_file()
     assert _snapshot(ckpt) == before
 

@@ -1,4 +1,5 @@
 """eval_t2m.py / eval_t2m_vq.py end to end on the official-format fixture (random weights) + tiny synthetic data."""
+
 from __future__ import annotations
 
 import importlib
@@ -12,8 +13,12 @@ import torch
 from torch import nn
 
 from models.text.base import TextEncoder
-from tests.evaluator_helpers import one_torch_thread  # noqa: F401  (autouse fixture)
-from tests.evaluator_helpers import write_small_evaluator, write_tiny_dataset, write_tiny_glove
+from tests.evaluator_helpers import (
+    one_torch_thread,  # noqa: F401  (autouse fixture)
+    write_small_evaluator,
+    write_tiny_dataset,
+    write_tiny_glove,
+)
 
 MASK = "t2m_nlayer2_nhead2_ld64_ff128_cdp0.1"
 RES = "tres_nlayer2_ld64_ff128_cdp0.2_sw"
@@ -24,14 +29,29 @@ VQ = "rvq_nq6_dc64_nc32_w64"
 def setup(tmp_path: Path, fixture_dir: Path) -> tuple[Path, list[str]]:
     ckpt = tmp_path / "checkpoints"
     shutil.copytree(fixture_dir / "checkpoints" / "t2m", ckpt / "t2m")
-    for p in [ckpt, *ckpt.rglob("*")]:            # the shared fixture is read-only; this copy is the user's own
+    for p in [ckpt, *ckpt.rglob("*")]:  # the shared fixture is read-only; this copy is the user's own
         p.chmod(p.stat().st_mode | 0o200)
     write_small_evaluator(ckpt, "t2m")
     write_tiny_dataset(tmp_path / "HumanML3D", num_clips=20)
     write_tiny_glove(tmp_path / "glove")
-    common = ["--dataset_name", "t2m", "--checkpoints_dir", str(ckpt), "--data_root", str(tmp_path),
-              "--glove_dir", str(tmp_path / "glove"), "--device", "cpu", "--repeat_times", "2", "--batch_size", "8",
-              "--diversity_times", "10"]
+    common = [
+        "--dataset_name",
+        "t2m",
+        "--checkpoints_dir",
+        str(ckpt),
+        "--data_root",
+        str(tmp_path),
+        "--glove_dir",
+        str(tmp_path / "glove"),
+        "--device",
+        "cpu",
+        "--repeat_times",
+        "2",
+        "--batch_size",
+        "8",
+        "--diversity_times",
+        "10",
+    ]
     return ckpt, common
 
 
@@ -57,8 +77,9 @@ def test_eval_t2m_vq_finds_what_train_vq_writes(setup) -> None:
     results = eval_t2m_vq.main([*common, "--name", VQ, "--ext", "ours", "--repeat_times", "1"])
     assert list(results) == ["net_best_loss.tar"]
     assert (ckpt / "t2m" / VQ / "eval" / "ours.log").read_text().startswith("net_best_loss.tar final result:")
-    assert list(eval_t2m_vq.main([*common, "--name", VQ, "--ext", "all", "--repeat_times", "1",
-                                  "--which_epoch", "tar"])) == ["latest.tar", "net_best_loss.tar"]
+    assert list(
+        eval_t2m_vq.main([*common, "--name", VQ, "--ext", "all", "--repeat_times", "1", "--which_epoch", "tar"])
+    ) == ["latest.tar", "net_best_loss.tar"]
 
 
 class HashTextEncoder(TextEncoder):
@@ -67,8 +88,9 @@ class HashTextEncoder(TextEncoder):
     name, dim, max_tokens = "hash", 512, 77
 
     def _encode_batch(self, captions: list[str]) -> torch.Tensor:
-        return torch.stack([torch.randn(512, generator=torch.Generator().manual_seed(zlib.crc32(c.encode())))
-                            for c in captions])
+        return torch.stack(
+            [torch.randn(512, generator=torch.Generator().manual_seed(zlib.crc32(c.encode()))) for c in captions]
+        )
 
 
 @pytest.mark.parametrize("estimated", [False, True])
@@ -77,16 +99,30 @@ def test_eval_t2m_mask_plus_residual(setup, monkeypatch, estimated: bool) -> Non
     ckpt, common = setup
     original = eval_t2m.MoMaskPipeline.from_checkpoints
     encoder = HashTextEncoder(nn.Identity())
-    monkeypatch.setattr(eval_t2m.MoMaskPipeline, "from_checkpoints",
-                        lambda *a, **k: original(*a, **{**k, "text_encoder": encoder}))
-    argv = [*common, "--name", MASK, "--res_name", RES, "--time_steps", "3", "--mm_batches", "1",
-            "--mm_repeats", "11", "--ext", "t2m_test"] + (["--use_estimated_length"] if estimated else [])
+    monkeypatch.setattr(
+        eval_t2m.MoMaskPipeline, "from_checkpoints", lambda *a, **k: original(*a, **{**k, "text_encoder": encoder})
+    )
+    argv = [
+        *common,
+        "--name",
+        MASK,
+        "--res_name",
+        RES,
+        "--time_steps",
+        "3",
+        "--mm_batches",
+        "1",
+        "--mm_repeats",
+        "11",
+        "--ext",
+        "t2m_test",
+    ] + (["--use_estimated_length"] if estimated else [])
     results = eval_t2m.main(argv)
     m = results["latest.tar"]
     assert m.label == ("estimated length" if estimated else "ground-truth length")
     for key in ("FID", "Diversity", "TOP1", "TOP3", "Matching", "Multimodality"):
         assert len(m.per_repeat[key]) == 2 and np.isfinite(m.mean(key))
-    assert m.mean("Multimodality") > 0        # sampled generations differ
+    assert m.mean("Multimodality") > 0  # sampled generations differ
     log = (ckpt / "t2m" / MASK / "eval" / "t2m_test.log").read_text()
     header = "latest.tar [estimated length] final result:" if estimated else "latest.tar final result:"
     assert log.startswith(header) and "\tMultimodality:" in log

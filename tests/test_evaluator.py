@@ -1,4 +1,5 @@
 """Evaluator networks, loader and word vectorizer (models/evaluator)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -9,8 +10,12 @@ from torch.nn.utils.rnn import pack_padded_sequence
 from models.evaluator.modules import MotionEncoderBiGRUCo, MovementConvEncoder, TextEncoderBiGRUCo
 from models.evaluator.word_vectorizer import POS_ENUMERATOR, WordVectorizer
 from models.evaluator.wrapper import EvaluatorPaths, T2MEvaluator
-from tests.evaluator_helpers import one_torch_thread  # noqa: F401  (autouse fixture)
-from tests.evaluator_helpers import WORDS, write_small_evaluator, write_tiny_glove
+from tests.evaluator_helpers import (
+    WORDS,
+    one_torch_thread,  # noqa: F401  (autouse fixture)
+    write_small_evaluator,
+    write_tiny_glove,
+)
 from utils.checkpoint import CheckpointError, save_checkpoint
 from utils.skeleton import get_dataset_spec
 
@@ -36,9 +41,11 @@ def _write_official_evaluator(root, ds: str, seed: int) -> dict:
     (no model_args), opt.txt in the reference layout, meta stats."""
     dim = get_dataset_spec(ds).dim_pose
     torch.manual_seed(seed)
-    nets = {"movement_encoder": MovementConvEncoder(input_size=dim - 4, hidden_size=512, output_size=512),
-            "text_encoder": TextEncoderBiGRUCo(word_size=300, pos_size=15, hidden_size=512, output_size=512),
-            "motion_encoder": MotionEncoderBiGRUCo(input_size=512, hidden_size=1024, output_size=512)}
+    nets = {
+        "movement_encoder": MovementConvEncoder(input_size=dim - 4, hidden_size=512, output_size=512),
+        "text_encoder": TextEncoderBiGRUCo(word_size=300, pos_size=15, hidden_size=512, output_size=512),
+        "motion_encoder": MotionEncoderBiGRUCo(input_size=512, hidden_size=1024, output_size=512),
+    }
     paths = EvaluatorPaths.for_dataset(root, ds)
     save_checkpoint(paths.weights, {k: m.state_dict() for k, m in nets.items()} | {"epoch": 7, "opt_encoder": {}})
     paths.mean_file.parent.mkdir(parents=True)
@@ -59,7 +66,7 @@ def _official_procedure(nets: dict, word, pos, sent_len, motions, m_lens):
     _, last = me.gru(packed, me.hidden.repeat(1, len(order), 1))
     motion_emb = me.output_net(torch.cat([last[0], last[1]], -1))
     te = nets["text_encoder"]
-    text_order = np.argsort(sent_len.numpy(), kind="stable")[::-1].copy()   # the collate sorts texts
+    text_order = np.argsort(sent_len.numpy(), kind="stable")[::-1].copy()  # the collate sorts texts
     xt = te.input_emb(word[text_order] + te.pos_emb(pos[text_order]))
     packed = pack_padded_sequence(xt, sent_len[text_order].tolist(), batch_first=True, enforce_sorted=True)
     _, last = te.gru(packed, te.hidden.repeat(1, len(order), 1))
@@ -137,9 +144,12 @@ def test_packing_independent_of_batch_companions() -> None:
         batch_m, batch_t = enc(x, lens), text(w, p, tl)
         for i in range(5):
             # alone, and with its padding truncated: the padded tail must be ignored
-            torch.testing.assert_close(enc(x[i:i + 1, :lens[i]], lens[i:i + 1]), batch_m[i:i + 1], atol=1e-6, rtol=1e-5)
-            torch.testing.assert_close(text(w[i:i + 1], p[i:i + 1], tl[i:i + 1]), batch_t[i:i + 1], atol=1e-6,
-                                       rtol=1e-5)
+            torch.testing.assert_close(
+                enc(x[i : i + 1, : lens[i]], lens[i : i + 1]), batch_m[i : i + 1], atol=1e-6, rtol=1e-5
+            )
+            torch.testing.assert_close(
+                text(w[i : i + 1], p[i : i + 1], tl[i : i + 1]), batch_t[i : i + 1], atol=1e-6, rtol=1e-5
+            )
         perm = torch.tensor([2, 4, 0, 3, 1])
         torch.testing.assert_close(enc(x[perm], lens[perm]), batch_m[perm], atol=1e-6, rtol=1e-5)
         garbage = x.clone()
@@ -171,13 +181,13 @@ def test_vectorizer_lookup_rules(vectorizer) -> None:
     np.testing.assert_array_equal(v, vectors[idx["person"]])
     assert v.dtype == np.float32 and p.dtype == np.float32 and p.shape == (15,) and p.sum() == 1
     assert _pos(p) == "NOUN"
-    assert _pos(vec["walk/VERB"][1]) == "Act_VIP"       # VIP list wins over the tagger's POS
+    assert _pos(vec["walk/VERB"][1]) == "Act_VIP"  # VIP list wins over the tagger's POS
     assert _pos(vec["left/ADJ"][1]) == "Loc_VIP"
     assert _pos(vec["hand/NOUN"][1]) == "Body_VIP"
     assert _pos(vec["chair/NOUN"][1]) == "Obj_VIP"
     assert _pos(vec["slowly/ADV"][1]) == "Desc_VIP"
-    assert _pos(vec["the/PUNCT"][1]) == "OTHER"         # tag outside the enumerator
-    v, p = vec["zebra/NOUN"]                            # out of vocabulary -> unk / OTHER
+    assert _pos(vec["the/PUNCT"][1]) == "OTHER"  # tag outside the enumerator
+    v, p = vec["zebra/NOUN"]  # out of vocabulary -> unk / OTHER
     np.testing.assert_array_equal(v, vectors[idx["unk"]])
     assert _pos(p) == "OTHER"
 

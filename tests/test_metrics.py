@@ -1,4 +1,5 @@
 """Benchmark metric math (utils/metrics.py) against closed forms and straightforward NumPy/SciPy references."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -32,7 +33,7 @@ def test_r_precision_known_ranks() -> None:
     """1-D embeddings: text i at i, motion i displaced so its rank among the motions is known."""
     text = np.arange(5, dtype=float)[:, None] * 10
     motion = text.copy()
-    motion[0] = 10.4   # text 0: m1 (10) is nearer than m0 (10.4) -> its match ranks 2nd; text 1 still hits m1 (0)
+    motion[0] = 10.4  # text 0: m1 (10) is nearer than m0 (10.4) -> its match ranks 2nd; text 1 still hits m1 (0)
     hits = M.r_precision_hits(text, motion)
     np.testing.assert_array_equal(hits, [4, 5, 5])
 
@@ -40,7 +41,7 @@ def test_r_precision_known_ranks() -> None:
 def test_r_precision_vs_bruteforce() -> None:
     text, motion = _rng(4).normal(size=(32, 8)), _rng(5).normal(size=(32, 8))
     d = cdist(text, motion)
-    ranks = np.array([(d[i] < d[i, i]).sum() for i in range(32)])   # no ties with continuous data
+    ranks = np.array([(d[i] < d[i, i]).sum() for i in range(32)])  # no ties with continuous data
     expected = [(ranks < k).sum() for k in (1, 2, 3)]
     np.testing.assert_array_equal(M.r_precision_hits(text, motion), expected)
 
@@ -117,7 +118,7 @@ def test_mpjpe_root_relative() -> None:
     # a global translation per pose is removed by the root subtraction
     assert np.allclose(M.mpjpe_per_pose(gt, gt + _rng(18).normal(size=(7, 1, 3))), 0.0)
     pred = gt.copy()
-    pred[:, 5] += np.array([0.0, 0.3, 0.4])      # one joint off by 0.5 -> mean over 22 joints
+    pred[:, 5] += np.array([0.0, 0.3, 0.4])  # one joint off by 0.5 -> mean over 22 joints
     np.testing.assert_allclose(M.mpjpe_per_pose(gt, pred), np.full(7, 0.5 / 22))
 
 

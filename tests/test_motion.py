@@ -6,6 +6,7 @@ Golden data (skipped when ../shared is absent):
 * ``reference/official_fixture/process_file_012314.npz``: official ``process_file(new_joints/012314, 0.002)``
   (features, global_positions, recovered_joints, and the target offsets it used, measured on that clip).
 """
+
 from __future__ import annotations
 
 import math
@@ -18,11 +19,21 @@ import torch
 from scipy.ndimage import gaussian_filter1d
 
 from utils.kinematics import (
-    bone_offsets, forward_kinematics, forward_kinematics_cont6d, gaussian_smooth, inverse_kinematics,
+    bone_offsets,
+    forward_kinematics,
+    forward_kinematics_cont6d,
+    gaussian_smooth,
+    inverse_kinematics,
 )
 from utils.motion import (
-    check_features, check_joints, extract_features, extract_features_with_positions, mirror_joints,
-    recover_from_ric, recover_from_rot, recover_root_rot_pos,
+    check_features,
+    check_joints,
+    extract_features,
+    extract_features_with_positions,
+    mirror_joints,
+    recover_from_ric,
+    recover_from_rot,
+    recover_root_rot_pos,
 )
 from utils.quaternion import qmul, qrot, quat_from_axis_angle, quat_to_cont6d, yaw_quat
 from utils.skeleton import get_dataset_spec
@@ -72,7 +83,7 @@ def test_recover_from_ric_matches_shipped_joints(shipped) -> None:
 
 @pytest.mark.parametrize("explicit_offsets", [False, True])
 def test_extract_features_matches_official_process_file(official, explicit_offsets: bool) -> None:
-    """Default target skeleton (spec §1.3 lengths) and the fixture's own offsets both give the official output."""
+    """Default target skeleton (docs/data.md#dataset-constants lengths) and the fixture's own offsets both give the official output."""
     offsets = official["target_offsets"] if explicit_offsets else None
     feats, positions = extract_features_with_positions(official["input_joints"], T2M, target_offsets=offsets)
     ref = official["features"]
@@ -94,8 +105,12 @@ def test_recover_from_rot_reproduces_positions(official) -> None:
     feats, positions = extract_features_with_positions(torch.from_numpy(official["input_joints"]), T2M)
     out = recover_from_rot(feats, T2M)
     torch.testing.assert_close(out, positions[:-1], atol=2e-5, rtol=0)
-    torch.testing.assert_close(recover_from_rot(torch.from_numpy(official["features"]), T2M),
-                               torch.from_numpy(official["global_positions"][:-1]), atol=2e-5, rtol=0)
+    torch.testing.assert_close(
+        recover_from_rot(torch.from_numpy(official["features"]), T2M),
+        torch.from_numpy(official["global_positions"][:-1]),
+        atol=2e-5,
+        rtol=0,
+    )
 
 
 # ---------------------------------------------------------------------------------------------- round trips
@@ -125,8 +140,7 @@ def test_retargeting_to_target_bone_lengths(shipped) -> None:
 
 def test_uniformly_scaled_person_gives_identical_features(shipped) -> None:
     joints = torch.from_numpy(shipped[1])
-    torch.testing.assert_close(extract_features(joints * 1.7, T2M), extract_features(joints, T2M),
-                               atol=1e-5, rtol=0)
+    torch.testing.assert_close(extract_features(joints * 1.7, T2M), extract_features(joints, T2M), atol=1e-5, rtol=0)
 
 
 @pytest.mark.parametrize("angle", [0.7, -2.0, math.pi])
@@ -155,14 +169,14 @@ def test_quirk_root_rot_vel_sign_flips_when_facing_crosses_minus_z(shipped) -> N
     has the wrong sign. Replicated (it is the feature definition); recovery then drifts by that one step."""
     pose = torch.from_numpy(shipped[1][0])
     pose = pose - pose[0] * torch.tensor([1.0, 0.0, 1.0])
-    turn = torch.linspace(0, 1.3 * math.pi, 120)                     # spin in place through 180°
+    turn = torch.linspace(0, 1.3 * math.pi, 120)  # spin in place through 180°
     joints = qrot(yaw_quat(turn)[:, None, :], pose[None])
     feats, positions = extract_features_with_positions(joints, T2M)
     rot_vel = feats[1:, 0]
     assert (rot_vel > 0).sum() == 1 and (rot_vel < 0).sum() == rot_vel.numel() - 1
     flip = int(torch.argmax(rot_vel)) + 1
     err = (recover_from_ric(feats) - positions[:-1]).abs().amax(dim=(1, 2))
-    assert err[:flip + 1].max() < 1e-5 and err[flip + 1:].min() > 1e-2
+    assert err[: flip + 1].max() < 1e-5 and err[flip + 1 :].min() > 1e-2
 
 
 def test_kit_synthetic_motion_round_trips_through_251_features() -> None:
@@ -170,14 +184,14 @@ def test_kit_synthetic_motion_round_trips_through_251_features() -> None:
     T = 60
     g = torch.Generator().manual_seed(3)
     lengths = 150.0 + 250.0 * torch.rand(KIT.joints_num, generator=g)
-    lengths[[5, 8]] = 220.0                                          # shoulders wider than hips (facing)
+    lengths[[5, 8]] = 220.0  # shoulders wider than hips (facing)
     lengths[[11, 16]] = 90.0
     offsets = torch.from_numpy(KIT.raw_offsets) * lengths[:, None]
     t = torch.arange(T, dtype=torch.float32)
     axes = torch.randn(KIT.joints_num, 3, generator=g)
     phases = torch.rand(KIT.joints_num, generator=g) * 6.0
-    local = quat_from_axis_angle(axes, 0.3 * torch.sin(0.15 * t[:, None] + phases))   # (T, J, 4)
-    root_yaw = yaw_quat(math.pi + 0.8 * torch.sin(0.05 * t))         # IK facing stays away from -Z
+    local = quat_from_axis_angle(axes, 0.3 * torch.sin(0.15 * t[:, None] + phases))  # (T, J, 4)
+    root_yaw = yaw_quat(math.pi + 0.8 * torch.sin(0.05 * t))  # IK facing stays away from -Z
     local = torch.cat((qmul(root_yaw, local[:, 0])[:, None], local[:, 1:]), dim=1)
     root = torch.stack((300.0 * torch.sin(0.04 * t), 950.0 + 20.0 * torch.sin(0.3 * t), 15.0 * t), dim=-1)
     joints = forward_kinematics(local, root, offsets, KIT)
@@ -185,7 +199,7 @@ def test_kit_synthetic_motion_round_trips_through_251_features() -> None:
     feats, positions = extract_features_with_positions(joints, KIT)
     assert feats.shape == (T - 1, 251) and check_features(feats) is KIT
     torch.testing.assert_close(_bone_lengths(positions, KIT), _bone_lengths(joints, KIT), atol=1e-2, rtol=0)
-    torch.testing.assert_close(recover_from_ric(feats), positions[:-1], atol=1e-3, rtol=0)   # mm
+    torch.testing.assert_close(recover_from_ric(feats), positions[:-1], atol=1e-3, rtol=0)  # mm
     contacts = feats[:, KIT.feature_slices["foot_contact"]]
     assert set(contacts.unique().tolist()) <= {0.0, 1.0}
     torch.testing.assert_close(recover_from_rot(feats, KIT, offsets), positions[:-1], atol=1e-2, rtol=0)
@@ -200,7 +214,7 @@ def test_ik_fk_reproduces_joints_and_quirks(shipped) -> None:
     joints = torch.from_numpy(shipped[1])
     offsets = bone_offsets(joints[0], T2M)
     quats = inverse_kinematics(joints, T2M, smooth_forward=True)
-    torch.testing.assert_close(quats[0, 0], torch.tensor([1.0, 0.0, 0.0, 0.0]))          # frame-0 identity root
+    torch.testing.assert_close(quats[0, 0], torch.tensor([1.0, 0.0, 0.0, 0.0]))  # frame-0 identity root
     torch.testing.assert_close(quats.norm(dim=-1), torch.ones(170, 22), atol=1e-5, rtol=0)
     torch.testing.assert_close(forward_kinematics(quats, joints[:, 0], offsets, T2M), joints, atol=2e-5, rtol=0)
     # The arm chains start from the root rotation (not the spine's): the shoulder's local rotation is relative
@@ -218,20 +232,27 @@ def test_fk_cont6d_equals_quaternion_fk(shipped) -> None:
     for use_root in (True, False):
         torch.testing.assert_close(
             forward_kinematics_cont6d(quat_to_cont6d(quats), joints[:, 0], offsets, T2M, use_root_rotation=use_root),
-            forward_kinematics(quats, joints[:, 0], offsets, T2M, use_root_rotation=use_root), atol=1e-5, rtol=0)
+            forward_kinematics(quats, joints[:, 0], offsets, T2M, use_root_rotation=use_root),
+            atol=1e-5,
+            rtol=0,
+        )
 
 
 def test_gaussian_smooth_matches_scipy() -> None:
     x = np.random.default_rng(0).standard_normal((2, 37, 3)).astype(np.float64)
     for sigma in (20.0, 2.5):
-        np.testing.assert_allclose(gaussian_smooth(torch.from_numpy(x), sigma, dim=1).numpy(),
-                                   gaussian_filter1d(x, sigma, axis=1, mode="nearest"), atol=1e-12, rtol=0)
+        np.testing.assert_allclose(
+            gaussian_smooth(torch.from_numpy(x), sigma, dim=1).numpy(),
+            gaussian_filter1d(x, sigma, axis=1, mode="nearest"),
+            atol=1e-12,
+            rtol=0,
+        )
 
 
 def test_recover_root_rot_pos_integrates_velocities() -> None:
     feats = torch.zeros(4, 263)
-    feats[:, 0] = math.pi / 4            # half-angle step: yaw += 90° per frame
-    feats[:, 2] = 1.0                    # one unit forward (+Z in the facing frame) per frame
+    feats[:, 0] = math.pi / 4  # half-angle step: yaw += 90° per frame
+    feats[:, 2] = 1.0  # one unit forward (+Z in the facing frame) per frame
     feats[:, 3] = 0.9
     quat, pos = recover_root_rot_pos(feats)
     torch.testing.assert_close(quat[1], yaw_quat(torch.tensor(math.pi / 2)))
@@ -256,8 +277,10 @@ def test_mirror_joints(shipped) -> None:
 # ---------------------------------------------------------------------------------------------- validation
 
 
-@pytest.mark.parametrize("shape, match", [((10, 22), "shape"), ((10, 23, 3), "joint count"),
-                                          ((2, 22, 3), "at least 3 frames"), ((10, 22, 4), "shape")])
+@pytest.mark.parametrize(
+    "shape, match",
+    [((10, 22), "shape"), ((10, 23, 3), "joint count"), ((2, 22, 3), "at least 3 frames"), ((10, 22, 4), "shape")],
+)
 def test_check_joints_rejects(shape, match: str) -> None:
     with pytest.raises(ValueError, match=match):
         check_joints(np.zeros(shape, dtype=np.float32))

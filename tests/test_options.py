@@ -1,4 +1,5 @@
-"""Options dataclasses <-> command line <-> opt.txt (the official file format, spec §6.3)."""
+"""Options dataclasses <-> command line <-> opt.txt (the official file format, docs/checkpoints.md#opttxt)."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -62,10 +63,19 @@ def _option_classes() -> list[type]:
 
     from options.base import Options
 
-    modules = [importlib.import_module(f"options.{m}") for m in
-               ("common", "vq", "transformer", "length_estimator", "eval", "sampling", "generate")]
-    return sorted({c for m in modules for _, c in inspect.getmembers(m, inspect.isclass)
-                   if issubclass(c, Options) and c is not Options}, key=lambda c: c.__name__)
+    modules = [
+        importlib.import_module(f"options.{m}")
+        for m in ("common", "vq", "transformer", "length_estimator", "eval", "sampling", "generate")
+    ]
+    return sorted(
+        {
+            c
+            for m in modules
+            for _, c in inspect.getmembers(m, inspect.isclass)
+            if issubclass(c, Options) and c is not Options
+        },
+        key=lambda c: c.__name__,
+    )
 
 
 def test_every_option_is_declared_once_and_overridden_by_name() -> None:
@@ -78,6 +88,7 @@ def test_every_option_is_declared_once_and_overridden_by_name() -> None:
             if inherited:
                 assert cls.__dataclass_fields__[name].metadata.get("override"), (cls.__name__, name, inherited)
     from options.vq import VQOptions
+
     helps = {f.name: f.metadata["help"] for f in VQOptions._fields()}
     assert helps["batch_size"].startswith("global optimisation batch") and VQOptions().batch_size == 256
 

@@ -1,4 +1,5 @@
 """Physical metrics (utils/physical.py) on closed-form motions: exact values where they are analytic."""
+
 from __future__ import annotations
 
 import json
@@ -29,8 +30,14 @@ FEET = foot_joints(T2M)
 def standing(frames: int, spec=T2M, lowest: float = 0.0) -> np.ndarray:
     """A still pose (T, J, 3): joints stacked at distinct heights, the foot joints lowest, min height ``lowest``."""
     rng = np.random.default_rng(0)
-    pose = np.stack([rng.uniform(-0.3, 0.3, spec.joints_num), rng.uniform(0.3, 1.7, spec.joints_num),
-                     rng.uniform(-0.3, 0.3, spec.joints_num)], -1)
+    pose = np.stack(
+        [
+            rng.uniform(-0.3, 0.3, spec.joints_num),
+            rng.uniform(0.3, 1.7, spec.joints_num),
+            rng.uniform(-0.3, 0.3, spec.joints_num),
+        ],
+        -1,
+    )
     feet = list(foot_joints(spec))
     pose[feet, 1] = [0.08, 0.02, 0.07, 0.03]
     pose[:, 1] += lowest - pose[:, 1].min()
@@ -51,31 +58,31 @@ def test_sliding_body_skate_distance_is_its_speed(fps: float, speed: float) -> N
 def test_skate_ratio_counts_the_sliding_steps_of_grounded_feet_only() -> None:
     joints = standing(41)
     step = np.zeros(40)
-    step[10:30] = 0.03                          # 20 of 40 steps slide 3 cm (> 2.5 cm at 20 fps)
+    step[10:30] = 0.03  # 20 of 40 steps slide 3 cm (> 2.5 cm at 20 fps)
     joints[:, FEET[1], 0] += np.concatenate([[0.0], np.cumsum(step)])
     ratio, distance = skating(joints, FEET, 20.0)
     assert ratio == pytest.approx(0.5, abs=1e-12)
     # Distance: 0.6 m slid by one of the two feet over 2 s.
     np.testing.assert_allclose(distance, 0.6 / 2 / 2.0, rtol=1e-9)
-    joints[:, FEET[1], 1] = 0.06                # lifted above 5 cm: not skating any more
+    joints[:, FEET[1], 1] = 0.06  # lifted above 5 cm: not skating any more
     assert skating(joints, FEET, 20.0) == (0.0, 0.0)
 
 
 @pytest.mark.parametrize("lift", [0.0, 0.037, 0.25])
 def test_body_lifted_by_a_known_height_floats_by_it(lift: float) -> None:
     joints = standing(30, lowest=lift)
-    assert contact_frames(joints, FEET, 20.0).all()              # still feet: should touch the floor
+    assert contact_frames(joints, FEET, 20.0).all()  # still feet: should touch the floor
     np.testing.assert_allclose(floating(joints, FEET, 20.0), lift, rtol=1e-12, atol=1e-15)
     assert penetration(joints) == (0.0, 0.0)
 
 
 def test_sunk_body_penetrates_by_its_depth_and_flight_is_not_floating() -> None:
     joints = standing(30, lowest=-0.04)
-    joints[20:, :, 1] += 0.02                                  # 2 cm less deep for the last third
+    joints[20:, :, 1] += 0.02  # 2 cm less deep for the last third
     mean, worst = penetration(joints)
     np.testing.assert_allclose([mean, worst], [(20 * 0.04 + 10 * 0.02) / 30, 0.04], rtol=1e-12)
     flying = standing(30, lowest=0.3)
-    flying[..., 2] += 2.0 * np.arange(30)[:, None] / 20.0     # every joint moves at 2 m/s: a flight phase
+    flying[..., 2] += 2.0 * np.arange(30)[:, None] / 20.0  # every joint moves at 2 m/s: a flight phase
     assert not contact_frames(flying, FEET, 20.0).any() and floating(flying, FEET, 20.0) == 0.0
 
 
@@ -90,9 +97,9 @@ def test_circular_motion_has_its_exact_finite_difference_jerk_and_acceleration(f
     joints[..., 2] += radius * np.sin(omega * t)[:, None]
     jerk, acc = jitter(joints, fps)
     chord = 2 * np.sin(omega * h / 2)
-    np.testing.assert_allclose(jerk, radius * chord ** 3 / h ** 3, rtol=1e-9)
-    np.testing.assert_allclose(acc, radius * chord ** 2 / h ** 2, rtol=1e-9)
-    assert jerk == pytest.approx(radius * omega ** 3, rel=0.1)
+    np.testing.assert_allclose(jerk, radius * chord**3 / h**3, rtol=1e-9)
+    np.testing.assert_allclose(acc, radius * chord**2 / h**2, rtol=1e-9)
+    assert jerk == pytest.approx(radius * omega**3, rel=0.1)
 
 
 def test_sine_jerk_approaches_the_analytic_mean() -> None:
@@ -102,7 +109,7 @@ def test_sine_jerk_approaches_the_analytic_mean() -> None:
     joints = np.zeros((len(t), 22, 3))
     joints[..., 1] = 1.0 + amp * np.sin(omega * t)[:, None]
     jerk, _ = jitter(joints, fps)
-    assert jerk == pytest.approx(amp * omega ** 3 * 2 / np.pi, rel=1e-3)
+    assert jerk == pytest.approx(amp * omega**3 * 2 / np.pi, rel=1e-3)
 
 
 def test_physical_metrics_summary_and_units() -> None:
@@ -118,12 +125,15 @@ def test_physical_metrics_summary_and_units() -> None:
     assert "floating 5.00 cm" in m.summary()
 
 
-@pytest.mark.parametrize("bad, message", [
-    (np.zeros((1, 22, 3)), "at least 4 frames"),
-    (np.full((10, 22, 3), np.nan), "NaN"),
-    (np.zeros((10, 20, 3)), "shape"),
-    (np.zeros((10, 22)), "shape"),
-])
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        (np.zeros((1, 22, 3)), "at least 4 frames"),
+        (np.full((10, 22, 3), np.nan), "NaN"),
+        (np.zeros((10, 20, 3)), "shape"),
+        (np.zeros((10, 22)), "shape"),
+    ],
+)
 def test_bad_input_is_a_value_error(bad: np.ndarray, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         physical_metrics(bad, T2M)

@@ -1,4 +1,5 @@
 """The generation pipeline on the official-format fixture (random weights, official outputs), CPU."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -36,6 +37,7 @@ class FixtureTextEncoder(TextEncoder):
             if c in self.table:
                 return self.table[c]
             return torch.randn(512, generator=torch.Generator().manual_seed(zlib.crc32(c.encode())))
+
         return torch.stack([vec(c) for c in captions])
 
 
@@ -69,7 +71,9 @@ def test_generate_lengths_shapes_and_seeds(pipe: MoMaskPipeline) -> None:
 
 
 def test_estimated_lengths_are_never_empty(pipe: MoMaskPipeline) -> None:
-    motions = pipe.generate(["a man kicks with his left leg."] * 16, seed=0, sampling=Sampling(time_steps=2, use_res=False))
+    motions = pipe.generate(
+        ["a man kicks with his left leg."] * 16, seed=0, sampling=Sampling(time_steps=2, use_res=False)
+    )
     lengths = [m.num_frames for m in motions]
     assert all(4 <= n <= 196 and n % 4 == 0 for n in lengths) and all(m.length_estimated for m in motions)
 
@@ -97,8 +101,12 @@ def test_edit_keeps_unedited_tokens(pipe: MoMaskPipeline, reference_dir: Path) -
 
 
 def test_chained_long_motion(pipe: MoMaskPipeline) -> None:
-    out = pipe.generate_long(["a person walks forward and then turns around.", "a person sits down slowly."],
-                             [196, 160], seed=2, sampling=Sampling(time_steps=4))
+    out = pipe.generate_long(
+        ["a person walks forward and then turns around.", "a person sits down slowly."],
+        [196, 160],
+        seed=2,
+        sampling=Sampling(time_steps=4),
+    )
     assert out.joints.shape == (196 + 160, 22, 3)
     step = np.linalg.norm(np.diff(out.joints[:, 0], axis=0), axis=-1)
     assert np.isfinite(out.joints).all() and step.max() < 1.0
@@ -134,7 +142,7 @@ def test_int8_quantises_every_linear_and_keeps_the_logits(pipe: MoMaskPipeline) 
     """int8: no float nn.Linear left (attention in-projections included), close logits, valid seeded motions,
     and the fp32 models untouched."""
     mask8, res8 = pipe.transformers(Sampling(precision="int8"))
-    assert pipe.transformers(Sampling(precision="int8"))[0] is mask8          # made once
+    assert pipe.transformers(Sampling(precision="int8"))[0] is mask8  # made once
     for model in (mask8, res8):
         assert not [n for n, m in model.named_modules() if type(m) is nn.Linear]
         assert all(m.in_proj is not None for m in model.modules() if isinstance(m, SelfAttention))
@@ -156,12 +164,20 @@ def test_generate_reproduces_official_seeded_pipeline(pipe: MoMaskPipeline, fixt
     """sampling_ref.npz pipeline keys: one seed, masked then residual generation without reseeding, decode."""
     ref = np.load(fixture_dir / "sampling_ref.npz")
     key = f"pipeline_{variant}"
-    sampling = Sampling(time_steps=int(ref[f"{key}_timesteps"]), cond_scale=float(ref[f"{key}_cond_scale"]),
-                        res_cond_scale=float(ref[f"{key}_res_cond_scale"]),
-                        temperature=float(ref[f"{key}_temperature"]), topkr=float(ref[f"{key}_topk_filter_thres"]),
-                        gumbel_sample=bool(ref[f"{key}_gsample"]))
-    motion, = pipe.generate([str(ref["pipeline_caption"][0])], [int(ref["pipeline_motion_length"])],
-                            seed=int(ref[f"{key}_seed"]), sampling=sampling)
+    sampling = Sampling(
+        time_steps=int(ref[f"{key}_timesteps"]),
+        cond_scale=float(ref[f"{key}_cond_scale"]),
+        res_cond_scale=float(ref[f"{key}_res_cond_scale"]),
+        temperature=float(ref[f"{key}_temperature"]),
+        topkr=float(ref[f"{key}_topk_filter_thres"]),
+        gumbel_sample=bool(ref[f"{key}_gsample"]),
+    )
+    (motion,) = pipe.generate(
+        [str(ref["pipeline_caption"][0])],
+        [int(ref["pipeline_motion_length"])],
+        seed=int(ref[f"{key}_seed"]),
+        sampling=sampling,
+    )
     np.testing.assert_array_equal(motion.tokens[:, 0], ref[f"{key}_base_ids"][0])
     np.testing.assert_array_equal(motion.tokens, ref[f"{key}_ids"][0])
     np.testing.assert_allclose(motion.features, ref[f"{key}_features_denorm"][0], atol=1e-4, rtol=1e-4)
@@ -169,15 +185,26 @@ def test_generate_reproduces_official_seeded_pipeline(pipe: MoMaskPipeline, fixt
 
 def _eval_batch(captions: list[str], frames: list[int]) -> EvalBatch:
     b = len(captions)
-    return EvalBatch(torch.zeros(b, 3, 300), torch.zeros(b, 3, 15), captions, torch.full((b,), 3),
-                     torch.zeros(b, 196, 263), torch.tensor(frames), ["a/DET"] * b)
+    return EvalBatch(
+        torch.zeros(b, 3, 300),
+        torch.zeros(b, 3, 15),
+        captions,
+        torch.full((b,), 3),
+        torch.zeros(b, 196, 263),
+        torch.tensor(frames),
+        ["a/DET"] * b,
+    )
 
 
 def test_eval_generator_chunks_are_the_one_call_generation(pipe: MoMaskPipeline) -> None:
     """Length-sorted chunks give, sample for sample, what one call over the whole (repeated) batch gives
     (greedy masked sampling, no residual: no randomness), and repeats come back as rows r·B + i."""
-    captions = ["a person walks forward and then turns around.", "someone jumps up and down twice.",
-                "a man kicks with his left leg.", "a person sits down slowly."]
+    captions = [
+        "a person walks forward and then turns around.",
+        "someone jumps up and down twice.",
+        "a man kicks with his left leg.",
+        "a person sits down slowly.",
+    ]
     batch = _eval_batch(captions, [196, 40, 120, 84])
     greedy = Sampling(time_steps=5, temperature=0.0, use_res=False)
     feats, lens = pipeline_generator(pipe, greedy, chunk=3)(batch, False, 2)
@@ -207,7 +234,9 @@ def test_eval_generator_keeps_the_sampling_distribution(pipe: MoMaskPipeline, mo
     def chunked() -> list[np.ndarray]:
         seen: list[np.ndarray] = []
         real = pipe.generate_codes
-        monkeypatch.setattr(pipe, "generate_codes", lambda *a: seen.append(real(*a).numpy()) or torch.from_numpy(seen[-1]))
+        monkeypatch.setattr(
+            pipe, "generate_codes", lambda *a: seen.append(real(*a).numpy()) or torch.from_numpy(seen[-1])
+        )
         feats, out_lens = pipeline_generator(pipe, sampling, chunk=7)(batch, True, 40)
         monkeypatch.undo()
         assert feats.shape[0] == 80 and out_lens.tolist() == [40, 28] * 40 and len(seen) == 12
@@ -216,5 +245,5 @@ def test_eval_generator_keeps_the_sampling_distribution(pipe: MoMaskPipeline, mo
     ref, same = histogram(0, one_call_each), histogram(1, one_call_each)
     chunk = histogram(2, chunked)
     cold = histogram(3, lambda: one_call_each(dataclasses.replace(sampling, force_mask=True)))
-    tv = lambda p, q: 0.5 * np.abs(p - q).sum()     # noqa: E731
+    tv = lambda p, q: 0.5 * np.abs(p - q).sum()  # noqa: E731
     assert tv(ref, chunk) < 2 * tv(ref, same) + 0.02 < tv(ref, cold), (tv(ref, chunk), tv(ref, same), tv(ref, cold))

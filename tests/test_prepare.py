@@ -1,9 +1,10 @@
 """prepare/: build_dataset, check_dataset CLI on planted faults, offline-safe downloads, DeepMimic conversion."""
+
 from __future__ import annotations
 
-import importlib
 import functools
 import http.server
+import importlib
 import threading
 import zipfile
 from pathlib import Path
@@ -25,6 +26,7 @@ SPEC = get_dataset_spec("t2m")
 
 # ---------------------------------------------------------------------------------------------- build_dataset
 
+
 def _input_folder(tmp_path: Path, n: int = 4) -> Path:
     src = tmp_path / "clips"
     src.mkdir()
@@ -36,7 +38,9 @@ def _input_folder(tmp_path: Path, n: int = 4) -> Path:
 
 
 def test_swap_left_right() -> None:
-    assert swap_left_right("Left hand up, then turn right, clockwise") == "Right hand up, then turn left, counterclockwise"
+    assert (
+        swap_left_right("Left hand up, then turn right, clockwise") == "Right hand up, then turn left, counterclockwise"
+    )
     assert swap_left_right("left/ADJ leg/NOUN bright/ADJ") == "right/ADJ leg/NOUN bright/ADJ"
 
 
@@ -49,14 +53,14 @@ def test_build_dataset_complete_layout(tmp_path: Path) -> None:
     split = {s: (out / f"{s}.txt").read_text().split() for s in ("train", "val", "test", "all", "train_val")}
     assert sorted(split["all"]) == ids and sorted(split["train_val"]) == sorted(split["train"] + split["val"])
     assert all(len(split[s]) >= 2 for s in ("train", "val", "test"))
-    for s in ("train", "val", "test"):          # a clip and its mirror share a split
+    for s in ("train", "val", "test"):  # a clip and its mirror share a split
         assert {i.lstrip("M") for i in split[s]} == {i for i in split[s] if not i.startswith("M")}
     # features are extract_features of the input; joints their recovery
     joints = np.load(src / "clip2.npy")
-    np.testing.assert_allclose(np.load(out / "new_joint_vecs" / "clip2.npy"), extract_features(joints, SPEC),
-                               atol=1e-5)
-    np.testing.assert_allclose(np.load(out / "new_joint_vecs" / "Mclip2.npy"),
-                               extract_features(mirror_joints(joints, SPEC), SPEC), atol=1e-5)
+    np.testing.assert_allclose(np.load(out / "new_joint_vecs" / "clip2.npy"), extract_features(joints, SPEC), atol=1e-5)
+    np.testing.assert_allclose(
+        np.load(out / "new_joint_vecs" / "Mclip2.npy"), extract_features(mirror_joints(joints, SPEC), SPEC), atol=1e-5
+    )
     feats = np.load(out / "new_joint_vecs" / "clip2.npy")
     np.testing.assert_allclose(np.load(out / "new_joints" / "clip2.npy"), recover_from_ric(feats, 22), atol=1e-6)
     texts, mirrored = read_text_file(out / "texts" / "clip1.txt"), read_text_file(out / "texts" / "Mclip1.txt")
@@ -74,7 +78,7 @@ def test_build_dataset_refuses_existing_and_leaves_nothing_on_error(tmp_path: Pa
     with pytest.raises(ValueError, match="exists and is not empty"):
         build_dataset(src, out, SPEC, use_spacy=False)
     assert (out / "keep.txt").read_text() == "mine"
-    np.save(src / "clip1.npy", np.zeros((50, 21, 3), np.float32))   # wrong joint count
+    np.save(src / "clip1.npy", np.zeros((50, 21, 3), np.float32))  # wrong joint count
     with pytest.raises(ValueError, match="22 joints"):
         build_dataset(src, tmp_path / "new", SPEC, use_spacy=False)
     assert not (tmp_path / "new").exists()
@@ -83,30 +87,39 @@ def test_build_dataset_refuses_existing_and_leaves_nothing_on_error(tmp_path: Pa
 
 # ---------------------------------------------------------------------------------------------- check_dataset CLI
 
+
 def test_check_dataset_cli_lists_each_planted_fault(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     root = make_tiny_dataset(tmp_path, "t2m", n_clips=6, seed=2)
     assert check_cli.main([str(root)]) == 0
-    (root / "texts" / "000001.txt").unlink()                                             # motion without captions
-    (root / "texts" / "999999.txt").write_text("orphan#orphan/NOUN#0.0#0.0\n")           # captions without motion
+    (root / "texts" / "000001.txt").unlink()  # motion without captions
+    (root / "texts" / "999999.txt").write_text("orphan#orphan/NOUN#0.0#0.0\n")  # captions without motion
     bad = np.load(root / "new_joint_vecs" / "000002.npy")
     bad[5, 7] = np.nan
-    np.save(root / "new_joint_vecs" / "000002.npy", bad)                                 # NaN
-    np.save(root / "new_joint_vecs" / "000003.npy", np.zeros((80, 251), np.float32))     # wrong feature dim
-    np.save(root / "new_joint_vecs" / "000004.npy", bad[:20])                            # too short
-    np.save(root / "Mean.npy", np.zeros(100, np.float32))                                # Mean shape
-    (root / "texts" / "000005.txt").write_text("no separators here\n")                   # malformed caption
-    (root / "val.txt").unlink()                                                          # missing split
+    np.save(root / "new_joint_vecs" / "000002.npy", bad)  # NaN
+    np.save(root / "new_joint_vecs" / "000003.npy", np.zeros((80, 251), np.float32))  # wrong feature dim
+    np.save(root / "new_joint_vecs" / "000004.npy", bad[:20])  # too short
+    np.save(root / "Mean.npy", np.zeros(100, np.float32))  # Mean shape
+    (root / "texts" / "000005.txt").write_text("no separators here\n")  # malformed caption
+    (root / "val.txt").unlink()  # missing split
     capsys.readouterr()
     assert check_cli.main([str(root)]) == 1
     out = capsys.readouterr().out
-    for kind, path in [("motion_without_captions", "000001.npy"), ("captions_without_motion", "999999.txt"),
-                       ("non_finite", "000002.npy"), ("feature_dim", "000003.npy"), ("too_short", "000004.npy"),
-                       ("stats_shape", "Mean.npy"), ("bad_caption", "000005.txt"), ("missing_file", "val.txt")]:
+    for kind, path in [
+        ("motion_without_captions", "000001.npy"),
+        ("captions_without_motion", "999999.txt"),
+        ("non_finite", "000002.npy"),
+        ("feature_dim", "000003.npy"),
+        ("too_short", "000004.npy"),
+        ("stats_shape", "Mean.npy"),
+        ("bad_caption", "000005.txt"),
+        ("missing_file", "val.txt"),
+    ]:
         assert any(kind in line and path in line for line in out.splitlines()), f"{kind} {path} not reported"
     assert "error(s)" in out
 
 
 # ---------------------------------------------------------------------------------------------- download
+
 
 def test_download_offline_fails_with_instructions(tmp_path: Path) -> None:
     res = download.RESOURCES[0]
@@ -118,8 +131,9 @@ def test_download_offline_fails_with_instructions(tmp_path: Path) -> None:
     assert not (tmp_path / "glove").exists()
 
 
-def test_download_cli_reports_failure(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                      capsys: pytest.CaptureFixture) -> None:
+def test_download_cli_reports_failure(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
     monkeypatch.setattr(download, "GDRIVE_URL", "http://127.0.0.1:9/{id}")
     assert download.main(["--what", "glove", "--dest", str(tmp_path), "--timeout", "2"]) == 1
     err = capsys.readouterr().err
@@ -163,6 +177,7 @@ def test_download_dry_run_and_dataset_steps(tmp_path: Path, capsys: pytest.Captu
 
 # ---------------------------------------------------------------------------------------------- DeepMimic
 
+
 @pytest.fixture(scope="module")
 def motions_dir() -> Path:
     pybullet_data = pytest.importorskip("pybullet_data")
@@ -191,8 +206,8 @@ def test_deepmimic_axes_left_is_plus_x_when_facing_plus_z(motions_dir: Path) -> 
     # DeepMimic characters face +x; after conversion they face +z with their left hip at +x
     across = joints[0, 1] - joints[0, 2]
     assert across[0] > 0.1 and abs(across[2]) < 0.05
-    assert joints[-1, 0, 2] - joints[0, 0, 2] > 0.5          # walked towards +z
-    assert joints[-1, 0, 0] - joints[0, 0, 0] > 0.2          # and drifted to its left (+x) while turning left
+    assert joints[-1, 0, 2] - joints[0, 0, 2] > 0.5  # walked towards +z
+    assert joints[-1, 0, 0] - joints[0, 0, 0] > 0.2  # and drifted to its left (+x) while turning left
 
 
 def test_deepmimic_repeat_has_no_jump_and_smpl_geometry(motions_dir: Path) -> None:
@@ -218,11 +233,11 @@ def test_build_dataset_reads_bvh(tmp_path: Path) -> None:
     motion = joints2bvh.joints_to_bvh(joints, SPEC)
     motion = type(motion)(**{**motion.__dict__, "frame_time": 1.0 / 30})
     from visualization.bvh import write_bvh
+
     write_bvh(src / "take1.bvh", motion)
     assert not (src / "take1.npy").exists()
     (src / "take1.txt").write_text("a person sways\n")
-    out = build_dataset(src, tmp_path / "out", SPEC, mirror=False, fractions=SplitFractions(0.0, 0.0),
-                        use_spacy=False)
+    out = build_dataset(src, tmp_path / "out", SPEC, mirror=False, fractions=SplitFractions(0.0, 0.0), use_spacy=False)
     features = np.load(out / "new_joint_vecs" / "take1.npy")
     # 90 frames at 30 fps span 2.967 s -> 60 frames at 20 fps -> 59 feature rows
     assert features.shape == (59, 263)

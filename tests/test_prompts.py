@@ -1,4 +1,5 @@
 """Strict parsing of prompt files and edit spans (the official code evals spans and ignores file lengths)."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -10,7 +11,7 @@ from data.prompts import Prompt, check_caption, parse_edit_sections, parse_promp
 
 def test_official_example_prompt_file_lengths_are_honoured(reference_dir: Path) -> None:
     prompts = parse_prompt_file(reference_dir / "momask/text_prompt.txt")
-    lines = [l for l in (reference_dir / "momask/text_prompt.txt").read_text().splitlines() if l.strip()]
+    lines = [s for s in (reference_dir / "momask/text_prompt.txt").read_text().splitlines() if s.strip()]
     assert len(prompts) == len(lines)
     for prompt, line in zip(prompts, lines):
         caption, _, length = line.rpartition("#")
@@ -21,16 +22,23 @@ def test_official_example_prompt_file_lengths_are_honoured(reference_dir: Path) 
 def test_prompt_file_forms(tmp_path: Path) -> None:
     f = tmp_path / "p.txt"
     f.write_text("a person walks forward#120\n\nsomeone jumps#NA\na man waves\n")
-    assert parse_prompt_file(f) == [Prompt("a person walks forward", 120), Prompt("someone jumps"), Prompt("a man waves")]
+    assert parse_prompt_file(f) == [
+        Prompt("a person walks forward", 120),
+        Prompt("someone jumps"),
+        Prompt("a man waves"),
+    ]
 
 
-@pytest.mark.parametrize("content,message", [
-    ("#120\n", r"p.txt:1: empty caption"),
-    ("walk#12x\n", r"p.txt:1: length '12x' is not a whole number"),
-    ("walk#100\nrun#400\n", r"p.txt:2: length 400 frames is out of range"),
-    ("walk#0\n", r"p.txt:1: length 0 frames is out of range"),
-    ("\n\n", r"has no prompts"),
-])
+@pytest.mark.parametrize(
+    "content,message",
+    [
+        ("#120\n", r"p.txt:1: empty caption"),
+        ("walk#12x\n", r"p.txt:1: length '12x' is not a whole number"),
+        ("walk#100\nrun#400\n", r"p.txt:2: length 400 frames is out of range"),
+        ("walk#0\n", r"p.txt:1: length 0 frames is out of range"),
+        ("\n\n", r"has no prompts"),
+    ],
+)
 def test_malformed_prompt_files_name_the_line(tmp_path: Path, content: str, message: str) -> None:
     f = tmp_path / "p.txt"
     f.write_text(content)
@@ -61,10 +69,17 @@ def test_edit_sections_match_official_readme_example() -> None:
     assert parse_edit_sections([",2s", "8s,"], 196, 20) == [(0, 10), (40, 49)]
 
 
-@pytest.mark.parametrize("section,message", [
-    ("1s,20s", "not a non-empty span inside"), ("3s,1s", "not a non-empty span"), ("__import__('os'),3", "not a time"),
-    ("1,2,3", "expected 'start,end'"), ("1.5,", "above 1"), ("4,6", "shorter than one token"),
-])
+@pytest.mark.parametrize(
+    "section,message",
+    [
+        ("1s,20s", "not a non-empty span inside"),
+        ("3s,1s", "not a non-empty span"),
+        ("__import__('os'),3", "not a time"),
+        ("1,2,3", "expected 'start,end'"),
+        ("1.5,", "above 1"),
+        ("4,6", "shorter than one token"),
+    ],
+)
 def test_bad_edit_sections(section: str, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         parse_edit_sections([section], 196, 20)

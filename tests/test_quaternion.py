@@ -1,4 +1,5 @@
-"""Property tests for utils.quaternion (spec §1.4 conventions)."""
+"""Property tests for utils.quaternion (docs/data.md#rotation-conventions conventions)."""
+
 from __future__ import annotations
 
 import math
@@ -9,9 +10,24 @@ import torch
 import torch.nn.functional as F
 
 from utils.quaternion import (
-    cont6d_to_matrix, cont6d_to_quat, euler_to_quat, matrix_to_cont6d, matrix_to_euler, matrix_to_quat, qbetween,
-    qfix, qinv, qmul, qnormalize, qrot, qslerp, quat_from_axis_angle, quat_to_cont6d, quat_to_euler,
-    quat_to_matrix, yaw_quat,
+    cont6d_to_matrix,
+    cont6d_to_quat,
+    euler_to_quat,
+    matrix_to_cont6d,
+    matrix_to_euler,
+    matrix_to_quat,
+    qbetween,
+    qfix,
+    qinv,
+    qmul,
+    qnormalize,
+    qrot,
+    qslerp,
+    quat_from_axis_angle,
+    quat_to_cont6d,
+    quat_to_euler,
+    quat_to_matrix,
+    yaw_quat,
 )
 
 ORDERS = ["xyz", "xzy", "yxz", "yzx", "zxy", "zyx"]
@@ -61,13 +77,17 @@ def test_hamilton_basis_products() -> None:
 
 
 def test_yaw_convention_matches_spec() -> None:
-    """Spec §1.4: (cos φ, 0, sin φ, 0) rotates by 2φ about +Y, R_y(θ) = [[c,0,s],[0,1,0],[-s,0,c]]."""
+    """docs/data.md#rotation-conventions: (cos φ, 0, sin φ, 0) rotates by 2φ about +Y, R_y(θ) = [[c,0,s],[0,1,0],[-s,0,c]]."""
     theta = torch.tensor([0.3, -1.2, 2.5], dtype=torch.float64)
     q = yaw_quat(theta)
     torch.testing.assert_close(quat_to_matrix(q), _axis_matrix("y", theta))
     # +Z rotated by +90° about Y points to +X (active rotation).
-    torch.testing.assert_close(qrot(yaw_quat(torch.tensor(math.pi / 2)), torch.tensor([0.0, 0, 1])),
-                               torch.tensor([1.0, 0, 0]), atol=1e-6, rtol=0)
+    torch.testing.assert_close(
+        qrot(yaw_quat(torch.tensor(math.pi / 2)), torch.tensor([0.0, 0, 1])),
+        torch.tensor([1.0, 0, 0]),
+        atol=1e-6,
+        rtol=0,
+    )
 
 
 @pytest.mark.parametrize("seed", range(3))
@@ -122,7 +142,7 @@ def test_qbetween_opposite_vectors_is_a_half_turn() -> None:
 
 def test_qfix_removes_sign_flips_along_time() -> None:
     t = torch.linspace(0, 3, 40, dtype=torch.float64)
-    q = yaw_quat(t)[:, None, :].expand(40, 2, 4).clone()       # (T, J, 4)
+    q = yaw_quat(t)[:, None, :].expand(40, 2, 4).clone()  # (T, J, 4)
     signs = torch.where(torch.rand(40, 2, 1, generator=torch.Generator().manual_seed(0)) < 0.5, -1.0, 1.0)
     flipped = q * signs.to(q.dtype)
     fixed = qfix(flipped)
@@ -139,10 +159,14 @@ def test_qfix_removes_sign_flips_along_time() -> None:
 def test_euler_convention_and_round_trip(order: str) -> None:
     g = torch.Generator().manual_seed(11)
     angles = (torch.rand(200, 3, generator=g, dtype=torch.float64) * 2 - 1) * torch.tensor(
-        [math.pi * 0.99, math.pi / 2 * 0.98, math.pi * 0.99], dtype=torch.float64)
+        [math.pi * 0.99, math.pi / 2 * 0.98, math.pi * 0.99], dtype=torch.float64
+    )
     q = euler_to_quat(angles, order)
-    expected = (_axis_matrix(order[0], angles[:, 0]) @ _axis_matrix(order[1], angles[:, 1])
-                @ _axis_matrix(order[2], angles[:, 2]))
+    expected = (
+        _axis_matrix(order[0], angles[:, 0])
+        @ _axis_matrix(order[1], angles[:, 1])
+        @ _axis_matrix(order[2], angles[:, 2])
+    )
     torch.testing.assert_close(quat_to_matrix(q), expected)
     torch.testing.assert_close(quat_to_euler(q, order), angles)
 

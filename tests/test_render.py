@@ -1,5 +1,6 @@
 """Stick-figure video: playable mp4 with one video frame per motion frame, GIF fallback, same picture as the
 official matplotlib plot, clear errors on bad input."""
+
 from __future__ import annotations
 
 import shutil
@@ -15,8 +16,9 @@ from visualization import render
 from visualization.render import draw_frames, render_motion, rgb_to_yuv420, save_frame_png, wrap_title
 
 REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference"
-needs_ffmpeg = pytest.mark.skipif(shutil.which("ffmpeg") is None or shutil.which("ffprobe") is None,
-                                  reason="ffmpeg/ffprobe not on PATH")
+needs_ffmpeg = pytest.mark.skipif(
+    shutil.which("ffmpeg") is None or shutil.which("ffprobe") is None, reason="ffmpeg/ffprobe not on PATH"
+)
 
 
 def _walk(frames: int = 12, joints: int = 22, seed: int = 0) -> np.ndarray:
@@ -40,14 +42,28 @@ def test_mp4_is_playable_with_one_frame_per_motion_frame(tmp_path: Path) -> None
     out = render_motion(joints, tmp_path / "walk.mp4", get_dataset_spec("t2m"), title="a person walks", size=128)
     assert out == tmp_path / "walk.mp4"
     probe = subprocess.run(
-        ["ffprobe", "-v", "error", "-count_frames", "-select_streams", "v:0", "-show_entries",
-         "stream=nb_read_frames,width,height,r_frame_rate,pix_fmt", "-of", "default=noprint_wrappers=1", str(out)],
-        capture_output=True, text=True, check=True).stdout
+        [
+            "ffprobe",
+            "-v",
+            "error",
+            "-count_frames",
+            "-select_streams",
+            "v:0",
+            "-show_entries",
+            "stream=nb_read_frames,width,height,r_frame_rate,pix_fmt",
+            "-of",
+            "default=noprint_wrappers=1",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     fields = dict(line.split("=", 1) for line in probe.split())
     assert fields["nb_read_frames"] == "17"
     assert (fields["width"], fields["height"]) == ("128", "128")
-    assert fields["r_frame_rate"] == "20/1"            # t2m fps
-    assert fields["pix_fmt"] == "yuv420p"              # plays in browsers and QuickTime
+    assert fields["r_frame_rate"] == "20/1"  # t2m fps
+    assert fields["pix_fmt"] == "yuv420p"  # plays in browsers and QuickTime
     assert not list(tmp_path.glob(".*tmp"))
 
 
@@ -57,11 +73,14 @@ def test_mp4_frames_match_the_rgb_frames(tmp_path: Path) -> None:
     joints = _walk(frames=6)
     spec = get_dataset_spec("t2m")
     out = render_motion(joints, tmp_path / "a.mp4", spec, size=128)
-    decoded = subprocess.run(["ffmpeg", "-v", "error", "-i", str(out), "-f", "rawvideo", "-pix_fmt", "rgb24", "-"],
-                             capture_output=True, check=True).stdout
+    decoded = subprocess.run(
+        ["ffmpeg", "-v", "error", "-i", str(out), "-f", "rawvideo", "-pix_fmt", "rgb24", "-"],
+        capture_output=True,
+        check=True,
+    ).stdout
     video = np.frombuffer(decoded, np.uint8).reshape(6, 128, 128, 3).astype(float)
     frames = np.stack(list(draw_frames(joints, spec.chains, size=128))).astype(float)
-    assert np.abs(video - frames).mean() < 3.0      # lossy H.264 + chroma subsampling only
+    assert np.abs(video - frames).mean() < 3.0  # lossy H.264 + chroma subsampling only
 
 
 def test_gif_output_and_fallback_without_ffmpeg(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -69,7 +88,7 @@ def test_gif_output_and_fallback_without_ffmpeg(tmp_path: Path, monkeypatch: pyt
     gif = render_motion(joints, tmp_path / "a.gif", size=96)
     with Image.open(gif) as im:
         assert im.n_frames == 9
-        assert im.info["duration"] == 50                 # 20 fps
+        assert im.info["duration"] == 50  # 20 fps
     monkeypatch.setattr(render.shutil, "which", lambda name: None)
     out = render_motion(joints, tmp_path / "b.mp4", size=96)
     assert out == tmp_path / "b.gif" and out.is_file() and not (tmp_path / "b.mp4").exists()
@@ -81,6 +100,7 @@ def test_picture_matches_official_matplotlib_plot(tmp_path: Path) -> None:
     """Frame 120 of 012314 drawn the official way (matplotlib 3D axes, official limits/view/colours) and by us:
     the drawn (non-white) pixels must coincide. Golden data: ../shared/reference/humanml3d/new_joints."""
     import matplotlib
+
     matplotlib.use("Agg")
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -119,7 +139,7 @@ def test_picture_matches_official_matplotlib_plot(tmp_path: Path) -> None:
     assert iou > 0.85, iou
     red_o = (official[..., 0] > 180) & (official[..., 1] < 90)
     red_m = (ours[..., 0] > 180) & (ours[..., 1] < 90)
-    assert (red_o & red_m).sum() / (red_o | red_m).sum() > 0.5      # thin lines: a few px of offset is fatal
+    assert (red_o & red_m).sum() / (red_o | red_m).sum() > 0.5  # thin lines: a few px of offset is fatal
 
 
 def test_motion_outside_the_view_still_renders() -> None:
@@ -134,20 +154,40 @@ def test_png_frame(tmp_path: Path) -> None:
     path = save_frame_png(joints, 3, tmp_path / "f.png", size=64)
     with Image.open(path) as im:
         assert im.size == (64, 64)
-        assert np.asarray(im).min() < 100              # something was drawn
+        assert np.asarray(im).min() < 100  # something was drawn
 
 
 def test_rgb_to_yuv420_luma_matches_ffmpeg() -> None:
     if shutil.which("ffmpeg") is None:
         pytest.skip("ffmpeg not on PATH")
     rgb = np.random.default_rng(0).integers(0, 256, (32, 32, 3)).astype(np.uint8)
-    out = subprocess.run(["ffmpeg", "-v", "error", "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", "32x32", "-i", "-",
-                          "-pix_fmt", "yuv420p", "-f", "rawvideo", "-"], input=rgb.tobytes(),
-                         capture_output=True, check=True).stdout
+    out = subprocess.run(
+        [
+            "ffmpeg",
+            "-v",
+            "error",
+            "-f",
+            "rawvideo",
+            "-pix_fmt",
+            "rgb24",
+            "-s",
+            "32x32",
+            "-i",
+            "-",
+            "-pix_fmt",
+            "yuv420p",
+            "-f",
+            "rawvideo",
+            "-",
+        ],
+        input=rgb.tobytes(),
+        capture_output=True,
+        check=True,
+    ).stdout
     y_ref = np.frombuffer(out[:1024], np.uint8).reshape(32, 32).astype(int)
     y, u, v = rgb_to_yuv420(rgb)
     assert np.abs(y.astype(int) - y_ref).max() <= 1
-    flat = np.full((4, 4, 3), (255, 0, 0), np.uint8)          # pure red: U, V known (BT.601 tv range)
+    flat = np.full((4, 4, 3), (255, 0, 0), np.uint8)  # pure red: U, V known (BT.601 tv range)
     _, u, v = rgb_to_yuv420(flat)
     assert abs(int(u[0, 0]) - 90) <= 1 and abs(int(v[0, 0]) - 240) <= 1
 
@@ -159,11 +199,14 @@ def test_wrap_title() -> None:
     assert wrap_title("a short one") == "a short one"
 
 
-@pytest.mark.parametrize("bad, match", [
-    (np.full((5, 22, 3), np.nan), "NaN"),
-    (np.zeros((1, 22, 3)), "at least 2 frames"),
-    (np.zeros((5, 22)), "shape"),
-])
+@pytest.mark.parametrize(
+    "bad, match",
+    [
+        (np.full((5, 22, 3), np.nan), "NaN"),
+        (np.zeros((1, 22, 3)), "at least 2 frames"),
+        (np.zeros((5, 22)), "shape"),
+    ],
+)
 def test_bad_input_is_a_clear_error(tmp_path: Path, bad: np.ndarray, match: str) -> None:
     with pytest.raises(ValueError, match=match):
         render_motion(bad, tmp_path / "x.gif")
@@ -194,9 +237,8 @@ def test_failure_keeps_existing_output(tmp_path: Path, monkeypatch: pytest.Monke
 
 
 def test_kit_chains_and_custom_chains(tmp_path: Path) -> None:
-    kit = _walk(frames=4, joints=21) * 1000.0            # millimetres, radius from the dataset table
-    frame = next(draw_frames(kit, get_dataset_spec("kit").chains, radius=get_dataset_spec("kit").plot_radius,
-                             size=64))
+    kit = _walk(frames=4, joints=21) * 1000.0  # millimetres, radius from the dataset table
+    frame = next(draw_frames(kit, get_dataset_spec("kit").chains, radius=get_dataset_spec("kit").plot_radius, size=64))
     assert frame.shape == (64, 64, 3) and frame.min() < 100
     out = render_motion(_walk(frames=3, joints=4), tmp_path / "c.gif", [(0, 1, 2), (1, 3)], size=64)
     assert out.is_file()

@@ -3,6 +3,7 @@
 Fixture: ../shared/reference/official_fixture (official MoMask code @ 94a6636, share_weight=True, small config,
 random weights; res_ref.npz computed by the official code, see its README). Skips when absent.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -31,13 +32,23 @@ def official():
     return model, np.load(FIXTURE / "res_ref.npz")
 
 
-pytestmark = pytest.mark.usefixtures("one_thread")   # conftest: tiny models, one thread
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: tiny models, one thread
 
 
 def tiny_model(share_weight: bool, seed: int = 0) -> ResidualTransformer:
     torch.manual_seed(seed)
-    cfg = ResidualTransformerConfig(num_tokens=16, code_dim=16, num_quantizers=4, latent_dim=32, ff_size=64,
-                                    num_layers=2, num_heads=2, dropout=0.1, clip_dim=8, share_weight=share_weight)
+    cfg = ResidualTransformerConfig(
+        num_tokens=16,
+        code_dim=16,
+        num_quantizers=4,
+        latent_dim=32,
+        ff_size=64,
+        num_layers=2,
+        num_heads=2,
+        dropout=0.1,
+        clip_dim=8,
+        share_weight=share_weight,
+    )
     return ResidualTransformer(cfg).eval()
 
 
@@ -56,8 +67,11 @@ def test_official_history_and_logits_match(official, q: int) -> None:
     torch.testing.assert_close(history, torch.from_numpy(ref[f"history_sum_q{q}"]), atol=1e-5, rtol=1e-5)
     layer = torch.full((2,), q)
     with torch.no_grad():
-        got = {"cond": model(history, layer, cond, pad), "uncond": model(history, layer, cond, pad, force_mask=True),
-               "cfg5": model.forward_with_cond_scale(history, q, cond, pad, 5.0)}
+        got = {
+            "cond": model(history, layer, cond, pad),
+            "uncond": model(history, layer, cond, pad, force_mask=True),
+            "cfg5": model.forward_with_cond_scale(history, q, cond, pad, 5.0),
+        }
     for key, value in got.items():
         torch.testing.assert_close(value, torch.from_numpy(ref[f"logits_q{q}_{key}"]), atol=1e-4, rtol=1e-4, msg=key)
 
@@ -109,8 +123,9 @@ def test_untied_variant_keys_and_round_trip() -> None:
         bias = other.output_proj_bias[q - 1].clone()
         other.output_proj_bias.zero_()
         # Bias row q−1 added once (the reference's in-place doubling quirk is fixed).
-        torch.testing.assert_close(with_bias - other(h, q, c, pad), bias[:, :, None].expand(-1, -1, 6),
-                                   atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(
+            with_bias - other(h, q, c, pad), bias[:, :, None].expand(-1, -1, 6), atol=1e-5, rtol=1e-5
+        )
 
 
 # ---- generation --------------------------------------------------------------------------------------------------
@@ -120,14 +135,16 @@ def test_generation_shapes_padding_and_base_layer() -> None:
     m_lens = torch.tensor([10, 4, 7])
     valid = torch.arange(10)[None] < m_lens[:, None]
     base = torch.where(valid, base, -1)
-    out = generate_residual_tokens(model, base, torch.randn(3, 8), m_lens, cond_scale=2.0,
-                                   generator=torch.Generator().manual_seed(0))
+    out = generate_residual_tokens(
+        model, base, torch.randn(3, 8), m_lens, cond_scale=2.0, generator=torch.Generator().manual_seed(0)
+    )
     assert out.shape == (3, 10, 4)
     assert torch.equal(out[..., 0], base)
     assert (out[~valid] == -1).all()
     assert ((out >= -1) & (out < 16)).all()
-    fewer = generate_residual_tokens(model, base, torch.randn(3, 8), m_lens, num_res_layers=2,
-                                     generator=torch.Generator().manual_seed(0))
+    fewer = generate_residual_tokens(
+        model, base, torch.randn(3, 8), m_lens, num_res_layers=2, generator=torch.Generator().manual_seed(0)
+    )
     assert fewer.shape == (3, 10, 3)
 
 
@@ -147,8 +164,14 @@ def test_generation_deterministic_with_generator_and_pad_class_becomes_minus_one
 def test_forward_passes_per_layer(cond_scale: float, batched: bool, calls: int, rows: int) -> None:
     model, seen = tiny_model(share_weight=True), []
     model.register_forward_hook(lambda mod, args, out: seen.append(args[0].shape[0]))
-    generate_residual_tokens(model, torch.randint(0, 16, (2, 5)), torch.randn(2, 8), torch.tensor([5, 3]),
-                             cond_scale=cond_scale, batched_cfg=batched)
+    generate_residual_tokens(
+        model,
+        torch.randint(0, 16, (2, 5)),
+        torch.randn(2, 8),
+        torch.tensor([5, 3]),
+        cond_scale=cond_scale,
+        batched_cfg=batched,
+    )
     assert len(seen) == 3 * calls and sum(seen) == 3 * rows
 
 
@@ -162,10 +185,11 @@ def test_base_ids_inconsistent_with_lengths_raise() -> None:
 
 # ---- training objective ---------------------------------------------------------------------------------------------
 def test_target_layer_distribution_and_teacher_forcing() -> None:
-    """P(j) for Q=6 ≈ 0.322, 0.248, 0.185, 0.165, 0.080 (spec §4.2); the input is Σ_{l<j} E[l][ids_l]."""
+    """P(j) for Q=6 ≈ 0.322, 0.248, 0.185, 0.165, 0.080 (docs/training.md#residual-transformer-objective); the input is Σ_{l<j} E[l][ids_l]."""
     torch.manual_seed(0)
-    cfg = ResidualTransformerConfig(num_tokens=16, code_dim=16, num_quantizers=6, latent_dim=32, ff_size=64,
-                                    num_layers=1, num_heads=2, clip_dim=8)
+    cfg = ResidualTransformerConfig(
+        num_tokens=16, code_dim=16, num_quantizers=6, latent_dim=32, ff_size=64, num_layers=1, num_heads=2, clip_dim=8
+    )
     model = ResidualTransformer(cfg).train()
     seen = {}
     model.register_forward_pre_hook(lambda mod, args: seen.update(history=args[0].detach(), q=args[1]))
@@ -191,7 +215,7 @@ def test_run_without_best_checkpoint_loads_latest_and_says_so(tmp_path: Path, ca
     shutil.copytree(RES_RUN, run)
     shutil.copytree(VQ_RUN, tmp_path / "t2m" / VQ_RUN.name)
     with caplog.at_level("WARNING"):
-        load_residual_transformer(run)                                 # net_best_fid.tar: silent
+        load_residual_transformer(run)  # net_best_fid.tar: silent
     assert "no best checkpoint" not in caplog.text
     (run / "model" / "net_best_fid.tar").unlink()
     with caplog.at_level("WARNING"):

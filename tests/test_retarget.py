@@ -1,6 +1,7 @@
 """Retargeting onto rigs built in tests/rigs.py (Mixamo A-pose with fingers, LAFAN-like bones-along-x facing +x in
 cm, Unreal-like Z-up cm with a floor root, 4 spine joints and a JSON mapping), from real motions: HumanML3D
 012314 (../shared/reference) and a dataset_demo clip. Every check goes through the written BVH file."""
+
 from __future__ import annotations
 
 import json
@@ -16,20 +17,24 @@ from utils.skeleton import get_dataset_spec
 from visualization import convert
 from visualization.bvh import forward_kinematics, read_bvh, write_bvh
 from visualization.joints2bvh import joints_to_bvh, rig_for
-from visualization.retarget import (bone_direction_errors, load_plan, prepare_rig, rest_pose, retarget,
-                                    source_index)
+from visualization.retarget import bone_direction_errors, load_plan, prepare_rig, rest_pose, retarget, source_index
 from visualization.rig_mapping import guess_mapping
 
 T2M = get_dataset_spec("t2m")
 DEMO_CLIP = Path(__file__).resolve().parents[1] / "dataset_demo" / "HumanML3D" / "new_joints" / "000000.npy"
-RIGS = {"mixamo": (rigs.mixamo_rig, None, rigs.MIXAMO_AXES), "lafan": (rigs.lafan_rig, None, rigs.LAFAN_AXES),
-        "game": (rigs.game_rig, rigs.GAME_MAPPING, rigs.GAME_AXES)}
+RIGS = {
+    "mixamo": (rigs.mixamo_rig, None, rigs.MIXAMO_AXES),
+    "lafan": (rigs.lafan_rig, None, rigs.LAFAN_AXES),
+    "game": (rigs.game_rig, rigs.GAME_MAPPING, rigs.GAME_AXES),
+}
 
 
 @pytest.fixture(scope="module")
 def clips(reference_dir: Path) -> dict[str, np.ndarray]:
-    return {"012314": np.load(reference_dir / "humanml3d" / "new_joints" / "012314.npy").astype(np.float64),
-            "demo000000": np.load(DEMO_CLIP).astype(np.float64)}
+    return {
+        "012314": np.load(reference_dir / "humanml3d" / "new_joints" / "012314.npy").astype(np.float64),
+        "demo000000": np.load(DEMO_CLIP).astype(np.float64),
+    }
 
 
 def rig_files(name: str, folder: Path) -> tuple[Path, Path | None]:
@@ -52,10 +57,19 @@ def retarget_through_file(joints: np.ndarray, plan, path: Path) -> tuple[np.ndar
 def test_guess_mapping_prefixes_and_smpl_names() -> None:
     for prefix in ("mixamorig:", "mixamorig1:", "Character1:", ""):
         mapping = guess_mapping((f"{prefix}Hips", f"{prefix}Spine", f"{prefix}Spine1", f"{prefix}LeftToeBase"))
-        assert mapping == {f"{prefix}Hips": "pelvis", f"{prefix}Spine": "spine1", f"{prefix}Spine1": "spine2",
-                           f"{prefix}LeftToeBase": "left_foot"}
+        assert mapping == {
+            f"{prefix}Hips": "pelvis",
+            f"{prefix}Spine": "spine1",
+            f"{prefix}Spine1": "spine2",
+            f"{prefix}LeftToeBase": "left_foot",
+        }
     assert guess_mapping(("Pelvis", "L_Hip", "R_Knee", "Spine1", "L_Foot")) == {
-        "Pelvis": "pelvis", "L_Hip": "left_hip", "R_Knee": "right_knee", "Spine1": "spine1", "L_Foot": "left_foot"}
+        "Pelvis": "pelvis",
+        "L_Hip": "left_hip",
+        "R_Knee": "right_knee",
+        "Spine1": "spine1",
+        "L_Foot": "left_foot",
+    }
     assert guess_mapping(tuple(T2M.joint_names)) == {n: n for n in T2M.joint_names}
 
 
@@ -64,16 +78,26 @@ def test_bone_directions_root_path_and_feet(name: str, clips: dict, tmp_path: Pa
     rig_path, map_path = rig_files(name, tmp_path)
     plan = load_plan(rig_path, T2M, map_path)
     axes = RIGS[name][2]
-    np.testing.assert_allclose(plan.basis, axes, atol=1e-9)      # measured up/left/forward = how it was built
+    np.testing.assert_allclose(plan.basis, axes, atol=1e-9)  # measured up/left/forward = how it was built
     rest = rest_pose(plan.rig)[0]
     rig_of = {T2M.joint_names[i]: j for j, i in plan.mapped.items()}
-    legs = [np.linalg.norm(rest[rig_of[f"{s}_knee"]] - rest[rig_of[f"{s}_hip"]])
-            + np.linalg.norm(rest[rig_of[f"{s}_ankle"]] - rest[rig_of[f"{s}_knee"]]) for s in ("left", "right")]
+    legs = [
+        np.linalg.norm(rest[rig_of[f"{s}_knee"]] - rest[rig_of[f"{s}_hip"]])
+        + np.linalg.norm(rest[rig_of[f"{s}_ankle"]] - rest[rig_of[f"{s}_knee"]])
+        for s in ("left", "right")
+    ]
     feet = [source_index(n, T2M) for n in rigs.FEET]
     for clip, joints in clips.items():
         pos, ratio = retarget_through_file(joints, plan, tmp_path / f"{clip}.bvh")
-        src_leg = np.mean([np.linalg.norm(joints[:, a] - joints[:, b], axis=-1).mean()
-                           for a, b in ((1, 4), (4, 7), (2, 5), (5, 8))]) * 2
+        src_leg = (
+            np.mean(
+                [
+                    np.linalg.norm(joints[:, a] - joints[:, b], axis=-1).mean()
+                    for a, b in ((1, 4), (4, 7), (2, 5), (5, 8))
+                ]
+            )
+            * 2
+        )
         assert ratio == pytest.approx(np.mean(legs) / src_leg, rel=1e-9)
         np.testing.assert_allclose(pos[:, rig_of["pelvis"]], ratio * joints[:, 0] @ axes.T, atol=1e-4 * ratio)
         err = bone_direction_errors(pos, joints, plan)
@@ -84,12 +108,15 @@ def test_bone_directions_root_path_and_feet(name: str, clips: dict, tmp_path: Pa
             want = (joints[:, T2M.joint_names.index(b)] - joints[:, T2M.joint_names.index(a)]) @ axes.T
             cos = (got * want).sum(-1) / np.linalg.norm(got, axis=-1) / np.linalg.norm(want, axis=-1)
             assert np.rad2deg(np.arccos(np.clip(cos, -1, 1))).max() < 0.01
-        back = pos @ axes / ratio                                            # source axes and units
+        back = pos @ axes / ratio  # source axes and units
         contact = rigs.source_contacts(joints[:, feet])
         skate = rigs.foot_skate(back[:, [rig_of[n] for n in rigs.FEET]], contact) / rigs.foot_skate(
-            joints[:, feet], contact)
-        print(f"{name} {clip}: bone error mean {err.mean():.2f} p99 {np.percentile(err, 99):.2f} deg, "
-              f"root scale {ratio:.4g}, foot skate x{skate:.3f} of the source's")
+            joints[:, feet], contact
+        )
+        print(
+            f"{name} {clip}: bone error mean {err.mean():.2f} p99 {np.percentile(err, 99):.2f} deg, "
+            f"root scale {ratio:.4g}, foot skate x{skate:.3f} of the source's"
+        )
         assert skate < 1.2
 
 
@@ -102,7 +129,7 @@ def test_same_error_at_every_facing(clips: dict, tmp_path: Path) -> None:
         pos, ratio = retarget_through_file(turned, plan, tmp_path / f"turn{degrees}.bvh")
         errors.append(bone_direction_errors(pos, turned, plan))
     for err in errors[1:]:
-        np.testing.assert_allclose(err, errors[0], atol=1e-3)          # degrees
+        np.testing.assert_allclose(err, errors[0], atol=1e-3)  # degrees
     assert errors[0].max() < 10.0
 
 
@@ -113,12 +140,13 @@ def test_unmapped_joints_keep_rest_rotation_and_spine_is_distributed(clips: dict
     rig = plan.rig
     fingers = [j for j, n in enumerate(rig.names) if "Hand" in n and n[-1].isdigit() or "Twist" in n or "End" in n]
     assert len(fingers) == 35 and not set(fingers) & set(plan.driven)
-    np.testing.assert_allclose(motion.rotations[:, fingers], np.repeat(rig.rotations[:1, fingers], len(joints), 0),
-                               atol=1e-5)
+    np.testing.assert_allclose(
+        motion.rotations[:, fingers], np.repeat(rig.rotations[:1, fingers], len(joints), 0), atol=1e-5
+    )
     game_rig, game_map = rig_files("game", tmp_path)
     game = load_plan(game_rig, T2M, game_map)
     spine = [game.driven.index(game.rig.names.index(f"spine_0{k}")) for k in range(1, 5)]
-    assert all(len(game.paths[k]) == 5 for k in spine)             # pelvis, spine1..3, neck of the source
+    assert all(len(game.paths[k]) == 5 for k in spine)  # pelvis, spine1..3, neck of the source
     assert np.all(np.diff(game.fractions[spine]) > 0)
     pos, _ = retarget_through_file(joints, game, tmp_path / "g.bvh")
     assert bone_direction_errors(pos, joints, game)[:, [k - 1 for k in spine]].max() < 0.01
@@ -145,8 +173,13 @@ def test_tpose_rest_for_the_projects_own_bvh(clips: dict) -> None:
     joints = clips["012314"]
     tpose, template = joints_to_bvh(joints, T2M, offsets="tpose"), joints_to_bvh(joints, T2M)
     rig = rig_for(T2M)
-    for name, axis in (("LeftForeArm", (1, 0, 0)), ("RightHand", (-1, 0, 0)), ("LeftLeg", (0, -1, 0)),
-                       ("Spine2", (0, 1, 0)), ("LeftToe", (0, 0, 1))):
+    for name, axis in (
+        ("LeftForeArm", (1, 0, 0)),
+        ("RightHand", (-1, 0, 0)),
+        ("LeftLeg", (0, -1, 0)),
+        ("Spine2", (0, 1, 0)),
+        ("LeftToe", (0, 0, 1)),
+    ):
         off = tpose.offsets[rig.names.index(name)]
         np.testing.assert_allclose(off / np.linalg.norm(off), axis, atol=1e-12)
     np.testing.assert_allclose(np.linalg.norm(tpose.offsets, axis=-1), np.linalg.norm(template.offsets, axis=-1))
@@ -181,14 +214,17 @@ def test_convert_onto_rig_and_bad_rigs(clips: dict, tmp_path: Path, capsys) -> N
     bad_map.write_text(json.dumps({"pelvis": "pelvis", "tail_01": "spine1"}))
     unknown = tmp_path / "unknown.json"
     unknown.write_text(json.dumps({"pelvis": "hips"}))
-    cases = [([str(not_bvh)], "not a BVH file"), ([str(rig_path)], "no rig joint maps to"),
-             ([str(rig_path), "--mapping", str(bad_map)], "names joints that are not in"),
-             ([str(rig_path), "--mapping", str(unknown)], "unknown source joints"),
-             ([str(tmp_path / "none.bvh")], "not found")]
+    cases = [
+        ([str(not_bvh)], "not a BVH file"),
+        ([str(rig_path)], "no rig joint maps to"),
+        ([str(rig_path), "--mapping", str(bad_map)], "names joints that are not in"),
+        ([str(rig_path), "--mapping", str(unknown)], "unknown source joints"),
+        ([str(tmp_path / "none.bvh")], "not found"),
+    ]
     for extra, message in cases:
         code, err = _cli([str(src), str(out), "--target_rig", *extra], capsys)
         assert code == 2 and message in err and len(err.splitlines()) == 1, err
-    assert out.read_bytes() == before                                    # a failed run leaves the output alone
+    assert out.read_bytes() == before  # a failed run leaves the output alone
 
 
 def test_fbx_without_blender_names_the_tool(monkeypatch, tmp_path: Path, capsys, clips: dict) -> None:

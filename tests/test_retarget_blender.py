@@ -1,6 +1,7 @@
 """Blender 3.4 import of retargeted BVH files, and FBX / GLB written through Blender re-imported in Blender
 (``pytest -m blender tests/test_retarget_blender.py -s`` prints the figures). Rigs: tests/rigs.py; motion: the real
 HumanML3D clip 012314 (../shared/reference)."""
+
 from __future__ import annotations
 
 import shutil
@@ -14,8 +15,7 @@ from visualization.blender_check import blender_joint_positions, export_with_ble
 from visualization.bvh import write_bvh
 from visualization.retarget import bone_direction_errors, load_plan, retarget
 
-pytestmark = [pytest.mark.blender,
-              pytest.mark.skipif(shutil.which("blender") is None, reason="blender not on PATH")]
+pytestmark = [pytest.mark.blender, pytest.mark.skipif(shutil.which("blender") is None, reason="blender not on PATH")]
 
 
 def _dirs(pos: np.ndarray, plan) -> np.ndarray:

@@ -1,5 +1,6 @@
 """The trainers' run folder (training/run.py): every state x flag of the decision table, and a real trainer
 restarting a folder left without a checkpoint in place with one command."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -42,8 +43,9 @@ def test_decision_table(tmp_path: Path) -> None:
         folder = RunFolder.decide(unfinished, **{flag: True})
         assert folder.action == RESTART and f"--{flag}" in folder.reason and "again in place" in folder.reason
 
-    with pytest.raises(ValueError, match="already exists with model/latest.tar: pass --is_continue to resume it, "
-                                         "--overwrite"):
+    with pytest.raises(
+        ValueError, match="already exists with model/latest.tar: pass --is_continue to resume it, --overwrite"
+    ):
         RunFolder.decide(done)
     assert RunFolder.decide(done, is_continue=True).action == RESUME
     assert RunFolder.decide(done, is_continue=True).latest == done / "model" / LATEST
@@ -73,19 +75,19 @@ def test_unfinished_run_restarts_in_place_with_one_command(tmp_path: Path) -> No
 
     with pytest.raises(ValueError, match="--overwrite"):
         train_vq.main(args)
-    with pytest.raises(ValueError, match="nosuch"):                  # fails on its inputs: the folder is untouched
+    with pytest.raises(ValueError, match="nosuch"):  # fails on its inputs: the folder is untouched
         train_vq.main(args + ["--overwrite", "--val_split", "nosuch"])
     assert _snapshot(run) == before
 
-    train_vq.main(args + ["--is_continue"])                         # the one command: starts it again in place
+    train_vq.main(args + ["--is_continue"])  # the one command: starts it again in place
     log = (run / "log.txt").read_text()
     assert log.startswith("started\n") and "--is_continue: " in log and "starting it again in place" in log
-    assert sorted(p.name for p in (run / "model").iterdir()) == [LATEST, "net_best_loss.tar"]   # torn save gone
+    assert sorted(p.name for p in (run / "model").iterdir()) == [LATEST, "net_best_loss.tar"]  # torn save gone
     assert not (run / "tensorboard" / "events.out").exists()
     assert load_checkpoint(run / "model" / LATEST)["total_it"] == 3
 
     train_vq.main(tiny_vq_args(data, tmp_path / "ck", max_steps=5, save_latest=1, batch_size=8, is_continue=True))
-    assert load_checkpoint(run / "model" / LATEST)["total_it"] == 5     # now a real resume
-    train_vq.main(args + ["--overwrite"])                           # a finished run started again from scratch
+    assert load_checkpoint(run / "model" / LATEST)["total_it"] == 5  # now a real resume
+    train_vq.main(args + ["--overwrite"])  # a finished run started again from scratch
     assert load_checkpoint(run / "model" / LATEST)["total_it"] == 3
     assert "--overwrite: starting" in (run / "log.txt").read_text()

@@ -5,6 +5,7 @@ with a ``torch.Generator`` seeded the same way.
 Fixture: ../shared/reference/official_fixture (official MoMask code @ 94a6636, random weights; see its README
 for the call order). Skips, saying why, when it is absent. The pipeline-level keys are in test_pipeline.py.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -13,11 +14,15 @@ import torch
 
 from models.transformer.build import load_mask_transformer, load_residual_transformer
 from models.transformer.sampling import (
-    MASK_DRAW_ORDER, RES_DRAW_ORDER, edit_base_tokens, generate_base_tokens, generate_residual_tokens,
+    MASK_DRAW_ORDER,
+    RES_DRAW_ORDER,
+    edit_base_tokens,
+    generate_base_tokens,
+    generate_residual_tokens,
     uniform_in_order,
 )
 
-pytestmark = pytest.mark.usefixtures("one_thread")   # conftest: tiny models, one thread
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: tiny models, one thread
 
 MASK_KEYS = ("mask_gumbel_t1", "mask_categorical_t0p7", "mask_gumbel_t0p7")
 RES_KEYS = ("res_t1_cs5", "res_t0p8_cs5")
@@ -34,7 +39,7 @@ def models(fixture_dir):
 def _seeded(seed: int, use_generator: bool) -> torch.Generator | None:
     """The reference's ``torch.manual_seed(seed)`` on the global generator, or an own generator with that seed."""
     if use_generator:
-        torch.manual_seed(seed + 1)                 # the global state must not matter then
+        torch.manual_seed(seed + 1)  # the global state must not matter then
         return torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
     return None
@@ -42,10 +47,15 @@ def _seeded(seed: int, use_generator: bool) -> torch.Generator | None:
 
 def _mask_generate(mask, ref, key: str, generator: torch.Generator | None) -> np.ndarray:
     return generate_base_tokens(
-        mask, torch.from_numpy(ref["cond"]), torch.from_numpy(ref[f"{key}_m_lens_tokens"]),
-        timesteps=int(ref[f"{key}_timesteps"]), cond_scale=float(ref[f"{key}_cond_scale"]),
-        temperature=float(ref[f"{key}_temperature"]), topk_filter_thres=float(ref[f"{key}_topk_filter_thres"]),
-        gsample=bool(ref[f"{key}_gsample"]), generator=generator,
+        mask,
+        torch.from_numpy(ref["cond"]),
+        torch.from_numpy(ref[f"{key}_m_lens_tokens"]),
+        timesteps=int(ref[f"{key}_timesteps"]),
+        cond_scale=float(ref[f"{key}_cond_scale"]),
+        temperature=float(ref[f"{key}_temperature"]),
+        topk_filter_thres=float(ref[f"{key}_topk_filter_thres"]),
+        gsample=bool(ref[f"{key}_gsample"]),
+        generator=generator,
     ).numpy()
 
 
@@ -63,10 +73,15 @@ def test_residual_generation_matches_official(models, key: str, use_generator: b
     _, res, ref = models
     generator = _seeded(int(ref[f"{key}_seed"]), use_generator)
     ids = generate_residual_tokens(
-        res, torch.from_numpy(ref["res_base_ids"]), torch.from_numpy(ref["cond"]),
-        torch.from_numpy(ref[f"{key}_m_lens_tokens"]), temperature=float(ref[f"{key}_temperature"]),
-        topk_filter_thres=float(ref[f"{key}_topk_filter_thres"]), cond_scale=float(ref[f"{key}_cond_scale"]),
-        num_res_layers=int(ref[f"{key}_num_res_layers"]), generator=generator,
+        res,
+        torch.from_numpy(ref["res_base_ids"]),
+        torch.from_numpy(ref["cond"]),
+        torch.from_numpy(ref[f"{key}_m_lens_tokens"]),
+        temperature=float(ref[f"{key}_temperature"]),
+        topk_filter_thres=float(ref[f"{key}_topk_filter_thres"]),
+        cond_scale=float(ref[f"{key}_cond_scale"]),
+        num_res_layers=int(ref[f"{key}_num_res_layers"]),
+        generator=generator,
     )
     np.testing.assert_array_equal(ids.numpy(), ref[f"{key}_ids"])
 
@@ -76,12 +91,18 @@ def test_older_seeded_refs_match(models, fixture_dir) -> None:
     mask, res, _ = models
     mref, rref = np.load(fixture_dir / "mask_ref.npz"), np.load(fixture_dir / "res_ref.npz")
     torch.manual_seed(int(mref["generate_seed"]))
-    ids = generate_base_tokens(mask, torch.from_numpy(mref["cond"]), torch.tensor([49, 30]), timesteps=10,
-                               cond_scale=4.0)
+    ids = generate_base_tokens(
+        mask, torch.from_numpy(mref["cond"]), torch.tensor([49, 30]), timesteps=10, cond_scale=4.0
+    )
     np.testing.assert_array_equal(ids.numpy(), mref["generate_seeded_ids_steps10_cs4"])
     torch.manual_seed(1234)
-    ids = generate_residual_tokens(res, torch.from_numpy(rref["generate_seeded_base"]), torch.from_numpy(rref["cond"]),
-                                   torch.tensor([49, 30]), cond_scale=5.0)
+    ids = generate_residual_tokens(
+        res,
+        torch.from_numpy(rref["generate_seeded_base"]),
+        torch.from_numpy(rref["cond"]),
+        torch.tensor([49, 30]),
+        cond_scale=5.0,
+    )
     np.testing.assert_array_equal(ids.numpy(), rref["generate_seeded_all_ids_cs5"])
 
 
@@ -94,9 +115,15 @@ def test_editing_every_token_draws_like_official_generation(models, key: str) ->
     source = torch.randint(0, mask.num_tokens, (2, 49), generator=torch.Generator().manual_seed(0))
     torch.manual_seed(int(ref[f"{key}_seed"]))
     ids = edit_base_tokens(
-        mask, source, torch.from_numpy(ref["cond"]), m_lens, torch.ones(2, 49, dtype=torch.bool),
-        timesteps=int(ref[f"{key}_timesteps"]), cond_scale=float(ref[f"{key}_cond_scale"]),
-        temperature=float(ref[f"{key}_temperature"]), gsample=bool(ref[f"{key}_gsample"]),
+        mask,
+        source,
+        torch.from_numpy(ref["cond"]),
+        m_lens,
+        torch.ones(2, 49, dtype=torch.bool),
+        timesteps=int(ref[f"{key}_timesteps"]),
+        cond_scale=float(ref[f"{key}_cond_scale"]),
+        temperature=float(ref[f"{key}_temperature"]),
+        gsample=bool(ref[f"{key}_gsample"]),
     )
     np.testing.assert_array_equal(ids.numpy(), ref[f"{key}_ids"])
 

@@ -1,4 +1,5 @@
-"""The dataset table (spec §1.2-§1.3)."""
+"""The dataset table (docs/data.md#feature-vector, docs/data.md#dataset-constants)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -22,7 +23,7 @@ def test_feature_layout_covers_every_dim(name: str, dim: int, joints: int) -> No
 
 
 def test_t2m_target_skeleton_matches_reference_joints(reference_dir) -> None:
-    """Bone lengths of the shipped new_joints equal the built-in target skeleton (spec §1.3)."""
+    """Bone lengths of the shipped new_joints equal the built-in target skeleton (docs/data.md#dataset-constants)."""
     spec = get_dataset_spec("t2m")
     joints = np.load(reference_dir / "humanml3d/new_joints/012314.npy")
     parents = np.array(spec.parents[1:])

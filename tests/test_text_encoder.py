@@ -5,6 +5,7 @@ parameter names (the reference below follows OpenAI's published ``encode_text``:
 ``ln_final``, pooling at the argmax token id, ``@ text_projection``), save it the way OpenAI ships weights, and
 load it back through :func:`build_text_encoder`.
 """
+
 from __future__ import annotations
 
 import logging
@@ -46,8 +47,19 @@ KNOWN_IDS = {
     "a person walks forward": [320, 2533, 8192, 2342],
     "A man kicks with his left leg.": [320, 786, 6989, 593, 787, 1823, 4924, 269],
     "the person is doing jumping jacks!": [518, 2533, 533, 1960, 11476, 19649, 256],
-    "a person walks forward then turns around 180 degrees": [320, 2533, 8192, 2342, 1594, 3185, 1630, 272, 279,
-                                                             271, 8000],
+    "a person walks forward then turns around 180 degrees": [
+        320,
+        2533,
+        8192,
+        2342,
+        1594,
+        3185,
+        1630,
+        272,
+        279,
+        271,
+        8000,
+    ],
 }
 
 
@@ -58,7 +70,7 @@ def test_bpe_known_ids(bpe: ClipBPETokenizer) -> None:
     for row, (text, ids) in zip(tokens, KNOWN_IDS.items()):
         expected = [49406] + ids + [49407]
         assert row[: len(expected)].tolist() == expected, text
-        assert not row[len(expected):].any()
+        assert not row[len(expected) :].any()
         assert bpe.decode(ids) == " ".join(bpe.decode([i]) for i in ids)
 
 
@@ -74,8 +86,12 @@ def test_bpe_matches_hf_tokenizer(bpe: ClipBPETokenizer) -> None:
     from transformers import CLIPTokenizer
 
     hf = CLIPTokenizer(vocab=bpe.encoder, merges=bpe.merges)
-    texts = list(KNOWN_IDS) + ["someone zig-zags; café naïve x", "don't stop, it's 3pm",
-                               "a figure does a cartwheel, then somersaults backward quickly", "jump " * 90]
+    texts = list(KNOWN_IDS) + [
+        "someone zig-zags; café naïve x",
+        "don't stop, it's 3pm",
+        "a figure does a cartwheel, then somersaults backward quickly",
+        "jump " * 90,
+    ]
     for text in texts:
         assert bpe.token_ids(text)[0] == hf(text, truncation=True, max_length=77)["input_ids"], text
 
@@ -102,8 +118,9 @@ class RefBlock(nn.Module):
         super().__init__()
         self.attn = nn.MultiheadAttention(width, heads, batch_first=True)
         self.ln_1 = nn.LayerNorm(width)
-        self.mlp = nn.Sequential(OrderedDict(c_fc=nn.Linear(width, 4 * width), gelu=QuickGELU(),
-                                             c_proj=nn.Linear(4 * width, width)))
+        self.mlp = nn.Sequential(
+            OrderedDict(c_fc=nn.Linear(width, 4 * width), gelu=QuickGELU(), c_proj=nn.Linear(4 * width, width))
+        )
         self.ln_2 = nn.LayerNorm(width)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -121,14 +138,15 @@ class RefTransformer(nn.Module):
 class RefTextTower(nn.Module):
     """OpenAI CLIP ``encode_text`` with OpenAI parameter names (ids (B, 77) -> (B, embed))."""
 
-    def __init__(self, vocab: int = 49408, context: int = 77, width: int = 128, layers: int = 2,
-                 embed: int = 64) -> None:
+    def __init__(
+        self, vocab: int = 49408, context: int = 77, width: int = 128, layers: int = 2, embed: int = 64
+    ) -> None:
         super().__init__()
         self.token_embedding = nn.Embedding(vocab, width)
         self.positional_embedding = nn.Parameter(torch.randn(context, width) * 0.1)
         self.transformer = RefTransformer(width, layers, width // 64)
         self.ln_final = nn.LayerNorm(width)
-        self.text_projection = nn.Parameter(torch.randn(width, embed) * width ** -0.5)
+        self.text_projection = nn.Parameter(torch.randn(width, embed) * width**-0.5)
         self.logit_scale = nn.Parameter(torch.tensor(4.6052))
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
@@ -149,7 +167,7 @@ def clip_files(tmp_path_factory: pytest.TempPathFactory, bpe: ClipBPETokenizer) 
     torch.manual_seed(0)
     ref = RefTextTower().eval()
     with torch.no_grad():  # non-trivial LayerNorm and bias values, so a misplaced one shows
-        for name, p in ref.named_parameters():
+        for _name, p in ref.named_parameters():
             if p.ndim == 1:
                 p.add_(torch.randn_like(p) * 0.1)
     folder = tmp_path_factory.mktemp("clip")
@@ -194,10 +212,20 @@ def test_clip_hf_full_model_folder_without_tokenizer(bpe: ClipBPETokenizer, tmp_
     from transformers import CLIPConfig, CLIPModel
 
     torch.manual_seed(1)
-    config = CLIPConfig(text_config=dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                                         num_attention_heads=2, projection_dim=32),
-                        vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1,
-                                           num_attention_heads=2, image_size=32, patch_size=16), projection_dim=32)
+    config = CLIPConfig(
+        text_config=dict(
+            hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=2, projection_dim=32
+        ),
+        vision_config=dict(
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            image_size=32,
+            patch_size=16,
+        ),
+        projection_dim=32,
+    )
     full = CLIPModel(config).eval()
     full.save_pretrained(tmp_path)
     encoder = build_text_encoder("clip", path=tmp_path)
@@ -208,8 +236,9 @@ def test_clip_hf_full_model_folder_without_tokenizer(bpe: ClipBPETokenizer, tmp_
     torch.testing.assert_close(encoder.encode(CAPTIONS), expected, atol=1e-5, rtol=1e-5)
 
 
-def test_clip_long_caption_truncated_with_warning(clip_files: dict, bpe: ClipBPETokenizer,
-                                                  caplog: pytest.LogCaptureFixture) -> None:
+def test_clip_long_caption_truncated_with_warning(
+    clip_files: dict, bpe: ClipBPETokenizer, caplog: pytest.LogCaptureFixture
+) -> None:
     encoder = build_text_encoder("clip", path=clip_files["archive"])
     long = "a person walks forward and " * 20
     with caplog.at_level(logging.WARNING):
@@ -225,20 +254,41 @@ def test_clip_full_size_mapping_shapes() -> None:
     from transformers import CLIPTextConfig, CLIPTextModelWithProjection
 
     w, meta = 512, "meta"
-    state = {"token_embedding.weight": torch.empty(49408, w, device=meta),
-             "positional_embedding": torch.empty(77, w, device=meta), "ln_final.weight": torch.empty(w, device=meta),
-             "ln_final.bias": torch.empty(w, device=meta), "text_projection": torch.empty(w, 512, device=meta),
-             "logit_scale": torch.empty((), device=meta), "visual.proj": torch.empty(768, 512, device=meta)}
-    shapes = {"attn.in_proj_weight": (3 * w, w), "attn.in_proj_bias": (3 * w,), "attn.out_proj.weight": (w, w),
-              "attn.out_proj.bias": (w,), "ln_1.weight": (w,), "ln_1.bias": (w,), "ln_2.weight": (w,),
-              "ln_2.bias": (w,), "mlp.c_fc.weight": (4 * w, w), "mlp.c_fc.bias": (4 * w,),
-              "mlp.c_proj.weight": (w, 4 * w), "mlp.c_proj.bias": (w,)}
+    state = {
+        "token_embedding.weight": torch.empty(49408, w, device=meta),
+        "positional_embedding": torch.empty(77, w, device=meta),
+        "ln_final.weight": torch.empty(w, device=meta),
+        "ln_final.bias": torch.empty(w, device=meta),
+        "text_projection": torch.empty(w, 512, device=meta),
+        "logit_scale": torch.empty((), device=meta),
+        "visual.proj": torch.empty(768, 512, device=meta),
+    }
+    shapes = {
+        "attn.in_proj_weight": (3 * w, w),
+        "attn.in_proj_bias": (3 * w,),
+        "attn.out_proj.weight": (w, w),
+        "attn.out_proj.bias": (w,),
+        "ln_1.weight": (w,),
+        "ln_1.bias": (w,),
+        "ln_2.weight": (w,),
+        "ln_2.bias": (w,),
+        "mlp.c_fc.weight": (4 * w, w),
+        "mlp.c_fc.bias": (4 * w,),
+        "mlp.c_proj.weight": (w, 4 * w),
+        "mlp.c_proj.bias": (w,),
+    }
     for i in range(12):
         state.update({f"transformer.resblocks.{i}.{k}": torch.empty(s, device=meta) for k, s in shapes.items()})
     config, hf_state = openai_text_state_to_hf(state)
-    assert (config["hidden_size"], config["num_hidden_layers"], config["num_attention_heads"],
-            config["max_position_embeddings"], config["vocab_size"], config["projection_dim"],
-            config["hidden_act"]) == (512, 12, 8, 77, 49408, 512, "quick_gelu")
+    assert (
+        config["hidden_size"],
+        config["num_hidden_layers"],
+        config["num_attention_heads"],
+        config["max_position_embeddings"],
+        config["vocab_size"],
+        config["projection_dim"],
+        config["hidden_act"],
+    ) == (512, 12, 8, 77, 49408, 512, "quick_gelu")
     with torch.device("meta"):
         model = CLIPTextModelWithProjection(CLIPTextConfig(**config))
     assert set(model.state_dict()) == set(hf_state)
@@ -333,12 +383,15 @@ def test_minilm_long_caption_warns(minilm, caplog: pytest.LogCaptureFixture) -> 
 @pytest.mark.slow
 def test_minilm_works_without_network() -> None:
     """In a process with no network at all (``unshare -n``, needs root), MiniLM still loads and encodes."""
-    code = ("from models.text import build_text_encoder; e = build_text_encoder('minilm'); "
-            "print(tuple(e.encode(['a person walks']).shape))")
+    code = (
+        "from models.text import build_text_encoder; e = build_text_encoder('minilm'); "
+        "print(tuple(e.encode(['a person walks']).shape))"
+    )
     probe = subprocess.run(["unshare", "-n", "true"], capture_output=True)
     if probe.returncode != 0:
         pytest.skip("unshare -n is not permitted here")
-    out = subprocess.run(["unshare", "-n", sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
-                         timeout=300)
+    out = subprocess.run(
+        ["unshare", "-n", sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=300
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     assert "(1, 384)" in out.stdout

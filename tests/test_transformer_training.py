@@ -1,4 +1,5 @@
 """Shared transformer training loop: learning, LR schedule, exact resume, official checkpoint resume, CLI smoke."""
+
 from __future__ import annotations
 
 import logging
@@ -13,9 +14,9 @@ from torch.utils.data import Dataset
 from models.transformer.mask_transformer import MaskTransformer, MaskTransformerConfig
 from models.transformer.residual_transformer import ResidualTransformer, ResidualTransformerConfig
 from options.transformer import MaskTransformerOptions, ResidualTransformerOptions
-from utils.checkpoint import load_checkpoint
 from training.loop import warmup_lr
 from training.transformer import MASK_STAGE, RESIDUAL_STAGE, TransformerTrainer, epoch_batches
+from utils.checkpoint import load_checkpoint
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 FIXTURE = SHARED / "reference" / "official_fixture"
@@ -25,7 +26,7 @@ K, Q, D, CLIP = 16, 3, 8, 8
 CAPTIONS = ["walk forward", "jump twice", "kick left", "sit down"]
 
 
-pytestmark = pytest.mark.usefixtures("one_thread")   # conftest: tiny models, one thread
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: tiny models, one thread
 
 
 class TinyMotions(Dataset):
@@ -62,16 +63,26 @@ def text_features(captions) -> torch.Tensor:
 
 def make_options(stage, tmp_path: Path, **kw):
     cls = MaskTransformerOptions if stage is MASK_STAGE else ResidualTransformerOptions
-    base = dict(checkpoints_dir=str(tmp_path), batch_size=4, max_epoch=100, lr=2e-3, warm_up_iter=5,
-                log_every=1000, save_latest=1000, device="cpu", seed=3)
+    base = dict(
+        checkpoints_dir=str(tmp_path),
+        batch_size=4,
+        max_epoch=100,
+        lr=2e-3,
+        warm_up_iter=5,
+        log_every=1000,
+        save_latest=1000,
+        device="cpu",
+        seed=3,
+    )
     base.update(kw)
     return cls(**base)
 
 
 def make_model(stage, seed: int = 0):
     torch.manual_seed(seed)
-    common = dict(num_tokens=K, code_dim=16, latent_dim=32, ff_size=64, num_layers=1, num_heads=2, dropout=0.1,
-                  clip_dim=CLIP)
+    common = dict(
+        num_tokens=K, code_dim=16, latent_dim=32, ff_size=64, num_layers=1, num_heads=2, dropout=0.1, clip_dim=CLIP
+    )
     if stage is MASK_STAGE:
         return MaskTransformer(MaskTransformerConfig(**common))
     return ResidualTransformer(ResidualTransformerConfig(num_quantizers=Q, **common))
@@ -79,8 +90,9 @@ def make_model(stage, seed: int = 0):
 
 def make_trainer(stage, tmp_path: Path, seed: int = 0, **kw) -> TransformerTrainer:
     opt = make_options(stage, tmp_path, **kw)
-    return TransformerTrainer(stage, make_model(stage, seed), tokenize, text_features, opt, tmp_path / "model",
-                              torch.device("cpu"))
+    return TransformerTrainer(
+        stage, make_model(stage, seed), tokenize, text_features, opt, tmp_path / "model", torch.device("cpu")
+    )
 
 
 @pytest.mark.parametrize("stage", [MASK_STAGE, RESIDUAL_STAGE], ids=["mask", "residual"])
@@ -130,8 +142,11 @@ def test_warmup_then_multistep_schedule(tmp_path: Path) -> None:
     trainer = make_trainer(MASK_STAGE, tmp_path, warm_up_iter=3, milestones=[5], gamma=0.1, lr=1e-3)
     used = []
     data = TinyMotions()
-    batch = ([data[i][0] for i in range(4)], torch.from_numpy(np.stack([data[i][1] for i in range(4)])),
-             torch.tensor([data[i][2] for i in range(4)]))
+    batch = (
+        [data[i][0] for i in range(4)],
+        torch.from_numpy(np.stack([data[i][1] for i in range(4)])),
+        torch.tensor([data[i][2] for i in range(4)]),
+    )
     for _ in range(7):
         trainer.train_step(batch)
         used.append(trainer.optimizer.param_groups[0]["lr"])
@@ -158,8 +173,9 @@ def test_resume_from_official_checkpoint(tmp_path: Path, caplog) -> None:
         pytest.skip("official fixture absent")
     from models.transformer.build import VQFacts, mask_config
 
-    opt = MaskTransformerOptions.load(CKPT / "t2m_nlayer2_nhead2_ld64_ff128_cdp0.1" / "opt.txt",
-                                      checkpoints_dir=str(tmp_path), device="cpu")
+    opt = MaskTransformerOptions.load(
+        CKPT / "t2m_nlayer2_nhead2_ld64_ff128_cdp0.1" / "opt.txt", checkpoints_dir=str(tmp_path), device="cpu"
+    )
     vq = VQFacts.from_opt_file(CKPT / "rvq_nq6_dc64_nc32_w64" / "opt.txt")
     model = MaskTransformer(mask_config(opt, vq, 512))
     trainer = TransformerTrainer(MASK_STAGE, model, tokenize, text_features, opt, tmp_path, torch.device("cpu"))
@@ -197,9 +213,32 @@ def script_env(tmp_path_factory):
 
 
 def script_args(root: Path, name: str, steps: int) -> list[str]:
-    return ["--name", name, "--checkpoints_dir", str(root / "ck"), "--data_root", str(root / "data"),
-            "--vq_name", "rvq_nq6_dc64_nc32_w64", "--text_encoder", "minilm", "--latent_dim", "32", "--n_heads", "2",
-            "--n_layers", "1", "--ff_size", "64", "--batch_size", "4", "--max_steps", str(steps), "--device", "cpu"]
+    return [
+        "--name",
+        name,
+        "--checkpoints_dir",
+        str(root / "ck"),
+        "--data_root",
+        str(root / "data"),
+        "--vq_name",
+        "rvq_nq6_dc64_nc32_w64",
+        "--text_encoder",
+        "minilm",
+        "--latent_dim",
+        "32",
+        "--n_heads",
+        "2",
+        "--n_layers",
+        "1",
+        "--ff_size",
+        "64",
+        "--batch_size",
+        "4",
+        "--max_steps",
+        str(steps),
+        "--device",
+        "cpu",
+    ]
 
 
 @pytest.mark.parametrize("script", ["train_t2m_transformer", "train_res_transformer"])
@@ -227,8 +266,15 @@ def test_cuda_training_with_amp(stage, amp: str, tmp_path: Path) -> None:
         pytest.skip("no CUDA device")
     opt = make_options(stage, tmp_path, max_steps=200, cond_drop_prob=0.0, amp=amp, device="cuda")
     cuda = torch.device("cuda")
-    trainer = TransformerTrainer(stage, make_model(stage), lambda m: tokenize(m.cpu()).to(cuda),
-                                 lambda c: text_features(c).to(cuda), opt, tmp_path / "model", cuda)
+    trainer = TransformerTrainer(
+        stage,
+        make_model(stage),
+        lambda m: tokenize(m.cpu()).to(cuda),
+        lambda c: text_features(c).to(cuda),
+        opt,
+        tmp_path / "model",
+        cuda,
+    )
     assert trainer.autocast_dtype == {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}[amp]
     state = trainer.fit(TinyMotions())
     assert np.mean(state.history[-10:]) < 0.8 * np.mean(state.history[:10])
@@ -246,10 +292,15 @@ def test_cuda_generation_matches_cpu_logits() -> None:
     model, _ = load_mask_transformer(CKPT / "t2m_nlayer2_nhead2_ld64_ff128_cdp0.1", device="cuda")
     ids, pad, cond = (torch.from_numpy(ref[k]).to("cuda") for k in ("ids", "padding_mask", "cond"))
     with torch.no_grad():
-        torch.testing.assert_close(model.forward_with_cond_scale(ids, cond, pad, 4.0).cpu(),
-                                   torch.from_numpy(ref["logits_cfg4"]), atol=1e-3, rtol=1e-3)
-    out = generate_base_tokens(model, cond, torch.tensor([49, 30]), timesteps=10,
-                               generator=torch.Generator("cuda").manual_seed(0))
+        torch.testing.assert_close(
+            model.forward_with_cond_scale(ids, cond, pad, 4.0).cpu(),
+            torch.from_numpy(ref["logits_cfg4"]),
+            atol=1e-3,
+            rtol=1e-3,
+        )
+    out = generate_base_tokens(
+        model, cond, torch.tensor([49, 30]), timesteps=10, generator=torch.Generator("cuda").manual_seed(0)
+    )
     assert out.is_cuda and (out[1, 30:] == -1).all() and ((out[0] >= 0) & (out[0] < 32)).all()
 
 
@@ -258,9 +309,19 @@ def test_resume_with_another_architecture_is_a_clear_error(tmp_path: Path) -> No
 
     make_trainer(MASK_STAGE, tmp_path, max_steps=1).fit(TinyMotions())
     torch.manual_seed(0)
-    other = MaskTransformer(MaskTransformerConfig(num_tokens=2 * K, code_dim=16, latent_dim=32, ff_size=64,
-                                                  num_layers=1, num_heads=2, clip_dim=CLIP))
-    trainer = TransformerTrainer(MASK_STAGE, other, tokenize, text_features, make_options(MASK_STAGE, tmp_path),
-                                 tmp_path / "model", torch.device("cpu"))
+    other = MaskTransformer(
+        MaskTransformerConfig(
+            num_tokens=2 * K, code_dim=16, latent_dim=32, ff_size=64, num_layers=1, num_heads=2, clip_dim=CLIP
+        )
+    )
+    trainer = TransformerTrainer(
+        MASK_STAGE,
+        other,
+        tokenize,
+        text_features,
+        make_options(MASK_STAGE, tmp_path),
+        tmp_path / "model",
+        torch.device("cpu"),
+    )
     with pytest.raises(CheckpointError, match="token_emb.weight"):
         trainer.resume(tmp_path / "model" / "latest.tar")

@@ -1,5 +1,6 @@
 """The RVQ-VAE against the official-format fixture (../shared/reference/official_fixture, README there):
 checkpoint written by the official MoMask code @94a6636, reference outputs computed by that code (float32, CPU)."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -36,9 +37,9 @@ def test_fixture_loads_strictly_from_opt_txt(model) -> None:
     assert find_checkpoint(RUN / "model", VQ).name == "net_best_fid.tar"
     state = load_checkpoint(find_checkpoint(RUN / "model", VQ))
     own = model.state_dict()
-    assert sorted(own) == sorted(state["vq_model"])                 # no key editing, nothing extra or missing
+    assert sorted(own) == sorted(state["vq_model"])  # no key editing, nothing extra or missing
     load_state_dict_strict(model, state["vq_model"])
-    assert sum(p.numel() for p in model.parameters()) == 394_119    # fixture README parameter count
+    assert sum(p.numel() for p in model.parameters()) == 394_119  # fixture README parameter count
     assert not model.training
 
 
@@ -80,7 +81,7 @@ def test_decode_and_forward_match_official(model, ref) -> None:
 
 def test_per_layer_codes_equal_codebook_lookup(model, ref) -> None:
     codes = torch.from_numpy(ref["codes_T168"])
-    looked_up = model.quantizer.get_codes_from_indices(codes)          # (Q, B, n, C)
+    looked_up = model.quantizer.get_codes_from_indices(codes)  # (Q, B, n, C)
     np.testing.assert_allclose(looked_up.permute(0, 1, 3, 2).numpy(), ref["quantized_per_layer_T168"], **TOL)
 
 

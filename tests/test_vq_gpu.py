@@ -1,4 +1,5 @@
 """The RVQ-VAE on a CUDA device: official-fixture equivalence and a resumable training run (marked gpu)."""
+
 from __future__ import annotations
 
 import functools
@@ -11,8 +12,8 @@ import torch
 import train_vq
 from models.vq.build import load_rvqvae
 from tests.vq_synthetic import make_dataset, tiny_vq_args
-from utils.checkpoint import load_checkpoint
 from training.vq import train_vq as real_train_vq
+from utils.checkpoint import load_checkpoint
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 FIXTURE = SHARED / "reference" / "official_fixture"
@@ -63,14 +64,23 @@ def test_training_and_resume_on_cuda(tmp_path: Path, monkeypatch, restore_cudnn_
     """Kill after step 17 (last save at 10) and resume == 30 straight steps, bit for bit, on the GPU with
     ``--deterministic`` (without it cuDNN's non-deterministic kernels let the runs drift apart)."""
     make_dataset(tmp_path / "data")
-    common = dict(device="cuda", deterministic=True, max_steps=30, batch_size=16, warm_up_iter=5, milestones="16",
-                  save_latest=10, quantize_dropout_prob=0.5)
+    common = dict(
+        device="cuda",
+        deterministic=True,
+        max_steps=30,
+        batch_size=16,
+        warm_up_iter=5,
+        milestones="16",
+        save_latest=10,
+        quantize_dropout_prob=0.5,
+    )
     train_vq.main(tiny_vq_args(tmp_path / "data", tmp_path / "a", **common))
     straight = load_checkpoint(tmp_path / "a" / "t2m" / "tiny" / "model" / "latest.tar")
 
     def crash(state) -> None:
         if state.total_it == 17:
             raise KeyboardInterrupt("simulated kill")
+
     monkeypatch.setattr(train_vq, "train_vq", functools.partial(real_train_vq, step_callback=crash))
     with pytest.raises(KeyboardInterrupt):
         train_vq.main(tiny_vq_args(tmp_path / "data", tmp_path / "b", **common))

@@ -1,5 +1,6 @@
-"""RVQ-VAE building blocks: shapes, quantizer EMA/reset semantics (spec §2.2-§2.3), dataset windows (§1.10),
-learning-rate schedule (§2.6) and options."""
+"""RVQ-VAE building blocks: shapes, quantizer EMA/reset semantics (docs/networks.md#quantizer, docs/networks.md#residual-quantization), dataset windows (docs/data.md#datasets),
+learning-rate schedule (docs/training.md#vq-schedule) and options."""
+
 from __future__ import annotations
 
 import math
@@ -20,7 +21,7 @@ from training.vq import make_optimizer, make_scheduler, vq_loss
 SMALL = RVQVAEConfig(input_width=263, nb_code=16, code_dim=8, output_emb_width=8, width=16, num_quantizers=4)
 
 
-pytestmark = pytest.mark.usefixtures("one_thread")   # conftest: tiny models, one thread
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: tiny models, one thread
 
 
 def test_shapes_and_token_count() -> None:
@@ -36,7 +37,7 @@ def test_shapes_and_token_count() -> None:
 
 
 def test_released_architecture_parameter_count() -> None:
-    """Spec §2.1: 19,436,807 parameters for t2m (encoder 9,587,200, decoder 9,849,607), 19,399,931 for kit."""
+    """docs/networks.md#rvq-vae-encoder-and-decoder: 19,436,807 parameters for t2m (encoder 9,587,200, decoder 9,849,607), 19,399,931 for kit."""
     t2m = build_rvqvae(VQOptions(num_quantizers=6))
     assert sum(p.numel() for p in t2m.encoder.parameters()) == 9_587_200
     assert sum(p.numel() for p in t2m.decoder.parameters()) == 9_849_607
@@ -44,9 +45,13 @@ def test_released_architecture_parameter_count() -> None:
     kit = build_rvqvae(VQOptions(dataset_name="kit", num_quantizers=6))
     assert sum(p.numel() for p in kit.parameters()) == 19_399_931
     keys = set(t2m.state_dict())
-    assert {"encoder.model.2.1.model.0.conv1.weight", "decoder.model.3.2.weight", "decoder.model.6.bias",
-            "quantizer.layers.5.codebook"} <= keys
-    assert not any("code_sum" in k or "code_count" in k for k in keys)   # EMA stats are not official keys
+    assert {
+        "encoder.model.2.1.model.0.conv1.weight",
+        "decoder.model.3.2.weight",
+        "decoder.model.6.bias",
+        "quantizer.layers.5.codebook",
+    } <= keys
+    assert not any("code_sum" in k or "code_count" in k for k in keys)  # EMA stats are not official keys
     # dilations 9, 3, 1 (reversed) in every residual stack
     assert [b.conv1.dilation[0] for b in t2m.encoder.model[2][1].model] == [9, 3, 1]
     assert [b.conv1.dilation[0] for b in t2m.decoder.model[2][0].model] == [9, 3, 1]
@@ -56,15 +61,19 @@ def test_encode_roundtrip_and_forward_decoder_equivalence() -> None:
     torch.manual_seed(0)
     model = RVQVAE(SMALL)
     model.train()
-    model(torch.randn(4, 64, 263))            # initialises the codebooks from a batch
+    model(torch.randn(4, 64, 263))  # initialises the codebooks from a batch
     model.eval()
     x = torch.randn(2, 64, 263)
     with torch.no_grad():
         codes, per_layer = model.encode(x)
         lookup = model.quantizer.get_codes_from_indices(codes).permute(0, 1, 3, 2)
         torch.testing.assert_close(lookup, per_layer, atol=1e-5, rtol=1e-5)
-        torch.testing.assert_close(model.quantizer.summed_codes(codes),
-                                   model.quantizer.get_codes_from_indices(codes).sum(0), atol=1e-6, rtol=1e-6)
+        torch.testing.assert_close(
+            model.quantizer.summed_codes(codes),
+            model.quantizer.get_codes_from_indices(codes).sum(0),
+            atol=1e-6,
+            rtol=1e-6,
+        )
         recon, _, _ = model(x)
         torch.testing.assert_close(model.forward_decoder(codes), recon, atol=1e-5, rtol=1e-5)
         # absent layers (-1) contribute zero == decoding only the first layers
@@ -72,8 +81,9 @@ def test_encode_roundtrip_and_forward_decoder_equivalence() -> None:
         partial[..., 2:] = -1
         torch.testing.assert_close(model.forward_decoder(partial), model.forward_decoder(codes[..., :2]))
         summed = per_layer[:2].sum(0)
-        torch.testing.assert_close(model.forward_decoder(codes[..., :2]),
-                                   model.decoder(summed).permute(0, 2, 1), atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(
+            model.forward_decoder(codes[..., :2]), model.decoder(summed).permute(0, 2, 1), atol=1e-5, rtol=1e-5
+        )
 
 
 def test_encode_never_updates_codebooks_even_in_train_mode() -> None:
@@ -86,12 +96,12 @@ def test_encode_never_updates_codebooks_even_in_train_mode() -> None:
 
 def test_quantizer_init_from_first_batch_rows_and_tiling() -> None:
     layer = QuantizeEMAReset(nb_code=6, code_dim=3).train()
-    x = torch.arange(2 * 3 * 5, dtype=torch.float32).view(2, 3, 5)     # (B, C, n): 10 rows >= K
+    x = torch.arange(2 * 3 * 5, dtype=torch.float32).view(2, 3, 5)  # (B, C, n): 10 rows >= K
     layer(x)
     rows = x.permute(0, 2, 1).reshape(-1, 3)
     assert bool(layer.initialized)
     small = QuantizeEMAReset(nb_code=8, code_dim=3).train()
-    xs = torch.randn(1, 3, 3)                                           # 3 rows < K: tiled with noise
+    xs = torch.randn(1, 3, 3)  # 3 rows < K: tiled with noise
     g = torch.Generator().manual_seed(0)
     small._init_codebook(xs.permute(0, 2, 1).reshape(-1, 3), g)
     tiled = xs.permute(0, 2, 1).reshape(-1, 3).repeat(3, 1)[:8]
@@ -107,7 +117,7 @@ def test_ema_update_and_dead_code_reset() -> None:
     layer = QuantizeEMAReset(nb_code=4, code_dim=2, mu=0.5).train()
     with torch.no_grad():
         layer.codebook.copy_(torch.tensor([[0.0, 0.0], [10.0, 10.0], [20.0, 20.0], [30.0, 30.0]]))
-    layer.load_ema_state(None)                                          # counts 1, sums = codebook
+    layer.load_ema_state(None)  # counts 1, sums = codebook
     assert bool(layer.initialized)
     x = torch.tensor([[0.2, 0.0], [0.0, 0.2], [10.4, 10.0], [9.6, 10.0], [-0.2, 0.0]])  # rows, codes 0,0,1,1,0
     layer(x.t().unsqueeze(0), temperature=0.0)
@@ -129,9 +139,9 @@ def test_gumbel_selection_only_in_training() -> None:
     layer.train()
     sampled = layer.select(x, temperature=0.5, generator=torch.Generator().manual_seed(3))
     again = layer.select(x, temperature=0.5, generator=torch.Generator().manual_seed(3))
-    assert torch.equal(sampled, again)                                  # reproducible from the generator
-    assert 0.3 < (sampled == nearest).float().mean() < 1.0             # stochastic but biased to the nearest
-    assert torch.equal(layer.select(x, temperature=0.0), nearest)      # tau 0 -> deterministic
+    assert torch.equal(sampled, again)  # reproducible from the generator
+    assert 0.3 < (sampled == nearest).float().mean() < 1.0  # stochastic but biased to the nearest
+    assert torch.equal(layer.select(x, temperature=0.0), nearest)  # tau 0 -> deterministic
 
 
 def test_quantizer_dropout_distribution() -> None:
@@ -159,6 +169,7 @@ def test_dropped_layers_report_minus_one_and_gradient_scale() -> None:
     class Fixed(ResidualVQ):
         def last_active_layer(self, generator=None) -> int:
             return 0
+
     fixed = Fixed(num_quantizers=3, nb_code=4, code_dim=2).train()
     _, idx, _, _ = fixed(torch.randn(2, 2, 6))
     assert (idx[..., 1:] == -1).all() and (idx[..., 0] >= 0).all()
@@ -184,10 +195,10 @@ def test_codebook_state_roundtrip() -> None:
 
 
 def test_motion_dataset_window_mapping() -> None:
-    """Spec §1.10: clip k contributes T_k - 64 windows; item 0 -> (0, 0); item i -> start i - cumsum[k] - 1."""
+    """docs/data.md#datasets: clip k contributes T_k - 64 windows; item 0 -> (0, 0); item i -> start i - cumsum[k] - 1."""
     clips = [np.arange(t * 2, dtype=np.float32).reshape(t, 2) for t in (66, 64, 70, 50)]
     ds = MotionDataset(clips, mean=np.zeros(2), std=np.ones(2), window_size=64)
-    assert len(ds) == 2 + 0 + 6                                          # the 50-frame clip is dropped
+    assert len(ds) == 2 + 0 + 6  # the 50-frame clip is dropped
     located = [ds.locate(i) for i in range(len(ds))]
     assert located == [(0, 0), (0, 0), (0, 1), (2, 0), (2, 1), (2, 2), (2, 3), (2, 4)]
     assert all(start <= clips[[0, 1, 2][c]].shape[0] - 64 - 1 for c, start in located)  # start T-64 never used
@@ -209,7 +220,7 @@ def test_resumable_sampler_is_a_suffix_of_the_epoch_order() -> None:
 
 
 def test_lr_warmup_and_multistep_schedule() -> None:
-    """Spec §2.6: lr(it) = base (it+1)/(wu+1) for it < wu, then base wu/(wu+1) until milestone m hits at
+    """docs/training.md#vq-schedule: lr(it) = base (it+1)/(wu+1) for it < wu, then base wu/(wu+1) until milestone m hits at
     it = m + wu - 1 (scheduler stepped after the optimizer from it = wu on)."""
     opt = VQOptions(warm_up_iter=10, milestones=[5, 8], gamma=0.1, lr=1.0)
     model = RVQVAE(SMALL)
@@ -224,7 +235,7 @@ def test_lr_warmup_and_multistep_schedule() -> None:
     assert used[1] == pytest.approx(2 / 11) and used[9] == pytest.approx(10 / 11)
     for it in (10, 11, 14):
         assert used[it] == pytest.approx(10 / 11)
-    assert used[15] == pytest.approx(10 / 11 * 0.1)      # milestone 5 hits at it 5 + 10 - 1 = 14
+    assert used[15] == pytest.approx(10 / 11 * 0.1)  # milestone 5 hits at it 5 + 10 - 1 = 14
     assert used[17] == pytest.approx(10 / 11 * 0.1) and used[18] == pytest.approx(10 / 11 * 0.01)
     assert optimizer.param_groups[0]["betas"] == (0.9, 0.99) and optimizer.param_groups[0]["weight_decay"] == 0
 
@@ -232,13 +243,13 @@ def test_lr_warmup_and_multistep_schedule() -> None:
 def test_loss_uses_ric_slice() -> None:
     target = torch.zeros(2, 8, 263)
     recon = target.clone()
-    recon[..., 10] = 2.0                                               # inside ric 4:67
+    recon[..., 10] = 2.0  # inside ric 4:67
     loss, parts = vq_loss(recon, target, torch.tensor(0.5), joints_num=22)
-    assert parts["loss_rec"] == pytest.approx(1.5 / 263)               # smooth L1 (beta 1) of 2 is 1.5
+    assert parts["loss_rec"] == pytest.approx(1.5 / 263)  # smooth L1 (beta 1) of 2 is 1.5
     assert parts["loss_vel"] == pytest.approx(1.5 / 63)
     assert loss == pytest.approx(1.5 / 263 + 0.5 * 1.5 / 63 + 0.02 * 0.5)
     recon2 = target.clone()
-    recon2[..., 100] = 2.0                                             # outside ric: no second term
+    recon2[..., 100] = 2.0  # outside ric: no second term
     _, parts2 = vq_loss(recon2, target, torch.tensor(0.0), joints_num=22, recons_loss="l1")
     assert parts2["loss_vel"] == 0 and parts2["loss_rec"] == pytest.approx(2 / 263)
 
@@ -258,8 +269,15 @@ def test_opt_txt_roundtrip_keeps_official_keys(tmp_path: Path) -> None:
     opt = VQOptions.parse(["--name", "x", "--gamma", "0.05", "--milestones", "10", "20"])
     opt.save(tmp_path / "opt.txt", is_train=True)
     text = (tmp_path / "opt.txt").read_text()
-    for line in ("gamma: 0.05", "milestones: [10, 20]", "vq_norm: None", "is_train: True", "nb_code: 512",
-                 "quantize_dropout_prob: 0.2", "which_epoch: all"):
+    for line in (
+        "gamma: 0.05",
+        "milestones: [10, 20]",
+        "vq_norm: None",
+        "is_train: True",
+        "nb_code: 512",
+        "quantize_dropout_prob: 0.2",
+        "which_epoch: all",
+    ):
         assert line in text.splitlines()
     back = VQOptions.load(tmp_path / "opt.txt")
     assert back.milestones == [10, 20] and back.gamma == 0.05 and back.vq_norm is None

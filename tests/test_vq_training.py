@@ -1,5 +1,6 @@
 """train_vq.py end to end on a tiny synthetic dataset in the official layout (tests/vq_synthetic.py):
 loss goes down, lr schedule, logging, exact kill-and-resume, and clear errors on bad input."""
+
 from __future__ import annotations
 
 import functools
@@ -13,15 +14,15 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 import train_vq
 from models.vq.build import load_rvqvae
 from tests.vq_synthetic import assert_same_vq_state, make_dataset, tiny_vq_args
+from training.vq import train_vq as real_train_vq
 from utils.checkpoint import VQ, CheckpointError, find_checkpoint, load_checkpoint, save_checkpoint
 from utils.cli import run_cli
-from training.vq import train_vq as real_train_vq
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 FIXTURE_CKPT = SHARED / "reference" / "official_fixture" / "checkpoints" / "t2m"
 
 
-pytestmark = pytest.mark.usefixtures("one_thread")   # conftest: tiny models, one thread
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: tiny models, one thread
 
 
 @pytest.fixture(scope="module")
@@ -38,16 +39,33 @@ def scalars(run_dir: Path) -> dict[str, dict[int, float]]:
 
 
 def test_tiny_training_lowers_loss_and_logs(data_root: Path, tmp_path: Path) -> None:
-    args = tiny_vq_args(data_root, tmp_path, max_steps=200, batch_size=16, lr=3e-3, warm_up_iter=20,
-                        milestones="150", gamma=0.5, log_every=1, save_latest=100)
+    args = tiny_vq_args(
+        data_root,
+        tmp_path,
+        max_steps=200,
+        batch_size=16,
+        lr=3e-3,
+        warm_up_iter=20,
+        milestones="150",
+        gamma=0.5,
+        log_every=1,
+        save_latest=100,
+    )
     train_vq.main(args)
     run = tmp_path / "t2m" / "tiny"
     logged = scalars(run)
     rec = logged["train/loss_rec"]
     first, last = rec[1], np.mean([rec[i] for i in range(191, 201)])
     assert first / last >= 5.0, f"reconstruction loss only went {first:.4f} -> {last:.4f}"
-    assert {"train/perplexity", "train/loss_commit", "train/loss_vel", "val/loss_rec", "val/code_usage",
-            "val/perplexity", "val/code_usage_q2"} <= set(logged)
+    assert {
+        "train/perplexity",
+        "train/loss_commit",
+        "train/loss_vel",
+        "val/loss_rec",
+        "val/code_usage",
+        "val/perplexity",
+        "val/code_usage_q2",
+    } <= set(logged)
     assert 1.0 < logged["train/perplexity"][200] <= 32
     assert 0 < logged["val/code_usage"][200] <= 1
     # lr: warm-up base (it+1)/21, then base 20/21, milestone 150 takes effect at it 150 + 20 = 170
@@ -66,7 +84,7 @@ def test_tiny_training_lowers_loss_and_logs(data_root: Path, tmp_path: Path) -> 
     assert {"vq_model", "opt_vq_model", "scheduler", "ep", "total_it", "vq_codebook_state"} <= set(latest)
     assert latest["total_it"] == 200
     assert sorted(p.name for p in (run / "model").iterdir()) == ["latest.tar", "net_best_loss.tar"]  # no evaluator
-    assert find_checkpoint(run / "model", VQ).name == "net_best_loss.tar"     # what eval_t2m_vq.py / gen load
+    assert find_checkpoint(run / "model", VQ).name == "net_best_loss.tar"  # what eval_t2m_vq.py / gen load
     model = load_rvqvae(run)
     assert model.config.nb_code == 32 and not model.training
     assert "perplexity" in (run / "log.txt").read_text()
@@ -76,6 +94,7 @@ def _crash_at(step: int):
     def callback(state) -> None:
         if state.total_it == step:
             raise KeyboardInterrupt("simulated kill")
+
     return callback
 
 
@@ -84,14 +103,16 @@ def _final_state(run: Path) -> dict:
 
 
 @pytest.mark.parametrize("kill_at, save_latest", [(17, 10), (23, 23)])
-def test_kill_and_resume_equals_uninterrupted(data_root: Path, tmp_path: Path, monkeypatch, kill_at: int,
-                                              save_latest: int) -> None:
+def test_kill_and_resume_equals_uninterrupted(
+    data_root: Path, tmp_path: Path, monkeypatch, kill_at: int, save_latest: int
+) -> None:
     """30 steps straight == killed after step ``kill_at`` (last save at ``save_latest``) + --is_continue.
 
     One epoch is 23 iterations here, so both the epoch boundary and a mid-epoch restart are crossed; warm-up
     (5 its) and a milestone (it 20) fall inside the run."""
-    common = dict(max_steps=30, batch_size=16, warm_up_iter=5, milestones="16", save_latest=save_latest,
-                  quantize_dropout_prob=0.5)
+    common = dict(
+        max_steps=30, batch_size=16, warm_up_iter=5, milestones="16", save_latest=save_latest, quantize_dropout_prob=0.5
+    )
     train_vq.main(tiny_vq_args(data_root, tmp_path / "a", **common))
     straight = _final_state(tmp_path / "a" / "t2m" / "tiny")
 
@@ -130,7 +151,7 @@ def test_missing_dataset_files(tmp_path: Path, data_root: Path) -> None:
     np.save(broken / "HumanML3D" / "Std.npy", np.ones(263, dtype=np.float32))
     with pytest.raises(ValueError, match="train.txt"):
         train_vq.main(tiny_vq_args(broken, tmp_path / "ck"))
-    assert not (tmp_path / "ck").exists()                          # nothing written on error
+    assert not (tmp_path / "ck").exists()  # nothing written on error
 
 
 def test_feature_dim_mismatch_is_reported(data_root: Path, tmp_path: Path, capsys) -> None:
@@ -188,9 +209,17 @@ def test_training_with_an_evaluator_keeps_best_fid(tmp_path: Path) -> None:
     write_tiny_dataset(tmp_path / "data" / "HumanML3D", num_clips=24)
     write_small_evaluator(tmp_path / "evaluator", "t2m")
     write_tiny_glove(tmp_path / "glove")
-    train_vq.main(tiny_vq_args(tmp_path / "data", tmp_path / "ck", max_steps=6, eval_fid=True,
-                               evaluator_dir=tmp_path / "evaluator", glove_dir=tmp_path / "glove",
-                               eval_batch_size=8))
+    train_vq.main(
+        tiny_vq_args(
+            tmp_path / "data",
+            tmp_path / "ck",
+            max_steps=6,
+            eval_fid=True,
+            evaluator_dir=tmp_path / "evaluator",
+            glove_dir=tmp_path / "glove",
+            eval_batch_size=8,
+        )
+    )
     run = tmp_path / "ck" / "t2m" / "tiny"
     model_files = {p.name for p in (run / "model").iterdir()}
     assert {"net_best_fid.tar", "net_best_mm.tar", "latest.tar"} <= model_files
@@ -198,4 +227,4 @@ def test_training_with_an_evaluator_keeps_best_fid(tmp_path: Path) -> None:
     logged = scalars(run)
     assert {"eval/fid", "eval/matching", "eval/mpjpe", "eval/top1"} <= set(logged)
     assert np.isfinite(logged["eval/fid"][6]) and logged["eval/mpjpe"][6] > 0
-    assert load_rvqvae(run).config.nb_code == 32                   # prefers net_best_fid.tar
+    assert load_rvqvae(run).config.nb_code == 32  # prefers net_best_fid.tar

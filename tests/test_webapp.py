@@ -3,6 +3,7 @@
 The browser test is marked ``browser`` (excluded by default): ``python -m pytest tests/test_webapp.py -m browser``.
 It needs requirements-demo.txt and Debian's chromium + chromium-driver, and talks to 127.0.0.1 only.
 """
+
 from __future__ import annotations
 
 import json
@@ -16,9 +17,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from tiny_runs import MASK_NAME, RES_NAME, make_tiny_runs
 
 from models.pipeline import MoMaskPipeline, Sampling
-from tiny_runs import MASK_NAME, RES_NAME, make_tiny_runs
 from visualization.bvh import parse_bvh, read_bvh
 from visualization.webapp import DemoService, sampling_from_form
 
@@ -43,9 +44,13 @@ def service(pipe: MoMaskPipeline, tmp_path: Path) -> DemoService:
 
 def test_generate_writes_every_output(service: DemoService) -> None:
     r = service.generate(MODEL, "  a person walks forward ", 60, False, 3)
-    video = "momask_len60.mp4" if shutil.which("ffmpeg") else "momask_len60.gif"   # GIF where ffmpeg is absent
+    video = "momask_len60.mp4" if shutil.which("ffmpeg") else "momask_len60.gif"  # GIF where ffmpeg is absent
     assert r.folder.parent == service.workdir and sorted(p.name for p in r.folder.iterdir()) == [
-        "momask_len60.bvh", video, "momask_len60_features.npy", "momask_len60_joints.npy"]
+        "momask_len60.bvh",
+        video,
+        "momask_len60_features.npy",
+        "momask_len60_joints.npy",
+    ]
     joints, features = np.load(r.joints), np.load(r.features)
     assert joints.shape == (60, 22, 3) and features.shape == (60, 263)
     assert read_bvh(r.bvh).rotations.shape[0] == 60
@@ -66,39 +71,49 @@ def test_estimated_length_and_advanced_settings(service: DemoService) -> None:
     r = service.generate(MODEL, "a person runs", 0, True, 1, sampling_from_form(5, 2.5, 1.0, 0.5))
     frames = np.load(r.joints).shape[0]
     assert 4 <= frames <= 196 and frames % 4 == 0 and "length estimated" in r.message
-    assert sampling_from_form("5", 2.5, 1, 0.5) == Sampling(time_steps=5, cond_scale=2.5, res_cond_scale=1.0,
-                                                            temperature=0.5)
+    assert sampling_from_form("5", 2.5, 1, 0.5) == Sampling(
+        time_steps=5, cond_scale=2.5, res_cond_scale=1.0, temperature=0.5
+    )
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    (dict(prompt="   "), "prompt: empty caption"),
-    (dict(prompt="x" * 1001), "limit is 1000"),
-    (dict(frames=1000), "length: length 1000 frames is out of range; use 4..196"),
-    (dict(frames=2), "out of range"),
-    (dict(frames=60.5), "not a whole number"),
-    (dict(frames=None), "is not a number"),
-    (dict(seed=-1), "seed: -1 is out of range"),
-    (dict(label="other"), "not one this server was started with"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(prompt="   "), "prompt: empty caption"),
+        (dict(prompt="x" * 1001), "limit is 1000"),
+        (dict(frames=1000), "length: length 1000 frames is out of range; use 4..196"),
+        (dict(frames=2), "out of range"),
+        (dict(frames=60.5), "not a whole number"),
+        (dict(frames=None), "is not a number"),
+        (dict(seed=-1), "seed: -1 is out of range"),
+        (dict(label="other"), "not one this server was started with"),
+    ],
+)
 def test_bad_generation_inputs_are_refused_clearly(service: DemoService, kwargs: dict, message: str) -> None:
     args = dict(label=MODEL, prompt="a person walks", frames=60, estimate=False, seed=1) | kwargs
     with pytest.raises(ValueError, match=message):
         service.generate(**args)
-    assert list(service.workdir.iterdir()) == []                    # nothing written for a refused request
+    assert list(service.workdir.iterdir()) == []  # nothing written for a refused request
 
 
-@pytest.mark.parametrize("form, message", [
-    ((0, 4, 5, 1), "steps: 0 is out of range"), ((18, 4, 5, float("nan")), "temperature: nan is not a number"),
-    ((18, 50, 5, 1), "guidance: 50 is out of range"), ((2.5, 4, 5, 1), "steps: 2.5 is not a whole number"),
-])
+@pytest.mark.parametrize(
+    "form, message",
+    [
+        ((0, 4, 5, 1), "steps: 0 is out of range"),
+        ((18, 4, 5, float("nan")), "temperature: nan is not a number"),
+        ((18, 50, 5, 1), "guidance: 50 is out of range"),
+        ((2.5, 4, 5, 1), "steps: 2.5 is not a whole number"),
+    ],
+)
 def test_bad_advanced_settings(form: tuple, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         sampling_from_form(*form)
 
 
 def test_no_length_estimator_means_a_length_is_needed(runs: Path, pipe: MoMaskPipeline, tmp_path: Path) -> None:
-    plain = MoMaskPipeline.from_checkpoints(runs, "t2m", MASK_NAME, device="cpu", use_length_estimator=False,
-                                           text_encoder=pipe.text_encoder)
+    plain = MoMaskPipeline.from_checkpoints(
+        runs, "t2m", MASK_NAME, device="cpu", use_length_estimator=False, text_encoder=pipe.text_encoder
+    )
     service = DemoService({MODEL: plain}, tmp_path, video_size=64)
     with pytest.raises(ValueError, match="no length estimator: untick 'estimate length'"):
         service.generate(MODEL, "a person walks", 0, True, 1)
@@ -111,10 +126,10 @@ def test_edit_keeps_length_and_accepts_every_upload_kind(service: DemoService, t
         path = tmp_path / name
         shutil.copy(src, path)
         r = service.edit(MODEL, path, "a person jumps", 1.0, 2.0, 5)
-        frames = 80 if name == "walk.npy" else 79                       # joints -> features drops one frame
-        assert np.load(r.features).shape == (frames, 263) and r.folder != source.folder          # every frame kept
+        frames = 80 if name == "walk.npy" else 79  # joints -> features drops one frame
+        assert np.load(r.features).shape == (frames, 263) and r.folder != source.folder  # every frame kept
         assert r.message.startswith(f"regenerated 1.00-2.00 s of {frames / 20:.2f} s")
-    suffix = service.edit(MODEL, tmp_path / "walk.npy", "a person jumps", 2.0, 0, 5)   # end 0 = to the end
+    suffix = service.edit(MODEL, tmp_path / "walk.npy", "a person jumps", 2.0, 0, 5)  # end 0 = to the end
     assert suffix.message.startswith("regenerated 2.00-4.00 s")
 
 
@@ -125,21 +140,23 @@ def test_bad_uploads_and_spans_are_refused_clearly(service: DemoService, tmp_pat
     np.save(tmp_path / "ok.npy", np.zeros((80, 263), np.float32))
     (tmp_path / "motion.txt").write_text("1 2 3")
     (tmp_path / "bad.bvh").write_text("HIERARCHY\nnonsense")
-    cases = [("notes.npy", 1, 2, r"uploaded file 'notes.npy': motion notes.npy: not a \.npy file"),
-             ("image.npy", 1, 2, r"'image.npy'.*\(32, 32\)"),
-             ("long.npy", 1, 2, "has 400 frames; the demo edits at most 196"),
-             ("motion.txt", 1, 2, "unsupported extension '.txt'"),
-             ("bad.bvh", 1, 2, "uploaded file 'bad.bvh'"),
-             ("ok.npy", 3, 9, "edit span: frames 60..180 are not a non-empty span inside the motion's 80 frames"),
-             ("ok.npy", 2, 1, "edit span"),
-             ("ok.npy", -1, 2, r"start \(s\): -1 is out of range")]
+    cases = [
+        ("notes.npy", 1, 2, r"uploaded file 'notes.npy': motion notes.npy: not a \.npy file"),
+        ("image.npy", 1, 2, r"'image.npy'.*\(32, 32\)"),
+        ("long.npy", 1, 2, "has 400 frames; the demo edits at most 196"),
+        ("motion.txt", 1, 2, "unsupported extension '.txt'"),
+        ("bad.bvh", 1, 2, "uploaded file 'bad.bvh'"),
+        ("ok.npy", 3, 9, "edit span: frames 60..180 are not a non-empty span inside the motion's 80 frames"),
+        ("ok.npy", 2, 1, "edit span"),
+        ("ok.npy", -1, 2, r"start \(s\): -1 is out of range"),
+    ]
     for name, start, end, message in cases:
         with pytest.raises(ValueError, match=message):
             service.edit(MODEL, tmp_path / name, "a person jumps", start, end, 1)
     with pytest.raises(ValueError, match="upload a motion to edit"):
         service.edit(MODEL, None, "a person jumps", 1, 2, 1)
     assert list(service.workdir.iterdir()) == []
-    assert str(tmp_path) not in _message(service, tmp_path / "notes.npy")   # no server paths in page messages
+    assert str(tmp_path) not in _message(service, tmp_path / "notes.npy")  # no server paths in page messages
 
 
 def _message(service: DemoService, path: Path) -> str:
@@ -152,10 +169,10 @@ def test_janitor_removes_only_old_request_folders(service: DemoService) -> None:
     old = service.generate(MODEL, "a person walks", 20, False, 1).folder
     stamp = time.time() - service.max_age_s - 60
     os.utime(old, (stamp, stamp))
-    keep = service.workdir / "notes"                                # not a request folder: never touched
+    keep = service.workdir / "notes"  # not a request folder: never touched
     keep.mkdir()
     os.utime(keep, (stamp, stamp))
-    new = service.generate(MODEL, "a person walks", 20, False, 1).folder   # each request sweeps first
+    new = service.generate(MODEL, "a person walks", 20, False, 1).folder  # each request sweeps first
     assert not old.exists() and new.is_dir() and keep.is_dir()
 
 
@@ -170,12 +187,14 @@ def test_page_handlers_turn_bad_input_into_page_errors(service: DemoService) -> 
         on_edit(MODEL, None, "a person jumps", 1, 2, 1, 18, 4, 2, 1)
     video, gif, status, bvh, npy = on_generate(MODEL, "a person walks", 40, False, 1, 18, 4, 5, 1)
     assert video["visible"] == (shutil.which("ffmpeg") is not None) != gif["visible"]
-    assert Path(bvh).suffix == ".bvh" and [Path(p).name for p in npy] == ["momask_len40_joints.npy",
-                                                                         "momask_len40_features.npy"]
+    assert Path(bvh).suffix == ".bvh" and [Path(p).name for p in npy] == [
+        "momask_len40_joints.npy",
+        "momask_len40_features.npy",
+    ]
     app = build_app(service, service.workdir)
     model_events = [d for d in app.fns.values() if d.fn.__name__ in ("on_generate", "on_edit")]
-    assert len(model_events) == 3 and {"generate", "edit"} <= {d.api_name for d in model_events}   # + Enter key
-    assert {(d.concurrency_id, d.concurrency_limit) for d in model_events} == {("model", 1)}   # one request at a time
+    assert len(model_events) == 3 and {"generate", "edit"} <= {d.api_name for d in model_events}  # + Enter key
+    assert {(d.concurrency_id, d.concurrency_limit) for d in model_events} == {("model", 1)}  # one request at a time
 
 
 def test_server_queues_requests_and_refuses_paths_not_uploaded(service: DemoService, tmp_path: Path) -> None:
@@ -193,26 +212,42 @@ def test_server_queues_requests_and_refuses_paths_not_uploaded(service: DemoServ
     try:
         url = f"http://127.0.0.1:{port}/"
         client = Client(url, verbose=False, download_files=str(tmp_path / "client"))
-        jobs = [client.submit(MODEL, "a person walks", 40, False, seed, 18, 4, 5, 1, api_name="/generate")
-                for seed in (1, 2)]
+        jobs = [
+            client.submit(MODEL, "a person walks", 40, False, seed, 18, 4, 5, 1, api_name="/generate")
+            for seed in (1, 2)
+        ]
         (_, _, _, bvh1, npy1), (_, _, _, bvh2, npy2) = [job.result(timeout=120) for job in jobs]
         assert bvh1 != bvh2 and not np.array_equal(np.load(npy1[0]), np.load(npy2[0]))
         assert len(list(service.workdir.iterdir())) == 2
         source = tmp_path / "walk.npy"
         np.save(source, np.load(npy1[1]))
-        edited = client.predict(MODEL, handle_file(str(source)), "a person jumps", 0.5, 1.5, 3, 18, 4, 2, 1,
-                                api_name="/edit")
+        edited = client.predict(
+            MODEL, handle_file(str(source)), "a person jumps", 0.5, 1.5, 3, 18, 4, 2, 1, api_name="/edit"
+        )
         assert np.load(edited[4][1]).shape == (40, 263)
-        body = {"data": [MODEL, {"path": str(source), "meta": {"_type": "gradio.FileData"}}, "a person jumps",
-                         0.5, 1.5, 3, 18, 4, 2, 1]}
-        request = urllib.request.Request(f"{url}gradio_api/call/edit", json.dumps(body).encode(),
-                                         {"Content-Type": "application/json"})
+        body = {
+            "data": [
+                MODEL,
+                {"path": str(source), "meta": {"_type": "gradio.FileData"}},
+                "a person jumps",
+                0.5,
+                1.5,
+                3,
+                18,
+                4,
+                2,
+                1,
+            ]
+        }
+        request = urllib.request.Request(
+            f"{url}gradio_api/call/edit", json.dumps(body).encode(), {"Content-Type": "application/json"}
+        )
         with urllib.request.urlopen(request, timeout=30) as r:
             event = json.loads(r.read())["event_id"]
         with urllib.request.urlopen(f"{url}gradio_api/call/edit/{event}", timeout=60) as r:
             answer = r.read().decode()
         assert "event: error" in answer and "not uploaded by a user" in answer
-        assert len(list(service.workdir.iterdir())) == 3                # the refused request wrote nothing
+        assert len(list(service.workdir.iterdir())) == 3  # the refused request wrote nothing
     finally:
         app.close()
 
@@ -262,8 +297,18 @@ def test_browser_generates_plays_and_downloads_bvh(runs: Path, tmp_path: Path) -
 
     if not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()):
         pytest.skip("needs Debian's chromium and chromium-driver (apt-get install -y chromium chromium-driver)")
-    args = ["--checkpoints_dir", str(runs), "--name", MASK_NAME, "--res_name", RES_NAME, "--device", "cpu",
-            "--workdir", str(tmp_path / "work")]
+    args = [
+        "--checkpoints_dir",
+        str(runs),
+        "--name",
+        MASK_NAME,
+        "--res_name",
+        RES_NAME,
+        "--device",
+        "cpu",
+        "--workdir",
+        str(tmp_path / "work"),
+    ]
     source = tmp_path / "walk.npy"
     np.save(source, np.zeros((60, 263), np.float32))
     with start_app(args) as url, chromium() as driver:
@@ -273,4 +318,4 @@ def test_browser_generates_plays_and_downloads_bvh(runs: Path, tmp_path: Path) -
     assert state["ready"] >= 2 and state["time_advanced"] and state["status"].startswith("48 frames")
     bvh = parse_bvh(state["bvh_text"], state["bvh_url"])
     assert bvh.num_frames == 48 and abs(bvh.frame_time - 0.05) < 1e-9
-    assert set(state["hosts"]) <= {"127.0.0.1"}                     # the page loaded nothing from elsewhere
+    assert set(state["hosts"]) <= {"127.0.0.1"}  # the page loaded nothing from elsewhere

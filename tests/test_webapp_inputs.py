@@ -1,5 +1,6 @@
 """Web demo boundaries: the janitor deletes only its own request folders; the page's handlers turn the issue-16
 bad values and uploads into readable messages (page words, no CLI flags, no server paths) and keep serving."""
+
 from __future__ import annotations
 
 import io
@@ -10,10 +11,10 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from tiny_runs import MASK_NAME, RES_NAME, make_tiny_runs
 
 from data.synthetic import synthetic_joints
 from models.pipeline import MoMaskPipeline
-from tiny_runs import MASK_NAME, RES_NAME, make_tiny_runs
 from utils.skeleton import get_dataset_spec
 from visualization.bvh import format_bvh
 from visualization.joints2bvh import joints_to_bvh
@@ -34,13 +35,13 @@ def test_janitor_deletes_only_its_own_request_folders(tmp_path: Path) -> None:
     outside.mkdir()
     (outside / REQUEST_MARKER).write_text("")
     (outside / "data.txt").write_text("keep me")
-    ours = work / ("a" * 32)                                # uuid-hex name + marker: a request folder
+    ours = work / ("a" * 32)  # uuid-hex name + marker: a request folder
     ours.mkdir()
     (ours / REQUEST_MARKER).write_text("")
     decoys = {
-        "x" * 32: None,                                     # 32 characters, not hex (the old rule deleted it)
-        "b" * 32: "no marker",                              # hex name, but not made by the server
-        "c" * 31: REQUEST_MARKER,                           # marker, wrong name length
+        "x" * 32: None,  # 32 characters, not hex (the old rule deleted it)
+        "b" * 32: "no marker",  # hex name, but not made by the server
+        "c" * 31: REQUEST_MARKER,  # marker, wrong name length
         "d" * 32 + "e": REQUEST_MARKER,
     }
     for name, content in decoys.items():
@@ -49,9 +50,9 @@ def test_janitor_deletes_only_its_own_request_folders(tmp_path: Path) -> None:
             (work / name / REQUEST_MARKER).write_text("")
         elif content:
             (work / name / "file.txt").write_text(content)
-    (work / ("f" * 32)).symlink_to(outside, target_is_directory=True)   # a link to elsewhere, with a marker there
+    (work / ("f" * 32)).symlink_to(outside, target_is_directory=True)  # a link to elsewhere, with a marker there
     (work / ("0" * 32)).write_text("a file, not a folder")
-    marker_dir = work / ("1" * 32)                          # the marker is a folder, not the file the server writes
+    marker_dir = work / ("1" * 32)  # the marker is a folder, not the file the server writes
     (marker_dir / REQUEST_MARKER).mkdir(parents=True)
     young = work / ("2" * 32)
     young.mkdir()
@@ -96,6 +97,7 @@ def _uploads() -> dict[str, bytes]:
 
 def _flat_bvh(joints: np.ndarray) -> bytes:
     from dataclasses import replace
+
     motion = joints_to_bvh(joints, SPEC)
     return format_bvh(replace(motion, parents=(-1,) + (0,) * (len(motion.names) - 1))).encode()
 
@@ -106,8 +108,7 @@ def pipe(tmp_path_factory: pytest.TempPathFactory) -> MoMaskPipeline:
     return MoMaskPipeline.from_checkpoints(runs, "t2m", MASK_NAME, RES_NAME, device="cpu")
 
 
-def test_page_refuses_bad_values_and_uploads_readably_and_keeps_serving(pipe: MoMaskPipeline,
-                                                                         tmp_path: Path) -> None:
+def test_page_refuses_bad_values_and_uploads_readably_and_keeps_serving(pipe: MoMaskPipeline, tmp_path: Path) -> None:
     gr = pytest.importorskip("gradio")
     from visualization.webapp import make_handlers
 
@@ -116,16 +117,26 @@ def test_page_refuses_bad_values_and_uploads_readably_and_keeps_serving(pipe: Mo
     source = tmp_path / "walk.npy"
     np.save(source, np.zeros((80, 263), np.float32))
     good = ("a person walks", 40, False, 1, 18, 4, 5, 1)
-    bad_generate = {"prompt": ("", *good[1:]), "length": (good[0], 1e308, *good[2:]),
-                    "seed": (*good[:3], "abc", *good[4:]), "steps": (*good[:4], float("nan"), *good[5:]),
-                    "guidance": (*good[:5], "9" * 5000, *good[6:]), "temperature": (*good[:7], -1)}
+    bad_generate = {
+        "prompt": ("", *good[1:]),
+        "length": (good[0], 1e308, *good[2:]),
+        "seed": (*good[:3], "abc", *good[4:]),
+        "steps": (*good[:4], float("nan"), *good[5:]),
+        "guidance": (*good[:5], "9" * 5000, *good[6:]),
+        "temperature": (*good[:7], -1),
+    }
     messages = []
     for field, values in bad_generate.items():
         with pytest.raises(gr.Error) as info:
             on_generate("tiny", *values)
         messages.append((field, info.value.message))
-    for start, end, field in ((0, 1e308, "end (s)"), (1e308, 0, "start (s)"), ("0,9" + "9" * 400, 1, "start (s)"),
-                              (-1, 2, "start (s)"), (3, 2, "edit span")):
+    for start, end, field in (
+        (0, 1e308, "end (s)"),
+        (1e308, 0, "start (s)"),
+        ("0,9" + "9" * 400, 1, "start (s)"),
+        (-1, 2, "start (s)"),
+        (3, 2, "edit span"),
+    ):
         with pytest.raises(gr.Error) as info:
             on_edit("tiny", str(source), "a person jumps", start, end, 1, 18, 4, 2, 1)
         messages.append((field, info.value.message))
@@ -139,6 +150,6 @@ def test_page_refuses_bad_values_and_uploads_readably_and_keeps_serving(pipe: Mo
         assert what in message, (what, message)
         assert "--" not in message and str(tmp_path) not in message and "\n" not in message, (what, message)
         assert len(message) < 400, message
-    assert [p for p in service.workdir.iterdir()] == []              # nothing written for refused requests
-    video, gif, status, bvh, npy = on_generate("tiny", *good)        # and the page still serves
+    assert [p for p in service.workdir.iterdir()] == []  # nothing written for refused requests
+    video, gif, status, bvh, npy = on_generate("tiny", *good)  # and the page still serves
     assert Path(bvh).is_file() and status.startswith("40 frames")

@@ -2,6 +2,7 @@
 
 Features are a few random smooth curves mixed into D dims by a fixed random matrix, with binary contacts.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -23,8 +24,9 @@ def smooth_motion(rng: np.random.Generator, frames: int, mixing: np.ndarray) -> 
     return out.astype(np.float32)
 
 
-def make_dataset(root: Path, *, n_train: int = 10, n_val: int = 3, dim: int = 263, seed: int = 0,
-                 frames: tuple[int, int] = (80, 130)) -> Path:
+def make_dataset(
+    root: Path, *, n_train: int = 10, n_val: int = 3, dim: int = 263, seed: int = 0, frames: tuple[int, int] = (80, 130)
+) -> Path:
     """Write ``root/HumanML3D`` (new_joint_vecs, Mean/Std, train/val/test splits) and return that folder."""
     rng = np.random.default_rng(seed)
     mixing = rng.normal(0, 1, size=(6, dim)) / np.sqrt(6)
@@ -40,7 +42,7 @@ def make_dataset(root: Path, *, n_train: int = 10, n_val: int = 3, dim: int = 26
     (folder / "test.txt").write_text((folder / "val.txt").read_text())
     data = np.concatenate(list(clips.values()))
     std = np.maximum(data.std(axis=0), 1e-2)
-    # The VQ divides the root and contact std by feat_bias**2 = 25 (spec §1.9); pre-multiplying keeps every
+    # The VQ divides the root and contact std by feat_bias**2 = 25 (docs/data.md#normalisation); pre-multiplying keeps every
     # normalised dim at unit scale, so the loss measures how well the structure is learned.
     std[[0, 1, 2, 3, dim - 4, dim - 3, dim - 2, dim - 1]] *= 25.0
     np.save(folder / "Mean.npy", data.mean(axis=0).astype(np.float32))
@@ -51,10 +53,25 @@ def make_dataset(root: Path, *, n_train: int = 10, n_val: int = 3, dim: int = 26
 def tiny_vq_args(data_root: Path, checkpoints: Path, name: str = "tiny", **overrides: object) -> list[str]:
     """Command line of a seconds-long CPU training run of a small RVQ-VAE on the synthetic data."""
     values: dict[str, object] = dict(
-        name=name, dataset_name="t2m", data_root=data_root, checkpoints_dir=checkpoints, device="cpu",
-        batch_size=8, nb_code=32, code_dim=32, output_emb_width=32, width=32, num_quantizers=3,
-        warm_up_iter=20, lr=1e-3, milestones="150 250", max_epoch=1000, max_steps=40, log_every=5,
-        save_latest=20, seed=7,
+        name=name,
+        dataset_name="t2m",
+        data_root=data_root,
+        checkpoints_dir=checkpoints,
+        device="cpu",
+        batch_size=8,
+        nb_code=32,
+        code_dim=32,
+        output_emb_width=32,
+        width=32,
+        num_quantizers=3,
+        warm_up_iter=20,
+        lr=1e-3,
+        milestones="150 250",
+        max_epoch=1000,
+        max_steps=40,
+        log_every=5,
+        save_latest=20,
+        seed=7,
     )
     values.update(overrides)
     argv: list[str] = []

@@ -14,6 +14,7 @@ The best model by validation contrastive loss is what ``finest.tar`` holds (offi
 Data parallel (torchrun, gloo on CPU / NCCL on CUDA) and ``--accum_steps``: every rank loads the same global
 batches and trains on its shards of each (utils/distributed.py); rank 0 alone logs and saves.
 """
+
 from __future__ import annotations
 
 import logging
@@ -53,8 +54,9 @@ def _length_mask(m_lens: Tensor, frames: int, device: torch.device) -> Tensor:
     return (torch.arange(frames, device=device)[None] < m_lens.to(device)[:, None]).float()[..., None]
 
 
-def movement_loss(evaluator: T2MEvaluator, decoder: MovementConvDecoder, batch: EvalBatch,
-                  lambda_smooth: float, device: torch.device) -> Tensor:
+def movement_loss(
+    evaluator: T2MEvaluator, decoder: MovementConvDecoder, batch: EvalBatch, lambda_smooth: float, device: torch.device
+) -> Tensor:
     """Masked L1 reconstruction of (B, T, D) normalised features + smoothness of the movement latents."""
     motions = batch.motions.to(device, torch.float32)
     latents = evaluator.movement_encoder(motions[..., :-4])
@@ -66,14 +68,16 @@ def movement_loss(evaluator: T2MEvaluator, decoder: MovementConvDecoder, batch: 
     return rec + lambda_smooth * smooth
 
 
-def matching_losses(evaluator: T2MEvaluator, batch: EvalBatch, margin: float, rng: np.random.Generator,
-                    device: torch.device) -> tuple[Tensor, Tensor]:
+def matching_losses(
+    evaluator: T2MEvaluator, batch: EvalBatch, margin: float, rng: np.random.Generator, device: torch.device
+) -> tuple[Tensor, Tensor]:
     """Contrastive (positive, negative) losses of one batch; the movement encoder is used without gradients."""
     with torch.no_grad():
         movements = evaluator.movement_encoder(batch.motions.to(device, torch.float32)[..., :-4])
     motion_emb = evaluator.motion_encoder(movements, batch.m_lens // evaluator.unit_length)
-    text_emb = evaluator.text_encoder(batch.word_embs.to(device, torch.float32),
-                                      batch.pos_onehot.to(device, torch.float32), batch.sent_lens)
+    text_emb = evaluator.text_encoder(
+        batch.word_embs.to(device, torch.float32), batch.pos_onehot.to(device, torch.float32), batch.sent_lens
+    )
     shift = int(rng.integers(1, len(batch)))
     return contrastive_loss(text_emb, motion_emb, margin, shift)
 
@@ -95,9 +99,20 @@ def _set_epoch(loader: Iterable, epoch: int) -> None:
         sampler.set_epoch(epoch)
 
 
-def _run_epochs(epochs: int, loader: Iterable, net: nn.Module, optimizer: torch.optim.Optimizer, *,
-                accum_steps: int, seed: int, first_epoch: int, max_steps: int, log_every: int, phase: str,
-                on_epoch_end: Callable[[int, float], None]) -> None:
+def _run_epochs(
+    epochs: int,
+    loader: Iterable,
+    net: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    *,
+    accum_steps: int,
+    seed: int,
+    first_epoch: int,
+    max_steps: int,
+    log_every: int,
+    phase: str,
+    on_epoch_end: Callable[[int, float], None],
+) -> None:
     """Optimisation steps on global batches: this rank's shards (``net(shard, shard_index)`` -> loss), accumulated
     over ``accum_steps`` micro-steps; the logged loss of a step is the mean over all shards (every rank agrees)."""
     it = 0
@@ -108,9 +123,11 @@ def _run_epochs(epochs: int, loader: Iterable, net: nn.Module, optimizer: torch.
             it += 1
             plan = dist.make_shard_plan(len(EvalBatch.from_loader(raw)), accum_steps)
             if plan.micro_batch < 2:
-                raise ValueError(f"{phase}: a global batch of {plan.global_batch} split into {plan.num_shards} "
-                                 "shards (processes x --accum_steps) leaves fewer than 2 samples per shard: "
-                                 "raise --batch_size or use fewer processes/accumulation steps")
+                raise ValueError(
+                    f"{phase}: a global batch of {plan.global_batch} split into {plan.num_shards} "
+                    "shards (processes x --accum_steps) leaves fewer than 2 samples per shard: "
+                    "raise --batch_size or use fewer processes/accumulation steps"
+                )
             optimizer.zero_grad(set_to_none=True)
             total = torch.zeros((), dtype=torch.float64)
             for _, shard, rows in shard_steps(net, plan, seed, it):
@@ -142,23 +159,37 @@ def _param_device(module: nn.Module) -> torch.device:
 
 
 @torch.no_grad()
-def validation_loss(evaluator: T2MEvaluator, loader: Iterable, margin: float, device: torch.device,
-                    seed: int = 0) -> float:
+def validation_loss(
+    evaluator: T2MEvaluator, loader: Iterable, margin: float, device: torch.device, seed: int = 0
+) -> float:
     """Mean contrastive loss on a loader (fixed negative shifts so epochs compare fairly)."""
     evaluator.eval()
     rng = np.random.default_rng(seed)
-    values = [sum(matching_losses(evaluator, EvalBatch.from_loader(raw), margin, rng, device)).item()
-              for raw in loader]
+    values = [sum(matching_losses(evaluator, EvalBatch.from_loader(raw), margin, rng, device)).item() for raw in loader]
     if not values:
         raise ValueError("validation loader yielded no batches")
     return float(np.mean(values))
 
 
-def train_evaluator(evaluator: T2MEvaluator, train_loader: Iterable, val_loader: Iterable | None, *,
-                    device: torch.device, lr: float = 1e-4, movement_epochs: int = 10, max_epoch: int = 50,
-                    max_steps: int = 0, margin: float = 10.0, lambda_smooth: float = 0.001,
-                    dim_movement_dec_hidden: int = 512, log_every: int = 50, seed: int = 0, accum_steps: int = 1,
-                    on_best: Callable[[T2MEvaluator, int], None] | None = None, writer: Any = None) -> TrainHistory:
+def train_evaluator(
+    evaluator: T2MEvaluator,
+    train_loader: Iterable,
+    val_loader: Iterable | None,
+    *,
+    device: torch.device,
+    lr: float = 1e-4,
+    movement_epochs: int = 10,
+    max_epoch: int = 50,
+    max_steps: int = 0,
+    margin: float = 10.0,
+    lambda_smooth: float = 0.001,
+    dim_movement_dec_hidden: int = 512,
+    log_every: int = 50,
+    seed: int = 0,
+    accum_steps: int = 1,
+    on_best: Callable[[T2MEvaluator, int], None] | None = None,
+    writer: Any = None,
+) -> TrainHistory:
     """Both phases; ``on_best(evaluator, epoch)`` is called (on rank 0 only) whenever the validation (or, without
     a validation loader, the training) contrastive loss improves — the caller saves ``finest.tar`` there.
     ``writer`` (rank 0's TensorBoard, optional) gets the per-epoch losses of both phases.
@@ -173,13 +204,20 @@ def train_evaluator(evaluator: T2MEvaluator, train_loader: Iterable, val_loader:
     evaluator.to(device)
 
     if movement_epochs > 0:
-        decoder = MovementConvDecoder(input_size=evaluator.model_args["dim_movement_latent"],
-                                      hidden_size=dim_movement_dec_hidden, output_size=evaluator.dim_pose).to(device)
+        decoder = MovementConvDecoder(
+            input_size=evaluator.model_args["dim_movement_latent"],
+            hidden_size=dim_movement_dec_hidden,
+            output_size=evaluator.dim_pose,
+        ).to(device)
         evaluator.movement_encoder.train()
         decoder.train()
         trained = nn.ModuleDict({"movement_encoder": evaluator.movement_encoder, "decoder": decoder})
-        net = dist.wrap_ddp(dist.MethodAsForward(
-            trained, lambda mods, b, shard: movement_loss(evaluator, mods["decoder"], b, lambda_smooth, device)), device)
+        net = dist.wrap_ddp(
+            dist.MethodAsForward(
+                trained, lambda mods, b, shard: movement_loss(evaluator, mods["decoder"], b, lambda_smooth, device)
+            ),
+            device,
+        )
 
         def end_movement_epoch(epoch: int, loss: float) -> None:
             history.movement.append(loss)
@@ -187,14 +225,24 @@ def train_evaluator(evaluator: T2MEvaluator, train_loader: Iterable, val_loader:
             if writer is not None:
                 writer.add_scalar("movement/loss", loss, epoch)
 
-        _run_epochs(movement_epochs, train_loader, net, torch.optim.Adam(trained.parameters(), lr=lr),
-                    accum_steps=accum_steps, seed=seed, first_epoch=0, max_steps=max_steps, log_every=log_every,
-                    phase="movement", on_epoch_end=end_movement_epoch)
+        _run_epochs(
+            movement_epochs,
+            train_loader,
+            net,
+            torch.optim.Adam(trained.parameters(), lr=lr),
+            accum_steps=accum_steps,
+            seed=seed,
+            first_epoch=0,
+            max_steps=max_steps,
+            log_every=log_every,
+            phase="movement",
+            on_epoch_end=end_movement_epoch,
+        )
 
     evaluator.movement_encoder.eval()
     trained = nn.ModuleDict({"text_encoder": evaluator.text_encoder, "motion_encoder": evaluator.motion_encoder})
     best = float("inf")
-    shift_rngs: dict[int, np.random.Generator] = {}     # one negative-shift stream per shard index
+    shift_rngs: dict[int, np.random.Generator] = {}  # one negative-shift stream per shard index
 
     def matching_step(mods: nn.Module, batch: EvalBatch, shard: int) -> Tensor:
         mods.train()
@@ -207,11 +255,12 @@ def train_evaluator(evaluator: T2MEvaluator, train_loader: Iterable, val_loader:
         nonlocal best
         history.matching.append(loss)
         score = loss
-        if val_loader is not None:      # every rank validates (same weights, same result); rank 0 saves
+        if val_loader is not None:  # every rank validates (same weights, same result); rank 0 saves
             score = validation_loss(evaluator, val_loader, margin, device, seed)
             history.val_matching.append(score)
-        logger.info("matching epoch %d: train %.6g, val %s", epoch, loss,
-                    f"{score:.6g}" if val_loader is not None else "-")
+        logger.info(
+            "matching epoch %d: train %.6g, val %s", epoch, loss, f"{score:.6g}" if val_loader is not None else "-"
+        )
         if writer is not None:
             writer.add_scalar("matching/train_loss", loss, epoch)
             if val_loader is not None:
@@ -222,9 +271,19 @@ def train_evaluator(evaluator: T2MEvaluator, train_loader: Iterable, val_loader:
                 on_best(evaluator, epoch)
 
     net = dist.wrap_ddp(dist.MethodAsForward(trained, matching_step), device)
-    _run_epochs(max_epoch, train_loader, net, torch.optim.Adam(trained.parameters(), lr=lr),
-                accum_steps=accum_steps, seed=seed + 1, first_epoch=max(movement_epochs, 0), max_steps=max_steps,
-                log_every=log_every, phase="matching", on_epoch_end=end_epoch)
+    _run_epochs(
+        max_epoch,
+        train_loader,
+        net,
+        torch.optim.Adam(trained.parameters(), lr=lr),
+        accum_steps=accum_steps,
+        seed=seed + 1,
+        first_epoch=max(movement_epochs, 0),
+        max_steps=max_steps,
+        log_every=log_every,
+        phase="matching",
+        on_epoch_end=end_epoch,
+    )
     evaluator.eval()
     dist.barrier()
     return history

@@ -1,6 +1,6 @@
-"""Training loop of the length estimator (spec §3.7): cross-entropy over ``L // unit_length`` classes.
+"""Training loop of the length estimator (docs/networks.md#length-estimator): cross-entropy over ``L // unit_length`` classes.
 
-Data: (caption, clip length) items built like the text-motion datasets (spec §1.10: clips in
+Data: (caption, clip length) items built like the text-motion datasets (docs/data.md#datasets: clips in
 ``[min_motion_length, 200)`` frames, whole-clip captions grouped, captioned sub-ranges as their own items), read
 from file headers only, since the estimator never sees the motion itself. Each epoch draws, per item, one caption
 and the dataset "coin" (1/3: one unit shorter) from a generator seeded by ``(seed, epoch)``, so an interrupted run
@@ -14,6 +14,7 @@ Data parallel (torchrun) and ``accum_steps``: every rank builds the same global 
 smaller); each shard's loss is its summed cross-entropy over the global batch size, so the accumulated, DDP-
 averaged gradient is the one of the global batch mean. Rank 0 alone logs and saves.
 """
+
 from __future__ import annotations
 
 import logging
@@ -63,9 +64,10 @@ def _motion_frames(path: Path) -> int:
     return int(np.load(path, mmap_mode="r").shape[0])
 
 
-def read_length_items(data_root: str | Path, spec: DatasetSpec, split: str,
-                      max_length_exclusive: int = 200) -> LengthItems:
-    """(caption, length) items of a split in the official layout (construction of spec §1.10)."""
+def read_length_items(
+    data_root: str | Path, spec: DatasetSpec, split: str, max_length_exclusive: int = 200
+) -> LengthItems:
+    """(caption, length) items of a split in the official layout (construction of docs/data.md#datasets)."""
     paths = DatasetPaths.for_dataset(data_root, spec)
     ids = paths.read_split(split)
     min_len = spec.min_motion_length
@@ -101,8 +103,10 @@ def read_length_items(data_root: str | Path, spec: DatasetSpec, split: str,
     if missing:
         logger.warning("%s split: %d of %d ids have no motion or text file (skipped)", split, missing, len(ids))
     if not lengths:
-        raise ValueError(f"no usable (caption, length) items in {paths.root} split {split!r}: clips must be "
-                         f"{min_len}-{max_length_exclusive - 1} frames long and have a caption")
+        raise ValueError(
+            f"no usable (caption, length) items in {paths.root} split {split!r}: clips must be "
+            f"{min_len}-{max_length_exclusive - 1} frames long and have a caption"
+        )
     return LengthItems(list(captions), item_captions, lengths)
 
 
@@ -111,11 +115,12 @@ def length_classes(lengths: Tensor, unit_length: int, num_classes: int) -> Tenso
     return torch.div(lengths, unit_length, rounding_mode="floor").clamp(0, num_classes - 1).long()
 
 
-def epoch_batches(items: LengthItems, epoch: int, seed: int, batch_size: int, unit_length: int,
-                  num_classes: int) -> list[tuple[Tensor, Tensor]]:
+def epoch_batches(
+    items: LengthItems, epoch: int, seed: int, batch_size: int, unit_length: int, num_classes: int
+) -> list[tuple[Tensor, Tensor]]:
     """One epoch: shuffled ``(caption index (b,), class (b,))`` batches, drawn from a ``(seed, epoch)`` generator.
 
-    Per item: one caption uniformly, and the dataset coin (spec §1.10: with probability 1/3 the length is one
+    Per item: one caption uniformly, and the dataset coin (docs/data.md#datasets: with probability 1/3 the length is one
     unit shorter, ``(L // u - 1) * u``, else ``(L // u) * u``).
     """
     g = torch.Generator().manual_seed(int(seed) * 1_000_003 + int(epoch))
@@ -129,7 +134,9 @@ def epoch_batches(items: LengthItems, epoch: int, seed: int, batch_size: int, un
     units = torch.div(torch.tensor(items.lengths), unit_length, rounding_mode="floor")
     units = torch.where(coin & (unit_length < 10), units - 1, units)
     labels = length_classes(units * unit_length, unit_length, num_classes)
-    return [(caption_idx[order[i:i + batch_size]], labels[order[i:i + batch_size]]) for i in range(0, n, batch_size)]
+    return [
+        (caption_idx[order[i : i + batch_size]], labels[order[i : i + batch_size]]) for i in range(0, n, batch_size)
+    ]
 
 
 def val_pairs(items: LengthItems, unit_length: int, num_classes: int) -> tuple[Tensor, Tensor]:
@@ -146,8 +153,8 @@ def evaluate_loss(model: LengthEstimator, feats: Tensor, idx: Tensor, labels: Te
     model.eval()
     total = 0.0
     for i in range(0, len(idx), batch_size):
-        logits = model(feats[idx[i:i + batch_size]])
-        total += F.cross_entropy(logits, labels[i:i + batch_size].to(logits.device), reduction="sum").item()
+        logits = model(feats[idx[i : i + batch_size]])
+        total += F.cross_entropy(logits, labels[i : i + batch_size].to(logits.device), reduction="sum").item()
     model.train(was_training)
     return total / max(len(idx), 1)
 
@@ -163,12 +170,21 @@ class LengthTrainConfig:
     seed: int = 3407
     log_every: int = 50
     accum_steps: int = 1
-    max_steps: int = 0          # stop after this many optimisation steps in total (0 = max_epoch epochs)
+    max_steps: int = 0  # stop after this many optimisation steps in total (0 = max_epoch epochs)
 
 
-def train_length_estimator(model: LengthEstimator, train: LengthItems, val: LengthItems, encoder: CaptionEncoder,
-                           cfg: LengthTrainConfig, model_dir: Path, device: torch.device, *, resume: bool = False,
-                           writer: Any = None) -> dict[str, float]:
+def train_length_estimator(
+    model: LengthEstimator,
+    train: LengthItems,
+    val: LengthItems,
+    encoder: CaptionEncoder,
+    cfg: LengthTrainConfig,
+    model_dir: Path,
+    device: torch.device,
+    *,
+    resume: bool = False,
+    writer: Any = None,
+) -> dict[str, float]:
     """Adam + CE + grad-norm clipping; ``finest.tar`` on best val loss, ``latest.tar`` after every epoch (and at
     ``max_steps``).
 
@@ -179,7 +195,7 @@ def train_length_estimator(model: LengthEstimator, train: LengthItems, val: Leng
     """
     model_dir = Path(model_dir)
     model.to(device)
-    train_feats = encoder.encode(train.captions).to(device)         # (Nc, dim)
+    train_feats = encoder.encode(train.captions).to(device)  # (Nc, dim)
     val_feats = encoder.encode(val.captions).to(device)
     val_idx, val_labels = val_pairs(val, cfg.unit_length, cfg.num_classes)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
@@ -190,13 +206,24 @@ def train_length_estimator(model: LengthEstimator, train: LengthItems, val: Leng
         optimizer.load_state_dict(state["opt_estimator"])
         start_epoch, start_it, niter = int(state["epoch"]), int(state.get("epoch_it", 0)), int(state["niter"])
         best = float(state.get("best_val_loss", math.inf))
-        rng = state.get("rng", state.get("rng_state"))      # rng_state: our earlier checkpoints
+        rng = state.get("rng", state.get("rng_state"))  # rng_state: our earlier checkpoints
         if rng is not None:
             restore_rng(rng)
-        logger.info("resumed %s at epoch %d (batch %d), iteration %d (best val loss %.4f)", model_dir / LATEST,
-                    start_epoch, start_it, niter, best)
-    summary = {"best_val_loss": best, "val_loss": math.nan, "train_loss": math.nan, "epoch": start_epoch,
-               "niter": niter}
+        logger.info(
+            "resumed %s at epoch %d (batch %d), iteration %d (best val loss %.4f)",
+            model_dir / LATEST,
+            start_epoch,
+            start_it,
+            niter,
+            best,
+        )
+    summary = {
+        "best_val_loss": best,
+        "val_loss": math.nan,
+        "train_loss": math.nan,
+        "epoch": start_epoch,
+        "niter": niter,
+    }
     encoder_name = getattr(encoder, "name", "unknown")
     net = dist.wrap_ddp(model, device)
     main = dist.is_main()
@@ -215,12 +242,12 @@ def train_length_estimator(model: LengthEstimator, train: LengthItems, val: Leng
             # The last batch of an epoch may be smaller: near-equal shards; each shard's loss is its summed CE
             # over the global batch size, so the accumulated, DDP-averaged gradient is the global batch mean's.
             plan = dist.make_shard_plan(len(idx), cfg.accum_steps, equal=False)
-            total = torch.zeros((), device=device)          # summed CE of this rank's shards
+            total = torch.zeros((), device=device)  # summed CE of this rank's shards
             for _, _, rows in shard_steps(net, plan, cfg.seed, niter):
                 part_idx, part_labels = dist.take_shard((idx, labels), rows)
                 logits = net(train_feats[part_idx.to(device)])
                 loss_sum = F.cross_entropy(logits, part_labels.to(device), reduction="sum")
-                (loss_sum * (plan.world_size / len(idx))).backward()        # DDP averages over ranks
+                (loss_sum * (plan.world_size / len(idx))).backward()  # DDP averages over ranks
                 total += loss_sum.detach()
             if cfg.grad_clip > 0:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
@@ -243,18 +270,35 @@ def train_length_estimator(model: LengthEstimator, train: LengthItems, val: Leng
         if val_loss < best:
             best = val_loss
             if main:
-                save_checkpoint(model_dir / FINEST, {
-                    "estimator": model.state_dict(), "epoch": epoch, "niter": niter, MODEL_ARGS_KEY: model.model_args,
-                    "val_loss": val_loss, "text_encoder": encoder_name})
+                save_checkpoint(
+                    model_dir / FINEST,
+                    {
+                        "estimator": model.state_dict(),
+                        "epoch": epoch,
+                        "niter": niter,
+                        MODEL_ARGS_KEY: model.model_args,
+                        "val_loss": val_loss,
+                        "text_encoder": encoder_name,
+                    },
+                )
             logger.info("best val loss %.6g: saved %s", val_loss, model_dir / FINEST)
-        done = epoch if stopped else epoch + 1         # epochs completed
+        done = epoch if stopped else epoch + 1  # epochs completed
         if main:
-            save_checkpoint(model_dir / LATEST, {
-                "estimator": model.state_dict(), "opt_estimator": optimizer.state_dict(), "epoch": done,
-                "epoch_it": epoch_it if stopped else 0, "niter": niter, "best_val_loss": best, "rng": capture_rng(),
-                MODEL_ARGS_KEY: model.model_args, "text_encoder": encoder_name})
-        summary = {"best_val_loss": best, "val_loss": val_loss, "train_loss": train_loss, "epoch": done,
-                   "niter": niter}
+            save_checkpoint(
+                model_dir / LATEST,
+                {
+                    "estimator": model.state_dict(),
+                    "opt_estimator": optimizer.state_dict(),
+                    "epoch": done,
+                    "epoch_it": epoch_it if stopped else 0,
+                    "niter": niter,
+                    "best_val_loss": best,
+                    "rng": capture_rng(),
+                    MODEL_ARGS_KEY: model.model_args,
+                    "text_encoder": encoder_name,
+                },
+            )
+        summary = {"best_val_loss": best, "val_loss": val_loss, "train_loss": train_loss, "epoch": done, "niter": niter}
         if stopped:
             logger.info("stopped at --max_steps %d", cfg.max_steps)
             break

@@ -6,6 +6,7 @@ then MultiStepLR(milestones, gamma) stepped once per iteration — from the firs
 from ``it >= warm_up_iter`` on (VQ, so its milestones take effect ``warm_up_iter - 1`` iterations later), as the
 two official trainers do.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -38,8 +39,16 @@ class WarmupMultiStepLR:
     at ``warm_up_iter`` (VQ). Its state (the checkpoint's ``scheduler`` entry) is MultiStepLR's, as the reference's.
     """
 
-    def __init__(self, optimizer: torch.optim.Optimizer, *, lr: float, warm_up_iter: int, milestones: Sequence[int],
-                 gamma: float, step_during_warmup: bool) -> None:
+    def __init__(
+        self,
+        optimizer: torch.optim.Optimizer,
+        *,
+        lr: float,
+        warm_up_iter: int,
+        milestones: Sequence[int],
+        gamma: float,
+        step_during_warmup: bool,
+    ) -> None:
         self.optimizer, self.lr, self.warm_up_iter = optimizer, lr, warm_up_iter
         self.step_during_warmup = step_during_warmup
         self.scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=list(milestones), gamma=gamma)
@@ -79,10 +88,15 @@ def capture_rng(datasets: Sequence[Any] = ()) -> dict[str, Any]:
         "torch": torch.get_rng_state(),
         "numpy": json.dumps([np_state[0], np_state[1].tolist(), *np_state[2:]]),
         "python": json.dumps(random.getstate()),
-        "datasets": json.dumps([
-            {k: (g.bit_generator.state if isinstance(g, np.random.Generator) else g.getstate())
-             for k, g in _generators_of(ds).items()} for ds in datasets
-        ]),
+        "datasets": json.dumps(
+            [
+                {
+                    k: (g.bit_generator.state if isinstance(g, np.random.Generator) else g.getstate())
+                    for k, g in _generators_of(ds).items()
+                }
+                for ds in datasets
+            ]
+        ),
     }
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
@@ -131,8 +145,9 @@ def isolated_rng(seed: int) -> Iterator[None]:
 
 
 # ---- the sharded step ------------------------------------------------------------------------------------------
-def shard_steps(net: nn.Module, plan: ShardPlan, seed: int, step: int, *,
-                always_reseed: bool = False) -> Iterator[tuple[int, int, slice]]:
+def shard_steps(
+    net: nn.Module, plan: ShardPlan, seed: int, step: int, *, always_reseed: bool = False
+) -> Iterator[tuple[int, int, slice]]:
     """This rank's micro-steps of optimisation step ``step``: ``(micro_step m, shard index, rows of the global
     batch)``.
 

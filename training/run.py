@@ -18,6 +18,7 @@ a checkpoint                refused         resumed from ``model/latest.tar``  s
 :meth:`Run.start`, i.e. once the new run's data and options have been checked: a start that fails early changes
 nothing. Every rank decides (the same way); rank 0 alone writes.
 """
+
 from __future__ import annotations
 
 import logging
@@ -41,7 +42,7 @@ logger = logging.getLogger(__name__)
 OPT_FILE = "opt.txt"
 LOG_FILE = "log.txt"
 TENSORBOARD_DIR = "tensorboard"
-RESTART_REMOVES = ("model", "meta", TENSORBOARD_DIR)     # what starting a run again in place clears
+RESTART_REMOVES = ("model", "meta", TENSORBOARD_DIR)  # what starting a run again in place clears
 
 NEW, RESUME, RESTART = "new", "resume", "restart"
 T = TypeVar("T")
@@ -69,8 +70,15 @@ class RunFolder:
         return self.action == RESUME
 
     @classmethod
-    def decide(cls, root: Path, *, is_continue: bool = False, overwrite: bool = False, checkpoint: str = LATEST,
-               resumable: bool = True) -> RunFolder:
+    def decide(
+        cls,
+        root: Path,
+        *,
+        is_continue: bool = False,
+        overwrite: bool = False,
+        checkpoint: str = LATEST,
+        resumable: bool = True,
+    ) -> RunFolder:
         """The one place a run folder is judged; refusals raise ValueError/FileNotFoundError naming the flag.
         ``resumable=False``: a trainer without ``--is_continue`` (the evaluator's)."""
         if is_continue and overwrite:
@@ -80,23 +88,39 @@ class RunFolder:
         if usable and is_continue:
             return cls(root, RESUME, f"resuming {root} from model/{checkpoint}", checkpoint)
         if usable and overwrite:
-            return cls(root, RESTART, f"--overwrite: starting {root} again from scratch (its checkpoints "
-                                      f"{list_checkpoints(root / 'model')} are replaced)", checkpoint)
+            return cls(
+                root,
+                RESTART,
+                f"--overwrite: starting {root} again from scratch (its checkpoints "
+                f"{list_checkpoints(root / 'model')} are replaced)",
+                checkpoint,
+            )
         resume_hint = "--is_continue to resume it, " if resumable else ""
         if usable:
-            raise ValueError(f"run folder {root} already exists with model/{checkpoint}: pass {resume_hint}"
-                             "--overwrite to start it again from scratch, or choose another --name")
+            raise ValueError(
+                f"run folder {root} already exists with model/{checkpoint}: pass {resume_hint}"
+                "--overwrite to start it again from scratch, or choose another --name"
+            )
         if has_files and (is_continue or overwrite):
             flag = "--is_continue" if is_continue else "--overwrite"
-            return cls(root, RESTART, f"{flag}: {root} has no model/{checkpoint} (stopped before its first "
-                                      "checkpoint): starting it again in place", checkpoint)
+            return cls(
+                root,
+                RESTART,
+                f"{flag}: {root} has no model/{checkpoint} (stopped before its first "
+                "checkpoint): starting it again in place",
+                checkpoint,
+            )
         if has_files:
-            raise ValueError(f"run folder {root} already exists but has no model/{checkpoint} (stopped before its "
-                             f"first checkpoint?): pass --overwrite{' (or --is_continue)' if resumable else ''} to "
-                             "start it again in place, or choose another --name")
+            raise ValueError(
+                f"run folder {root} already exists but has no model/{checkpoint} (stopped before its "
+                f"first checkpoint?): pass --overwrite{' (or --is_continue)' if resumable else ''} to "
+                "start it again in place, or choose another --name"
+            )
         if is_continue:
-            raise FileNotFoundError(f"--is_continue: {root / 'model' / checkpoint} not found (nothing to resume; "
-                                    "drop --is_continue to start this run)")
+            raise FileNotFoundError(
+                f"--is_continue: {root / 'model' / checkpoint} not found (nothing to resume; "
+                "drop --is_continue to start this run)"
+            )
         return cls(root, NEW, f"new run in {root}", checkpoint)
 
 
@@ -131,7 +155,7 @@ class Run:
                 for name in RESTART_REMOVES:
                     shutil.rmtree(self.root / name, ignore_errors=True)
             self.model_dir.mkdir(parents=True, exist_ok=True)
-            for torn in self.model_dir.glob(".*.tmp*"):    # left by a save that was killed (utils.checkpoint)
+            for torn in self.model_dir.glob(".*.tmp*"):  # left by a save that was killed (utils.checkpoint)
                 torn.unlink()
             if write_options:
                 self.opt.save(self.root / OPT_FILE, is_train=True, **opt_extra)
@@ -139,9 +163,15 @@ class Run:
             if tensorboard:
                 self.writer = SummaryWriter(log_dir=str(self.root / TENSORBOARD_DIR))
         dist.configure_rank_logging(self.env)
-        logger.info("%s; git %s, device %s, %d process(es); options: %s", self.folder.reason, git_sha(),
-                    self.device, self.env.world_size, self.opt.to_dict())
-        dist.barrier()          # the run files exist before any rank reads or resumes from them
+        logger.info(
+            "%s; git %s, device %s, %d process(es); options: %s",
+            self.folder.reason,
+            git_sha(),
+            self.device,
+            self.env.world_size,
+            self.opt.to_dict(),
+        )
+        dist.barrier()  # the run files exist before any rank reads or resumes from them
 
     def close(self) -> None:
         if self.writer is not None:
@@ -156,9 +186,14 @@ def run_trainer(opt: TrainingOptions, train: Callable[[Run], T], *, checkpoint: 
     env, device = dist.init_distributed(opt.device)
     try:
         resumable = isinstance(opt, ResumeOptions)
-        folder = RunFolder.decide(opt.save_root, is_continue=resumable and opt.is_continue, overwrite=opt.overwrite,
-                                  checkpoint=checkpoint, resumable=resumable)
-        dist.barrier()          # every rank has judged the folder before rank 0 writes into it
+        folder = RunFolder.decide(
+            opt.save_root,
+            is_continue=resumable and opt.is_continue,
+            overwrite=opt.overwrite,
+            checkpoint=checkpoint,
+            resumable=resumable,
+        )
+        dist.barrier()  # every rank has judged the folder before rank 0 writes into it
         setup_logging()
         dist.configure_rank_logging(env)
         run = Run(folder, opt, env, device)

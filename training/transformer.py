@@ -1,4 +1,4 @@
-"""One training loop for both transformers (spec §3.8, §4.2).
+"""One training loop for both transformers (docs/training.md#transformer-schedule, docs/training.md#residual-transformer-objective).
 
 Per iteration: the frozen VQ (eval mode) tokenises the zero-padded batch on the fly, cached text features give
 the condition, the stage's loss runs, AdamW steps and MultiStepLR steps (every iteration, warm-up included;
@@ -17,14 +17,16 @@ on the shard only. With more than one shard per step, torch's global generator (
 dropout) is re-seeded per shard from ``(seed, step, shard)``: runs with the same ``processes x accum_steps`` are
 then identical, others equal in distribution. The loss is the mean of the shards' losses.
 """
+
 from __future__ import annotations
 
 import dataclasses
 import logging
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -43,13 +45,20 @@ from options.transformer import TransformerOptions
 from training.loop import WarmupMultiStepLR, capture_rng, epoch_progress, every, isolated_rng, restore_rng, shard_steps
 from training.run import Run
 from utils import distributed as dist
-from utils.checkpoint import (BEST_ACC, BEST_LOSS, LATEST, MODEL_ARGS_KEY, load_checkpoint, load_state_dict_strict,
-                              save_checkpoint)
+from utils.checkpoint import (
+    BEST_ACC,
+    BEST_LOSS,
+    LATEST,
+    MODEL_ARGS_KEY,
+    load_checkpoint,
+    load_state_dict_strict,
+    save_checkpoint,
+)
 
 logger = logging.getLogger(__name__)
 
-Tokenizer = Callable[[Tensor], Tensor]              # motion (B, T, D) -> codes (B, n, Q)
-TextFeatures = Callable[[Sequence[str]], Tensor]    # captions (B,) -> (B, clip_dim)
+Tokenizer = Callable[[Tensor], Tensor]  # motion (B, T, D) -> codes (B, n, Q)
+TextFeatures = Callable[[Sequence[str]], Tensor]  # captions (B,) -> (B, clip_dim)
 StageLoss = Callable[[nn.Module, Tensor, Tensor, Tensor], MaskedLoss]
 
 
@@ -61,7 +70,7 @@ class Stage:
     optimizer_key: str
     loss: StageLoss
     best_file: str
-    best_metric: str               # "acc" (higher is better) or "loss" (lower is better)
+    best_metric: str  # "acc" (higher is better) or "loss" (lower is better)
 
     def is_better(self, new: float, old: float | None) -> bool:
         if old is None:
@@ -85,8 +94,14 @@ def build_optimizer(model: nn.Module, opt: TransformerOptions) -> tuple[torch.op
     """AdamW(lr, betas (0.9, 0.99), weight_decay 1e-5) over all parameters + warm-up and MultiStepLR(milestones,
     gamma) stepped every iteration, warm-up included."""
     optimizer = torch.optim.AdamW(model.parameters(), lr=opt.lr, betas=(0.9, 0.99), weight_decay=1e-5)
-    schedule = WarmupMultiStepLR(optimizer, lr=opt.lr, warm_up_iter=opt.warm_up_iter, milestones=opt.milestones,
-                                 gamma=opt.gamma, step_during_warmup=True)
+    schedule = WarmupMultiStepLR(
+        optimizer,
+        lr=opt.lr,
+        warm_up_iter=opt.warm_up_iter,
+        milestones=opt.milestones,
+        gamma=opt.gamma,
+        step_during_warmup=True,
+    )
     return optimizer, schedule
 
 
@@ -94,24 +109,31 @@ def epoch_batches(num_items: int, batch_size: int, seed: int, epoch: int) -> lis
     """Shuffled full batches of one epoch (last partial batch dropped, as the reference's loader does)."""
     g = torch.Generator().manual_seed(seed * 100_003 + epoch)
     order = torch.randperm(num_items, generator=g).tolist()
-    return [order[i:i + batch_size] for i in range(0, num_items - batch_size + 1, batch_size)]
+    return [order[i : i + batch_size] for i in range(0, num_items - batch_size + 1, batch_size)]
 
 
 @dataclass
 class TrainerState:
-    epoch: int = 0             # epoch in progress (0-based)
-    it_in_epoch: int = 0       # batches of that epoch already done
-    total_it: int = 0          # 1-based count of optimisation steps done
+    epoch: int = 0  # epoch in progress (0-based)
+    it_in_epoch: int = 0  # batches of that epoch already done
+    total_it: int = 0  # 1-based count of optimisation steps done
     best: float | None = None  # best validation value of the stage's metric
-    history: list[float] = field(default_factory=list)   # training loss of each step run in this process
+    history: list[float] = field(default_factory=list)  # training loss of each step run in this process
 
 
 class TransformerTrainer:
     """Trains a masked or residual transformer; checkpoints go to ``model_dir``."""
 
     def __init__(
-        self, stage: Stage, model: nn.Module, tokenizer: Tokenizer, text_features: TextFeatures,
-        opt: TransformerOptions, model_dir: str | Path, device: torch.device, writer: Any | None = None,
+        self,
+        stage: Stage,
+        model: nn.Module,
+        tokenizer: Tokenizer,
+        text_features: TextFeatures,
+        opt: TransformerOptions,
+        model_dir: str | Path,
+        device: torch.device,
+        writer: Any | None = None,
         model_args: dict[str, Any] | None = None,
     ) -> None:
         self.stage, self.model, self.tokenizer, self.text_features = stage, model.to(device), tokenizer, text_features
@@ -136,7 +158,7 @@ class TransformerTrainer:
         captions, motion, lengths = batch
         motion = motion.to(self.device, dtype=torch.float32, non_blocking=True)
         with torch.no_grad():
-            codes = self.tokenizer(motion)                                   # (B, n, Q), fp32 VQ
+            codes = self.tokenizer(motion)  # (B, n, Q), fp32 VQ
             cond = self.text_features(list(captions)).to(self.device)
         m_lens = torch.as_tensor(lengths, device=self.device).long() // self.opt.unit_length
         with self.amp.autocast():
@@ -152,7 +174,9 @@ class TransformerTrainer:
         it = self.state.total_it
         self.schedule.before_step(it)
         if len(batch[1]) != self.plan.global_batch:
-            raise ValueError(f"train_step got a batch of {len(batch[1])}, expected --batch_size {self.plan.global_batch}")
+            raise ValueError(
+                f"train_step got a batch of {len(batch[1])}, expected --batch_size {self.plan.global_batch}"
+            )
         self.optimizer.zero_grad(set_to_none=True)
         steps = self.plan.accum_steps
         sums = torch.zeros(2, device=self.device)
@@ -186,9 +210,15 @@ class TransformerTrainer:
     def checkpoint(self, datasets: Sequence[Any] = ()) -> dict[str, Any]:
         s = self.state
         state = {
-            self.stage.model_key: self.model.state_dict(), self.stage.optimizer_key: self.optimizer.state_dict(),
-            "scheduler": self.schedule.state_dict(), "ep": s.epoch, "total_it": s.total_it,
-            "it_in_epoch": s.it_in_epoch, "best": s.best, MODEL_ARGS_KEY: self.model_args, "rng": capture_rng(datasets),
+            self.stage.model_key: self.model.state_dict(),
+            self.stage.optimizer_key: self.optimizer.state_dict(),
+            "scheduler": self.schedule.state_dict(),
+            "ep": s.epoch,
+            "total_it": s.total_it,
+            "it_in_epoch": s.it_in_epoch,
+            "best": s.best,
+            MODEL_ARGS_KEY: self.model_args,
+            "rng": capture_rng(datasets),
         }
         if self.scaler is not None:
             state["scaler"] = self.scaler.state_dict()
@@ -216,8 +246,13 @@ class TransformerTrainer:
             restore_rng(state["rng"], datasets)
         else:
             logger.warning("%s has no RNG state (official checkpoint?): resumed run is not bit-exact", path)
-        logger.info("resumed from %s: epoch %d, batch %d of it, iteration %d", path, self.state.epoch,
-                    self.state.it_in_epoch, self.state.total_it)
+        logger.info(
+            "resumed from %s: epoch %d, batch %d of it, iteration %d",
+            path,
+            self.state.epoch,
+            self.state.it_in_epoch,
+            self.state.total_it,
+        )
 
     # ---- the loop ----------------------------------------------------------------------------------------------
     def _log(self, tag: str, value: float) -> None:
@@ -232,9 +267,12 @@ class TransformerTrainer:
             raise ValueError(f"the training set has {len(train_set)} items, fewer than --batch_size {opt.batch_size}")
         running: dict[str, list[float]] = {"loss": [], "acc": []}
         while s.epoch < opt.max_epoch:
-            batches = epoch_batches(len(train_set), opt.batch_size, opt.seed, s.epoch)[s.it_in_epoch:]
+            batches = epoch_batches(len(train_set), opt.batch_size, opt.seed, s.epoch)[s.it_in_epoch :]
             loader = DataLoader(
-                train_set, batch_sampler=batches, num_workers=opt.num_workers, pin_memory=self.device.type == "cuda",
+                train_set,
+                batch_sampler=batches,
+                num_workers=opt.num_workers,
+                pin_memory=self.device.type == "cuda",
                 generator=torch.Generator().manual_seed(opt.seed + s.epoch),
             )
             for batch in epoch_progress(loader, total=len(batches), desc=f"epoch {s.epoch}"):
@@ -247,8 +285,13 @@ class TransformerTrainer:
                     self._log("train/loss", float(np.mean(running["loss"])))
                     self._log("train/acc", float(np.mean(running["acc"])))
                     self._log("train/lr", self.optimizer.param_groups[0]["lr"])
-                    logger.info("it %d: loss %.4f acc %.4f lr %.3g", s.total_it, np.mean(running["loss"]),
-                                np.mean(running["acc"]), self.optimizer.param_groups[0]["lr"])
+                    logger.info(
+                        "it %d: loss %.4f acc %.4f lr %.3g",
+                        s.total_it,
+                        np.mean(running["loss"]),
+                        np.mean(running["acc"]),
+                        self.optimizer.param_groups[0]["lr"],
+                    )
                     running = {"loss": [], "acc": []}
                 if not math.isfinite(loss):
                     raise FloatingPointError(f"training loss became {loss} at iteration {s.total_it}")
@@ -261,7 +304,7 @@ class TransformerTrainer:
             s.epoch += 1
             s.it_in_epoch = 0
             if s.epoch % opt.val_every_e and s.epoch < opt.max_epoch:
-                continue    # small datasets: epochs of a few iterations need not each validate and save
+                continue  # small datasets: epochs of a few iterations need not each validate and save
             if val_set is not None:
                 metrics = self.validate(val_set, opt.batch_size)
                 self._log("val/loss", metrics["loss"])
@@ -281,18 +324,21 @@ def train_stage(run: Run, stage: Stage) -> TrainerState:
     """Everything a transformer training script does inside :func:`training.run.run_trainer`: VQ, text encoder,
     data, model, run files, loop."""
     opt, device = run.opt, run.device
-    ensure_dataset_ok(DatasetPaths.for_dataset(opt.data_root, opt.spec).root, opt.spec,
-                      splits=(opt.train_split, opt.val_split))
-    dist.make_shard_plan(opt.batch_size, opt.accum_steps)      # fails early on an indivisible batch
+    ensure_dataset_ok(
+        DatasetPaths.for_dataset(opt.data_root, opt.spec).root, opt.spec, splits=(opt.train_split, opt.val_split)
+    )
+    dist.make_shard_plan(opt.batch_size, opt.accum_steps)  # fails early on an indivisible batch
     vq = load_rvqvae(opt.vq_dir, device=device).eval()
     for p in vq.parameters():
         p.requires_grad_(False)
     facts = VQFacts.from_vq(vq, source=str(opt.vq_dir))
     encoder = build_text_encoder(opt.text_encoder, device, path=opt.text_encoder_path or None)
     if opt.clip_dim not in (0, encoder.dim):
-        raise ValueError(f"--clip_dim {opt.clip_dim} but text encoder {opt.text_encoder!r} gives {encoder.dim}-d "
-                         "vectors (leave --clip_dim 0 to take the encoder's width)")
-    opt = dataclasses.replace(opt, clip_dim=encoder.dim)     # resolved once: recorded in opt.txt and model_args
+        raise ValueError(
+            f"--clip_dim {opt.clip_dim} but text encoder {opt.text_encoder!r} gives {encoder.dim}-d "
+            "vectors (leave --clip_dim 0 to take the encoder's width)"
+        )
+    opt = dataclasses.replace(opt, clip_dim=encoder.dim)  # resolved once: recorded in opt.txt and model_args
     if stage is MASK_STAGE:
         config = mask_config(opt, facts, opt.clip_dim)
         model: nn.Module = MaskTransformer(config)
@@ -305,14 +351,28 @@ def train_stage(run: Run, stage: Stage) -> TrainerState:
     val_set = Text2MotionDataset(opt.data_root, opt.spec, mean, std, split=opt.val_split, **kw)
     run.opt = opt
     run.start()
-    logger.info("%s: %d parameters; train items %d, val items %d", type(model).__name__,
-                sum(p.numel() for p in model.parameters()), len(train_set), len(val_set))
+    logger.info(
+        "%s: %d parameters; train items %d, val items %d",
+        type(model).__name__,
+        sum(p.numel() for p in model.parameters()),
+        len(train_set),
+        len(val_set),
+    )
 
     def tokenize(motion: Tensor) -> Tensor:
         return vq.encode(motion)[0]
 
-    trainer = TransformerTrainer(stage, model, tokenize, TextFeatureCache(encoder).encode, opt, run.model_dir,
-                                 device, run.writer, model_args=config.as_dict())
+    trainer = TransformerTrainer(
+        stage,
+        model,
+        tokenize,
+        TextFeatureCache(encoder).encode,
+        opt,
+        run.model_dir,
+        device,
+        run.writer,
+        model_args=config.as_dict(),
+    )
     if run.resume:
         trainer.resume(run.folder.latest, [train_set, val_set])
     state = trainer.fit(train_set, val_set)

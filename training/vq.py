@@ -1,4 +1,4 @@
-"""RVQ-VAE training (spec §2.5-§2.6): losses, warm-up + MultiStepLR, resumable loop, checkpoints.
+"""RVQ-VAE training (docs/training.md#vq-losses, docs/training.md#vq-schedule): losses, warm-up + MultiStepLR, resumable loop, checkpoints.
 
 Resumability: every random draw of step ``it`` (data order aside) comes from seeds derived from
 ``(seed, it)``: torch's global generator (residual-block dropout) is re-seeded per batch shard and keyed
@@ -8,13 +8,15 @@ split each global batch into shards (utils/distributed.py); the codebooks' EMA s
 step, epoch, position inside the epoch and the codebooks' EMA statistics, so a killed-and-resumed run
 continues exactly like an uninterrupted one.
 """
+
 from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -28,8 +30,18 @@ from models.vq.quantizer import BatchShard
 from options.vq import VQOptions
 from training.loop import WarmupMultiStepLR, epoch_progress, every, shard_steps
 from utils import distributed as dist
-from utils.checkpoint import (BEST_FID, BEST_LOSS, BEST_MM, LATEST, MODEL_ARGS_KEY, CheckpointError, atomic_write,
-                              load_checkpoint, load_state_dict_strict, save_checkpoint)
+from utils.checkpoint import (
+    BEST_FID,
+    BEST_LOSS,
+    BEST_MM,
+    LATEST,
+    MODEL_ARGS_KEY,
+    CheckpointError,
+    atomic_write,
+    load_checkpoint,
+    load_state_dict_strict,
+    save_checkpoint,
+)
 from utils.distributed import ShardedBatchSampler, ShardPlan
 
 logger = logging.getLogger(__name__)
@@ -46,9 +58,17 @@ EvaluateFn = Callable[[RVQVAE, int], dict[str, float]]
 
 
 # ---- losses and schedule --------------------------------------------------------------------------------------
-def vq_loss(recon: Tensor, target: Tensor, commit_loss: Tensor, *, joints_num: int, loss_vel: float = 0.5,
-            commit: float = 0.02, recons_loss: str = "l1_smooth") -> tuple[Tensor, dict[str, Tensor]]:
-    """Spec §2.5 training loss. recon, target: (B, T, D) -> (loss, {'loss_rec', 'loss_vel', 'loss_commit'}).
+def vq_loss(
+    recon: Tensor,
+    target: Tensor,
+    commit_loss: Tensor,
+    *,
+    joints_num: int,
+    loss_vel: float = 0.5,
+    commit: float = 0.02,
+    recons_loss: str = "l1_smooth",
+) -> tuple[Tensor, dict[str, Tensor]]:
+    """docs/training.md#vq-losses training loss. recon, target: (B, T, D) -> (loss, {'loss_rec', 'loss_vel', 'loss_commit'}).
 
     QUIRK(reference): the term weighted by ``loss_vel`` is on the joint positions (RIC dims 4 : 4+3(J-1)),
     not on velocities. Kept for retraining.
@@ -67,13 +87,19 @@ def make_optimizer(model: RVQVAE, opt: VQOptions) -> torch.optim.AdamW:
 
 def make_scheduler(optimizer: torch.optim.Optimizer, opt: VQOptions) -> WarmupMultiStepLR:
     """Warm-up, then MultiStepLR stepped from ``it >= warm_up_iter`` on (milestone m takes effect after it m+wu-1)."""
-    return WarmupMultiStepLR(optimizer, lr=opt.lr, warm_up_iter=opt.warm_up_iter, milestones=opt.milestones,
-                             gamma=opt.gamma, step_during_warmup=False)
+    return WarmupMultiStepLR(
+        optimizer,
+        lr=opt.lr,
+        warm_up_iter=opt.warm_up_iter,
+        milestones=opt.milestones,
+        gamma=opt.gamma,
+        step_during_warmup=False,
+    )
 
 
 def step_seed(seed: int, it: int) -> int:
     """Seed of all random draws of iteration ``it`` (a pure function, so resumed runs draw the same)."""
-    return (seed * 1_000_003 + it * 7_919 + 17) % (2 ** 63)
+    return (seed * 1_000_003 + it * 7_919 + 17) % (2**63)
 
 
 # ---- state ---------------------------------------------------------------------------------------------------
@@ -112,24 +138,41 @@ def make_best_trackers(evaluate: EvaluateFn | None) -> dict[str, Best]:
     return {"loss_rec": Best("loss_rec", BEST_LOSS)}
 
 
-def save_training_checkpoint(path: Path, model: RVQVAE, optimizer: torch.optim.Optimizer,
-                             scheduler: WarmupMultiStepLR, state: TrainState) -> None:
+def save_training_checkpoint(
+    path: Path, model: RVQVAE, optimizer: torch.optim.Optimizer, scheduler: WarmupMultiStepLR, state: TrainState
+) -> None:
     """``latest.tar``: the official keys plus ``model_args``, codebook EMA statistics and the loop position."""
-    save_checkpoint(path, {
-        "vq_model": model.state_dict(), "opt_vq_model": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-        "ep": state.ep, "total_it": state.total_it, MODEL_ARGS_KEY: model.config.to_dict(),
-        CODEBOOK_STATE_KEY: model.codebook_state(), TRAIN_STATE_KEY: state.to_dict(),
-    })
+    save_checkpoint(
+        path,
+        {
+            "vq_model": model.state_dict(),
+            "opt_vq_model": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "ep": state.ep,
+            "total_it": state.total_it,
+            MODEL_ARGS_KEY: model.config.to_dict(),
+            CODEBOOK_STATE_KEY: model.codebook_state(),
+            TRAIN_STATE_KEY: state.to_dict(),
+        },
+    )
 
 
 def save_model_checkpoint(path: Path, model: RVQVAE, ep: int) -> None:
     """``net_best_*.tar``: ``{'vq_model', 'ep'}`` like the reference, plus ``model_args`` and codebook state."""
-    save_checkpoint(path, {"vq_model": model.state_dict(), "ep": ep, MODEL_ARGS_KEY: model.config.to_dict(),
-                           CODEBOOK_STATE_KEY: model.codebook_state()})
+    save_checkpoint(
+        path,
+        {
+            "vq_model": model.state_dict(),
+            "ep": ep,
+            MODEL_ARGS_KEY: model.config.to_dict(),
+            CODEBOOK_STATE_KEY: model.codebook_state(),
+        },
+    )
 
 
-def resume_training(path: Path, model: RVQVAE, optimizer: torch.optim.Optimizer,
-                    scheduler: WarmupMultiStepLR, best: dict[str, Best]) -> TrainState:
+def resume_training(
+    path: Path, model: RVQVAE, optimizer: torch.optim.Optimizer, scheduler: WarmupMultiStepLR, best: dict[str, Best]
+) -> TrainState:
     """Restore model, codebook EMA state, optimizer, scheduler and loop position from ``latest.tar``.
 
     An official ``latest.tar`` (no EMA statistics or loop position) resumes at the start of epoch ``ep + 1``
@@ -153,8 +196,7 @@ def resume_training(path: Path, model: RVQVAE, optimizer: torch.optim.Optimizer,
         for key, saved in extra.get("best", {}).items():
             if key in best:
                 best[key].value = float(saved["value"])
-    logger.info("resumed from %s at epoch %d, batch %d, iteration %d", path, state.ep, state.epoch_it,
-                state.total_it)
+    logger.info("resumed from %s at epoch %d, batch %d, iteration %d", path, state.ep, state.epoch_it, state.total_it)
     return state
 
 
@@ -170,8 +212,15 @@ def validate(model: RVQVAE, loader: DataLoader, device: torch.device, opt: VQOpt
     for batch in loader:
         x = batch.to(device).float()
         out = model.reconstruct(x)
-        loss, parts = vq_loss(out.recon, x, out.commit_loss, joints_num=opt.spec.joints_num,
-                              loss_vel=opt.loss_vel, commit=opt.commit, recons_loss=opt.recons_loss)
+        loss, parts = vq_loss(
+            out.recon,
+            x,
+            out.commit_loss,
+            joints_num=opt.spec.joints_num,
+            loss_vel=opt.loss_vel,
+            commit=opt.commit,
+            recons_loss=opt.recons_loss,
+        )
         for key, value in {"loss": loss, **parts, "perplexity": out.perplexity}.items():
             sums[key] = sums.get(key, 0.0) + float(value) * x.shape[0]
         count += x.shape[0]
@@ -192,15 +241,30 @@ def _log_scalars(writer: ScalarWriter | None, prefix: str, values: dict[str, flo
 
 
 def _shard(seed: int, micro_step: int, plan: ShardPlan) -> BatchShard:
-    return BatchShard(seed=seed, rank=dist.get_rank(), world_size=plan.world_size, micro_step=micro_step,
-                      accum_steps=plan.accum_steps, all_reduce_sum=dist.all_reduce_sum,
-                      all_gather_cat=dist.all_gather_cat)
+    return BatchShard(
+        seed=seed,
+        rank=dist.get_rank(),
+        world_size=plan.world_size,
+        micro_step=micro_step,
+        accum_steps=plan.accum_steps,
+        all_reduce_sum=dist.all_reduce_sum,
+        all_gather_cat=dist.all_gather_cat,
+    )
 
 
-def train_vq(model: RVQVAE, train_loader: DataLoader, val_loader: DataLoader, opt: VQOptions, model_dir: Path,
-             device: torch.device, *, resume: bool = False, writer: ScalarWriter | None = None,
-             evaluate: EvaluateFn | None = None,
-             step_callback: Callable[[TrainState], None] | None = None) -> TrainState:
+def train_vq(
+    model: RVQVAE,
+    train_loader: DataLoader,
+    val_loader: DataLoader,
+    opt: VQOptions,
+    model_dir: Path,
+    device: torch.device,
+    *,
+    resume: bool = False,
+    writer: ScalarWriter | None = None,
+    evaluate: EvaluateFn | None = None,
+    step_callback: Callable[[TrainState], None] | None = None,
+) -> TrainState:
     """Train until ``max_epoch`` epochs or ``max_steps`` iterations; ``resume``: continue from
     ``model_dir/latest.tar``. ``train_loader`` comes from :func:`data.motion_dataset.make_train_loader` (its
     ``batch_sampler`` is a :class:`~utils.distributed.ShardedBatchSampler`); under torchrun the model is wrapped
@@ -242,22 +306,33 @@ def train_vq(model: RVQVAE, train_loader: DataLoader, val_loader: DataLoader, op
             state.ep, state.epoch_it = state.ep + 1, 0
             continue
         sampler.set_epoch(state.ep, start_step=state.epoch_it)
-        bar = epoch_progress(dist.group_micro_batches(train_loader, plan.accum_steps),
-                             total=iters_per_epoch - state.epoch_it, desc=f"epoch {state.ep}")
+        bar = epoch_progress(
+            dist.group_micro_batches(train_loader, plan.accum_steps),
+            total=iters_per_epoch - state.epoch_it,
+            desc=f"epoch {state.ep}",
+        )
         for micro_batches in bar:
             state.total_it += 1
             state.epoch_it += 1
             scheduler.before_step(state.total_it)
             seed = step_seed(opt.seed, state.total_it)
             optimizer.zero_grad(set_to_none=True)
-            for (m, _, _), batch in zip(shard_steps(net, plan, seed, state.total_it, always_reseed=True),
-                                        micro_batches, strict=True):
-                x = batch.to(device, non_blocking=True).float()     # the sampler already sliced this shard
+            for (m, _, _), batch in zip(
+                shard_steps(net, plan, seed, state.total_it, always_reseed=True), micro_batches, strict=True
+            ):
+                x = batch.to(device, non_blocking=True).float()  # the sampler already sliced this shard
                 with model.quantizer.sharded(_shard(seed, m, plan)):
                     with amp.autocast():
                         recon, commit_loss, perplexity = net(x)
-                    loss, parts = vq_loss(recon.float(), x, commit_loss, joints_num=opt.spec.joints_num,
-                                          loss_vel=opt.loss_vel, commit=opt.commit, recons_loss=opt.recons_loss)
+                    loss, parts = vq_loss(
+                        recon.float(),
+                        x,
+                        commit_loss,
+                        joints_num=opt.spec.joints_num,
+                        loss_vel=opt.loss_vel,
+                        commit=opt.commit,
+                        recons_loss=opt.recons_loss,
+                    )
                     amp.backward(loss / plan.accum_steps)
                 for key, value in {"loss": loss, **parts, "perplexity": perplexity}.items():
                     window[key] = window.get(key, 0.0) + float(value.detach()) / plan.accum_steps
@@ -268,8 +343,9 @@ def train_vq(model: RVQVAE, train_loader: DataLoader, val_loader: DataLoader, op
                 means = dist.mean_over_ranks({k: v / opt.log_every for k, v in window.items()}, device)
                 means["lr"] = lr
                 _log_scalars(writer, "train", means, state.total_it)
-                logger.info("ep %d it %d: %s", state.ep, state.total_it,
-                            " ".join(f"{k} {v:.5g}" for k, v in means.items()))
+                logger.info(
+                    "ep %d it %d: %s", state.ep, state.total_it, " ".join(f"{k} {v:.5g}" for k, v in means.items())
+                )
                 bar.set_postfix(loss=f"{means['loss']:.4f}")
                 window = {}
             if every(state.total_it, opt.save_latest) and main:
@@ -287,16 +363,27 @@ def train_vq(model: RVQVAE, train_loader: DataLoader, val_loader: DataLoader, op
     return state
 
 
-def _validate_and_keep_best(model: RVQVAE, val_loader: DataLoader, device: torch.device, opt: VQOptions,
-                            model_dir: Path, state: TrainState, writer: ScalarWriter | None,
-                            evaluate: EvaluateFn | None) -> None:
+def _validate_and_keep_best(
+    model: RVQVAE,
+    val_loader: DataLoader,
+    device: torch.device,
+    opt: VQOptions,
+    model_dir: Path,
+    state: TrainState,
+    writer: ScalarWriter | None,
+    evaluate: EvaluateFn | None,
+) -> None:
     """Every rank computes the (deterministic) validation losses; rank 0 alone runs ``evaluate`` and saves."""
     metrics = validate(model, val_loader, device, opt)
     if not dist.is_main():
         return
     _log_scalars(writer, "val", metrics, state.total_it)
-    logger.info("validation ep %d it %d: %s", state.ep, state.total_it,
-                " ".join(f"{k} {v:.5g}" for k, v in metrics.items() if not k.startswith("code_usage_q")))
+    logger.info(
+        "validation ep %d it %d: %s",
+        state.ep,
+        state.total_it,
+        " ".join(f"{k} {v:.5g}" for k, v in metrics.items() if not k.startswith("code_usage_q")),
+    )
     if evaluate is not None:
         model.eval()
         eval_metrics = evaluate(model, state.ep)

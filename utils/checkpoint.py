@@ -4,14 +4,15 @@ strict state-dict loading with named exceptions.
 :func:`atomic_write` is the project's one way to write any output file (checkpoints, opt.txt, .npy, BVH, video,
 logs, JSON): a temporary file in the same folder, renamed over the target only once it is complete.
 """
+
 from __future__ import annotations
 
 import contextlib
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from torch import nn
@@ -19,13 +20,13 @@ from torch import nn
 logger = logging.getLogger(__name__)
 
 # ---- names (official layout: <run>/model/<file>) ---------------------------------------------------------------
-LATEST = "latest.tar"             # last training state (every trainer; what --is_continue resumes from)
-FINEST = "finest.tar"             # length estimator and T2M evaluator: best validation loss
-BEST_FID = "net_best_fid.tar"     # VQ with --eval_fid; the official residual/VQ release file
-BEST_MM = "net_best_mm.tar"       # VQ with --eval_fid: best matching score
-BEST_LOSS = "net_best_loss.tar"   # VQ without an evaluator, residual transformer: best validation loss
-BEST_ACC = "net_best_acc.tar"     # masked transformer: best validation token accuracy
-MODEL_ARGS_KEY = "model_args"     # our addition to every model checkpoint: the constructor arguments
+LATEST = "latest.tar"  # last training state (every trainer; what --is_continue resumes from)
+FINEST = "finest.tar"  # length estimator and T2M evaluator: best validation loss
+BEST_FID = "net_best_fid.tar"  # VQ with --eval_fid; the official residual/VQ release file
+BEST_MM = "net_best_mm.tar"  # VQ with --eval_fid: best matching score
+BEST_LOSS = "net_best_loss.tar"  # VQ without an evaluator, residual transformer: best validation loss
+BEST_ACC = "net_best_acc.tar"  # masked transformer: best validation token accuracy
+MODEL_ARGS_KEY = "model_args"  # our addition to every model checkpoint: the constructor arguments
 
 # Which file a run folder is loaded from when none is named, first found wins. The official generation and
 # evaluation read net_best_fid.tar (VQ, residual) and latest.tar (masked transformer); our trainers write
@@ -56,7 +57,9 @@ def checkpoint_file(model_dir: str | Path, which: str) -> Path:
     """``model_dir/<which>`` (``.tar`` optional); a missing file names what the folder has."""
     path = Path(model_dir) / (which if which.endswith(".tar") else f"{which}.tar")
     if not path.is_file():
-        raise CheckpointError(f"{path} not found; {path.parent} has {list_checkpoints(path.parent) or 'no checkpoints'}")
+        raise CheckpointError(
+            f"{path} not found; {path.parent} has {list_checkpoints(path.parent) or 'no checkpoints'}"
+        )
     return path
 
 
@@ -73,11 +76,17 @@ def find_checkpoint(model_dir: str | Path, stage: str, which: str | None = None)
     for name in order:
         if (model_dir / name).is_file():
             if name == LATEST and order[0] != LATEST:
-                logger.warning("%s has no best checkpoint (%s): the run never validated; using %s, the last "
-                               "training state", model_dir, ", ".join(order[:-1]), LATEST)
+                logger.warning(
+                    "%s has no best checkpoint (%s): the run never validated; using %s, the last training state",
+                    model_dir,
+                    ", ".join(order[:-1]),
+                    LATEST,
+                )
             return model_dir / name
-    raise CheckpointError(f"no {stage} checkpoint in {model_dir} (looked for {list(order)}; it has "
-                          f"{list_checkpoints(model_dir) or 'nothing'})")
+    raise CheckpointError(
+        f"no {stage} checkpoint in {model_dir} (looked for {list(order)}; it has "
+        f"{list_checkpoints(model_dir) or 'nothing'})"
+    )
 
 
 @contextlib.contextmanager
@@ -118,8 +127,9 @@ def load_checkpoint(path: str | Path, required_keys: tuple[str, ...] = ()) -> di
     """
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(f"checkpoint {path} not found; that folder has: "
-                              f"{list_checkpoints(path.parent) or 'no checkpoints'}")
+        raise CheckpointError(
+            f"checkpoint {path} not found; that folder has: {list_checkpoints(path.parent) or 'no checkpoints'}"
+        )
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch.load of a foreign file raises anything (IndexError, KeyError, EOFError, ...)
@@ -153,16 +163,22 @@ PLAIN_ARG_TYPES = (bool, int, float, str, type(None))
 def check_state_dict(value: Any, source: str | Path, key: str = "model") -> dict[str, torch.Tensor]:
     """A checkpoint's model entry as a state dict: str keys, tensor values, no NaN/inf in float tensors."""
     if not isinstance(value, dict) or not value:
-        raise CheckpointError(f"{source}: the '{key}' entry is a {type(value).__name__}"
-                              f"{' (empty)' if isinstance(value, dict) else ''}, expected a state dict of tensors")
+        raise CheckpointError(
+            f"{source}: the '{key}' entry is a {type(value).__name__}"
+            f"{' (empty)' if isinstance(value, dict) else ''}, expected a state dict of tensors"
+        )
     bad = [k for k, v in value.items() if not isinstance(k, str) or not isinstance(v, torch.Tensor)]
     if bad:
-        raise CheckpointError(f"{source}: the '{key}' entry has {len(bad)} item(s) that are not named tensors, "
-                              f"e.g. {str(bad[0])[:60]!r}: {type(value[bad[0]]).__name__}")
+        raise CheckpointError(
+            f"{source}: the '{key}' entry has {len(bad)} item(s) that are not named tensors, "
+            f"e.g. {str(bad[0])[:60]!r}: {type(value[bad[0]]).__name__}"
+        )
     broken = [k for k, v in value.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
     if broken:
-        raise CheckpointError(f"{source}: the '{key}' weights contain NaN or inf in {len(broken)} tensor(s), "
-                              f"e.g. {broken[:3]} (a diverged or corrupted run)")
+        raise CheckpointError(
+            f"{source}: the '{key}' weights contain NaN or inf in {len(broken)} tensor(s), "
+            f"e.g. {broken[:3]} (a diverged or corrupted run)"
+        )
     return value
 
 
@@ -172,15 +188,23 @@ def check_model_args(value: Any, source: str | Path) -> dict[str, Any]:
         raise CheckpointError(f"{source}: 'model_args' is a {type(value).__name__}, expected a dict of settings")
     for k, v in value.items():
         items = v if isinstance(v, (list, tuple)) else [v]
-        if not isinstance(k, str) or not all(isinstance(x, PLAIN_ARG_TYPES) for x in items) or any(
-                isinstance(x, float) and not torch.isfinite(torch.tensor(x)) for x in items):
-            raise CheckpointError(f"{source}: 'model_args' entry {str(k)[:60]!r} = {str(v)[:60]!r} is not a plain "
-                                  "finite setting")
+        if (
+            not isinstance(k, str)
+            or not all(isinstance(x, PLAIN_ARG_TYPES) for x in items)
+            or any(isinstance(x, float) and not torch.isfinite(torch.tensor(x)) for x in items)
+        ):
+            raise CheckpointError(
+                f"{source}: 'model_args' entry {str(k)[:60]!r} = {str(v)[:60]!r} is not a plain finite setting"
+            )
     return dict(value)
 
 
-def build_checked(factory: Callable[[], nn.Module], state_dict: Any, source: str | Path,
-                  allowed_missing_prefixes: tuple[str, ...] = ()) -> nn.Module:
+def build_checked(
+    factory: Callable[[], nn.Module],
+    state_dict: Any,
+    source: str | Path,
+    allowed_missing_prefixes: tuple[str, ...] = (),
+) -> nn.Module:
     """``factory()`` with ``state_dict`` loaded strictly, checked before any real memory is allocated.
 
     The module is first built on the ``meta`` device: settings (``model_args`` / opt.txt) its constructor refuses,
@@ -196,11 +220,13 @@ def build_checked(factory: Callable[[], nn.Module], state_dict: Any, source: str
         except (CheckpointError, FileNotFoundError):
             raise
         except Exception as exc:  # a constructor refusing its arguments raises TypeError, ValueError, RuntimeError
-            if meta and "meta" in str(exc):   # a constructor that reads tensor values cannot run on meta: build it
+            if meta and "meta" in str(exc):  # a constructor that reads tensor values cannot run on meta: build it
                 return build(False)
             first = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else ""
-            raise CheckpointError(f"{source}: its settings (model_args / opt.txt) do not describe a model: "
-                                  f"{exc.__class__.__name__}: {first}") from None
+            raise CheckpointError(
+                f"{source}: its settings (model_args / opt.txt) do not describe a model: "
+                f"{exc.__class__.__name__}: {first}"
+            ) from None
 
     skeleton = build(True)
     _check_fit(skeleton, state_dict, allowed_missing_prefixes, source)
@@ -210,7 +236,9 @@ def build_checked(factory: Callable[[], nn.Module], state_dict: Any, source: str
 
 
 def load_state_dict_strict(
-    module: nn.Module, state_dict: dict[str, torch.Tensor], allowed_missing_prefixes: tuple[str, ...] = (),
+    module: nn.Module,
+    state_dict: dict[str, torch.Tensor],
+    allowed_missing_prefixes: tuple[str, ...] = (),
     source: str | Path = "checkpoint",
 ) -> None:
     """``load_state_dict`` that tolerates only missing keys under ``allowed_missing_prefixes``.
@@ -222,14 +250,19 @@ def load_state_dict_strict(
     module.load_state_dict(state_dict, strict=False)
 
 
-def _check_fit(module: nn.Module, state_dict: dict[str, torch.Tensor], allowed_missing_prefixes: tuple[str, ...],
-               source: str | Path) -> None:
+def _check_fit(
+    module: nn.Module,
+    state_dict: dict[str, torch.Tensor],
+    allowed_missing_prefixes: tuple[str, ...],
+    source: str | Path,
+) -> None:
     own = module.state_dict()
     missing = [k for k in own if k not in state_dict and not k.startswith(allowed_missing_prefixes)]
     unexpected = [k for k in state_dict if k not in own]
     mismatched = [
         f"{k}: checkpoint {tuple(v.shape)} vs model {tuple(own[k].shape)}"
-        for k, v in state_dict.items() if k in own and tuple(v.shape) != tuple(own[k].shape)
+        for k, v in state_dict.items()
+        if k in own and tuple(v.shape) != tuple(own[k].shape)
     ]
     if missing or unexpected or mismatched:
         parts = []
@@ -240,6 +273,7 @@ def _check_fit(module: nn.Module, state_dict: dict[str, torch.Tensor], allowed_m
         if mismatched:
             parts.append(f"shape mismatch: {mismatched[:5]}")
         raise CheckpointError(
-            f"{source} does not fit {module.__class__.__name__}: " + "; ".join(parts)
+            f"{source} does not fit {module.__class__.__name__}: "
+            + "; ".join(parts)
             + " (wrong checkpoint, or options/opt.txt that disagree with it)"
         )

@@ -20,6 +20,7 @@
 
 Input and output: ``(T, J, 3)`` in dataset units (metres for t2m, millimetres for kit), Y up, floor at 0.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -37,24 +38,24 @@ from utils.skeleton import DatasetSpec
 class CleanupConfig:
     """Tuning of :func:`cleanup_motion` (metres, seconds, frames at the motion's fps)."""
 
-    sigma_slow: float = 1.0        # frames: Gaussian width for slowly moving bones
-    sigma_fast: float = 0.5        # frames: width for bones swinging faster than fast_speed
-    fast_speed: float = 4.0        # m/s: joints faster than this (kicks, punches, jumps) get sigma_fast
-    fast_window: int = 2           # frames either side whose speed counts for a frame
-    ankle_on: float = 0.12         # m: ankle height that can start a contact
-    ankle_off: float = 0.16        # m: ankle height that ends it
-    toe_on: float = 0.06           # m
-    toe_off: float = 0.09          # m
-    speed_on: float = 0.9          # m/s horizontal: starts a contact
-    speed_off: float = 1.4         # m/s: ends it
-    min_run: int = 2               # frames
-    max_foot_turn: float = 35.0    # degrees the foot bone may turn to reach a locked toe
-    blend: int = 3                 # frames of ease-in/out of the lock correction
-    floor_sigma: float = 2.0       # frames: smoothing of the floor offset
+    sigma_slow: float = 1.0  # frames: Gaussian width for slowly moving bones
+    sigma_fast: float = 0.5  # frames: width for bones swinging faster than fast_speed
+    fast_speed: float = 4.0  # m/s: joints faster than this (kicks, punches, jumps) get sigma_fast
+    fast_window: int = 2  # frames either side whose speed counts for a frame
+    ankle_on: float = 0.12  # m: ankle height that can start a contact
+    ankle_off: float = 0.16  # m: ankle height that ends it
+    toe_on: float = 0.06  # m
+    toe_off: float = 0.09  # m
+    speed_on: float = 0.9  # m/s horizontal: starts a contact
+    speed_off: float = 1.4  # m/s: ends it
+    min_run: int = 2  # frames
+    max_foot_turn: float = 35.0  # degrees the foot bone may turn to reach a locked toe
+    blend: int = 3  # frames of ease-in/out of the lock correction
+    floor_sigma: float = 2.0  # frames: smoothing of the floor offset
     float_tolerance: float = 0.05  # m: lowest joint allowed above the floor on contact frames before snapping
-    lift: bool = False             # finally lift the whole body where a hand or knee is below the floor
-    length_sigma: float = 3.0      # frames: >0 low-passes the bone lengths instead of the constant median
-    rigid: bool = True             # bone lengths = each bone's median over the motion (False: every frame's own)
+    lift: bool = False  # finally lift the whole body where a hand or knee is below the floor
+    length_sigma: float = 3.0  # frames: >0 low-passes the bone lengths instead of the constant median
+    rigid: bool = True  # bone lengths = each bone's median over the motion (False: every frame's own)
 
 
 def _smooth(x: np.ndarray, sigma: float) -> np.ndarray:
@@ -84,11 +85,12 @@ def _adaptive_smooth(x: np.ndarray, fps: float, config: CleanupConfig) -> np.nda
     (narrow where it moves faster than ``fast_speed`` m/s). x: (T, J, 3) -> (T, J, 3)."""
     slow = _smooth(x, config.sigma_slow)
     fast = _smooth(x, config.sigma_fast)
-    speed = np.linalg.norm(np.gradient(slow, axis=0), axis=-1) * fps            # (T, J)
+    speed = np.linalg.norm(np.gradient(slow, axis=0), axis=-1) * fps  # (T, J)
     # The turning point of a kick is slow: it inherits the speed of the frames around it.
     r = config.fast_window
-    speed = np.lib.stride_tricks.sliding_window_view(np.pad(speed, ((r, r), (0, 0)), mode="edge"), 2 * r + 1,
-                                                     axis=0).max(axis=-1)
+    speed = np.lib.stride_tricks.sliding_window_view(
+        np.pad(speed, ((r, r), (0, 0)), mode="edge"), 2 * r + 1, axis=0
+    ).max(axis=-1)
     w = _ease(speed / config.fast_speed)[..., None]
     return (1.0 - w) * slow + w * fast
 
@@ -107,10 +109,10 @@ def project_bone_lengths(x: np.ndarray, spec: DatasetSpec, length: np.ndarray, i
     incidence /= np.abs(incidence).sum(axis=1, keepdims=True)
     x = x.copy()
     for _ in range(iterations):
-        v = x[:, children] - x[:, parents]                                  # (T, B, 3)
+        v = x[:, children] - x[:, parents]  # (T, B, 3)
         d = np.linalg.norm(v, axis=-1, keepdims=True)
         corr = 0.5 * (d - length[..., None]) * v / np.maximum(d, 1e-12)
-        x += incidence @ corr                                               # (J, B) @ (T, B, 3)
+        x += incidence @ corr  # (J, B) @ (T, B, 3)
     out = np.empty_like(x)
     out[:, 0] = x[:, 0]
     for b, (p, c) in enumerate(bones):
@@ -122,7 +124,7 @@ def smooth_skeleton(joints: np.ndarray, spec: DatasetSpec, fps: float, config: C
     """Step 1: adaptive temporal filter, then bones back to their lengths. joints: (T, J, 3) metres."""
     bones = _bone_order(spec)
     parents, children = [p for p, _ in bones], [c for _, c in bones]
-    length = np.linalg.norm(joints[:, children] - joints[:, parents], axis=-1)   # (T, B)
+    length = np.linalg.norm(joints[:, children] - joints[:, parents], axis=-1)  # (T, B)
     smoothed = _adaptive_smooth(joints, fps, config)
     if not config.rigid:
         out = np.empty_like(joints)
@@ -141,7 +143,7 @@ def snap_to_floor(joints: np.ndarray, spec: DatasetSpec, fps: float, config: Cle
     """Step 2: one vertical offset per frame. Where the feet should be in contact the lowest joint is brought
     into [0, ``float_tolerance``] (lifted out of the floor, or pulled down when floating higher); the offset is
     interpolated across flight phases, smoothed, and never leaves a joint below the floor."""
-    lowest = joints[..., 1].min(axis=1)                                   # (T,)
+    lowest = joints[..., 1].min(axis=1)  # (T,)
     contact = contact_frames(joints, foot_joints(spec), fps)
     frames = np.arange(len(joints))
     wanted = np.minimum(0.0, config.float_tolerance - lowest)
@@ -156,7 +158,7 @@ def snap_to_floor(joints: np.ndarray, spec: DatasetSpec, fps: float, config: Cle
 def lift_out_of_floor(joints: np.ndarray, sigma: float) -> np.ndarray:
     """Smallest smooth per-frame lift leaving no joint below y = 0: the needed lift is widened by a running
     maximum over ±2σ frames, Gaussian smoothed, and topped up exactly where that is still short."""
-    need = np.maximum(0.0, -joints[..., 1].min(axis=1))                     # (T,)
+    need = np.maximum(0.0, -joints[..., 1].min(axis=1))  # (T,)
     if not need.any():
         return joints
     r = int(np.ceil(2 * sigma))
@@ -168,14 +170,15 @@ def lift_out_of_floor(joints: np.ndarray, sigma: float) -> np.ndarray:
     return out
 
 
-def detect_contacts(joints: np.ndarray, spec: DatasetSpec, fps: float, config: CleanupConfig = CleanupConfig()
-                    ) -> np.ndarray:
+def detect_contacts(
+    joints: np.ndarray, spec: DatasetSpec, fps: float, config: CleanupConfig = CleanupConfig()
+) -> np.ndarray:
     """Step 3: (T, 4) bool contacts of (left ankle, left toe, right ankle, right toe) with hysteresis.
 
     joints: (T, J, 3) metres, floor at 0. Speed is the horizontal central-difference speed."""
-    feet = joints[:, list(foot_joints(spec))]                             # (T, 4, 3)
+    feet = joints[:, list(foot_joints(spec))]  # (T, 4, 3)
     xz = feet[..., [0, 2]]
-    speed = np.linalg.norm(np.gradient(xz, axis=0), axis=-1) * fps        # (T, 4)
+    speed = np.linalg.norm(np.gradient(xz, axis=0), axis=-1) * fps  # (T, 4)
     height = feet[..., 1]
     on_h = np.array([config.ankle_on, config.toe_on] * 2)
     off_h = np.array([config.ankle_off, config.toe_off] * 2)
@@ -183,7 +186,7 @@ def detect_contacts(joints: np.ndarray, spec: DatasetSpec, fps: float, config: C
     keep = (height < off_h) & (speed < config.speed_off)
     contact = np.zeros_like(start)
     state = np.zeros(4, dtype=bool)
-    for t in range(len(feet)):                                            # T x 4 booleans: cheap
+    for t in range(len(feet)):  # T x 4 booleans: cheap
         state = start[t] | (state & keep[t])
         contact[t] = state
     for k in range(4):
@@ -219,14 +222,15 @@ def lock_offsets(track: np.ndarray, contact: np.ndarray, blend: int) -> tuple[np
         dist = np.maximum(s - frames, frames - (e - 1)).clip(min=0)
         w = 1.0 - _ease(dist / (blend + 1.0))
         held = correction[np.clip(frames - s, 0, e - s - 1)]
-        take = w > weight                                                  # nearer run wins where two overlap
+        take = w > weight  # nearer run wins where two overlap
         offset[take] = (w[:, None] * held)[take]
         weight[take] = w[take]
     return offset, weight
 
 
-def two_bone_ik(hip: np.ndarray, knee: np.ndarray, ankle: np.ndarray, target: np.ndarray, forward: np.ndarray
-                ) -> tuple[np.ndarray, np.ndarray]:
+def two_bone_ik(
+    hip: np.ndarray, knee: np.ndarray, ankle: np.ndarray, target: np.ndarray, forward: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """New (knee, ankle) (T, 3) reaching ``target`` from ``hip`` with each frame's thigh/shin lengths.
 
     The knee stays in the plane of the original bend (it bends along ``forward`` where the leg was straight);
@@ -240,8 +244,8 @@ def two_bone_ik(hip: np.ndarray, knee: np.ndarray, ankle: np.ndarray, target: np
     straight = np.linalg.norm(pole, axis=-1) < 1e-6 * np.maximum(l1, 1e-12)
     fallback = forward - (forward * u).sum(-1, keepdims=True) * u
     pole = _unit(np.where(straight[:, None], fallback, pole))
-    along = (l1 ** 2 - l2 ** 2 + d ** 2) / (2 * d)
-    height = np.sqrt(np.maximum(l1 ** 2 - along ** 2, 0.0))
+    along = (l1**2 - l2**2 + d**2) / (2 * d)
+    height = np.sqrt(np.maximum(l1**2 - along**2, 0.0))
     return hip + along[:, None] * u + height[:, None] * pole, hip + d[:, None] * u
 
 
@@ -259,7 +263,7 @@ def _above_floor(direction: np.ndarray, height: np.ndarray) -> np.ndarray:
     lengths) ends on or above y = 0; the horizontal heading is kept."""
     y = np.maximum(direction[:, 1], -np.clip(height, 0.0, 1.0))
     flat = direction[:, [0, 2]]
-    scale = np.sqrt(np.maximum(1.0 - y ** 2, 0.0)) / np.maximum(np.linalg.norm(flat, axis=-1), 1e-12)
+    scale = np.sqrt(np.maximum(1.0 - y**2, 0.0)) / np.maximum(np.linalg.norm(flat, axis=-1), 1e-12)
     return np.stack([flat[:, 0] * scale, y, flat[:, 1] * scale], axis=-1)
 
 
@@ -274,7 +278,7 @@ def lock_feet(joints: np.ndarray, spec: DatasetSpec, contacts: np.ndarray, confi
         toe_off, toe_w = lock_offsets(joints[:, toe], contacts[:, 2 * side + 1], config.blend)
         foot = joints[:, toe] - joints[:, ankle]
         ankle_target = joints[:, ankle] + ankle_off
-        ankle_target[:, 1] = np.maximum(ankle_target[:, 1], 0.0)             # out of the floor
+        ankle_target[:, 1] = np.maximum(ankle_target[:, 1], 0.0)  # out of the floor
         new_knee, new_ankle = two_bone_ik(joints[:, hip], joints[:, knee], joints[:, ankle], ankle_target, foot)
         # A free toe is carried rigidly by the ankle; a locked one stays on its own target.
         toe_target = joints[:, toe] + toe_off + (1.0 - toe_w)[:, None] * (new_ankle - joints[:, ankle])
@@ -307,8 +311,9 @@ def hands_out_of_floor(joints: np.ndarray, spec: DatasetSpec) -> np.ndarray:
     return out
 
 
-def cleanup_motion(joints: np.ndarray, spec: DatasetSpec, fps: float | None = None,
-                   config: CleanupConfig = CleanupConfig()) -> np.ndarray:
+def cleanup_motion(
+    joints: np.ndarray, spec: DatasetSpec, fps: float | None = None, config: CleanupConfig = CleanupConfig()
+) -> np.ndarray:
     """joints (T, J, 3) in dataset units -> cleaned joints, same shape and dtype, same bone lengths per frame.
 
     Needs T >= 4 finite frames (ValueError otherwise)."""

@@ -1,9 +1,10 @@
 """Command-line entry wrapper: user errors become one clear message and a non-zero exit, never a traceback."""
+
 from __future__ import annotations
 
 import logging
 import sys
-from typing import Callable
+from collections.abc import Callable
 
 from utils.checkpoint import CheckpointError
 
@@ -20,7 +21,7 @@ def run_cli(main: Callable[[list[str] | None], object], argv: list[str] | None =
     except USER_ERRORS as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
-    except OSError as exc:   # the system refused a path the user gave (too long, permission, disk full, ...)
+    except OSError as exc:  # the system refused a path the user gave (too long, permission, disk full, ...)
         name = str(exc.filename or "")
         shown = name if len(name) <= 200 else name[:200] + "..."
         print(f"error: {shown + ': ' if shown else ''}{exc.strerror or exc}", file=sys.stderr)

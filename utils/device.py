@@ -1,4 +1,5 @@
 """Device choice and seeding: the only places that know which accelerators exist."""
+
 from __future__ import annotations
 
 import random

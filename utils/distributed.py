@@ -12,6 +12,7 @@ number of processes). One optimisation step is split into ``S = world_size * acc
 uses, so the global batches are identical for any ``world_size`` / ``accum_steps``. Randomness that trainers key
 to the shard index (:func:`shard_seed`) is identical between runs with the same ``S``.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -19,8 +20,9 @@ import datetime
 import inspect
 import logging
 import os
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -69,17 +71,27 @@ def init_distributed(device: str = "auto", timeout_min: float = 60.0) -> tuple[D
     resolved = resolve_device(device)
     if env.is_distributed and resolved.type == "cuda" and resolved.index is None:
         if env.local_rank >= torch.cuda.device_count():
-            raise ValueError(f"LOCAL_RANK {env.local_rank} but only {torch.cuda.device_count()} CUDA devices: "
-                             "lower --nproc_per_node")
+            raise ValueError(
+                f"LOCAL_RANK {env.local_rank} but only {torch.cuda.device_count()} CUDA devices: lower --nproc_per_node"
+            )
         resolved = torch.device("cuda", env.local_rank)
     if resolved.type == "cuda" and resolved.index is not None:
-        torch.cuda.set_device(resolved)      # set_device needs an index ("cuda" alone stays the current device)
+        torch.cuda.set_device(resolved)  # set_device needs an index ("cuda" alone stays the current device)
     if env.is_distributed and not dist.is_initialized():
         backend = "nccl" if resolved.type == "cuda" else "gloo"
-        dist.init_process_group(backend=backend, timeout=datetime.timedelta(minutes=timeout_min),
-                                device_id=resolved if resolved.type == "cuda" else None)
-        logger.info("process group: rank %d of %d (local %d), backend %s, device %s", env.rank, env.world_size,
-                    env.local_rank, backend, resolved)
+        dist.init_process_group(
+            backend=backend,
+            timeout=datetime.timedelta(minutes=timeout_min),
+            device_id=resolved if resolved.type == "cuda" else None,
+        )
+        logger.info(
+            "process group: rank %d of %d (local %d), backend %s, device %s",
+            env.rank,
+            env.world_size,
+            env.local_rank,
+            backend,
+            resolved,
+        )
     return env, resolved
 
 
@@ -168,8 +180,10 @@ class ShardPlan:
         if self.accum_steps < 1:
             raise ValueError(f"--accum_steps must be >= 1, got {self.accum_steps}")
         if self.equal and self.global_batch % (self.world_size * self.accum_steps):
-            raise ValueError(f"--batch_size {self.global_batch} (the global batch) must be divisible by "
-                             f"processes x --accum_steps = {self.world_size} x {self.accum_steps}")
+            raise ValueError(
+                f"--batch_size {self.global_batch} (the global batch) must be divisible by "
+                f"processes x --accum_steps = {self.world_size} x {self.accum_steps}"
+            )
 
     @property
     def num_shards(self) -> int:
@@ -201,8 +215,9 @@ class ShardedBatchSampler(Sampler[list[int]]):
     (``drop_last``). ``set_epoch(epoch, start_step)`` resumes mid-epoch at optimisation step ``start_step``.
     """
 
-    def __init__(self, order: Callable[[int], Sequence[int] | Tensor], num_items: int, plan: ShardPlan,
-                 rank: int | None = None) -> None:
+    def __init__(
+        self, order: Callable[[int], Sequence[int] | Tensor], num_items: int, plan: ShardPlan, rank: int | None = None
+    ) -> None:
         self.order, self.num_items, self.plan = order, num_items, plan
         self.rank = get_rank() if rank is None else rank
         self.epoch, self.start_step = 0, 0
@@ -219,7 +234,7 @@ class ShardedBatchSampler(Sampler[list[int]]):
         order = order.tolist() if isinstance(order, Tensor) else list(order)
         b = self.plan.global_batch
         for step in range(self.start_step, self.steps_per_epoch):
-            batch = order[step * b:(step + 1) * b]
+            batch = order[step * b : (step + 1) * b]
             for m in range(self.plan.accum_steps):
                 yield batch[self.plan.shard_slice(m, self.rank)]
 
@@ -236,7 +251,7 @@ def take_shard(batch: Any, part: slice) -> Any:
 
 def shard_seed(seed: int, step: int, shard: int) -> int:
     """Seed of shard ``shard`` of optimisation step ``step`` (a pure function: resume and any split agree)."""
-    return (seed * 1_000_003 + step * 7_919 + shard * 104_729 + 17) % (2 ** 63)
+    return (seed * 1_000_003 + step * 7_919 + shard * 104_729 + 17) % (2**63)
 
 
 # ---- model wrapping -------------------------------------------------------------------------------------------
@@ -260,8 +275,11 @@ def wrap_ddp(module: nn.Module, device: torch.device) -> nn.Module:
         return module
     ddp = nn.parallel.DistributedDataParallel
     # Newer torch renames the flag (its replacement still syncs once at construction, which is harmless here).
-    flag = "forward_sync_buffers" if "forward_sync_buffers" in inspect.signature(ddp.__init__).parameters \
+    flag = (
+        "forward_sync_buffers"
+        if "forward_sync_buffers" in inspect.signature(ddp.__init__).parameters
         else "broadcast_buffers"
+    )
     ids = [device] if device.type == "cuda" else None
     return ddp(module, device_ids=ids, **{flag: False})
 

@@ -1,9 +1,10 @@
-"""Skeleton inverse / forward kinematics on the dataset's kinematic chains (spec §1.5).
+"""Skeleton inverse / forward kinematics on the dataset's kinematic chains (docs/data.md#inverse-and-forward-kinematics).
 
 Rotations are stored on the *child* joint of each bone: ``quats[..., c, :]`` rotates the rest-pose direction
 ``raw_offsets[c]`` (relative to the chain's accumulated rotation) onto the bone ``parent(c) -> c``; index 0 holds
 the root (facing) rotation. All functions are batched over leading dimensions and loop over bones, never frames.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -32,8 +33,8 @@ def gaussian_smooth(x: Tensor, sigma: float, dim: int = -2, truncate: float = 4.
     kernel = (kernel / kernel.sum()).to(dtype=x.dtype, device=x.device)
     T = x.shape[dim]
     idx = torch.arange(-radius, T + radius, device=x.device).clamp(0, T - 1)
-    padded = x.index_select(dim, idx)                                  # (..., T + 2r, ...)
-    windows = padded.unfold(dim, 2 * radius + 1, 1)                    # (..., T, ..., 2r + 1)
+    padded = x.index_select(dim, idx)  # (..., T + 2r, ...)
+    windows = padded.unfold(dim, 2 * radius + 1, 1)  # (..., T, ..., 2r + 1)
     return windows @ kernel
 
 
@@ -49,15 +50,16 @@ def bone_offsets(joints: Tensor, spec: DatasetSpec) -> Tensor:
     return _like(spec.raw_offsets, joints) * lengths
 
 
-def facing_quat(joints: Tensor, spec: DatasetSpec, smooth_forward: bool = False, is_ik_unpacking: bool = True,
-                sigma: float = 20.0) -> Tensor:
+def facing_quat(
+    joints: Tensor, spec: DatasetSpec, smooth_forward: bool = False, is_ik_unpacking: bool = True, sigma: float = 20.0
+) -> Tensor:
     """Per-frame yaw rotation taking the body's forward direction onto +Z. joints: (..., T, J, 3) -> (..., T, 4).
 
     The across vector (pointing to the body's right for t2m) is ``(j_b - j_a) + (j_c - j_e)`` for
     ``face_joint_idx = (a, b, c, e)`` and forward = ``Y × across``.
     QUIRK(reference): the IK (``is_ik_unpacking=True``) reads the face indices as (l_hip, r_hip, sdr_r, sdr_l)
     while process_file reads them as (r_hip, l_hip, sdr_r, sdr_l), so for the IK the hip term points the other
-    way (spec §1.5). Kept: the dataset's features were made with it.
+    way (docs/data.md#inverse-and-forward-kinematics). Kept: the dataset's features were made with it.
     """
     a, b, c, e = spec.face_joint_idx
     if is_ik_unpacking:
@@ -97,13 +99,13 @@ def inverse_kinematics(joints: Tensor, spec: DatasetSpec, smooth_forward: bool =
         for k, (parent, child) in enumerate(zip(chain[:-1], chain[1:])):
             children.append(child)
             parents.append(parent)
-            prev.append(0 if k == 0 else len(children) - 1)      # index into [root, g_children...]
+            prev.append(0 if k == 0 else len(children) - 1)  # index into [root, g_children...]
     if sorted(children) != list(range(1, spec.joints_num)):
         raise ValueError(f"kinematic chains of {spec.name} do not cover all {spec.joints_num} joints exactly once")
     bones = joints[..., children, :] - joints[..., parents, :]
     bones = bones / bones.norm(dim=-1, keepdim=True)
     raw = _like(spec.raw_offsets, joints)[children]
-    world = qbetween(raw.expand_as(bones), bones)                                  # (..., T, J-1, 4)
+    world = qbetween(raw.expand_as(bones), bones)  # (..., T, J-1, 4)
     chain_rot = torch.cat((root[..., None, :], world), dim=-2)[..., prev, :]
     local = qmul(qinv(chain_rot), world)
     order = [0] + [1 + children.index(j) for j in range(1, spec.joints_num)]
@@ -116,8 +118,9 @@ def _check_offsets(offsets: Tensor, spec: DatasetSpec) -> None:
 
 
 @numpy_io
-def forward_kinematics(quats: Tensor, root_pos: Tensor, offsets: Tensor | np.ndarray, spec: DatasetSpec,
-                       use_root_rotation: bool = True) -> Tensor:
+def forward_kinematics(
+    quats: Tensor, root_pos: Tensor, offsets: Tensor | np.ndarray, spec: DatasetSpec, use_root_rotation: bool = True
+) -> Tensor:
     """Joint positions from local rotations (the reference ``forward_kinematics``).
 
     quats: (..., T, J, 4), root_pos: (..., T, 3), offsets: (J, 3) or broadcastable (..., T, J, 3)
@@ -139,13 +142,14 @@ def forward_kinematics(quats: Tensor, root_pos: Tensor, offsets: Tensor | np.nda
 
 
 @numpy_io
-def forward_kinematics_cont6d(cont6d: Tensor, root_pos: Tensor, offsets: Tensor | np.ndarray, spec: DatasetSpec,
-                              use_root_rotation: bool = True) -> Tensor:
+def forward_kinematics_cont6d(
+    cont6d: Tensor, root_pos: Tensor, offsets: Tensor | np.ndarray, spec: DatasetSpec, use_root_rotation: bool = True
+) -> Tensor:
     """:func:`forward_kinematics` with 6D rotations. cont6d: (..., T, J, 6), root_pos: (..., T, 3) -> (..., T, J, 3)."""
     offsets = _like(offsets, cont6d)
     _check_offsets(offsets, spec)
     offsets = offsets.expand(cont6d.shape[:-1] + (3,))
-    mats = cont6d_to_matrix(cont6d)                                    # (..., T, J, 3, 3)
+    mats = cont6d_to_matrix(cont6d)  # (..., T, J, 3, 3)
     positions: list[Tensor | None] = [None] * spec.joints_num
     positions[0] = root_pos.expand(cont6d.shape[:-2] + (3,))
     identity = torch.eye(3, dtype=mats.dtype, device=mats.device).expand_as(mats[..., 0, :, :])
@@ -155,4 +159,3 @@ def forward_kinematics_cont6d(cont6d: Tensor, root_pos: Tensor, offsets: Tensor 
             rot = rot @ mats[..., child, :, :]
             positions[child] = (rot @ offsets[..., child, :, None])[..., 0] + positions[parent]
     return torch.stack(positions, dim=-2)  # type: ignore[arg-type]
-

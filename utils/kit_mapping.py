@@ -19,6 +19,7 @@ BLN are matched to the SMPL spine at the nearest anatomical level:
 The toe tips continue the ankle -> ball direction, horizontally, by ``TOE_EXTENSION`` of its length (SMPL's
 ball-to-toe-tip is about half the ankle-to-ball distance); their height is the ball's.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -27,7 +28,7 @@ MM_PER_M = 1000.0
 TOE_EXTENSION = 0.5
 # KIT joint k <- SMPL joint SMPL_FOR_KIT[k]; -1 = extrapolated toe tip (LF = 15, RF = 20).
 SMPL_FOR_KIT = (0, 3, 9, 12, 15, 16, 18, 20, 17, 19, 21, 1, 4, 7, 10, -1, 2, 5, 8, 11, -1)
-TOE_TIPS = {15: (7, 10), 20: (8, 11)}           # KIT toe tip: (SMPL ankle, SMPL ball)
+TOE_TIPS = {15: (7, 10), 20: (8, 11)}  # KIT toe tip: (SMPL ankle, SMPL ball)
 
 
 def smpl22_to_kit21(joints: np.ndarray) -> np.ndarray:

@@ -1,8 +1,9 @@
-"""Benchmark metric math on embedding arrays (spec §5.3). Pure NumPy/SciPy functions, no state.
+"""Benchmark metric math on embedding arrays (docs/evaluation.md#metrics). Pure NumPy/SciPy functions, no state.
 
 Embeddings are rows: text ``(N, d)``, motion ``(N, d)``; row i of both belongs to the same pair.
 Random draws take an explicit ``numpy.random.Generator``.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -25,7 +26,7 @@ def r_precision_hits(text_emb: np.ndarray, motion_emb: np.ndarray, top_k: int = 
     Computed within the given batch (the protocol uses batches of 32); divide sums by the sample count.
     """
     order = np.argsort(euclidean_distance_matrix(text_emb, motion_emb), axis=1, kind="stable")
-    rank = np.argmax(order == np.arange(len(order))[:, None], axis=1)   # position of the matching motion
+    rank = np.argmax(order == np.arange(len(order))[:, None], axis=1)  # position of the matching motion
     return np.array([(rank < k).sum() for k in range(1, top_k + 1)], dtype=np.int64)
 
 
@@ -39,8 +40,9 @@ def activation_statistics(emb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return emb.mean(axis=0), np.cov(emb, rowvar=False)
 
 
-def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray,
-                     eps: float = 1e-6) -> float:
+def frechet_distance(
+    mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray, eps: float = 1e-6
+) -> float:
     """Fréchet distance of two Gaussians: ``‖μ₁−μ₂‖² + Tr(Σ₁ + Σ₂ − 2(Σ₁Σ₂)^½)``.
 
     A non-finite matrix square root is retried with ``eps·I`` added to both covariances; a complex result whose
@@ -49,8 +51,9 @@ def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma
     mu1, mu2 = np.atleast_1d(mu1), np.atleast_1d(mu2)
     sigma1, sigma2 = np.atleast_2d(sigma1), np.atleast_2d(sigma2)
     if mu1.shape != mu2.shape or sigma1.shape != sigma2.shape:
-        raise ValueError(f"FID inputs disagree: means {mu1.shape} vs {mu2.shape}, covs {sigma1.shape} vs "
-                         f"{sigma2.shape}")
+        raise ValueError(
+            f"FID inputs disagree: means {mu1.shape} vs {mu2.shape}, covs {sigma1.shape} vs {sigma2.shape}"
+        )
     covmean = linalg.sqrtm(sigma1 @ sigma2)
     if not np.isfinite(covmean).all():
         offset = np.eye(sigma1.shape[0]) * eps

@@ -1,17 +1,24 @@
-"""The motion representation: joints -> features (official ``process_file``, spec §1.6), features -> joints
-(``recover_from_ric`` / ``recover_from_rot``, spec §1.7), mirroring and input validation.
+"""The motion representation: joints -> features (official ``process_file``, docs/data.md#from-joints-to-features), features -> joints
+(``recover_from_ric`` / ``recover_from_rot``, docs/data.md#from-features-to-joints), mirroring and input validation.
 
-Feature layout per frame (spec §1.2), ``J`` joints, ``D = 4 + 3(J-1) + 6(J-1) + 3J + 4``:
+Feature layout per frame (docs/data.md#feature-vector), ``J`` joints, ``D = 4 + 3(J-1) + 6(J-1) + 3J + 4``:
 ``[root_rot_vel (1), root_lin_vel xz (2), root_y (1), ric (3(J-1)), rot6d (6(J-1)), local_vel (3J), contacts (4)]``.
 Everything is batched over leading dimensions, keeps device/dtype, and accepts NumPy arrays (returns NumPy).
 """
+
 from __future__ import annotations
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from utils.kinematics import bone_offsets, facing_quat, forward_kinematics, forward_kinematics_cont6d, inverse_kinematics
+from utils.kinematics import (
+    bone_offsets,
+    facing_quat,
+    forward_kinematics,
+    forward_kinematics_cont6d,
+    inverse_kinematics,
+)
 from utils.quaternion import numpy_io, qinv, qmul, qrot, quat_to_cont6d
 from utils.skeleton import DatasetSpec, spec_from_feature_dim, spec_from_joint_count
 
@@ -19,10 +26,21 @@ ArrayLike = Tensor | np.ndarray
 
 # IK/FK live in utils.kinematics; re-exported so callers can take the whole representation from one module.
 __all__ = [
-    "bone_offsets", "check_bones", "check_features", "check_joints", "extract_features",
+    "bone_offsets",
+    "check_bones",
+    "check_features",
+    "check_joints",
+    "extract_features",
     "extract_features_with_positions",
-    "facing_quat", "forward_kinematics", "forward_kinematics_cont6d", "inverse_kinematics", "mirror_joints",
-    "recover_from_ric", "recover_from_rot", "recover_root_rot_pos", "uniform_skeleton",
+    "facing_quat",
+    "forward_kinematics",
+    "forward_kinematics_cont6d",
+    "inverse_kinematics",
+    "mirror_joints",
+    "recover_from_ric",
+    "recover_from_rot",
+    "recover_root_rot_pos",
+    "uniform_skeleton",
 ]
 
 
@@ -39,8 +57,9 @@ def _shape_and_finite(arr: ArrayLike) -> tuple[tuple[int, ...], bool]:
     return arr.shape, bool(np.isfinite(arr).all())
 
 
-def check_joints(arr: ArrayLike, spec: DatasetSpec | None = None, name: str = "joints",
-                 min_frames: int = 3) -> DatasetSpec:
+def check_joints(
+    arr: ArrayLike, spec: DatasetSpec | None = None, name: str = "joints", min_frames: int = 3
+) -> DatasetSpec:
     """Validate joint positions (..., T, J, 3) and return their dataset (inferred from J unless given)."""
     shape, is_finite = _shape_and_finite(arr)
     if len(shape) < 3 or shape[-1] != 3:
@@ -59,23 +78,26 @@ def check_joints(arr: ArrayLike, spec: DatasetSpec | None = None, name: str = "j
     return spec
 
 
-MIN_BONE = 1e-5   # a joint this close to its parent is a collapsed skeleton (IK would divide by zero)
+MIN_BONE = 1e-5  # a joint this close to its parent is a collapsed skeleton (IK would divide by zero)
 
 
 def check_bones(joints: ArrayLike, spec: DatasetSpec, name: str = "joints") -> None:
     """Every joint of (T, J, 3) positions must sit away from its parent in every frame (no collapsed skeleton)."""
     arr = np.asarray(joints, dtype=np.float64)
     parents = np.array(spec.parents[1:])
-    lengths = np.linalg.norm(arr[..., 1:, :] - arr[..., parents, :], axis=-1)          # (T, J-1)
+    lengths = np.linalg.norm(arr[..., 1:, :] - arr[..., parents, :], axis=-1)  # (T, J-1)
     if (lengths < MIN_BONE).any():
         t, b = np.argwhere(lengths < MIN_BONE)[0][-2:]
-        raise ValueError(f"{name}: joint {spec.joint_names[b + 1]!r} coincides with its parent "
-                         f"{spec.joint_names[parents[b]]!r} at frame {t} (collapsed or all-zero skeleton); "
-                         "expected joint positions of a body")
+        raise ValueError(
+            f"{name}: joint {spec.joint_names[b + 1]!r} coincides with its parent "
+            f"{spec.joint_names[parents[b]]!r} at frame {t} (collapsed or all-zero skeleton); "
+            "expected joint positions of a body"
+        )
 
 
-def check_features(arr: ArrayLike, spec: DatasetSpec | None = None, name: str = "features",
-                   min_frames: int = 3) -> DatasetSpec:
+def check_features(
+    arr: ArrayLike, spec: DatasetSpec | None = None, name: str = "features", min_frames: int = 3
+) -> DatasetSpec:
     """Validate feature vectors (..., T, D) and return their dataset (inferred from D unless given)."""
     shape, is_finite = _shape_and_finite(arr)
     if len(shape) < 2:
@@ -104,7 +126,7 @@ def _xz(x: Tensor) -> Tensor:
 
 @numpy_io
 def uniform_skeleton(joints: Tensor, spec: DatasetSpec, target_offsets: ArrayLike) -> Tensor:
-    """Retarget a motion to the target bone lengths, keeping every bone direction (spec §1.6 step 1).
+    """Retarget a motion to the target bone lengths, keeping every bone direction (docs/data.md#from-joints-to-features step 1).
 
     joints: (..., T, J, 3), target_offsets: (J, 3) -> (..., T, J, 3). Root positions are scaled by
     ``tgt_leg / src_leg``, the lower-leg lengths (``l_idx1``, ``l_idx2``) measured on frame 0.
@@ -112,20 +134,24 @@ def uniform_skeleton(joints: Tensor, spec: DatasetSpec, target_offsets: ArrayLik
     target = torch.as_tensor(target_offsets, dtype=joints.dtype, device=joints.device)
     if target.shape != (spec.joints_num, 3):
         raise ValueError(f"target_offsets must be ({spec.joints_num}, 3) for {spec.name}, got {tuple(target.shape)}")
-    source = bone_offsets(joints[..., 0, :, :], spec)                  # (..., J, 3)
+    source = bone_offsets(joints[..., 0, :, :], spec)  # (..., J, 3)
 
     def leg(offsets: Tensor) -> Tensor:
         return offsets[..., spec.l_idx1, :].abs().amax(-1) + offsets[..., spec.l_idx2, :].abs().amax(-1)
 
-    scale = leg(target) / leg(source)                                  # (...)
+    scale = leg(target) / leg(source)  # (...)
     quats = inverse_kinematics(joints, spec, smooth_forward=False)
     return forward_kinematics(quats, joints[..., 0, :] * scale[..., None, None], target, spec)
 
 
 @numpy_io
-def extract_features_with_positions(joints: Tensor, spec: DatasetSpec | None = None, feet_thre: float | None = None,
-                                    target_offsets: ArrayLike | None = None,
-                                    is_uniform: bool = True) -> tuple[Tensor, Tensor]:
+def extract_features_with_positions(
+    joints: Tensor,
+    spec: DatasetSpec | None = None,
+    feet_thre: float | None = None,
+    target_offsets: ArrayLike | None = None,
+    is_uniform: bool = True,
+) -> tuple[Tensor, Tensor]:
     """Official ``process_file``: joint positions -> (features, global_positions).
 
     joints: (..., T, J, 3) -> features (..., T-1, D), global_positions (..., T, J, 3) (retargeted, on the floor,
@@ -145,38 +171,46 @@ def extract_features_with_positions(joints: Tensor, spec: DatasetSpec | None = N
     floor = positions[..., 1].amin(dim=(-2, -1))
     positions = positions - floor[..., None, None, None] * positions.new_tensor([0.0, 1.0, 0.0])
     positions = positions - _xz(positions[..., :1, :1, :])
-    init_rot = facing_quat(positions[..., :1, :, :], spec, is_ik_unpacking=False)    # (..., 1, 4)
+    init_rot = facing_quat(positions[..., :1, :, :], spec, is_ik_unpacking=False)  # (..., 1, 4)
     global_positions = qrot(init_rot[..., None, :], positions)
 
     # Foot contacts: squared per-frame displacement below the threshold (no height test).
     feet = global_positions[..., (*spec.fid_l, *spec.fid_r), :]
     contacts = (((feet[..., 1:, :, :] - feet[..., :-1, :, :]) ** 2).sum(-1) < feet_thre).to(joints.dtype)
 
-    quats = inverse_kinematics(global_positions, spec, smooth_forward=True)           # (..., T, J, 4)
+    quats = inverse_kinematics(global_positions, spec, smooth_forward=True)  # (..., T, J, 4)
     cont6d = quat_to_cont6d(quats)
-    r_rot = quats[..., 0, :]                                                          # world -> facing
+    r_rot = quats[..., 0, :]  # world -> facing
     root = global_positions[..., 0, :]
-    # QUIRK(reference): root velocity uses the frame-(t+1) facing, local_vel the frame-t facing (spec §1.6).
+    # QUIRK(reference): root velocity uses the frame-(t+1) facing, local_vel the frame-t facing (docs/data.md#from-joints-to-features).
     root_vel = qrot(r_rot[..., 1:, :], root[..., 1:, :] - root[..., :-1, :])
     rot_vel = qmul(r_rot[..., 1:, :], qinv(r_rot[..., :-1, :]))
     ric = qrot(r_rot[..., :, None, :], global_positions - _xz(root[..., None, :]))
     local_vel = qrot(r_rot[..., :-1, None, :], global_positions[..., 1:, :, :] - global_positions[..., :-1, :, :])
 
-    features = torch.cat((
-        torch.asin(rot_vel[..., 2:3]),
-        root_vel[..., [0, 2]],
-        ric[..., :-1, 0, 1:2],
-        ric[..., :-1, 1:, :].flatten(-2),
-        cont6d[..., :-1, 1:, :].flatten(-2),
-        local_vel.flatten(-2),
-        contacts,
-    ), dim=-1)
+    features = torch.cat(
+        (
+            torch.asin(rot_vel[..., 2:3]),
+            root_vel[..., [0, 2]],
+            ric[..., :-1, 0, 1:2],
+            ric[..., :-1, 1:, :].flatten(-2),
+            cont6d[..., :-1, 1:, :].flatten(-2),
+            local_vel.flatten(-2),
+            contacts,
+        ),
+        dim=-1,
+    )
     return features, global_positions
 
 
 @numpy_io
-def extract_features(joints: Tensor, spec: DatasetSpec | None = None, feet_thre: float | None = None,
-                     target_offsets: ArrayLike | None = None, is_uniform: bool = True) -> Tensor:
+def extract_features(
+    joints: Tensor,
+    spec: DatasetSpec | None = None,
+    feet_thre: float | None = None,
+    target_offsets: ArrayLike | None = None,
+    is_uniform: bool = True,
+) -> Tensor:
     """Official ``process_file`` features. joints: (..., T, J, 3) -> (..., T-1, D); see
     :func:`extract_features_with_positions`."""
     return extract_features_with_positions(joints, spec, feet_thre, target_offsets, is_uniform)[0]
@@ -188,7 +222,7 @@ def extract_features(joints: Tensor, spec: DatasetSpec | None = None, feet_thre:
 
 @numpy_io
 def recover_root_rot_pos(features: Tensor) -> tuple[Tensor, Tensor]:
-    """Root facing rotation and position from the root features (spec §1.7).
+    """Root facing rotation and position from the root features (docs/data.md#from-features-to-joints).
 
     features: (..., T, D) -> r_rot_quat (..., T, 4) (world -> facing yaw), r_pos (..., T, 3).
     Yaw half-angle ``φ_t = Σ_{i<t} f[i, 0]``; position = cumulative sum of the previous rows' facing-frame XZ
@@ -207,7 +241,7 @@ def recover_root_rot_pos(features: Tensor) -> tuple[Tensor, Tensor]:
 
 @numpy_io
 def recover_from_ric(features: Tensor, joints_num: int | None = None) -> Tensor:
-    """Global joint positions from the rotation-invariant coordinates (spec §1.7).
+    """Global joint positions from the rotation-invariant coordinates (docs/data.md#from-features-to-joints).
 
     features: (..., T, D) -> (..., T, J, 3). ``joints_num`` defaults to the dataset matching ``D``.
     """
@@ -216,15 +250,14 @@ def recover_from_ric(features: Tensor, joints_num: int | None = None) -> Tensor:
     if features.shape[-1] < 4 + 3 * (joints_num - 1):
         raise ValueError(f"features with {features.shape[-1]} dims are too short for {joints_num} joints")
     r_rot_quat, r_pos = recover_root_rot_pos(features)
-    ric = features[..., 4:4 + 3 * (joints_num - 1)].unflatten(-1, (joints_num - 1, 3))
+    ric = features[..., 4 : 4 + 3 * (joints_num - 1)].unflatten(-1, (joints_num - 1, 3))
     positions = qrot(qinv(r_rot_quat)[..., None, :], ric) + _xz(r_pos[..., None, :])
     return torch.cat((r_pos[..., None, :], positions), dim=-2)
 
 
 @numpy_io
-def recover_from_rot(features: Tensor, spec: DatasetSpec | None = None,
-                     offsets: ArrayLike | None = None) -> Tensor:
-    """Global joint positions by forward kinematics of the 6D rotations on a skeleton (spec §1.7).
+def recover_from_rot(features: Tensor, spec: DatasetSpec | None = None, offsets: ArrayLike | None = None) -> Tensor:
+    """Global joint positions by forward kinematics of the 6D rotations on a skeleton (docs/data.md#from-features-to-joints).
 
     features: (..., T, D), offsets: (J, 3) (default ``spec.target_offsets``) -> (..., T, J, 3).
     """
@@ -245,7 +278,7 @@ def recover_from_rot(features: Tensor, spec: DatasetSpec | None = None,
 
 @numpy_io
 def mirror_joints(joints: Tensor, spec: DatasetSpec) -> Tensor:
-    """Left/right mirror (spec §1.8): ``x -> -x`` and swap ``spec.mirror_pairs``. (..., J, 3) -> (..., J, 3)."""
+    """Left/right mirror (docs/data.md#raw-pipeline): ``x -> -x`` and swap ``spec.mirror_pairs``. (..., J, 3) -> (..., J, 3)."""
     perm = list(range(spec.joints_num))
     for left, right in spec.mirror_pairs:
         perm[left], perm[right] = right, left

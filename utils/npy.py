@@ -7,6 +7,7 @@ under a ``.npy`` name, other files, malformed headers, headers that claim more d
 dtypes, 0-d arrays, and NaN/inf (or absurdly large) values. :func:`check_output` is the matching guard for
 arrays about to be written: a file is never replaced by NaN.
 """
+
 from __future__ import annotations
 
 import os
@@ -19,8 +20,16 @@ NPY_MAGIC = b"\x93NUMPY"
 ZIP_MAGIC = b"PK\x03\x04"
 MAX_HEADER_BYTES = 10_000
 NUMERIC_KINDS = {"f": "float", "i": "integer", "u": "unsigned integer"}
-DTYPE_KIND_NAMES = {"b": "boolean", "c": "complex", "m": "timedelta", "M": "datetime", "O": "Python object",
-                    "S": "byte string", "U": "string", "V": "raw/structured"}
+DTYPE_KIND_NAMES = {
+    "b": "boolean",
+    "c": "complex",
+    "m": "timedelta",
+    "M": "datetime",
+    "O": "Python object",
+    "S": "byte string",
+    "U": "string",
+    "V": "raw/structured",
+}
 
 
 @dataclass(frozen=True)
@@ -88,13 +97,23 @@ def _check_header(header: NpyHeader, size: int, where: str) -> None:
         raise ValueError(f"{where}: is a 0-d scalar; expected an array with at least one dimension")
     expected = header.data_offset + header.nbytes
     if expected != size:
-        raise ValueError(f"{where}: header says shape {header.shape} {dtype} ({expected} bytes with the header) but "
-                         f"the file has {size} bytes: truncated or corrupt; re-create it")
+        raise ValueError(
+            f"{where}: header says shape {header.shape} {dtype} ({expected} bytes with the header) but "
+            f"the file has {size} bytes: truncated or corrupt; re-create it"
+        )
 
 
-def load_npy(path: str | Path, what: str = "array", *, ndim: int | tuple[int, ...] | None = None,
-             shape: tuple[int | None, ...] | None = None, finite: bool = True, max_abs: float | None = None,
-             max_bytes: int | None = None, dtype: type = np.float32) -> np.ndarray:
+def load_npy(
+    path: str | Path,
+    what: str = "array",
+    *,
+    ndim: int | tuple[int, ...] | None = None,
+    shape: tuple[int | None, ...] | None = None,
+    finite: bool = True,
+    max_abs: float | None = None,
+    max_bytes: int | None = None,
+    dtype: type = np.float32,
+) -> np.ndarray:
     """A validated numeric array from a user's ``.npy`` file, as ``dtype`` (float32 by default).
 
     ``ndim``: allowed number(s) of dimensions; ``shape``: exact sizes, ``None`` = any (e.g. ``(None, 263)``);
@@ -107,13 +126,15 @@ def load_npy(path: str | Path, what: str = "array", *, ndim: int | tuple[int, ..
         raise FileNotFoundError(f"{where} not found")
     header = read_npy_header(path, what)
     dims = (ndim,) if isinstance(ndim, int) else ndim
-    if shape is not None and (len(shape) != len(header.shape)
-                              or any(s is not None and s != n for s, n in zip(shape, header.shape))):
+    if shape is not None and (
+        len(shape) != len(header.shape) or any(s is not None and s != n for s, n in zip(shape, header.shape))
+    ):
         want = "(" + ", ".join("N" if s is None else str(s) for s in shape) + ")"
         raise ValueError(f"{where}: has shape {header.shape}; expected {want}")
     if dims is not None and len(header.shape) not in dims:
-        raise ValueError(f"{where}: has {len(header.shape)} dimension(s) {header.shape}; expected "
-                         f"{' or '.join(map(str, dims))}")
+        raise ValueError(
+            f"{where}: has {len(header.shape)} dimension(s) {header.shape}; expected {' or '.join(map(str, dims))}"
+        )
     if max_bytes is not None and header.nbytes > max_bytes:
         raise ValueError(f"{where}: holds {header.nbytes} bytes of data; the limit is {max_bytes}")
     try:
@@ -132,8 +153,9 @@ def check_values(arr: np.ndarray, where: str, *, finite: bool = True, max_abs: f
         bad = int(np.size(arr) - np.isfinite(arr).sum())
         raise ValueError(f"{where}: contains {bad} NaN or infinite value(s)")
     if max_abs is not None and arr.size and float(np.abs(arr).max()) > max_abs:
-        raise ValueError(f"{where}: has values up to {float(np.abs(arr).max()):.3g}; expected magnitudes "
-                         f"below {max_abs:g}")
+        raise ValueError(
+            f"{where}: has values up to {float(np.abs(arr).max()):.3g}; expected magnitudes below {max_abs:g}"
+        )
 
 
 def check_output(arr: np.ndarray, path: str | os.PathLike[str], what: str = "output") -> np.ndarray:
@@ -142,6 +164,8 @@ def check_output(arr: np.ndarray, path: str | os.PathLike[str], what: str = "out
     if arr.dtype.kind not in NUMERIC_KINDS:
         raise ValueError(f"not writing {what} {path}: dtype {arr.dtype} is not numeric")
     if arr.dtype.kind == "f" and not np.isfinite(arr).all():
-        raise ValueError(f"not writing {what} {path}: the result contains NaN or infinite values "
-                         "(the input motion or the model's statistics are degenerate)")
+        raise ValueError(
+            f"not writing {what} {path}: the result contains NaN or infinite values "
+            "(the input motion or the model's statistics are degenerate)"
+        )
     return arr

@@ -27,6 +27,7 @@ smoothly sampled motion):
 * ``phys_err`` (m): the mean of ``penetration_mean``, ``floating`` and the skate slide per 1/20 s
   (``skate_distance / 20``), one number in the spirit of PhysDiff's Phys-Err.
 """
+
 from __future__ import annotations
 
 import json
@@ -38,10 +39,10 @@ import numpy as np
 
 from utils.skeleton import DatasetSpec
 
-CONTACT_SPEED = 0.5    # m/s: a foot joint slower than this could be carrying weight
-SKATE_HEIGHT = 0.05    # m: a foot joint this close to the floor is on it
-SKATE_SPEED = 0.5      # m/s: 2.5 cm per frame at 20 fps
-REFERENCE_FPS = 20.0   # phys_err expresses the skate slide per frame at this rate
+CONTACT_SPEED = 0.5  # m/s: a foot joint slower than this could be carrying weight
+SKATE_HEIGHT = 0.05  # m: a foot joint this close to the floor is on it
+SKATE_SPEED = 0.5  # m/s: 2.5 cm per frame at 20 fps
+REFERENCE_FPS = 20.0  # phys_err expresses the skate slide per frame at this rate
 
 # Dataset length unit in metres (KIT-ML positions are millimetres).
 METRES_PER_UNIT = {"t2m": 1.0, "kit": 0.001}
@@ -79,7 +80,7 @@ def penetration(joints: np.ndarray) -> tuple[float, float]:
 def contact_frames(joints: np.ndarray, feet: tuple[int, ...], fps: float) -> np.ndarray:
     """(T,) bool: frames where some foot joint is slower than :data:`CONTACT_SPEED` (should touch the floor)."""
     joints = _check(joints, fps, 2)
-    step = np.linalg.norm(np.diff(joints[:, list(feet)], axis=0), axis=-1) * fps     # (T-1, F) m/s
+    step = np.linalg.norm(np.diff(joints[:, list(feet)], axis=0), axis=-1) * fps  # (T-1, F) m/s
     step = np.concatenate([step, step[-1:]], axis=0)
     return (step < CONTACT_SPEED).any(axis=1)
 
@@ -107,7 +108,7 @@ def skating(joints: np.ndarray, feet: tuple[int, ...], fps: float) -> tuple[floa
     slide, grounded = _grounded_steps(joints, feet)
     skates = (grounded & (slide > SKATE_SPEED / fps)).any(axis=1)
     duration = (joints.shape[0] - 1) / fps
-    per_foot = (slide * grounded).reshape(len(slide), -1, 2).max(axis=2)      # (T-1, 2): (ankle, toe) per side
+    per_foot = (slide * grounded).reshape(len(slide), -1, 2).max(axis=2)  # (T-1, 2): (ankle, toe) per side
     distance = float(per_foot.sum(axis=0).mean() / duration)
     return float(skates.mean()), distance
 
@@ -115,8 +116,8 @@ def skating(joints: np.ndarray, feet: tuple[int, ...], fps: float) -> tuple[floa
 def jitter(joints: np.ndarray, fps: float) -> tuple[float, float]:
     """(mean jerk m/s³, mean acceleration m/s²) of all joints; needs at least 4 frames."""
     joints = _check(joints, fps, 4)
-    acc = np.linalg.norm(np.diff(joints, n=2, axis=0), axis=-1) * fps ** 2
-    jerk = np.linalg.norm(np.diff(joints, n=3, axis=0), axis=-1) * fps ** 3
+    acc = np.linalg.norm(np.diff(joints, n=2, axis=0), axis=-1) * fps**2
+    jerk = np.linalg.norm(np.diff(joints, n=3, axis=0), axis=-1) * fps**3
     return float(jerk.mean()), float(acc.mean())
 
 
@@ -138,10 +139,12 @@ class PhysicalMetrics:
 
     def summary(self) -> str:
         """One line for logs."""
-        return (f"penetration {100 * self.penetration_mean:.2f} cm (max {100 * self.penetration_max:.2f}), "
-                f"floating {100 * self.floating:.2f} cm, skate {100 * self.skate_ratio:.1f} % "
-                f"({100 * self.skate_distance:.2f} cm/s), jerk {self.jerk:.1f} m/s³, "
-                f"acceleration {self.acceleration:.2f} m/s²")
+        return (
+            f"penetration {100 * self.penetration_mean:.2f} cm (max {100 * self.penetration_max:.2f}), "
+            f"floating {100 * self.floating:.2f} cm, skate {100 * self.skate_ratio:.1f} % "
+            f"({100 * self.skate_distance:.2f} cm/s), jerk {self.jerk:.1f} m/s³, "
+            f"acceleration {self.acceleration:.2f} m/s²"
+        )
 
 
 def physical_metrics(joints: np.ndarray, spec: DatasetSpec, fps: float | None = None) -> PhysicalMetrics:
@@ -169,8 +172,9 @@ def mean_metrics(metrics: list[PhysicalMetrics]) -> dict[str, float]:
     return {name: float(np.mean([getattr(m, name) for m in metrics])) for name in METRIC_NAMES}
 
 
-def motion_report(joints: np.ndarray, spec: DatasetSpec, raw_joints: np.ndarray | None = None,
-                  **info: object) -> dict[str, object]:
+def motion_report(
+    joints: np.ndarray, spec: DatasetSpec, raw_joints: np.ndarray | None = None, **info: object
+) -> dict[str, object]:
     """JSON-ready record of one motion: ``info`` (caption, file, ...), ``frames`` and its metrics; with
     ``raw_joints`` (the motion before a clean-up) also the raw metrics. Dataset-unit joints (T, J, 3)."""
     record: dict[str, object] = {**info, "frames": int(np.shape(joints)[0])}
@@ -183,8 +187,13 @@ def motion_report(joints: np.ndarray, spec: DatasetSpec, raw_joints: np.ndarray 
 def write_report(path: str | os.PathLike[str], records: list[dict[str, object]], spec: DatasetSpec) -> Path:
     """Write the records as ``{"dataset", "fps", "units", "definitions", "motions": [...]}`` JSON, atomically."""
     path = Path(path)
-    doc = {"dataset": spec.name, "fps": spec.fps, "units": "metres, seconds",
-           "definitions": "utils/physical.py (module docstring)", "motions": records}
+    doc = {
+        "dataset": spec.name,
+        "fps": spec.fps,
+        "units": "metres, seconds",
+        "definitions": "utils/physical.py (module docstring)",
+        "motions": records,
+    }
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.write_text(json.dumps(doc, indent=1) + "\n")

@@ -3,6 +3,7 @@
 Ground floor: no project imports. Used by the generation pipeline (to refuse bf16 where it is emulated), the
 options' help text and the benchmarks (which print the description beside their figures).
 """
+
 from __future__ import annotations
 
 import platform
@@ -12,10 +13,12 @@ from pathlib import Path
 import torch
 
 PRECISIONS = ("fp32", "bf16", "int8")
-PRECISION_HELP = ("transformer arithmetic: fp32 (default; reproduces the official seeded samples), bf16 autocast "
-                  "(only where the hardware has bf16: CUDA compute capability >= 8.0, CPUs with AVX512-BF16 or "
-                  "AMX; refused elsewhere, where it is emulated and several times slower), or int8 (CPU only: "
-                  "dynamic int8 quantisation of every linear layer; faster on CPUs, samples differ slightly)")
+PRECISION_HELP = (
+    "transformer arithmetic: fp32 (default; reproduces the official seeded samples), bf16 autocast "
+    "(only where the hardware has bf16: CUDA compute capability >= 8.0, CPUs with AVX512-BF16 or "
+    "AMX; refused elsewhere, where it is emulated and several times slower), or int8 (CPU only: "
+    "dynamic int8 quantisation of every linear layer; faster on CPUs, samples differ slightly)"
+)
 # CPU flags (/proc/cpuinfo) that matter for these modes; printed by the benchmarks.
 CPU_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_bf16", "amx_int8")
 
@@ -62,11 +65,15 @@ def check_precision(precision: str, device: torch.device) -> None:
     if precision == "bf16":
         ok, why = bf16_support(device)
         if not ok:
-            raise ValueError(f"--precision bf16 is not offered here: {why}; bf16 would be emulated and slower than "
-                             "fp32 (use fp32, or int8 on a CPU)")
+            raise ValueError(
+                f"--precision bf16 is not offered here: {why}; bf16 would be emulated and slower than "
+                "fp32 (use fp32, or int8 on a CPU)"
+            )
     if precision == "int8" and device.type != "cpu":
-        raise ValueError(f"--precision int8 runs on the CPU only (dynamic quantisation), not on {device.type}: "
-                         "use fp32 or bf16 there")
+        raise ValueError(
+            f"--precision int8 runs on the CPU only (dynamic quantisation), not on {device.type}: "
+            "use fp32 or bf16 there"
+        )
 
 
 def describe_device(device: torch.device) -> str:
@@ -76,6 +83,8 @@ def describe_device(device: torch.device) -> str:
         return f"{torch.cuda.get_device_name(device)} (CUDA capability {major}.{minor})"
     if device.type == "cpu":
         flags = [f for f in CPU_FLAGS if f in cpu_flags()]
-        return (f"{_cpu_name()}, torch capability {torch.backends.cpu.get_cpu_capability()}, flags: "
-                f"{' '.join(flags) or 'unknown'}, {torch.get_num_threads()} threads")
+        return (
+            f"{_cpu_name()}, torch capability {torch.backends.cpu.get_cpu_capability()}, flags: "
+            f"{' '.join(flags) or 'unknown'}, {torch.get_num_threads()} threads"
+        )
     return device.type

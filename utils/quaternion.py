@@ -1,4 +1,4 @@
-"""Quaternion, rotation-matrix, 6D and Euler conversions (spec §1.4).
+"""Quaternion, rotation-matrix, 6D and Euler conversions (docs/data.md#rotation-conventions).
 
 Conventions: quaternions are ``(w, x, y, z)``, Hamilton product, active rotation (``qrot(q, v)`` rotates the
 vector ``v``); matrices act on column vectors (``v' = R @ v``); the continuous 6D representation is the
@@ -6,10 +6,12 @@ concatenation of matrix columns 0 and 1. Every function is batched over leading 
 device and dtype, never modifies its inputs, and also accepts NumPy arrays (the result is then a NumPy array of
 the same dtype).
 """
+
 from __future__ import annotations
 
 import functools
-from typing import Callable, TypeVar
+from collections.abc import Callable
+from typing import TypeVar
 
 import numpy as np
 import torch
@@ -32,8 +34,9 @@ def numpy_io(fn: F) -> F:
         if not (args and isinstance(args[0], np.ndarray)):
             return fn(*args, **kwargs)
         args = tuple(torch.from_numpy(np.ascontiguousarray(a)) if isinstance(a, np.ndarray) else a for a in args)
-        kwargs = {k: torch.from_numpy(np.ascontiguousarray(v)) if isinstance(v, np.ndarray) else v
-                  for k, v in kwargs.items()}
+        kwargs = {
+            k: torch.from_numpy(np.ascontiguousarray(v)) if isinstance(v, np.ndarray) else v for k, v in kwargs.items()
+        }
         out = fn(*args, **kwargs)
         if isinstance(out, tuple):
             return tuple(o.numpy() if isinstance(o, Tensor) else o for o in out)
@@ -68,12 +71,15 @@ def qmul(q: Tensor, r: Tensor) -> Tensor:
     _check_last(r, 4, "r")
     q0, q1, q2, q3 = q.unbind(-1)
     r0, r1, r2, r3 = r.unbind(-1)
-    return torch.stack((
-        q0 * r0 - q1 * r1 - q2 * r2 - q3 * r3,
-        q0 * r1 + q1 * r0 + q2 * r3 - q3 * r2,
-        q0 * r2 - q1 * r3 + q2 * r0 + q3 * r1,
-        q0 * r3 + q1 * r2 - q2 * r1 + q3 * r0,
-    ), dim=-1)
+    return torch.stack(
+        (
+            q0 * r0 - q1 * r1 - q2 * r2 - q3 * r3,
+            q0 * r1 + q1 * r0 + q2 * r3 - q3 * r2,
+            q0 * r2 - q1 * r3 + q2 * r0 + q3 * r1,
+            q0 * r3 + q1 * r2 - q2 * r1 + q3 * r0,
+        ),
+        dim=-1,
+    )
 
 
 @numpy_io
@@ -148,9 +154,15 @@ def quat_to_matrix(q: Tensor) -> Tensor:
     xy, xz, yz = x * y * s, x * z * s, y * z * s
     wx, wy, wz = w * x * s, w * y * s, w * z * s
     rows = (
-        1.0 - (yy + zz), xy - wz, xz + wy,
-        xy + wz, 1.0 - (xx + zz), yz - wx,
-        xz - wy, yz + wx, 1.0 - (xx + yy),
+        1.0 - (yy + zz),
+        xy - wz,
+        xz + wy,
+        xy + wz,
+        1.0 - (xx + zz),
+        yz - wx,
+        xz - wy,
+        yz + wx,
+        1.0 - (xx + yy),
     )
     return torch.stack(rows, dim=-1).reshape(q.shape[:-1] + (3, 3))
 
@@ -170,12 +182,15 @@ def matrix_to_quat(m: Tensor) -> Tensor:
     # 4 q_i^2 for i = w, x, y, z.
     sq = torch.stack((1 + m00 + m11 + m22, 1 + m00 - m11 - m22, 1 - m00 + m11 - m22, 1 - m00 - m11 + m22), -1)
     # Row i: the quaternion scaled by 4 q_i (each row is exact for its own pivot).
-    candidates = torch.stack((
-        torch.stack((sq[..., 0], m21 - m12, m02 - m20, m10 - m01), -1),
-        torch.stack((m21 - m12, sq[..., 1], m10 + m01, m02 + m20), -1),
-        torch.stack((m02 - m20, m10 + m01, sq[..., 2], m12 + m21), -1),
-        torch.stack((m10 - m01, m20 + m02, m21 + m12, sq[..., 3]), -1),
-    ), dim=-2)
+    candidates = torch.stack(
+        (
+            torch.stack((sq[..., 0], m21 - m12, m02 - m20, m10 - m01), -1),
+            torch.stack((m21 - m12, sq[..., 1], m10 + m01, m02 + m20), -1),
+            torch.stack((m02 - m20, m10 + m01, sq[..., 2], m12 + m21), -1),
+            torch.stack((m10 - m01, m20 + m02, m21 + m12, sq[..., 3]), -1),
+        ),
+        dim=-2,
+    )
     best = sq.argmax(dim=-1)
     q = torch.gather(candidates, -2, best[..., None, None].expand(best.shape + (1, 4)))[..., 0, :]
     q = q / q.norm(dim=-1, keepdim=True)

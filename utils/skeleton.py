@@ -1,54 +1,160 @@
-"""Dataset facts in one table: skeletons, feature layout and processing constants (spec §1.2-§1.5).
+"""Dataset facts in one table: skeletons, feature layout and processing constants (docs/data.md#feature-vector, docs/data.md#inverse-and-forward-kinematics).
 
 Everything that differs between HumanML3D (``t2m``) and KIT-ML (``kit``) lives in :data:`DATASETS`;
 code elsewhere asks :func:`get_dataset_spec` instead of branching on the dataset name.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import numpy as np
 
-# Spec §1.3: kinematic chains, root first.
+# docs/data.md#dataset-constants: kinematic chains, root first.
 T2M_CHAINS = ((0, 2, 5, 8, 11), (0, 1, 4, 7, 10), (0, 3, 6, 9, 12, 15), (9, 14, 17, 19, 21), (9, 13, 16, 18, 20))
 KIT_CHAINS = ((0, 11, 12, 13, 14, 15), (0, 16, 17, 18, 19, 20), (0, 1, 2, 3, 4), (3, 5, 6, 7), (3, 8, 9, 10))
 
 T2M_JOINT_NAMES = (
-    "pelvis", "left_hip", "right_hip", "spine1", "left_knee", "right_knee", "spine2", "left_ankle",
-    "right_ankle", "spine3", "left_foot", "right_foot", "neck", "left_collar", "right_collar", "head",
-    "left_shoulder", "right_shoulder", "left_elbow", "right_elbow", "left_wrist", "right_wrist",
+    "pelvis",
+    "left_hip",
+    "right_hip",
+    "spine1",
+    "left_knee",
+    "right_knee",
+    "spine2",
+    "left_ankle",
+    "right_ankle",
+    "spine3",
+    "left_foot",
+    "right_foot",
+    "neck",
+    "left_collar",
+    "right_collar",
+    "head",
+    "left_shoulder",
+    "right_shoulder",
+    "left_elbow",
+    "right_elbow",
+    "left_wrist",
+    "right_wrist",
 )
 KIT_JOINT_NAMES = (
-    "root", "BP", "BT", "BLN", "BUN", "LS", "LE", "LW", "RS", "RE", "RW",
-    "LH", "LK", "LA", "LMrot", "LF", "RH", "RK", "RA", "RMrot", "RF",
+    "root",
+    "BP",
+    "BT",
+    "BLN",
+    "BUN",
+    "LS",
+    "LE",
+    "LW",
+    "RS",
+    "RE",
+    "RW",
+    "LH",
+    "LK",
+    "LA",
+    "LMrot",
+    "LF",
+    "RH",
+    "RK",
+    "RA",
+    "RMrot",
+    "RF",
 )
 # Common names for KIT joints (so a control file can say "pelvis" or "left_wrist" on either dataset).
-KIT_JOINT_ALIASES = (("pelvis", 0), ("head", 4), ("left_wrist", 7), ("right_wrist", 10), ("left_foot", 15),
-                     ("right_foot", 20))
+KIT_JOINT_ALIASES = (
+    ("pelvis", 0),
+    ("head", 4),
+    ("left_wrist", 7),
+    ("right_wrist", 10),
+    ("left_foot", 15),
+    ("right_foot", 20),
+)
 
-# Spec §1.3: unit bone directions in the rest pose (row = child joint).
+# docs/data.md#dataset-constants: unit bone directions in the rest pose (row = child joint).
 T2M_RAW_OFFSETS = np.array(
-    [[0, 0, 0], [1, 0, 0], [-1, 0, 0], [0, 1, 0], [0, -1, 0], [0, -1, 0], [0, 1, 0], [0, -1, 0],
-     [0, -1, 0], [0, 1, 0], [0, 0, 1], [0, 0, 1], [0, 1, 0], [1, 0, 0], [-1, 0, 0], [0, 0, 1],
-     [0, -1, 0], [0, -1, 0], [0, -1, 0], [0, -1, 0], [0, -1, 0], [0, -1, 0]],
+    [
+        [0, 0, 0],
+        [1, 0, 0],
+        [-1, 0, 0],
+        [0, 1, 0],
+        [0, -1, 0],
+        [0, -1, 0],
+        [0, 1, 0],
+        [0, -1, 0],
+        [0, -1, 0],
+        [0, 1, 0],
+        [0, 0, 1],
+        [0, 0, 1],
+        [0, 1, 0],
+        [1, 0, 0],
+        [-1, 0, 0],
+        [0, 0, 1],
+        [0, -1, 0],
+        [0, -1, 0],
+        [0, -1, 0],
+        [0, -1, 0],
+        [0, -1, 0],
+        [0, -1, 0],
+    ],
     dtype=np.float32,
 )
 KIT_RAW_OFFSETS = np.array(
-    [[0, 0, 0], [0, 1, 0], [0, 1, 0], [0, 1, 0], [0, 1, 0], [1, 0, 0], [0, -1, 0], [0, -1, 0],
-     [-1, 0, 0], [0, -1, 0], [0, -1, 0], [1, 0, 0], [0, -1, 0], [0, -1, 0], [0, 0, 1], [0, 0, 1],
-     [-1, 0, 0], [0, -1, 0], [0, -1, 0], [0, 0, 1], [0, 0, 1]],
+    [
+        [0, 0, 0],
+        [0, 1, 0],
+        [0, 1, 0],
+        [0, 1, 0],
+        [0, 1, 0],
+        [1, 0, 0],
+        [0, -1, 0],
+        [0, -1, 0],
+        [-1, 0, 0],
+        [0, -1, 0],
+        [0, -1, 0],
+        [1, 0, 0],
+        [0, -1, 0],
+        [0, -1, 0],
+        [0, 0, 1],
+        [0, 0, 1],
+        [-1, 0, 0],
+        [0, -1, 0],
+        [0, -1, 0],
+        [0, 0, 1],
+        [0, 0, 1],
+    ],
     dtype=np.float32,
 )
 
-# Spec §1.3: HumanML3D target skeleton bone lengths (metres) for joints 1..21 (example 000021).
+# docs/data.md#dataset-constants: HumanML3D target skeleton bone lengths (metres) for joints 1..21 (example 000021).
 T2M_TARGET_BONE_LENGTHS = np.array(
-    [0.103074, 0.109883, 0.131568, 0.393623, 0.390188, 0.143190, 0.432433, 0.425643, 0.057365, 0.143382,
-     0.149419, 0.219360, 0.137487, 0.143383, 0.103039, 0.131614, 0.122984, 0.256840, 0.263092, 0.266012,
-     0.269876],
+    [
+        0.103074,
+        0.109883,
+        0.131568,
+        0.393623,
+        0.390188,
+        0.143190,
+        0.432433,
+        0.425643,
+        0.057365,
+        0.143382,
+        0.149419,
+        0.219360,
+        0.137487,
+        0.143383,
+        0.103039,
+        0.131614,
+        0.122984,
+        0.256840,
+        0.263092,
+        0.266012,
+        0.269876,
+    ],
     dtype=np.float32,
 )
 
-# Spec §1.8: left/right joint pairs swapped when mirroring (x -> -x).
+# docs/data.md#raw-pipeline: left/right joint pairs swapped when mirroring (x -> -x).
 T2M_MIRROR_PAIRS = ((1, 2), (4, 5), (7, 8), (10, 11), (13, 14), (16, 17), (18, 19), (20, 21))
 KIT_MIRROR_PAIRS = ((5, 8), (6, 9), (7, 10), (11, 16), (12, 17), (13, 18), (14, 19), (15, 20))
 
@@ -64,30 +170,30 @@ def parents_from_chains(chains: tuple[tuple[int, ...], ...], num_joints: int) ->
 
 @dataclass(frozen=True)
 class DatasetSpec:
-    """Per-dataset constants (spec §1.2-§1.3). Lengths are in frames unless named otherwise."""
+    """Per-dataset constants (docs/data.md#feature-vector, docs/data.md#dataset-constants). Lengths are in frames unless named otherwise."""
 
     name: str
     joints_num: int
     dim_pose: int
     fps: float
     chains: tuple[tuple[int, ...], ...]
-    raw_offsets: np.ndarray          # (J, 3) unit rest-pose bone directions
+    raw_offsets: np.ndarray  # (J, 3) unit rest-pose bone directions
     joint_names: tuple[str, ...]
     face_joint_idx: tuple[int, int, int, int]
-    fid_l: tuple[int, int]           # left (ankle, toe)
-    fid_r: tuple[int, int]           # right (ankle, toe)
-    l_idx1: int                      # lower-leg joints used for the retargeting scale
+    fid_l: tuple[int, int]  # left (ankle, toe)
+    fid_r: tuple[int, int]  # right (ankle, toe)
+    l_idx1: int  # lower-leg joints used for the retargeting scale
     l_idx2: int
-    feet_thre: float                 # foot-contact threshold on squared per-frame displacement
-    min_motion_length: int           # text datasets skip shorter clips
+    feet_thre: float  # foot-contact threshold on squared per-frame displacement
+    min_motion_length: int  # text datasets skip shorter clips
     max_motion_length: int = 196
     max_motion_length_exclusive: int = 200
-    unit_length: int = 4             # VQ down-sampling factor
-    window_size: int = 64            # VQ training window
+    unit_length: int = 4  # VQ down-sampling factor
+    window_size: int = 64  # VQ training window
     plot_radius: float = 4.0
     mirror_pairs: tuple[tuple[int, int], ...] = ()
     data_folder: str = "HumanML3D"
-    target_bone_lengths: np.ndarray | None = None   # (J-1,) default retargeting skeleton, None = keep source
+    target_bone_lengths: np.ndarray | None = None  # (J-1,) default retargeting skeleton, None = keep source
     joint_aliases: tuple[tuple[str, int], ...] = ()  # extra (name, index) pairs accepted by joint_index
 
     def joint_index(self, joint: str | int) -> int:
@@ -101,8 +207,10 @@ class DatasetSpec:
         if key.isdigit():
             return self.joint_index(int(key))
         if key not in names:
-            raise ValueError(f"unknown joint {joint!r} for {self.name}: use an index 0..{self.joints_num - 1} or one "
-                             f"of {', '.join(names)}")
+            raise ValueError(
+                f"unknown joint {joint!r} for {self.name}: use an index 0..{self.joints_num - 1} or one "
+                f"of {', '.join(names)}"
+            )
         return names[key]
 
     @property
@@ -111,14 +219,19 @@ class DatasetSpec:
 
     @property
     def feature_slices(self) -> dict[str, slice]:
-        """Spec §1.2 feature blocks: root_rot_vel, root_lin_vel, root_y, ric, rot6d, local_vel, foot_contact."""
+        """docs/data.md#feature-vector feature blocks: root_rot_vel, root_lin_vel, root_y, ric, rot6d, local_vel, foot_contact."""
         j = self.joints_num
         r = 4 + 3 * (j - 1)
         s = r + 6 * (j - 1)
         v = s + 3 * j
         return {
-            "root_rot_vel": slice(0, 1), "root_lin_vel": slice(1, 3), "root_y": slice(3, 4),
-            "ric": slice(4, r), "rot6d": slice(r, s), "local_vel": slice(s, v), "foot_contact": slice(v, v + 4),
+            "root_rot_vel": slice(0, 1),
+            "root_lin_vel": slice(1, 3),
+            "root_y": slice(3, 4),
+            "ric": slice(4, r),
+            "rot6d": slice(r, s),
+            "local_vel": slice(s, v),
+            "foot_contact": slice(v, v + 4),
         }
 
     @property
@@ -132,18 +245,46 @@ class DatasetSpec:
 
 DATASETS: dict[str, DatasetSpec] = {
     "t2m": DatasetSpec(
-        name="t2m", joints_num=22, dim_pose=263, fps=20.0, chains=T2M_CHAINS, raw_offsets=T2M_RAW_OFFSETS,
-        joint_names=T2M_JOINT_NAMES, face_joint_idx=(2, 1, 17, 16), fid_l=(7, 10), fid_r=(8, 11),
-        l_idx1=5, l_idx2=8, feet_thre=0.002, min_motion_length=40, plot_radius=4.0,
-        mirror_pairs=T2M_MIRROR_PAIRS, data_folder="HumanML3D", target_bone_lengths=T2M_TARGET_BONE_LENGTHS,
+        name="t2m",
+        joints_num=22,
+        dim_pose=263,
+        fps=20.0,
+        chains=T2M_CHAINS,
+        raw_offsets=T2M_RAW_OFFSETS,
+        joint_names=T2M_JOINT_NAMES,
+        face_joint_idx=(2, 1, 17, 16),
+        fid_l=(7, 10),
+        fid_r=(8, 11),
+        l_idx1=5,
+        l_idx2=8,
+        feet_thre=0.002,
+        min_motion_length=40,
+        plot_radius=4.0,
+        mirror_pairs=T2M_MIRROR_PAIRS,
+        data_folder="HumanML3D",
+        target_bone_lengths=T2M_TARGET_BONE_LENGTHS,
     ),
     # KIT-ML units are millimetres; its target skeleton (example 03950_gt) is not public here, so by default
     # clips keep their own bone lengths unless a target is given.
     "kit": DatasetSpec(
-        name="kit", joints_num=21, dim_pose=251, fps=12.5, chains=KIT_CHAINS, raw_offsets=KIT_RAW_OFFSETS,
-        joint_names=KIT_JOINT_NAMES, face_joint_idx=(11, 16, 5, 8), fid_l=(19, 20), fid_r=(14, 15),
-        l_idx1=17, l_idx2=18, feet_thre=0.05, min_motion_length=24, plot_radius=240.0 * 8,
-        mirror_pairs=KIT_MIRROR_PAIRS, data_folder="KIT-ML", joint_aliases=KIT_JOINT_ALIASES,
+        name="kit",
+        joints_num=21,
+        dim_pose=251,
+        fps=12.5,
+        chains=KIT_CHAINS,
+        raw_offsets=KIT_RAW_OFFSETS,
+        joint_names=KIT_JOINT_NAMES,
+        face_joint_idx=(11, 16, 5, 8),
+        fid_l=(19, 20),
+        fid_r=(14, 15),
+        l_idx1=17,
+        l_idx2=18,
+        feet_thre=0.05,
+        min_motion_length=24,
+        plot_radius=240.0 * 8,
+        mirror_pairs=KIT_MIRROR_PAIRS,
+        data_folder="KIT-ML",
+        joint_aliases=KIT_JOINT_ALIASES,
     ),
 }
 
@@ -155,7 +296,9 @@ def get_dataset_spec(name: str) -> DatasetSpec:
     """Look up a dataset by its ``--dataset_name`` (``t2m``/``kit``; official aliases accepted)."""
     key = _ALIASES.get(name.lower(), name.lower())
     if key not in DATASETS:
-        raise ValueError(f"unknown dataset_name {name!r}: use one of {sorted(DATASETS)} (t2m = HumanML3D, kit = KIT-ML)")
+        raise ValueError(
+            f"unknown dataset_name {name!r}: use one of {sorted(DATASETS)} (t2m = HumanML3D, kit = KIT-ML)"
+        )
     return DATASETS[key]
 
 

@@ -12,6 +12,7 @@ Two roles in one file:
 Blender 3.4's importer opens files with mode ``'rU'``, which Python 3.11 rejects, so ``open`` is wrapped to
 drop the ``U`` during the import (see shared notes/environment.md). Blender's Python has no NumPy.
 """
+
 from __future__ import annotations
 
 import json
@@ -35,22 +36,24 @@ def find_blender(blender: str = "blender", purpose: str = "this") -> str:
 
 
 def _run_blender(exe: str, args: list[str], what: str, timeout: float) -> None:
-    cmd = [exe, "-b", "--factory-startup", "--python-exit-code", "1", "-P", str(Path(__file__).resolve()), "--",
-           *args]
+    cmd = [exe, "-b", "--factory-startup", "--python-exit-code", "1", "-P", str(Path(__file__).resolve()), "--", *args]
     # A system Blender's embedded Python takes its prefix from the first python3 on PATH: under a pyenv/venv
     # interpreter that would be ours (without Blender's site packages), so Blender's own folder goes first.
     env = {**os.environ, "PATH": os.pathsep.join([str(Path(exe).parent), os.environ.get("PATH", "")])}
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
     if proc.returncode != 0 and "No module named 'numpy'" in proc.stdout + proc.stderr:
-        raise FileNotFoundError(f"Blender could not {what}: its glTF add-on needs NumPy in Blender's own Python "
-                                "(Debian/Ubuntu: apt-get install python3-numpy)")
+        raise FileNotFoundError(
+            f"Blender could not {what}: its glTF add-on needs NumPy in Blender's own Python "
+            "(Debian/Ubuntu: apt-get install python3-numpy)"
+        )
     if proc.returncode != 0:
         tail = (proc.stdout + proc.stderr)[-2000:]
         raise RuntimeError(f"Blender failed to {what} (exit {proc.returncode}):\n{tail}")
 
 
-def blender_joint_positions(path: str | os.PathLike[str], blender: str = "blender", timeout: float = 600.0,
-                            fps: float | None = None):
+def blender_joint_positions(
+    path: str | os.PathLike[str], blender: str = "blender", timeout: float = 600.0, fps: float | None = None
+):
     """World joint positions of a .bvh/.fbx/.glb as Blender imports it: (names, positions (T, J, 3) ndarray).
 
     ``fps``: scene frame rate to import .fbx/.glb at (their animation is stored in seconds; a .bvh sets its own)."""
@@ -67,8 +70,9 @@ def blender_joint_positions(path: str | os.PathLike[str], blender: str = "blende
     return data["names"], np.asarray(data["positions"], dtype=np.float64)
 
 
-def export_with_blender(bvh_path: str | os.PathLike[str], outputs: list[Path], blender: str = "blender",
-                        timeout: float = 600.0) -> list[Path]:
+def export_with_blender(
+    bvh_path: str | os.PathLike[str], outputs: list[Path], blender: str = "blender", timeout: float = 600.0
+) -> list[Path]:
     """Import a BVH in Blender and export its armature animation to each of ``outputs`` (.fbx, .glb, .gltf).
 
     Every output is written under a temporary name beside it and renamed into place when Blender succeeded."""
@@ -98,7 +102,7 @@ def _import(path: str, fps: float) -> object:
     import bpy  # type: ignore[import-not-found]
 
     ext = Path(path).suffix.lower()
-    bpy.ops.wm.read_factory_settings(use_empty=True)     # no default cube / camera / light in the exports
+    bpy.ops.wm.read_factory_settings(use_empty=True)  # no default cube / camera / light in the exports
     if fps > 0:
         bpy.context.scene.render.fps, bpy.context.scene.render.fps_base = round(fps), round(fps) / fps
     if ext == ".bvh":
@@ -109,9 +113,17 @@ def _import(path: str, fps: float) -> object:
 
         builtins.open = open_without_u
         try:
-            bpy.ops.import_anim.bvh(filepath=path, global_scale=1.0, frame_start=1, use_fps_scale=False,
-                                    update_scene_fps=True, update_scene_duration=True, rotate_mode="NATIVE",
-                                    axis_forward="Y", axis_up="Z")
+            bpy.ops.import_anim.bvh(
+                filepath=path,
+                global_scale=1.0,
+                frame_start=1,
+                use_fps_scale=False,
+                update_scene_fps=True,
+                update_scene_duration=True,
+                rotate_mode="NATIVE",
+                axis_forward="Y",
+                axis_up="Z",
+            )
         finally:
             builtins.open = original_open
     elif ext == ".fbx":
@@ -148,21 +160,30 @@ def _export(bvh_path: str, outputs: list[str]) -> None:
     scene.frame_start, scene.frame_end = (int(round(v)) for v in arm.animation_data.action.frame_range)
     for out in outputs:
         if out.lower().endswith(".fbx"):
-            bpy.ops.export_scene.fbx(filepath=out, object_types={"ARMATURE"}, add_leaf_bones=False, bake_anim=True,
-                                     bake_anim_use_all_actions=False, bake_anim_use_nla_strips=False,
-                                     bake_anim_simplify_factor=0.0)
+            bpy.ops.export_scene.fbx(
+                filepath=out,
+                object_types={"ARMATURE"},
+                add_leaf_bones=False,
+                bake_anim=True,
+                bake_anim_use_all_actions=False,
+                bake_anim_use_nla_strips=False,
+                bake_anim_simplify_factor=0.0,
+            )
         else:
             kind = "GLB" if out.lower().endswith(".glb") else "GLTF_EMBEDDED"
-            bpy.ops.export_scene.gltf(filepath=out, export_format=kind, export_animations=True,
-                                      export_force_sampling=True)
+            bpy.ops.export_scene.gltf(
+                filepath=out, export_format=kind, export_animations=True, export_force_sampling=True
+            )
 
 
 if __name__ == "__main__":
-    argv = sys.argv[sys.argv.index("--") + 1:] if "--" in sys.argv else []
+    argv = sys.argv[sys.argv.index("--") + 1 :] if "--" in sys.argv else []
     if len(argv) == 4 and argv[0] == "positions":
         _write_positions(argv[1], argv[2], float(argv[3]))
     elif len(argv) >= 3 and argv[0] == "export":
         _export(argv[1], argv[2:])
     else:
-        sys.exit("usage: blender -b -P blender_check.py -- positions in.(bvh|fbx|glb) out.json fps | "
-                 "export in.bvh out.fbx [out.glb ...]")
+        sys.exit(
+            "usage: blender -b -P blender_check.py -- positions in.(bvh|fbx|glb) out.json fps | "
+            "export in.bvh out.fbx [out.glb ...]"
+        )

@@ -1,4 +1,4 @@
-"""BVH text files: read, write, forward kinematics (spec §7.5 for the official layout).
+"""BVH text files: read, write, forward kinematics (docs/export.md#joints-to-bvh for the official layout).
 
 A :class:`BvhMotion` holds the hierarchy (names, parents, rest offsets, channel lists, End Site offsets) and
 the per-frame channel values split into Euler rotations (degrees, in each joint's own channel order) and
@@ -6,6 +6,7 @@ translations. Conventions, as in the official reader and Blender: a joint's loca
 except that position channels (normally only on the root) *replace* it; rotation channels listed as
 ``Zrotation Yrotation Xrotation`` mean ``R = Rz · Ry · Rx`` (order ``"zyx"``); global = parent global ∘ local.
 """
+
 from __future__ import annotations
 
 import os
@@ -28,22 +29,25 @@ class BvhMotion:
     """A parsed BVH file. J joints (End Sites excluded), T frames."""
 
     names: tuple[str, ...]
-    parents: tuple[int, ...]                  # -1 for the root; parents[j] < j (depth-first file order)
-    offsets: np.ndarray                       # (J, 3) rest offsets from the parent joint
-    channels: tuple[tuple[str, ...], ...]     # per joint, in file order, e.g. ("Zrotation", "Yrotation", "Xrotation")
-    rotations: np.ndarray                     # (T, J, 3) Euler angles in degrees, in rotation_order(j) order
-    positions: np.ndarray                     # (T, J, 3) local translations (offset, or position channels if any)
-    frame_time: float                         # seconds per frame
-    end_sites: dict[int, np.ndarray] = field(default_factory=dict)   # joint -> End Site offset (3,)
+    parents: tuple[int, ...]  # -1 for the root; parents[j] < j (depth-first file order)
+    offsets: np.ndarray  # (J, 3) rest offsets from the parent joint
+    channels: tuple[tuple[str, ...], ...]  # per joint, in file order, e.g. ("Zrotation", "Yrotation", "Xrotation")
+    rotations: np.ndarray  # (T, J, 3) Euler angles in degrees, in rotation_order(j) order
+    positions: np.ndarray  # (T, J, 3) local translations (offset, or position channels if any)
+    frame_time: float  # seconds per frame
+    end_sites: dict[int, np.ndarray] = field(default_factory=dict)  # joint -> End Site offset (3,)
 
     def __post_init__(self) -> None:
         j = len(self.names)
         if len(self.parents) != j or len(self.channels) != j or self.offsets.shape != (j, 3):
-            raise ValueError(f"BVH hierarchy is inconsistent: {j} names, {len(self.parents)} parents, "
-                             f"{len(self.channels)} channel lists, offsets {self.offsets.shape}")
+            raise ValueError(
+                f"BVH hierarchy is inconsistent: {j} names, {len(self.parents)} parents, "
+                f"{len(self.channels)} channel lists, offsets {self.offsets.shape}"
+            )
         if self.rotations.shape != self.positions.shape or self.rotations.shape[1:] != (j, 3):
-            raise ValueError(f"BVH frames must be (T, {j}, 3): rotations {self.rotations.shape}, "
-                             f"positions {self.positions.shape}")
+            raise ValueError(
+                f"BVH frames must be (T, {j}, 3): rotations {self.rotations.shape}, positions {self.positions.shape}"
+            )
         if any(p >= i for i, p in enumerate(self.parents)) or self.parents[0] != -1:
             raise ValueError("BVH joints must be in depth-first order with the root first")
         if not self.frame_time > 0:
@@ -63,7 +67,7 @@ class BvhMotion:
 # Reading
 
 MAX_BVH_BYTES = 256 * 2**20
-MAX_CHANNELS = 6                 # per joint: at most three position and three rotation channels
+MAX_CHANNELS = 6  # per joint: at most three position and three rotation channels
 _COUNT = re.compile(r"\d{1,9}")
 
 
@@ -77,8 +81,9 @@ def _number(tok: str, what: str) -> float:
     return value
 
 
-def _parse_hierarchy(tokens: list[str]) -> tuple[list[str], list[int], np.ndarray, list[tuple[str, ...]],
-                                                 dict[int, np.ndarray]]:
+def _parse_hierarchy(
+    tokens: list[str],
+) -> tuple[list[str], list[int], np.ndarray, list[tuple[str, ...]], dict[int, np.ndarray]]:
     """Joints of the HIERARCHY tokens (after the keyword). Every step moves the cursor forward, so any input
     ends in at most ``len(tokens)`` steps; every structural mistake is a ``ValueError``."""
     names: list[str] = []
@@ -86,8 +91,8 @@ def _parse_hierarchy(tokens: list[str]) -> tuple[list[str], list[int], np.ndarra
     offsets: list[list[float]] = []
     channels: list[tuple[str, ...]] = []
     end_sites: dict[int, np.ndarray] = {}
-    stack: list[int] = []          # open blocks: joint index, or -2 for an End Site
-    pending: int | None = None     # the block the next "{" opens
+    stack: list[int] = []  # open blocks: joint index, or -2 for an End Site
+    pending: int | None = None  # the block the next "{" opens
     has_offset: set[int] = set()
     seen: set[str] = set()
     i = 0
@@ -95,14 +100,15 @@ def _parse_hierarchy(tokens: list[str]) -> tuple[list[str], list[int], np.ndarra
     def take(k: int, what: str) -> list[str]:
         if i + k > len(tokens):
             raise ValueError(f"file ends inside {what}")
-        return tokens[i:i + k]
+        return tokens[i : i + k]
 
     while i < len(tokens):
         tok = tokens[i]
         top = stack[-1] if stack else None
         if pending is not None and tok != "{":
-            raise ValueError(f"expected '{{' after {'End Site' if pending == -2 else repr(names[pending])}, "
-                             f"found {tok[:40]!r}")
+            raise ValueError(
+                f"expected '{{' after {'End Site' if pending == -2 else repr(names[pending])}, found {tok[:40]!r}"
+            )
         if tok in ("ROOT", "JOINT"):
             if (tok == "ROOT") != (not names) or (tok == "JOINT" and (top is None or top < 0)):
                 raise ValueError(f"{tok} is not allowed here (one ROOT first; JOINTs only inside a joint)")
@@ -148,8 +154,9 @@ def _parse_hierarchy(tokens: list[str]) -> tuple[list[str], list[int], np.ndarra
                 raise ValueError("CHANNELS outside a joint, or twice in one joint")
             count = take(2, "CHANNELS line")[1]
             if not _COUNT.fullmatch(count) or int(count) > MAX_CHANNELS:
-                raise ValueError(f"CHANNELS count of joint {names[top]!r} must be 0..{MAX_CHANNELS}, "
-                                 f"found {count[:40]!r}")
+                raise ValueError(
+                    f"CHANNELS count of joint {names[top]!r} must be 0..{MAX_CHANNELS}, found {count[:40]!r}"
+                )
             chans = tuple(take(2 + int(count), "CHANNELS line")[2:])
             unknown = [c for c in chans if c not in POSITION_CHANNELS + ROTATION_CHANNELS]
             if unknown:
@@ -157,8 +164,9 @@ def _parse_hierarchy(tokens: list[str]) -> tuple[list[str], list[int], np.ndarra
             if len(set(chans)) != len(chans):
                 raise ValueError(f"joint {names[top]!r} repeats a channel: {list(chans)}")
             if sum(c in ROTATION_CHANNELS for c in chans) not in (0, 3):
-                raise ValueError(f"joint {names[top]!r} has channels {list(chans)}: rotations need all three "
-                                 "axes or none")
+                raise ValueError(
+                    f"joint {names[top]!r} has channels {list(chans)}: rotations need all three axes or none"
+                )
             channels[top] = chans
             i += 2 + int(count)
         else:
@@ -183,7 +191,7 @@ def parse_bvh(text: str, source: str = "<string>") -> BvhMotion:
         names, parents, offsets_arr, channels, end_sites = _parse_hierarchy(tokens[1:split])
     except ValueError as exc:
         raise ValueError(f"{source}: malformed BVH hierarchy: {exc}") from None
-    motion = tokens[split + 1:]
+    motion = tokens[split + 1 :]
     if motion[:1] != ["Frames:"] or motion[2:4] != ["Frame", "Time:"] or len(motion) < 5:
         raise ValueError(f"{source}: MOTION section must start with 'Frames: N' and 'Frame Time: seconds'")
     if not _COUNT.fullmatch(motion[1]):
@@ -200,8 +208,10 @@ def parse_bvh(text: str, source: str = "<string>") -> BvhMotion:
         raise ValueError(f"{source}: no joint has CHANNELS, so there is no motion to read")
     body = motion[5:]
     if len(body) != num_frames * width:
-        raise ValueError(f"{source}: expected {num_frames} frames x {width} channels = {num_frames * width} values, "
-                         f"found {len(body)}")
+        raise ValueError(
+            f"{source}: expected {num_frames} frames x {width} channels = {num_frames * width} values, "
+            f"found {len(body)}"
+        )
     try:
         values = np.array(body, dtype=np.float64).reshape(num_frames, width)
     except ValueError:
@@ -221,8 +231,9 @@ def parse_bvh(text: str, source: str = "<string>") -> BvhMotion:
                 rotations[:, j, rot_k] = values[:, col]
                 rot_k += 1
             col += 1
-    return BvhMotion(tuple(names), tuple(parents), offsets_arr, tuple(channels), rotations, positions,
-                     frame_time, end_sites)
+    return BvhMotion(
+        tuple(names), tuple(parents), offsets_arr, tuple(channels), rotations, positions, frame_time, end_sites
+    )
 
 
 def _is_float(text: str) -> bool:
@@ -324,11 +335,11 @@ def continuous_euler(degrees: np.ndarray) -> np.ndarray:
     wrap = lambda x: (x + 180.0) % 360.0 - 180.0  # noqa: E731
     stay = (wrap(a[1:] - a[:-1]) ** 2).sum(-1)
     switch = (wrap(twin[1:] - a[:-1]) ** 2).sum(-1)
-    branch = np.concatenate([np.zeros_like(stay[:1], dtype=np.int64),
-                             np.cumsum(switch < stay, axis=0) % 2], axis=0)[..., None]
+    branch = np.concatenate([np.zeros_like(stay[:1], dtype=np.int64), np.cumsum(switch < stay, axis=0) % 2], axis=0)[
+        ..., None
+    ]
     chosen = np.where(branch == 1, twin, a)
     return np.unwrap(chosen, period=360.0, axis=0)
-
 
 
 def local_quaternions(motion: BvhMotion) -> np.ndarray:

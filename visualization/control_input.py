@@ -9,6 +9,7 @@
 
 Coordinates are always the generated motion's global frame: Y up, metres, start over the origin facing +Z.
 """
+
 from __future__ import annotations
 
 import json
@@ -42,8 +43,15 @@ def canonical_joints(path: Path, spec: DatasetSpec) -> np.ndarray:
     return np.asarray(extract_features_with_positions(motion.joints, spec)[1], dtype=np.float32)
 
 
-def read_control(path: str | Path, spec: DatasetSpec, *, total_frames: int | None = None, joints: str = "",
-                 frames: str = "", at: str = "") -> ControlSpec:
+def read_control(
+    path: str | Path,
+    spec: DatasetSpec,
+    *,
+    total_frames: int | None = None,
+    joints: str = "",
+    frames: str = "",
+    at: str = "",
+) -> ControlSpec:
     """One control file (see module docstring). ``total_frames``: the motion length when known (fractions in
     keyframes are of it; 196 frames otherwise). ``joints``/``frames``/``at``: the selection flags' text."""
     path = Path(path)
@@ -57,8 +65,10 @@ def read_control(path: str | Path, spec: DatasetSpec, *, total_frames: int | Non
     length = total_frames or spec.max_motion_length
     if path.suffix.lower() == ".json":
         if joints or frames or at:
-            raise ValueError(f"{where}: --control_joints/--control_frames/--control_at select from a motion file; "
-                             "a keyframe file names its joints and frames itself")
+            raise ValueError(
+                f"{where}: --control_joints/--control_frames/--control_at select from a motion file; "
+                "a keyframe file names its joints and frames itself"
+            )
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -71,8 +81,9 @@ def read_control(path: str | Path, spec: DatasetSpec, *, total_frames: int | Non
             raise ValueError(f"{where}: not a readable .npy array ({exc})") from None
         if np.issubdtype(arr.dtype, np.floating) and np.isnan(arr).any():
             if frames or at:
-                raise ValueError(f"{where}: a targets file (with NaN) gives its frames itself; drop "
-                                 "--control_frames/--control_at")
+                raise ValueError(
+                    f"{where}: a targets file (with NaN) gives its frames itself; drop --control_frames/--control_at"
+                )
             targets = targets_from_array(arr, spec, source=str(path)).targets.copy()
             if joints:
                 keep = np.zeros(spec.joints_num, bool)
@@ -82,5 +93,4 @@ def read_control(path: str | Path, spec: DatasetSpec, *, total_frames: int | Non
     motion = canonical_joints(path, spec)
     src = parse_frames(frames, motion.shape[0], spec.fps)
     dst = parse_frames(at, length, spec.fps, "--control_at") if at else None
-    return targets_from_motion(motion, spec, parse_joints(joints or "pelvis", spec), src, dst,
-                               source=str(path))
+    return targets_from_motion(motion, spec, parse_joints(joints or "pelvis", spec), src, dst, source=str(path))

@@ -11,14 +11,15 @@ turns a file into a :class:`Motion`; a writer writes a :class:`Motion` to the pa
 file with the final extension, renamed over OUT only on success). Use :func:`lazy` so heavy modules are imported
 only when their format is used, e.g. ``WRITERS[".bvh"] = lazy("visualization.bvh", "write_bvh")``.
 """
+
 from __future__ import annotations
 
 import argparse
 import importlib
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -32,7 +33,7 @@ from utils.skeleton import DatasetSpec, get_dataset_spec
 
 logger = logging.getLogger(__name__)
 
-MAX_MOTION_ABS = 1e5      # feature values / joint coordinates; larger ones overflow the kinematics (float32)
+MAX_MOTION_ABS = 1e5  # feature values / joint coordinates; larger ones overflow the kinematics (float32)
 
 
 @dataclass(frozen=True)
@@ -40,9 +41,9 @@ class Motion:
     """One clip in either representation (exactly one of ``features`` / ``joints`` is set)."""
 
     spec: DatasetSpec
-    features: np.ndarray | None = None     # (T, D) float32
-    joints: np.ndarray | None = None       # (T, J, 3) float32
-    feet_thre: float | None = None         # foot-contact threshold for joints -> features (None: dataset default)
+    features: np.ndarray | None = None  # (T, D) float32
+    joints: np.ndarray | None = None  # (T, J, 3) float32
+    feet_thre: float | None = None  # foot-contact threshold for joints -> features (None: dataset default)
 
     @property
     def kind(self) -> str:
@@ -75,8 +76,7 @@ def lazy(module: str, name: str) -> Callable:
     return call
 
 
-def motion_from_array(arr: np.ndarray, spec: DatasetSpec | None, source: str,
-                      feet_thre: float | None = None) -> Motion:
+def motion_from_array(arr: np.ndarray, spec: DatasetSpec | None, source: str, feet_thre: float | None = None) -> Motion:
     """Classify an array as features (T, D) or joints (T, J, 3), validate it, and wrap it."""
     if arr.ndim == 2:
         spec = check_features(arr, spec, name=source)
@@ -150,7 +150,7 @@ def convert(src: Path, dst: Path, args: argparse.Namespace) -> Motion:
     with atomic_write(dst) as tmp:
         try:
             writer(motion, tmp, args)
-        except ValueError as exc:   # name the files the user gave, not the temporary one
+        except ValueError as exc:  # name the files the user gave, not the temporary one
             raise ValueError(f"cannot write {dst} from {src}: {str(exc).replace(str(tmp), str(dst))}") from None
     return motion
 
@@ -160,15 +160,29 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("input", type=Path, help=f"input file ({', '.join(sorted(READERS))})")
     parser.add_argument("output", type=Path, help=f"output file ({', '.join(sorted(WRITERS))})")
     parser.add_argument("--dataset", default=None, help="t2m (HumanML3D) or kit; default: inferred from the shape")
-    parser.add_argument("--to", choices=("joints", "features"), default=None,
-                        help=".npy output kind (default: the other kind than the input)")
-    parser.add_argument("--feet_thre", type=float, default=None,
-                        help="foot-contact threshold for joints -> features (default: the dataset's, 0.002 / 0.05)")
-    parser.add_argument("--offsets", choices=("motion", "template", "tpose"), default=None,
-                        help=".bvh skeleton: the motion's own bone lengths, the official template (t2m default) or "
-                             "a T-pose rest")
-    parser.add_argument("--cleanup", action="store_true",
-                        help="physical clean-up of the joints first (less jitter and foot skating, feet locked)")
+    parser.add_argument(
+        "--to",
+        choices=("joints", "features"),
+        default=None,
+        help=".npy output kind (default: the other kind than the input)",
+    )
+    parser.add_argument(
+        "--feet_thre",
+        type=float,
+        default=None,
+        help="foot-contact threshold for joints -> features (default: the dataset's, 0.002 / 0.05)",
+    )
+    parser.add_argument(
+        "--offsets",
+        choices=("motion", "template", "tpose"),
+        default=None,
+        help=".bvh skeleton: the motion's own bone lengths, the official template (t2m default) or a T-pose rest",
+    )
+    parser.add_argument(
+        "--cleanup",
+        action="store_true",
+        help="physical clean-up of the joints first (less jitter and foot skating, feet locked)",
+    )
     parser.add_argument("--foot_cleanup", dest="cleanup", action="store_true", help="older name of --cleanup")
     parser.add_argument("--target_rig", default=None, help=".bvh/.fbx/.glb: retarget onto this rig (a BVH file)")
     parser.add_argument("--mapping", default=None, help="with --target_rig: JSON {rig joint: source joint}")

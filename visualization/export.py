@@ -1,13 +1,15 @@
-"""Write generated motions in the official output layout (spec §7.4), every file atomically.
+"""Write generated motions in the official output layout (docs/export.md#output-layout), every file atomically.
 
-    <root>/joints/<k>/sample<k>_repeat<r>_len<L>.npy      joints (L, J, 3) float32, dataset joint order
-    <root>/features/<k>/sample<k>_repeat<r>_len<L>.npy    de-normalised features (L, D) float32
-    <root>/animations/<k>/sample<k>_repeat<r>_len<L>.bvh  (and .mp4 / .gif, .fbx / .glb through Blender)
+<root>/joints/<k>/sample<k>_repeat<r>_len<L>.npy      joints (L, J, 3) float32, dataset joint order
+<root>/features/<k>/sample<k>_repeat<r>_len<L>.npy    de-normalised features (L, D) float32
+<root>/animations/<k>/sample<k>_repeat<r>_len<L>.bvh  (and .mp4 / .gif, .fbx / .glb through Blender)
 """
+
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Protocol, Sequence
+from typing import Protocol
 
 import numpy as np
 
@@ -45,8 +47,16 @@ class MotionWriter:
     file stays the model's output. ``rig``: retarget the BVH (and the FBX/GLB made from it) onto that rig instead
     of the project's skeleton."""
 
-    def __init__(self, root: str | Path, spec: DatasetSpec, kinds: Sequence[str], *, bvh_offsets: str = "template",
-                 cleanup: bool = False, rig: RetargetPlan | None = None) -> None:
+    def __init__(
+        self,
+        root: str | Path,
+        spec: DatasetSpec,
+        kinds: Sequence[str],
+        *,
+        bvh_offsets: str = "template",
+        cleanup: bool = False,
+        rig: RetargetPlan | None = None,
+    ) -> None:
         self.root = Path(root).expanduser().resolve()
         self.spec = spec
         self.kinds = list(kinds)
@@ -60,8 +70,7 @@ class MotionWriter:
         """The joints this writer exports for ``motion`` (cleaned when ``cleanup``)."""
         return cleanup_motion(motion.joints, self.spec) if self.cleanup else motion.joints
 
-    def write(self, motion: GeneratedMotion, sample: int, repeat: int, joints: np.ndarray | None = None
-              ) -> list[Path]:
+    def write(self, motion: GeneratedMotion, sample: int, repeat: int, joints: np.ndarray | None = None) -> list[Path]:
         """All outputs of one motion (``joints``: what :meth:`joints` gives, when already computed); returns the
         paths written.
 
@@ -75,8 +84,11 @@ class MotionWriter:
         bvh = None
         blender = [anim / f"{stem}.{kind}" for kind in BLENDER_KINDS if kind in self.kinds]
         if "bvh" in self.kinds or blender:
-            bvh = (retarget(joints, self.rig)[0] if self.rig is not None
-                   else joints_to_bvh(joints, self.spec, offsets=self.bvh_offsets))
+            bvh = (
+                retarget(joints, self.rig)[0]
+                if self.rig is not None
+                else joints_to_bvh(joints, self.spec, offsets=self.bvh_offsets)
+            )
             for values in (bvh.rotations, bvh.positions, bvh.offsets):
                 check_output(values, anim / f"{stem}.bvh", "BVH")
         written = []

@@ -11,10 +11,11 @@ For every joint, its global rotation is found in one pass down the hierarchy:
 * no child (End Site): no rotation of its own.
 
 Local rotations ``parent⁻¹ ∘ global`` are written as ``Zrotation Yrotation Xrotation`` Euler angles, unwrapped
-over time. ``offsets="template"`` retargets onto the official template skeleton (spec §7.5; what the official
+over time. ``offsets="template"`` retargets onto the official template skeleton (docs/export.md#joints-to-bvh; what the official
 export does); ``offsets="motion"`` uses the motion's own bone lengths, so FK of the file reproduces the input;
 ``offsets="tpose"`` keeps the template's (t2m) or the motion's (kit) bone lengths on an exact T-pose rest.
 """
+
 from __future__ import annotations
 
 import logging
@@ -39,25 +40,60 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 OffsetsMode = Literal["motion", "template", "tpose"]
-ROT_CHANNELS = ("Zrotation", "Yrotation", "Xrotation")      # order "zyx": R = Rz Ry Rx (official template)
+ROT_CHANNELS = ("Zrotation", "Yrotation", "Xrotation")  # order "zyx": R = Rz Ry Rx (official template)
 
-# Spec §7.5: the official template (visualization/data/template.bvh), BVH joint order.
+# docs/export.md#joints-to-bvh: the official template (visualization/data/template.bvh), BVH joint order.
 T2M_BVH_NAMES = (
-    "Hips", "LeftUpLeg", "LeftLeg", "LeftFoot", "LeftToe", "RightUpLeg", "RightLeg", "RightFoot", "RightToe",
-    "Spine", "Spine1", "Spine2", "Neck", "Head", "LeftShoulder", "LeftArm", "LeftForeArm", "LeftHand",
-    "RightShoulder", "RightArm", "RightForeArm", "RightHand",
+    "Hips",
+    "LeftUpLeg",
+    "LeftLeg",
+    "LeftFoot",
+    "LeftToe",
+    "RightUpLeg",
+    "RightLeg",
+    "RightFoot",
+    "RightToe",
+    "Spine",
+    "Spine1",
+    "Spine2",
+    "Neck",
+    "Head",
+    "LeftShoulder",
+    "LeftArm",
+    "LeftForeArm",
+    "LeftHand",
+    "RightShoulder",
+    "RightArm",
+    "RightForeArm",
+    "RightHand",
 )
 T2M_BVH_PARENTS = (-1, 0, 1, 2, 3, 0, 5, 6, 7, 0, 9, 10, 11, 12, 11, 14, 15, 16, 11, 18, 19, 20)
-T2M_TEMPLATE_OFFSETS = np.array([
-    [-0.001795, -0.223333, 0.028219], [0.069520, -0.091406, -0.006815], [0.034277, -0.375199, -0.004496],
-    [-0.013596, -0.397961, -0.043693], [0.026358, -0.055791, 0.119288], [-0.067670, -0.090522, -0.004320],
-    [-0.038290, -0.382569, -0.008850], [0.015774, -0.398415, -0.042312], [-0.025372, -0.048144, 0.123348],
-    [-0.002533, 0.108963, -0.026696], [0.005487, 0.135180, 0.001092], [0.001457, 0.052922, 0.025425],
-    [-0.002778, 0.213870, -0.042857], [0.005152, 0.064970, 0.051349], [0.078845, 0.121749, -0.034090],
-    [0.090977, 0.030469, -0.008868], [0.259612, -0.012772, -0.027456], [0.249234, 0.008986, -0.001171],
-    [-0.081759, 0.118833, -0.038615], [-0.096012, 0.032551, -0.009143], [-0.253742, -0.013329, -0.021401],
-    [-0.255298, 0.007772, -0.005559],
-])
+T2M_TEMPLATE_OFFSETS = np.array(
+    [
+        [-0.001795, -0.223333, 0.028219],
+        [0.069520, -0.091406, -0.006815],
+        [0.034277, -0.375199, -0.004496],
+        [-0.013596, -0.397961, -0.043693],
+        [0.026358, -0.055791, 0.119288],
+        [-0.067670, -0.090522, -0.004320],
+        [-0.038290, -0.382569, -0.008850],
+        [0.015774, -0.398415, -0.042312],
+        [-0.025372, -0.048144, 0.123348],
+        [-0.002533, 0.108963, -0.026696],
+        [0.005487, 0.135180, 0.001092],
+        [0.001457, 0.052922, 0.025425],
+        [-0.002778, 0.213870, -0.042857],
+        [0.005152, 0.064970, 0.051349],
+        [0.078845, 0.121749, -0.034090],
+        [0.090977, 0.030469, -0.008868],
+        [0.259612, -0.012772, -0.027456],
+        [0.249234, 0.008986, -0.001171],
+        [-0.081759, 0.118833, -0.038615],
+        [-0.096012, 0.032551, -0.009143],
+        [-0.253742, -0.013329, -0.021401],
+        [-0.255298, 0.007772, -0.005559],
+    ]
+)
 # BVH joint k is SMPL joint T2M_SMPL_OF_BVH[k] (official re_order).
 T2M_SMPL_OF_BVH = (0, 1, 4, 7, 10, 2, 5, 8, 11, 3, 6, 9, 12, 15, 13, 16, 18, 20, 14, 17, 19, 21)
 
@@ -70,11 +106,13 @@ _HINGES = {
 }
 # T-pose rest (what Mixamo / Unity importers expect): the dataset's axis-aligned rest directions, with the arm
 # bones (raw directions hang down) turned out sideways, left = +X; keyed by dataset joint index.
-_TPOSE_ARMS = {"t2m": {16: 1.0, 18: 1.0, 20: 1.0, 17: -1.0, 19: -1.0, 21: -1.0},
-               "kit": {6: 1.0, 7: 1.0, 9: -1.0, 10: -1.0}}
-_STRAIGHT_SIN = np.sin(np.deg2rad(30.0))   # limb bends above 30 deg get the full plane twist, below it fades
-_TWIST_SIGMA = 4                           # frames: reach of the twist fill-in through straight-limb poses
-_TWIST_PRIOR = 0.05                        # weight of the swing-only twist in that fill-in
+_TPOSE_ARMS = {
+    "t2m": {16: 1.0, 18: 1.0, 20: 1.0, 17: -1.0, 19: -1.0, 21: -1.0},
+    "kit": {6: 1.0, 7: 1.0, 9: -1.0, 10: -1.0},
+}
+_STRAIGHT_SIN = np.sin(np.deg2rad(30.0))  # limb bends above 30 deg get the full plane twist, below it fades
+_TWIST_SIGMA = 4  # frames: reach of the twist fill-in through straight-limb poses
+_TWIST_PRIOR = 0.05  # weight of the swing-only twist in that fill-in
 
 
 @dataclass(frozen=True)
@@ -83,10 +121,10 @@ class BvhRig:
 
     names: tuple[str, ...]
     parents: tuple[int, ...]
-    source_index: tuple[int, ...]         # BVH joint k is dataset joint source_index[k]
-    rest_dirs: np.ndarray                 # (J, 3) unit rest direction of bone parent -> k (row 0 unused)
-    template_offsets: np.ndarray | None   # (J, 3) official template offsets, None when there is none
-    hinges: dict[int, np.ndarray] = field(default_factory=dict)   # BVH joint -> rest hinge axis (3,)
+    source_index: tuple[int, ...]  # BVH joint k is dataset joint source_index[k]
+    rest_dirs: np.ndarray  # (J, 3) unit rest direction of bone parent -> k (row 0 unused)
+    template_offsets: np.ndarray | None  # (J, 3) official template offsets, None when there is none
+    hinges: dict[int, np.ndarray] = field(default_factory=dict)  # BVH joint -> rest hinge axis (3,)
 
     @property
     def children(self) -> list[list[int]]:
@@ -147,7 +185,7 @@ def fit_rotation(rest: np.ndarray, target: np.ndarray) -> np.ndarray:
 
     rest: (K, 3) unit vectors, target: (T, K, 3) unit vectors, K >= 2 non-parallel.
     """
-    h = np.einsum("ki,tkj->tij", rest, target)                 # (T, 3, 3) sum_k rest_k target_k^T
+    h = np.einsum("ki,tkj->tij", rest, target)  # (T, 3, 3) sum_k rest_k target_k^T
     u, _, vt = np.linalg.svd(h)
     d = np.sign(np.linalg.det(vt.transpose(0, 2, 1) @ u.transpose(0, 2, 1)))
     fix = np.ones((h.shape[0], 3))
@@ -167,12 +205,12 @@ def motion_offsets(targets: np.ndarray, rig: BvhRig) -> np.ndarray:
     for j, kids in enumerate(rig.children):
         if not kids:
             continue
-        vec = targets[:, kids] - targets[:, j:j + 1]                   # (T, K, 3)
+        vec = targets[:, kids] - targets[:, j : j + 1]  # (T, K, 3)
         if len(kids) == 1:
             offsets[kids[0]] = rig.rest_dirs[kids[0]] * np.linalg.norm(vec, axis=-1).mean()
         else:
-            rot = fit_rotation(rig.rest_dirs[kids], _unit(vec))        # (T, 3, 3)
-            offsets[kids] = np.einsum("tji,tkj->tki", rot, vec).mean(axis=0)   # R^T vec, averaged over time
+            rot = fit_rotation(rig.rest_dirs[kids], _unit(vec))  # (T, 3, 3)
+            offsets[kids] = np.einsum("tji,tkj->tki", rot, vec).mean(axis=0)  # R^T vec, averaged over time
     return offsets
 
 
@@ -204,7 +242,7 @@ def solve_rotations(targets: np.ndarray, offsets: np.ndarray, rig: BvhRig) -> np
             glob[:, j] = parent
         elif len(kids[j]) > 1:
             rest = _unit(offsets[kids[j]])
-            glob[:, j] = matrix_to_quat(fit_rotation(rest, _unit(targets[:, kids[j]] - targets[:, j:j + 1])))
+            glob[:, j] = matrix_to_quat(fit_rotation(rest, _unit(targets[:, kids[j]] - targets[:, j : j + 1])))
         else:
             c = kids[j][0]
             bone = targets[:, c] - targets[:, j]
@@ -216,8 +254,9 @@ def solve_rotations(targets: np.ndarray, offsets: np.ndarray, rig: BvhRig) -> np
     return glob
 
 
-def _hinge_twist(q: np.ndarray, bone: np.ndarray, next_bone: np.ndarray, rest_bone: np.ndarray,
-                 rest_axis: np.ndarray) -> np.ndarray:
+def _hinge_twist(
+    q: np.ndarray, bone: np.ndarray, next_bone: np.ndarray, rest_bone: np.ndarray, rest_axis: np.ndarray
+) -> np.ndarray:
     """Turn q (T, 4) about ``bone`` so the rest hinge axis lands on the limb plane normal ``bone x next_bone``.
 
     The plane is only trusted where the limb is bent: its weight is a smoothstep of the bend's sine (1 beyond
@@ -238,14 +277,16 @@ def _hinge_twist(q: np.ndarray, bone: np.ndarray, next_bone: np.ndarray, rest_bo
     radius = 3 * _TWIST_SIGMA
     kernel = np.exp(-0.5 * (np.arange(-radius, radius + 1) / _TWIST_SIGMA) ** 2)
     pad = lambda x: np.pad(x, radius, mode="edge")  # noqa: E731
-    near = (np.convolve(pad(plane), kernel, "valid") + _TWIST_PRIOR) / (np.convolve(pad(weight), kernel, "valid")
-                                                                        + _TWIST_PRIOR)
+    near = (np.convolve(pad(plane), kernel, "valid") + _TWIST_PRIOR) / (
+        np.convolve(pad(weight), kernel, "valid") + _TWIST_PRIOR
+    )
     blended = plane + (1.0 - weight) * near / np.maximum(np.abs(near), 1e-12)
     return qmul(quat_from_axis_angle(b, np.angle(blended)), q)
 
 
-def joints_to_bvh(joints: np.ndarray, spec: DatasetSpec | None = None, *, offsets: OffsetsMode | None = None,
-                  cleanup: bool = False) -> BvhMotion:
+def joints_to_bvh(
+    joints: np.ndarray, spec: DatasetSpec | None = None, *, offsets: OffsetsMode | None = None, cleanup: bool = False
+) -> BvhMotion:
     """Joint positions (T, J, 3) in dataset order (SMPL order for t2m) -> :class:`BvhMotion`.
 
     offsets: ``"template"`` (t2m default; the official template skeleton, bone lengths retargeted),
@@ -272,8 +313,9 @@ def joints_to_bvh(joints: np.ndarray, spec: DatasetSpec | None = None, *, offset
     else:
         bone_offsets = motion_offsets(targets, rig) if mode == "motion" else rig.template_offsets.copy()
     glob = solve_rotations(targets, bone_offsets, rig)
-    parent_glob = np.concatenate([np.broadcast_to([1.0, 0, 0, 0], glob[:, :1].shape), glob[:, list(rig.parents[1:])]],
-                                 axis=1)
+    parent_glob = np.concatenate(
+        [np.broadcast_to([1.0, 0, 0, 0], glob[:, :1].shape), glob[:, list(rig.parents[1:])]], axis=1
+    )
     local = qmul(qinv(parent_glob), glob)
     euler = continuous_euler(np.rad2deg(quat_to_euler(local, "zyx")))
     positions = np.repeat(bone_offsets[None], joints.shape[0], axis=0)
@@ -288,16 +330,24 @@ def bvh_to_joints(motion: BvhMotion, spec: DatasetSpec) -> np.ndarray:
     rig = rig_for(spec)
     if motion.names != rig.names:
         raise ValueError(f"BVH joints {motion.names[:4]}... are not the {spec.name} rig {rig.names[:4]}...")
-    wrong = [f"{n} under {motion.names[p] if p >= 0 else 'nothing'} (expected "
-             f"{rig.names[q] if q >= 0 else 'nothing'})"
-             for n, p, q in zip(rig.names, motion.parents, rig.parents) if p != q]
+    wrong = [
+        f"{n} under {motion.names[p] if p >= 0 else 'nothing'} (expected {rig.names[q] if q >= 0 else 'nothing'})"
+        for n, p, q in zip(rig.names, motion.parents, rig.parents)
+        if p != q
+    ]
     if wrong:
         raise ValueError(f"BVH joints have the {spec.name} rig's names but another hierarchy: {wrong[:3]}")
     return forward_kinematics(motion)[0][:, rig.bvh_index]
 
 
-def save_bvh(joints: np.ndarray, path: str | os.PathLike[str], spec: DatasetSpec | None = None, *,
-             offsets: OffsetsMode | None = None, cleanup: bool = False) -> Path:
+def save_bvh(
+    joints: np.ndarray,
+    path: str | os.PathLike[str],
+    spec: DatasetSpec | None = None,
+    *,
+    offsets: OffsetsMode | None = None,
+    cleanup: bool = False,
+) -> Path:
     """:func:`joints_to_bvh` then an atomic write to ``path``; returns the path."""
     motion = joints_to_bvh(joints, spec, offsets=offsets, cleanup=cleanup)
     return write_bvh(path, motion)
@@ -329,5 +379,7 @@ def read_motion_bvh(path: Path, spec: DatasetSpec | None, args: argparse.Namespa
                 raise ValueError(f"{path}: {exc}") from None
             return motion_from_array(joints, candidate, str(path))
     rigs = {c.name: rig_for(c).names[:3] for c in candidates}
-    raise ValueError(f"{path}: BVH joints {motion.names[:3]}... match no rig of this project {rigs}; "
-                     "only BVH files written by visualization.joints2bvh can be read back as joints")
+    raise ValueError(
+        f"{path}: BVH joints {motion.names[:3]}... match no rig of this project {rigs}; "
+        "only BVH files written by visualization.joints2bvh can be read back as joints"
+    )

@@ -4,6 +4,7 @@ Inputs: anything :func:`visualization.convert.read_motion` reads (features or jo
 ``.bvh``). Prints one line per file (penetration, floating, foot skating, jitter; definitions in
 utils/physical.py) and, with ``--cleanup``, the same for the cleaned motion. ``--json`` also writes the records.
 """
+
 from __future__ import annotations
 
 import argparse

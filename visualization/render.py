@@ -1,4 +1,4 @@
-"""Stick-figure video of a joint sequence (spec §7.6), fast.
+"""Stick-figure video of a joint sequence (docs/export.md#stick-figure-video), fast.
 
 The picture is the official one: a 3D view (elev 120, azim -90, zoom 10/7.5) of a box with limits
 x [-r/2, r/2], y [0, r], z [0, r]; a grey floor quad under the motion's XZ extent, the past root trajectory in
@@ -7,15 +7,17 @@ camera following the root. Unlike the official code, matplotlib draws the static
 (caption, empty axes) and hands over its exact 3D projection; every frame is then projected with one matrix
 product and drawn with Pillow (supersampled for anti-aliasing), and raw frames are piped to ffmpeg.
 """
+
 from __future__ import annotations
 
 import logging
 import os
 import shutil
 import subprocess
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image, ImageColor, ImageDraw
@@ -31,12 +33,16 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-OFFICIAL_SIZE = 1000               # px: the official 10 x 10 in figure at 100 dpi
-DEFAULT_SIZE = 512                 # px: default output (even, so yuv420p needs no padding)
+OFFICIAL_SIZE = 1000  # px: the official 10 x 10 in figure at 100 dpi
+DEFAULT_SIZE = 512  # px: default output (even, so yuv420p needs no padding)
 CHAIN_COLORS = ("red", "blue", "black", "red", "blue") + ("darkblue",) * 5 + ("darkred",) * 5
 FLOOR_RGBA = (0.5, 0.5, 0.5, 0.5)
 TRAJECTORY_COLOR = "blue"
-VIEW_ELEV, VIEW_AZIM, VIEW_ZOOM = 120.0, -90.0, 10.0 / 7.5   # official ax.dist = 7.5 -> zoom 10/7.5 (spec §8 #12)
+VIEW_ELEV, VIEW_AZIM, VIEW_ZOOM = (
+    120.0,
+    -90.0,
+    10.0 / 7.5,
+)  # official ax.dist = 7.5 -> zoom 10/7.5 (docs/quirks.md#modern-dependencies, item 12)
 
 
 def wrap_title(title: str) -> str:
@@ -53,10 +59,10 @@ def wrap_title(title: str) -> str:
 class Camera:
     """Fixed projection of one video: data (x, y, z) -> pixel (column, row) of a ``size`` x ``size`` image."""
 
-    proj: np.ndarray        # (4, 4) matplotlib's 3D projection (data -> 2D axes data coordinates)
-    to_pixels: np.ndarray   # (3, 3) affine: 2D axes data -> display pixels (origin bottom-left)
+    proj: np.ndarray  # (4, 4) matplotlib's 3D projection (data -> 2D axes data coordinates)
+    to_pixels: np.ndarray  # (3, 3) affine: 2D axes data -> display pixels (origin bottom-left)
     size: int
-    clip: tuple[int, int, int, int]   # axes box (x0, y0, x1, y1) in pixels: matplotlib clips the plot to it
+    clip: tuple[int, int, int, int]  # axes box (x0, y0, x1, y1) in pixels: matplotlib clips the plot to it
 
     def project(self, points: np.ndarray) -> np.ndarray:
         """points (..., 3) -> pixel coordinates (..., 2), x to the right, y downwards."""
@@ -91,9 +97,12 @@ def official_view(radius: float, size: int, title: str) -> tuple[Camera, np.ndar
     background = np.asarray(canvas.buffer_rgba())[..., :3].copy()
     x0, y0, x1, y1 = ax.bbox.extents
     clip = (int(np.floor(x0)), int(np.floor(size - y1)), int(np.ceil(x1)), int(np.ceil(size - y0)))
-    camera = Camera(proj=np.asarray(ax.get_proj(), dtype=np.float64),
-                    to_pixels=np.asarray(ax.transData.get_affine().get_matrix(), dtype=np.float64), size=size,
-                    clip=clip)
+    camera = Camera(
+        proj=np.asarray(ax.get_proj(), dtype=np.float64),
+        to_pixels=np.asarray(ax.transData.get_affine().get_matrix(), dtype=np.float64),
+        size=size,
+        clip=clip,
+    )
     return camera, background
 
 
@@ -101,10 +110,10 @@ def official_view(radius: float, size: int, title: str) -> tuple[Camera, np.ndar
 class Scene:
     """Per-frame geometry in the official plot's coordinates (floor at y = 0, each frame centred on its root)."""
 
-    joints: np.ndarray      # (T, J, 3) floor-subtracted, root XZ moved to the origin per frame
+    joints: np.ndarray  # (T, J, 3) floor-subtracted, root XZ moved to the origin per frame
     trajectory: np.ndarray  # (T, 2) root XZ of the floor-subtracted motion
-    mins: np.ndarray        # (3,) global minimum over frames and joints
-    maxs: np.ndarray        # (3,) global maximum
+    mins: np.ndarray  # (3,) global minimum over frames and joints
+    maxs: np.ndarray  # (3,) global maximum
 
 
 def build_scene(joints: np.ndarray) -> Scene:
@@ -123,7 +132,7 @@ def _rgb(color: str) -> tuple[int, int, int]:
 
 
 def _floor_rgb() -> tuple[int, int, int]:
-    r, g, b, a = FLOOR_RGBA   # drawn over the white background
+    r, g, b, a = FLOOR_RGBA  # drawn over the white background
     return tuple(int(round(255 * (a * c + (1 - a)))) for c in (r, g, b))  # type: ignore[return-value]
 
 
@@ -138,8 +147,9 @@ def _polyline(draw: ImageDraw.ImageDraw, points: np.ndarray, color: tuple[int, i
             draw.ellipse((x - r, y - r, x + r, y + r), fill=color)
 
 
-def _dirty_box(points: list[np.ndarray], pad: float, align: int, clip: tuple[int, int, int, int]
-               ) -> tuple[int, int, int, int]:
+def _dirty_box(
+    points: list[np.ndarray], pad: float, align: int, clip: tuple[int, int, int, int]
+) -> tuple[int, int, int, int]:
     """Pixel box (x0, y0, x1, y1) covering all points plus ``pad``, clipped to ``clip``, aligned to ``align``.
 
     ``clip`` must itself be aligned so the box stays inside it.
@@ -147,7 +157,7 @@ def _dirty_box(points: list[np.ndarray], pad: float, align: int, clip: tuple[int
     allp = np.concatenate([p.reshape(-1, 2) for p in points], axis=0)
     lo = np.floor((allp.min(axis=0) - pad) / align).astype(int) * align
     hi = np.ceil((allp.max(axis=0) + pad) / align).astype(int) * align
-    lo = np.clip(lo, clip[:2], np.asarray(clip[2:]) - align)     # never empty, never outside the image
+    lo = np.clip(lo, clip[:2], np.asarray(clip[2:]) - align)  # never empty, never outside the image
     hi = np.clip(hi, clip[:2], clip[2:])
     return int(lo[0]), int(lo[1]), int(max(hi[0], lo[0] + align)), int(max(hi[1], lo[1] + align))
 
@@ -161,9 +171,16 @@ class Region:
     pixels: np.ndarray
 
 
-def paint_regions(joints: np.ndarray, chains: Sequence[Sequence[int]], *, title: str = "", radius: float = 4.0,
-                  size: int = DEFAULT_SIZE, supersample: int | None = None, frames: Sequence[int] | None = None
-                  ) -> tuple[np.ndarray, Iterator[Region]]:
+def paint_regions(
+    joints: np.ndarray,
+    chains: Sequence[Sequence[int]],
+    *,
+    title: str = "",
+    radius: float = 4.0,
+    size: int = DEFAULT_SIZE,
+    supersample: int | None = None,
+    frames: Sequence[int] | None = None,
+) -> tuple[np.ndarray, Iterator[Region]]:
     """The static background (size, size, 3) uint8 and, per frame, the rectangle holding the moving content.
 
     Lines are drawn ``supersample`` times larger (default: 2 below 800 px, 1 from there, where aliasing is
@@ -176,19 +193,25 @@ def paint_regions(joints: np.ndarray, chains: Sequence[Sequence[int]], *, title:
     camera, background = official_view(radius, big, title)
     scene = build_scene(joints)
     n = scene.joints.shape[0]
-    px_per_pt = big / 10 / 72           # line widths are in points, as in matplotlib
+    px_per_pt = big / 10 / 72  # line widths are in points, as in matplotlib
     floor_rgb, traj_rgb = _floor_rgb(), _rgb(TRAJECTORY_COLOR)
     colors = [_rgb(c) for c in CHAIN_COLORS]
     chain_idx = [np.asarray(c, dtype=np.int64) for c in chains]
     widths = [(4.0 if i < 5 else 2.0) * px_per_pt for i in range(len(chain_idx))]
     # Everything projected up front, vectorised over frames.
-    pix = camera.project(scene.joints)                                     # (T, J, 2)
+    pix = camera.project(scene.joints)  # (T, J, 2)
     tx, tz, zero = scene.trajectory[:, 0], scene.trajectory[:, 1], np.zeros(n)
     (x0, _, z0), (x1, _, z1) = scene.mins, scene.maxs
-    corners = np.stack([  # floor quad (T, 4, 3): the motion's XZ extent shifted by the current root
-        np.stack([x0 - tx, zero, z0 - tz], -1), np.stack([x0 - tx, zero, z1 - tz], -1),
-        np.stack([x1 - tx, zero, z1 - tz], -1), np.stack([x1 - tx, zero, z0 - tz], -1)], axis=1)
-    floor_pix = camera.project(corners)                                    # (T, 4, 2)
+    corners = np.stack(
+        [  # floor quad (T, 4, 3): the motion's XZ extent shifted by the current root
+            np.stack([x0 - tx, zero, z0 - tz], -1),
+            np.stack([x0 - tx, zero, z1 - tz], -1),
+            np.stack([x1 - tx, zero, z1 - tz], -1),
+            np.stack([x1 - tx, zero, z0 - tz], -1),
+        ],
+        axis=1,
+    )
+    floor_pix = camera.project(corners)  # (T, 4, 2)
     traj3 = np.stack([tx, zero, tz], -1)
     big_bg = Image.fromarray(background)
     small_bg = np.asarray(big_bg.reduce(ss) if ss > 1 else big_bg)
@@ -200,7 +223,7 @@ def paint_regions(joints: np.ndarray, chains: Sequence[Sequence[int]], *, title:
     def regions() -> Iterator[Region]:
         canvas = big_bg.copy()
         draw = ImageDraw.Draw(canvas)
-        for t in (range(n) if frames is None else frames):
+        for t in range(n) if frames is None else frames:
             draw.polygon([tuple(p) for p in floor_pix[t].tolist()], fill=floor_rgb)
             drawn = [floor_pix[t], pix[t, np.concatenate(chain_idx)]]
             if t > 1:
@@ -211,29 +234,38 @@ def paint_regions(joints: np.ndarray, chains: Sequence[Sequence[int]], *, title:
                 _polyline(draw, pix[t, idx], colors[i % len(colors)], widths[i])
             box = _dirty_box(drawn, pad, 2 * ss, clip)
             region = canvas.crop(box)
-            canvas.paste(big_bg.crop(box), box[:2])     # undo this frame's drawing
+            canvas.paste(big_bg.crop(box), box[:2])  # undo this frame's drawing
             yield Region(box[0] // ss, box[1] // ss, np.asarray(region.reduce(ss) if ss > 1 else region))
 
     return small_bg, regions()
 
 
-def draw_frames(joints: np.ndarray, chains: Sequence[Sequence[int]], *, title: str = "", radius: float = 4.0,
-                size: int = DEFAULT_SIZE, supersample: int | None = None, frames: Sequence[int] | None = None
-                ) -> Iterator[np.ndarray]:
+def draw_frames(
+    joints: np.ndarray,
+    chains: Sequence[Sequence[int]],
+    *,
+    title: str = "",
+    radius: float = 4.0,
+    size: int = DEFAULT_SIZE,
+    supersample: int | None = None,
+    frames: Sequence[int] | None = None,
+) -> Iterator[np.ndarray]:
     """Yield full video frames (size, size, 3) uint8 of joints (T, J, 3): every frame, or only ``frames``."""
-    background, regions = paint_regions(joints, chains, title=title, radius=radius, size=size,
-                                        supersample=supersample, frames=frames)
+    background, regions = paint_regions(
+        joints, chains, title=title, radius=radius, size=size, supersample=supersample, frames=frames
+    )
     for r in regions:
         frame = background.copy()
         h, w = r.pixels.shape[:2]
-        frame[r.y0:r.y0 + h, r.x0:r.x0 + w] = r.pixels
+        frame[r.y0 : r.y0 + h, r.x0 : r.x0 + w] = r.pixels
         yield frame
 
 
 # BT.601 limited range (what players assume for untagged SD H.264 and what ffmpeg's rgb24 -> yuv420p uses).
-_RGB_TO_YUV = np.array([[0.256788, 0.504129, 0.097906],
-                        [-0.148223, -0.290993, 0.439216],
-                        [0.439216, -0.367788, -0.071427]], dtype=np.float32)
+_RGB_TO_YUV = np.array(
+    [[0.256788, 0.504129, 0.097906], [-0.148223, -0.290993, 0.439216], [0.439216, -0.367788, -0.071427]],
+    dtype=np.float32,
+)
 _YUV_BIAS = np.array([16.0, 128.0, 128.0], dtype=np.float32)
 
 
@@ -256,15 +288,48 @@ def yuv420_frames(background: np.ndarray, regions: Iterator[Region]) -> Iterator
         h, w = r.pixels.shape[:2]
         for k, part in enumerate(rgb_to_yuv420(r.pixels)):
             s = 1 if k == 0 else 2
-            planes[k][r.y0 // s:(r.y0 + h) // s, r.x0 // s:(r.x0 + w) // s] = part
+            planes[k][r.y0 // s : (r.y0 + h) // s, r.x0 // s : (r.x0 + w) // s] = part
         yield planes
 
 
 def _ffmpeg_command(path: Path, size: int, fps: float) -> list[str]:
-    return ["ffmpeg", "-hide_banner", "-loglevel", "error", "-y", "-f", "rawvideo", "-pix_fmt", "yuv420p",
-            "-s", f"{size}x{size}", "-r", f"{fps:g}", "-i", "-", "-an", "-c:v", "libx264", "-preset", "ultrafast",
-            "-pix_fmt", "yuv420p", "-colorspace", "bt470bg", "-color_primaries", "bt470bg", "-color_trc", "smpte170m",
-            "-color_range", "tv", "-movflags", "+faststart", "-f", "mp4", str(path)]
+    return [
+        "ffmpeg",
+        "-hide_banner",
+        "-loglevel",
+        "error",
+        "-y",
+        "-f",
+        "rawvideo",
+        "-pix_fmt",
+        "yuv420p",
+        "-s",
+        f"{size}x{size}",
+        "-r",
+        f"{fps:g}",
+        "-i",
+        "-",
+        "-an",
+        "-c:v",
+        "libx264",
+        "-preset",
+        "ultrafast",
+        "-pix_fmt",
+        "yuv420p",
+        "-colorspace",
+        "bt470bg",
+        "-color_primaries",
+        "bt470bg",
+        "-color_trc",
+        "smpte170m",
+        "-color_range",
+        "tv",
+        "-movflags",
+        "+faststart",
+        "-f",
+        "mp4",
+        str(path),
+    ]
 
 
 def write_mp4(yuv_frames: Iterator[list[np.ndarray]], path: Path, size: int, fps: float) -> None:
@@ -292,12 +357,20 @@ def write_gif(frames: Iterator[np.ndarray], path: Path, fps: float) -> None:
     images = [Image.fromarray(f) for f in frames]
     palette = images[len(images) // 2].quantize(colors=64, method=Image.Quantize.MEDIANCUT)
     quantized = [im.quantize(palette=palette, dither=Image.Dither.NONE) for im in images]
-    quantized[0].save(path, format="GIF", save_all=True, append_images=quantized[1:],
-                      duration=int(round(1000 / fps)), loop=0, optimize=False)
+    quantized[0].save(
+        path,
+        format="GIF",
+        save_all=True,
+        append_images=quantized[1:],
+        duration=int(round(1000 / fps)),
+        loop=0,
+        optimize=False,
+    )
 
 
-def _check_motion(joints: np.ndarray, skeleton: DatasetSpec | Sequence[Sequence[int]] | None
-                  ) -> tuple[np.ndarray, tuple[tuple[int, ...], ...], DatasetSpec | None]:
+def _check_motion(
+    joints: np.ndarray, skeleton: DatasetSpec | Sequence[Sequence[int]] | None
+) -> tuple[np.ndarray, tuple[tuple[int, ...], ...], DatasetSpec | None]:
     """Validated joints (T, J, 3) float64, the chains to draw, and the dataset (None for explicit chains)."""
     if skeleton is None or isinstance(skeleton, DatasetSpec):
         spec = check_joints(joints, skeleton, min_frames=2)
@@ -312,10 +385,17 @@ def _check_motion(joints: np.ndarray, skeleton: DatasetSpec | Sequence[Sequence[
     return arr, chains, None
 
 
-def render_motion(joints: np.ndarray, path: str | os.PathLike[str],
-                  skeleton: DatasetSpec | Sequence[Sequence[int]] | None = None, title: str = "",
-                  fps: float | None = None, radius: float | None = None, *, size: int = DEFAULT_SIZE,
-                  supersample: int | None = None) -> Path:
+def render_motion(
+    joints: np.ndarray,
+    path: str | os.PathLike[str],
+    skeleton: DatasetSpec | Sequence[Sequence[int]] | None = None,
+    title: str = "",
+    fps: float | None = None,
+    radius: float | None = None,
+    *,
+    size: int = DEFAULT_SIZE,
+    supersample: int | None = None,
+) -> Path:
     """Render joints (T, J, 3) as a stick-figure video at ``path`` (.mp4 via ffmpeg, .gif via Pillow).
 
     skeleton: a DatasetSpec, explicit kinematic chains, or None (dataset inferred from J).
@@ -339,18 +419,27 @@ def render_motion(joints: np.ndarray, path: str | os.PathLike[str],
         out, suffix = out.with_suffix(".gif"), ".gif"
     with atomic_write(out) as tmp:
         if suffix == ".mp4":
-            background, regions = paint_regions(joints, chains, title=title, radius=radius, size=size,
-                                                supersample=supersample)
+            background, regions = paint_regions(
+                joints, chains, title=title, radius=radius, size=size, supersample=supersample
+            )
             write_mp4(yuv420_frames(background, regions), tmp, size, fps)
         else:
-            write_gif(draw_frames(joints, chains, title=title, radius=radius, size=size, supersample=supersample),
-                      tmp, fps)
+            write_gif(
+                draw_frames(joints, chains, title=title, radius=radius, size=size, supersample=supersample), tmp, fps
+            )
     return out
 
 
-def save_frame_png(joints: np.ndarray, frame: int, path: str | os.PathLike[str],
-                   skeleton: DatasetSpec | Sequence[Sequence[int]] | None = None, title: str = "",
-                   radius: float | None = None, *, size: int = DEFAULT_SIZE) -> Path:
+def save_frame_png(
+    joints: np.ndarray,
+    frame: int,
+    path: str | os.PathLike[str],
+    skeleton: DatasetSpec | Sequence[Sequence[int]] | None = None,
+    title: str = "",
+    radius: float | None = None,
+    *,
+    size: int = DEFAULT_SIZE,
+) -> Path:
     """One frame of :func:`render_motion` as a PNG (for looking at a motion without a video player)."""
     joints, chains, spec = _check_motion(joints, skeleton)
     if not 0 <= frame < joints.shape[0]:
@@ -365,5 +454,10 @@ def write_motion_video(motion: Motion, path: Path, args: argparse.Namespace) -> 
     """visualization.convert writer: a Motion -> .mp4 / .gif (options ``--title``, ``--size``)."""
     if Path(path).suffix.lower() == ".mp4" and shutil.which("ffmpeg") is None:
         raise ValueError(f"{path}: writing .mp4 needs ffmpeg on PATH; install it or ask for a .gif")
-    render_motion(motion.as_joints(), path, motion.spec, title=getattr(args, "title", None) or "",
-                  size=getattr(args, "size", None) or DEFAULT_SIZE)
+    render_motion(
+        motion.as_joints(),
+        path,
+        motion.spec,
+        title=getattr(args, "title", None) or "",
+        size=getattr(args, "size", None) or DEFAULT_SIZE,
+    )

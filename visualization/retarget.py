@@ -18,6 +18,7 @@ frames). Rig joints follow source joints by name (:mod:`visualization.rig_mappin
   axes (Y or Z up, any facing) and
   units (m, cm) are read off its rest pose: up = hips to head, left = right hip to left hip.
 """
+
 from __future__ import annotations
 
 import logging
@@ -44,12 +45,24 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-_UP_FROM = ("head", "neck", "spine3", "spine2", "spine1")   # first one mapped gives the rig's up direction
-_HINGE_BEND = {"left_hip": -1.0, "right_hip": -1.0, "left_knee": 1.0, "right_knee": 1.0,   # x forward
-               "left_shoulder": 1.0, "right_shoulder": 1.0}
-_HINGE_NEXT = {"left_hip": "left_knee", "right_hip": "right_knee", "left_knee": "left_ankle",
-               "right_knee": "right_ankle", "left_shoulder": "left_elbow", "right_shoulder": "right_elbow"}
-_SNAP_COS = np.cos(np.deg2rad(25.0))                        # rig axes this close to a file axis are snapped to it
+_UP_FROM = ("head", "neck", "spine3", "spine2", "spine1")  # first one mapped gives the rig's up direction
+_HINGE_BEND = {
+    "left_hip": -1.0,
+    "right_hip": -1.0,
+    "left_knee": 1.0,
+    "right_knee": 1.0,  # x forward
+    "left_shoulder": 1.0,
+    "right_shoulder": 1.0,
+}
+_HINGE_NEXT = {
+    "left_hip": "left_knee",
+    "right_hip": "right_knee",
+    "left_knee": "left_ankle",
+    "right_knee": "right_ankle",
+    "left_shoulder": "left_elbow",
+    "right_shoulder": "right_elbow",
+}
+_SNAP_COS = np.cos(np.deg2rad(25.0))  # rig axes this close to a file axis are snapped to it
 _ROT = ("Zrotation", "Yrotation", "Xrotation")
 
 
@@ -75,16 +88,16 @@ class RetargetPlan:
 
     rig: BvhMotion
     spec: DatasetSpec
-    source: str                           # the rig's file name, for messages
-    mapped: dict[int, int]                # rig joint -> dataset joint
-    driven: tuple[int, ...]               # rig joints aimed at the source, hips first, in file order
-    paths: tuple[tuple[int, ...], ...]    # per driven joint: dataset joints of the path its point lies on
-    fractions: np.ndarray                 # (Jd,) where along that path (0 = its first joint)
-    sub: BvhRig                           # the driven joints as a rig (parents into ``driven``)
-    sub_offsets: np.ndarray               # (Jd, 3) world rest offsets of the driven joints
-    basis: np.ndarray                     # (3, 3) columns: the rig's left, up, forward in its file axes
-    rest: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]   # see rest_pose
-    leg_length: float                     # rig hip-to-ankle rest length (its units)
+    source: str  # the rig's file name, for messages
+    mapped: dict[int, int]  # rig joint -> dataset joint
+    driven: tuple[int, ...]  # rig joints aimed at the source, hips first, in file order
+    paths: tuple[tuple[int, ...], ...]  # per driven joint: dataset joints of the path its point lies on
+    fractions: np.ndarray  # (Jd,) where along that path (0 = its first joint)
+    sub: BvhRig  # the driven joints as a rig (parents into ``driven``)
+    sub_offsets: np.ndarray  # (Jd, 3) world rest offsets of the driven joints
+    basis: np.ndarray  # (3, 3) columns: the rig's left, up, forward in its file axes
+    rest: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]  # see rest_pose
+    leg_length: float  # rig hip-to-ankle rest length (its units)
 
     @property
     def hips(self) -> int:
@@ -121,8 +134,9 @@ def _axis_snap(v: np.ndarray) -> np.ndarray:
     return out
 
 
-def plan_retarget(rig: BvhMotion, spec: DatasetSpec, mapping: dict[str, str] | None = None,
-                  source: str = "the rig") -> RetargetPlan:
+def plan_retarget(
+    rig: BvhMotion, spec: DatasetSpec, mapping: dict[str, str] | None = None, source: str = "the rig"
+) -> RetargetPlan:
     """Resolve the mapping (built-in guess when None) and measure the rig's rest pose, axes and leg length."""
     names = rig.names
     by_name = mapping if mapping is not None else guess_mapping(names)
@@ -152,9 +166,11 @@ def plan_retarget(rig: BvhMotion, spec: DatasetSpec, mapping: dict[str, str] | N
             top = rig.parents[top]
         path = _source_path(spec, mapped[top], mapped[j])
         if path is None:
-            raise ValueError(f"{source}: {names[j]!r} (-> {spec.joint_names[mapped[j]]}) is below {names[top]!r} "
-                             f"(-> {spec.joint_names[mapped[top]]}) in the rig but not in the source skeleton; "
-                             "fix the mapping")
+            raise ValueError(
+                f"{source}: {names[j]!r} (-> {spec.joint_names[mapped[j]]}) is below {names[top]!r} "
+                f"(-> {spec.joint_names[mapped[top]]}) in the rig but not in the source skeleton; "
+                "fix the mapping"
+            )
         lengths = _chain_length(rest_pos, rig.parents, top, j)
         total = max(lengths[j], 1e-12)
         for k, length in lengths.items():
@@ -183,17 +199,35 @@ def plan_retarget(rig: BvhMotion, spec: DatasetSpec, mapping: dict[str, str] | N
         if j is not None and kids == [nxt]:
             bone = rest_pos[nxt] - rest_pos[j]
             hinges[pos[j]] = _unit(np.cross(bone, bend * basis[:, 2]))
-    sub = BvhRig(tuple(names[j] for j in driven), sub_parents, tuple(range(len(driven))), _unit(sub_offsets),
-                 None, hinges)
-    legs = [_chain_length(rest_pos, rig.parents, rig_of[source_index(f"{s}_hip", spec)],
-                          rig_of[source_index(f"{s}_ankle", spec)]) for s in ("left", "right")]
+    sub = BvhRig(
+        tuple(names[j] for j in driven), sub_parents, tuple(range(len(driven))), _unit(sub_offsets), None, hinges
+    )
+    legs = [
+        _chain_length(
+            rest_pos, rig.parents, rig_of[source_index(f"{s}_hip", spec)], rig_of[source_index(f"{s}_ankle", spec)]
+        )
+        for s in ("left", "right")
+    ]
     leg_length = float(np.mean([max(chain.values()) for chain in legs]))
-    return RetargetPlan(rig, spec, source, mapped, driven, tuple(anchors[j][0] for j in driven),
-                        np.array([anchors[j][1] for j in driven]), sub, sub_offsets, basis, rest, leg_length)
+    return RetargetPlan(
+        rig,
+        spec,
+        source,
+        mapped,
+        driven,
+        tuple(anchors[j][0] for j in driven),
+        np.array([anchors[j][1] for j in driven]),
+        sub,
+        sub_offsets,
+        basis,
+        rest,
+        leg_length,
+    )
 
 
-def load_plan(rig_path: str | os.PathLike[str], spec: DatasetSpec, mapping_path: str | os.PathLike[str] | None = None
-              ) -> RetargetPlan:
+def load_plan(
+    rig_path: str | os.PathLike[str], spec: DatasetSpec, mapping_path: str | os.PathLike[str] | None = None
+) -> RetargetPlan:
     """:func:`plan_retarget` for a rig file and an optional JSON mapping file."""
     rig_path = Path(rig_path)
     if not rig_path.is_file():
@@ -208,8 +242,10 @@ def source_leg_length(joints: np.ndarray, spec: DatasetSpec) -> float:
     total = []
     for s in ("left", "right"):
         hip, knee, ankle = (source_index(f"{s}_{p}", spec) for p in ("hip", "knee", "ankle"))
-        total.append(np.linalg.norm(joints[:, knee] - joints[:, hip], axis=-1)
-                     + np.linalg.norm(joints[:, ankle] - joints[:, knee], axis=-1))
+        total.append(
+            np.linalg.norm(joints[:, knee] - joints[:, hip], axis=-1)
+            + np.linalg.norm(joints[:, ankle] - joints[:, knee], axis=-1)
+        )
     return float(np.mean(total))
 
 
@@ -217,14 +253,14 @@ def source_points(joints: np.ndarray, plan: RetargetPlan) -> np.ndarray:
     """The point on the source skeleton each driven joint follows: (T, J, 3) -> (T, Jd, 3), source axes/units."""
     out = np.empty((joints.shape[0], len(plan.driven), 3))
     for k, (path, f) in enumerate(zip(plan.paths, plan.fractions)):
-        pts = joints[:, list(path)]                                         # (T, n, 3)
+        pts = joints[:, list(path)]  # (T, n, 3)
         if len(path) == 1:
             out[:, k] = pts[:, 0]
             continue
-        seg = np.linalg.norm(np.diff(pts, axis=1), axis=-1)                 # (T, n-1)
+        seg = np.linalg.norm(np.diff(pts, axis=1), axis=-1)  # (T, n-1)
         cum = np.concatenate([np.zeros_like(seg[:, :1]), np.cumsum(seg, axis=1)], axis=1)
         goal = f * cum[:, -1]
-        i = np.clip((cum[:, 1:-1] < goal[:, None]).sum(axis=1), 0, len(path) - 2)   # segment holding the goal
+        i = np.clip((cum[:, 1:-1] < goal[:, None]).sum(axis=1), 0, len(path) - 2)  # segment holding the goal
         t = np.arange(len(i))
         w = np.clip((goal - cum[t, i]) / np.maximum(seg[t, i], 1e-12), 0.0, 1.0)[:, None]
         out[:, k] = pts[t, i] * (1 - w) + pts[t, i + 1] * w
@@ -263,15 +299,15 @@ def plant_feet(targets: np.ndarray, joints: np.ndarray, plan: RetargetPlan, rati
         reach = ankle - hip
         dist = np.clip(np.linalg.norm(reach, axis=-1, keepdims=True), abs(l1 - l2) + 1e-9, (l1 + l2) * (1 - 1e-9))
         u = _unit(reach)
-        bend = out[:, k] - hip + 1e-3 * l1 * forward                      # knee side; forward when straight
+        bend = out[:, k] - hip + 1e-3 * l1 * forward  # knee side; forward when straight
         n = _unit(bend - (bend * u).sum(-1, keepdims=True) * u)
-        cos = np.clip((l1 ** 2 + dist ** 2 - l2 ** 2) / (2 * l1 * dist), -1.0, 1.0)
+        cos = np.clip((l1**2 + dist**2 - l2**2) / (2 * l1 * dist), -1.0, 1.0)
         below = {a}
         for j in range(a + 1, len(parents)):
             if parents[j] in below:
                 below.add(j)
         shift = hip + u * dist - out[:, a]
-        out[:, k] = hip + l1 * (cos * u + np.sqrt(1 - cos ** 2) * n)
+        out[:, k] = hip + l1 * (cos * u + np.sqrt(1 - cos**2) * n)
         out[:, sorted(below)] += shift[:, None]
     return out
 
@@ -289,15 +325,16 @@ def retarget(joints: np.ndarray, plan: RetargetPlan) -> tuple[BvhMotion, float]:
     for k, p in enumerate(plan.sub.parents[1:], start=1):
         targets[:, k] = targets[:, p] + lengths[k] * dirs[:, k]
     targets = plant_feet(targets, joints, plan, ratio)
-    delta_driven = solve_rotations(targets, plan.sub_offsets, plan.sub)            # (T, Jd, 4) world, from rest
+    delta_driven = solve_rotations(targets, plan.sub_offsets, plan.sub)  # (T, Jd, 4) world, from rest
 
     rest_pos, rest_rot, rest_local, rest_trans = plan.rest
     # Joints that follow nothing keep their rest local rotation; the ancestors of the hips stay at rest.
     local = np.repeat(rest_local[None], num_frames, axis=0)
-    glob = qmul(delta_driven, np.broadcast_to(rest_rot[list(plan.driven)], delta_driven.shape))    # (T, Jd, 4)
+    glob = qmul(delta_driven, np.broadcast_to(rest_rot[list(plan.driven)], delta_driven.shape))  # (T, Jd, 4)
     above = rest_rot[rig.parents[plan.hips]] if rig.parents[plan.hips] >= 0 else np.array([1.0, 0.0, 0.0, 0.0])
-    parent_glob = np.concatenate([np.broadcast_to(above, glob[:, :1].shape), glob[:, list(plan.sub.parents[1:])]],
-                                 axis=1)
+    parent_glob = np.concatenate(
+        [np.broadcast_to(above, glob[:, :1].shape), glob[:, list(plan.sub.parents[1:])]], axis=1
+    )
     local[:, list(plan.driven)] = qmul(qinv(parent_glob), glob)
     index = set(plan.driven)
 
@@ -315,8 +352,9 @@ def retarget(joints: np.ndarray, plan: RetargetPlan) -> tuple[BvhMotion, float]:
         channels[0] = POSITION_CHANNELS + channels[0]
     positions = np.repeat(rest_trans[None], num_frames, axis=0)
     positions[:, 0] = targets[:, 0] - rest_pos[plan.hips] + rest_pos[0]
-    motion = BvhMotion(rig.names, rig.parents, rig.offsets, tuple(channels), rotations, positions, 1.0 / spec.fps,
-                       rig.end_sites)
+    motion = BvhMotion(
+        rig.names, rig.parents, rig.offsets, tuple(channels), rotations, positions, 1.0 / spec.fps, rig.end_sites
+    )
     return motion, ratio
 
 
@@ -329,9 +367,9 @@ def bone_direction_errors(positions: np.ndarray, joints: np.ndarray, plan: Retar
     """
     expected = target_directions(joints, plan)
     kids = plan.sub.children
-    for j, ks in enumerate(kids):
+    for _j, ks in enumerate(kids):
         if len(ks) > 1:
-            fit = fit_rotation(_unit(plan.sub_offsets[ks]), expected[:, ks])               # (T, 3, 3)
+            fit = fit_rotation(_unit(plan.sub_offsets[ks]), expected[:, ks])  # (T, 3, 3)
             expected[:, ks] = np.einsum("tij,kj->tki", fit, _unit(plan.sub_offsets[ks]))
     driven = positions[:, list(plan.driven)]
     parents = list(plan.sub.parents[1:])
@@ -347,8 +385,13 @@ def bone_direction_errors(positions: np.ndarray, joints: np.ndarray, plan: Retar
 def save_retargeted_bvh(joints: np.ndarray, path: str | os.PathLike[str], plan: RetargetPlan) -> Path:
     """:func:`retarget` then an atomic write; logs the root scale."""
     motion, ratio = retarget(joints, plan)
-    logger.info("retargeted onto %s: %d of %d rig joints follow the motion, root scale %.4g (leg-length ratio)",
-                plan.source, len(plan.driven), len(plan.rig.names), ratio)
+    logger.info(
+        "retargeted onto %s: %d of %d rig joints follow the motion, root scale %.4g (leg-length ratio)",
+        plan.source,
+        len(plan.driven),
+        len(plan.rig.names),
+        ratio,
+    )
     return write_bvh(path, motion)
 
 

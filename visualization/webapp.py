@@ -8,6 +8,7 @@ Python (validation with the CLI's rules from ``data.prompts``, one fresh folder 
 tested without a browser; :func:`build_app` wires it to a gradio page. gradio is optional: only
 :func:`build_app` and :func:`launch` import it (``pip install -r requirements-demo.txt``).
 """
+
 from __future__ import annotations
 
 import logging
@@ -41,13 +42,13 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 DEMO_LABEL = "demo (embedded model)"
-VIDEO_SIZE = 480                 # px; the page shows it at about this size
-MAX_AGE_S = 3600.0               # request folders older than this are removed
+VIDEO_SIZE = 480  # px; the page shows it at about this size
+MAX_AGE_S = 3600.0  # request folders older than this are removed
 MAX_UPLOAD_MB = 20
 MAX_SEED = 2**31 - 1
 # Bounds of the "advanced" controls (the CLI only checks the lower ones; a public page also needs upper ones).
 LIMITS = {"steps": (1, 100), "guidance": (0.0, 20.0), "residual guidance": (0.0, 20.0), "temperature": (0.0, 5.0)}
-ONE_AT_A_TIME = {"concurrency_limit": 1, "concurrency_id": "model"}   # every event that runs the shared model
+ONE_AT_A_TIME = {"concurrency_limit": 1, "concurrency_id": "model"}  # every event that runs the shared model
 INSTALL_HINT = "the web demo needs gradio: pip install -r requirements-demo.txt"
 
 
@@ -56,10 +57,10 @@ class WebResult:
     """The files of one request, all inside ``folder`` (``<workdir>/<uuid hex>``)."""
 
     folder: Path
-    video: Path        # .mp4, or .gif when ffmpeg is not on PATH
+    video: Path  # .mp4, or .gif when ffmpeg is not on PATH
     bvh: Path
-    joints: Path       # (T, J, 3) float32
-    features: Path     # (T, D) float32, de-normalised (re-uploadable to the Edit tab)
+    joints: Path  # (T, J, 3) float32
+    features: Path  # (T, D) float32, de-normalised (re-uploadable to the Edit tab)
     message: str
 
 
@@ -77,13 +78,17 @@ def _number(value: Any, name: str, lo: float, hi: float, integer: bool = False) 
     return int(x) if integer else x
 
 
-def sampling_from_form(steps: Any, guidance: Any, res_guidance: Any, temperature: Any,
-                       base: Sampling = Sampling()) -> Sampling:
+def sampling_from_form(
+    steps: Any, guidance: Any, res_guidance: Any, temperature: Any, base: Sampling = Sampling()
+) -> Sampling:
     """The advanced settings as a :class:`Sampling` (top-k ratio etc. from ``base``), range-checked."""
-    return replace(base, time_steps=_number(steps, "steps", *LIMITS["steps"], integer=True),
-                   cond_scale=_number(guidance, "guidance", *LIMITS["guidance"]),
-                   res_cond_scale=_number(res_guidance, "residual guidance", *LIMITS["residual guidance"]),
-                   temperature=_number(temperature, "temperature", *LIMITS["temperature"]))
+    return replace(
+        base,
+        time_steps=_number(steps, "steps", *LIMITS["steps"], integer=True),
+        cond_scale=_number(guidance, "guidance", *LIMITS["guidance"]),
+        res_cond_scale=_number(res_guidance, "residual guidance", *LIMITS["residual guidance"]),
+        temperature=_number(temperature, "temperature", *LIMITS["temperature"]),
+    )
 
 
 def check_seed(seed: Any) -> int:
@@ -97,8 +102,13 @@ _REQUEST_NAME = re.compile(r"[0-9a-f]{32}")
 def is_request_folder(folder: Path) -> bool:
     """A folder this server made for a request: a uuid4-hex name, a real directory (not a link), with the
     marker file :meth:`DemoService._write` puts in it."""
-    return (bool(_REQUEST_NAME.fullmatch(folder.name)) and not folder.is_symlink() and folder.is_dir()
-            and (folder / REQUEST_MARKER).is_file() and not (folder / REQUEST_MARKER).is_symlink())
+    return (
+        bool(_REQUEST_NAME.fullmatch(folder.name))
+        and not folder.is_symlink()
+        and folder.is_dir()
+        and (folder / REQUEST_MARKER).is_file()
+        and not (folder / REQUEST_MARKER).is_symlink()
+    )
 
 
 class DemoService:
@@ -106,8 +116,14 @@ class DemoService:
 
     Not thread-safe by itself: the page runs one request at a time (gradio queue, concurrency 1)."""
 
-    def __init__(self, pipelines: Mapping[str, MoMaskPipeline], workdir: str | Path, *, max_age_s: float = MAX_AGE_S,
-                 video_size: int = VIDEO_SIZE) -> None:
+    def __init__(
+        self,
+        pipelines: Mapping[str, MoMaskPipeline],
+        workdir: str | Path,
+        *,
+        max_age_s: float = MAX_AGE_S,
+        video_size: int = VIDEO_SIZE,
+    ) -> None:
         if not pipelines:
             raise ValueError("the web demo needs at least one model")
         self.pipelines = dict(pipelines)
@@ -133,7 +149,7 @@ class DemoService:
         for folder in self.workdir.iterdir():
             try:
                 old = is_request_folder(folder) and now - folder.stat().st_mtime > self.max_age_s
-            except FileNotFoundError:       # removed meanwhile by another server sharing the workdir
+            except FileNotFoundError:  # removed meanwhile by another server sharing the workdir
                 continue
             if old:
                 shutil.rmtree(folder, ignore_errors=True)
@@ -153,10 +169,19 @@ class DemoService:
         return check_length(n, spec.max_motion_length, spec.unit_length, "length")
 
     # ---- requests ----------------------------------------------------------------------------------------------
-    def generate(self, label: str, prompt: str, frames: Any, estimate: bool, seed: Any,
-                 sampling: Sampling = Sampling(), cleanup: bool = True, control: str | Path | None = None,
-                 progress: Progress | None = None,
-                 rig: str | Path | None = None) -> WebResult:
+    def generate(
+        self,
+        label: str,
+        prompt: str,
+        frames: Any,
+        estimate: bool,
+        seed: Any,
+        sampling: Sampling = Sampling(),
+        cleanup: bool = True,
+        control: str | Path | None = None,
+        progress: Progress | None = None,
+        rig: str | Path | None = None,
+    ) -> WebResult:
         """One motion from a prompt, written to a fresh folder (``cleanup``: the physical clean-up of the joints,
         utils/cleanup.py). ``control``: an uploaded control file (keyframes .json, targets .npy, or a motion whose
         pelvis path to follow); ``progress`` sees the optimisation; ``rig``: the BVH is
@@ -168,19 +193,28 @@ class DemoService:
         seed = check_seed(seed)
         ctl = self.read_control(pipe, control, length, progress) if control else None
         start = time.perf_counter()
-        motion, = pipe.generate([caption], [length], seed=seed, sampling=sampling, cleanup=bool(cleanup),
-                                control=ctl)
+        (motion,) = pipe.generate([caption], [length], seed=seed, sampling=sampling, cleanup=bool(cleanup), control=ctl)
         took = time.perf_counter() - start
         estimated = ", length estimated" if length is None else ""
         cleaned = ", cleaned up" if cleanup else ""
-        note = (f"{motion.num_frames} frames ({motion.num_frames / pipe.spec.fps:.1f} s{estimated}) in {took:.1f} s, "
-                f"seed {seed}{cleaned}")
+        note = (
+            f"{motion.num_frames} frames ({motion.num_frames / pipe.spec.fps:.1f} s{estimated}) in {took:.1f} s, "
+            f"seed {seed}{cleaned}"
+        )
         if motion.control_error is not None:
             note += f"; controlled joints {100 * motion.control_error:.1f} cm from their targets on average"
         return self._write(pipe, motion, note + self._familiarity(pipe, caption), rig)
 
-    def edit(self, label: str, upload: str | Path, prompt: str, start_s: Any, end_s: Any, seed: Any,
-             sampling: Sampling = Sampling(res_cond_scale=2.0)) -> WebResult:
+    def edit(
+        self,
+        label: str,
+        upload: str | Path,
+        prompt: str,
+        start_s: Any,
+        end_s: Any,
+        seed: Any,
+        sampling: Sampling = Sampling(res_cond_scale=2.0),
+    ) -> WebResult:
         """Regenerate [start_s, end_s) seconds of an uploaded motion (features/joints .npy or .bvh) from a prompt.
 
         ``upload`` is the file the web framework stored for this request; an empty/0 end means the motion's end."""
@@ -200,14 +234,17 @@ class DemoService:
             raise ValueError(str(exc).replace(f"--mask_edit_section {section!r}", "edit span")) from None
         t0 = time.perf_counter()
         motion = pipe.edit(features, caption, spans, seed=seed, sampling=sampling)
-        (s, e), = spans
-        note = (f"regenerated {s / spec.fps:.2f}-{e / spec.fps:.2f} s of {total / spec.fps:.2f} s (the rest is the "
-                f"source's) "
-                f"in {time.perf_counter() - t0:.1f} s, seed {seed}")
+        ((s, e),) = spans
+        note = (
+            f"regenerated {s / spec.fps:.2f}-{e / spec.fps:.2f} s of {total / spec.fps:.2f} s (the rest is the "
+            f"source's) "
+            f"in {time.perf_counter() - t0:.1f} s, seed {seed}"
+        )
         return self._write(pipe, motion, note + self._familiarity(pipe, caption))
 
-    def read_control(self, pipe: MoMaskPipeline, upload: str | Path, length: int | None,
-                     progress: Progress | None) -> Control:
+    def read_control(
+        self, pipe: MoMaskPipeline, upload: str | Path, length: int | None, progress: Progress | None
+    ) -> Control:
         """An uploaded control file as a Control; errors name the user's file, not the server's path."""
         path = Path(upload)
         try:
@@ -230,30 +267,35 @@ class DemoService:
             # Messages name the server's temporary path; show the user's file name instead.
             raise ValueError(f"uploaded file {path.name!r}: {str(exc).replace(str(path), path.name)}") from None
         if features.shape[0] > limit:
-            raise ValueError(f"uploaded file {path.name!r} has {features.shape[0]} frames; the demo edits at most "
-                             f"{limit} ({limit / pipe.spec.fps:.1f} s): trim it first")
+            raise ValueError(
+                f"uploaded file {path.name!r} has {features.shape[0]} frames; the demo edits at most "
+                f"{limit} ({limit / pipe.spec.fps:.1f} s): trim it first"
+            )
         return features
 
     # ---- helpers -----------------------------------------------------------------------------------------------
     def _familiarity(self, pipe: MoMaskPipeline, caption: str) -> str:
         if pipe.warn_if_unfamiliar([caption]):
-            return ("\nNote: this caption is unlike anything the demo model was trained on (it knows ~20 actions: "
-                    "walk, run, jump, kick, ...); the motion is a best effort.")
+            return (
+                "\nNote: this caption is unlike anything the demo model was trained on (it knows ~20 actions: "
+                "walk, run, jump, kick, ...); the motion is a best effort."
+            )
         return ""
 
-    def _write(self, pipe: MoMaskPipeline, motion: Motion, message: str, rig: str | Path | None = None
-               ) -> WebResult:
+    def _write(self, pipe: MoMaskPipeline, motion: Motion, message: str, rig: str | Path | None = None) -> WebResult:
         """Every output of one request into a new ``<workdir>/<uuid>`` folder (never shared between requests)."""
         if not (np.isfinite(motion.joints).all() and np.isfinite(motion.features).all()):
-            raise ValueError("the model produced NaN or infinite values for this request (its weights or statistics "
-                             "are broken); nothing was written")
+            raise ValueError(
+                "the model produced NaN or infinite values for this request (its weights or statistics "
+                "are broken); nothing was written"
+            )
         folder = self.workdir / uuid.uuid4().hex
         folder.mkdir()
         (folder / REQUEST_MARKER).write_text("momask web demo request folder; removed by the janitor when old\n")
         spec = pipe.spec
         stem = f"momask_len{motion.num_frames}"
         offsets = "template" if spec.target_offsets is not None else "motion"
-        if rig:     # an uploaded rig BVH: the download is retargeted onto it
+        if rig:  # an uploaded rig BVH: the download is retargeted onto it
             bvh = save_rig_bvh(motion.joints, folder / f"{stem}.bvh", spec, Path(rig))
         else:
             bvh = save_bvh(motion.joints, folder / f"{stem}.bvh", spec, offsets=offsets)
@@ -285,55 +327,102 @@ def make_handlers(service: DemoService) -> tuple[Callable, Callable]:
 
     def outputs(result: WebResult) -> tuple:
         is_mp4 = result.video.suffix == ".mp4"
-        return (gr.update(value=str(result.video) if is_mp4 else None, visible=is_mp4),
-                gr.update(value=None if is_mp4 else str(result.video), visible=not is_mp4),
-                result.message, str(result.bvh), [str(result.joints), str(result.features)])
+        return (
+            gr.update(value=str(result.video) if is_mp4 else None, visible=is_mp4),
+            gr.update(value=None if is_mp4 else str(result.video), visible=not is_mp4),
+            result.message,
+            str(result.bvh),
+            [str(result.joints), str(result.features)],
+        )
 
     def run(request: Callable[[], WebResult]) -> tuple:
         try:
             return outputs(request())
-        except USER_ERRORS as exc:          # the CLIs' user errors: shown on the page as the message
+        except USER_ERRORS as exc:  # the CLIs' user errors: shown on the page as the message
             raise gr.Error(str(exc), print_exception=False) from None
 
-    def on_generate(label, prompt, frames, estimate, seed, steps, guidance, res_guidance, temperature, cleanup=True,
-                    control=None, rig=None, progress=gr.Progress()):
+    def on_generate(
+        label,
+        prompt,
+        frames,
+        estimate,
+        seed,
+        steps,
+        guidance,
+        res_guidance,
+        temperature,
+        cleanup=True,
+        control=None,
+        rig=None,
+        progress=gr.Progress(),
+    ):
         def report(fraction: float, stage: str) -> None:
             progress(fraction, desc=f"optimising the control ({stage})")
-        return run(lambda: service.generate(label, prompt, frames, estimate, seed,
-                                            sampling_from_form(steps, guidance, res_guidance, temperature),
-                                            cleanup=bool(cleanup), control=control, progress=report, rig=rig))
+
+        return run(
+            lambda: service.generate(
+                label,
+                prompt,
+                frames,
+                estimate,
+                seed,
+                sampling_from_form(steps, guidance, res_guidance, temperature),
+                cleanup=bool(cleanup),
+                control=control,
+                progress=report,
+                rig=rig,
+            )
+        )
 
     def on_edit(label, upload, prompt, start_s, end_s, seed, steps, guidance, res_guidance, temperature):
         base = Sampling(res_cond_scale=2.0)
-        return run(lambda: service.edit(label, upload, prompt, start_s, end_s, seed,
-                                        sampling_from_form(steps, guidance, res_guidance, temperature, base)))
+        return run(
+            lambda: service.edit(
+                label,
+                upload,
+                prompt,
+                start_s,
+                end_s,
+                seed,
+                sampling_from_form(steps, guidance, res_guidance, temperature, base),
+            )
+        )
 
     return on_generate, on_edit
 
 
 def _advanced(gr: ModuleType, defaults: Sampling) -> list:
     with gr.Accordion("Advanced", open=False):
-        return [gr.Slider(*LIMITS["steps"], value=defaults.time_steps, step=1, label="steps"),
-                gr.Slider(*LIMITS["guidance"], value=defaults.cond_scale, step=0.5, label="guidance (cond_scale)"),
-                gr.Slider(*LIMITS["residual guidance"], value=defaults.res_cond_scale, step=0.5,
-                          label="residual guidance (res_cond_scale)"),
-                gr.Slider(*LIMITS["temperature"], value=defaults.temperature, step=0.05, label="temperature")]
+        return [
+            gr.Slider(*LIMITS["steps"], value=defaults.time_steps, step=1, label="steps"),
+            gr.Slider(*LIMITS["guidance"], value=defaults.cond_scale, step=0.5, label="guidance (cond_scale)"),
+            gr.Slider(
+                *LIMITS["residual guidance"],
+                value=defaults.res_cond_scale,
+                step=0.5,
+                label="residual guidance (res_cond_scale)",
+            ),
+            gr.Slider(*LIMITS["temperature"], value=defaults.temperature, step=0.05, label="temperature"),
+        ]
 
 
 def _results(gr: ModuleType, prefix: str) -> list:
-    video = gr.Video(label="motion", autoplay=True, loop=True, interactive=False, height=420,
-                     elem_id=f"{prefix}-video")
-    gif = gr.Image(label="motion", type="filepath", interactive=False, visible=False, height=420,
-                   elem_id=f"{prefix}-gif")
+    video = gr.Video(label="motion", autoplay=True, loop=True, interactive=False, height=420, elem_id=f"{prefix}-video")
+    gif = gr.Image(
+        label="motion", type="filepath", interactive=False, visible=False, height=420, elem_id=f"{prefix}-gif"
+    )
     status = gr.Textbox(label="status", interactive=False, lines=2, elem_id=f"{prefix}-status")
     bvh = gr.File(label="BVH", interactive=False, elem_id=f"{prefix}-bvh")
-    npy = gr.File(label="joints (T, J, 3) and features (T, D) .npy", file_count="multiple", interactive=False,
-                  elem_id=f"{prefix}-npy")
+    npy = gr.File(
+        label="joints (T, J, 3) and features (T, D) .npy",
+        file_count="multiple",
+        interactive=False,
+        elem_id=f"{prefix}-npy",
+    )
     return [video, gif, status, bvh, npy]
 
 
-def build_app(pipe: MoMaskPipeline | Mapping[str, MoMaskPipeline] | DemoService, workdir: str | Path
-              ) -> gradio.Blocks:
+def build_app(pipe: MoMaskPipeline | Mapping[str, MoMaskPipeline] | DemoService, workdir: str | Path) -> gradio.Blocks:
     """The page: a Generate tab and an Edit tab over ``pipe`` (one pipeline, label -> pipeline, or a service).
 
     Requests are queued and run one at a time (the model is shared)."""
@@ -341,41 +430,65 @@ def build_app(pipe: MoMaskPipeline | Mapping[str, MoMaskPipeline] | DemoService,
     service = _as_service(pipe, workdir)
     on_generate, on_edit = make_handlers(service)
     first = service.pipeline(service.labels[0]).spec
-    with gr.Blocks(title="MoMask text-to-motion", analytics_enabled=False,
-                   delete_cache=(600, int(service.max_age_s))) as app:
-        gr.Markdown("## MoMask: text to 3D human motion\nDescribe a motion, watch it, download it as BVH or "
-                    "joint positions. The embedded demo model knows ~20 actions (walk, run, jump, kick, ...).")
+    with gr.Blocks(
+        title="MoMask text-to-motion", analytics_enabled=False, delete_cache=(600, int(service.max_age_s))
+    ) as app:
+        gr.Markdown(
+            "## MoMask: text to 3D human motion\nDescribe a motion, watch it, download it as BVH or "
+            "joint positions. The embedded demo model knows ~20 actions (walk, run, jump, kick, ...)."
+        )
         model = gr.Dropdown(service.labels, value=service.labels[0], label="model", elem_id="model")
         with gr.Tab("Generate"):
             with gr.Row():
                 with gr.Column():
-                    prompt = gr.Textbox(label="prompt", placeholder="a person walks forward and waves",
-                                        lines=2, elem_id="prompt")
+                    prompt = gr.Textbox(
+                        label="prompt", placeholder="a person walks forward and waves", lines=2, elem_id="prompt"
+                    )
                     with gr.Row():
-                        frames = gr.Number(120, label=f"length (frames, {first.fps:g} per second)", precision=0,
-                                           minimum=first.unit_length, maximum=first.max_motion_length, elem_id="frames")
+                        frames = gr.Number(
+                            120,
+                            label=f"length (frames, {first.fps:g} per second)",
+                            precision=0,
+                            minimum=first.unit_length,
+                            maximum=first.max_motion_length,
+                            elem_id="frames",
+                        )
                         estimate = gr.Checkbox(True, label="estimate length", elem_id="estimate")
                         seed = gr.Number(10107, label="seed", precision=0, minimum=0, maximum=MAX_SEED)
                         cleanup = gr.Checkbox(True, label="clean up (feet, jitter)", elem_id="cleanup")
-                    control = gr.File(label="optional control: keyframes .json, targets .npy (NaN = free), or a motion "
-                                            "(.bvh/.npy) whose pelvis path to follow", file_types=[".json", ".npy", ".bvh"],
-                                      type="filepath", elem_id="gen-control")
+                    control = gr.File(
+                        label="optional control: keyframes .json, targets .npy (NaN = free), or a motion "
+                        "(.bvh/.npy) whose pelvis path to follow",
+                        file_types=[".json", ".npy", ".bvh"],
+                        type="filepath",
+                        elem_id="gen-control",
+                    )
                     advanced = _advanced(gr, Sampling())
                     button = gr.Button("Generate", variant="primary", elem_id="generate-btn")
-                    gr.Examples([["a person walks forward"], ["a person jumps up"], ["a person runs in a circle"]],
-                                inputs=[prompt])
+                    gr.Examples(
+                        [["a person walks forward"], ["a person jumps up"], ["a person runs in a circle"]],
+                        inputs=[prompt],
+                    )
                 with gr.Column():
                     results = _results(gr, "gen")
-            rig = gr.File(label="your rig (.bvh, optional): the BVH download is retargeted onto it",
-                          file_types=[".bvh"], type="filepath", elem_id="gen-rig")
+            rig = gr.File(
+                label="your rig (.bvh, optional): the BVH download is retargeted onto it",
+                file_types=[".bvh"],
+                type="filepath",
+                elem_id="gen-rig",
+            )
             inputs = [model, prompt, frames, estimate, seed, *advanced, cleanup, control, rig]
             button.click(on_generate, inputs, results, api_name="generate", **ONE_AT_A_TIME)
             prompt.submit(on_generate, inputs, results, api_name=False, **ONE_AT_A_TIME)
         with gr.Tab("Edit"):
             with gr.Row():
                 with gr.Column():
-                    upload = gr.File(label="motion to edit (.npy features or joints, or .bvh)",
-                                     file_types=[".npy", ".bvh"], type="filepath", elem_id="edit-upload")
+                    upload = gr.File(
+                        label="motion to edit (.npy features or joints, or .bvh)",
+                        file_types=[".npy", ".bvh"],
+                        type="filepath",
+                        elem_id="edit-upload",
+                    )
                     edit_prompt = gr.Textbox(label="prompt for the span", lines=2, elem_id="edit-prompt")
                     with gr.Row():
                         start_s = gr.Number(1.0, label="start (s)", minimum=0, elem_id="edit-start")
@@ -385,31 +498,50 @@ def build_app(pipe: MoMaskPipeline | Mapping[str, MoMaskPipeline] | DemoService,
                     edit_button = gr.Button("Regenerate span", variant="primary", elem_id="edit-btn")
                 with gr.Column():
                     edit_results = _results(gr, "edit")
-            edit_button.click(on_edit, [model, upload, edit_prompt, start_s, end_s, edit_seed, *edit_advanced],
-                              edit_results, api_name="edit", **ONE_AT_A_TIME)
+            edit_button.click(
+                on_edit,
+                [model, upload, edit_prompt, start_s, end_s, edit_seed, *edit_advanced],
+                edit_results,
+                api_name="edit",
+                **ONE_AT_A_TIME,
+            )
     app.queue(max_size=32)
-    app.service = service   # for callers that want the workdir / janitor
+    app.service = service  # for callers that want the workdir / janitor
     return app
 
 
-def launch(app: gradio.Blocks, *, host: str = "127.0.0.1", port: int = 7860, workdir: str | Path,
-           block: bool = True) -> None:
+def launch(
+    app: gradio.Blocks, *, host: str = "127.0.0.1", port: int = 7860, workdir: str | Path, block: bool = True
+) -> None:
     """Serve ``app`` (from :func:`build_app`); outputs under ``workdir`` are servable, nothing else of the disk."""
-    app.launch(server_name=host, server_port=port, allowed_paths=[str(Path(workdir).resolve())],
-               max_file_size=f"{MAX_UPLOAD_MB}mb", show_error=True, ssr_mode=False, quiet=False,
-               prevent_thread_lock=not block, footer_links=[])
+    app.launch(
+        server_name=host,
+        server_port=port,
+        allowed_paths=[str(Path(workdir).resolve())],
+        max_file_size=f"{MAX_UPLOAD_MB}mb",
+        show_error=True,
+        ssr_mode=False,
+        quiet=False,
+        prevent_thread_lock=not block,
+        footer_links=[],
+    )
 
 
-def load_pipelines(*, checkpoints_dir: str | Path = "./checkpoints", dataset_name: str = "t2m", name: str = "",
-                   res_name: str = "", device: Any = "cpu") -> dict[str, MoMaskPipeline]:
+def load_pipelines(
+    *,
+    checkpoints_dir: str | Path = "./checkpoints",
+    dataset_name: str = "t2m",
+    name: str = "",
+    res_name: str = "",
+    device: Any = "cpu",
+) -> dict[str, MoMaskPipeline]:
     """What the server offers: the embedded demo model (when present) and the run named by ``name``.
 
     Without ``name`` the demo model is required (a clear FileNotFoundError otherwise)."""
     pipelines: dict[str, MoMaskPipeline] = {}
-    if name:   # the run asked for comes first: it is the page's default
+    if name:  # the run asked for comes first: it is the page's default
         label = f"{dataset_name}/{name}" + (f" + {res_name}" if res_name else "")
-        pipelines[label] = MoMaskPipeline.from_checkpoints(checkpoints_dir, dataset_name, name, res_name,
-                                                           device=device)
+        pipelines[label] = MoMaskPipeline.from_checkpoints(checkpoints_dir, dataset_name, name, res_name, device=device)
     demo_present = (MoMaskPipeline.DEMO_CHECKPOINTS / "t2m" / MoMaskPipeline.DEMO_NAMES[0] / "opt.txt").is_file()
     if not name or demo_present:
         pipelines[DEMO_LABEL] = MoMaskPipeline.demo(device=device)

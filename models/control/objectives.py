@@ -5,10 +5,11 @@ An objective is any callable ``(joints (B, T, J, 3), valid (B, T) bool) -> (B,)`
 joints to targets; :class:`FloorObjective` keeps every joint above a height. Write your own the same way,
 e.g. "stay out of this box": ``lambda j, v: (relu(0.3 - (j[..., 0, [0, 2]] - c).abs().amax(-1)) * v).amax(-1)``.
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 from torch import Tensor
@@ -23,7 +24,7 @@ def target_distances(joints: Tensor, targets: Tensor) -> tuple[Tensor, Tensor]:
     diff = torch.where(finite, joints - torch.nan_to_num(targets), torch.zeros_like(joints))
     controlled = finite.any(-1)
     # A small epsilon keeps the gradient finite at zero distance.
-    dist = torch.sqrt((diff ** 2).sum(-1) + 1e-10) * controlled
+    dist = torch.sqrt((diff**2).sum(-1) + 1e-10) * controlled
     return dist, controlled
 
 
@@ -48,7 +49,7 @@ class FloorObjective:
     height: float = 0.0
 
     def __call__(self, joints: Tensor, valid: Tensor) -> Tensor:
-        dip = torch.relu(self.height - joints[..., 1]).amax(-1) * valid          # (B, T)
+        dip = torch.relu(self.height - joints[..., 1]).amax(-1) * valid  # (B, T)
         return dip.amax(-1) + dip.sum(-1) / valid.sum(-1).clamp(min=1)
 
 

@@ -14,10 +14,12 @@ Three stages, all through the frozen VQ decoder and the differentiable features 
 
 Every stage stops early once the objectives are met, so an easy target costs little.
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Callable, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -42,14 +44,14 @@ Progress = Callable[[float, str], None]
 class ControlSettings:
     """Optimiser settings; the defaults are sized for CPU (few steps, early stop)."""
 
-    guide_iters: int = 1            # Adam steps on the masked layer's logits per unmasking step
-    residual_iters: int = 4         # Adam steps on each residual layer's logits
-    refine_iters: int = 100         # at most this many Adam steps on the decoder latent
+    guide_iters: int = 1  # Adam steps on the masked layer's logits per unmasking step
+    residual_iters: int = 4  # Adam steps on each residual layer's logits
+    refine_iters: int = 100  # at most this many Adam steps on the decoder latent
     logits_lr: float = 2.0
     latent_lr: float = 0.1
-    latent_weight: float = 0.01     # penalty on the mean squared latent offset
-    tau: float = 1.0                # softmax temperature of the differentiable expectation
-    tolerance: float = 0.01         # metres: a sample is done when its objective is at most this
+    latent_weight: float = 0.01  # penalty on the mean squared latent offset
+    tau: float = 1.0  # softmax temperature of the differentiable expectation
+    tolerance: float = 0.01  # metres: a sample is done when its objective is at most this
 
     def __post_init__(self) -> None:
         if min(self.guide_iters, self.residual_iters, self.refine_iters) < 0:
@@ -65,13 +67,13 @@ class Control:
     targets: ControlSpec | None = None
     objectives: Sequence[Objective] = ()
     settings: ControlSettings = field(default_factory=ControlSettings)
-    progress: Progress | None = None      # called with (fraction done, stage) while optimising
+    progress: Progress | None = None  # called with (fraction done, stage) while optimising
 
     def __post_init__(self) -> None:
         if self.targets is None and not self.objectives:
             raise ValueError("a Control needs targets or at least one objective")
 
-    def inside(self, editable: Tensor, unit: int) -> "Control":
+    def inside(self, editable: Tensor, unit: int) -> Control:
         """This control, after checking that its targets lie in the editable tokens ``editable`` (n,) bool."""
         if self.targets is not None:
             ok = editable.cpu().numpy().repeat(unit)
@@ -79,9 +81,11 @@ class Control:
             bad = [int(f) for f in frames if f >= len(ok) or not ok[f]]
             if bad:
                 spans = np.nonzero(ok)[0]
-                raise ValueError(f"{self.targets.source}: frame(s) {bad[:5]} are controlled but outside the edited "
-                                 f"spans (frames {spans.min()}..{spans.max()}); an edit controls only what it "
-                                 "regenerates")
+                raise ValueError(
+                    f"{self.targets.source}: frame(s) {bad[:5]} are controlled but outside the edited "
+                    f"spans (frames {spans.min()}..{spans.max()}); an edit controls only what it "
+                    "regenerates"
+                )
         return self
 
 
@@ -95,8 +99,9 @@ def per_sample(control: Control | Sequence[Control | None], batch: int) -> list[
     return controls
 
 
-def fit_lengths(controls: list[Control | None], m_lens: Tensor, estimated: list[bool], unit: int,
-                max_tokens: int) -> Tensor:
+def fit_lengths(
+    controls: list[Control | None], m_lens: Tensor, estimated: list[bool], unit: int, max_tokens: int
+) -> Tensor:
     """Token lengths covering every controlled frame: estimated lengths grow, given ones must already fit."""
     out = m_lens.clone()
     for b, c in enumerate(controls):
@@ -104,31 +109,41 @@ def fit_lengths(controls: list[Control | None], m_lens: Tensor, estimated: list[
             continue
         need = c.targets.last_frame // unit + 1
         if need > max_tokens:
-            raise ValueError(f"{c.targets.source}: frame {c.targets.last_frame} is beyond the longest motion "
-                             f"({max_tokens * unit} frames)")
+            raise ValueError(
+                f"{c.targets.source}: frame {c.targets.last_frame} is beyond the longest motion "
+                f"({max_tokens * unit} frames)"
+            )
         if estimated[b]:
             out[b] = max(int(out[b]), need)
         elif need > int(out[b]):
-            raise ValueError(f"{c.targets.source}: frame {c.targets.last_frame} is controlled but the motion has "
-                             f"{int(out[b]) * unit} frames; lengthen it (--motion_length) or move the target")
+            raise ValueError(
+                f"{c.targets.source}: frame {c.targets.last_frame} is controlled but the motion has "
+                f"{int(out[b]) * unit} frames; lengthen it (--motion_length) or move the target"
+            )
     return out
 
 
 class Controller:
     """The objectives of one batch and the three optimisation stages (hooks for models/transformer/sampling)."""
 
-    def __init__(self, pipe: "MoMaskPipeline", controls: list[Control | None], m_lens: Tensor,
-                 editable: Tensor | None = None, time_steps: int = 18) -> None:
+    def __init__(
+        self,
+        pipe: MoMaskPipeline,
+        controls: list[Control | None],
+        m_lens: Tensor,
+        editable: Tensor | None = None,
+        time_steps: int = 18,
+    ) -> None:
         first = next(c for c in controls if c is not None)
         self.settings = first.settings
         self.progress = first.progress
         self.pipe = pipe
-        self.books = pipe.vq.quantizer.codebooks.detach()                   # (Q, K, C)
+        self.books = pipe.vq.quantizer.codebooks.detach()  # (Q, K, C)
         unit, spec = pipe.spec.unit_length, pipe.spec
         n = int(m_lens.max())
         frames = torch.arange(n * unit, device=pipe.device)
-        self.valid = frames[None] < (m_lens[:, None] * unit)                 # (B, T)
-        self.editable = editable                                             # (B, n) bool or None
+        self.valid = frames[None] < (m_lens[:, None] * unit)  # (B, T)
+        self.editable = editable  # (B, n) bool or None
         targets = torch.full((len(controls), n * unit, spec.joints_num, 3), float("nan"), device=pipe.device)
         for b, c in enumerate(controls):
             if c is not None and c.targets is not None:
@@ -136,11 +151,16 @@ class Controller:
                 targets[b] = t
         self.targets = targets
         target = TargetObjective(targets)
-        self.objectives = [([target] if c is not None and c.targets is not None else []) + list(c.objectives if c else [])
-                           for c in controls]
+        self.objectives = [
+            ([target] if c is not None and c.targets is not None else []) + list(c.objectives if c else [])
+            for c in controls
+        ]
         self._done = 0
-        self._total = (self.settings.guide_iters * time_steps + self.settings.residual_iters * (self.books.shape[0] - 1)
-                       + self.settings.refine_iters) or 1
+        self._total = (
+            self.settings.guide_iters * time_steps
+            + self.settings.residual_iters * (self.books.shape[0] - 1)
+            + self.settings.refine_iters
+        ) or 1
 
     # ---- pieces ----------------------------------------------------------------------------------------------
     def joints(self, latent: Tensor) -> Tensor:
@@ -156,8 +176,15 @@ class Controller:
         if self.progress is not None:
             self.progress(min(self._done / self._total, 1.0), stage)
 
-    def _optimise(self, param: Tensor, make_latent: Callable[[Tensor], Tensor], iters: int, lr: float,
-                  stage: str, penalty: Callable[[Tensor], Tensor] | None = None) -> Tensor:
+    def _optimise(
+        self,
+        param: Tensor,
+        make_latent: Callable[[Tensor], Tensor],
+        iters: int,
+        lr: float,
+        stage: str,
+        penalty: Callable[[Tensor], Tensor] | None = None,
+    ) -> Tensor:
         """Adam on ``param`` for up to ``iters`` steps, stopping when every sample is within tolerance."""
         if iters == 0:
             return param.detach()
@@ -188,7 +215,10 @@ class Controller:
         delta = self._optimise(
             torch.zeros_like(logits),
             lambda d: torch.where(is_mask[..., None], self._soft(logits + d, book), hard),
-            self.settings.guide_iters, self.settings.logits_lr, "masked layer")
+            self.settings.guide_iters,
+            self.settings.logits_lr,
+            "masked layer",
+        )
         return logits + delta * is_mask[..., None]
 
     # ---- stage 2: residual layers ----------------------------------------------------------------------------
@@ -197,8 +227,13 @@ class Controller:
         k = self.books.shape[1]
         fixed = self.pipe.vq.quantizer.summed_codes(torch.where(ids >= k, -1, ids)).detach()
         codes = logits[..., :k].float()
-        delta = self._optimise(torch.zeros_like(codes), lambda d: fixed + self._soft(codes + d, self.books[layer]),
-                               self.settings.residual_iters, self.settings.logits_lr, f"residual layer {layer}")
+        delta = self._optimise(
+            torch.zeros_like(codes),
+            lambda d: fixed + self._soft(codes + d, self.books[layer]),
+            self.settings.residual_iters,
+            self.settings.logits_lr,
+            f"residual layer {layer}",
+        )
         return torch.cat([codes + delta, logits[..., k:].float()], dim=-1)
 
     # ---- stage 3: latent refinement ----------------------------------------------------------------------------
@@ -211,8 +246,14 @@ class Controller:
             return base + (d if where is None else d * where)
 
         weight = self.settings.latent_weight
-        delta = self._optimise(torch.zeros_like(base), latent, self.settings.refine_iters, self.settings.latent_lr,
-                               "refinement", penalty=lambda d: weight * (d ** 2).mean(dim=(1, 2)))
+        delta = self._optimise(
+            torch.zeros_like(base),
+            latent,
+            self.settings.refine_iters,
+            self.settings.latent_lr,
+            "refinement",
+            penalty=lambda d: weight * (d**2).mean(dim=(1, 2)),
+        )
         with torch.no_grad():
             feats = self.pipe.vq.decoder(latent(delta).permute(0, 2, 1)).permute(0, 2, 1)
         if self.progress is not None:
@@ -227,9 +268,14 @@ class Controller:
         return torch.where(count > 0, (dist * controlled).flatten(1).sum(-1) / count.clamp(min=1), float("nan"))
 
 
-def generate_controlled(pipe: "MoMaskPipeline", cond: Tensor, m_lens: Tensor, sampling: "Sampling",
-                        generator: torch.Generator | None, controls: list[Control | None]
-                        ) -> tuple[Tensor, Tensor, Tensor]:
+def generate_controlled(
+    pipe: MoMaskPipeline,
+    cond: Tensor,
+    m_lens: Tensor,
+    sampling: Sampling,
+    generator: torch.Generator | None,
+    controls: list[Control | None],
+) -> tuple[Tensor, Tensor, Tensor]:
     """Codes (B, n, Q), de-normalised features (B, 4n, D) and per-sample target error (B,) metres."""
     ctl = Controller(pipe, controls, m_lens, time_steps=sampling.time_steps)
     with pipe.autocast(sampling):

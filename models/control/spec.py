@@ -6,10 +6,12 @@ of the generated motion as features -> joints recovers it: Y up, the motion star
 origin facing +Z. Built from an array (:func:`targets_from_array`), hand-written keyframes
 (:func:`keyframes_from_json`) or joints and frames of another motion (:func:`targets_from_motion`).
 """
+
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -33,8 +35,10 @@ class ControlSpec:
         if np.isinf(t).any():
             raise ValueError(f"{self.source}: control targets hold infinite values (use NaN for 'free')")
         if not np.isfinite(t).any():
-            raise ValueError(f"{self.source}: every control target is NaN, so nothing is controlled (give at least "
-                             "one finite joint position)")
+            raise ValueError(
+                f"{self.source}: every control target is NaN, so nothing is controlled (give at least "
+                "one finite joint position)"
+            )
         object.__setattr__(self, "targets", t)
 
     @property
@@ -50,7 +54,7 @@ class ControlSpec:
     def joints(self) -> list[int]:
         return np.nonzero(self.mask.any(0))[0].tolist()
 
-    def check(self, spec: DatasetSpec, num_frames: int | None = None) -> "ControlSpec":
+    def check(self, spec: DatasetSpec, num_frames: int | None = None) -> ControlSpec:
         """Raise a clear error unless the targets fit ``spec``'s skeleton (and a motion of ``num_frames``)."""
         joints = self.targets.shape[1]
         if joints != spec.joints_num:
@@ -58,11 +62,15 @@ class ControlSpec:
                 other = f" (a {spec_from_joint_count(joints).name} skeleton)"
             except ValueError:
                 other = ""
-            raise ValueError(f"{self.source}: control targets have {joints} joints{other} but the model's dataset "
-                             f"{spec.name} has {spec.joints_num}")
+            raise ValueError(
+                f"{self.source}: control targets have {joints} joints{other} but the model's dataset "
+                f"{spec.name} has {spec.joints_num}"
+            )
         if num_frames is not None and self.last_frame >= num_frames:
-            raise ValueError(f"{self.source}: frame {self.last_frame} is controlled but the motion has {num_frames} "
-                             f"frames (0..{num_frames - 1}); lengthen it (--motion_length) or move the target")
+            raise ValueError(
+                f"{self.source}: frame {self.last_frame} is controlled but the motion has {num_frames} "
+                f"frames (0..{num_frames - 1}); lengthen it (--motion_length) or move the target"
+            )
         return self
 
     def padded(self, num_frames: int) -> np.ndarray:
@@ -105,27 +113,30 @@ def keyframes_from_json(data: Any, spec: DatasetSpec, total_frames: int, source:
     -> targets of ``total_frames`` rows. Frames are frames, seconds or fractions of ``total_frames``."""
     items = data.get("keyframes") if isinstance(data, dict) else data
     if not isinstance(items, list) or not items:
-        raise ValueError(f"{source}: expected a non-empty list of keyframes like "
-                         '[{"joint": "pelvis", "frame": "2s", "position": [0, 0.9, 1.5]}]')
+        raise ValueError(
+            f"{source}: expected a non-empty list of keyframes like "
+            '[{"joint": "pelvis", "frame": "2s", "position": [0, 0.9, 1.5]}]'
+        )
     if len(items) > MAX_KEYFRAMES:
         raise ValueError(f"{source}: {len(items)} keyframes; the limit is {MAX_KEYFRAMES}")
     targets = np.full((total_frames, spec.joints_num, 3), np.nan, np.float32)
     for k, item in enumerate(items):
         where = f"{source} keyframe {k}"
         if not isinstance(item, dict) or set(item) - {"joint", "frame", "position"} or "position" not in item:
-            raise ValueError(f"{where}: expected {{\"joint\": ..., \"frame\": ..., \"position\": [x, y, z]}}, "
-                             f"got {item!r}")
+            raise ValueError(f'{where}: expected {{"joint": ..., "frame": ..., "position": [x, y, z]}}, got {item!r}')
         try:
             joint = spec.joint_index(item.get("joint", 0))
         except ValueError as exc:
             raise ValueError(f"{where}: {exc}") from None
         frame = item.get("frame", 0)
         if isinstance(frame, bool) or not isinstance(frame, (int, str)):
-            raise ValueError(f"{where}: 'frame' must be a frame number, seconds (\"2.5s\") or a fraction (\"0.5\")")
+            raise ValueError(f'{where}: \'frame\' must be a frame number, seconds ("2.5s") or a fraction ("0.5")')
         frame = frame if isinstance(frame, int) else parse_frame(frame, total_frames, spec.fps, where)
         if not 0 <= frame < total_frames:
-            raise ValueError(f"{where}: frame {frame} is outside the motion's {total_frames} frames "
-                             f"({total_frames / spec.fps:.2f} s)")
+            raise ValueError(
+                f"{where}: frame {frame} is outside the motion's {total_frames} frames "
+                f"({total_frames / spec.fps:.2f} s)"
+            )
         targets[frame, joint] = _keyframe_position(item["position"], where)
     return ControlSpec(targets, source).check(spec)
 
@@ -152,9 +163,15 @@ def parse_frames(text: str, total_frames: int, fps: float, where: str = "--contr
     return frames
 
 
-def targets_from_motion(joints: np.ndarray, spec: DatasetSpec, joint_ids: Sequence[int], frames: Sequence[int],
-                        at: Sequence[int] | None = None, total_frames: int | None = None,
-                        source: str = "control motion") -> ControlSpec:
+def targets_from_motion(
+    joints: np.ndarray,
+    spec: DatasetSpec,
+    joint_ids: Sequence[int],
+    frames: Sequence[int],
+    at: Sequence[int] | None = None,
+    total_frames: int | None = None,
+    source: str = "control motion",
+) -> ControlSpec:
     """Joints ``joint_ids`` of ``frames`` of a motion (T, J, 3), already in the generated motion's frame, placed at
     frames ``at`` of the new motion (default: the same frames; one value shifts them all)."""
     joints = np.asarray(joints, dtype=np.float32)
@@ -178,5 +195,7 @@ def targets_from_motion(joints: np.ndarray, spec: DatasetSpec, joint_ids: Sequen
         raise ValueError(f"{source}: destination frame {max(at)} is outside the motion's {total} frames")
     targets = np.full((total, spec.joints_num, 3), np.nan, np.float32)
     ids = list(joint_ids)
-    targets[np.asarray(at)[:, None], np.asarray(ids)[None, :]] = joints[np.asarray(frames)[:, None], np.asarray(ids)[None, :]]
+    targets[np.asarray(at)[:, None], np.asarray(ids)[None, :]] = joints[
+        np.asarray(frames)[:, None], np.asarray(ids)[None, :]
+    ]
     return ControlSpec(targets, source).check(spec)

@@ -1,10 +1,11 @@
-"""Text/motion evaluator networks of Guo et al. 2022 (spec §5.1), with the official state-dict key names.
+"""Text/motion evaluator networks of Guo et al. 2022 (docs/networks.md#evaluator-networks), with the official state-dict key names.
 
 Three networks: a strided-conv movement encoder (features -> one vector per 4 frames), a bidirectional GRU
 motion encoder and a bidirectional GRU text encoder that map into a shared 512-d co-embedding space.
 The GRUs run on packed sequences with ``enforce_sorted=False``, so callers may pass lengths in any order and a
 sample's embedding never depends on its batch companions.
 """
+
 from __future__ import annotations
 
 import torch
@@ -21,8 +22,12 @@ class MovementConvEncoder(nn.Module):
     def __init__(self, *, input_size: int, hidden_size: int = 512, output_size: int = 512) -> None:
         super().__init__()
         self.main = nn.Sequential(
-            nn.Conv1d(input_size, hidden_size, 4, 2, 1), nn.Dropout(0.2), nn.LeakyReLU(0.2),
-            nn.Conv1d(hidden_size, output_size, 4, 2, 1), nn.Dropout(0.2), nn.LeakyReLU(0.2),
+            nn.Conv1d(input_size, hidden_size, 4, 2, 1),
+            nn.Dropout(0.2),
+            nn.LeakyReLU(0.2),
+            nn.Conv1d(hidden_size, output_size, 4, 2, 1),
+            nn.Dropout(0.2),
+            nn.LeakyReLU(0.2),
         )
         self.out_net = nn.Linear(output_size, output_size)
 
@@ -39,7 +44,9 @@ class _BiGRUCoEncoder(nn.Module):
         self.input_emb = nn.Linear(input_size, hidden_size)
         self.gru = nn.GRU(hidden_size, hidden_size, batch_first=True, bidirectional=True)
         self.output_net = nn.Sequential(
-            nn.Linear(hidden_size * 2, hidden_size), nn.LayerNorm(hidden_size), nn.LeakyReLU(0.2),
+            nn.Linear(hidden_size * 2, hidden_size),
+            nn.LayerNorm(hidden_size),
+            nn.LeakyReLU(0.2),
             nn.Linear(hidden_size, output_size),
         )
         # Learned initial state (fwd, bwd), repeated over the batch; key name "hidden" as in the reference.
@@ -52,7 +59,7 @@ class _BiGRUCoEncoder(nn.Module):
             raise ValueError(f"sequence lengths must be >= 1, got {lengths.tolist()}")
         h0 = self.hidden.expand(-1, x.shape[0], -1).contiguous()
         packed = pack_padded_sequence(self.input_emb(x), lengths, batch_first=True, enforce_sorted=False)
-        _, last = self.gru(packed, h0)          # (2, B, H), already restored to input order
+        _, last = self.gru(packed, h0)  # (2, B, H), already restored to input order
         return self.output_net(torch.cat([last[0], last[1]], dim=-1))
 
 
@@ -70,8 +77,9 @@ class MotionEncoderBiGRUCo(_BiGRUCoEncoder):
 class TextEncoderBiGRUCo(_BiGRUCoEncoder):
     """GloVe words + POS one-hots -> co-embedding. ``(B, L, 300), (B, L, 15), (B,) -> (B, 512)``."""
 
-    def __init__(self, *, word_size: int = 300, pos_size: int = 15, hidden_size: int = 512,
-                 output_size: int = 512) -> None:
+    def __init__(
+        self, *, word_size: int = 300, pos_size: int = 15, hidden_size: int = 512, output_size: int = 512
+    ) -> None:
         super().__init__(input_size=word_size, hidden_size=hidden_size, output_size=output_size)
         self.pos_emb = nn.Linear(pos_size, word_size)
 
@@ -86,8 +94,10 @@ class MovementConvDecoder(nn.Module):
     def __init__(self, *, input_size: int = 512, hidden_size: int = 512, output_size: int) -> None:
         super().__init__()
         self.main = nn.Sequential(
-            nn.ConvTranspose1d(input_size, hidden_size, 4, 2, 1), nn.LeakyReLU(0.2),
-            nn.ConvTranspose1d(hidden_size, output_size, 4, 2, 1), nn.LeakyReLU(0.2),
+            nn.ConvTranspose1d(input_size, hidden_size, 4, 2, 1),
+            nn.LeakyReLU(0.2),
+            nn.ConvTranspose1d(hidden_size, output_size, 4, 2, 1),
+            nn.LeakyReLU(0.2),
         )
         self.out_net = nn.Linear(output_size, output_size)
 

@@ -1,9 +1,10 @@
-"""GloVe word vectors + part-of-speech one-hots for the evaluator's text encoder (spec §5.2).
+"""GloVe word vectors + part-of-speech one-hots for the evaluator's text encoder (docs/evaluation.md#word-vectors).
 
 Files (from the official ``glove.zip``, unzipped at the repository root as ``glove/``):
 ``our_vab_data.npy`` (N, 300) vectors, ``our_vab_words.pkl`` (list of N words), ``our_vab_idx.pkl``
 (word -> row). Tokens are ``word/POS`` strings as in HumanML3D/KIT-ML text files.
 """
+
 from __future__ import annotations
 
 import pickle
@@ -15,30 +16,109 @@ import numpy as np
 from data.text import pad_tokens, split_token
 from utils.npy import load_npy
 
-# Spec §5.2: 15 POS classes, in this order.
+# docs/evaluation.md#word-vectors: 15 POS classes, in this order.
 POS_ENUMERATOR: dict[str, int] = {
-    "VERB": 0, "NOUN": 1, "DET": 2, "ADP": 3, "NUM": 4, "AUX": 5, "PRON": 6, "ADJ": 7, "ADV": 8,
-    "Loc_VIP": 9, "Body_VIP": 10, "Obj_VIP": 11, "Act_VIP": 12, "Desc_VIP": 13, "OTHER": 14,
+    "VERB": 0,
+    "NOUN": 1,
+    "DET": 2,
+    "ADP": 3,
+    "NUM": 4,
+    "AUX": 5,
+    "PRON": 6,
+    "ADJ": 7,
+    "ADV": 8,
+    "Loc_VIP": 9,
+    "Body_VIP": 10,
+    "Obj_VIP": 11,
+    "Act_VIP": 12,
+    "Desc_VIP": 13,
+    "OTHER": 14,
 }
 
-# Spec §5.2: words whose POS class is replaced by a "very important" category; checked in this order.
+# docs/evaluation.md#word-vectors: words whose POS class is replaced by a "very important" category; checked in this order.
 VIP_WORDS: dict[str, frozenset[str]] = {
-    "Loc_VIP": frozenset({"left", "right", "clockwise", "counterclockwise", "anticlockwise", "forward", "back",
-                          "backward", "up", "down", "straight", "curve"}),
-    "Body_VIP": frozenset({"arm", "chin", "foot", "feet", "face", "hand", "mouth", "leg", "waist", "eye", "knee",
-                           "shoulder", "thigh"}),
-    "Obj_VIP": frozenset({"stair", "dumbbell", "chair", "window", "floor", "car", "ball", "handrail", "baseball",
-                          "basketball"}),
-    "Act_VIP": frozenset({"walk", "run", "swing", "pick", "bring", "kick", "put", "squat", "throw", "hop", "dance",
-                          "jump", "turn", "stumble", "stop", "sit", "lift", "lower", "raise", "wash", "stand",
-                          "kneel", "stroll", "rub", "bend", "balance", "flap", "jog", "shuffle", "lean", "rotate",
-                          "spin", "spread", "climb"}),
-    "Desc_VIP": frozenset({"slowly", "carefully", "fast", "careful", "slow", "quickly", "happy", "angry", "sad",
-                           "happily", "angrily", "sadly"}),
+    "Loc_VIP": frozenset(
+        {
+            "left",
+            "right",
+            "clockwise",
+            "counterclockwise",
+            "anticlockwise",
+            "forward",
+            "back",
+            "backward",
+            "up",
+            "down",
+            "straight",
+            "curve",
+        }
+    ),
+    "Body_VIP": frozenset(
+        {"arm", "chin", "foot", "feet", "face", "hand", "mouth", "leg", "waist", "eye", "knee", "shoulder", "thigh"}
+    ),
+    "Obj_VIP": frozenset(
+        {"stair", "dumbbell", "chair", "window", "floor", "car", "ball", "handrail", "baseball", "basketball"}
+    ),
+    "Act_VIP": frozenset(
+        {
+            "walk",
+            "run",
+            "swing",
+            "pick",
+            "bring",
+            "kick",
+            "put",
+            "squat",
+            "throw",
+            "hop",
+            "dance",
+            "jump",
+            "turn",
+            "stumble",
+            "stop",
+            "sit",
+            "lift",
+            "lower",
+            "raise",
+            "wash",
+            "stand",
+            "kneel",
+            "stroll",
+            "rub",
+            "bend",
+            "balance",
+            "flap",
+            "jog",
+            "shuffle",
+            "lean",
+            "rotate",
+            "spin",
+            "spread",
+            "climb",
+        }
+    ),
+    "Desc_VIP": frozenset(
+        {
+            "slowly",
+            "carefully",
+            "fast",
+            "careful",
+            "slow",
+            "quickly",
+            "happy",
+            "angry",
+            "sad",
+            "happily",
+            "angrily",
+            "sadly",
+        }
+    ),
 }
 
-GLOVE_HINT = ("get glove.zip (linked from the MoMask/T2M READMEs) and unzip it at the repository root so that "
-              "glove/ holds our_vab_data.npy, our_vab_words.pkl and our_vab_idx.pkl, or pass --glove_dir")
+GLOVE_HINT = (
+    "get glove.zip (linked from the MoMask/T2M READMEs) and unzip it at the repository root so that "
+    "glove/ holds our_vab_data.npy, our_vab_words.pkl and our_vab_idx.pkl, or pass --glove_dir"
+)
 
 
 MAX_PICKLE_BYTES = 256 * 2**20
@@ -94,13 +174,16 @@ class WordVectorizer:
             raise ValueError(f"{paths[1]}: expected a list of words (str), found {_describe(words)}")
         word2idx = load_plain_pickle(paths[2], "a dict word -> row")
         if not isinstance(word2idx, dict) or not all(
-                isinstance(w, str) and isinstance(i, int) and not isinstance(i, bool) for w, i in word2idx.items()):
+            isinstance(w, str) and isinstance(i, int) and not isinstance(i, bool) for w, i in word2idx.items()
+        ):
             raise ValueError(f"{paths[2]}: expected a dict word (str) -> row (int), found {_describe(word2idx)}")
         rows = len(vectors)
         bad = [w for w in words if not 0 <= word2idx.get(w, -1) < rows]
         if bad:
-            raise ValueError(f"{paths[2]}: {len(bad)} word(s) of {paths[1].name} have no row in {paths[0].name} "
-                             f"({rows} rows), e.g. {bad[0][:40]!r}: the three GloVe files do not belong together")
+            raise ValueError(
+                f"{paths[2]}: {len(bad)} word(s) of {paths[1].name} have no row in {paths[0].name} "
+                f"({rows} rows), e.g. {bad[0][:40]!r}: the three GloVe files do not belong together"
+            )
         self.word2vec: dict[str, np.ndarray] = {w: vectors[word2idx[w]] for w in words}
         if "unk" not in self.word2vec:
             raise ValueError(f"{paths[1]} has no 'unk' entry (needed for out-of-vocabulary words)")

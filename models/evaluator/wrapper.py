@@ -1,9 +1,10 @@
-"""The pretrained T2M evaluator: loading the official files and computing co-embeddings (spec §5.1, §6.1).
+"""The pretrained T2M evaluator: loading the official files and computing co-embeddings (docs/networks.md#evaluator-networks, docs/checkpoints.md#folder-layout).
 
 Official layout inside ``checkpoints/<t2m|kit>/`` (from ``humanml3d_evaluator.zip`` / ``kit_evaluator.zip``):
 ``text_mot_match/model/finest.tar`` (keys ``movement_encoder``, ``text_encoder``, ``motion_encoder``,
 ``epoch``) and ``Comp_v6_KLD005/{opt.txt, meta/mean.npy, meta/std.npy}``.
 """
+
 from __future__ import annotations
 
 import logging
@@ -34,10 +35,19 @@ logger = logging.getLogger(__name__)
 EVALUATOR_KEYS = ("movement_encoder", "text_encoder", "motion_encoder")
 # Sizes read from Comp_v6_KLD005/opt.txt; all architecture sizes a checkpoint's ``model_args`` may carry.
 OPT_SIZE_KEYS = ("dim_movement_enc_hidden", "dim_movement_latent", "unit_length", "max_text_len")
-ARCH_KEYS = ("dim_movement_enc_hidden", "dim_movement_latent", "dim_text_hidden", "dim_motion_hidden",
-             "dim_coemb_hidden", "unit_length", "max_text_len")
-EVALUATOR_HINT = ("download humanml3d_evaluator.zip (t2m) or kit_evaluator.zip (kit) from the MoMask README and "
-                  "unzip it inside checkpoints/<dataset_name>/, or train one with train_evaluator.py")
+ARCH_KEYS = (
+    "dim_movement_enc_hidden",
+    "dim_movement_latent",
+    "dim_text_hidden",
+    "dim_motion_hidden",
+    "dim_coemb_hidden",
+    "unit_length",
+    "max_text_len",
+)
+EVALUATOR_HINT = (
+    "download humanml3d_evaluator.zip (t2m) or kit_evaluator.zip (kit) from the MoMask README and "
+    "unzip it inside checkpoints/<dataset_name>/, or train one with train_evaluator.py"
+)
 
 
 @dataclass(frozen=True)
@@ -47,7 +57,7 @@ class EvaluatorPaths:
     root: Path
 
     @classmethod
-    def for_dataset(cls, checkpoints_dir: str | Path, dataset_name: str) -> "EvaluatorPaths":
+    def for_dataset(cls, checkpoints_dir: str | Path, dataset_name: str) -> EvaluatorPaths:
         return cls(Path(checkpoints_dir).expanduser().resolve() / get_dataset_spec(dataset_name).name)
 
     @property
@@ -81,41 +91,62 @@ class T2MEvaluator(nn.Module):
     Motions are expected normalised with this evaluator's ``mean``/``std`` (see :meth:`normalize`).
     """
 
-    def __init__(self, *, dim_pose: int, mean: np.ndarray, std: np.ndarray, dim_movement_enc_hidden: int = 512,
-                 dim_movement_latent: int = 512, dim_word: int = 300, dim_pos_ohot: int = 15,
-                 dim_text_hidden: int = 512, dim_motion_hidden: int = 1024, dim_coemb_hidden: int = 512,
-                 unit_length: int = 4, max_text_len: int = 20) -> None:
+    def __init__(
+        self,
+        *,
+        dim_pose: int,
+        mean: np.ndarray,
+        std: np.ndarray,
+        dim_movement_enc_hidden: int = 512,
+        dim_movement_latent: int = 512,
+        dim_word: int = 300,
+        dim_pos_ohot: int = 15,
+        dim_text_hidden: int = 512,
+        dim_motion_hidden: int = 1024,
+        dim_coemb_hidden: int = 512,
+        unit_length: int = 4,
+        max_text_len: int = 20,
+    ) -> None:
         super().__init__()
         if mean.shape != (dim_pose,) or std.shape != (dim_pose,):
             raise ValueError(f"evaluator mean/std must have shape ({dim_pose},), got {mean.shape} and {std.shape}")
         self.dim_pose = dim_pose
-        self.model_args = {"dim_movement_enc_hidden": dim_movement_enc_hidden,
-                           "dim_movement_latent": dim_movement_latent, "dim_text_hidden": dim_text_hidden,
-                           "dim_motion_hidden": dim_motion_hidden, "dim_coemb_hidden": dim_coemb_hidden,
-                           "unit_length": unit_length, "max_text_len": max_text_len}
+        self.model_args = {
+            "dim_movement_enc_hidden": dim_movement_enc_hidden,
+            "dim_movement_latent": dim_movement_latent,
+            "dim_text_hidden": dim_text_hidden,
+            "dim_motion_hidden": dim_motion_hidden,
+            "dim_coemb_hidden": dim_coemb_hidden,
+            "unit_length": unit_length,
+            "max_text_len": max_text_len,
+        }
         self.unit_length = unit_length
         self.max_text_len = max_text_len
         self.movement_encoder = MovementConvEncoder(
-            input_size=dim_pose - 4, hidden_size=dim_movement_enc_hidden, output_size=dim_movement_latent)
+            input_size=dim_pose - 4, hidden_size=dim_movement_enc_hidden, output_size=dim_movement_latent
+        )
         self.text_encoder = TextEncoderBiGRUCo(
-            word_size=dim_word, pos_size=dim_pos_ohot, hidden_size=dim_text_hidden, output_size=dim_coemb_hidden)
+            word_size=dim_word, pos_size=dim_pos_ohot, hidden_size=dim_text_hidden, output_size=dim_coemb_hidden
+        )
         self.motion_encoder = MotionEncoderBiGRUCo(
-            input_size=dim_movement_latent, hidden_size=dim_motion_hidden, output_size=dim_coemb_hidden)
+            input_size=dim_movement_latent, hidden_size=dim_motion_hidden, output_size=dim_coemb_hidden
+        )
         self.register_buffer("mean", torch.as_tensor(mean, dtype=torch.float32), persistent=False)
         self.register_buffer("std", torch.as_tensor(std, dtype=torch.float32), persistent=False)
         self.eval()
 
     # ---- loading ------------------------------------------------------------------------------------------
     @classmethod
-    def from_checkpoints(cls, checkpoints_dir: str | Path, dataset_name: str,
-                         device: torch.device | str = "cpu") -> "T2MEvaluator":
+    def from_checkpoints(
+        cls, checkpoints_dir: str | Path, dataset_name: str, device: torch.device | str = "cpu"
+    ) -> T2MEvaluator:
         """Load ``checkpoints_dir/<dataset_name>/{text_mot_match,Comp_v6_KLD005}`` strictly onto ``device``."""
         paths = EvaluatorPaths.for_dataset(checkpoints_dir, dataset_name)
         paths.check()
         spec = get_dataset_spec(dataset_name)
         raw = read_opt_file(paths.opt_file)
         state = load_checkpoint(paths.weights, required_keys=EVALUATOR_KEYS)
-        # Official files: movement sizes from opt.txt, GRU sizes fixed (spec §5.1). Ours also store model_args.
+        # Official files: movement sizes from opt.txt, GRU sizes fixed (docs/networks.md#evaluator-networks). Ours also store model_args.
         sizes: dict[str, Any] = {}
         for key in OPT_SIZE_KEYS:
             if key in raw:
@@ -126,17 +157,20 @@ class T2MEvaluator(nn.Module):
         args = check_model_args(state.get("model_args", {}), paths.weights)
         sizes.update({k: v for k, v in args.items() if k in ARCH_KEYS})
         mean, std = load_feature_stats(paths.mean_file, paths.std_file, "evaluator", spec.dim_pose)
-        weights = {f"{key}.{name}": tensor for key in EVALUATOR_KEYS
-                   for name, tensor in check_state_dict(state[key], paths.weights, key).items()}
-        model = build_checked(lambda: cls(dim_pose=spec.dim_pose, mean=mean, std=std, **sizes), weights,
-                              paths.weights)
+        weights = {
+            f"{key}.{name}": tensor
+            for key in EVALUATOR_KEYS
+            for name, tensor in check_state_dict(state[key], paths.weights, key).items()
+        }
+        model = build_checked(lambda: cls(dim_pose=spec.dim_pose, mean=mean, std=std, **sizes), weights, paths.weights)
         logger.info("loaded evaluator %s (epoch %s)", paths.weights, state.get("epoch"))
         return model.to(device).eval()
 
     def state_for_checkpoint(self, epoch: int, **extra: Any) -> dict[str, Any]:
         """The official ``finest.tar`` dict (one state dict per network, ``epoch``) plus ``model_args``."""
-        nets = {key: {n: t.detach().cpu() for n, t in getattr(self, key).state_dict().items()}
-                for key in EVALUATOR_KEYS}
+        nets = {
+            key: {n: t.detach().cpu() for n, t in getattr(self, key).state_dict().items()} for key in EVALUATOR_KEYS
+        }
         return nets | {"epoch": epoch, "model_args": dict(self.model_args), **extra}
 
     # ---- feature space ------------------------------------------------------------------------------------
@@ -170,11 +204,11 @@ class T2MEvaluator(nn.Module):
         dev = self._device()
         return self.text_encoder(word_embs.to(dev, torch.float32), pos_onehot.to(dev, torch.float32), sent_lens)
 
-    def get_co_embeddings(self, word_embs: Tensor, pos_onehot: Tensor, sent_lens: Tensor, motions: Tensor,
-                          m_lens: Tensor) -> tuple[Tensor, Tensor]:
+    def get_co_embeddings(
+        self, word_embs: Tensor, pos_onehot: Tensor, sent_lens: Tensor, motions: Tensor, m_lens: Tensor
+    ) -> tuple[Tensor, Tensor]:
         """-> (text_emb (B, 512), motion_emb (B, 512)), row i of both = pair i of the input."""
-        return (self.get_text_embeddings(word_embs, pos_onehot, sent_lens),
-                self.get_motion_embeddings(motions, m_lens))
+        return (self.get_text_embeddings(word_embs, pos_onehot, sent_lens), self.get_motion_embeddings(motions, m_lens))
 
 
 def _save_npy(path: Path, array: np.ndarray) -> None:

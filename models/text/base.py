@@ -1,9 +1,10 @@
 """Frozen text encoders as plain objects (not ``nn.Module`` attributes, so they never enter a checkpoint).
 
 A :class:`TextEncoder` is loaded once and shared by every model that needs caption features (the official code
-loads CLIP twice, spec §8 row 16). :class:`TextFeatureCache` memoises caption -> vector for trainers, which see
+loads CLIP twice, docs/quirks.md#modern-dependencies row 16). :class:`TextFeatureCache` memoises caption -> vector for trainers, which see
 the same captions every epoch.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -53,11 +54,12 @@ class TextEncoder:
             return torch.zeros(0, self.dim, device=self.device)
         self.model.eval()
         with torch.no_grad():
-            parts = [self._encode_batch(captions[i:i + self.batch_size])
-                     for i in range(0, len(captions), self.batch_size)]
+            parts = [
+                self._encode_batch(captions[i : i + self.batch_size]) for i in range(0, len(captions), self.batch_size)
+            ]
         return torch.cat(parts).float()
 
-    def to(self, device: torch.device | str) -> "TextEncoder":
+    def to(self, device: torch.device | str) -> TextEncoder:
         """Move the encoder (in place) and return it."""
         self.device = torch.device(device)
         self.model.to(self.device)

@@ -9,6 +9,7 @@ forward pass is a few matrix products. This module reads the folder's ``config.j
 Parameter names are the checkpoint's own (``embeddings.word_embeddings.weight``,
 ``encoder.layer.<i>.attention.self.query.weight``, ...), so the state dict loads strictly.
 """
+
 from __future__ import annotations
 
 import json
@@ -40,10 +41,15 @@ class BertConfig:
     def from_folder(cls, folder: Path) -> BertConfig:
         """Read ``folder/config.json``; only absolute-position, erf-GELU BERT models are supported."""
         raw = json.loads((folder / "config.json").read_text())
-        if raw.get("model_type") != "bert" or raw.get("hidden_act", "gelu") != "gelu" \
-                or raw.get("position_embedding_type", "absolute") != "absolute":
-            raise ValueError(f"{folder / 'config.json'}: not a BERT encoder with absolute positions and GELU "
-                             f"(model_type={raw.get('model_type')!r}, hidden_act={raw.get('hidden_act')!r})")
+        if (
+            raw.get("model_type") != "bert"
+            or raw.get("hidden_act", "gelu") != "gelu"
+            or raw.get("position_embedding_type", "absolute") != "absolute"
+        ):
+            raise ValueError(
+                f"{folder / 'config.json'}: not a BERT encoder with absolute positions and GELU "
+                f"(model_type={raw.get('model_type')!r}, hidden_act={raw.get('hidden_act')!r})"
+            )
         return cls(**{k: raw[k] for k in cls.__dataclass_fields__ if k in raw})
 
 
@@ -99,9 +105,11 @@ class BertLayer(nn.Module):
         """x: (B, t, d); bias: (B, 1, 1, t) additive key mask (0 or −inf-like) -> (B, t, d)."""
         b, t, d = x.shape
         att = self.attention
-        q, k, v = (lin(x).view(b, t, self.heads, d // self.heads).transpose(1, 2)
-                   for lin in (att.self.query, att.self.key, att.self.value))
-        scores = q @ k.transpose(-1, -2) / math.sqrt(d // self.heads) + bias      # (B, h, t, t)
+        q, k, v = (
+            lin(x).view(b, t, self.heads, d // self.heads).transpose(1, 2)
+            for lin in (att.self.query, att.self.key, att.self.value)
+        )
+        scores = q @ k.transpose(-1, -2) / math.sqrt(d // self.heads) + bias  # (B, h, t, t)
         ctx = (scores.softmax(-1) @ v).transpose(1, 2).reshape(b, t, d)
         x = att.output.LayerNorm(att.output.dense(ctx) + x)
         hidden = F.gelu(self.intermediate.dense(x))

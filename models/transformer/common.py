@@ -1,10 +1,11 @@
-"""Building blocks shared by the masked and the residual transformer (spec §3.2, §4.1).
+"""Building blocks shared by the masked and the residual transformer (docs/networks.md#masked-transformer, docs/networks.md#residual-transformer).
 
-Parameter names follow the official checkpoints (spec §6.4: ``input_process.poseEmbedding``,
+Parameter names follow the official checkpoints (docs/checkpoints.md#state-dict-keys: ``input_process.poseEmbedding``,
 ``position_enc.pe``, ``seqTransEncoder.layers.i.self_attn.in_proj_weight``, ``output_process.dense`` ...),
 so official state dicts load strictly. The layout is batch-first and attention runs through
 ``F.scaled_dot_product_attention``; weights are layout-independent, so this changes nothing numerically.
 """
+
 from __future__ import annotations
 
 import math
@@ -20,7 +21,7 @@ def lengths_to_mask(lengths: Tensor, max_len: int) -> Tensor:
 
 
 def sinusoidal_table(max_len: int, dim: int) -> Tensor:
-    """(max_len, dim) table: even columns sin(p·10000^(-2i/d)), odd columns cos (spec §3.2)."""
+    """(max_len, dim) table: even columns sin(p·10000^(-2i/d)), odd columns cos (docs/networks.md#masked-transformer)."""
     position = torch.arange(max_len, dtype=torch.float32)[:, None]
     div_term = torch.exp(torch.arange(0, dim, 2, dtype=torch.float32) * (-math.log(10000.0) / dim))
     table = torch.zeros(max_len, dim)
@@ -79,15 +80,19 @@ class SelfAttention(nn.Module):
         self.in_proj_weight = nn.Parameter(torch.empty(3 * dim, dim))
         self.in_proj_bias = nn.Parameter(torch.zeros(3 * dim))
         self.out_proj = nn.Linear(dim, dim)
-        self.in_proj: nn.Module | None = None     # set by split_in_proj (int8 copies)
+        self.in_proj: nn.Module | None = None  # set by split_in_proj (int8 copies)
         nn.init.xavier_uniform_(self.in_proj_weight)
         nn.init.zeros_(self.out_proj.bias)
 
     def split_in_proj(self) -> None:
         """Move the packed in-projection into an ``nn.Linear`` child ``in_proj`` (same numbers), so that module
         swaps such as dynamic quantisation reach it; for inference copies only (the state-dict keys change)."""
-        linear = nn.Linear(self.in_proj_weight.shape[1], self.in_proj_weight.shape[0],
-                           device=self.in_proj_weight.device, dtype=self.in_proj_weight.dtype)
+        linear = nn.Linear(
+            self.in_proj_weight.shape[1],
+            self.in_proj_weight.shape[0],
+            device=self.in_proj_weight.device,
+            dtype=self.in_proj_weight.dtype,
+        )
         with torch.no_grad():
             linear.weight.copy_(self.in_proj_weight)
             linear.bias.copy_(self.in_proj_bias)
@@ -145,7 +150,7 @@ class TransformerEncoder(nn.Module):
 
 
 def init_official(module: nn.Module) -> None:
-    """Official init (spec §3.2): Linear/Embedding weights N(0, 0.02), biases 0, LayerNorm (1, 0).
+    """Official init (docs/networks.md#masked-transformer): Linear/Embedding weights N(0, 0.02), biases 0, LayerNorm (1, 0).
 
     The packed attention ``in_proj_weight`` keeps its xavier-uniform init, as in the reference.
     """
@@ -160,7 +165,7 @@ def init_official(module: nn.Module) -> None:
 
 
 def drop_condition(cond: Tensor, drop_prob: float, *, training: bool, force_mask: bool) -> Tensor:
-    """Classifier-free-guidance condition masking (spec §3.2 step 1): (B, c) -> (B, c).
+    """Classifier-free-guidance condition masking (docs/networks.md#masked-transformer step 1): (B, c) -> (B, c).
 
     ``force_mask`` -> zeros (the unconditional branch); in training each sample's vector is zeroed with
     probability ``drop_prob``; otherwise unchanged.

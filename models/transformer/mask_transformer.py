@@ -1,8 +1,9 @@
-"""Masked (base-layer) transformer, spec §3: predicts layer-0 RVQ codes from text and partial codes.
+"""Masked (base-layer) transformer, docs/networks.md#masked-transformer: predicts layer-0 RVQ codes from text and partial codes.
 
 The model does not own a text encoder: it takes the condition vector ``cond (B, clip_dim)``; the frozen encoder
 is built once by the caller and shared (the official code loads CLIP inside each model).
 """
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
@@ -28,14 +29,14 @@ from models.transformer.sampling import cosine_schedule
 class MaskTransformerConfig:
     """Architecture of a :class:`MaskTransformer` (stored as ``model_args`` in our checkpoints)."""
 
-    num_tokens: int = 512        # K, the VQ codebook size (nb_code)
-    code_dim: int = 512          # C, token embedding width
-    latent_dim: int = 384        # d
+    num_tokens: int = 512  # K, the VQ codebook size (nb_code)
+    code_dim: int = 512  # C, token embedding width
+    latent_dim: int = 384  # d
     ff_size: int = 1024
     num_layers: int = 8
     num_heads: int = 6
     dropout: float = 0.2
-    clip_dim: int = 512          # width of the text condition vector
+    clip_dim: int = 512  # width of the text condition vector
     cond_drop_prob: float = 0.1
 
     def as_dict(self) -> dict[str, Any]:
@@ -80,7 +81,7 @@ class MaskTransformer(nn.Module):
         return self.config.num_tokens + 1
 
     def forward(self, ids: Tensor, cond: Tensor, padding_mask: Tensor, force_mask: bool = False) -> Tensor:
-        """Logits for every position (spec §3.2 ``trans_forward``).
+        """Logits for every position (docs/networks.md#masked-transformer ``trans_forward``).
 
         ids: (B, n) long in [0, K+2); cond: (B, clip_dim); padding_mask: (B, n) bool, True = padding
         -> logits (B, K, n) (class dim second, as the reference and ``F.cross_entropy`` expect).
@@ -94,10 +95,15 @@ class MaskTransformer(nn.Module):
         return self.output_process(h).transpose(1, 2)
 
     def forward_with_cond_scale(
-        self, ids: Tensor, cond: Tensor, padding_mask: Tensor, cond_scale: float, force_mask: bool = False,
+        self,
+        ids: Tensor,
+        cond: Tensor,
+        padding_mask: Tensor,
+        cond_scale: float,
+        force_mask: bool = False,
         batched: bool = True,
     ) -> Tensor:
-        """Classifier-free guidance (spec §3.4): ``uncond + s·(cond − uncond)`` -> (B, K, n).
+        """Classifier-free guidance (docs/sampling.md#classifier-free-guidance): ``uncond + s·(cond − uncond)`` -> (B, K, n).
 
         ``s == 1`` runs one pass; otherwise the conditional and unconditional branches run as one forward of
         batch 2B when ``batched`` (same numbers as two passes up to float rounding), else as two passes.
@@ -107,8 +113,11 @@ class MaskTransformer(nn.Module):
         if cond_scale == 1:
             return self(ids, cond, padding_mask).float()
         if batched:
-            both = self(torch.cat([ids, ids]), torch.cat([cond, torch.zeros_like(cond)]),
-                        torch.cat([padding_mask, padding_mask]))
+            both = self(
+                torch.cat([ids, ids]),
+                torch.cat([cond, torch.zeros_like(cond)]),
+                torch.cat([padding_mask, padding_mask]),
+            )
             logits, aux = both.chunk(2)
         else:
             logits = self(ids, cond, padding_mask)
@@ -118,7 +127,7 @@ class MaskTransformer(nn.Module):
         return aux + (logits - aux) * cond_scale
 
     def masked_loss(self, ids: Tensor, cond: Tensor, m_lens: Tensor) -> MaskedLoss:
-        """BERT-style masked-token objective (spec §3.3); uses the global torch RNG.
+        """BERT-style masked-token objective (docs/training.md#masked-transformer-objective); uses the global torch RNG.
 
         ids: (B, n) layer-0 codes of the zero-padded batch; cond: (B, clip_dim); m_lens: (B,) lengths in tokens.
         """
@@ -152,4 +161,3 @@ def token_loss(logits: Tensor, labels: Tensor, ignore_index: int) -> MaskedLoss:
     valid = labels != ignore_index
     acc = (pred == labels)[valid].float().mean() if bool(valid.any()) else logits.new_zeros(())
     return MaskedLoss(loss=loss, acc=acc, pred_ids=pred)
-

@@ -7,6 +7,7 @@ packs into a bare ``in_proj_weight`` parameter (it is first moved into an ``nn.L
 tied output projection (an einsum over its per-layer tables, ~2 % of its FLOPs) stay float32; logits, guidance
 and sampling are float32. Samples differ from fp32 ones (token agreement and FID: benchmarks/README.md).
 """
+
 from __future__ import annotations
 
 import copy

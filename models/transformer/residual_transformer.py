@@ -1,9 +1,10 @@
-"""Residual transformer, spec §4: predicts the codes of RVQ layer j from the sum of the layers below it.
+"""Residual transformer, docs/networks.md#residual-transformer: predicts the codes of RVQ layer j from the sum of the layers below it.
 
-Per-layer tensors (spec §4.1): ``E[l]`` (K+1, C) embeds layer-l ids (l = 0..Q−2) and ``W[j−1]`` (K+1, C)
+Per-layer tensors (docs/networks.md#residual-transformer): ``E[l]`` (K+1, C) embeds layer-l ids (l = 0..Q−2) and ``W[j−1]`` (K+1, C)
 projects the output onto the K+1 classes of target layer j (j = 1..Q−1); the pad id K is also a class.
 With ``share_weight`` (the released variant) ``W[j−1] = E[j]`` for j = 1..Q−2, stored as three tensors.
 """
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
@@ -106,8 +107,9 @@ class ResidualTransformer(nn.Module):
         """Code-space embedding of layer-``layer`` ids: (B, n) -> (B, n, C)."""
         return F.embedding(ids, self.token_embeddings()[layer])
 
-    def forward(self, history: Tensor, q: Tensor, cond: Tensor, padding_mask: Tensor,
-                force_mask: bool = False) -> Tensor:
+    def forward(
+        self, history: Tensor, q: Tensor, cond: Tensor, padding_mask: Tensor, force_mask: bool = False
+    ) -> Tensor:
         """Logits for target layers ``q``.
 
         history: (B, n, C) summed embeddings of layers < q; q: (B,) long in [1, Q); cond: (B, clip_dim);
@@ -118,12 +120,12 @@ class ResidualTransformer(nn.Module):
         q_emb = self.quant_emb(F.one_hot(q, self.num_quantizers).to(x.dtype))
         seq = torch.cat([self.cond_emb(cond)[:, None, :], q_emb[:, None, :], x], dim=1)
         key_pad = torch.cat([padding_mask.new_zeros(padding_mask.shape[0], 2), padding_mask], dim=1)
-        h = self.output_process(self.seqTransEncoder(seq, key_pad)[:, 2:])       # (B, n, C)
+        h = self.output_process(self.seqTransEncoder(seq, key_pad)[:, 2:])  # (B, n, C)
         return self.project(h, q)
 
     def project(self, h: Tensor, q: Tensor) -> Tensor:
         """Output projection with ``W[q−1]``: h (B, n, C), q (B,) -> logits (B, K+1, n)."""
-        weight = self.output_projections()[q - 1]                                # (B, K+1, C)
+        weight = self.output_projections()[q - 1]  # (B, K+1, C)
         logits = torch.einsum("bkc,bnc->bkn", weight, h)
         if not self.config.share_weight:
             # QUIRK(reference) fixed: the reference adds output + bias onto output in place (doubling the
@@ -132,10 +134,16 @@ class ResidualTransformer(nn.Module):
         return logits
 
     def forward_with_cond_scale(
-        self, history: Tensor, q: int | Tensor, cond: Tensor, padding_mask: Tensor, cond_scale: float,
-        force_mask: bool = False, batched: bool = True,
+        self,
+        history: Tensor,
+        q: int | Tensor,
+        cond: Tensor,
+        padding_mask: Tensor,
+        cond_scale: float,
+        force_mask: bool = False,
+        batched: bool = True,
     ) -> Tensor:
-        """Guided logits ``uncond + s·(cond − uncond)`` for target layer ``q`` -> (B, K+1, n) (spec §4.3)."""
+        """Guided logits ``uncond + s·(cond − uncond)`` for target layer ``q`` -> (B, K+1, n) (docs/sampling.md#residual-generation)."""
         b = history.shape[0]
         q = torch.full((b,), int(q), device=history.device, dtype=torch.long) if not torch.is_tensor(q) else q
         if force_mask:
@@ -143,8 +151,12 @@ class ResidualTransformer(nn.Module):
         if cond_scale == 1:
             return self(history, q, cond, padding_mask).float()
         if batched:
-            both = self(torch.cat([history, history]), torch.cat([q, q]),
-                        torch.cat([cond, torch.zeros_like(cond)]), torch.cat([padding_mask, padding_mask]))
+            both = self(
+                torch.cat([history, history]),
+                torch.cat([q, q]),
+                torch.cat([cond, torch.zeros_like(cond)]),
+                torch.cat([padding_mask, padding_mask]),
+            )
             logits, aux = both.chunk(2)
         else:
             logits = self(history, q, cond, padding_mask)
@@ -154,7 +166,7 @@ class ResidualTransformer(nn.Module):
         return aux + (logits - aux) * cond_scale
 
     def residual_loss(self, codes: Tensor, cond: Tensor, m_lens: Tensor) -> MaskedLoss:
-        """Teacher-forced objective (spec §4.2); uses the global torch RNG.
+        """Teacher-forced objective (docs/training.md#residual-transformer-objective); uses the global torch RNG.
 
         codes: (B, n, Q) all RVQ layers of the padded batch; cond: (B, clip_dim); m_lens: (B,) in tokens.
         """
@@ -166,9 +178,9 @@ class ResidualTransformer(nn.Module):
         # Target layer j in 1..Q−1, biased to low layers: round((1 − cos(πu/2))·(Q − 2)) + 1.
         u = torch.rand(b, device=codes.device)
         layer = torch.round((1 - cosine_schedule(u)) * (nq - 2)).long() + 1
-        table = self.token_embeddings()                                          # (Q−1, K+1, C)
+        table = self.token_embeddings()  # (Q−1, K+1, C)
         per_layer = torch.stack([F.embedding(codes[..., i], table[i]) for i in range(nq - 1)], dim=-1)
-        history = per_layer.cumsum(dim=-1)[torch.arange(b), :, :, layer - 1]     # (B, n, C)
-        target = codes[torch.arange(b), :, layer]                                # (B, n)
+        history = per_layer.cumsum(dim=-1)[torch.arange(b), :, :, layer - 1]  # (B, n, C)
+        target = codes[torch.arange(b), :, layer]  # (B, n)
         logits = self(history, layer, cond, ~non_pad)
         return token_loss(logits, target, ignore_index=self.pad_id)

@@ -19,10 +19,12 @@ logits), other devices' generators (CUDA draws other numbers), our deliberate fi
 edits keep unedited tokens), and CLI runs of the official ``gen_t2m.py``, whose generator is advanced by model
 construction before the first draw.
 """
+
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
@@ -33,7 +35,7 @@ if TYPE_CHECKING:
 
 # Score given to tokens that must not be re-masked (reference value).
 FROZEN_SCORE = 1e5
-# Ratio of tokens re-masked at every step of mask-free editing (spec §3.6).
+# Ratio of tokens re-masked at every step of mask-free editing (docs/sampling.md#editing).
 MASK_FREE_RATIO = 0.16
 # Memory order (as a permutation of our (B, n, classes) logits' dims) in which the reference fills its noise:
 # QUIRK(reference): the masked transformer's logits are a view of a (seq, batch, classes) tensor, the residual
@@ -70,8 +72,12 @@ def uniform_in_order(like: Tensor, order: tuple[int, ...] | None, generator: tor
     return drawn.permute(sorted(range(len(order)), key=order.__getitem__))
 
 
-def gumbel_sample(logits: Tensor, temperature: float = 1.0, generator: torch.Generator | None = None,
-                  draw_order: tuple[int, ...] | None = None) -> Tensor:
+def gumbel_sample(
+    logits: Tensor,
+    temperature: float = 1.0,
+    generator: torch.Generator | None = None,
+    draw_order: tuple[int, ...] | None = None,
+) -> Tensor:
     """``argmax(logits/τ + Gumbel noise)`` over the last dim: (..., K) -> (...) long (τ floored at 1e-10).
 
     ``draw_order``: memory order of the noise (see :func:`uniform_in_order`, ``MASK_DRAW_ORDER``)."""
@@ -107,8 +113,10 @@ def _check_lengths(m_lens: Tensor, max_tokens: int) -> None:
 
 def _check_cond(cond: Tensor, batch: int, dim: int) -> None:
     if cond.shape != (batch, dim):
-        raise ValueError(f"condition vectors have shape {tuple(cond.shape)}, expected ({batch}, {dim}) "
-                         "(one text-encoder vector per prompt, width = the model's clip_dim)")
+        raise ValueError(
+            f"condition vectors have shape {tuple(cond.shape)}, expected ({batch}, {dim}) "
+            "(one text-encoder vector per prompt, width = the model's clip_dim)"
+        )
 
 
 def _sample(filtered: Tensor, temperature: float, gsample: bool, generator: torch.Generator | None) -> Tensor:
@@ -118,20 +126,33 @@ def _sample(filtered: Tensor, temperature: float, gsample: bool, generator: torc
 
 
 def _remask_loop(
-    model: MaskTransformer, ids: Tensor, scores: Tensor, counts_at: Callable[[Tensor], Tensor], freeze: Tensor | None,
-    cond: Tensor, padding_mask: Tensor, *, timesteps: int, cond_scale: float, temperature: float,
-    topk_filter_thres: float, gsample: bool, force_mask: bool, generator: torch.Generator | None, batched_cfg: bool,
+    model: MaskTransformer,
+    ids: Tensor,
+    scores: Tensor,
+    counts_at: Callable[[Tensor], Tensor],
+    freeze: Tensor | None,
+    cond: Tensor,
+    padding_mask: Tensor,
+    *,
+    timesteps: int,
+    cond_scale: float,
+    temperature: float,
+    topk_filter_thres: float,
+    gsample: bool,
+    force_mask: bool,
+    generator: torch.Generator | None,
+    batched_cfg: bool,
     logits_hook: BaseLogitsHook | None = None,
 ) -> Tensor:
     """Iterative confidence-based re-masking shared by generation and editing; returns ids (B, n)."""
     for t in torch.linspace(0, 1, timesteps, device=ids.device):
-        num_masked = counts_at(t)                                                   # (B,) float
+        num_masked = counts_at(t)  # (B,) float
         ranks = scores.argsort(dim=1).argsort(dim=1)
         is_mask = ranks < num_masked[:, None]
         ids = torch.where(is_mask, model.mask_id, ids)
         logits = model.forward_with_cond_scale(
             ids, cond, padding_mask, cond_scale, force_mask=force_mask, batched=batched_cfg
-        ).transpose(1, 2)                                                           # (B, n, K)
+        ).transpose(1, 2)  # (B, n, K)
         if logits_hook is not None:
             logits = logits_hook(ids, logits, is_mask)
         pred = _sample(top_k_filter(logits, topk_filter_thres), temperature, gsample, generator)
@@ -145,12 +166,22 @@ def _remask_loop(
 
 @torch.no_grad()
 def generate_base_tokens(
-    model: MaskTransformer, cond: Tensor, m_lens: Tensor, *, timesteps: int = 18, cond_scale: float = 4.0,
-    temperature: float = 1.0, topk_filter_thres: float = 0.9, gsample: bool = False, force_mask: bool = False,
-    generator: torch.Generator | None = None, max_tokens: int = 49, batched_cfg: bool = True,
+    model: MaskTransformer,
+    cond: Tensor,
+    m_lens: Tensor,
+    *,
+    timesteps: int = 18,
+    cond_scale: float = 4.0,
+    temperature: float = 1.0,
+    topk_filter_thres: float = 0.9,
+    gsample: bool = False,
+    force_mask: bool = False,
+    generator: torch.Generator | None = None,
+    max_tokens: int = 49,
+    batched_cfg: bool = True,
     logits_hook: BaseLogitsHook | None = None,
 ) -> Tensor:
-    """Masked-transformer generation (spec §3.5): layer-0 ids (B, n = max(m_lens)), −1 at padding.
+    """Masked-transformer generation (docs/sampling.md#masked-generation): layer-0 ids (B, n = max(m_lens)), −1 at padding.
 
     cond: (B, clip_dim) text vectors; m_lens: (B,) lengths in tokens (frames // 4), each in 1..max_tokens.
     """
@@ -165,21 +196,45 @@ def generate_base_tokens(
     ids = torch.where(padding_mask, model.pad_id, model.mask_id)
     scores = torch.where(padding_mask, FROZEN_SCORE, 0.0)
     return _remask_loop(
-        model, ids, scores, lambda t: torch.round(cosine_schedule(t) * m_lens).clamp(min=1), None,
-        cond.to(device), padding_mask, timesteps=timesteps, cond_scale=cond_scale, temperature=temperature,
-        topk_filter_thres=topk_filter_thres, gsample=gsample, force_mask=force_mask, generator=generator,
-        batched_cfg=batched_cfg, logits_hook=logits_hook,
+        model,
+        ids,
+        scores,
+        lambda t: torch.round(cosine_schedule(t) * m_lens).clamp(min=1),
+        None,
+        cond.to(device),
+        padding_mask,
+        timesteps=timesteps,
+        cond_scale=cond_scale,
+        temperature=temperature,
+        topk_filter_thres=topk_filter_thres,
+        gsample=gsample,
+        force_mask=force_mask,
+        generator=generator,
+        batched_cfg=batched_cfg,
+        logits_hook=logits_hook,
     )
 
 
 @torch.no_grad()
 def edit_base_tokens(
-    model: MaskTransformer, tokens: Tensor, cond: Tensor, m_lens: Tensor, edit_mask: Tensor | None = None, *,
-    timesteps: int = 18, cond_scale: float = 4.0, temperature: float = 1.0, topk_filter_thres: float = 0.9,
-    gsample: bool = False, force_mask: bool = False, generator: torch.Generator | None = None,
-    max_tokens: int = 49, batched_cfg: bool = True, logits_hook: BaseLogitsHook | None = None,
+    model: MaskTransformer,
+    tokens: Tensor,
+    cond: Tensor,
+    m_lens: Tensor,
+    edit_mask: Tensor | None = None,
+    *,
+    timesteps: int = 18,
+    cond_scale: float = 4.0,
+    temperature: float = 1.0,
+    topk_filter_thres: float = 0.9,
+    gsample: bool = False,
+    force_mask: bool = False,
+    generator: torch.Generator | None = None,
+    max_tokens: int = 49,
+    batched_cfg: bool = True,
+    logits_hook: BaseLogitsHook | None = None,
 ) -> Tensor:
-    """Temporal inpainting of layer-0 tokens (spec §3.6): ids (B, n), −1 at padding.
+    """Temporal inpainting of layer-0 tokens (docs/sampling.md#editing): ids (B, n), −1 at padding.
 
     tokens: (B, n) source codes; m_lens: (B,) lengths in tokens; edit_mask: (B, n) bool, True = regenerate
     (restricted to non-padding). With a mask, tokens outside it are kept exactly and the masked span is
@@ -219,20 +274,41 @@ def edit_base_tokens(
         return torch.round(p * edit_len).clamp(min=1)
 
     return _remask_loop(
-        model, ids, scores, counts_at, freeze, cond.to(device), padding_mask, timesteps=timesteps,
-        cond_scale=cond_scale, temperature=temperature, topk_filter_thres=topk_filter_thres, gsample=gsample,
-        force_mask=force_mask, generator=generator, batched_cfg=batched_cfg, logits_hook=logits_hook,
+        model,
+        ids,
+        scores,
+        counts_at,
+        freeze,
+        cond.to(device),
+        padding_mask,
+        timesteps=timesteps,
+        cond_scale=cond_scale,
+        temperature=temperature,
+        topk_filter_thres=topk_filter_thres,
+        gsample=gsample,
+        force_mask=force_mask,
+        generator=generator,
+        batched_cfg=batched_cfg,
+        logits_hook=logits_hook,
     )
 
 
 @torch.no_grad()
 def generate_residual_tokens(
-    model: ResidualTransformer, base_ids: Tensor, cond: Tensor, m_lens: Tensor, *, temperature: float = 1.0,
-    topk_filter_thres: float = 0.9, cond_scale: float = 2.0, num_res_layers: int = -1,
-    generator: torch.Generator | None = None, batched_cfg: bool = True,
+    model: ResidualTransformer,
+    base_ids: Tensor,
+    cond: Tensor,
+    m_lens: Tensor,
+    *,
+    temperature: float = 1.0,
+    topk_filter_thres: float = 0.9,
+    cond_scale: float = 2.0,
+    num_res_layers: int = -1,
+    generator: torch.Generator | None = None,
+    batched_cfg: bool = True,
     logits_hook: ResidualLogitsHook | None = None,
 ) -> Tensor:
-    """Residual-layer generation (spec §4.3): all ids (B, n, Q') with Q' = Q or num_res_layers + 1.
+    """Residual-layer generation (docs/sampling.md#residual-generation): all ids (B, n, Q') with Q' = Q or num_res_layers + 1.
 
     base_ids: (B, n) layer-0 ids (−1 at padding allowed); m_lens: (B,) in tokens. Always Gumbel-max sampling.
     QUIRK(reference): a sampled pad class at a valid position becomes −1 (that layer's code is dropped there);
@@ -251,8 +327,10 @@ def generate_residual_tokens(
     padding_mask = ~(torch.arange(n, device=device)[None, :] < m_lens[:, None])
     bad = (~padding_mask) & ((base_ids < 0) | (base_ids >= model.num_tokens))
     if bool(bad.any()):
-        raise ValueError(f"base_ids hold {int(bad.sum())} value(s) outside [0, {model.num_tokens}) inside the "
-                         "motion lengths (only padding may be −1): base tokens and lengths disagree")
+        raise ValueError(
+            f"base_ids hold {int(bad.sum())} value(s) outside [0, {model.num_tokens}) inside the "
+            "motion lengths (only padding may be −1): base tokens and lengths disagree"
+        )
     ids = torch.where(padding_mask, model.pad_id, base_ids)
     table = model.token_embeddings()
     all_ids = [ids]
@@ -261,7 +339,7 @@ def generate_residual_tokens(
         history = history + table[layer - 1][ids]
         logits = model.forward_with_cond_scale(
             history, layer, cond, padding_mask, cond_scale, batched=batched_cfg
-        ).transpose(1, 2)                                                           # (B, n, K+1)
+        ).transpose(1, 2)  # (B, n, K+1)
         if logits_hook is not None:
             logits = logits_hook(layer, torch.stack(all_ids, dim=-1), logits)
         pred = gumbel_sample(top_k_filter(logits, topk_filter_thres), temperature, generator, RES_DRAW_ORDER)

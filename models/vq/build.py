@@ -1,4 +1,5 @@
 """Build an RVQ-VAE from options and load one from a run folder or checkpoint (ours or the official code's)."""
+
 from __future__ import annotations
 
 import logging
@@ -36,10 +37,20 @@ def config_from_options(opt: VQOptions, input_width: int | None = None) -> RVQVA
     """Map option names (official spelling) to the model config; ``input_width`` defaults to the dataset's D."""
     return RVQVAEConfig(
         input_width=input_width if input_width is not None else opt.spec.dim_pose,
-        nb_code=opt.nb_code, code_dim=opt.code_dim, output_emb_width=opt.output_emb_width, down_t=opt.down_t,
-        stride_t=opt.stride_t, width=opt.width, depth=opt.depth, dilation_growth_rate=opt.dilation_growth_rate,
-        activation=opt.vq_act, norm=opt.vq_norm, num_quantizers=opt.num_quantizers,
-        shared_codebook=opt.shared_codebook, quantize_dropout_prob=opt.quantize_dropout_prob, mu=opt.mu,
+        nb_code=opt.nb_code,
+        code_dim=opt.code_dim,
+        output_emb_width=opt.output_emb_width,
+        down_t=opt.down_t,
+        stride_t=opt.stride_t,
+        width=opt.width,
+        depth=opt.depth,
+        dilation_growth_rate=opt.dilation_growth_rate,
+        activation=opt.vq_act,
+        norm=opt.vq_norm,
+        num_quantizers=opt.num_quantizers,
+        shared_codebook=opt.shared_codebook,
+        quantize_dropout_prob=opt.quantize_dropout_prob,
+        mu=opt.mu,
     )
 
 
@@ -50,7 +61,7 @@ def build_rvqvae(source: VQOptions | RVQVAEConfig) -> RVQVAE:
 
 
 def load_vq_meta(run_dir: str | Path) -> tuple[np.ndarray, np.ndarray]:
-    """``meta/mean.npy``, ``meta/std.npy`` of a VQ run: the normalisation every later stage uses (spec §1.9)."""
+    """``meta/mean.npy``, ``meta/std.npy`` of a VQ run: the normalisation every later stage uses (docs/data.md#normalisation)."""
     meta = Path(run_dir).expanduser().resolve() / "meta"
     paths = [meta / "mean.npy", meta / "std.npy"]
     for path in paths:
@@ -59,25 +70,32 @@ def load_vq_meta(run_dir: str | Path) -> tuple[np.ndarray, np.ndarray]:
     return load_feature_stats(*paths, what="VQ")
 
 
-
 def _config_for(state: dict[str, Any], sd: dict[str, torch.Tensor], run_dir: Path | None, path: Path) -> RVQVAEConfig:
     if MODEL_ARGS_KEY in state:
         return RVQVAEConfig.from_dict(check_model_args(state[MODEL_ARGS_KEY], path))
     opt_file = run_dir / "opt.txt" if run_dir is not None else None
     if opt_file is None or not opt_file.is_file():
-        raise CheckpointError(f"{path} has no '{MODEL_ARGS_KEY}' and no opt.txt was found next to its model/ "
-                              "folder: pass the run folder, or keep opt.txt with the checkpoint")
+        raise CheckpointError(
+            f"{path} has no '{MODEL_ARGS_KEY}' and no opt.txt was found next to its model/ "
+            "folder: pass the run folder, or keep opt.txt with the checkpoint"
+        )
     opt = VQOptions.load(opt_file)
     key = "encoder.model.0.weight"
     input_width = int(sd[key].shape[1]) if key in sd else opt.spec.dim_pose
     if input_width != opt.spec.dim_pose:
-        raise CheckpointError(f"{path}: encoder input has {input_width} features but {opt_file} says "
-                              f"dataset_name {opt.dataset_name} ({opt.spec.dim_pose} features)")
+        raise CheckpointError(
+            f"{path}: encoder input has {input_width} features but {opt_file} says "
+            f"dataset_name {opt.dataset_name} ({opt.spec.dim_pose} features)"
+        )
     return config_from_options(opt, input_width)
 
 
-def load_rvqvae(source: str | Path, *, device: torch.device | str = "cpu", which: str | None = None,
-                ) -> RVQVAE:
+def load_rvqvae(
+    source: str | Path,
+    *,
+    device: torch.device | str = "cpu",
+    which: str | None = None,
+) -> RVQVAE:
     """An RVQ-VAE in eval mode from a run folder (``opt.txt`` + ``model/*.tar``) or a checkpoint file.
 
     Architecture: the checkpoint's ``model_args`` (ours) or the run's ``opt.txt`` (official runs). Weights load

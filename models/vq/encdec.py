@@ -1,4 +1,5 @@
-"""Convolutional encoder / decoder of the RVQ-VAE (spec §2.1): T frames <-> T / stride_t**down_t tokens."""
+"""Convolutional encoder / decoder of the RVQ-VAE (docs/networks.md#rvq-vae-encoder-and-decoder): T frames <-> T / stride_t**down_t tokens."""
+
 from __future__ import annotations
 
 from torch import Tensor, nn
@@ -12,18 +13,31 @@ class Encoder(nn.Module):
     ``model`` indices match the official layout: 0 conv in, 1 act, 2..down_t+1 [strided conv, Resnet1D], last conv.
     """
 
-    def __init__(self, *, input_width: int, output_emb_width: int, down_t: int = 2, stride_t: int = 2,
-                 width: int = 512, depth: int = 3, dilation_growth_rate: int = 3, activation: str = "relu",
-                 norm: str | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        input_width: int,
+        output_emb_width: int,
+        down_t: int = 2,
+        stride_t: int = 2,
+        width: int = 512,
+        depth: int = 3,
+        dilation_growth_rate: int = 3,
+        activation: str = "relu",
+        norm: str | None = None,
+    ) -> None:
         super().__init__()
         filter_t, pad_t = stride_t * 2, stride_t // 2
         blocks: list[nn.Module] = [nn.Conv1d(input_width, width, 3, 1, 1), make_activation(activation)]
         for _ in range(down_t):
-            blocks.append(nn.Sequential(
-                nn.Conv1d(width, width, filter_t, stride_t, pad_t),
-                Resnet1D(width, depth=depth, dilation_growth_rate=dilation_growth_rate, activation=activation,
-                         norm=norm),
-            ))
+            blocks.append(
+                nn.Sequential(
+                    nn.Conv1d(width, width, filter_t, stride_t, pad_t),
+                    Resnet1D(
+                        width, depth=depth, dilation_growth_rate=dilation_growth_rate, activation=activation, norm=norm
+                    ),
+                )
+            )
         blocks.append(nn.Conv1d(width, output_emb_width, 3, 1, 1))
         self.model = nn.Sequential(*blocks)
 
@@ -34,20 +48,40 @@ class Encoder(nn.Module):
 class Decoder(nn.Module):
     """(B, C, n) latents -> (B, D, n * 2**down_t) features (nearest up-sampling by 2 per level)."""
 
-    def __init__(self, *, input_width: int, output_emb_width: int, down_t: int = 2, width: int = 512,
-                 depth: int = 3, dilation_growth_rate: int = 3, activation: str = "relu",
-                 norm: str | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        input_width: int,
+        output_emb_width: int,
+        down_t: int = 2,
+        width: int = 512,
+        depth: int = 3,
+        dilation_growth_rate: int = 3,
+        activation: str = "relu",
+        norm: str | None = None,
+    ) -> None:
         super().__init__()
         blocks: list[nn.Module] = [nn.Conv1d(output_emb_width, width, 3, 1, 1), make_activation(activation)]
         for _ in range(down_t):
-            blocks.append(nn.Sequential(
-                Resnet1D(width, depth=depth, dilation_growth_rate=dilation_growth_rate, reverse_dilation=True,
-                         activation=activation, norm=norm),
-                nn.Upsample(scale_factor=2, mode="nearest"),
-                nn.Conv1d(width, width, 3, 1, 1),
-            ))
-        blocks += [nn.Conv1d(width, width, 3, 1, 1), make_activation(activation),
-                   nn.Conv1d(width, input_width, 3, 1, 1)]
+            blocks.append(
+                nn.Sequential(
+                    Resnet1D(
+                        width,
+                        depth=depth,
+                        dilation_growth_rate=dilation_growth_rate,
+                        reverse_dilation=True,
+                        activation=activation,
+                        norm=norm,
+                    ),
+                    nn.Upsample(scale_factor=2, mode="nearest"),
+                    nn.Conv1d(width, width, 3, 1, 1),
+                )
+            )
+        blocks += [
+            nn.Conv1d(width, width, 3, 1, 1),
+            make_activation(activation),
+            nn.Conv1d(width, input_width, 3, 1, 1),
+        ]
         self.model = nn.Sequential(*blocks)
 
     def forward(self, x: Tensor) -> Tensor:

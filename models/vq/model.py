@@ -1,4 +1,5 @@
-"""RVQ-VAE motion tokenizer (spec §2.4): encoder -> residual VQ -> decoder, plus build/load helpers."""
+"""RVQ-VAE motion tokenizer (docs/networks.md#residual-quantization): encoder -> residual VQ -> decoder, plus build/load helpers."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -20,10 +21,10 @@ SAMPLE_CODEBOOK_TEMP = 0.5
 class RVQVAEConfig:
     """Architecture of an RVQ-VAE (stored as ``model_args`` in our checkpoints)."""
 
-    input_width: int = 263          # D
-    nb_code: int = 512              # K
-    code_dim: int = 512             # C
-    output_emb_width: int = 512     # must equal code_dim
+    input_width: int = 263  # D
+    nb_code: int = 512  # K
+    code_dim: int = 512  # C
+    output_emb_width: int = 512  # must equal code_dim
     down_t: int = 2
     stride_t: int = 2
     width: int = 512
@@ -54,7 +55,7 @@ class RVQVAEConfig:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> "RVQVAEConfig":
+    def from_dict(cls, values: dict[str, Any]) -> RVQVAEConfig:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
@@ -64,16 +65,16 @@ class RVQVAEConfig:
     @property
     def downsample(self) -> int:
         """Frames per token (4 for the released model)."""
-        return self.stride_t ** self.down_t
+        return self.stride_t**self.down_t
 
 
 class Reconstruction(NamedTuple):
     """Output of :meth:`RVQVAE.reconstruct`."""
 
-    recon: Tensor           # (B, 4n, D)
-    codes: Tensor           # (B, n, Q), -1 where a layer was dropped
-    commit_loss: Tensor     # scalar, mean over active layers
-    perplexity: Tensor      # scalar, mean over active layers
+    recon: Tensor  # (B, 4n, D)
+    codes: Tensor  # (B, n, Q), -1 where a layer was dropped
+    commit_loss: Tensor  # scalar, mean over active layers
+    perplexity: Tensor  # scalar, mean over active layers
 
 
 class RVQVAE(nn.Module):
@@ -83,16 +84,26 @@ class RVQVAE(nn.Module):
         super().__init__()
         self.config = config
         c = config
-        arch = dict(width=c.width, depth=c.depth, dilation_growth_rate=c.dilation_growth_rate,
-                    activation=c.activation, norm=c.norm)
-        self.encoder = Encoder(input_width=c.input_width, output_emb_width=c.output_emb_width, down_t=c.down_t,
-                               stride_t=c.stride_t, **arch)
-        self.decoder = Decoder(input_width=c.input_width, output_emb_width=c.output_emb_width, down_t=c.down_t,
-                               **arch)
-        self.quantizer = ResidualVQ(num_quantizers=c.num_quantizers, nb_code=c.nb_code, code_dim=c.code_dim,
-                                    mu=c.mu, shared_codebook=c.shared_codebook,
-                                    quantize_dropout_prob=c.quantize_dropout_prob,
-                                    quantize_dropout_cutoff_index=c.quantize_dropout_cutoff_index)
+        arch = dict(
+            width=c.width,
+            depth=c.depth,
+            dilation_growth_rate=c.dilation_growth_rate,
+            activation=c.activation,
+            norm=c.norm,
+        )
+        self.encoder = Encoder(
+            input_width=c.input_width, output_emb_width=c.output_emb_width, down_t=c.down_t, stride_t=c.stride_t, **arch
+        )
+        self.decoder = Decoder(input_width=c.input_width, output_emb_width=c.output_emb_width, down_t=c.down_t, **arch)
+        self.quantizer = ResidualVQ(
+            num_quantizers=c.num_quantizers,
+            nb_code=c.nb_code,
+            code_dim=c.code_dim,
+            mu=c.mu,
+            shared_codebook=c.shared_codebook,
+            quantize_dropout_prob=c.quantize_dropout_prob,
+            quantize_dropout_cutoff_index=c.quantize_dropout_cutoff_index,
+        )
 
     def _check_input(self, x: Tensor) -> None:
         if x.dim() != 3 or x.shape[-1] != self.config.input_width:
@@ -118,8 +129,9 @@ class RVQVAE(nn.Module):
         random draws from ``generator`` (on ``x.device``) when given, else from torch's global generator.
         """
         latent = self.encode_latent(x)
-        quantized, codes, commit_loss, perplexity = self.quantizer(latent, temperature=SAMPLE_CODEBOOK_TEMP,
-                                                                   generator=generator)
+        quantized, codes, commit_loss, perplexity = self.quantizer(
+            latent, temperature=SAMPLE_CODEBOOK_TEMP, generator=generator
+        )
         return Reconstruction(self.decoder(quantized).permute(0, 2, 1), codes, commit_loss, perplexity)
 
     def forward(self, x: Tensor, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor, Tensor]:
@@ -129,7 +141,7 @@ class RVQVAE(nn.Module):
 
     def forward_decoder(self, codes: Tensor) -> Tensor:
         """Decode codes (B, n, q<=Q), -1 = absent (contributes zero) -> features (B, 4n, D)."""
-        summed = self.quantizer.summed_codes(codes)                           # (B, n, C)
+        summed = self.quantizer.summed_codes(codes)  # (B, n, C)
         return self.decoder(summed.permute(0, 2, 1)).permute(0, 2, 1)
 
     # ---- EMA state of the codebooks (kept out of the official state dict) ----------------------------------

@@ -1,4 +1,4 @@
-"""EMA codebook with dead-code reset, one layer of the residual quantizer (spec §2.2).
+"""EMA codebook with dead-code reset, one layer of the residual quantizer (docs/networks.md#quantizer).
 
 Data-parallel training (``BatchShard``): when a step's global batch is split into ``S`` equal shards (processes x
 gradient-accumulation micro-steps), every process sums its shards' EMA statistics, all-reduces them and applies
@@ -7,11 +7,12 @@ the Gumbel noise of a shard is its rows of one noise draw of global shape from a
 ``(step seed, layer)``. So codebooks, code choices and resets are those of one process with the whole batch,
 and identical on every rank.
 """
+
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -64,13 +65,13 @@ class BatchShard:
 
     def generator(self, key: int, purpose: int, device: torch.device) -> torch.Generator:
         """A fresh generator for one purpose of one layer in this step (same on every shard)."""
-        seed = (self.seed * 1_000_003 + key * 7_919 + purpose * 104_729) % (2 ** 63)
+        seed = (self.seed * 1_000_003 + key * 7_919 + purpose * 104_729) % (2**63)
         return torch.Generator(device=device).manual_seed(seed)
 
     def gather_shards(self, rows: Tensor) -> Tensor:
         """(A, N, C) rows of this process's micro-steps -> (S*N, C) of all shards in shard order."""
         a, n, c = rows.shape
-        everything = self.all_gather_cat(rows.contiguous())              # (W*A, N, C), rank-major
+        everything = self.all_gather_cat(rows.contiguous())  # (W*A, N, C), rank-major
         return everything.view(self.world_size, a, n, c).transpose(0, 1).reshape(-1, c)
 
 
@@ -90,17 +91,20 @@ class QuantizeEMAReset(nn.Module):
         self.register_buffer("code_sum", torch.zeros(nb_code, code_dim), persistent=False)
         self.register_buffer("code_count", torch.zeros(nb_code), persistent=False)
         self.register_buffer("initialized", torch.zeros((), dtype=torch.bool), persistent=False)
-        self._pending: list[tuple[Tensor, Tensor, Tensor]] = []    # sharded steps: (sum, count, first rows)
+        self._pending: list[tuple[Tensor, Tensor, Tensor]] = []  # sharded steps: (sum, count, first rows)
 
     # ---- EMA state (kept out of the official state dict) ----------------------------------------------------
     def ema_state(self) -> dict[str, Tensor]:
-        return {"code_sum": self.code_sum.detach().cpu().clone(), "code_count": self.code_count.detach().cpu().clone(),
-                "initialized": self.initialized.detach().cpu().clone()}
+        return {
+            "code_sum": self.code_sum.detach().cpu().clone(),
+            "code_count": self.code_count.detach().cpu().clone(),
+            "initialized": self.initialized.detach().cpu().clone(),
+        }
 
     def load_ema_state(self, state: dict[str, Tensor] | None) -> None:
         """Restore EMA statistics; ``None`` (an official checkpoint) starts them from the loaded codebook.
 
-        Fix of the reference's resume bug (spec §2.2): there the codebook is re-initialised from the first batch.
+        Fix of the reference's resume bug (docs/networks.md#quantizer): there the codebook is re-initialised from the first batch.
         """
         with torch.no_grad():
             if state is None:
@@ -128,8 +132,13 @@ class QuantizeEMAReset(nn.Module):
         k_w = self.codebook.t()
         return x.pow(2).sum(-1, keepdim=True) - 2 * (x @ k_w) + k_w.pow(2).sum(0, keepdim=True)
 
-    def select(self, x: Tensor, temperature: float = 0.0, generator: torch.Generator | None = None,
-               rows: tuple[int, int] | None = None) -> Tensor:
+    def select(
+        self,
+        x: Tensor,
+        temperature: float = 0.0,
+        generator: torch.Generator | None = None,
+        rows: tuple[int, int] | None = None,
+    ) -> Tensor:
         """Code index per row of ``x`` (N, C) -> (N,): argmin distance, or Gumbel-max of ``-d/tau`` in training.
 
         ``rows = (offset, total)``: ``x`` is rows ``offset : offset + N`` of a batch of ``total`` rows, and the noise
@@ -144,7 +153,7 @@ class QuantizeEMAReset(nn.Module):
                 else:
                     offset, total = rows
                     noise = gumbel_noise(torch.Size((total, self.nb_code)), like=logits, generator=generator)
-                    noise = noise[offset:offset + x.shape[0]]
+                    noise = noise[offset : offset + x.shape[0]]
                 logits = logits / temperature + noise
             return logits.argmax(dim=-1)
 
@@ -171,7 +180,7 @@ class QuantizeEMAReset(nn.Module):
         return self._apply_ema(batch_sum, batch_count, reset_rows)
 
     def _apply_ema(self, batch_sum: Tensor, batch_count: Tensor, reset_rows: Tensor) -> Tensor:
-        """One EMA step of the code sums/counts (spec §2.2); codes whose count fell below 1 become ``reset_rows``
+        """One EMA step of the code sums/counts (docs/networks.md#quantizer); codes whose count fell below 1 become ``reset_rows``
         (K, C) -> perplexity of ``batch_count``."""
         self.code_sum.mul_(self.mu).add_(batch_sum, alpha=1 - self.mu)
         self.code_count.mul_(self.mu).add_(batch_count, alpha=1 - self.mu)
@@ -198,8 +207,14 @@ class QuantizeEMAReset(nn.Module):
         return self._apply_ema(batch_sum, batch_count, reset_rows)
 
     # ---- forward ------------------------------------------------------------------------------------------
-    def forward(self, x: Tensor, temperature: float = 0.0, generator: torch.Generator | None = None,
-                shard: BatchShard | None = None, key: int = 0) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    def forward(
+        self,
+        x: Tensor,
+        temperature: float = 0.0,
+        generator: torch.Generator | None = None,
+        shard: BatchShard | None = None,
+        key: int = 0,
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """x: (B, C, n) -> (straight-through quantized (B, C, n), indices (B, n), commit loss, perplexity).
 
         In training mode the codebook is initialised from the first batch and updated by EMA. With ``shard``
@@ -208,7 +223,7 @@ class QuantizeEMAReset(nn.Module):
         initialisation uses the rows of the first micro-step's shards (the global batch's first rows).
         """
         b, c, n = x.shape
-        flat = x.permute(0, 2, 1).reshape(-1, c)          # rows in (batch, time) order
+        flat = x.permute(0, 2, 1).reshape(-1, c)  # rows in (batch, time) order
         if shard is not None and self.training:
             if not bool(self.initialized):
                 first = shard.gather_shards(flat.detach()[None, : self.nb_code])

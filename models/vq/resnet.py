@@ -1,8 +1,9 @@
-"""Dilated 1-D residual stacks of the RVQ-VAE encoder/decoder (spec §2.1).
+"""Dilated 1-D residual stacks of the RVQ-VAE encoder/decoder (docs/networks.md#rvq-vae-encoder-and-decoder).
 
 Module and attribute names (``model``, ``conv1``, ``conv2``, ``norm1``, ``norm2``) follow the official state-dict
-layout (spec §6.4) so released checkpoints load without key editing.
+layout (docs/checkpoints.md#state-dict-keys) so released checkpoints load without key editing.
 """
+
 from __future__ import annotations
 
 from torch import Tensor, nn
@@ -46,8 +47,9 @@ class ResConv1DBlock(nn.Module):
     x: (B, C, T) -> (B, C, T).
     """
 
-    def __init__(self, channels: int, *, dilation: int, activation: str = "relu", norm: str | None = None,
-                 dropout: float = 0.2) -> None:
+    def __init__(
+        self, channels: int, *, dilation: int, activation: str = "relu", norm: str | None = None, dropout: float = 0.2
+    ) -> None:
         super().__init__()
         self.norm1 = make_norm(norm, channels)
         self.norm2 = make_norm(norm, channels)
@@ -64,15 +66,23 @@ class ResConv1DBlock(nn.Module):
 
 
 class Resnet1D(nn.Module):
-    """``depth`` residual blocks with dilations ``growth**i``, largest first (spec §2.1: 9, 3, 1).
+    """``depth`` residual blocks with dilations ``growth**i``, largest first (docs/networks.md#rvq-vae-encoder-and-decoder: 9, 3, 1).
 
     x: (B, C, T) -> (B, C, T).
     """
 
-    def __init__(self, channels: int, *, depth: int = 3, dilation_growth_rate: int = 3,
-                 reverse_dilation: bool = True, activation: str = "relu", norm: str | None = None) -> None:
+    def __init__(
+        self,
+        channels: int,
+        *,
+        depth: int = 3,
+        dilation_growth_rate: int = 3,
+        reverse_dilation: bool = True,
+        activation: str = "relu",
+        norm: str | None = None,
+    ) -> None:
         super().__init__()
-        dilations = [dilation_growth_rate ** i for i in range(depth)]
+        dilations = [dilation_growth_rate**i for i in range(depth)]
         if reverse_dilation:
             dilations = dilations[::-1]
         self.model = nn.Sequential(
