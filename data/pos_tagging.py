@@ -53,7 +53,8 @@ for _pos, _words in {
         _LEXICON.setdefault(_w, _pos)
 
 # Irregular lemmas (verbs and nouns); regular ones are handled by suffix rules.
-_LEMMAS = {
+# Irregular verb forms both lemmatisers know.
+_IRREGULAR_VERBS = {
     "ran": "run",
     "spun": "spin",
     "stood": "stand",
@@ -71,6 +72,10 @@ _LEMMAS = {
     "does": "do",
     "made": "make",
     "took": "take",
+}
+
+_LEMMAS = {
+    **_IRREGULAR_VERBS,
     "feet": "foot",
     "knees": "knee",
     "steps": "step",
@@ -113,23 +118,7 @@ cartwheel backflip somersault dive bob wiggle wobble shrug cover swat sweep mop 
 """.split()
 )
 _VERB_IRREGULAR = {
-    "ran": "run",
-    "spun": "spin",
-    "stood": "stand",
-    "got": "get",
-    "rose": "rise",
-    "lay": "lie",
-    "lying": "lie",
-    "swung": "swing",
-    "went": "go",
-    "goes": "go",
-    "bent": "bend",
-    "sat": "sit",
-    "threw": "throw",
-    "did": "do",
-    "does": "do",
-    "made": "make",
-    "took": "take",
+    **_IRREGULAR_VERBS,
     "caught": "catch",
     "held": "hold",
     "fell": "fall",
