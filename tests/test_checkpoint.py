@@ -20,6 +20,7 @@ from utils.checkpoint import (
     VQ,
     CheckpointError,
     atomic_write,
+    build_checked,
     find_checkpoint,
     list_checkpoints,
     load_checkpoint,
@@ -97,6 +98,47 @@ def test_strict_load_names_problems() -> None:
         load_state_dict_strict(other, {**sd, "clip_model.x": torch.zeros(1)})
     with pytest.raises(CheckpointError, match="shape mismatch"):
         load_state_dict_strict(other, {**sd, "0.weight": torch.zeros(4, 2)})
+
+
+class _Huge(nn.Module):
+    """A constructor that asks for ``make()`` and records whether the call returned (it must not)."""
+
+    reached = False
+
+    def __init__(self, make) -> None:
+        super().__init__()
+        self.lin = nn.Linear(2, 3)
+        self.extra = make()
+        _Huge.reached = True
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: nn.Embedding(10**9, 512),  # nb_code 1e9: 2 TB
+        lambda: torch.zeros(10**6, 10**4),  # 40 GB, which overcommit would let empty() return
+        lambda: torch.arange(0, 1e12),
+        lambda: torch.full((2**40,), 1.0),
+        lambda: nn.ModuleList(nn.Linear(256, 256) for _ in range(10**6)),  # grows layer by layer
+    ],
+)
+def test_build_refuses_absurd_sizes_before_allocating(make) -> None:
+    sd = nn.Linear(2, 3).state_dict()
+    _Huge.reached = False
+    with pytest.raises(CheckpointError, match=r"x\.tar: .*far larger than the checkpoint's 0\.0 MiB"):
+        build_checked(lambda: _Huge(make), {f"lin.{k}": v for k, v in sd.items()}, "x.tar")
+    assert not _Huge.reached
+
+
+def test_build_checked_loads_and_names_bad_settings() -> None:
+    net = nn.Sequential(nn.Embedding(50, 8), nn.Linear(8, 3))
+    sd = {k: v.clone() for k, v in net.state_dict().items()}
+    built = build_checked(lambda: nn.Sequential(nn.Embedding(50, 8), nn.Linear(8, 3)), sd, "x.tar")
+    assert all(torch.equal(built.state_dict()[k], v) for k, v in sd.items())
+    with pytest.raises(CheckpointError, match=r"x\.tar: its settings .* do not describe a model: RuntimeError"):
+        build_checked(lambda: nn.Sequential(nn.Embedding(-5, 8), nn.Linear(8, 3)), sd, "x.tar")
+    with pytest.raises(CheckpointError, match=r"x\.tar does not fit .* shape mismatch"):
+        build_checked(lambda: nn.Sequential(nn.Embedding(51, 8), nn.Linear(8, 3)), sd, "x.tar")
 
 
 def test_lookup_order_per_stage_and_fallback_warning(tmp_path: Path, caplog) -> None:

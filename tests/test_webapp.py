@@ -21,7 +21,7 @@ from tiny_runs import MASK_NAME, RES_NAME, make_tiny_runs
 
 from models.pipeline import MoMaskPipeline, Sampling
 from visualization.bvh import parse_bvh, read_bvh
-from visualization.webapp import DemoService, sampling_from_form
+from visualization.webapp import REQUEST_MARKER, DemoService, is_request_folder, sampling_from_form
 
 REPO = Path(__file__).resolve().parents[1]
 MODEL = "tiny"
@@ -45,12 +45,15 @@ def service(pipe: MoMaskPipeline, tmp_path: Path) -> DemoService:
 def test_generate_writes_every_output(service: DemoService) -> None:
     r = service.generate(MODEL, "  a person walks forward ", 60, False, 3)
     video = "momask_len60.mp4" if shutil.which("ffmpeg") else "momask_len60.gif"  # GIF where ffmpeg is absent
+    # The folder also holds the janitor's marker (the proof the server made it); the page offers only the outputs.
     assert r.folder.parent == service.workdir and sorted(p.name for p in r.folder.iterdir()) == [
+        REQUEST_MARKER,
         "momask_len60.bvh",
         video,
         "momask_len60_features.npy",
         "momask_len60_joints.npy",
     ]
+    assert is_request_folder(r.folder) and REQUEST_MARKER not in {p.name for p in (r.video, r.bvh, r.joints, r.features)}
     joints, features = np.load(r.joints), np.load(r.features)
     assert joints.shape == (60, 22, 3) and features.shape == (60, 263)
     assert read_bvh(r.bvh).rotations.shape[0] == 60
@@ -146,7 +149,10 @@ def test_bad_uploads_and_spans_are_refused_clearly(service: DemoService, tmp_pat
         ("long.npy", 1, 2, "has 400 frames; the demo edits at most 196"),
         ("motion.txt", 1, 2, "unsupported extension '.txt'"),
         ("bad.bvh", 1, 2, "uploaded file 'bad.bvh'"),
-        ("ok.npy", 3, 9, "edit span: frames 60..180 are not a non-empty span inside the motion's 80 frames"),
+        ("ok.npy", 3, 9, r"end \(s\): 9 is out of range; use 0\.\.4"),  # 80 frames are 4 s
+        ("ok.npy", 0, 1e308, r"end \(s\): 1e\+308 is out of range"),
+        ("ok.npy", "nan", 2, r"start \(s\): 'nan' is not a number"),
+        ("ok.npy", 3, 3, "edit span: frames 60..60 are not a non-empty span inside the motion's 80 frames"),
         ("ok.npy", 2, 1, "edit span"),
         ("ok.npy", -1, 2, r"start \(s\): -1 is out of range"),
     ]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -16,6 +17,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.overrides import TorchFunctionMode
 
 logger = logging.getLogger(__name__)
 
@@ -199,38 +201,92 @@ def check_model_args(value: Any, source: str | Path) -> dict[str, Any]:
     return dict(value)
 
 
+# Constructors whose size argument is checked before they allocate (see :class:`_AllocationBudget`).
+_SIZED_FACTORIES = (torch.empty, torch.zeros, torch.ones, torch.full, torch.rand, torch.randn, torch.randint)
+_RANGE_FACTORIES = (torch.arange, torch.linspace, torch.logspace, torch.eye)
+BUILD_SLACK_BYTES = 256 * 2**20  # what a constructor may allocate beyond twice its checkpoint's weights
+
+
+class _AllocationBudget(TorchFunctionMode):
+    """Refuse tensor allocations past ``limit`` bytes while a module is built (plain CPU, no meta device).
+
+    A factory call (:data:`_SIZED_FACTORIES`, :data:`_RANGE_FACTORIES`) is checked from its arguments *before*
+    it allocates, at 8 bytes an element; every other op's new storages are added after it returns (a clone or
+    deepcopy is the size of tensors already counted, so growth is caught one step late at most)."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__()
+        self.limit, self.used, self.seen = limit, 0, set()
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):  # noqa: ANN001 - torch's protocol
+        kwargs = kwargs or {}
+        wanted = _requested_elements(func, args, kwargs)
+        if wanted is not None and self.used + 8 * wanted > self.limit:
+            raise MemoryError(
+                f"{func.__name__} of {wanted:.3g} elements is past the {self.limit / 2**20:.0f} MiB budget"
+            )
+        out = func(*args, **kwargs)
+        for t in out if isinstance(out, (tuple, list)) else (out,):
+            if isinstance(t, torch.Tensor) and t.layout == torch.strided:
+                storage = t.untyped_storage()
+                if storage.data_ptr() not in self.seen:
+                    self.seen.add(storage.data_ptr())
+                    self.used += storage.nbytes()
+        if self.used > self.limit:
+            raise MemoryError(f"{self.used / 2**20:.0f} MiB allocated, past the {self.limit / 2**20:.0f} MiB budget")
+        return out
+
+
+def _requested_elements(func: Callable, args: tuple, kwargs: dict) -> float | None:
+    """Elements a factory call will allocate, from its arguments; None for other ops or unreadable arguments."""
+    numbers = [a for a in args if isinstance(a, (int, float)) and not isinstance(a, bool)]
+    if func in _SIZED_FACTORIES:
+        size = kwargs.get("size", next((a for a in args if isinstance(a, (tuple, list, torch.Size))), numbers))
+        if not all(isinstance(n, int) for n in size):
+            return None
+        return float(math.prod(max(n, 0) for n in size))
+    if func in _RANGE_FACTORIES and numbers:
+        if func is torch.eye:  # eye(n, m=n)
+            return float(numbers[0]) * float(numbers[-1])
+        if func is not torch.arange:  # linspace / logspace(start, end, steps)
+            return float(numbers[2]) if len(numbers) > 2 else float(kwargs.get("steps", 0))
+        bounds = [0, *numbers] if len(numbers) == 1 else numbers  # arange(end) / (start, end[, step])
+        step = bounds[2] if len(bounds) > 2 else kwargs.get("step", 1)
+        count = (bounds[1] - bounds[0]) / step if step else math.inf
+        return abs(count) if math.isfinite(count) else None
+    return None
+
+
 def build_checked(
     factory: Callable[[], nn.Module],
     state_dict: Any,
     source: str | Path,
     allowed_missing_prefixes: tuple[str, ...] = (),
 ) -> nn.Module:
-    """``factory()`` with ``state_dict`` loaded strictly, checked before any real memory is allocated.
+    """``factory()`` with ``state_dict`` loaded strictly; settings that do not describe the model raise
+    :class:`CheckpointError` naming ``source``.
 
-    The module is first built on the ``meta`` device: settings (``model_args`` / opt.txt) its constructor refuses,
-    or whose tensor shapes differ from the checkpoint's, raise :class:`CheckpointError` without allocating."""
+    The module is built on the CPU under an allocation budget of twice the checkpoint's weights plus
+    :data:`BUILD_SLACK_BYTES`: absurd settings (``model_args`` / opt.txt saying ``nb_code: 1e9``) are refused
+    before their tensors are allocated, without the meta device (whose ops import sympy and torch._dynamo)."""
     state_dict = check_state_dict(state_dict, source)
-
-    def build(meta: bool) -> nn.Module:
-        try:
-            if not meta:
-                return factory()
-            with torch.device("meta"):
-                return factory()
-        except (CheckpointError, FileNotFoundError):
-            raise
-        except Exception as exc:  # a constructor refusing its arguments raises TypeError, ValueError, RuntimeError
-            if meta and "meta" in str(exc):  # a constructor that reads tensor values cannot run on meta: build it
-                return build(False)
-            first = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else ""
-            raise CheckpointError(
-                f"{source}: its settings (model_args / opt.txt) do not describe a model: "
-                f"{exc.__class__.__name__}: {first}"
-            ) from None
-
-    skeleton = build(True)
-    _check_fit(skeleton, state_dict, allowed_missing_prefixes, source)
-    module = skeleton if next(skeleton.parameters(), torch.empty(0)).device.type != "meta" else build(False)
+    weights = sum(t.numel() * t.element_size() for t in state_dict.values())
+    limit = 2 * weights + BUILD_SLACK_BYTES
+    try:
+        with _AllocationBudget(limit):
+            module = factory()
+    except (CheckpointError, FileNotFoundError):
+        raise
+    except MemoryError as exc:
+        raise CheckpointError(
+            f"{source}: its settings (model_args / opt.txt) describe a model far larger than the checkpoint's "
+            f"{weights / 2**20:.1f} MiB of weights ({exc}); they disagree with the checkpoint"
+        ) from None
+    except Exception as exc:  # a constructor refusing its arguments raises TypeError, ValueError, RuntimeError
+        first = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else ""
+        raise CheckpointError(
+            f"{source}: its settings (model_args / opt.txt) do not describe a model: {exc.__class__.__name__}: {first}"
+        ) from None
     load_state_dict_strict(module, state_dict, allowed_missing_prefixes, source)
     return module
 
