@@ -53,7 +53,9 @@ def test_generate_writes_every_output(service: DemoService) -> None:
         "momask_len60_features.npy",
         "momask_len60_joints.npy",
     ]
-    assert is_request_folder(r.folder) and REQUEST_MARKER not in {p.name for p in (r.video, r.bvh, r.joints, r.features)}
+    assert is_request_folder(r.folder) and REQUEST_MARKER not in {
+        p.name for p in (r.video, r.bvh, r.joints, r.features)
+    }
     joints, features = np.load(r.joints), np.load(r.features)
     assert joints.shape == (60, 22, 3) and features.shape == (60, 263)
     assert read_bvh(r.bvh).rotations.shape[0] == 60
