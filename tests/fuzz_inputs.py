@@ -217,7 +217,8 @@ def mutate_bvh(rng: np.random.Generator, text: str, reparent: Callable[[np.rando
         chans = [i for i, line in enumerate(lines) if "CHANNELS" in line]
         i = chans[int(rng.integers(len(chans)))]
         parts = lines[i].split()
-        parts[1] = str(rng.choice(["-1", "-100", "7", "1000000", "3.5", "", "-0", str(int(parts[1]) + 1)]))
+        wrong = ["-1", "-2", "-3", "-100", "7", "1000000", "3.5", "", "-0", str(int(parts[1]) + 1)]
+        parts[1] = str(rng.choice(wrong))  # -2 once looped forever: CHANNELS -2 made the cursor stand still
         lines[i] = " ".join(parts)
         return "\n".join(lines).encode()
     if kind == 2:
