@@ -36,6 +36,7 @@ from data.text import TextAnnotation, write_text_file
 from utils.cli import run_cli
 from utils.kit_mapping import smpl22_to_kit21
 from utils.motion import check_joints, extract_features, mirror_joints, recover_from_ric
+from utils.npy import load_npy
 from utils.skeleton import DatasetSpec, get_dataset_spec
 
 logger = logging.getLogger(__name__)
@@ -114,7 +115,7 @@ def load_joints(path: Path, spec: DatasetSpec) -> tuple[np.ndarray, float | None
         joints = np.asarray(bvh_to_joints(motion, spec), dtype=np.float32)
         fps = 1.0 / motion.frame_time
     else:
-        joints = np.load(path).astype(np.float32)
+        joints = load_npy(path, "joint positions", ndim=3)
         if spec.name == "kit" and joints.ndim == 3 and joints.shape[1:] == (22, 3):
             joints = smpl22_to_kit21(joints)  # SMPL-22 metres -> KIT-21 millimetres (utils/kit_mapping.py)
     check_joints(joints, spec, name=str(path), min_frames=2)

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from prepare.body_geometry import fit_template_geometry
+from utils.npy import load_npy
 
 SOURCE_FPS = 120
 STRIDE = 6  # 120 fps -> 20 fps
@@ -129,7 +130,8 @@ class ClimbClip:
 
 def convert_take(climb_dir: Path, clip: ClimbClip) -> np.ndarray:
     """The clip's frames of its take as (end - start, 22, 3) SMPL joints."""
-    joints = to_smpl_joints(np.load(take_file(climb_dir, clip.take)))
+    path = take_file(climb_dir, clip.take)
+    joints = to_smpl_joints(load_npy(path, "climb capture", shape=(None, NUM_SOURCE_JOINTS, 3), dtype=np.float64))
     if not 0 <= clip.start < clip.end <= len(joints):
         raise ValueError(
             f"{clip.clip_id}: frames [{clip.start}, {clip.end}) outside take {clip.take} "

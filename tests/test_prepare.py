@@ -85,6 +85,27 @@ def test_build_dataset_refuses_existing_and_leaves_nothing_on_error(tmp_path: Pa
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
 
 
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (b"", "the file is empty"),
+        (np.array(["a", "b"]), "dtype <U1 \\(string\\)"),
+        (np.zeros((50, 22, 3), np.complex64), "complex"),
+        (np.full((50, 22, 3), np.nan, np.float32), "NaN"),
+        (np.float32(1), "0-d scalar"),
+    ],
+)
+def test_build_dataset_refuses_bad_clip_files(tmp_path: Path, content: object, message: str) -> None:
+    src = _input_folder(tmp_path, n=3)
+    if isinstance(content, bytes):
+        (src / "clip1.npy").write_bytes(content)
+    else:
+        np.save(src / "clip1.npy", content)
+    with pytest.raises(ValueError, match=f"joint positions {src / 'clip1.npy'}: .*{message}"):
+        build_dataset(src, tmp_path / "new", SPEC, use_spacy=False)
+    assert not (tmp_path / "new").exists()
+
+
 # ---------------------------------------------------------------------------------------------- check_dataset CLI
 
 

@@ -24,7 +24,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -36,6 +35,7 @@ from models.length_estimator import LengthEstimator
 from training.loop import capture_rng, epoch_progress, every, restore_rng, shard_steps
 from utils import distributed as dist
 from utils.checkpoint import FINEST, LATEST, MODEL_ARGS_KEY, load_checkpoint, load_state_dict_strict, save_checkpoint
+from utils.npy import read_npy_header
 from utils.skeleton import DatasetSpec
 
 logger = logging.getLogger(__name__)
@@ -61,7 +61,7 @@ class LengthItems:
 
 def _motion_frames(path: Path) -> int:
     """Number of frames of a ``new_joint_vecs`` file, read from the .npy header only."""
-    return int(np.load(path, mmap_mode="r").shape[0])
+    return int(read_npy_header(path, "motion features").shape[0])
 
 
 def read_length_items(

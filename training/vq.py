@@ -43,6 +43,7 @@ from utils.checkpoint import (
     save_checkpoint,
 )
 from utils.distributed import ShardedBatchSampler, ShardPlan
+from utils.npy import load_npy
 
 logger = logging.getLogger(__name__)
 
@@ -404,7 +405,7 @@ def write_meta(meta_dir: Path, mean: np.ndarray, std: np.ndarray) -> None:
     own, with a warning when the dataset's statistics have changed since)."""
     for name, arr in (("mean.npy", mean), ("std.npy", std)):
         path = meta_dir / name
-        if path.is_file() and not np.array_equal(np.load(path), arr):
+        if path.is_file() and not np.array_equal(load_npy(path, "run statistics"), arr):
             logger.warning("%s differs from the statistics of the current dataset; keeping the run's file", path)
             continue
         with atomic_write(path) as tmp:
