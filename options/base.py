@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
 from utils.checkpoint import atomic_write
+from utils.cli import CliParser
 
 logger = logging.getLogger(__name__)
 
@@ -228,7 +229,7 @@ class Options:
 
     @classmethod
     def parser(cls) -> argparse.ArgumentParser:
-        p = argparse.ArgumentParser(
+        p = CliParser(
             description=cls.description or cls.__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter
         )
         for f in cls._fields():

@@ -75,6 +75,7 @@ CONVERT = {
     "complex": (_npy(JOINTS.astype(np.complex64)), ".bvh"),
     "timedelta": (_npy(np.zeros((30, 22, 3), "m8[s]")), ".bvh"),
     "negative_channels_bvh": (_motion_bvh().replace("CHANNELS 3", "CHANNELS -3", 1).encode(), ".npy"),
+    "minus_2_channels_bvh": (_motion_bvh().replace("CHANNELS 3", "CHANNELS -2", 1).encode(), ".npy"),
     "abc_in_bvh": (_motion_bvh().replace("OFFSET ", "OFFSET abc ", 2).encode(), ".npy"),
     "wrong_hierarchy_bvh": (_motion_bvh((-1,) + (0,) * 21).encode(), ".npy"),
 }
@@ -90,7 +91,12 @@ def _hash(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def _assert_clean_refusal(proc: subprocess.CompletedProcess, names: tuple[str, ...], guarded: Path) -> None:
+def _snapshot(folder: Path) -> dict[str, str]:
+    """relative path -> sha256 of every file under ``folder``: a refused run must leave it exactly so."""
+    return {str(p.relative_to(folder)): _hash(p) for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def _assert_clean_refusal(proc: subprocess.CompletedProcess, names: tuple[str, ...]) -> None:
     errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert "Traceback" not in proc.stderr, proc.stderr[-2000:]
@@ -111,7 +117,7 @@ def test_convert_refuses(name: str, tmp_path: Path) -> None:
     out.write_bytes(b"an earlier result")
     before = _hash(out)
     proc = _run(["-m", "visualization.convert", str(src), str(out)], timeout=120)
-    _assert_clean_refusal(proc, (src.name,), out)
+    _assert_clean_refusal(proc, (src.name,))
     assert _hash(out) == before and sorted(p.name for p in tmp_path.iterdir()) == sorted([src.name, out.name])
 
 
@@ -152,6 +158,16 @@ RUNS: dict[str, tuple[Callable[[Path], None], tuple[str, ...]]] = {
         ),
         ("latest.tar",),
     ),
+    "model_args_wrong_type": (
+        lambda t: _save(t / MASK_NAME / "model/latest.tar", lambda s: {**s, "model_args": ["not", "a", "dict"]}),
+        ("latest.tar",),
+    ),
+    "nb_code_1e9_in_model_args": (
+        lambda t: _save(
+            t / VQ_NAME / "model/net_best_fid.tar", lambda s: {**s, "model_args": {**s["model_args"], "nb_code": 10**9}}
+        ),
+        ("net_best_fid.tar",),
+    ),
     "nb_code_1e400": (
         lambda t: (
             _no_model_args(t / MASK_NAME, "latest.tar"),
@@ -170,6 +186,10 @@ RUNS: dict[str, tuple[Callable[[Path], None], tuple[str, ...]]] = {
     "0d_vq_mean": (lambda t: np.save(t / VQ_NAME / "meta/mean.npy", np.float32(0)), ("mean.npy",)),
     "nan_in_vq_std": (lambda t: np.save(t / VQ_NAME / "meta/std.npy", np.full(263, np.nan, np.float32)), ("std.npy",)),
     "zero_vq_std": (lambda t: np.save(t / VQ_NAME / "meta/std.npy", np.zeros(263, np.float32)), ("std.npy",)),
+    "inf_in_vq_mean": (
+        lambda t: np.save(t / VQ_NAME / "meta/mean.npy", np.full(263, np.inf, np.float32)),
+        ("mean.npy",),
+    ),
 }
 
 
@@ -203,16 +223,21 @@ def test_gen_t2m_refuses_broken_runs(name: str, template_runs: Path, tmp_path: P
             "npy",
         ]
     )
-    _assert_clean_refusal(proc, names, previous)
+    _assert_clean_refusal(proc, names)
     assert _hash(previous) == before and sorted(p.name for p in out.rglob("*")) == sorted(
         ["text2motion", "joints", "0", previous.name]
     )
 
 
 @pytest.mark.slow
-def test_edit_span_overflow_and_5000_char_run_name(template_runs: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("span", ["0," + "9" * 5000 + "s", "0,1e308s", "1e308,", "nan,2s"])
+def test_edit_refuses_overflowing_spans(span: str, template_runs: Path, tmp_path: Path) -> None:
     source = tmp_path / "walk.npy"
     np.save(source, np.zeros((80, 263), np.float32))
+    previous = tmp_path / "out" / "edit" / "previous.npy"
+    previous.parent.mkdir(parents=True)
+    np.save(previous, np.ones(3, np.float32))
+    before = _snapshot(tmp_path)
     proc = _run(
         [
             "edit_t2m.py",
@@ -225,14 +250,19 @@ def test_edit_span_overflow_and_5000_char_run_name(template_runs: Path, tmp_path
             "--text",
             "a person jumps",
             "-msec",
-            "0," + "9" * 5000 + "s",
+            span,
             "--device",
             "cpu",
             "--out_dir",
             str(tmp_path / "out"),
         ]
     )
-    _assert_clean_refusal(proc, ("--mask_edit_section",), source)
+    _assert_clean_refusal(proc, ("--mask_edit_section",))
+    assert _snapshot(tmp_path) == before
+
+
+@pytest.mark.slow
+def test_gen_refuses_a_5000_char_run_name(template_runs: Path, tmp_path: Path) -> None:
     proc = _run(
         [
             "gen_t2m.py",
@@ -248,7 +278,7 @@ def test_edit_span_overflow_and_5000_char_run_name(template_runs: Path, tmp_path
             str(tmp_path / "out"),
         ]
     )
-    _assert_clean_refusal(proc, ("--name",), source)
+    _assert_clean_refusal(proc, ("--name",))
     assert not (tmp_path / "out").exists()
 
 
@@ -280,6 +310,9 @@ def test_train_evaluator_refuses_bad_glove(kind: str, tmp_path: Path) -> None:
     words = os.urandom(500) if kind == "garbage_glove_words" else pickle.dumps([_Payload(marker), "unk"])
     glove = _glove(tmp_path / "glove", words)
     data = make_tiny_dataset(tmp_path / "data", "t2m", n_clips=4)
+    (tmp_path / "ck").mkdir()
+    (tmp_path / "ck" / "notes.txt").write_text("an earlier run's notes")
+    before = _snapshot(tmp_path)
     proc = _run(
         [
             "train_evaluator.py",
@@ -293,14 +326,15 @@ def test_train_evaluator_refuses_bad_glove(kind: str, tmp_path: Path) -> None:
             "cpu",
         ]
     )
-    _assert_clean_refusal(proc, ("our_vab_words.pkl",), glove)
-    assert not marker.exists()
+    _assert_clean_refusal(proc, ("our_vab_words.pkl",))
+    assert not marker.exists() and _snapshot(tmp_path) == before
 
 
 @pytest.mark.slow
 def test_train_vq_refuses_string_arrays_in_the_dataset(tmp_path: Path) -> None:
     data = make_tiny_dataset(tmp_path / "data", "t2m", n_clips=4)
     np.save(data / "new_joint_vecs" / "000002.npy", np.array(["a", "b"]))
+    before = _snapshot(tmp_path)
     proc = _run(
         [
             "train_vq.py",
@@ -316,4 +350,5 @@ def test_train_vq_refuses_string_arrays_in_the_dataset(tmp_path: Path) -> None:
             "1",
         ]
     )
-    _assert_clean_refusal(proc, ("000002.npy",), data / "Mean.npy")
+    _assert_clean_refusal(proc, ("000002.npy",))
+    assert _snapshot(tmp_path) == before

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import argparse
 import logging
 import sys
 from collections.abc import Callable
+from typing import NoReturn
 
 from utils.checkpoint import CheckpointError
 
@@ -12,6 +14,14 @@ logger = logging.getLogger(__name__)
 
 # Exceptions that describe a problem with the user's input (files, options, data), not a bug.
 USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, FileNotFoundError, CheckpointError, NotADirectoryError)
+
+
+class CliParser(argparse.ArgumentParser):
+    """``argparse`` whose usage errors are user errors: :func:`run_cli` prints them as the one ``error:`` line
+    (naming the flag), instead of argparse's usage block followed by ``prog: error: ...``."""
+
+    def error(self, message: str) -> NoReturn:
+        raise ValueError(f"{message} (see {self.prog} --help)")
 
 
 def run_cli(main: Callable[[list[str] | None], object], argv: list[str] | None = None) -> None:

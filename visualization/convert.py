@@ -25,7 +25,7 @@ import numpy as np
 
 from utils.checkpoint import atomic_write
 from utils.cleanup import cleanup_motion
-from utils.cli import run_cli
+from utils.cli import CliParser, run_cli
 from utils.log import setup_logging
 from utils.motion import check_bones, check_features, check_joints, extract_features, recover_from_ric
 from utils.npy import check_output, load_npy
@@ -156,7 +156,7 @@ def convert(src: Path, dst: Path, args: argparse.Namespace) -> Motion:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m visualization.convert", description=__doc__.split("\n\n")[0])
+    parser = CliParser(prog="python -m visualization.convert", description=__doc__.split("\n\n")[0])
     parser.add_argument("input", type=Path, help=f"input file ({', '.join(sorted(READERS))})")
     parser.add_argument("output", type=Path, help=f"output file ({', '.join(sorted(WRITERS))})")
     parser.add_argument("--dataset", default=None, help="t2m (HumanML3D) or kit; default: inferred from the shape")
