@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import importlib
+import os
+import pickle
 import shutil
 import zlib
 from pathlib import Path
@@ -19,6 +21,7 @@ from tests.evaluator_helpers import (
     write_tiny_dataset,
     write_tiny_glove,
 )
+from utils.cli import run_cli
 
 MASK = "t2m_nlayer2_nhead2_ld64_ff128_cdp0.1"
 RES = "tres_nlayer2_ld64_ff128_cdp0.2_sw"
@@ -134,3 +137,33 @@ def test_eval_t2m_missing_evaluator_named(setup, tmp_path) -> None:
     shutil.rmtree(ckpt / "t2m" / "text_mot_match")
     with pytest.raises(FileNotFoundError, match=r"text_mot_match/model/finest\.tar.*humanml3d_evaluator\.zip"):
         eval_t2m.main([*common, "--name", MASK, "--res_name", RES])
+
+
+class _Payload:
+    """Unpickling this runs ``touch marker`` (what a crafted our_vab_words.pkl does to a plain pickle.load)."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return os.system, (f"touch {self.marker}",)
+
+
+def test_eval_t2m_refuses_a_pickle_payload_glove(setup, monkeypatch, tmp_path, capsys) -> None:
+    eval_t2m = importlib.import_module("eval_t2m")
+    ckpt, common = setup
+    marker = tmp_path / "PAYLOAD_RAN"
+    (tmp_path / "glove" / "our_vab_words.pkl").write_bytes(pickle.dumps(["unk", _Payload(marker)]))
+    original = eval_t2m.MoMaskPipeline.from_checkpoints
+    encoder = HashTextEncoder(nn.Identity())
+    monkeypatch.setattr(
+        eval_t2m.MoMaskPipeline, "from_checkpoints", lambda *a, **k: original(*a, **{**k, "text_encoder": encoder})
+    )
+    before = {p: p.read_bytes() for p in ckpt.rglob("*") if p.is_file()}
+    with pytest.raises(SystemExit) as info:
+        run_cli(eval_t2m.main, [*common, "--name", MASK, "--res_name", RES, "--ext", "payload"])
+    err = capsys.readouterr().err
+    errors = [line for line in err.splitlines() if line.startswith("error: ")]  # the rest is the run's log
+    assert info.value.code == 2 and len(errors) == 1 and "Traceback" not in err
+    assert "our_vab_words.pkl" in errors[0] and "not a plain Python value" in errors[0]
+    assert not marker.exists() and all(p.read_bytes() == data for p, data in before.items())  # only a log is new
