@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib
-import os
 import pickle
 import shutil
 import zlib
@@ -21,6 +20,7 @@ from tests.evaluator_helpers import (
     write_tiny_dataset,
     write_tiny_glove,
 )
+from tests.fuzz_inputs import Payload
 from utils.cli import run_cli
 
 MASK = "t2m_nlayer2_nhead2_ld64_ff128_cdp0.1"
@@ -139,21 +139,11 @@ def test_eval_t2m_missing_evaluator_named(setup, tmp_path) -> None:
         eval_t2m.main([*common, "--name", MASK, "--res_name", RES])
 
 
-class _Payload:
-    """Unpickling this runs ``touch marker`` (what a crafted our_vab_words.pkl does to a plain pickle.load)."""
-
-    def __init__(self, marker: Path) -> None:
-        self.marker = str(marker)
-
-    def __reduce__(self):
-        return os.system, (f"touch {self.marker}",)
-
-
 def test_eval_t2m_refuses_a_pickle_payload_glove(setup, monkeypatch, tmp_path, capsys) -> None:
     eval_t2m = importlib.import_module("eval_t2m")
     ckpt, common = setup
     marker = tmp_path / "PAYLOAD_RAN"
-    (tmp_path / "glove" / "our_vab_words.pkl").write_bytes(pickle.dumps(["unk", _Payload(marker)]))
+    (tmp_path / "glove" / "our_vab_words.pkl").write_bytes(pickle.dumps(["unk", Payload(marker, "system")]))
     original = eval_t2m.MoMaskPipeline.from_checkpoints
     encoder = HashTextEncoder(nn.Identity())
     monkeypatch.setattr(
