@@ -14,7 +14,7 @@ from models.control import Control
 from models.pipeline import Sampling
 from models.runs import load_pipeline
 from options.generate import EditOptions
-from utils.cli import run_cli
+from utils.cli import exit_without_teardown, run_cli
 from utils.device import resolve_device, seed_everything
 from utils.log import setup_logging
 from visualization.control_input import read_control
@@ -69,3 +69,4 @@ def main(argv: list[str] | None = None) -> None:
 
 if __name__ == "__main__":
     run_cli(main)
+    exit_without_teardown()
