@@ -17,6 +17,7 @@ import numpy as np
 from utils.checkpoint import atomic_write
 from utils.cleanup import cleanup_motion
 from utils.npy import check_output
+from utils.physical import to_metres
 from utils.skeleton import DatasetSpec
 from visualization.blender_check import export_with_blender
 from visualization.bvh import BvhMotion, write_bvh
@@ -117,10 +118,11 @@ class MotionWriter:
     def _note_fk_error(self, joints: np.ndarray, bvh: BvhMotion, stem: str) -> None:
         """Log how far FK of a one-skeleton BVH lands from ``joints`` (T, J, 3) when the motion's bone lengths
         change over time (generated motions' do; mocap's do not): one BVH skeleton cannot follow them."""
-        err = float(np.linalg.norm(bvh_to_joints(bvh, self.spec) - joints, axis=-1).max())
+        metres = to_metres(joints, self.spec)  # KIT-ML joints are millimetres
+        err = float(np.linalg.norm(to_metres(bvh_to_joints(bvh, self.spec), self.spec) - metres, axis=-1).max())
         if err > FK_NOTE_M:
             parents = np.asarray(self.spec.parents[1:])
-            lengths = np.linalg.norm(joints[:, 1:] - joints[:, parents], axis=-1)  # (T, J-1)
+            lengths = np.linalg.norm(metres[:, 1:] - metres[:, parents], axis=-1)  # (T, J-1)
             logger.info(
                 "%s.bvh (--bvh_offsets motion): FK is up to %.1f cm from the joints, whose bone lengths vary by "
                 "up to %.1f cm within the motion (one BVH skeleton has one length per bone)",
