@@ -14,7 +14,7 @@ from models.control import Control
 from models.pipeline import Sampling
 from models.runs import load_pipeline
 from options.generate import EditOptions
-from utils.cli import run_cli
+from utils.cli import exit_without_teardown, run_cli
 from utils.device import resolve_device, seed_everything
 from utils.log import setup_logging
 from visualization.control_input import read_control
@@ -32,7 +32,17 @@ def main(argv: list[str] | None = None) -> None:
     caption = check_caption(opt.text[0])
     if not opt.source_motion:
         raise ValueError("give the motion to edit with --source_motion (features .npy, joints .npy or .bvh)")
-    features = read_motion(opt.source_motion, opt.spec).as_features()
+    source = read_motion(opt.source_motion, opt.spec)
+    features = source.as_features()
+    if source.features is None:
+        logger.info(
+            "--source_motion %s: joints converted to %d feature frames as the official process_file does (the "
+            "%s skeleton's bone lengths, on the floor, starting at the origin facing +Z, one frame fewer); the "
+            "frames outside the spans are that conversion's",
+            opt.source_motion,
+            features.shape[0],
+            opt.spec.data_folder,
+        )
     total, limit = features.shape[0], opt.spec.max_motion_length
     if total > limit:
         raise ValueError(
@@ -69,3 +79,4 @@ def main(argv: list[str] | None = None) -> None:
 
 if __name__ == "__main__":
     run_cli(main)
+    exit_without_teardown()

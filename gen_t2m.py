@@ -17,7 +17,7 @@ from models.control import Control
 from models.pipeline import Sampling
 from models.runs import load_pipeline
 from options.generate import GenerateOptions
-from utils.cli import run_cli
+from utils.cli import exit_without_teardown, run_cli
 from utils.device import resolve_device, seed_everything
 from utils.log import setup_logging
 from utils.physical import PhysicalMetrics, motion_report, write_report
@@ -139,3 +139,4 @@ def main(argv: list[str] | None = None) -> None:
 
 if __name__ == "__main__":
     run_cli(main)
+    exit_without_teardown()

@@ -2,10 +2,11 @@
 
 Each run is a fresh interpreter (imports, model and text-encoder loading, caption check, generation, BVH
 export, exit). Printed: min-median-max over ``--repeats`` runs after one warm-up run (the OS file cache is
-warm, as for a user's second try), beside this project's figure before the lean MiniLM (11 s median, issue 21:
-MiniLM build 4.7-5.3 s, ``import transformers`` 1.2-1.5 s, sympy 0.6-0.7 s) and the official gen_t2m's
-process start-to-exit 37.6 s (official_timings.md, 196 frames, with videos: not the same work). The load
-average is printed beside the figure: on a shared machine it dominates the noise.
+warm, as for a user's second try), with the median CPU time (user + system: less sensitive to other processes
+than the wall time), beside this project's figure before the lean MiniLM (11 s median, issue 21: MiniLM build
+4.7-5.3 s, ``import transformers`` 1.2-1.5 s, sympy 0.6-0.7 s) and the official gen_t2m's process start-to-exit
+37.6 s (official_timings.md, 196 frames, with videos: not the same work). The load average is printed beside
+the figure: on a shared machine it dominates the noise.
 
     python -m benchmarks.bench_cold_start                 # ~1 min
     python -m benchmarks.bench_cold_start --repeats 7 --threads 1
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -35,9 +37,8 @@ def one_run(out_dir: Path, threads: int) -> tuple[float, str]:
     if threads:
         env["OMP_NUM_THREADS"] = str(threads)
     probe = (
-        "import runpy, sys; sys.argv = ['gen_t2m.py', '--text', 'a person walks forward', '--out_dir', "
-        f"{str(out_dir)!r}]\ntry:\n    runpy.run_path('gen_t2m.py', run_name='__main__')\nfinally:\n"
-        f"    print('HEAVY', [m for m in {HEAVY!r} if m in sys.modules], file=sys.stderr)"
+        "import sys, gen_t2m\ntry:\n    gen_t2m.main(['--text', 'a person walks forward', '--out_dir', "
+        f"{str(out_dir)!r}])\nfinally:\n    print('HEAVY', [m for m in {HEAVY!r} if m in sys.modules], file=sys.stderr)"
     )
     t0 = time.perf_counter()
     done = subprocess.run([sys.executable, "-c", probe], cwd=REPO, env=env, capture_output=True, text=True)
@@ -48,11 +49,13 @@ def one_run(out_dir: Path, threads: int) -> tuple[float, str]:
     return wall, heavy.removeprefix("HEAVY ")
 
 
-def plain_run(out_dir: Path, threads: int, repo: Path = REPO) -> float:
-    """Wall seconds of exactly the user's command (no probe) in checkout ``repo``."""
+def plain_run(out_dir: Path, threads: int, repo: Path = REPO) -> tuple[float, float]:
+    """Wall seconds and CPU seconds (user + system) of exactly the user's command (no probe) in checkout
+    ``repo``."""
     env = dict(os.environ)
     if threads:
         env["OMP_NUM_THREADS"] = str(threads)
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     subprocess.run(
         [sys.executable, "gen_t2m.py", "--text", "a person walks forward", "--out_dir", str(out_dir)],
@@ -61,7 +64,18 @@ def plain_run(out_dir: Path, threads: int, repo: Path = REPO) -> float:
         check=True,
         capture_output=True,
     )
-    return time.perf_counter() - t0
+    wall = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return wall, after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+
+
+def summary(runs: list[tuple[float, float]]) -> str:
+    """min/median/max wall and median CPU (user + system) of (wall, cpu) runs."""
+    walls = [w for w, _ in runs]
+    return (
+        f"wall min {min(walls):.2f} s, median {statistics.median(walls):.2f} s, max {max(walls):.2f} s; "
+        f"CPU (user+sys) median {statistics.median(c for _, c in runs):.2f} s over {len(runs)} runs"
+    )
 
 
 def main() -> None:
@@ -75,29 +89,27 @@ def main() -> None:
         help="another checkout (e.g. one before the lean MiniLM) timed in the same loop, alternating",
     )
     args = parser.parse_args()
-    walls, base = [], []
+    ours, base = [], []  # (wall, cpu) seconds per run
     with tempfile.TemporaryDirectory() as tmp:
         _, heavy = one_run(Path(tmp), args.threads)
         if args.baseline:
             plain_run(Path(tmp), args.threads, args.baseline.resolve())
         load_before = os.getloadavg()
         for _ in range(max(args.repeats, 5)):
-            walls.append(plain_run(Path(tmp), args.threads))
+            ours.append(plain_run(Path(tmp), args.threads))
             if args.baseline:
                 base.append(plain_run(Path(tmp), args.threads, args.baseline.resolve()))
         load_after = os.getloadavg()
-    med = statistics.median(walls)
+    med = statistics.median(w for w, _ in ours)
     print(
         f'python gen_t2m.py --text "a person walks forward"  (demo model, {os.cpu_count()} CPUs, '
-        f"OMP_NUM_THREADS={args.threads or 'default'})"
+        f"OMP_NUM_THREADS={args.threads or 'unset'})"
     )
-    print(f"  ours:   min {min(walls):.2f} s, median {med:.2f} s, max {max(walls):.2f} s over {len(walls)} runs")
-    print(f"  before: median {BEFORE_S:.1f} s (transformers MiniLM, issue 21)  -> {BEFORE_S / med:.1f}x")
+    print(f"  ours:   {summary(ours)}")
+    print(f"  before: median {BEFORE_S:.1f} s wall (transformers MiniLM, issue 21)  -> {BEFORE_S / med:.1f}x")
     if base:
-        print(
-            f"  baseline {args.baseline} in the same loop: min {min(base):.2f} s, median "
-            f"{statistics.median(base):.2f} s, max {max(base):.2f} s  -> {statistics.median(base) / med:.1f}x"
-        )
+        ratio = statistics.median(w for w, _ in base) / med
+        print(f"  baseline {args.baseline} in the same loop: {summary(base)}  -> {ratio:.1f}x")
     print(f"  official gen_t2m.py process start to exit: {OFFICIAL_S:.1f} s (196 frames, with videos)")
     print(f"  heavy modules imported: {heavy or 'none'}")
     print(

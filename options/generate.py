@@ -29,7 +29,8 @@ class GenerateOptions(SamplingOptions):
     outputs: str = opt("npy,bvh", f"comma-separated outputs among {','.join(OUTPUT_KINDS)}")
     bvh_offsets: str = opt(
         "template",
-        "BVH skeleton: template (official retarget), motion (exact bone lengths) or "
+        "BVH skeleton: template (official retarget), motion (the motion's mean bone lengths; the log says how "
+        "far FK lands from generated joints) or "
         "tpose (template lengths on a T-pose rest)",
     )
     target_rig: str = opt("", "retarget BVH/FBX/GLB onto this rig, a BVH file (Mixamo or SMPL names, else --mapping)")

@@ -7,7 +7,10 @@ ping-pong extended; joints_plain = official FK of the plain export). Synthetic m
 
 from __future__ import annotations
 
+import logging
+import re
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -23,6 +26,7 @@ from visualization.bvh import (
     read_bvh,
     write_bvh,
 )
+from visualization.export import MotionWriter
 from visualization.joints2bvh import (
     T2M_BVH_NAMES,
     T2M_BVH_PARENTS,
@@ -177,6 +181,28 @@ def test_motion_offsets_reproduce_real_positions(tmp_path: Path, degrees: int) -
     joints = _rotate_y(_real_joints(), degrees)
     back = bvh_to_joints(read_bvh(save_bvh(joints, tmp_path / "a.bvh", T2M, offsets="motion")), T2M)
     assert np.abs(back - joints).max() < 1e-3
+
+
+def test_motion_offsets_say_how_far_fk_is_from_changing_bones(tmp_path: Path, caplog) -> None:
+    """A mocap skeleton (rigid) exports silently; a forearm that grows by 20 cm over the clip cannot be one BVH
+    bone: FK lands |L(t) - mean L| from the wrist, 10 cm at both ends, and the writer says so."""
+    joints = _real_joints()
+    left_elbow, left_wrist = 18, 20  # a one-child bone ending in a leaf
+    forearm = joints[:, left_wrist] - joints[:, left_elbow]
+    grown = joints.copy()
+    grown[:, left_wrist] += (
+        forearm / np.linalg.norm(forearm, axis=-1, keepdims=True) * np.linspace(0, 0.2, len(joints))[:, None]
+    )
+    writer = MotionWriter(tmp_path, T2M, ["bvh"], bvh_offsets="motion")
+    features = np.zeros((len(joints), T2M.dim_pose), np.float32)
+    with caplog.at_level(logging.INFO, logger="visualization.export"):
+        writer.write(SimpleNamespace(caption="rigid", features=features, joints=joints), sample=0, repeat=0)
+        assert "FK is up to" not in caplog.text
+        writer.write(SimpleNamespace(caption="grown", features=features, joints=grown), sample=1, repeat=0)
+    err, vary = map(float, re.search(r"FK is up to ([\d.]+) cm .* vary by up to ([\d.]+) cm", caplog.text).groups())
+    assert abs(err - 10.0) <= 0.2 and abs(vary - 20.0) <= 0.2, (err, vary)
+    back = bvh_to_joints(read_bvh(tmp_path / "animations/1/sample1_repeat0_len196.bvh"), T2M)
+    assert abs(np.linalg.norm(back - grown, axis=-1).max() - err / 100) <= 1e-3
 
 
 @pytest.mark.parametrize("degrees", [0, 90, 180, 270])

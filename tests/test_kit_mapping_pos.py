@@ -60,3 +60,21 @@ def test_build_dataset_summary_refusal_and_kit_from_smpl(tmp_path: Path, referen
     assert np.load(out / "new_joint_vecs" / "c0.npy").shape[1] == 251
     assert "resampled from 20 fps to 12.5 fps" in caplog.text and "frame(s) dropped" in caplog.text
     assert "pick/VERB" in (out / "texts" / "c0.txt").read_text()
+
+
+def test_build_dataset_summary_names_the_retargeting(tmp_path: Path, reference_dir: Path, caplog) -> None:
+    """Clips 1.25x the HumanML3D skeleton: every bone and the root path come out x0.80, and the summary says so."""
+    import logging
+
+    from prepare.build_dataset import SplitFractions, build_dataset
+
+    src = tmp_path / "clips"
+    src.mkdir()
+    walk = np.load(reference_dir / "humanml3d/new_joints/012314.npy")
+    for i in range(2):
+        np.save(src / f"big{i}.npy", 1.25 * walk[i * 20 : 120 + i * 20])
+        (src / f"big{i}.txt").write_text("a tall person walks forward\n")
+    with caplog.at_level(logging.INFO):
+        build_dataset(src, tmp_path / "out", get_dataset_spec("t2m"), use_spacy=False, fractions=SplitFractions(0, 0))
+    assert "retargeted to the t2m target skeleton: bone lengths x0.80..x0.80 (-20 %..-20 %)" in caplog.text
+    assert "root path length x0.80..x0.80" in caplog.text

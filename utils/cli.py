@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Callable
 from typing import NoReturn
@@ -39,3 +40,13 @@ def run_cli(main: Callable[[list[str] | None], object], argv: list[str] | None =
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         sys.exit(130)
+
+
+def exit_without_teardown() -> None:
+    """End a finished script at once: flush the logs and standard streams, then exit 0 without the interpreter's
+    teardown (after ``import torch`` it frees every module object: ~0.5 s of CPU, 1-2 s wall on a busy machine).
+    Only for scripts whose outputs are all written and closed (atexit handlers do not run)."""
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)

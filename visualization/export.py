@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol
@@ -16,14 +17,18 @@ import numpy as np
 from utils.checkpoint import atomic_write
 from utils.cleanup import cleanup_motion
 from utils.npy import check_output
+from utils.physical import to_metres
 from utils.skeleton import DatasetSpec
 from visualization.blender_check import export_with_blender
-from visualization.bvh import write_bvh
-from visualization.joints2bvh import joints_to_bvh, rig_for
+from visualization.bvh import BvhMotion, write_bvh
+from visualization.joints2bvh import bvh_to_joints, joints_to_bvh, rig_for
 from visualization.render import render_motion
 from visualization.retarget import RetargetPlan, retarget
 
+logger = logging.getLogger(__name__)
+
 BLENDER_KINDS = ("fbx", "glb")
+FK_NOTE_M = 0.01  # --bvh_offsets motion: say how far FK of the BVH is from the joints beyond this
 
 
 class GeneratedMotion(Protocol):
@@ -91,6 +96,8 @@ class MotionWriter:
             )
             for values in (bvh.rotations, bvh.positions, bvh.offsets):
                 check_output(values, anim / f"{stem}.bvh", "BVH")
+            if self.rig is None and self.bvh_offsets == "motion":
+                self._note_fk_error(joints, bvh, stem)
         written = []
         if "npy" in self.kinds:
             written.append(save_npy(self.root / "joints" / str(sample) / f"{stem}.npy", joints))
@@ -107,3 +114,19 @@ class MotionWriter:
             if kind in self.kinds:
                 written.append(render_motion(joints, anim / f"{stem}.{kind}", self.spec, title=motion.caption))
         return written
+
+    def _note_fk_error(self, joints: np.ndarray, bvh: BvhMotion, stem: str) -> None:
+        """Log how far FK of a one-skeleton BVH lands from ``joints`` (T, J, 3) when the motion's bone lengths
+        change over time (generated motions' do; mocap's do not): one BVH skeleton cannot follow them."""
+        metres = to_metres(joints, self.spec)  # KIT-ML joints are millimetres
+        err = float(np.linalg.norm(to_metres(bvh_to_joints(bvh, self.spec), self.spec) - metres, axis=-1).max())
+        if err > FK_NOTE_M:
+            parents = np.asarray(self.spec.parents[1:])
+            lengths = np.linalg.norm(metres[:, 1:] - metres[:, parents], axis=-1)  # (T, J-1)
+            logger.info(
+                "%s.bvh (--bvh_offsets motion): FK is up to %.1f cm from the joints, whose bone lengths vary by "
+                "up to %.1f cm within the motion (one BVH skeleton has one length per bone)",
+                stem,
+                100 * err,
+                100 * float((lengths.max(0) - lengths.min(0)).max()),
+            )

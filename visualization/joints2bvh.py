@@ -290,7 +290,8 @@ def joints_to_bvh(
     """Joint positions (T, J, 3) in dataset order (SMPL order for t2m) -> :class:`BvhMotion`.
 
     offsets: ``"template"`` (t2m default; the official template skeleton, bone lengths retargeted),
-    ``"motion"`` (kit default; the motion's own bone lengths, exact positions) or ``"tpose"`` (a T-pose rest).
+    ``"motion"`` (kit default; the motion's own mean bone lengths, exact positions when they do not change over
+    time, as in mocap) or ``"tpose"`` (a T-pose rest).
     ``cleanup`` first runs :func:`utils.cleanup.cleanup_motion` (less jitter and foot skating, feet locked during
     contacts). Frame time is ``1 / spec.fps``.
     """

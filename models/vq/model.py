@@ -9,7 +9,7 @@ from typing import Any, NamedTuple
 import torch
 from torch import Tensor, nn
 
-from models.vq.encdec import Decoder, Encoder
+from models.vq.encdec import ConvStack, Decoder, Encoder
 from models.vq.residual_vq import ResidualVQ
 from models.vq.resnet import make_activation, make_norm
 
@@ -84,17 +84,10 @@ class RVQVAE(nn.Module):
         super().__init__()
         self.config = config
         c = config
-        arch = dict(
-            width=c.width,
-            depth=c.depth,
-            dilation_growth_rate=c.dilation_growth_rate,
-            activation=c.activation,
-            norm=c.norm,
-        )
-        self.encoder = Encoder(
-            input_width=c.input_width, output_emb_width=c.output_emb_width, down_t=c.down_t, stride_t=c.stride_t, **arch
-        )
-        self.decoder = Decoder(input_width=c.input_width, output_emb_width=c.output_emb_width, down_t=c.down_t, **arch)
+        stack = ConvStack(c.width, c.depth, c.dilation_growth_rate, c.activation, c.norm)
+        widths = dict(input_width=c.input_width, output_emb_width=c.output_emb_width, stack=stack, down_t=c.down_t)
+        self.encoder = Encoder(**widths, stride_t=c.stride_t)
+        self.decoder = Decoder(**widths)
         self.quantizer = ResidualVQ(
             num_quantizers=c.num_quantizers,
             nb_code=c.nb_code,
