@@ -29,7 +29,8 @@ def test_retargeted_rig_in_blender_and_fbx_glb_round_trip(name: str, reference_d
     joints = np.load(reference_dir / "humanml3d" / "new_joints" / "012314.npy").astype(np.float64)
     rig_path, map_path = rig_files(name, tmp_path)
     plan = load_plan(rig_path, T2M, map_path)
-    motion, ratio = retarget(joints, plan)
+    motion, scale = retarget(joints, plan)
+    ratio = scale[0]
     bvh = write_bvh(tmp_path / f"{name}.bvh", motion)
     names, pos = blender_joint_positions(bvh)
     pos = pos[:, [names.index(n) for n in plan.rig.names]]
@@ -37,7 +38,7 @@ def test_retargeted_rig_in_blender_and_fbx_glb_round_trip(name: str, reference_d
     print(f"{name} in Blender: bone error mean {err.mean():.2f} p99 {np.percentile(err, 99):.2f} deg")
     assert err.mean() < 2.0 and np.percentile(err, 99) < 8.0
     axes = RIGS[name][2]
-    np.testing.assert_allclose(pos[:, plan.hips], ratio * joints[:, 0] @ axes.T, atol=1e-3 * ratio)
+    np.testing.assert_allclose(pos[:, plan.hips], (scale * joints[:, 0]) @ axes.T, atol=1e-3 * ratio)
     outputs = export_with_blender(bvh, [tmp_path / f"{name}.fbx", tmp_path / f"{name}.glb"])
     for path in outputs:
         names2, pos2 = blender_joint_positions(path, fps=T2M.fps)
