@@ -9,7 +9,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from tiny_runs import MASK_NAME, RES_NAME, make_tiny_runs
 
+import edit_t2m
+import gen_t2m
 from tests import rigs
 from utils.cli import run_cli
 from utils.physical import skating
@@ -243,3 +246,33 @@ def test_fbx_without_blender_names_the_tool(monkeypatch, tmp_path: Path, capsys,
     np.save(src, clips["demo000000"].astype(np.float32))
     code, err = _cli([str(src), str(tmp_path / "out.glb")], capsys)
     assert code == 2 and "needs Blender" in err and "blender" in err and not (tmp_path / "out.glb").exists()
+
+
+def test_gen_and_edit_write_onto_the_target_rig(tmp_path: Path, capsys) -> None:
+    """gen_t2m.py and edit_t2m.py with --target_rig --mapping (tiny untrained runs): the BVH is the rig's, and it is
+    the retargeting of the joints .npy written beside it; a bad rig stops edit_t2m.py before any model is loaded."""
+    runs = make_tiny_runs(tmp_path / "checkpoints", "t2m")
+    rig_path, map_path = rig_files("game", tmp_path)
+    plan = load_plan(rig_path, T2M, map_path)
+    common = ["--checkpoints_dir", str(runs), "--name", MASK_NAME, "--res_name", RES_NAME, "--device", "cpu"]
+    common += ["--target_rig", str(rig_path), "--mapping", str(map_path), "--outputs", "npy,bvh"]
+    gen_t2m.main([*common, "--out_dir", str(tmp_path / "gen"), "--text", "a person walks", "--motion_length", "40"])
+    generated = tmp_path / "gen" / "text2motion"
+    source = generated / "features" / "0" / "sample0_repeat0_len40.npy"
+    edit = ["--source_motion", str(source), "--text", "a person jumps", "-msec", "0.5s,1.5s"]
+    edit_t2m.main([*common, "--out_dir", str(tmp_path / "edit"), *edit])
+    for root in (generated, tmp_path / "edit" / "editing"):
+        joints = np.load(root / "joints" / "0" / "sample0_repeat0_len40.npy").astype(np.float64)
+        bvh = read_bvh(root / "animations" / "0" / "sample0_repeat0_len40.bvh")
+        assert bvh.names == plan.rig.names and bvh.num_frames == 40
+        want, _ = retarget_through_file(joints, plan, tmp_path / "want.bvh")
+        np.testing.assert_allclose(forward_kinematics(bvh)[0], want, atol=1e-3)  # cm
+    not_bvh = tmp_path / "notes.bvh"
+    not_bvh.write_text("hello")
+    argv = [*common, "--out_dir", str(tmp_path / "bad"), *edit, "--target_rig", str(not_bvh)]
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exc:
+        run_cli(edit_t2m.main, argv)
+    err = capsys.readouterr().err.strip()
+    assert exc.value.code == 2 and "not a BVH file" in err and len(err.splitlines()) == 1, err
+    assert not (tmp_path / "bad").exists()
