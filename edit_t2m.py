@@ -8,7 +8,6 @@ python edit_t2m.py --source_motion walk.npy --text "a person waves" -msec 1s,3s 
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 
 from data.prompts import check_caption, parse_edit_frames
 from models.control import Control
@@ -60,14 +59,7 @@ def main(argv: list[str] | None = None) -> None:
     seed_everything(opt.seed)
     pipe = load_pipeline(opt, device)
     sampling = Sampling.from_options(opt)
-    writer = MotionWriter(
-        Path(opt.out_dir) / opt.ext,
-        pipe.spec,
-        opt.output_kinds,
-        bvh_offsets=opt.bvh_offsets,
-        cleanup=opt.cleanup,
-        rig=rig,
-    )
+    writer = MotionWriter.from_options(opt, pipe.spec, rig)
     logger.info("regenerating from %r; %d source frames", caption, total)
     for r in range(opt.repeat_times):
         motion = pipe.edit(features, caption, spans, seed=opt.seed + r, sampling=sampling, control=control)
