@@ -50,7 +50,6 @@ KNOWN_FAILURES = {
     "tests/test_control.py::test_edit_cli_control": "issue 19/21: controlled edit misses its target by 7.7 cm (> 5 cm) after the keep-the-source blend",
     "tests/test_webapp.py::test_generate_writes_every_output": "issue 16: the request folder now holds the janitor's marker file, which the listing does not expect",
     "tests/test_webapp.py::test_bad_uploads_and_spans_are_refused_clearly": "issue 16/21: the span message now names the seconds range, not the pattern the test expects",
-    "tests/test_webapp.py::test_browser_generates_plays_and_downloads_bvh": "issues 18-20: the page gained clean-up/control/rig inputs; the browser script does not fill them yet",
 }
 
 
