@@ -58,6 +58,18 @@ def retarget_through_file(joints: np.ndarray, plan, path: Path) -> tuple[np.ndar
     return forward_kinematics(read_bvh(write_bvh(path, motion)))[0], scale
 
 
+def skate_ratio(pos: np.ndarray, joints: np.ndarray, plan, axes: np.ndarray, ratio: float) -> float:
+    """Foot skating (utils.physical.skating's distance) of rig positions (T, J_rig, 3) over the source's.
+
+    The rig's feet are taken in source axes and units (/ ``ratio``), the clip's lowest foot joint on the floor (the
+    dataset's convention, which the source follows already)."""
+    rig_of = {T2M.joint_names[i]: j for j, i in plan.mapped.items()}
+    rig_feet = (pos @ axes / ratio)[:, [rig_of[n] for n in rigs.FEET]]
+    rig_feet[..., 1] -= rig_feet[..., 1].min()
+    src_feet = joints[:, [source_index(n, T2M) for n in rigs.FEET]]
+    return skating(rig_feet, (0, 1, 2, 3), T2M.fps)[1] / skating(src_feet, (0, 1, 2, 3), T2M.fps)[1]
+
+
 def test_guess_mapping_prefixes_and_smpl_names() -> None:
     for prefix in ("mixamorig:", "mixamorig1:", "Character1:", ""):
         mapping = guess_mapping((f"{prefix}Hips", f"{prefix}Spine", f"{prefix}Spine1", f"{prefix}LeftToeBase"))
@@ -90,7 +102,6 @@ def test_bone_directions_root_path_and_feet(name: str, clips: dict, tmp_path: Pa
         + np.linalg.norm(rest[rig_of[f"{s}_ankle"]] - rest[rig_of[f"{s}_knee"]])
         for s in ("left", "right")
     ]
-    feet = [source_index(n, T2M) for n in rigs.FEET]
     hips = [rig_of["left_hip"], rig_of["right_hip"]]
     for clip, joints in clips.items():
         pos, scale = retarget_through_file(joints, plan, tmp_path / f"{clip}.bvh")
@@ -119,11 +130,7 @@ def test_bone_directions_root_path_and_feet(name: str, clips: dict, tmp_path: Pa
             want = (joints[:, T2M.joint_names.index(b)] - joints[:, T2M.joint_names.index(a)]) @ axes.T
             cos = (got * want).sum(-1) / np.linalg.norm(got, axis=-1) / np.linalg.norm(want, axis=-1)
             assert np.rad2deg(np.arccos(np.clip(cos, -1, 1))).max() < 0.01
-        # Skating as utils/physical defines it, on the rig's feet in source axes and units (/ ratio), the lowest
-        # foot joint of the clip on the floor (the dataset's convention, which the source already follows).
-        rig_feet = (pos @ axes / ratio)[:, [rig_of[n] for n in rigs.FEET]]
-        rig_feet[..., 1] -= rig_feet[..., 1].min()
-        skate = skating(rig_feet, (0, 1, 2, 3), T2M.fps)[1] / skating(joints[:, feet], (0, 1, 2, 3), T2M.fps)[1]
+        skate = skate_ratio(pos, joints, plan, axes, ratio)
         print(
             f"{name} {clip}: bone error mean {err.mean():.2f} p99 {np.percentile(err, 99):.2f} deg, "
             f"root scale {ratio:.4g} (vertical {scale[1]:.4g}), foot skate x{skate:.3f} of the source's"
