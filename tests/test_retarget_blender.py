@@ -42,7 +42,7 @@ def test_retargeted_rig_in_blender_and_fbx_glb_round_trip(name: str, reference_d
         f"{name} in Blender: bone error mean {err.mean():.2f} p99 {np.percentile(err, 99):.2f} deg, "
         f"foot skate x{skate:.3f} of the source's"
     )
-    assert err.mean() < 2.0 and np.percentile(err, 99) < 8.0 and skate <= 1.01
+    assert err.mean() < 2.0 and np.percentile(err, 99) < 8.0 and skate <= 1.002
     np.testing.assert_allclose(pos[:, plan.hips], (scale * joints[:, 0]) @ axes.T, atol=1e-3 * ratio)
     outputs = export_with_blender(bvh, [tmp_path / f"{name}.fbx", tmp_path / f"{name}.glb"])
     for path in outputs:

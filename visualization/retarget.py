@@ -34,7 +34,7 @@ import numpy as np
 
 from utils.cleanup import detect_contacts, lock_offsets, two_bone_ik
 from utils.motion import check_joints
-from utils.physical import to_metres
+from utils.physical import SKATE_HEIGHT, to_metres
 from utils.quaternion import qinv, qmul, quat_to_euler
 from utils.skeleton import DatasetSpec, get_dataset_spec
 from visualization.blender_check import export_with_blender, find_blender
@@ -309,9 +309,10 @@ def plant_feet(
     """Put the feet on the source's footprints: (T, Jd, 3) -> (T, Jd, 3); ``scale`` (3,) is the root scale.
 
     Matching directions alone makes a rig whose hip spacing, thigh/shin split or foot length differs from the
-    source's slide its feet. So each ankle goes where the source ankle is (x ``scale``) plus the offset of the
-    rig's hip from the source's hip, that offset's horizontal part held still over each contact run of the foot
-    (:func:`utils.cleanup.lock_offsets`, eased over ``blend`` frames); while the source's toe is planted the ankle
+    source's slide its feet. So each ankle goes where the source ankle is (x ``scale[0]``) plus the offset of the
+    rig's hip from the source's hip, that offset's horizontal part held still while the source's foot is on the
+    floor (a contact run, or within :data:`utils.physical.SKATE_HEIGHT`; :func:`utils.cleanup.lock_offsets`,
+    eased over ``blend`` frames), so it only changes in the air; while the source's toe is planted the ankle
     moves along the foot so the toe, not the ankle, stays on the source's toe (a foot of another length pivots on
     its toe as the source's does). Thigh and shin reach the ankle by two-bone IK in the knee's plane
     (:func:`utils.cleanup.two_bone_ik`); the foot keeps the source's direction; driven joints below the ankle
@@ -329,7 +330,8 @@ def plant_feet(
             continue
         hip, ankle, toe_at = (src[:, source_index(f"{side}_{p}", spec)] for p in ("hip", "ankle", "foot"))
         shift = (out[:, h] - hip) @ plan.basis * [1.0, 0.0, 1.0]  # horizontal, source axes (y up)
-        held, _ = lock_offsets(shift, on_ankle | on_toe, blend)
+        grounded = to_metres(joints[:, [source_index(f"{side}_{p}", spec) for p in ("ankle", "foot")], 1], spec)
+        held, _ = lock_offsets(shift, on_ankle | on_toe | (grounded.min(axis=1) < SKATE_HEIGHT), blend)
         goal = ankle + (shift + held) @ plan.basis.T
         foot = _unit(toe_at - ankle)
         toe = index.get(rig_of.get(source_index(f"{side}_foot", spec)))
