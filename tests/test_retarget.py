@@ -102,7 +102,6 @@ def test_bone_directions_root_path_and_feet(name: str, clips: dict, tmp_path: Pa
         + np.linalg.norm(rest[rig_of[f"{s}_ankle"]] - rest[rig_of[f"{s}_knee"]])
         for s in ("left", "right")
     ]
-    hips = [rig_of["left_hip"], rig_of["right_hip"]]
     for clip, joints in clips.items():
         pos, scale = retarget_through_file(joints, plan, tmp_path / f"{clip}.bvh")
         ratio = scale[0]
@@ -117,13 +116,20 @@ def test_bone_directions_root_path_and_feet(name: str, clips: dict, tmp_path: Pa
         )
         assert ratio == pytest.approx(np.mean(legs) / src_leg, rel=1e-9) and scale[2] == ratio
         np.testing.assert_allclose(pos[:, rig_of["pelvis"]], (scale * joints[:, 0]) @ axes.T, atol=1e-4 * ratio)
-        # Vertical root scale: least squares (weights: the pelvis height) of rig hip height = ratio x source's.
-        miss = (pos[:, hips] @ axes)[..., 1].mean(1) - ratio * joints[:, [1, 2], 1].mean(1)
-        assert abs(np.sum(joints[:, 0, 1] * miss)) < 1e-6 * ratio * np.sum(joints[:, 0, 1] ** 2)
+        # Vertical root scale: the knees bend as the source's (hip-to-ankle distance as a share of the leg).
+        share = [
+            np.linalg.norm(p[:, a] - p[:, h], axis=-1) / leg
+            for p, (h, a), leg in (
+                (pos, (rig_of["left_hip"], rig_of["left_ankle"]), legs[0]),
+                (pos, (rig_of["right_hip"], rig_of["right_ankle"]), legs[1]),
+                (joints, (1, 7), src_leg),
+                (joints, (2, 8), src_leg),
+            )
+        ]
+        bend = np.abs(np.array(share[:2]) - np.array(share[2:]))
+        assert bend.mean() < 0.01 and bend.max() < 0.05, (bend.mean(), bend.max())
         err = bone_direction_errors(pos, joints, plan)
-        # The short-footed Mixamo rig pivots on its toe on the demo clip's near-straight legs: p99 9.2 there.
-        p99_limit = 8.0 if clip == "012314" else 10.0
-        assert err.mean() < 2.0 and np.percentile(err, 99) < p99_limit, (err.mean(), np.percentile(err, 99))
+        assert err.mean() < 2.0 and np.percentile(err, 99) < 8.0, (err.mean(), np.percentile(err, 99))
         # Arms, neck and head follow the source bones exactly (only the legs bend to plant the feet).
         for a, b in (("left_shoulder", "left_elbow"), ("right_elbow", "right_wrist"), ("neck", "head")):
             got = pos[:, rig_of[b]] - pos[:, rig_of[a]]
@@ -150,7 +156,7 @@ def test_same_error_at_every_facing(clips: dict, tmp_path: Path) -> None:
         errors.append(bone_direction_errors(pos, turned, plan))
     for err in errors[1:]:
         np.testing.assert_allclose(err, errors[0], atol=1e-3)  # degrees
-    assert errors[0].max() < 15.0  # no flips: the largest is a planted leg (11.6 deg)
+    assert errors[0].max() < 10.0
 
 
 def test_unmapped_joints_keep_rest_rotation_and_spine_is_distributed(clips: dict, tmp_path: Path) -> None:

@@ -12,11 +12,11 @@ frames). Rig joints follow source joints by name (:mod:`visualization.rig_mappin
   arms), giving world rotations relative to rest; so a T-pose or an A-pose rest is just its measured directions;
 * joints that follow nothing (fingers, end joints, twist leaves) keep their rest local rotation;
 * the root moves along the source path scaled per axis: horizontally by the leg-length ratio (rig hip-to-ankle
-  rest length over the source's), vertically so that the rig's hip joints keep the source's hip height x that
-  ratio (:func:`root_scale`; the file's root carries it, also when it is a floor-level joint above the hips);
-  the feet are then put on the source's footprints x the ratio by two-bone IK of thigh and shin
-  (:func:`plant_feet`: the ankle on the source ankle, the toe on the source toe while it is planted, the rig's
-  own hip spacing held still over each contact), so other proportions do not make the feet slide;
+  rest length over the source's), vertically so that the knees bend as the source's (the file's root carries
+  it, also when it is a floor-level joint above the hips); the feet are put on the source's footprints x the
+  ratio by two-bone IK of thigh and shin (:func:`plant_feet`: the ankle on the source ankle, the toe on the
+  source toe while it is planted, the rig's own hip spacing changed only in the air), so other proportions do
+  not make the feet slide;
 * the rig's axes (Y or Z up, any facing) and units (m, cm) are read off its rest pose: up = hips to head,
   left = right hip to left hip.
 """
@@ -304,31 +304,37 @@ def source_contacts(joints: np.ndarray, spec: DatasetSpec) -> np.ndarray:
 
 
 def plant_feet(
-    targets: np.ndarray, joints: np.ndarray, plan: RetargetPlan, scale: np.ndarray, blend: int = 3
-) -> np.ndarray:
-    """Put the feet on the source's footprints: (T, Jd, 3) -> (T, Jd, 3); ``scale`` (3,) is the root scale.
+    body: np.ndarray, joints: np.ndarray, plan: RetargetPlan, ratio: float, blend: int = 3
+) -> tuple[np.ndarray, np.ndarray]:
+    """Place the body and put the feet on the source's footprints: driven joints with the hips at the origin
+    (T, Jd, 3) -> driven joints (T, Jd, 3) and the root scale (3,) per source axis.
 
-    Matching directions alone makes a rig whose hip spacing, thigh/shin split or foot length differs from the
-    source's slide its feet. So each ankle goes where the source ankle is (x ``scale[0]``) plus the offset of the
-    rig's hip from the source's hip, that offset's horizontal part held still while the source's foot is on the
-    floor (a contact run, or within :data:`utils.physical.SKATE_HEIGHT`; :func:`utils.cleanup.lock_offsets`,
-    eased over ``blend`` frames), so it only changes in the air; while the source's toe is planted the ankle
-    moves along the foot so the toe, not the ankle, stays on the source's toe (a foot of another length pivots on
-    its toe as the source's does). Thigh and shin reach the ankle by two-bone IK in the knee's plane
-    (:func:`utils.cleanup.two_bone_ik`); the foot keeps the source's direction; driven joints below the ankle
-    move with it. Legs with joints between hip, knee and ankle are left as they are."""
+    The root moves along the source's pelvis path x ``ratio`` horizontally. Matching directions alone makes a rig
+    whose hip spacing, thigh/shin split or foot length differs from the source's slide its feet. So each ankle
+    goes where the source ankle is (x ``ratio``) plus the offset of the rig's hip from the source's hip, that
+    offset's horizontal part held still while the source's foot is on the floor (a contact run, or within
+    :data:`utils.physical.SKATE_HEIGHT`; :func:`utils.cleanup.lock_offsets`, eased over ``blend`` frames), so it
+    only changes in the air; while the source's toe is planted the ankle moves along the foot so the toe, not the
+    ankle, stays on the source's toe (a foot of another length pivots on its toe as the source's does). The
+    vertical root scale is the least-squares one whose hips leave each ankle goal at the source's hip-to-ankle
+    distance (as a share of the leg), so the knees bend as the source's do. Thigh and shin reach the ankle by
+    two-bone IK in the knee's plane (:func:`utils.cleanup.two_bone_ik`); the foot keeps the source's direction;
+    driven joints below the ankle move with it. Legs with joints between hip, knee and ankle are left as they
+    are."""
     spec, parents = plan.spec, plan.sub.parents
     index = {j: k for k, j in enumerate(plan.driven)}
     rig_of = {i: j for j, i in plan.mapped.items()}
     lengths = np.linalg.norm(plan.sub_offsets, axis=-1)
     contacts = source_contacts(joints, spec)
-    src = scale[0] * joints @ plan.basis.T  # (T, J, 3) source x leg-length ratio, rig axes
-    out = targets.copy()
+    src = ratio * joints @ plan.basis.T  # (T, J, 3) source x leg-length ratio, rig axes
+    pelvis = joints[:, source_index("pelvis", spec)]
+    out = body + ((ratio * pelvis * [1.0, 0.0, 1.0]) @ plan.basis.T)[:, None]  # vertical root still 0
+    legs, heights = [], []
     for side, (on_ankle, on_toe) in zip(("left", "right"), contacts.reshape(-1, 2, 2).transpose(1, 2, 0)):
         h, k, a = (index[rig_of[source_index(f"{side}_{p}", spec)]] for p in ("hip", "knee", "ankle"))
         if parents[a] != k or parents[k] != h:
             continue
-        hip, ankle, toe_at = (src[:, source_index(f"{side}_{p}", spec)] for p in ("hip", "ankle", "foot"))
+        hip, knee, ankle, toe_at = (src[:, source_index(f"{side}_{p}", spec)] for p in ("hip", "knee", "ankle", "foot"))
         shift = (out[:, h] - hip) @ plan.basis * [1.0, 0.0, 1.0]  # horizontal, source axes (y up)
         grounded = to_metres(joints[:, [source_index(f"{side}_{p}", spec) for p in ("ankle", "foot")], 1], spec)
         held, _ = lock_offsets(shift, on_ankle | on_toe | (grounded.min(axis=1) < SKATE_HEIGHT), blend)
@@ -338,33 +344,32 @@ def plant_feet(
         if toe is not None and parents[toe] == a:
             _, pivot = lock_offsets(toe_at, on_toe, blend)  # (T,) 1 while the toe is planted, eased
             goal += (pivot * (np.linalg.norm(toe_at - ankle, axis=-1) - lengths[toe]))[:, None] * foot
+        # Hip height (above the goal) at which the rig's leg spans the source's share of its length.
+        share = np.linalg.norm(ankle - hip, axis=-1) / (
+            np.linalg.norm(knee - hip, axis=-1) + np.linalg.norm(ankle - knee, axis=-1)
+        )
+        across = (goal - out[:, h]) @ plan.basis * [1.0, 0.0, 1.0]
+        rise = np.sqrt(np.maximum((share * (lengths[k] + lengths[a])) ** 2 - (across**2).sum(-1), 0.0))
+        heights.append((goal - out[:, h]) @ plan.basis[:, 1] + rise)  # (T,) root height wanted by this leg
+        legs.append((h, k, a, goal, foot))
+    vertical = ratio
+    if heights:  # least squares of vertical * pelvis height = the legs' mean wanted root height
+        vertical = float((pelvis[:, 1] * np.mean(heights, axis=0)).sum() / max((pelvis[:, 1] ** 2).sum(), 1e-12))
+    scale = np.array([ratio, vertical, ratio])
+    out += (vertical * pelvis[:, 1])[:, None, None] * plan.basis[:, 1]
+    for h, k, a, goal, foot in legs:
         out[:, k], new_ankle = two_bone_ik(out[:, h], out[:, k], out[:, a], goal, foot)
         below = {a}
         for j in range(a + 1, len(parents)):  # file order: a parent comes before its children
             if parents[j] in below:
                 below.add(j)
         out[:, sorted(below)] += (new_ankle - out[:, a])[:, None]
-    return out
-
-
-def root_scale(body: np.ndarray, joints: np.ndarray, plan: RetargetPlan, ratio: float) -> np.ndarray:
-    """Per-axis root scale (3,) in source axes: ``ratio`` horizontally; vertically the least-squares factor that
-    puts the rig's hip joints (``body``: driven joints (T, Jd, 3) with the hips at the origin) at the source's
-    hip height x ``ratio``, since the rig's hip joints need not sit where the source's do below its pelvis."""
-    spec = plan.spec
-    index = {j: k for k, j in enumerate(plan.driven)}
-    rig_of = {i: j for j, i in plan.mapped.items()}
-    hips = [source_index(f"{s}_hip", spec) for s in ("left", "right")]
-    rig_hips = (body[:, [index[rig_of[i]] for i in hips]] @ plan.basis)[..., 1].mean(axis=1)  # (T,) source axes
-    src_hips = ratio * joints[:, hips, 1].mean(axis=1)
-    pelvis = joints[:, source_index("pelvis", spec), 1]
-    vertical = float((pelvis * (src_hips - rig_hips)).sum() / max((pelvis**2).sum(), 1e-12))
-    return np.array([ratio, vertical, ratio])
+    return out, scale
 
 
 def retarget(joints: np.ndarray, plan: RetargetPlan) -> tuple[BvhMotion, np.ndarray]:
     """Joint positions (T, J, 3) of ``plan.spec`` -> a motion of the rig, and the root scale (3,) per source axis
-    (x and z: the leg-length ratio; y: :func:`root_scale`)."""
+    (x and z: the leg-length ratio; y: see :func:`plant_feet`)."""
     spec = check_joints(joints, plan.spec, min_frames=2)
     joints = np.asarray(joints, dtype=np.float64)
     rig, num_frames = plan.rig, joints.shape[0]
@@ -374,9 +379,7 @@ def retarget(joints: np.ndarray, plan: RetargetPlan) -> tuple[BvhMotion, np.ndar
     targets = np.zeros_like(dirs)
     for k, p in enumerate(plan.sub.parents[1:], start=1):
         targets[:, k] = targets[:, p] + lengths[k] * dirs[:, k]
-    scale = root_scale(targets, joints, plan, ratio)
-    targets += ((scale * joints[:, source_index("pelvis", spec)]) @ plan.basis.T)[:, None]
-    targets = plant_feet(targets, joints, plan, scale)
+    targets, scale = plant_feet(targets, joints, plan, ratio)
     delta_driven = solve_rotations(targets, plan.sub_offsets, plan.sub)  # (T, Jd, 4) world, from rest
 
     rest_pos, rest_rot, rest_local, rest_trans = plan.rest
