@@ -2,12 +2,12 @@
 
 python edit_t2m.py --source_motion walk.npy --text "a person jumps" --mask_edit_section 1s,3s
 python edit_t2m.py --source_motion clip.bvh --text "a person sits down" -msec 4s,      # suffix
+python edit_t2m.py --source_motion walk.npy --text "a person waves" -msec 1s,3s --target_rig mixamo.bvh
 """
 
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 
 from data.prompts import check_caption, parse_edit_frames
 from models.control import Control
@@ -20,6 +20,7 @@ from utils.log import setup_logging
 from visualization.control_input import read_control
 from visualization.convert import read_motion
 from visualization.export import MotionWriter
+from visualization.retarget import prepare_rig
 
 logger = logging.getLogger("edit_t2m")
 
@@ -63,13 +64,12 @@ def main(argv: list[str] | None = None) -> None:
                 at=opt.control_at,
             ).check(opt.spec, total)
         )
+    rig = prepare_rig(opt.target_rig, opt.mapping, opt.spec, opt.output_kinds)
     device = resolve_device(opt.device)
     seed_everything(opt.seed)
     pipe = load_pipeline(opt, device)
     sampling = Sampling.from_options(opt)
-    writer = MotionWriter(
-        Path(opt.out_dir) / opt.ext, pipe.spec, opt.output_kinds, bvh_offsets=opt.bvh_offsets, cleanup=opt.cleanup
-    )
+    writer = MotionWriter.from_options(opt, pipe.spec, rig)
     logger.info("regenerating from %r; %d source frames", caption, total)
     for r in range(opt.repeat_times):
         motion = pipe.edit(features, caption, spans, seed=opt.seed + r, sampling=sampling, control=control)

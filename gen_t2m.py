@@ -8,7 +8,6 @@
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 
 from tqdm import tqdm
 
@@ -72,14 +71,7 @@ def main(argv: list[str] | None = None) -> None:
     seed_everything(opt.seed)
     pipe = load_pipeline(opt, device)
     pipe.warn_if_unfamiliar([p.text for p in prompts])
-    writer = MotionWriter(
-        Path(opt.out_dir) / opt.ext,
-        pipe.spec,
-        opt.output_kinds,
-        bvh_offsets=opt.bvh_offsets,
-        cleanup=opt.cleanup,
-        rig=rig,
-    )
+    writer = MotionWriter.from_options(opt, pipe.spec, rig)
     sampling = Sampling.from_options(opt)
     report: list[dict[str, object]] = []
 

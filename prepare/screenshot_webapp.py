@@ -124,8 +124,38 @@ def chromium(width: int = 1280, height: int = 1100) -> Iterator[object]:
             driver.quit()
 
 
-def generate_in_page(driver, url: str, prompt: str, frames: int, timeout: float = 120.0) -> dict:
-    """Open the page, type ``prompt`` and ``frames``, press Generate, wait for the BVH link and a playable video.
+def set_checkbox(driver, elem_id: str, checked: bool) -> None:
+    """Tick or untick the Gradio checkbox ``#elem_id`` (clicked only when it is not already so)."""
+    from selenium.webdriver.common.by import By
+
+    box = driver.find_element(By.CSS_SELECTOR, f"#{elem_id} input[type=checkbox]")
+    if box.is_selected() != checked:
+        box.click()
+
+
+def upload_file(driver, elem_id: str, path: Path, timeout: float = 60.0) -> None:
+    """Give ``path`` to the Gradio file input ``#elem_id`` and wait until the upload shows its link."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    wait = WebDriverWait(driver, timeout)
+    wait.until(lambda d: d.find_element(By.CSS_SELECTOR, f"#{elem_id} input[type=file]")).send_keys(str(path))
+    wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, f"#{elem_id} a[href]"))
+
+
+def generate_in_page(
+    driver,
+    url: str,
+    prompt: str,
+    frames: int,
+    timeout: float = 120.0,
+    *,
+    cleanup: bool = True,
+    rig: Path | None = None,
+) -> dict:
+    """Open the page, type ``prompt`` and ``frames`` (length estimation off), set the clean-up box, upload ``rig``
+    (a rig BVH the download is retargeted onto) when given, press Generate, wait for the BVH link and a playable
+    video.
 
     Returns the page state (see PAGE_STATE_JS) plus ``bvh_text`` fetched by the page from the BVH link and
     ``time_advanced`` (the video's currentTime moved while playing)."""
@@ -137,9 +167,13 @@ def generate_in_page(driver, url: str, prompt: str, frames: int, timeout: float 
     wait = WebDriverWait(driver, timeout)
     box = wait.until(lambda d: d.find_element(By.CSS_SELECTOR, "#prompt textarea"))
     box.send_keys(prompt)
+    set_checkbox(driver, "estimate", False)
     length = driver.find_element(By.CSS_SELECTOR, "#frames input")
     length.send_keys(Keys.CONTROL, "a")
     length.send_keys(str(frames))
+    set_checkbox(driver, "cleanup", cleanup)
+    if rig is not None:
+        upload_file(driver, "gen-rig", rig)
     driver.find_element(By.CSS_SELECTOR, "#generate-btn").click()
     state = wait.until(lambda d: (s := d.execute_script(PAGE_STATE_JS))["bvh_url"] and s["ready"] >= 2 and s)
     driver.execute_script("const v = document.querySelector('#gen-video video'); v.muted = true; v.play();")
@@ -160,8 +194,7 @@ def edit_in_page(driver, upload: Path, prompt: str, start_s: float, end_s: float
 
     wait = WebDriverWait(driver, timeout)
     next(b for b in driver.find_elements(By.CSS_SELECTOR, "button[role=tab]") if b.text.strip() == "Edit").click()
-    wait.until(lambda d: d.find_element(By.CSS_SELECTOR, "#edit-upload input[type=file]")).send_keys(str(upload))
-    wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#edit-upload a[href]"))  # upload finished
+    upload_file(driver, "edit-upload", upload)
     driver.find_element(By.CSS_SELECTOR, "#edit-prompt textarea").send_keys(prompt)
     for field, value in (("#edit-start input", start_s), ("#edit-end input", end_s)):
         box = driver.find_element(By.CSS_SELECTOR, field)

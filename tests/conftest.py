@@ -47,7 +47,6 @@ KNOWN_FAILURES = {
     "tests/test_control.py::test_bad_keyframes[item2-frame 180 is outside]": "issue 19: the out-of-range keyframe is reported at the grown length, not the frame given",
     "tests/test_control.py::test_edit_controls_only_inside_spans": "issue 19/21: edits now take frame spans; the test's control frame falls outside the exact span",
     "tests/test_control.py::test_edit_cli_control": "issue 19/21: controlled edit misses its target by 7.7 cm (> 5 cm) after the keep-the-source blend",
-    "tests/test_webapp.py::test_browser_generates_plays_and_downloads_bvh": "issues 18-20: the page gained clean-up/control/rig inputs; the browser script does not fill them yet",
 }
 
 

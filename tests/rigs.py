@@ -241,16 +241,3 @@ def game_rig() -> BvhMotion:
 
 # ---- measurements shared by the retarget tests -------------------------------------------------------------------
 FEET = ("left_ankle", "left_foot", "right_ankle", "right_foot")
-
-
-def foot_skate(feet: np.ndarray, contact: np.ndarray) -> float:
-    """Mean horizontal slide per frame (source units) of foot joints (T, 4, 3), y up, over contact frames (T-1, 4)."""
-    step = np.linalg.norm((feet[1:] - feet[:-1])[..., [0, 2]], axis=-1)
-    return float(step[contact].mean())
-
-
-def source_contacts(feet: np.ndarray, height: float = 0.05, speed: float = 0.01) -> np.ndarray:
-    """Frames (T-1, 4) where a foot joint (T, 4, 3) is near its lowest height and slower than ``speed`` per frame."""
-    step = np.linalg.norm((feet[1:] - feet[:-1])[..., [0, 2]], axis=-1)
-    low = feet[:-1, :, 1] < feet[..., 1].min(axis=0) + height
-    return low & (step < speed)

@@ -296,34 +296,36 @@ def test_app_without_gradio_says_how_to_install(tmp_path: Path) -> None:
 
 
 @pytest.mark.browser
-def test_browser_generates_plays_and_downloads_bvh(runs: Path, tmp_path: Path) -> None:
-    """app.py on a free loopback port, driven by headless Debian Chromium: prompt -> playing video + valid BVH,
-    then an uploaded .npy edited on the Edit tab."""
+def test_browser_generates_plays_and_downloads_bvh(runs: Path, tmp_path: Path, reference_dir: Path) -> None:
+    """app.py on a free loopback port, driven by headless Debian Chromium: prompt (length given, clean-up off) and
+    an uploaded rig BVH -> playing video + a BVH download that is the joints download retargeted onto the rig;
+    then an uploaded .npy (3 s of a real HumanML3D motion) edited on the Edit tab."""
     pytest.importorskip("gradio")
     pytest.importorskip("selenium")
     from prepare.screenshot_webapp import CHROMEDRIVER, CHROMIUM, chromium, edit_in_page, generate_in_page, start_app
+    from tests import rigs
+    from utils.skeleton import get_dataset_spec
+    from visualization.bvh import forward_kinematics, write_bvh
+    from visualization.retarget import load_plan, retarget
 
     if not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()):
         pytest.skip("needs Debian's chromium and chromium-driver (apt-get install -y chromium chromium-driver)")
-    args = [
-        "--checkpoints_dir",
-        str(runs),
-        "--name",
-        MASK_NAME,
-        "--res_name",
-        RES_NAME,
-        "--device",
-        "cpu",
-        "--workdir",
-        str(tmp_path / "work"),
-    ]
+    work = tmp_path / "work"
+    args = ["--checkpoints_dir", str(runs), "--name", MASK_NAME, "--res_name", RES_NAME, "--device", "cpu"]
+    args += ["--workdir", str(work)]
     source = tmp_path / "walk.npy"
-    np.save(source, np.zeros((60, 263), np.float32))
+    np.save(source, np.load(reference_dir / "momask" / "000612_features.npy")[:60])
+    rig = write_bvh(tmp_path / "mixamo_rig.bvh", rigs.mixamo_rig())
     with start_app(args) as url, chromium() as driver:
-        state = generate_in_page(driver, url, "a person walks forward", 48)
+        state = generate_in_page(driver, url, "a person walks forward", 48, cleanup=False, rig=rig)
         edit_status = edit_in_page(driver, source, "a person jumps", 1, 2)
     assert edit_status.startswith("regenerated 1.00-2.00 s of 3.00 s")
     assert state["ready"] >= 2 and state["time_advanced"] and state["status"].startswith("48 frames")
+    assert "cleaned up" not in state["status"]  # the box was unticked
     bvh = parse_bvh(state["bvh_text"], state["bvh_url"])
     assert bvh.num_frames == 48 and abs(bvh.frame_time - 0.05) < 1e-9
+    (joints,) = work.glob("*/momask_len48_joints.npy")
+    motion, _ = retarget(np.load(joints).astype(np.float64), load_plan(rig, get_dataset_spec("t2m")))
+    assert bvh.names == motion.names  # the uploaded rig's joints, not the project's skeleton
+    np.testing.assert_allclose(forward_kinematics(bvh)[0], forward_kinematics(motion)[0], atol=1e-4)
     assert set(state["hosts"]) <= {"127.0.0.1"}  # the page loaded nothing from elsewhere

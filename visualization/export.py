@@ -71,6 +71,13 @@ class MotionWriter:
         self.cleanup = cleanup
         self.rig = rig
 
+    @classmethod
+    def from_options(cls, opt: object, spec: DatasetSpec, rig: RetargetPlan | None = None) -> MotionWriter:
+        """gen_t2m.py / edit_t2m.py: ``<out_dir>/<ext>`` with their ``--outputs``, ``--bvh_offsets`` and
+        ``--cleanup`` options (``rig``: what :func:`visualization.retarget.prepare_rig` gave for ``--target_rig``)."""
+        root = Path(opt.out_dir) / opt.ext
+        return cls(root, spec, opt.output_kinds, bvh_offsets=opt.bvh_offsets, cleanup=opt.cleanup, rig=rig)
+
     def joints(self, motion: GeneratedMotion) -> np.ndarray:
         """The joints this writer exports for ``motion`` (cleaned when ``cleanup``)."""
         return cleanup_motion(motion.joints, self.spec) if self.cleanup else motion.joints

@@ -11,12 +11,14 @@ frames). Rig joints follow source joints by name (:mod:`visualization.rig_mappin
   orientation, a rigid fit where several bones leave one joint, limb-plane twist for thighs, shins and upper
   arms), giving world rotations relative to rest; so a T-pose or an A-pose rest is just its measured directions;
 * joints that follow nothing (fingers, end joints, twist leaves) keep their rest local rotation;
-* the root moves along the source path times the leg-length ratio (rig hip-to-ankle rest length over the
-  source's), so the feet keep their footing on other proportions (the file's root carries it, also when it is a
-  floor-level joint above the hips), and each ankle is put on the source ankle's path x that ratio by two-bone
-  IK of thigh and shin (:func:`plant_feet`), so a different thigh/shin split does not slide the feet; the rig's
-  axes (Y or Z up, any facing) and
-  units (m, cm) are read off its rest pose: up = hips to head, left = right hip to left hip.
+* the root moves along the source path scaled per axis: horizontally by the leg-length ratio (rig hip-to-ankle
+  rest length over the source's), vertically so that the knees bend as the source's (the file's root carries
+  it, also when it is a floor-level joint above the hips); the feet are put on the source's footprints x the
+  ratio by two-bone IK of thigh and shin (:func:`plant_feet`: the ankle on the source ankle, the toe on the
+  source toe while it is planted, the rig's own hip spacing changed only in the air), so other proportions do
+  not make the feet slide;
+* the rig's axes (Y or Z up, any facing) and units (m, cm) are read off its rest pose: up = hips to head,
+  left = right hip to left hip.
 """
 
 from __future__ import annotations
@@ -30,13 +32,15 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from utils.cleanup import detect_contacts, lock_offsets, two_bone_ik
 from utils.motion import check_joints
+from utils.physical import SKATE_HEIGHT, to_metres
 from utils.quaternion import qinv, qmul, quat_to_euler
-from utils.skeleton import DatasetSpec
+from utils.skeleton import DatasetSpec, get_dataset_spec
 from visualization.blender_check import export_with_blender, find_blender
 from visualization.bvh import POSITION_CHANNELS, BvhMotion, continuous_euler, forward_kinematics, read_bvh, write_bvh
 from visualization.joints2bvh import BvhRig, fit_rotation, solve_rotations
-from visualization.rig_mapping import REQUIRED, check_required, guess_mapping, read_mapping, source_index
+from visualization.rig_mapping import check_required, guess_mapping, read_mapping, source_index
 
 if TYPE_CHECKING:
     import argparse
@@ -64,6 +68,8 @@ _HINGE_NEXT = {
 }
 _SNAP_COS = np.cos(np.deg2rad(25.0))  # rig axes this close to a file axis are snapped to it
 _ROT = ("Zrotation", "Yrotation", "Xrotation")
+_T2M = get_dataset_spec("t2m")  # the layout the clean-up's contact detection reads feet in
+_FEET = ("left_ankle", "left_foot", "right_ankle", "right_foot")  # its order of the foot joints
 
 
 def _unit(v: np.ndarray) -> np.ndarray:
@@ -276,55 +282,104 @@ def target_directions(joints: np.ndarray, plan: RetargetPlan) -> np.ndarray:
     return dirs
 
 
-def plant_feet(targets: np.ndarray, joints: np.ndarray, plan: RetargetPlan, ratio: float) -> np.ndarray:
-    """Keep each foot on the source's footprints x ``ratio`` (T, Jd, 3) -> (T, Jd, 3).
-
-    Matching directions alone makes a rig whose thigh/shin split differs from the source's slide its feet. So the
-    ankle goes where the source ankle is, x ``ratio``; thigh and shin reach it by two-bone IK in the knee's plane
-    and the foot is carried along, its direction kept. This costs the legs a degree or two of direction. Legs with
-    joints between hip, knee and ankle are left as they are."""
-    out = targets.copy()
-    index = {j: k for k, j in enumerate(plan.driven)}
-    rig_of = {i: j for j, i in plan.mapped.items()}
-    spec, parents = plan.spec, plan.sub.parents
-    lengths = np.linalg.norm(plan.sub_offsets, axis=-1)
-    src = {name: joints[:, source_index(name, spec)] @ plan.basis.T for name in REQUIRED}
-    forward = _unit(np.cross(src["left_hip"] - src["right_hip"], plan.basis[:, 1]))
-    for side in ("left", "right"):
-        h, k, a = (index[rig_of[source_index(f"{side}_{p}", spec)]] for p in ("hip", "knee", "ankle"))
-        if parents[a] != k or parents[k] != h:
-            continue
-        ankle = ratio * src[f"{side}_ankle"]
-        hip, l1, l2 = out[:, h], lengths[k], lengths[a]
-        reach = ankle - hip
-        dist = np.clip(np.linalg.norm(reach, axis=-1, keepdims=True), abs(l1 - l2) + 1e-9, (l1 + l2) * (1 - 1e-9))
-        u = _unit(reach)
-        bend = out[:, k] - hip + 1e-3 * l1 * forward  # knee side; forward when straight
-        n = _unit(bend - (bend * u).sum(-1, keepdims=True) * u)
-        cos = np.clip((l1**2 + dist**2 - l2**2) / (2 * l1 * dist), -1.0, 1.0)
-        below = {a}
-        for j in range(a + 1, len(parents)):
-            if parents[j] in below:
-                below.add(j)
-        shift = hip + u * dist - out[:, a]
-        out[:, k] = hip + l1 * (cos * u + np.sqrt(1 - cos**2) * n)
-        out[:, sorted(below)] += shift[:, None]
+def fitted_directions(dirs: np.ndarray, plan: RetargetPlan) -> np.ndarray:
+    """Bone directions (T, Jd, 3) the rig can take: where several bones leave one joint (hips, chest) its rest
+    configuration cannot match every source direction, so those bones get their rest directions carried by the
+    rigid fit onto the source's (what :func:`visualization.joints2bvh.solve_rotations` does); others are kept."""
+    out = dirs.copy()
+    for ks in plan.sub.children:
+        if len(ks) > 1:
+            rest = _unit(plan.sub_offsets[ks])
+            out[:, ks] = np.einsum("tij,kj->tki", fit_rotation(rest, dirs[:, ks]), rest)  # (T, 3, 3) fit
     return out
 
 
-def retarget(joints: np.ndarray, plan: RetargetPlan) -> tuple[BvhMotion, float]:
-    """Joint positions (T, J, 3) of ``plan.spec`` -> a motion of the rig, and the root scale (leg-length ratio)."""
+def source_contacts(joints: np.ndarray, spec: DatasetSpec) -> np.ndarray:
+    """(T, 4) bool contacts of the source's (left ankle, left foot, right ankle, right foot), found by the
+    clean-up's detection (:func:`utils.cleanup.detect_contacts`; the feet laid out as a t2m skeleton, metres)."""
+    feet = np.zeros((len(joints), _T2M.joints_num, 3))  # only the foot joints are read
+    for name in _FEET:
+        feet[:, _T2M.joint_names.index(name)] = joints[:, source_index(name, spec)]
+    return detect_contacts(to_metres(feet, spec), _T2M, spec.fps)
+
+
+def plant_feet(
+    body: np.ndarray, joints: np.ndarray, plan: RetargetPlan, ratio: float, blend: int = 3
+) -> tuple[np.ndarray, np.ndarray]:
+    """Place the body and put the feet on the source's footprints: driven joints with the hips at the origin
+    (T, Jd, 3) -> driven joints (T, Jd, 3) and the root scale (3,) per source axis.
+
+    The root moves along the source's pelvis path x ``ratio`` horizontally. Matching directions alone makes a rig
+    whose hip spacing, thigh/shin split or foot length differs from the source's slide its feet. So each ankle
+    goes where the source ankle is (x ``ratio``) plus the offset of the rig's hip from the source's hip, that
+    offset's horizontal part held still while the source's foot is on the floor (a contact run, or within
+    :data:`utils.physical.SKATE_HEIGHT`; :func:`utils.cleanup.lock_offsets`, eased over ``blend`` frames), so it
+    only changes in the air; while the source's toe is planted the ankle moves along the foot so the toe, not the
+    ankle, stays on the source's toe (a foot of another length pivots on its toe as the source's does). The
+    vertical root scale is the least-squares one whose hips leave each ankle goal at the source's hip-to-ankle
+    distance (as a share of the leg), so the knees bend as the source's do. Thigh and shin reach the ankle by
+    two-bone IK in the knee's plane (:func:`utils.cleanup.two_bone_ik`); the foot keeps the source's direction;
+    driven joints below the ankle move with it. Legs with joints between hip, knee and ankle are left as they
+    are."""
+    spec, parents = plan.spec, plan.sub.parents
+    index = {j: k for k, j in enumerate(plan.driven)}
+    rig_of = {i: j for j, i in plan.mapped.items()}
+    lengths = np.linalg.norm(plan.sub_offsets, axis=-1)
+    contacts = source_contacts(joints, spec)
+    src = ratio * joints @ plan.basis.T  # (T, J, 3) source x leg-length ratio, rig axes
+    pelvis = joints[:, source_index("pelvis", spec)]
+    out = body + ((ratio * pelvis * [1.0, 0.0, 1.0]) @ plan.basis.T)[:, None]  # vertical root still 0
+    legs, heights = [], []
+    for side, (on_ankle, on_toe) in zip(("left", "right"), contacts.reshape(-1, 2, 2).transpose(1, 2, 0)):
+        h, k, a = (index[rig_of[source_index(f"{side}_{p}", spec)]] for p in ("hip", "knee", "ankle"))
+        if parents[a] != k or parents[k] != h:
+            continue
+        hip, knee, ankle, toe_at = (src[:, source_index(f"{side}_{p}", spec)] for p in ("hip", "knee", "ankle", "foot"))
+        shift = (out[:, h] - hip) @ plan.basis * [1.0, 0.0, 1.0]  # horizontal, source axes (y up)
+        grounded = to_metres(joints[:, [source_index(f"{side}_{p}", spec) for p in ("ankle", "foot")], 1], spec)
+        held, _ = lock_offsets(shift, on_ankle | on_toe | (grounded.min(axis=1) < SKATE_HEIGHT), blend)
+        goal = ankle + (shift + held) @ plan.basis.T
+        foot = _unit(toe_at - ankle)
+        toe = index.get(rig_of.get(source_index(f"{side}_foot", spec)))
+        if toe is not None and parents[toe] == a:
+            _, pivot = lock_offsets(toe_at, on_toe, blend)  # (T,) 1 while the toe is planted, eased
+            goal += (pivot * (np.linalg.norm(toe_at - ankle, axis=-1) - lengths[toe]))[:, None] * foot
+        # Hip height (above the goal) at which the rig's leg spans the source's share of its length.
+        share = np.linalg.norm(ankle - hip, axis=-1) / (
+            np.linalg.norm(knee - hip, axis=-1) + np.linalg.norm(ankle - knee, axis=-1)
+        )
+        across = (goal - out[:, h]) @ plan.basis * [1.0, 0.0, 1.0]
+        rise = np.sqrt(np.maximum((share * (lengths[k] + lengths[a])) ** 2 - (across**2).sum(-1), 0.0))
+        heights.append((goal - out[:, h]) @ plan.basis[:, 1] + rise)  # (T,) root height wanted by this leg
+        legs.append((h, k, a, goal, foot))
+    vertical = ratio
+    if heights:  # least squares of vertical * pelvis height = the legs' mean wanted root height
+        vertical = float((pelvis[:, 1] * np.mean(heights, axis=0)).sum() / max((pelvis[:, 1] ** 2).sum(), 1e-12))
+    scale = np.array([ratio, vertical, ratio])
+    out += (vertical * pelvis[:, 1])[:, None, None] * plan.basis[:, 1]
+    for h, k, a, goal, foot in legs:
+        out[:, k], new_ankle = two_bone_ik(out[:, h], out[:, k], out[:, a], goal, foot)
+        below = {a}
+        for j in range(a + 1, len(parents)):  # file order: a parent comes before its children
+            if parents[j] in below:
+                below.add(j)
+        out[:, sorted(below)] += (new_ankle - out[:, a])[:, None]
+    return out, scale
+
+
+def retarget(joints: np.ndarray, plan: RetargetPlan) -> tuple[BvhMotion, np.ndarray]:
+    """Joint positions (T, J, 3) of ``plan.spec`` -> a motion of the rig, and the root scale (3,) per source axis
+    (x and z: the leg-length ratio; y: see :func:`plant_feet`)."""
     spec = check_joints(joints, plan.spec, min_frames=2)
     joints = np.asarray(joints, dtype=np.float64)
     rig, num_frames = plan.rig, joints.shape[0]
     ratio = plan.leg_length / source_leg_length(joints, spec)
-    dirs = target_directions(joints, plan)
+    dirs = fitted_directions(target_directions(joints, plan), plan)
     lengths = np.linalg.norm(plan.sub_offsets, axis=-1)
-    targets = np.empty_like(dirs)
-    targets[:, 0] = ratio * joints[:, source_index("pelvis", spec)] @ plan.basis.T
+    targets = np.zeros_like(dirs)
     for k, p in enumerate(plan.sub.parents[1:], start=1):
         targets[:, k] = targets[:, p] + lengths[k] * dirs[:, k]
-    targets = plant_feet(targets, joints, plan, ratio)
+    targets, scale = plant_feet(targets, joints, plan, ratio)
     delta_driven = solve_rotations(targets, plan.sub_offsets, plan.sub)  # (T, Jd, 4) world, from rest
 
     rest_pos, rest_rot, rest_local, rest_trans = plan.rest
@@ -355,7 +410,7 @@ def retarget(joints: np.ndarray, plan: RetargetPlan) -> tuple[BvhMotion, float]:
     motion = BvhMotion(
         rig.names, rig.parents, rig.offsets, tuple(channels), rotations, positions, 1.0 / spec.fps, rig.end_sites
     )
-    return motion, ratio
+    return motion, scale
 
 
 def bone_direction_errors(positions: np.ndarray, joints: np.ndarray, plan: RetargetPlan) -> np.ndarray:
@@ -365,12 +420,7 @@ def bone_direction_errors(positions: np.ndarray, joints: np.ndarray, plan: Retar
     match the source's in every bone, so the expected directions are the rig's rest bones carried by the rigid
     fit onto the source directions at that frame; elsewhere the expected direction is the source bone's.
     """
-    expected = target_directions(joints, plan)
-    kids = plan.sub.children
-    for _j, ks in enumerate(kids):
-        if len(ks) > 1:
-            fit = fit_rotation(_unit(plan.sub_offsets[ks]), expected[:, ks])  # (T, 3, 3)
-            expected[:, ks] = np.einsum("tij,kj->tki", fit, _unit(plan.sub_offsets[ks]))
+    expected = fitted_directions(target_directions(joints, plan), plan)
     driven = positions[:, list(plan.driven)]
     parents = list(plan.sub.parents[1:])
     got = _unit(driven[:, 1:] - driven[:, parents])
@@ -384,13 +434,15 @@ def bone_direction_errors(positions: np.ndarray, joints: np.ndarray, plan: Retar
 
 def save_retargeted_bvh(joints: np.ndarray, path: str | os.PathLike[str], plan: RetargetPlan) -> Path:
     """:func:`retarget` then an atomic write; logs the root scale."""
-    motion, ratio = retarget(joints, plan)
+    motion, scale = retarget(joints, plan)
     logger.info(
-        "retargeted onto %s: %d of %d rig joints follow the motion, root scale %.4g (leg-length ratio)",
+        "retargeted onto %s: %d of %d rig joints follow the motion, root scale %.4g (leg-length ratio), "
+        "%.4g vertically",
         plan.source,
         len(plan.driven),
         len(plan.rig.names),
-        ratio,
+        scale[0],
+        scale[1],
     )
     return write_bvh(path, motion)
 
