@@ -139,7 +139,7 @@ def _check_following(results: dict[int, dict[str, list[str]]]) -> None:
     strict=True,
     reason="issue 21 open: the 1000-step release model follows walk/run/jump at every "
     "length but not backflip/cartwheel/kick/spin (nearest clip is a climbing or getup clip), and "
-    "crawl/kick samples dip 12 cm under the floor; retrain with 3000 steps (see h21-demo note)",
+    "crawl/kick samples dip 12 cm under the floor; 3000 steps did not help (82 -> 84 of 200, h21-demo note)",
 )
 def test_demo_follows_its_captions_at_short_and_long_lengths(pipe: MoMaskPipeline) -> None:
     """Fast subset: the shortest and longest length, 2 seeds."""
@@ -151,7 +151,7 @@ def test_demo_follows_its_captions_at_short_and_long_lengths(pipe: MoMaskPipelin
     strict=True,
     reason="issue 21 open: the 1000-step release model follows walk/run/jump at every "
     "length but not backflip/cartwheel/kick/spin (nearest clip is a climbing or getup clip), and "
-    "crawl/kick samples dip 12 cm under the floor; retrain with 3000 steps (see h21-demo note)",
+    "crawl/kick samples dip 12 cm under the floor; 3000 steps did not help (82 -> 84 of 200, h21-demo note)",
 )
 def test_demo_follows_its_captions_at_every_length(pipe: MoMaskPipeline) -> None:
     """8 captions x 5 seeds x every length of LENGTHS (issue 21)."""
