@@ -1,17 +1,25 @@
 """Time the transformers at the released sizes (random weights) beside the official CPU figures.
 
-Measures one training step per stage (batch 64: loss + backward + AdamW, with and without the VQ encode of the
-batch) and full generations (masked 10/18 steps at cond_scale 4, residual at cond_scale 5; batch 1 and 32,
-196 frames). Official figures: ../shared/reference/official_timings.md (2 CPU threads, same machine kind).
+What both sides time (official figures: ../shared/reference/official_timings.md, official code, 2 CPU
+threads, same machine kind, released sizes, random weights, fixed text vectors):
 
-    python -m benchmarks.bench_transformers            # default: < 3 min on 2 CPU cores
-    python -m benchmarks.bench_transformers --device cuda --repeats 5
+* generation, 196 frames (49 tokens), batch 1 and 32: the masked transformer's full 18- or 10-step decoding
+  at cond_scale 4 (official ``generate``: two passes per step for guidance; ours one batched pass unless
+  ``--two_pass``), the residual transformer's 5 layers at cond_scale 5 (official ``generate``);
+* training step, batch 64: loss + backward + AdamW, with and without the RVQ-VAE encode of the batch (the
+  official step encodes inside; official figures with anomaly detection off).
+
+Every case: one warm-up run of its own, then ``--repeats`` timed runs (min / median / max printed).
+
+    python -m benchmarks.bench_transformers            # about 10 min on 2 quiet CPU cores (batch 32 dominates)
+    python -m benchmarks.bench_transformers --device cuda
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import statistics
 import time
 from collections.abc import Callable
@@ -23,6 +31,7 @@ from models.transformer.residual_transformer import ResidualTransformer, Residua
 from models.transformer.sampling import generate_base_tokens, generate_residual_tokens
 from utils.device import resolve_device
 from utils.log import setup_logging
+from utils.precision import describe_device
 
 logger = logging.getLogger("bench_transformers")
 
@@ -72,31 +81,29 @@ def build_vq(device: torch.device):
     return build_rvqvae(RVQVAEConfig()).to(device).eval()
 
 
-def bench(args: argparse.Namespace) -> dict[str, float]:
+def bench(args: argparse.Namespace) -> dict[str, tuple[float, float, float]]:
     device = resolve_device(args.device)
     torch.manual_seed(0)
     mask = MaskTransformer(MaskTransformerConfig()).to(device).eval()
     res = ResidualTransformer(ResidualTransformerConfig()).to(device).eval()
-    out: dict[str, float] = {}
+    out: dict[str, tuple[float, float, float]] = {}
+    reps = args.repeats
     for b in args.batches:
-        reps = args.repeats if b == 1 else max(1, args.repeats // 3)
         cond = torch.randn(b, 512, device=device)
         m_lens = torch.full((b,), 49, device=device)
         for steps in (18, 10):
-            out[f"M generate b{b} {steps} steps"] = timed(
+            out[f"M generate b{b} {steps} steps"] = timed_stats(
                 lambda: generate_base_tokens(
                     mask, cond, m_lens, timesteps=steps, cond_scale=4.0, batched_cfg=not args.two_pass
                 ),
                 reps,
                 device,
-                warmup=b == 1,
             )
         base = torch.randint(0, 512, (b, 49), device=device)
-        out[f"R generate b{b}"] = timed(
+        out[f"R generate b{b}"] = timed_stats(
             lambda: generate_residual_tokens(res, base, cond, m_lens, cond_scale=5.0, batched_cfg=not args.two_pass),
             reps,
             device,
-            warmup=b == 1,
         )
     if not args.skip_train:
         vq = build_vq(device)
@@ -105,7 +112,7 @@ def bench(args: argparse.Namespace) -> dict[str, float]:
         cond = torch.randn(64, 512, device=device)
         with torch.no_grad():
             codes = vq.encode(motion)[0]
-        out["VQ encode b64"] = timed(lambda: vq.encode(motion), 1, device)
+        out["VQ encode b64"] = timed_stats(lambda: vq.encode(motion), reps, device)
         for tag, model, loss in (
             ("M", mask, lambda m, c: m.masked_loss(c[..., 0], cond, lengths)),
             ("R", res, lambda m, c: m.residual_loss(c, cond, lengths)),
@@ -119,16 +126,16 @@ def bench(args: argparse.Namespace) -> dict[str, float]:
                 loss(model, c).loss.backward()
                 opt.step()
 
-            out[f"{tag} train step b64"] = timed(lambda: step(False), 1, device)
-            out[f"{tag} train step b64 (+VQ encode)"] = timed(lambda: step(True), 1, device)
+            out[f"{tag} train step b64"] = timed_stats(lambda: step(False), reps, device)
+            out[f"{tag} train step b64 (+VQ encode)"] = timed_stats(lambda: step(True), reps, device)
             model.eval()
     return out
 
 
-def main(argv: list[str] | None = None) -> dict[str, float]:
+def main(argv: list[str] | None = None) -> dict[str, tuple[float, float, float]]:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--device", default="cpu")
-    p.add_argument("--repeats", type=int, default=3, help="timed runs per batch-1 case (batch 32: a third)")
+    p.add_argument("--repeats", type=int, default=5, help="timed runs per case, after one warm-up run of its own")
     p.add_argument("--batches", type=int, nargs="*", default=[1, 32])
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = leave torch's default)")
     p.add_argument("--two_pass", action="store_true", help="classifier-free guidance as two passes (official)")
@@ -138,17 +145,27 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     if args.threads:
         torch.set_num_threads(args.threads)
     results = bench(args)
-    logger.info("%-34s %10s %10s %8s", "case", "ours (s)", "official", "speed-up")
-    for case, seconds in results.items():
+    device = resolve_device(args.device)
+    logger.info(
+        "device %s: %s; torch %s; load average %s; %d runs after a warm-up",
+        device,
+        describe_device(device),
+        torch.__version__,
+        " ".join(f"{v:.2f}" for v in os.getloadavg()),
+        args.repeats,
+    )
+    logger.info("%-34s %8s %8s %8s %9s %8s", "case", "min s", "median s", "max s", "official", "speed-up")
+    for case, (lo, med, hi) in results.items():
         ref = OFFICIAL.get(case)
         logger.info(
-            "%-34s %10.3f %10s %8s",
+            "%-34s %8.3f %8.3f %8.3f %9s %8s",
             case,
-            seconds,
+            lo,
+            med,
+            hi,
             f"{ref:.2f}" if ref else "-",
-            f"{ref / seconds:.1f}x" if ref else "-",
+            f"{ref / med:.2f}x" if ref else "-",
         )
-    logger.info("device %s, %d threads, torch %s", args.device, torch.get_num_threads(), torch.__version__)
     return results
 
 

@@ -247,3 +247,32 @@ def test_eval_generator_keeps_the_sampling_distribution(pipe: MoMaskPipeline, mo
     cold = histogram(3, lambda: one_call_each(dataclasses.replace(sampling, force_mask=True)))
     tv = lambda p, q: 0.5 * np.abs(p - q).sum()  # noqa: E731
     assert tv(ref, chunk) < 2 * tv(ref, same) + 0.02 < tv(ref, cold), (tv(ref, chunk), tv(ref, same), tv(ref, cold))
+
+
+def test_eval_generator_repeats_are_independent_draws(pipe: MoMaskPipeline) -> None:
+    """The R multimodality generations of one text are independent draws (what Diversity and Multimodality
+    measure): two repeats of a text in one batched call are as far apart as two separate one-call generations,
+    while generations that share their random numbers (a seed reused per repeat) are identical."""
+    batch = _eval_batch(["a person walks forward and then turns around.", "a man kicks with his left leg."], [40, 28])
+    sampling = Sampling(time_steps=2, gumbel_sample=True)  # masked and residual layers both draw
+    generate = pipeline_generator(pipe, sampling, chunk=7)
+    repeats, b = 20, len(batch)
+
+    def spread(feats: torch.Tensor) -> float:
+        """(R·B, T, D), row r·B + i -> mean L2 distance between two repeats of the same text."""
+        per_text = feats.reshape(repeats, b, -1).transpose(0, 1)  # (B, R, T·D)
+        dist = torch.cdist(per_text, per_text)  # (B, R, R)
+        return float(dist.sum() / (b * repeats * (repeats - 1)))
+
+    torch.manual_seed(0)
+    batched = spread(generate(batch, True, repeats)[0])
+    torch.manual_seed(1)
+    separate = spread(torch.cat([generate(batch, True, 1)[0] for _ in range(repeats)]))
+
+    def reseeded() -> torch.Tensor:
+        torch.manual_seed(2)
+        return generate(batch, True, 1)[0]
+
+    shared = spread(torch.cat([reseeded() for _ in range(repeats)]))
+    assert separate > 0 and shared == 0.0
+    assert abs(batched / separate - 1) < 0.1, (batched, separate)

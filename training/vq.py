@@ -253,6 +253,42 @@ def _shard(seed: int, micro_step: int, plan: ShardPlan) -> BatchShard:
     )
 
 
+def vq_step_gradients(
+    net: torch.nn.Module,
+    model: RVQVAE,
+    micro_batches: list[Tensor],
+    plan: ShardPlan,
+    opt: VQOptions,
+    it: int,
+    amp: dist.MixedPrecision,
+    device: torch.device,
+) -> dict[str, float]:
+    """Gradients of optimisation step ``it`` accumulated into ``model`` (this rank's shards of the global batch:
+    ``micro_batches`` of (b, T, D) windows, one per micro-step), each shard through the sharded quantizer
+    (keyed Gumbel / dropout / reset draws, all-reduced EMA statistics); ``net`` is ``model`` or its DDP wrapper.
+    Returns the step's loss terms averaged over micro-steps. The caller zeroes and applies the gradients."""
+    seed = step_seed(opt.seed, it)
+    values: dict[str, float] = {}
+    for (m, _, _), batch in zip(shard_steps(net, plan, seed, it, always_reseed=True), micro_batches, strict=True):
+        x = batch.to(device, non_blocking=True).float()  # the sampler already sliced this shard
+        with model.quantizer.sharded(_shard(seed, m, plan)):
+            with amp.autocast():
+                recon, commit_loss, perplexity = net(x)
+            loss, parts = vq_loss(
+                recon.float(),
+                x,
+                commit_loss,
+                joints_num=opt.spec.joints_num,
+                loss_vel=opt.loss_vel,
+                commit=opt.commit,
+                recons_loss=opt.recons_loss,
+            )
+            amp.backward(loss / plan.accum_steps)
+        for key, value in {"loss": loss, **parts, "perplexity": perplexity}.items():
+            values[key] = values.get(key, 0.0) + float(value.detach()) / plan.accum_steps
+    return values
+
+
 def train_vq(
     model: RVQVAE,
     train_loader: DataLoader,
@@ -316,27 +352,10 @@ def train_vq(
             state.total_it += 1
             state.epoch_it += 1
             scheduler.before_step(state.total_it)
-            seed = step_seed(opt.seed, state.total_it)
             optimizer.zero_grad(set_to_none=True)
-            for (m, _, _), batch in zip(
-                shard_steps(net, plan, seed, state.total_it, always_reseed=True), micro_batches, strict=True
-            ):
-                x = batch.to(device, non_blocking=True).float()  # the sampler already sliced this shard
-                with model.quantizer.sharded(_shard(seed, m, plan)):
-                    with amp.autocast():
-                        recon, commit_loss, perplexity = net(x)
-                    loss, parts = vq_loss(
-                        recon.float(),
-                        x,
-                        commit_loss,
-                        joints_num=opt.spec.joints_num,
-                        loss_vel=opt.loss_vel,
-                        commit=opt.commit,
-                        recons_loss=opt.recons_loss,
-                    )
-                    amp.backward(loss / plan.accum_steps)
-                for key, value in {"loss": loss, **parts, "perplexity": perplexity}.items():
-                    window[key] = window.get(key, 0.0) + float(value.detach()) / plan.accum_steps
+            values = vq_step_gradients(net, model, micro_batches, plan, opt, state.total_it, amp, device)
+            for key, value in values.items():
+                window[key] = window.get(key, 0.0) + value
             lr = optimizer.param_groups[0]["lr"]
             amp.step(optimizer)
             scheduler.after_step(state.total_it)

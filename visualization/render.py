@@ -35,6 +35,8 @@ logger = logging.getLogger(__name__)
 
 OFFICIAL_SIZE = 1000  # px: the official 10 x 10 in figure at 100 dpi
 DEFAULT_SIZE = 512  # px: default output (even, so yuv420p needs no padding)
+# x264 speed/size trade-off of our mp4s; the official writer (matplotlib's ffmpeg) gets x264's default "medium".
+X264_PRESET = "ultrafast"
 CHAIN_COLORS = ("red", "blue", "black", "red", "blue") + ("darkblue",) * 5 + ("darkred",) * 5
 FLOOR_RGBA = (0.5, 0.5, 0.5, 0.5)
 TRAJECTORY_COLOR = "blue"
@@ -292,7 +294,7 @@ def yuv420_frames(background: np.ndarray, regions: Iterator[Region]) -> Iterator
         yield planes
 
 
-def _ffmpeg_command(path: Path, size: int, fps: float) -> list[str]:
+def _ffmpeg_command(path: Path, size: int, fps: float, preset: str) -> list[str]:
     return [
         "ffmpeg",
         "-hide_banner",
@@ -313,7 +315,7 @@ def _ffmpeg_command(path: Path, size: int, fps: float) -> list[str]:
         "-c:v",
         "libx264",
         "-preset",
-        "ultrafast",
+        preset,
         "-pix_fmt",
         "yuv420p",
         "-colorspace",
@@ -332,9 +334,11 @@ def _ffmpeg_command(path: Path, size: int, fps: float) -> list[str]:
     ]
 
 
-def write_mp4(yuv_frames: Iterator[list[np.ndarray]], path: Path, size: int, fps: float) -> None:
-    """Pipe planar yuv420p frames of ``size`` x ``size`` into ffmpeg (H.264) writing ``path``."""
-    proc = subprocess.Popen(_ffmpeg_command(path, size, fps), stdin=subprocess.PIPE, stderr=subprocess.PIPE)
+def write_mp4(
+    yuv_frames: Iterator[list[np.ndarray]], path: Path, size: int, fps: float, preset: str = X264_PRESET
+) -> None:
+    """Pipe planar yuv420p frames of ``size`` x ``size`` into ffmpeg (H.264, x264 ``preset``) writing ``path``."""
+    proc = subprocess.Popen(_ffmpeg_command(path, size, fps, preset), stdin=subprocess.PIPE, stderr=subprocess.PIPE)
     assert proc.stdin is not None and proc.stderr is not None
     try:
         for planes in yuv_frames:
@@ -395,12 +399,13 @@ def render_motion(
     *,
     size: int = DEFAULT_SIZE,
     supersample: int | None = None,
+    preset: str = X264_PRESET,
 ) -> Path:
     """Render joints (T, J, 3) as a stick-figure video at ``path`` (.mp4 via ffmpeg, .gif via Pillow).
 
     skeleton: a DatasetSpec, explicit kinematic chains, or None (dataset inferred from J).
     fps/radius default to the dataset's (t2m: 20 fps, radius 4 m). ``size`` is the square frame in pixels
-    (official: 1000). An .mp4 request falls back to a .gif next to it when ffmpeg is not on PATH; the path
+    (official: 1000); ``preset`` the x264 preset of an mp4. An .mp4 request falls back to a .gif next to it when ffmpeg is not on PATH; the path
     actually written is returned. The file appears atomically: on error no partial output is left behind.
     """
     joints, chains, spec = _check_motion(joints, skeleton)
@@ -422,7 +427,7 @@ def render_motion(
             background, regions = paint_regions(
                 joints, chains, title=title, radius=radius, size=size, supersample=supersample
             )
-            write_mp4(yuv420_frames(background, regions), tmp, size, fps)
+            write_mp4(yuv420_frames(background, regions), tmp, size, fps, preset)
         else:
             write_gif(
                 draw_frames(joints, chains, title=title, radius=radius, size=size, supersample=supersample), tmp, fps
