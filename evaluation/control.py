@@ -8,8 +8,8 @@ go through the usual evaluator metrics (FID, R-precision, Diversity; see docs/ev
 * Traj. err: share of motions with any controlled joint more than 50 cm from its target;
 * Loc. err: share of controlled (frame, joint) entries more than 50 cm off;
 * Avg. err: mean distance of the controlled entries, in metres (the tables print cm);
-* Skating: foot-skating ratio, share of frames where both feet are below 5 cm and slide faster than 0.5 m/s
-  (5-frame average), as the control papers compute it.
+* Skating: the project's one foot-skating ratio, ``skate_ratio`` of :mod:`utils.physical` (share of frame
+  steps in which a foot joint within 5 cm of the floor slides faster than 0.5 m/s).
 
 The unconstrained model run with the same targets gives the errors "for scale" (``controlled=False``).
 """
@@ -31,6 +31,7 @@ from models.control.optimise import Control, ControlSettings, generate_controlle
 from models.control.spec import ControlSpec
 from models.evaluator.wrapper import T2MEvaluator
 from utils.motion import recover_from_ric
+from utils.physical import foot_joints, skating, to_metres
 from utils.skeleton import DatasetSpec
 
 if TYPE_CHECKING:
@@ -39,9 +40,6 @@ if TYPE_CHECKING:
 CONTROL_JOINTS = ("pelvis", "left_foot", "right_foot", "head", "left_wrist", "right_wrist")
 DENSITIES = ("1", "2", "5", "25%", "100%")
 FAR = 0.5  # metres: an entry this far from its target counts as a miss
-SKATE_HEIGHT = 0.05  # metres
-SKATE_SPEED = 0.5  # metres per second
-SKATE_WINDOW = 5  # frames of the moving average of the foot speed
 
 
 def control_joint_ids(joint: str, spec: DatasetSpec) -> list[int]:
@@ -65,19 +63,6 @@ def control_frames(length: int, density: str, rng: np.random.Generator) -> np.nd
     return np.sort(rng.choice(length, size=count, replace=False))
 
 
-def foot_skating_ratio(joints: np.ndarray, spec: DatasetSpec) -> float:
-    """Share of frames (T, J, 3) where both feet (toes) are low and sliding (see module docstring)."""
-    feet = joints[:, [spec.fid_l[1], spec.fid_r[1]]]  # (T, 2, 3)
-    if feet.shape[0] < 2:
-        return 0.0
-    speed = np.linalg.norm(np.diff(feet[..., [0, 2]], axis=0), axis=-1) * spec.fps  # (T-1, 2)
-    kernel = np.ones(SKATE_WINDOW) / SKATE_WINDOW
-    speed = np.stack([np.convolve(speed[:, k], kernel, mode="same") for k in range(2)], axis=-1)
-    low = feet[1:, :, 1] < SKATE_HEIGHT
-    skating = ((speed > SKATE_SPEED) & low).all(-1)
-    return float(skating.sum() / feet.shape[0])
-
-
 @dataclass
 class ControlTally:
     """Per-pass sums of the control errors and skating over every generated motion."""
@@ -98,7 +83,7 @@ class ControlTally:
         self.entries += d.size
         self.entries_far += int((d > FAR).sum())
         self.distance += float(d.sum())
-        self.skating.append(foot_skating_ratio(joints, spec))
+        self.skating.append(skating(to_metres(joints, spec), foot_joints(spec), spec.fps)[0])
 
     def values(self) -> dict[str, float]:
         return {

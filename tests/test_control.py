@@ -77,7 +77,7 @@ def test_keyframes_in_frames_seconds_and_fractions() -> None:
     [
         ({"joint": "tail", "frame": 0, "position": [0, 0, 0]}, "unknown joint 'tail'"),
         ({"joint": "pelvis", "frame": 120, "position": [0, 0, 0]}, "frame 120 is outside the motion's 100 frames"),
-        ({"joint": "pelvis", "frame": "9s", "position": [0, 0, 0]}, "frame 180 is outside"),
+        ({"joint": "pelvis", "frame": "9s", "position": [0, 0, 0]}, r"frame 180 \('9s'\) is outside .* use 0..99 "),
         ({"joint": "pelvis", "frame": 0, "position": [0, 0]}, r"'position' must be \[x, y, z\]"),
         ({"joint": "pelvis", "frame": 0, "position": [None, None, None]}, "every control target is NaN"),
     ],
@@ -331,3 +331,20 @@ def test_controlled_demo_motion_imports_into_blender(tmp_path: Path) -> None:
     pelvis = pos[:, names.index(rig_for(T2M).names[0])]
     for key in keys:
         assert np.linalg.norm(pelvis[key["frame"], [0, 2]] - np.array(key["position"])[[0, 2]]) < 0.03
+
+
+def test_control_tally_closed_form_and_the_one_skate_ratio() -> None:
+    from evaluation.control import ControlTally
+    from utils.physical import foot_joints, skating
+
+    joints = np.zeros((20, 22, 3), np.float32)
+    joints[:, :, 0] = np.arange(20)[:, None] * 0.04  # everything slides 4 cm a frame (0.8 m/s) on the floor
+    targets = np.full_like(joints, np.nan)
+    targets[5, 0] = joints[5, 0] + [0.0, 0.0, 0.6]  # 60 cm off: a miss
+    targets[9, 20] = joints[9, 20] + [0.0, 0.1, 0.0]  # 10 cm off
+    tally = ControlTally()
+    tally.add(joints, targets, T2M)
+    values = tally.values()
+    assert values["Traj_err"] == 1.0 and values["Loc_err"] == 0.5
+    assert values["Avg_err"] == pytest.approx(0.35)
+    assert values["Skating"] == skating(joints, foot_joints(T2M), T2M.fps)[0] == 1.0
