@@ -45,8 +45,6 @@ KNOWN_FAILURES = {
     "tests/test_cleanup.py::test_rigid_motion_keeps_its_bone_lengths_and_shape": "issue 18: one bone length moves 1.06e-6 m (> 1e-6) on the retrained demo clips",
     "tests/test_cleanup.py::test_cleanup_removes_penetration_and_keeps_contacts_on_the_floor": "issue 18: skate reduction 0.46/0.90 misses the 50 % bound on the retrained demo clips",
     "tests/test_cold_start.py::test_first_command_imports_neither_transformers_nor_sympy": "issue 21/16: the meta-device pre-build of build_checked pulls sympy and torch._dynamo into the first command",
-    "tests/test_control.py::test_edit_controls_only_inside_spans": "issue 19/21: edits now take frame spans; the test's control frame falls outside the exact span",
-    "tests/test_control.py::test_edit_cli_control": "issue 19/21: controlled edit misses its target by 7.7 cm (> 5 cm) after the keep-the-source blend",
     "tests/test_webapp.py::test_generate_writes_every_output": "issue 16: the request folder now holds the janitor's marker file, which the listing does not expect",
     "tests/test_webapp.py::test_bad_uploads_and_spans_are_refused_clearly": "issue 16/21: the span message now names the seconds range, not the pattern the test expects",
     "tests/test_webapp.py::test_browser_generates_plays_and_downloads_bvh": "issues 18-20: the page gained clean-up/control/rig inputs; the browser script does not fill them yet",

@@ -73,18 +73,17 @@ class Control:
         if self.targets is None and not self.objectives:
             raise ValueError("a Control needs targets or at least one objective")
 
-    def inside(self, editable: Tensor, unit: int) -> Control:
-        """This control, after checking that its targets lie in the editable tokens ``editable`` (n,) bool."""
+    def inside(self, spans: Sequence[tuple[int, int]]) -> Control:
+        """This control, after checking that its targets lie in the edited frame ``spans`` ``[(start, end), ...]``
+        (end exclusive): an edit keeps every other frame of the source, so a target there could not be met."""
         if self.targets is not None:
-            ok = editable.cpu().numpy().repeat(unit)
             frames = np.nonzero(self.targets.mask.any(-1))[0]
-            bad = [int(f) for f in frames if f >= len(ok) or not ok[f]]
+            bad = [int(f) for f in frames if not any(s <= f < e for s, e in spans)]
             if bad:
-                spans = np.nonzero(ok)[0]
+                where = ", ".join(f"{s}..{e - 1}" for s, e in spans)
                 raise ValueError(
-                    f"{self.targets.source}: frame(s) {bad[:5]} are controlled but outside the edited "
-                    f"spans (frames {spans.min()}..{spans.max()}); an edit controls only what it "
-                    "regenerates"
+                    f"{self.targets.source}: frame(s) {bad[:5]} are controlled but outside the edited spans "
+                    f"(frames {where}); an edit keeps the source there, so control only the frames it regenerates"
                 )
         return self
 
@@ -133,6 +132,7 @@ class Controller:
         m_lens: Tensor,
         editable: Tensor | None = None,
         time_steps: int = 18,
+        post: Callable[[Tensor], Tensor] | None = None,
     ) -> None:
         first = next(c for c in controls if c is not None)
         self.settings = first.settings
@@ -144,6 +144,9 @@ class Controller:
         frames = torch.arange(n * unit, device=pipe.device)
         self.valid = frames[None] < (m_lens[:, None] * unit)  # (B, T)
         self.editable = editable  # (B, n) bool or None
+        # De-normalised features (B, 4n, D) -> the motion the user gets (an edit's blend into its source); the
+        # objectives are measured after it, so what is optimised is what comes out.
+        self.post = post
         targets = torch.full((len(controls), n * unit, spec.joints_num, 3), float("nan"), device=pipe.device)
         for b, c in enumerate(controls):
             if c is not None and c.targets is not None:
@@ -164,9 +167,9 @@ class Controller:
 
     # ---- pieces ----------------------------------------------------------------------------------------------
     def joints(self, latent: Tensor) -> Tensor:
-        """Summed code latent (B, n, C) -> joints (B, 4n, J, 3) through the decoder and features -> joints."""
+        """Summed code latent (B, n, C) -> joints (B, 4n, J, 3) through the decoder, ``post`` and features -> joints."""
         feats = self.pipe.denormalise(self.pipe.vq.decoder(latent.permute(0, 2, 1)).permute(0, 2, 1))
-        return recover_from_ric(feats, self.pipe.spec.joints_num)
+        return recover_from_ric(feats if self.post is None else self.post(feats), self.pipe.spec.joints_num)
 
     def loss(self, latent: Tensor) -> Tensor:
         return total_loss(self.objectives, self.joints(latent), self.valid)
@@ -238,7 +241,8 @@ class Controller:
 
     # ---- stage 3: latent refinement ----------------------------------------------------------------------------
     def refine(self, ids: Tensor) -> Tensor:
-        """Final codes (B, n, Q) -> de-normalised features (B, 4n, D) decoded from the refined latent."""
+        """Final codes (B, n, Q) -> de-normalised features (B, 4n, D) decoded from the refined latent (before
+        ``post``)."""
         base = self.pipe.vq.quantizer.summed_codes(ids).detach()
         where = None if self.editable is None else self.editable[..., None].to(base)
 
