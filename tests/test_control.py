@@ -23,8 +23,10 @@ from models.control import (
     keyframes_from_json,
 )
 from models.control.objectives import TargetObjective, target_distances
+from models.control.optimise import gaussian_smoother
 from models.control.spec import parse_frames, targets_from_motion
 from models.pipeline import MoMaskPipeline
+from utils.cli import run_cli
 from utils.skeleton import get_dataset_spec
 from visualization.control_input import read_control
 from visualization.joints2bvh import save_bvh
@@ -155,6 +157,30 @@ def test_floor_objective_from_python(pipe: MoMaskPipeline) -> None:
     assert ctl.control_error is None  # the demo model meets a real floor: benchmarks/bench_control.py
 
 
+def test_gaussian_smoother_closed_form() -> None:
+    smoother = gaussian_smoother(9, 2.0, torch.zeros(()))
+    np.testing.assert_allclose(smoother.sum(-1), 1.0, rtol=1e-6)
+    np.testing.assert_allclose(smoother @ torch.full((9, 2), 3.0), 3.0, rtol=1e-6)
+    row = np.exp(-0.5 * ((np.arange(9) - 4) / 2.0) ** 2)
+    np.testing.assert_allclose(smoother[4], row / row.sum(), rtol=1e-6)
+
+
+def test_polish_alone_hits_a_whole_body_pose_and_leaves_earlier_frames(pipe: MoMaskPipeline) -> None:
+    """Without the decoder stages, the position-channel polish puts all 22 joints of frame 30 on a pose 6 cm off
+    the free motion's, and the body pose of frames more than 5 sigma before it does not move."""
+    free = pipe.generate(["a person kicks"], [48], seed=2)[0]
+    targets = np.full((48, 22, 3), np.nan, np.float32)
+    shift = np.random.default_rng(0).normal(size=(22, 3)).astype(np.float32)
+    targets[30] = free.joints[30] + 0.06 * shift / np.linalg.norm(shift, axis=-1, keepdims=True)
+    settings = ControlSettings(guide_iters=0, residual_iters=0, refine_iters=0, polish_sigma=2.0)
+    ctl = pipe.generate(["a person kicks"], [48], seed=2, control=Control(ControlSpec(targets), settings=settings))[0]
+    assert np.linalg.norm(ctl.joints[30] - targets[30], axis=-1).mean() < 0.01
+    # Earlier frames: the path may bend (root velocities anywhere before frame 30 move it), the body pose not.
+    local_ctl, local_free = ctl.joints[:20] - ctl.joints[:20, :1], free.joints[:20] - free.joints[:20, :1]
+    assert np.abs(local_ctl - local_free).max() < 2e-3
+    assert np.abs(ctl.joints[:20] - free.joints[:20]).max() < 0.03
+
+
 def test_estimated_length_grows_to_cover_targets(pipe: MoMaskPipeline) -> None:
     targets = np.full((150, 22, 3), np.nan, np.float32)
     targets[149, 0] = [0.0, 0.9, 1.0]
@@ -230,9 +256,23 @@ def test_gen_cli_keyframes_and_motion_file(runs: Path, tmp_path: Path, pipe: MoM
         ("not json", "not a JSON keyframe file"),
     ],
 )
-def test_bad_control_exits_2_and_writes_nothing(runs: Path, tmp_path: Path, content: str, message: str) -> None:
+def test_bad_control_exits_2_and_writes_nothing(
+    runs: Path, tmp_path: Path, content: str, message: str, capsys: pytest.CaptureFixture
+) -> None:
+    """In process through the scripts' own wrapper (the real script once, in test_bad_control_from_the_shell)."""
     bad = tmp_path / "bad.json"
     bad.write_text(content)
+    args = _args(runs, tmp_path / "out", "--text", "walk", "--motion_length", "40", "--control", str(bad))
+    with pytest.raises(SystemExit) as exit_:
+        run_cli(gen_t2m.main, args)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert exit_.value.code == 2 and len(err) == 1 and err[0].startswith("error: ") and message in err[0]
+    assert not (tmp_path / "out").exists()
+
+
+def test_bad_control_from_the_shell(runs: Path, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.json"
+    bad.write_text('[{"joint": "tail", "frame": 0, "position": [0, 0, 0]}]')
     proc = subprocess.run(
         [
             sys.executable,
@@ -243,7 +283,7 @@ def test_bad_control_exits_2_and_writes_nothing(runs: Path, tmp_path: Path, cont
         text=True,
         cwd=tmp_path,
     )
-    assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr
+    assert proc.returncode == 2 and "unknown joint 'tail'" in proc.stderr and "Traceback" not in proc.stderr
     assert not (tmp_path / "out").exists()
 
 
@@ -340,6 +380,9 @@ def test_controlled_demo_motion_imports_into_blender(tmp_path: Path) -> None:
     pelvis = pos[:, names.index(rig_for(T2M).names[0])]
     for key in keys:
         assert np.linalg.norm(pelvis[key["frame"], [0, 2]] - np.array(key["position"])[[0, 2]]) < 0.03
+    joints = np.load(tmp_path / "text2motion/joints/0/sample0_repeat0_len80.npy")  # the npy written beside it
+    assert pos.shape[0] == joints.shape[0] == 80
+    np.testing.assert_allclose(pelvis, joints[:, 0], atol=0.01)
 
 
 def test_control_tally_closed_form_and_the_one_skate_ratio() -> None:
