@@ -112,18 +112,18 @@ def control_generator(
     joint_ids = control_joint_ids(joint, spec)
 
     @torch.no_grad()
-    def generate(batch: EvalBatch, is_mm: bool) -> tuple[Tensor, Tensor]:
+    def generate(batch: EvalBatch, is_mm: bool, repeats: int = 1) -> tuple[Tensor, Tensor]:
         s = dataclasses.replace(sampling, gumbel_sample=sampling.gumbel_sample and is_mm)
         raw = evaluator.denormalize(batch.motions.to(evaluator.mean.device, torch.float32))
-        gt = recover_from_ric(raw, spec.joints_num).cpu().numpy()  # (B, T, J, 3)
-        m_lens = torch.as_tensor(batch.m_lens, device=pipe.device) // unit
+        gt = np.tile(recover_from_ric(raw, spec.joints_num).cpu().numpy(), (repeats, 1, 1, 1))  # (R·B, T, J, 3)
+        m_lens = (torch.as_tensor(batch.m_lens, device=pipe.device) // unit).repeat(repeats)  # (R·B,)
         targets = []
         for b, length in enumerate((m_lens * unit).tolist()):
             t = np.full((length, spec.joints_num, 3), np.nan, np.float32)
             frames = control_frames(length, density, rng)
             t[frames[:, None], joint_ids] = gt[b, frames[:, None], joint_ids]
             targets.append(t)
-        cond = pipe.encode_text(batch.captions)
+        cond = pipe.encode_text(batch.captions).repeat(repeats, 1)
         if controlled:
             controls = [Control(ControlSpec(t, "benchmark"), settings=settings) for t in targets]
             _, feats, _ = generate_controlled(pipe, cond, m_lens, s, None, controls)
