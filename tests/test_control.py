@@ -11,10 +11,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from evaluator_helpers import write_small_evaluator
 from tiny_runs import MASK_NAME, RES_NAME, make_tiny_runs
 
 import edit_t2m
 import gen_t2m
+from evaluation.benchmark import EvalBatch
+from evaluation.control import ControlTally, control_generator
 from models.control import (
     Control,
     ControlSettings,
@@ -25,8 +28,9 @@ from models.control import (
 from models.control.objectives import TargetObjective, target_distances
 from models.control.optimise import gaussian_smoother
 from models.control.spec import parse_frames, targets_from_motion
-from models.pipeline import MoMaskPipeline
+from models.pipeline import MoMaskPipeline, Sampling
 from utils.cli import run_cli
+from utils.physical import foot_joints, skating
 from utils.skeleton import get_dataset_spec
 from visualization.control_input import read_control
 from visualization.joints2bvh import save_bvh
@@ -386,9 +390,6 @@ def test_controlled_demo_motion_imports_into_blender(tmp_path: Path) -> None:
 
 
 def test_control_tally_closed_form_and_the_one_skate_ratio() -> None:
-    from evaluation.control import ControlTally
-    from utils.physical import foot_joints, skating
-
     joints = np.zeros((20, 22, 3), np.float32)
     joints[:, :, 0] = np.arange(20)[:, None] * 0.04  # everything slides 4 cm a frame (0.8 m/s) on the floor
     targets = np.full_like(joints, np.nan)
@@ -400,3 +401,26 @@ def test_control_tally_closed_form_and_the_one_skate_ratio() -> None:
     assert values["Traj_err"] == 1.0 and values["Loc_err"] == 0.5
     assert values["Avg_err"] == pytest.approx(0.35)
     assert values["Skating"] == skating(joints, foot_joints(T2M), T2M.fps)[0] == 1.0
+
+
+def test_benchmark_generator_controls_with_the_ground_truth(pipe: MoMaskPipeline, tmp_path: Path) -> None:
+    """The control benchmark's generate function: targets from each batch's ground-truth joints, R repeats of a
+    batch in one call (the evaluation loop's contract), errors tallied per motion."""
+    evaluator = write_small_evaluator(tmp_path)
+    gt = [m.features for m in pipe.generate(["run", "walk"], [40, 32], seed=4)]
+    motions = torch.zeros(2, 40, 263)
+    for b, f in enumerate(gt):
+        motions[b, : len(f)] = evaluator.normalize(torch.as_tensor(f))
+    batch = EvalBatch(torch.zeros(2, 5, 300), torch.zeros(2, 5, 15), ["walk", "run"], torch.tensor([5, 5]), motions,
+                      torch.tensor([40, 32]), ["", ""])  # fmt: skip
+    errors = {}
+    for controlled in (False, True):
+        tally = ControlTally()
+        generate = control_generator(
+            pipe, Sampling(), evaluator, "pelvis", "5", np.random.default_rng(0), tally, controlled=controlled
+        )
+        feats, lens = generate(batch, False, 2)
+        assert feats.shape[0] == 4 and lens.tolist() == [40, 32, 40, 32] and tally.motions == 4
+        assert tally.entries == 20
+        errors[controlled] = tally.values()["Avg_err"]
+    assert errors[True] < 0.02 < errors[False]
