@@ -424,3 +424,23 @@ def test_benchmark_generator_controls_with_the_ground_truth(pipe: MoMaskPipeline
         assert tally.entries == 20
         errors[controlled] = tally.values()["Avg_err"]
     assert errors[True] < 0.02 < errors[False]
+
+
+@pytest.mark.slow
+def test_demo_model_hits_a_bvh_pose_and_keeps_off_the_floor(tmp_path: Path) -> None:
+    """The embedded demo model: "hit the pose of frame 30 of this BVH at 2 s" puts all 22 joints within 3 cm
+    (mean) of that pose; a floor objective keeps every joint above y = -1 cm where free generation dips lower."""
+    demo = MoMaskPipeline.demo()
+    clip = demo.DEMO_DATASET / "new_joints" / "000015.npy"  # a high kick
+    caption = (demo.DEMO_DATASET / "texts" / "000015.txt").read_text().split("#")[0]
+    pose = read_control(save_bvh(np.load(clip), tmp_path / "kick.bvh", T2M), T2M, total_frames=120, joints="all",
+                        frames="30", at="2s")  # fmt: skip
+    errors = [
+        np.linalg.norm(demo.generate([caption], [120], seed=0, control=c)[0].joints[40] - pose.targets[40], axis=-1)
+        for c in (None, Control(pose))
+    ]
+    assert errors[1].mean() < 0.03 < errors[0].mean()
+    crawl = "a person crawls forward on hands and knees"
+    free = demo.generate([crawl], [120], seed=0)[0]
+    floor = demo.generate([crawl], [120], seed=0, control=Control(objectives=[FloorObjective(0.0)]))[0]
+    assert free.joints[..., 1].min() < -0.01 <= floor.joints[..., 1].min()
