@@ -274,6 +274,7 @@ def test_bad_control_exits_2_and_writes_nothing(
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.slow  # a subprocess start of torch; tests/test_bad_inputs_cli.py runs gen_t2m's refusal in the default run
 def test_bad_control_from_the_shell(runs: Path, tmp_path: Path) -> None:
     bad = tmp_path / "bad.json"
     bad.write_text('[{"joint": "tail", "frame": 0, "position": [0, 0, 0]}]')
