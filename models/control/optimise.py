@@ -51,10 +51,10 @@ class ControlSettings:
     guide_iters: int = 1  # Adam steps on the masked layer's logits per unmasking step
     residual_iters: int = 1  # Adam steps on each residual layer's logits
     refine_iters: int = 10  # at most this many decoder passes of L-BFGS on the latent
-    polish_iters: int = 60  # at most this many (decoder-free) passes of L-BFGS on the position channels
+    polish_iters: int = 100  # at most this many (decoder-free) L-BFGS passes per sample on the position channels
     logits_lr: float = 2.0
     latent_weight: float = 0.01  # penalty on the mean squared latent offset
-    polish_weight: float = 0.01  # penalty on the mean squared offset before smoothing (in feature stds)
+    polish_weight: float = 0.001  # penalty on the mean squared offset before smoothing (in feature stds)
     polish_sigma: float = 3.0  # frames: width of the Gaussian that smooths the feature offset over time
     tau: float = 1.0  # softmax temperature of the differentiable expectation
     tolerance: float = 0.01  # metres: a sample is done when its objective is at most this
@@ -172,12 +172,18 @@ class Controller:
             ([target] if c is not None and c.targets is not None else []) + list(c.objectives if c else [])
             for c in controls
         ]
+        # The same for each sample alone (the polish runs sample by sample).
+        self.own_objectives = [
+            ([TargetObjective(targets[b : b + 1])] if c is not None and c.targets is not None else [])
+            + list(c.objectives if c else [])
+            for b, c in enumerate(controls)
+        ]
         self._done = 0
         self._total = (
             self.settings.guide_iters * time_steps
             + self.settings.residual_iters * (self.books.shape[0] - 1)
             + self.settings.refine_iters
-            + self.settings.polish_iters
+            + self.settings.polish_iters * len(controls)
         ) or 1
 
     # ---- pieces ----------------------------------------------------------------------------------------------
@@ -185,10 +191,13 @@ class Controller:
         """Summed code latent (B, n, C) -> de-normalised features (B, 4n, D)."""
         return self.pipe.denormalise(self.pipe.vq.decoder(latent.permute(0, 2, 1)).permute(0, 2, 1))
 
-    def features_loss(self, feats: Tensor) -> Tensor:
-        """De-normalised features (B, 4n, D) -> per-sample objective (B,) of the motion after ``post``."""
+    def features_loss(self, feats: Tensor, sample: int | None = None) -> Tensor:
+        """De-normalised features (B, 4n, D) -> per-sample objective (B,) of the motion after ``post``; with
+        ``sample``, feats (1, 4n, D) are that sample's alone."""
         joints = recover_from_ric(feats if self.post is None else self.post(feats), self.pipe.spec.joints_num)
-        return total_loss(self.objectives, joints, self.valid)
+        if sample is None:
+            return total_loss(self.objectives, joints, self.valid)
+        return total_loss([self.own_objectives[sample]], joints, self.valid[sample : sample + 1])
 
     def loss(self, latent: Tensor) -> Tensor:
         return self.features_loss(self.decode(latent))
@@ -229,7 +238,10 @@ class Controller:
         if evals == 0:
             return param.detach()
         param = param.detach().clone().requires_grad_(True)
-        opt = torch.optim.LBFGS([param], lr=1.0, max_iter=evals, history_size=10, line_search_fn="strong_wolfe")
+        opt = torch.optim.LBFGS(
+            [param], lr=1.0, max_iter=evals, history_size=10, tolerance_grad=0.0, tolerance_change=0.0,
+            line_search_fn="strong_wolfe",
+        )  # fmt: skip
         best = {"worst": math.inf, "param": param.detach().clone(), "evals": 0}
 
         def closure() -> Tensor:
@@ -310,23 +322,28 @@ class Controller:
 
     def polish(self, feats: Tensor) -> Tensor:
         """De-normalised features (B, 4n, D) -> the same with a smooth offset of the position channels (root and
-        local joint positions) that meets the objectives (stage 4 in the module docstring)."""
+        local joint positions) that meets the objectives (stage 4 in the module docstring). Sample by sample:
+        each stops on its own, and the problems are small enough that batching gains nothing."""
         width = 4 + 3 * (self.pipe.spec.joints_num - 1)
         scale = self.pipe.std[:width].to(feats)
         smoother = gaussian_smoother(feats.shape[1], self.settings.polish_sigma, feats)
         weight = self.settings.polish_weight
+        out = []
+        for b in range(feats.shape[0]):
+            own = feats[b : b + 1]
 
-        def moved(z: Tensor) -> Tensor:
-            return torch.cat([feats[..., :width] + (smoother @ z) * scale, feats[..., width:]], dim=-1)
+            def moved(z: Tensor, own: Tensor = own) -> Tensor:
+                return torch.cat([own[..., :width] + (smoother @ z) * scale, own[..., width:]], dim=-1)
 
-        z = self._lbfgs(
-            feats.new_zeros(*feats.shape[:2], width),
-            lambda z: self.features_loss(moved(z)),
-            lambda z: weight * (z**2).mean(dim=(1, 2)),
-            self.settings.polish_iters,
-            "polish",
-        )
-        return moved(z)
+            z = self._lbfgs(
+                own.new_zeros(1, own.shape[1], width),
+                lambda z, b=b, moved=moved: self.features_loss(moved(z), sample=b),
+                lambda z: weight * (z**2).mean(dim=(1, 2)),
+                self.settings.polish_iters if self.own_objectives[b] else 0,
+                "polish",
+            )
+            out.append(moved(z))
+        return torch.cat(out)
 
     def errors(self, joints: Tensor) -> Tensor:
         """Mean target distance (B,) in metres of joints (B, T, J, 3) (NaN where a sample has no targets)."""
