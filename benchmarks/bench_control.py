@@ -2,6 +2,7 @@
 
     python -m benchmarks.bench_control                       # demo model + dataset_demo + demo evaluator
     python -m benchmarks.bench_control --rows pelvis:100%,pelvis:5 --repeats 5
+    python -m benchmarks.bench_control --max_batches 1 --repeats 2   # one batch of 32 captions a pass (quick)
     python -m benchmarks.bench_control --timing              # one 196-frame prompt, controlled vs not
     python -m benchmarks.bench_control --examples OUT        # pose-at-2-s and floor examples, npy + BVH in OUT
     python -m benchmarks.bench_control --checkpoints_dir ./checkpoints --name t2m_nlayer8_nhead6_ld384_ff1024_cdp0.1_rvq6ns \\
@@ -15,6 +16,7 @@ scale. Metrics are mean ± 95 % half-width over ``--repeats`` passes (evaluation
 from __future__ import annotations
 
 import argparse
+import itertools
 import time
 from pathlib import Path
 
@@ -81,7 +83,7 @@ def table(args: argparse.Namespace, pipe: MoMaskPipeline, device: torch.device) 
             torch.manual_seed(args.seed)
             start = time.perf_counter()
             m = evaluate_control(
-                loader,
+                loader if not args.max_batches else list(itertools.islice(loader, args.max_batches)),
                 pipe,
                 sampling,
                 evaluator,
@@ -181,6 +183,7 @@ def main() -> None:
     p.add_argument("--split", default="all")
     p.add_argument("--batch_size", type=int, default=32)
     p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--max_batches", type=int, default=0, help="only the first N batches of each pass (0 = all)")
     p.add_argument("--diversity_times", type=int, default=30, help="0 = protocol (300/100 pairs)")
     p.add_argument("--time_steps", type=int, default=10)
     p.add_argument("--cond_scale", type=float, default=4.0)

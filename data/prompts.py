@@ -98,8 +98,7 @@ def _bound_to_frame(text: str, total_frames: int, fps: float, default: int, wher
     if m["empty"] is not None:
         return default
     if m["sec"] is not None:
-        frame = float(m["sec"]) * fps
-        return int(round(frame)) if frame <= total_frames else total_frames + 1  # past the end: refused below
+        return int(round(float(m["sec"]) * fps))  # past the end: refused by the caller, naming this frame
     if m["frac"] is not None:
         frac = float(m["frac"])
         if frac > 1.0:

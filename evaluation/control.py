@@ -8,8 +8,8 @@ go through the usual evaluator metrics (FID, R-precision, Diversity; see docs/ev
 * Traj. err: share of motions with any controlled joint more than 50 cm from its target;
 * Loc. err: share of controlled (frame, joint) entries more than 50 cm off;
 * Avg. err: mean distance of the controlled entries, in metres (the tables print cm);
-* Skating: foot-skating ratio, share of frames where both feet are below 5 cm and slide faster than 0.5 m/s
-  (5-frame average), as the control papers compute it.
+* Skating: the project's one foot-skating ratio, ``skate_ratio`` of :mod:`utils.physical` (share of frame
+  steps in which a foot joint within 5 cm of the floor slides faster than 0.5 m/s).
 
 The unconstrained model run with the same targets gives the errors "for scale" (``controlled=False``).
 """
@@ -31,6 +31,7 @@ from models.control.optimise import Control, ControlSettings, generate_controlle
 from models.control.spec import ControlSpec
 from models.evaluator.wrapper import T2MEvaluator
 from utils.motion import recover_from_ric
+from utils.physical import foot_joints, skating, to_metres
 from utils.skeleton import DatasetSpec
 
 if TYPE_CHECKING:
@@ -39,9 +40,6 @@ if TYPE_CHECKING:
 CONTROL_JOINTS = ("pelvis", "left_foot", "right_foot", "head", "left_wrist", "right_wrist")
 DENSITIES = ("1", "2", "5", "25%", "100%")
 FAR = 0.5  # metres: an entry this far from its target counts as a miss
-SKATE_HEIGHT = 0.05  # metres
-SKATE_SPEED = 0.5  # metres per second
-SKATE_WINDOW = 5  # frames of the moving average of the foot speed
 
 
 def control_joint_ids(joint: str, spec: DatasetSpec) -> list[int]:
@@ -65,19 +63,6 @@ def control_frames(length: int, density: str, rng: np.random.Generator) -> np.nd
     return np.sort(rng.choice(length, size=count, replace=False))
 
 
-def foot_skating_ratio(joints: np.ndarray, spec: DatasetSpec) -> float:
-    """Share of frames (T, J, 3) where both feet (toes) are low and sliding (see module docstring)."""
-    feet = joints[:, [spec.fid_l[1], spec.fid_r[1]]]  # (T, 2, 3)
-    if feet.shape[0] < 2:
-        return 0.0
-    speed = np.linalg.norm(np.diff(feet[..., [0, 2]], axis=0), axis=-1) * spec.fps  # (T-1, 2)
-    kernel = np.ones(SKATE_WINDOW) / SKATE_WINDOW
-    speed = np.stack([np.convolve(speed[:, k], kernel, mode="same") for k in range(2)], axis=-1)
-    low = feet[1:, :, 1] < SKATE_HEIGHT
-    skating = ((speed > SKATE_SPEED) & low).all(-1)
-    return float(skating.sum() / feet.shape[0])
-
-
 @dataclass
 class ControlTally:
     """Per-pass sums of the control errors and skating over every generated motion."""
@@ -98,7 +83,7 @@ class ControlTally:
         self.entries += d.size
         self.entries_far += int((d > FAR).sum())
         self.distance += float(d.sum())
-        self.skating.append(foot_skating_ratio(joints, spec))
+        self.skating.append(skating(to_metres(joints, spec), foot_joints(spec), spec.fps)[0])
 
     def values(self) -> dict[str, float]:
         return {
@@ -127,18 +112,18 @@ def control_generator(
     joint_ids = control_joint_ids(joint, spec)
 
     @torch.no_grad()
-    def generate(batch: EvalBatch, is_mm: bool) -> tuple[Tensor, Tensor]:
+    def generate(batch: EvalBatch, is_mm: bool, repeats: int = 1) -> tuple[Tensor, Tensor]:
         s = dataclasses.replace(sampling, gumbel_sample=sampling.gumbel_sample and is_mm)
         raw = evaluator.denormalize(batch.motions.to(evaluator.mean.device, torch.float32))
-        gt = recover_from_ric(raw, spec.joints_num).cpu().numpy()  # (B, T, J, 3)
-        m_lens = torch.as_tensor(batch.m_lens, device=pipe.device) // unit
+        gt = np.tile(recover_from_ric(raw, spec.joints_num).cpu().numpy(), (repeats, 1, 1, 1))  # (R·B, T, J, 3)
+        m_lens = (torch.as_tensor(batch.m_lens, device=pipe.device) // unit).repeat(repeats)  # (R·B,)
         targets = []
         for b, length in enumerate((m_lens * unit).tolist()):
             t = np.full((length, spec.joints_num, 3), np.nan, np.float32)
             frames = control_frames(length, density, rng)
             t[frames[:, None], joint_ids] = gt[b, frames[:, None], joint_ids]
             targets.append(t)
-        cond = pipe.encode_text(batch.captions)
+        cond = pipe.encode_text(batch.captions).repeat(repeats, 1)
         if controlled:
             controls = [Control(ControlSpec(t, "benchmark"), settings=settings) for t in targets]
             _, feats, _ = generate_controlled(pipe, cond, m_lens, s, None, controls)

@@ -135,12 +135,17 @@ def largest_step(joints: Tensor) -> Tensor:
 
 
 def blend_keeping_steps(
-    source: Tensor, generated: Tensor, spans: Sequence[tuple[int, int]], joints_num: int, width: int = CROSSFADE_FRAMES
+    source: Tensor,
+    generated: Tensor,
+    spans: Sequence[tuple[int, int]],
+    joints_num: int,
+    width: int | Sequence[int] = CROSSFADE_FRAMES,
 ) -> tuple[Tensor, list[int]]:
-    """:func:`blend`, widening each span's crossfade (doubling, up to half the span) until no frame-to-frame
-    joint jump at its boundaries exceeds the source's largest one. -> (features (T, D), widths used)."""
+    """:func:`blend`, widening each span's crossfade (doubling, up to half the span; ``width``: the first try, one
+    or one per span) until no frame-to-frame joint jump at its boundaries exceeds the source's largest one.
+    -> (features (T, D), widths used)."""
     limit = largest_step(recover_from_ric(source.float(), joints_num)).max()
-    widths = [width] * len(spans)
+    widths = [width] * len(spans) if isinstance(width, int) else list(width)
     for i, (s, e) in enumerate(spans):
         while True:
             out = blend(source, generated, spans, widths)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,7 +24,7 @@ from torch import Tensor
 
 from data.text import read_text_file
 from models.control.optimise import Control, Controller, fit_lengths, generate_controlled, per_sample
-from models.editing import CROSSFADE_FRAMES, EditSpans, blend_keeping_steps
+from models.editing import CROSSFADE_FRAMES, EditSpans, blend, blend_keeping_steps
 from models.length_estimator import LengthEstimator, build_length_estimator, estimate_lengths
 from models.text.vector_cache import encode_with_cache
 from models.text_encoder import TextEncoder, build_text_encoder
@@ -51,6 +51,7 @@ from utils.skeleton import DatasetSpec, get_dataset_spec
 logger = logging.getLogger(__name__)
 
 TRANSITION_TOKENS = 4  # tokens re-generated around each boundary of a chained long motion (0.8 s at 20 fps)
+EDIT_REFINE_ROUNDS = 3  # controlled edits: refinements through ever wider crossfades before the error is what it is
 REPO = Path(__file__).resolve().parents[1]
 UNFAMILIAR_SIMILARITY = 0.5  # cosine similarity below which a caption is far from everything a model saw
 
@@ -525,15 +526,17 @@ class MoMaskPipeline:
         for start, end in cover.tokens:
             mask[0, start:end] = True
         cond = self.encode_text([text])
+        src = torch.as_tensor(source, device=self.device)
         ctl = (
             None
             if control is None
             else Controller(
                 self,
-                [control.inside(mask[0], self.spec.unit_length)],
+                [control.inside(cover.frames)],
                 m_lens,
                 editable=mask[:, :n_tok],
                 time_steps=sampling.time_steps,
+                post=self._blend_into(src, cover.frames, crossfade),
             )
         )
         with self.autocast(sampling):
@@ -557,12 +560,19 @@ class MoMaskPipeline:
                 base[:, :n_tok], cond, m_lens, sampling, generator, logits_hook=ctl and ctl.residual_hook
             )
         ids = torch.where(~mask[:, :n_tok, None], codes[:, :n_tok], ids)
-        decoded = self.denormalise(self.vq.forward_decoder(ids)) if ctl is None else ctl.refine(ids)
-        src = torch.as_tensor(source, device=self.device)
-        features, _ = blend_keeping_steps(
-            src, decoded[0, : source.shape[0]], cover.frames, self.spec.joints_num, crossfade
-        )
-        joints = recover_from_ric(features, self.spec.joints_num)
+        decoded = self.denormalise(self.vq.forward_decoder(ids))
+        joints_num = self.spec.joints_num
+        features, widths = blend_keeping_steps(src, decoded[0, : src.shape[0]], cover.frames, joints_num, crossfade)
+        for _ in range(EDIT_REFINE_ROUNDS if ctl is not None else 0):
+            # Refine through the blend with the crossfade widths it uses; a refined motion that needs wider
+            # crossfades is refined again through those, so the targets are met on what comes out.
+            ctl.post = self._blend_into(src, cover.frames, widths)
+            decoded = ctl.refine(ids)
+            features, used = blend_keeping_steps(src, decoded[0, : src.shape[0]], cover.frames, joints_num, widths)
+            if used == widths:
+                break
+            widths = used
+        joints = recover_from_ric(features, joints_num)
         error = None if ctl is None else float(ctl.errors(joints[None])[0])
         return Motion(
             text,
@@ -572,6 +582,19 @@ class MoMaskPipeline:
             spans=list(cover.frames),
             control_error=error,
         )
+
+    @staticmethod
+    def _blend_into(
+        source: Tensor, spans: Sequence[tuple[int, int]], widths: int | Sequence[int]
+    ) -> Callable[[Tensor], Tensor]:
+        """Decoded features (1, 4n, D) -> the same with their first T frames blended into ``source`` (T, D) as
+        an edit's output is (models/editing.py); differentiable, for control inside edits."""
+
+        def post(feats: Tensor) -> Tensor:
+            mixed = blend(source, feats[0, : source.shape[0]], spans, widths)
+            return torch.cat([mixed[None].to(feats.dtype), feats[:, source.shape[0] :]], dim=1)
+
+        return post
 
     @torch.no_grad()
     def generate_long(

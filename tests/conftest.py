@@ -44,9 +44,6 @@ def one_thread():
 KNOWN_FAILURES = {
     "tests/test_cleanup.py::test_rigid_motion_keeps_its_bone_lengths_and_shape": "issue 18: one bone length moves 1.06e-6 m (> 1e-6) on the retrained demo clips",
     "tests/test_cleanup.py::test_cleanup_removes_penetration_and_keeps_contacts_on_the_floor": "issue 18: skate reduction 0.46/0.90 misses the 50 % bound on the retrained demo clips",
-    "tests/test_control.py::test_bad_keyframes[item2-frame 180 is outside]": "issue 19: the out-of-range keyframe is reported at the grown length, not the frame given",
-    "tests/test_control.py::test_edit_controls_only_inside_spans": "issue 19/21: edits now take frame spans; the test's control frame falls outside the exact span",
-    "tests/test_control.py::test_edit_cli_control": "issue 19/21: controlled edit misses its target by 7.7 cm (> 5 cm) after the keep-the-source blend",
 }
 
 

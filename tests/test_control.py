@@ -11,10 +11,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from evaluator_helpers import write_small_evaluator
 from tiny_runs import MASK_NAME, RES_NAME, make_tiny_runs
 
 import edit_t2m
 import gen_t2m
+from evaluation.benchmark import EvalBatch
+from evaluation.control import ControlTally, control_generator
 from models.control import (
     Control,
     ControlSettings,
@@ -23,8 +26,11 @@ from models.control import (
     keyframes_from_json,
 )
 from models.control.objectives import TargetObjective, target_distances
+from models.control.optimise import gaussian_smoother
 from models.control.spec import parse_frames, targets_from_motion
-from models.pipeline import MoMaskPipeline
+from models.pipeline import MoMaskPipeline, Sampling
+from utils.cli import run_cli
+from utils.physical import foot_joints, skating
 from utils.skeleton import get_dataset_spec
 from visualization.control_input import read_control
 from visualization.joints2bvh import save_bvh
@@ -77,7 +83,7 @@ def test_keyframes_in_frames_seconds_and_fractions() -> None:
     [
         ({"joint": "tail", "frame": 0, "position": [0, 0, 0]}, "unknown joint 'tail'"),
         ({"joint": "pelvis", "frame": 120, "position": [0, 0, 0]}, "frame 120 is outside the motion's 100 frames"),
-        ({"joint": "pelvis", "frame": "9s", "position": [0, 0, 0]}, "frame 180 is outside"),
+        ({"joint": "pelvis", "frame": "9s", "position": [0, 0, 0]}, r"frame 180 \('9s'\) is outside .* use 0..99 "),
         ({"joint": "pelvis", "frame": 0, "position": [0, 0]}, r"'position' must be \[x, y, z\]"),
         ({"joint": "pelvis", "frame": 0, "position": [None, None, None]}, "every control target is NaN"),
     ],
@@ -155,6 +161,30 @@ def test_floor_objective_from_python(pipe: MoMaskPipeline) -> None:
     assert ctl.control_error is None  # the demo model meets a real floor: benchmarks/bench_control.py
 
 
+def test_gaussian_smoother_closed_form() -> None:
+    smoother = gaussian_smoother(9, 2.0, torch.zeros(()))
+    np.testing.assert_allclose(smoother.sum(-1), 1.0, rtol=1e-6)
+    np.testing.assert_allclose(smoother @ torch.full((9, 2), 3.0), 3.0, rtol=1e-6)
+    row = np.exp(-0.5 * ((np.arange(9) - 4) / 2.0) ** 2)
+    np.testing.assert_allclose(smoother[4], row / row.sum(), rtol=1e-6)
+
+
+def test_polish_alone_hits_a_whole_body_pose_and_leaves_earlier_frames(pipe: MoMaskPipeline) -> None:
+    """Without the decoder stages, the position-channel polish puts all 22 joints of frame 30 on a pose 6 cm off
+    the free motion's, and the body pose of frames more than 5 sigma before it does not move."""
+    free = pipe.generate(["a person kicks"], [48], seed=2)[0]
+    targets = np.full((48, 22, 3), np.nan, np.float32)
+    shift = np.random.default_rng(0).normal(size=(22, 3)).astype(np.float32)
+    targets[30] = free.joints[30] + 0.06 * shift / np.linalg.norm(shift, axis=-1, keepdims=True)
+    settings = ControlSettings(guide_iters=0, residual_iters=0, refine_iters=0, polish_sigma=2.0)
+    ctl = pipe.generate(["a person kicks"], [48], seed=2, control=Control(ControlSpec(targets), settings=settings))[0]
+    assert np.linalg.norm(ctl.joints[30] - targets[30], axis=-1).mean() < 0.01
+    # Earlier frames: the path may bend (root velocities anywhere before frame 30 move it), the body pose not.
+    local_ctl, local_free = ctl.joints[:20] - ctl.joints[:20, :1], free.joints[:20] - free.joints[:20, :1]
+    assert np.abs(local_ctl - local_free).max() < 2e-3
+    assert np.abs(ctl.joints[:20] - free.joints[:20]).max() < 0.03
+
+
 def test_estimated_length_grows_to_cover_targets(pipe: MoMaskPipeline) -> None:
     targets = np.full((150, 22, 3), np.nan, np.float32)
     targets[149, 0] = [0.0, 0.9, 1.0]
@@ -168,17 +198,24 @@ def test_estimated_length_grows_to_cover_targets(pipe: MoMaskPipeline) -> None:
 
 
 def test_edit_controls_only_inside_spans(pipe: MoMaskPipeline) -> None:
+    """Targets inside the exact frame span are met on the blended output; the source is kept outside it; a target
+    outside the span (even inside the tokens that cover it) is refused."""
     source = pipe.generate(["walk"], [64], seed=0)[0]
     targets = np.full((64, 22, 3), np.nan, np.float32)
-    targets[30, 0] = source.joints[30, 0] + np.array([0.1, 0.0, 0.0], np.float32)
-    edited = pipe.edit(source.features, "jump", [(4, 12)], seed=0, control=Control(ControlSpec(targets)))
-    assert np.linalg.norm(edited.joints[30, 0] - targets[30, 0]) < 0.03
+    targets[32, 0] = source.joints[32, 0] + np.array([0.1, 0.0, 0.0], np.float32)  # ramps: test_edit_cli_control
+    edited = pipe.edit(source.features, "jump", [(13, 51)], seed=0, control=Control(ControlSpec(targets)))
+    err = np.linalg.norm(edited.joints[32, 0] - targets[32, 0])
+    assert err < 0.03 and edited.control_error == pytest.approx(err, abs=1e-4)
+    np.testing.assert_array_equal(edited.features[:13], source.features[:13])
+    np.testing.assert_array_equal(edited.features[51:], source.features[51:])
     kept = pipe.encode_motion(source.features)[0, :16].numpy()
-    np.testing.assert_array_equal(edited.tokens[:4], kept[:4])
-    np.testing.assert_array_equal(edited.tokens[12:], kept[12:])
-    targets[60, 0] = 0.0
-    with pytest.raises(ValueError, match=r"frame\(s\) \[60\] are controlled but outside the edited spans"):
-        pipe.edit(source.features, "jump", [(4, 12)], control=Control(ControlSpec(targets)))
+    np.testing.assert_array_equal(edited.tokens[:3], kept[:3])
+    np.testing.assert_array_equal(edited.tokens[13:], kept[13:])
+    for frame in (12, 51, 60):  # 12 and 51 are in regenerated tokens but kept source frames
+        outside = np.full((64, 22, 3), np.nan, np.float32)
+        outside[frame, 0] = 0.0
+        with pytest.raises(ValueError, match=rf"frame\(s\) \[{frame}\] are controlled but outside the edited spans "):
+            pipe.edit(source.features, "jump", [(13, 51)], control=Control(ControlSpec(outside)))
 
 
 # ---- files and CLIs -------------------------------------------------------------------------------------------
@@ -223,9 +260,24 @@ def test_gen_cli_keyframes_and_motion_file(runs: Path, tmp_path: Path, pipe: MoM
         ("not json", "not a JSON keyframe file"),
     ],
 )
-def test_bad_control_exits_2_and_writes_nothing(runs: Path, tmp_path: Path, content: str, message: str) -> None:
+def test_bad_control_exits_2_and_writes_nothing(
+    runs: Path, tmp_path: Path, content: str, message: str, capsys: pytest.CaptureFixture
+) -> None:
+    """In process through the scripts' own wrapper (the real script once, in test_bad_control_from_the_shell)."""
     bad = tmp_path / "bad.json"
     bad.write_text(content)
+    args = _args(runs, tmp_path / "out", "--text", "walk", "--motion_length", "40", "--control", str(bad))
+    with pytest.raises(SystemExit) as exit_:
+        run_cli(gen_t2m.main, args)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert exit_.value.code == 2 and len(err) == 1 and err[0].startswith("error: ") and message in err[0]
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow  # a subprocess start of torch; tests/test_bad_inputs_cli.py runs gen_t2m's refusal in the default run
+def test_bad_control_from_the_shell(runs: Path, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.json"
+    bad.write_text('[{"joint": "tail", "frame": 0, "position": [0, 0, 0]}]')
     proc = subprocess.run(
         [
             sys.executable,
@@ -236,7 +288,7 @@ def test_bad_control_exits_2_and_writes_nothing(runs: Path, tmp_path: Path, cont
         text=True,
         cwd=tmp_path,
     )
-    assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr
+    assert proc.returncode == 2 and "unknown joint 'tail'" in proc.stderr and "Traceback" not in proc.stderr
     assert not (tmp_path / "out").exists()
 
 
@@ -279,7 +331,9 @@ def test_edit_cli_control(runs: Path, tmp_path: Path, pipe: MoMaskPipeline) -> N
         )
     )
     out = np.load(tmp_path / "e/editing/joints/0/sample0_repeat0_len64.npy")
+    # Frame 24 lies in the crossfade ramp (weight ~0.5 once it widens to 16 frames): refined through the blend.
     assert np.linalg.norm(out[24, 0] - targets[24, 0]) < 0.05
+    np.testing.assert_array_equal(out[:16], source.joints[:16])
 
 
 def test_web_demo_follows_an_uploaded_path(pipe: MoMaskPipeline, tmp_path: Path) -> None:
@@ -331,3 +385,63 @@ def test_controlled_demo_motion_imports_into_blender(tmp_path: Path) -> None:
     pelvis = pos[:, names.index(rig_for(T2M).names[0])]
     for key in keys:
         assert np.linalg.norm(pelvis[key["frame"], [0, 2]] - np.array(key["position"])[[0, 2]]) < 0.03
+    joints = np.load(tmp_path / "text2motion/joints/0/sample0_repeat0_len80.npy")  # the npy written beside it
+    assert pos.shape[0] == joints.shape[0] == 80
+    np.testing.assert_allclose(pelvis, joints[:, 0], atol=0.01)
+
+
+def test_control_tally_closed_form_and_the_one_skate_ratio() -> None:
+    joints = np.zeros((20, 22, 3), np.float32)
+    joints[:, :, 0] = np.arange(20)[:, None] * 0.04  # everything slides 4 cm a frame (0.8 m/s) on the floor
+    targets = np.full_like(joints, np.nan)
+    targets[5, 0] = joints[5, 0] + [0.0, 0.0, 0.6]  # 60 cm off: a miss
+    targets[9, 20] = joints[9, 20] + [0.0, 0.1, 0.0]  # 10 cm off
+    tally = ControlTally()
+    tally.add(joints, targets, T2M)
+    values = tally.values()
+    assert values["Traj_err"] == 1.0 and values["Loc_err"] == 0.5
+    assert values["Avg_err"] == pytest.approx(0.35)
+    assert values["Skating"] == skating(joints, foot_joints(T2M), T2M.fps)[0] == 1.0
+
+
+def test_benchmark_generator_controls_with_the_ground_truth(pipe: MoMaskPipeline, tmp_path: Path) -> None:
+    """The control benchmark's generate function: targets from each batch's ground-truth joints, R repeats of a
+    batch in one call (the evaluation loop's contract), errors tallied per motion."""
+    evaluator = write_small_evaluator(tmp_path)
+    gt = [m.features for m in pipe.generate(["run", "walk"], [40, 32], seed=4)]
+    motions = torch.zeros(2, 40, 263)
+    for b, f in enumerate(gt):
+        motions[b, : len(f)] = evaluator.normalize(torch.as_tensor(f))
+    batch = EvalBatch(torch.zeros(2, 5, 300), torch.zeros(2, 5, 15), ["walk", "run"], torch.tensor([5, 5]), motions,
+                      torch.tensor([40, 32]), ["", ""])  # fmt: skip
+    errors = {}
+    for controlled in (False, True):
+        tally = ControlTally()
+        generate = control_generator(
+            pipe, Sampling(), evaluator, "pelvis", "5", np.random.default_rng(0), tally, controlled=controlled
+        )
+        feats, lens = generate(batch, False, 2)
+        assert feats.shape[0] == 4 and lens.tolist() == [40, 32, 40, 32] and tally.motions == 4
+        assert tally.entries == 20
+        errors[controlled] = tally.values()["Avg_err"]
+    assert errors[True] < 0.02 < errors[False]
+
+
+@pytest.mark.slow
+def test_demo_model_hits_a_bvh_pose_and_keeps_off_the_floor(tmp_path: Path) -> None:
+    """The embedded demo model: "hit the pose of frame 30 of this BVH at 2 s" puts all 22 joints within 3 cm
+    (mean) of that pose; a floor objective keeps every joint above y = -1 cm where free generation dips lower."""
+    demo = MoMaskPipeline.demo()
+    clip = demo.DEMO_DATASET / "new_joints" / "000015.npy"  # a high kick
+    caption = (demo.DEMO_DATASET / "texts" / "000015.txt").read_text().split("#")[0]
+    pose = read_control(save_bvh(np.load(clip), tmp_path / "kick.bvh", T2M), T2M, total_frames=120, joints="all",
+                        frames="30", at="2s")  # fmt: skip
+    errors = [
+        np.linalg.norm(demo.generate([caption], [120], seed=0, control=c)[0].joints[40] - pose.targets[40], axis=-1)
+        for c in (None, Control(pose))
+    ]
+    assert errors[1].mean() < 0.03 < errors[0].mean()
+    crawl = "a person crawls forward on hands and knees"
+    free = demo.generate([crawl], [120], seed=0)[0]
+    floor = demo.generate([crawl], [120], seed=0, control=Control(objectives=[FloorObjective(0.0)]))[0]
+    assert free.joints[..., 1].min() < -0.01 <= floor.joints[..., 1].min()

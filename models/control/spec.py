@@ -133,9 +133,10 @@ def keyframes_from_json(data: Any, spec: DatasetSpec, total_frames: int, source:
             raise ValueError(f'{where}: \'frame\' must be a frame number, seconds ("2.5s") or a fraction ("0.5")')
         frame = frame if isinstance(frame, int) else parse_frame(frame, total_frames, spec.fps, where)
         if not 0 <= frame < total_frames:
+            given = "" if isinstance(item.get("frame", 0), int) else f" ({item['frame']!r})"
             raise ValueError(
-                f"{where}: frame {frame} is outside the motion's {total_frames} frames "
-                f"({total_frames / spec.fps:.2f} s)"
+                f"{where}: frame {frame}{given} is outside the motion's {total_frames} frames: use 0..{total_frames - 1} "
+                f"(0-{(total_frames - 1) / spec.fps:.2f} s)"
             )
         targets[frame, joint] = _keyframe_position(item["position"], where)
     return ControlSpec(targets, source).check(spec)
