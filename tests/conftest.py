@@ -42,8 +42,6 @@ def one_thread():
 # Known failures after merging the wave-2 branches (issues 16-21), each with the reason; strict, so a fix shows up
 # as XPASS and fails until its line is removed. Listed in the issue notes; not a way to hide new failures.
 KNOWN_FAILURES = {
-    "tests/test_cleanup.py::test_rigid_motion_keeps_its_bone_lengths_and_shape": "issue 18: one bone length moves 1.06e-6 m (> 1e-6) on the retrained demo clips",
-    "tests/test_cleanup.py::test_cleanup_removes_penetration_and_keeps_contacts_on_the_floor": "issue 18: skate reduction 0.46/0.90 misses the 50 % bound on the retrained demo clips",
     "tests/test_cold_start.py::test_first_command_imports_neither_transformers_nor_sympy": "issue 21/16: the meta-device pre-build of build_checked pulls sympy and torch._dynamo into the first command",
     "tests/test_control.py::test_bad_keyframes[item2-frame 180 is outside]": "issue 19: the out-of-range keyframe is reported at the grown length, not the frame given",
     "tests/test_control.py::test_edit_controls_only_inside_spans": "issue 19/21: edits now take frame spans; the test's control frame falls outside the exact span",
