@@ -32,7 +32,7 @@ from evaluation.benchmark import evaluate_t2m, make_eval_loader, pipeline_genera
 from models.evaluator.word_vectorizer import WordVectorizer
 from models.evaluator.wrapper import T2MEvaluator
 from models.pipeline import MoMaskPipeline, Sampling
-from utils.cleanup import cleanup_motion
+from utils.cleanup import cleaned_features, cleanup_motion
 from utils.log import setup_logging
 from utils.metrics import mean_and_ci95
 from utils.motion import extract_features, recover_from_ric
@@ -125,6 +125,11 @@ def features_of(joints: np.ndarray) -> np.ndarray:
     return np.asarray(extract_features(np.concatenate([joints, joints[-1:]]), SPEC), dtype=np.float32)
 
 
+def with_cleanup(features: np.ndarray, joints: np.ndarray) -> np.ndarray:
+    """The cleaned motion's features: the model's plus the clean-up's change (utils.cleanup.cleaned_features)."""
+    return cleaned_features(features, cleanup_motion(joints, SPEC), SPEC)
+
+
 class Recorded:
     """A GenerateFn that records every call (captions, raw features, lengths, torch RNG state after it), so that
     :meth:`replay` hands the evaluation loop the very same generations again, batch for batch (the loader's
@@ -140,8 +145,8 @@ class Recorded:
         return raw, lens
 
     def replay(self, transform):
-        """A GenerateFn giving the recorded generations with ``transform(joints (n, J, 3) float64) -> features
-        (n, D)`` applied to each motion's recovered joints."""
+        """A GenerateFn giving the recorded generations with ``transform(features (n, D), joints (n, J, 3)) ->
+        features (n, D)`` applied to each motion's raw features and recovered joints (float64)."""
         calls = iter(self.calls)
 
         def replayed(batch, is_mm, repeats=1):
@@ -150,8 +155,9 @@ class Recorded:
                 raise RuntimeError("replayed evaluation batches differ from the recorded ones")
             out = torch.zeros_like(raw)
             for i, n in enumerate(lens.tolist()):
-                joints = recover_from_ric(raw[i, :n].float(), SPEC.joints_num).cpu().numpy().astype(np.float64)
-                out[i, :n] = torch.from_numpy(np.asarray(transform(joints), dtype=np.float32)).to(raw)
+                features = raw[i, :n].cpu().numpy().astype(np.float64)
+                joints = recover_from_ric(features, SPEC.joints_num)
+                out[i, :n] = torch.from_numpy(np.asarray(transform(features, joints), dtype=np.float32)).to(raw)
             torch.set_rng_state(state)
             return out, lens
 
@@ -165,10 +171,11 @@ def evaluator_rows(pipe: MoMaskPipeline, repeats: int) -> list[str]:
     rows = ["| generated | Top-1 ↑ | Top-3 ↑ | FID ↓ | MM-Dist ↓ |", "|---|---|---|---|---|"]
     variants = [
         ("raw (model features)", lambda: recorded),
-        ("raw, re-extracted from its joints", lambda: recorded.replay(features_of)),
+        ("cleaned (model features + the clean-up's change)", lambda: recorded.replay(with_cleanup)),
+        ("raw, re-extracted from its joints", lambda: recorded.replay(lambda f, j: features_of(j))),
         (
             "cleaned, re-extracted from its joints",
-            lambda: recorded.replay(lambda j: features_of(cleanup_motion(j, SPEC))),
+            lambda: recorded.replay(lambda f, j: features_of(cleanup_motion(j, SPEC))),
         ),
     ]
     for name, make in variants:

@@ -32,7 +32,9 @@ import numpy as np
 import torch
 
 from utils.kinematics import gaussian_smooth
+from utils.motion import extract_features, recover_from_ric, recover_root_rot_pos
 from utils.physical import METRES_PER_UNIT, contact_frames, foot_joints
+from utils.quaternion import qrot
 from utils.skeleton import DatasetSpec
 
 
@@ -341,3 +343,41 @@ def cleanup_motion(
     if config.lift:
         x = lift_out_of_floor(x, config.floor_sigma)
     return (x / unit).astype(joints.dtype)
+
+
+def cleaned_features(features: np.ndarray, cleaned: np.ndarray, spec: DatasetSpec) -> np.ndarray:
+    """The features (T, D) of the cleaned joints (T, J, 3) of the motion ``raw = recover_from_ric(features)``,
+    in the model's own facing frames (its root rotation channel is kept). -> (T, D) float32.
+
+    Position channels (root height, root velocity, ``ric``) are those of ``cleaned``, so the result decodes to
+    ``cleaned`` (less its frame-0 root offset). The rotation (6D) and local-velocity channels are the model's own
+    predictions, not functions of its joints (re-extracting every channel from the joints moves the demo
+    evaluator's FID from 3.0 to 8.6 with no clean-up at all, README "Physical quality"), so they get the
+    clean-up's change added: the change of the dataset's 6D joint rotations (``extract_features``, the motion's
+    own bone lengths) and of the joint displacements. Contacts are the cleaned joints'."""
+    j = spec.joints_num
+    feats = torch.as_tensor(np.asarray(features, dtype=np.float64))
+    raw = recover_from_ric(feats, j)
+    clean = torch.as_tensor(np.asarray(cleaned, dtype=np.float64))
+    if clean.shape != raw.shape:
+        raise ValueError(f"cleaned joints {tuple(clean.shape)} do not match the features' motion {tuple(raw.shape)}")
+    r_rot, _ = recover_root_rot_pos(feats)  # (T, 4) world -> facing
+    clean = clean - clean[:1, :1] * clean.new_tensor([1.0, 0.0, 1.0])  # frame-0 root over the origin
+    root = clean[:, 0]
+    out = feats.clone()
+    out[:-1, 1:3] = qrot(r_rot[1:], root[1:] - root[:-1])[:, [0, 2]]  # root velocity in the next frame's facing
+    out[:, 3] = root[:, 1]
+    ric = qrot(r_rot[:, None], clean[:, 1:] - root[:, None] * clean.new_tensor([1.0, 0.0, 1.0]))
+    out[:, 4 : 4 + 3 * (j - 1)] = ric.flatten(1)
+
+    def extract(x: np.ndarray) -> np.ndarray:
+        return extract_features(np.concatenate([x, x[-1:]]), spec, is_uniform=False)
+
+    f_clean, f_raw = extract(clean.numpy()), extract(raw.numpy())
+    rot6d = slice(4 + 3 * (j - 1), 4 + 9 * (j - 1))
+    out[:, rot6d] += torch.from_numpy(f_clean[:, rot6d] - f_raw[:, rot6d])
+    step = (clean[1:] - clean[:-1]) - (raw[1:] - raw[:-1])  # (T-1, J, 3)
+    vel = slice(4 + 9 * (j - 1), 4 + 9 * (j - 1) + 3 * j)
+    out[:-1, vel] += qrot(r_rot[:-1, None], step).flatten(1)
+    out[:, -4:] = torch.from_numpy(f_clean[:, -4:])
+    return out.numpy().astype(np.float32)
