@@ -1,6 +1,7 @@
 """Physical quality of the demo dataset (ground truth), the demo model raw and the demo model + clean-up.
 
-    OMP_NUM_THREADS=1 python -m benchmarks.bench_physical            # ~2-3 min on 2 busy CPU cores
+    OMP_NUM_THREADS=1 python -m benchmarks.bench_physical                  # ~15 CPU-minutes, mostly the evaluator
+    OMP_NUM_THREADS=1 python -m benchmarks.bench_physical --eval_repeats 0 # ~3 CPU-minutes: no evaluator section
 
 Prints, with 95 % half-widths (``1.96·std/√n``; over the 5 seeds for the model rows, over the clips for GT):
 
@@ -8,8 +9,9 @@ Prints, with 95 % half-widths (``1.96·std/√n``; over the 5 seeds for the mode
    caption × 5 seeds at estimated lengths, raw and cleaned (utils/cleanup.py);
 2. what the clean-up changes: mean joint displacement vs raw on non-contact frames, bone-length spread over
    time, bone-direction change, and the bone lengths of a rigid motion (GT) before/after;
-3. the demo-evaluator FID / R-precision (README protocol: split all, batch 32, 5 passes at estimated lengths)
-   of raw (model features), raw re-extracted from its joints, and cleaned (re-extracted) — same seeds, paired;
+3. the demo-evaluator FID / R-precision (README protocol: split all, batch 32, ``--eval_repeats`` passes at
+   estimated lengths) of raw (model features), raw re-extracted from its joints, and cleaned (re-extracted) —
+   the very same generations for every row (:class:`Recorded`), so the rows are paired;
 4. the clean-up's cost per 196-frame motion, min-median-max over ``--repeats`` runs after a warm-up, beside
    the official foot clean-up's extra cost (official_timings.md: 5.22 s foot IK − 5.05 s plain BVH).
 """
@@ -30,7 +32,7 @@ from evaluation.benchmark import evaluate_t2m, make_eval_loader, pipeline_genera
 from models.evaluator.word_vectorizer import WordVectorizer
 from models.evaluator.wrapper import T2MEvaluator
 from models.pipeline import MoMaskPipeline, Sampling
-from utils.cleanup import cleanup_motion
+from utils.cleanup import cleaned_features, cleanup_motion
 from utils.log import setup_logging
 from utils.metrics import mean_and_ci95
 from utils.motion import extract_features, recover_from_ric
@@ -123,47 +125,67 @@ def features_of(joints: np.ndarray) -> np.ndarray:
     return np.asarray(extract_features(np.concatenate([joints, joints[-1:]]), SPEC), dtype=np.float32)
 
 
-def reextracting(generate, mode: str):
-    """A GenerateFn: raw features -> joints -> features again (lengths unchanged). ``mode``: ``raw`` (the raw
-    joints re-extracted), ``cleaned`` (the cleaned joints re-extracted) or ``delta`` (the model's features plus
-    the change the clean-up makes to the re-extracted features: the clean-up's effect without the re-extraction's)."""
+def with_cleanup(features: np.ndarray, joints: np.ndarray) -> np.ndarray:
+    """The cleaned motion's features: the model's plus the clean-up's change (utils.cleanup.cleaned_features)."""
+    return cleaned_features(features, cleanup_motion(joints, SPEC), SPEC)
 
-    def wrapped(batch, is_mm):
-        raw, lens = generate(batch, is_mm)
-        out = raw.clone() if mode == "delta" else torch.zeros_like(raw)
-        for i, n in enumerate(lens.tolist()):
-            joints = recover_from_ric(raw[i, :n].float(), SPEC.joints_num).cpu().numpy().astype(np.float64)
-            if mode == "raw":
-                feats = features_of(joints)
-            elif mode == "cleaned":
-                feats = features_of(cleanup_motion(joints, SPEC))
-            else:
-                feats = features_of(cleanup_motion(joints, SPEC)) - features_of(joints)
-            out[i, :n] += torch.from_numpy(feats).to(raw)
-        return out, lens
 
-    return wrapped
+class Recorded:
+    """A GenerateFn that records every call (captions, raw features, lengths, torch RNG state after it), so that
+    :meth:`replay` hands the evaluation loop the very same generations again, batch for batch (the loader's
+    shuffle draws from torch's RNG, which generation advances: it is restored after each replayed call)."""
+
+    def __init__(self, generate) -> None:
+        self.generate = generate
+        self.calls: list[tuple[list[str], torch.Tensor, torch.Tensor, torch.Tensor]] = []
+
+    def __call__(self, batch, is_mm, repeats=1):
+        raw, lens = self.generate(batch, is_mm, repeats)
+        self.calls.append((list(batch.captions), raw, lens, torch.get_rng_state()))
+        return raw, lens
+
+    def replay(self, transform):
+        """A GenerateFn giving the recorded generations with ``transform(features (n, D), joints (n, J, 3)) ->
+        features (n, D)`` applied to each motion's raw features and recovered joints (float64)."""
+        calls = iter(self.calls)
+
+        def replayed(batch, is_mm, repeats=1):
+            captions, raw, lens, state = next(calls)
+            if captions != list(batch.captions):
+                raise RuntimeError("replayed evaluation batches differ from the recorded ones")
+            out = torch.zeros_like(raw)
+            for i, n in enumerate(lens.tolist()):
+                features = raw[i, :n].cpu().numpy().astype(np.float64)
+                joints = recover_from_ric(features, SPEC.joints_num)
+                out[i, :n] = torch.from_numpy(np.asarray(transform(features, joints), dtype=np.float32)).to(raw)
+            torch.set_rng_state(state)
+            return out, lens
+
+        return replayed
 
 
 def evaluator_rows(pipe: MoMaskPipeline, repeats: int) -> list[str]:
     evaluator = T2MEvaluator.from_checkpoints(REPO / "checkpoints" / "demo", "t2m")
     vectorizer = WordVectorizer(REPO / "dataset_demo" / "glove")
-    generate = pipeline_generator(pipe, Sampling(), use_estimated_length=True)
+    recorded = Recorded(pipeline_generator(pipe, Sampling(), use_estimated_length=True))
     rows = ["| generated | Top-1 ↑ | Top-3 ↑ | FID ↓ | MM-Dist ↓ |", "|---|---|---|---|---|"]
     variants = [
-        ("raw (model features)", generate),
-        ("cleaned (model features + the clean-up's feature change)", reextracting(generate, "delta")),
-        ("raw, re-extracted from its joints", reextracting(generate, "raw")),
-        ("cleaned, re-extracted from its joints", reextracting(generate, "cleaned")),
+        ("raw (model features)", lambda: recorded),
+        ("cleaned (model features + the clean-up's change)", lambda: recorded.replay(with_cleanup)),
+        ("raw, re-extracted from its joints", lambda: recorded.replay(lambda f, j: features_of(j))),
+        (
+            "cleaned, re-extracted from its joints",
+            lambda: recorded.replay(lambda f, j: features_of(cleanup_motion(j, SPEC))),
+        ),
     ]
-    for name, fn in variants:
-        torch.manual_seed(0)  # same generations for every variant: paired comparison
+    for name, make in variants:
+        torch.manual_seed(0)  # same loader order, captions and generations for every variant: paired
         loader = make_eval_loader(
             REPO / "dataset_demo" / "HumanML3D", SPEC, evaluator, vectorizer, split="all", batch_size=32, seed=0
         )
         m = evaluate_t2m(
             loader,
-            fn,
+            make(),
             evaluator,
             repeats=repeats,
             mm_batches=0,
@@ -203,7 +225,8 @@ def timing(pipe: MoMaskPipeline, repeats: int) -> str:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seeds", type=int, default=5, help="seeds per caption (model rows)")
-    parser.add_argument("--repeats", type=int, default=5, help="timing runs and evaluator passes")
+    parser.add_argument("--repeats", type=int, default=5, help="timing runs")
+    parser.add_argument("--eval_repeats", type=int, default=5, help="evaluator passes (0: skip the evaluator)")
     args = parser.parse_args(argv)
     setup_logging(level=logging.WARNING)
     torch.set_num_threads(1)
@@ -226,8 +249,9 @@ def main(argv: list[str] | None = None) -> None:
     flat_raw, flat_clean = [j for s in raw for j in s], [j for s in cleaned for j in s]
     for line in [*change_report(flat_raw, flat_clean), rigid_check(gt)]:
         print(f"- {line}")
-    print(f"\n## Demo evaluator ({args.repeats} passes, split all, estimated lengths)\n")
-    print("\n".join(evaluator_rows(pipe, args.repeats)))
+    if args.eval_repeats > 0:
+        print(f"\n## Demo evaluator ({args.eval_repeats} passes, split all, estimated lengths)\n")
+        print("\n".join(evaluator_rows(pipe, args.eval_repeats)))
     print(f"\n## Cost\n\n{timing(pipe, args.repeats)}")
 
 

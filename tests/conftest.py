@@ -37,18 +37,3 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
-
-
-# Known failures after merging the wave-2 branches (issues 16-21), each with the reason; strict, so a fix shows up
-# as XPASS and fails until its line is removed. Listed in the issue notes; not a way to hide new failures.
-KNOWN_FAILURES = {
-    "tests/test_cleanup.py::test_rigid_motion_keeps_its_bone_lengths_and_shape": "issue 18: one bone length moves 1.06e-6 m (> 1e-6) on the retrained demo clips",
-    "tests/test_cleanup.py::test_cleanup_removes_penetration_and_keeps_contacts_on_the_floor": "issue 18: skate reduction 0.46/0.90 misses the 50 % bound on the retrained demo clips",
-}
-
-
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    for item in items:
-        reason = KNOWN_FAILURES.get(item.nodeid)
-        if reason:
-            item.add_marker(pytest.mark.xfail(reason=reason, strict=True))

@@ -8,8 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from utils.cleanup import CleanupConfig, cleanup_motion, detect_contacts, lock_offsets, two_bone_ik
+from utils.cleanup import CleanupConfig, cleaned_features, cleanup_motion, detect_contacts, lock_offsets, two_bone_ik
 from utils.cli import run_cli
+from utils.motion import recover_from_ric
 from utils.physical import contact_frames, foot_joints, jitter, physical_metrics, skating
 from utils.skeleton import get_dataset_spec
 
@@ -122,6 +123,21 @@ def test_cleanup_removes_penetration_and_keeps_contacts_on_the_floor() -> None:
     assert before.penetration_mean > 0.02 and after.penetration_mean < 0.005
     assert after.skate_ratio < 0.5 * before.skate_ratio
     assert contact_frames(out, foot_joints(T2M), T2M.fps).mean() > 0.3
+
+
+def test_cleaned_features_decode_to_the_cleaned_joints() -> None:
+    """Unchanged joints give the features back; a body lifted by 3 cm adds 3 cm to the root and joint heights
+    and nothing else; a real clean-up's features decode to the cleaned joints (frame-0 root at the origin)."""
+    feats = np.load(CLIPS.parent / "new_joint_vecs" / "000001.npy")
+    raw = recover_from_ric(feats.astype(np.float64), T2M.joints_num)
+    np.testing.assert_allclose(cleaned_features(feats, raw, T2M)[:, :-4], feats[:, :-4], atol=1e-5)
+    change = cleaned_features(feats, raw + [0.0, 0.03, 0.0], T2M).astype(np.float64) - feats
+    heights = [3, *range(5, 4 + 3 * (T2M.joints_num - 1), 3)]
+    np.testing.assert_allclose(change[:, heights], 0.03, atol=1e-5)
+    assert np.abs(np.delete(change, heights, axis=1)[:, :-4]).max() < 1e-5
+    cleaned = cleanup_motion(jittery(raw), T2M)
+    decoded = recover_from_ric(cleaned_features(feats, cleaned, T2M).astype(np.float64), T2M.joints_num)
+    np.testing.assert_allclose(decoded, cleaned - cleaned[:1, :1] * [1.0, 0.0, 1.0], atol=1e-4)
 
 
 @pytest.mark.parametrize(
