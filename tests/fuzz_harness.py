@@ -89,18 +89,22 @@ class Fuzz:
     def _call(self, case: Case) -> tuple[str, str]:
         previous = signal.signal(signal.SIGALRM, _alarm)
         signal.setitimer(signal.ITIMER_REAL, self.time_limit_s)
-        try:
-            result = case.call()
+        try:  # the outer handler also catches an alarm that fires while an inner handler runs
+            try:
+                result = case.call()
+            except USER_ERRORS as exc:
+                return _judge_message(exc, case)
+            except SystemExit as exc:  # argparse's own exit: a usage error names its flag
+                return ("clean", "") if exc.code == 2 else ("crashes", f"SystemExit({exc.code})")
+            except Hang:
+                raise
+            except BaseException as exc:  # noqa: BLE001 - counting every other exception is the point
+                return "crashes", f"{exc.__class__.__name__}: {str(exc)[:200]} @ {_where(exc)}"
+            finally:
+                signal.setitimer(signal.ITIMER_REAL, 0)
         except Hang:
             return "hangs", f"still running after {self.time_limit_s} s"
-        except USER_ERRORS as exc:
-            return _judge_message(exc, case)
-        except SystemExit as exc:  # argparse's own exit: a usage error names its flag
-            return ("clean", "") if exc.code == 2 else ("crashes", f"SystemExit({exc.code})")
-        except BaseException as exc:  # noqa: BLE001 - counting every other exception is the point
-            return "crashes", f"{exc.__class__.__name__}: {str(exc)[:200]} @ {_where(exc)}"
         finally:
-            signal.setitimer(signal.ITIMER_REAL, 0)
             signal.signal(signal.SIGALRM, previous)
         complaint = case.check(result)
         return ("silent", complaint) if complaint else ("accepted", "")

@@ -120,6 +120,7 @@ class _Huge(nn.Module):
         lambda: torch.arange(0, 1e12),
         lambda: torch.full((2**40,), 1.0),
         lambda: nn.ModuleList(nn.Linear(256, 256) for _ in range(10**6)),  # grows layer by layer
+        lambda: nn.ModuleList(nn.Linear(2, 3) for _ in range(10**6)),  # tiny layers: stopped by the tensor count
     ],
 )
 def test_build_refuses_absurd_sizes_before_allocating(make) -> None:

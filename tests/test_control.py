@@ -343,11 +343,14 @@ def test_web_demo_follows_an_uploaded_path(pipe: MoMaskPipeline, tmp_path: Path)
     source = pipe.generate(["run"], [40], seed=5)[0]
     np.save(tmp_path / "path.npy", source.features)
     seen: list[float] = []
-    result = service.generate(
-        "tiny", "walk", 40, False, 1, control=str(tmp_path / "path.npy"), progress=lambda f, stage: seen.append(f)
-    )
+    path = str(tmp_path / "path.npy")
+    raw = service.generate("tiny", "walk", 40, False, 1, cleanup=False, control=path)
+    pelvis_error = np.linalg.norm(np.load(raw.joints)[:, 0] - source.joints[:, 0], axis=-1).mean()
+    assert pelvis_error < 0.02
+    # The page's default clean-up runs after the control and may move the pelvis by its own bound (3 cm).
+    result = service.generate("tiny", "walk", 40, False, 1, control=path, progress=lambda f, stage: seen.append(f))
     joints = np.load(result.joints)
-    assert np.linalg.norm(joints[:, 0] - source.joints[:, 0], axis=-1).mean() < 0.02
+    assert np.linalg.norm(joints[:, 0] - source.joints[:, 0], axis=-1).mean() < pelvis_error + 0.03
     assert "cm from their targets" in result.message and seen and seen[-1] == 1.0
     (tmp_path / "bad.json").write_text('[{"joint": "tail", "frame": 0, "position": [0, 0, 0]}]')
     with pytest.raises(ValueError, match="control file 'bad.json': .*unknown joint 'tail'") as err:

@@ -205,18 +205,21 @@ def check_model_args(value: Any, source: str | Path) -> dict[str, Any]:
 _SIZED_FACTORIES = (torch.empty, torch.zeros, torch.ones, torch.full, torch.rand, torch.randn, torch.randint)
 _RANGE_FACTORIES = (torch.arange, torch.linspace, torch.logspace, torch.eye)
 BUILD_SLACK_BYTES = 256 * 2**20  # what a constructor may allocate beyond twice its checkpoint's weights
+BUILD_SLACK_TENSORS = 4096  # how many tensors it may create beyond 8 per checkpoint entry (init temporaries)
 
 
 class _AllocationBudget(TorchFunctionMode):
-    """Refuse tensor allocations past ``limit`` bytes while a module is built (plain CPU, no meta device).
+    """Refuse tensor allocations past ``limit`` bytes, or past ``max_tensors`` new tensors, while a module is
+    built (plain CPU, no meta device).
 
     A factory call (:data:`_SIZED_FACTORIES`, :data:`_RANGE_FACTORIES`) is checked from its arguments *before*
     it allocates, at 8 bytes an element; every other op's new storages are added after it returns (a clone or
-    deepcopy is the size of tensors already counted, so growth is caught one step late at most)."""
+    deepcopy is the size of tensors already counted, so growth is caught one step late at most). The tensor
+    count stops settings that ask for a great many small layers (``n_layers: 100000``) as early as big ones."""
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, max_tensors: int) -> None:
         super().__init__()
-        self.limit, self.used, self.seen = limit, 0, set()
+        self.limit, self.max_tensors, self.used, self.seen = limit, max_tensors, 0, set()
 
     def __torch_function__(self, func, types, args=(), kwargs=None):  # noqa: ANN001 - torch's protocol
         kwargs = kwargs or {}
@@ -234,6 +237,8 @@ class _AllocationBudget(TorchFunctionMode):
                     self.used += storage.nbytes()
         if self.used > self.limit:
             raise MemoryError(f"{self.used / 2**20:.0f} MiB allocated, past the {self.limit / 2**20:.0f} MiB budget")
+        if len(self.seen) > self.max_tensors:
+            raise MemoryError(f"more than {self.max_tensors} tensors created")
         return out
 
 
@@ -267,13 +272,13 @@ def build_checked(
     :class:`CheckpointError` naming ``source``.
 
     The module is built on the CPU under an allocation budget of twice the checkpoint's weights plus
-    :data:`BUILD_SLACK_BYTES`: absurd settings (``model_args`` / opt.txt saying ``nb_code: 1e9``) are refused
+    :data:`BUILD_SLACK_BYTES`, and of 8 tensors per checkpoint entry plus :data:`BUILD_SLACK_TENSORS`: absurd settings (``model_args`` / opt.txt saying ``nb_code: 1e9``) are refused
     before their tensors are allocated, without the meta device (whose ops import sympy and torch._dynamo)."""
     state_dict = check_state_dict(state_dict, source)
     weights = sum(t.numel() * t.element_size() for t in state_dict.values())
     limit = 2 * weights + BUILD_SLACK_BYTES
     try:
-        with _AllocationBudget(limit):
+        with _AllocationBudget(limit, 8 * len(state_dict) + BUILD_SLACK_TENSORS):
             module = factory()
     except (CheckpointError, FileNotFoundError):
         raise
