@@ -368,16 +368,16 @@ def cleaned_features(features: np.ndarray, cleaned: np.ndarray, spec: DatasetSpe
     out[:-1, 1:3] = qrot(r_rot[1:], root[1:] - root[:-1])[:, [0, 2]]  # root velocity in the next frame's facing
     out[:, 3] = root[:, 1]
     ric = qrot(r_rot[:, None], clean[:, 1:] - root[:, None] * clean.new_tensor([1.0, 0.0, 1.0]))
-    out[:, 4 : 4 + 3 * (j - 1)] = ric.flatten(1)
+    sl = spec.feature_slices
+    out[:, sl["ric"]] = ric.flatten(1)
 
     def extract(x: np.ndarray) -> np.ndarray:
         return extract_features(np.concatenate([x, x[-1:]]), spec, is_uniform=False)
 
     f_clean, f_raw = extract(clean.numpy()), extract(raw.numpy())
-    rot6d = slice(4 + 3 * (j - 1), 4 + 9 * (j - 1))
+    rot6d, vel, contact = sl["rot6d"], sl["local_vel"], sl["foot_contact"]
     out[:, rot6d] += torch.from_numpy(f_clean[:, rot6d] - f_raw[:, rot6d])
     step = (clean[1:] - clean[:-1]) - (raw[1:] - raw[:-1])  # (T-1, J, 3)
-    vel = slice(4 + 9 * (j - 1), 4 + 9 * (j - 1) + 3 * j)
     out[:-1, vel] += qrot(r_rot[:-1, None], step).flatten(1)
-    out[:, -4:] = torch.from_numpy(f_clean[:, -4:])
+    out[:, contact] = torch.from_numpy(f_clean[:, contact])
     return out.numpy().astype(np.float32)

@@ -324,7 +324,7 @@ class Controller:
         """De-normalised features (B, 4n, D) -> the same with a smooth offset of the position channels (root and
         local joint positions) that meets the objectives (stage 4 in the module docstring). Sample by sample:
         each stops on its own, and the problems are small enough that batching gains nothing."""
-        width = 4 + 3 * (self.pipe.spec.joints_num - 1)
+        width = self.pipe.spec.feature_slices["ric"].stop  # root channels and ric come first
         scale = self.pipe.std[:width].to(feats)
         smoother = gaussian_smoother(feats.shape[1], self.settings.polish_sigma, feats)
         weight = self.settings.polish_weight
