@@ -43,7 +43,7 @@ from models.vq.build import load_rvqvae, load_vq_meta
 from models.vq.model import RVQVAE
 from options.sampling import SamplingOptions
 from utils.checkpoint import FINEST, CheckpointError, load_checkpoint
-from utils.cleanup import cleanup_motion
+from utils.cleanup import cleanup_with_features
 from utils.motion import check_features, recover_from_ric
 from utils.precision import PRECISIONS, check_precision
 from utils.skeleton import DatasetSpec, get_dataset_spec
@@ -457,8 +457,9 @@ class MoMaskPipeline:
         ``control``: a :class:`models.control.Control` for every caption (or a list, None = free): targets in
         the motion's own frame (Y up, starts over the origin facing +Z) and/or objectives, met by inference-time
         optimisation (models/control/optimise.py); estimated lengths grow to cover the controlled frames.
-        ``cleanup``: the joints go through :func:`utils.cleanup.cleanup_motion` (features stay the model's
-        output)."""
+        ``cleanup``: the joints go through :func:`utils.cleanup.cleanup_motion` (shifted so the frame-0 root is
+        over the origin) and the features become those of the cleaned joints
+        (:func:`utils.cleanup.cleanup_with_features`): they decode to the returned joints."""
         texts = list(texts)
         lengths = list(lengths) if lengths is not None else [None] * len(texts)
         if len(lengths) != len(texts):
@@ -476,15 +477,10 @@ class MoMaskPipeline:
             ids, feats, err = generate_controlled(self, cond, m_lens, sampling, generator, controls)
             decoded = self.split(feats, m_lens)
             errors = [None if math.isnan(e) else e for e in err.tolist()]
+        if cleanup:
+            decoded = [cleanup_with_features(f, j, self.spec) for f, j in decoded]
         return [
-            Motion(
-                text,
-                f,
-                cleanup_motion(j, self.spec) if cleanup else j,
-                ids[b, : int(m_lens[b])].cpu().numpy(),
-                estimated[b],
-                control_error=errors[b],
-            )
+            Motion(text, f, j, ids[b, : int(m_lens[b])].cpu().numpy(), estimated[b], control_error=errors[b])
             for b, (text, (f, j)) in enumerate(zip(texts, decoded))
         ]
 

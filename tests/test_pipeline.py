@@ -15,7 +15,10 @@ from evaluation.benchmark import EvalBatch, pipeline_generator
 from models.pipeline import MoMaskPipeline, Sampling
 from models.text.base import TextEncoder
 from models.transformer.common import SelfAttention
+from utils.cleanup import cleanup_at_origin
+from utils.motion import recover_from_ric
 from utils.precision import bf16_support
+from visualization.export import MotionWriter
 
 MASK = "t2m_nlayer2_nhead2_ld64_ff128_cdp0.1"
 RES = "tres_nlayer2_ld64_ff128_cdp0.2_sw"
@@ -68,6 +71,27 @@ def test_generate_lengths_shapes_and_seeds(pipe: MoMaskPipeline) -> None:
     c = pipe.generate(texts, [120, 58], seed=4, sampling=Sampling(time_steps=6))
     assert all(np.array_equal(x.tokens, y.tokens) for x, y in zip(a, b))
     assert not all(np.array_equal(x.tokens, y.tokens) for x, y in zip(a, c))
+
+
+def test_generate_cleanup_returns_the_cleaned_joints_features(pipe: MoMaskPipeline, tmp_path: Path) -> None:
+    """cleanup=False: the model's features and their decoded joints. cleanup=True: same tokens, the cleaned
+    joints, and features that decode to them (what a saved features .npy and the joints/BVH files hold)."""
+    texts, kw = ["a person walks forward."], dict(seed=5, sampling=Sampling(time_steps=4))
+    (raw,) = pipe.generate(texts, [64], **kw)
+    (clean,) = pipe.generate(texts, [64], cleanup=True, **kw)
+    np.testing.assert_array_equal(raw.tokens, clean.tokens)
+    np.testing.assert_allclose(raw.joints, recover_from_ric(torch.from_numpy(raw.features), 22).numpy(), atol=1e-6)
+    cleaned = cleanup_at_origin(raw.joints, pipe.spec)
+    np.testing.assert_allclose(clean.joints, cleaned, atol=1e-6)
+    assert np.abs(clean.joints - raw.joints).max() > 1e-3  # the clean-up did something
+    decoded = recover_from_ric(torch.from_numpy(clean.features), 22).numpy()
+    np.testing.assert_allclose(decoded, clean.joints, atol=1e-4)
+    writer = MotionWriter(tmp_path, pipe.spec, ["npy"], cleanup=True)
+    writer.write(raw, sample=0, repeat=0)
+    saved = np.load(tmp_path / "features" / "0" / "sample0_repeat0_len64.npy")
+    joints = np.load(tmp_path / "joints" / "0" / "sample0_repeat0_len64.npy")
+    np.testing.assert_allclose(recover_from_ric(torch.from_numpy(saved), 22).numpy(), joints, atol=1e-4)
+    np.testing.assert_allclose(joints, clean.joints, atol=1e-6)
 
 
 def test_estimated_lengths_are_never_empty(pipe: MoMaskPipeline) -> None:

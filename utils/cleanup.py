@@ -381,3 +381,21 @@ def cleaned_features(features: np.ndarray, cleaned: np.ndarray, spec: DatasetSpe
     out[:-1, vel] += qrot(r_rot[:-1, None], step).flatten(1)
     out[:, contact] = torch.from_numpy(f_clean[:, contact])
     return out.numpy().astype(np.float32)
+
+
+def cleanup_at_origin(joints: np.ndarray, spec: DatasetSpec, config: CleanupConfig = CleanupConfig()) -> np.ndarray:
+    """:func:`cleanup_motion` of a decoded motion, moved horizontally so its frame-0 root is over the origin
+    again (as every motion decoded from features starts; the clean-up's filters can move it by millimetres)."""
+    cleaned = cleanup_motion(joints, spec, config=config)
+    return (cleaned - cleaned[:1, :1] * np.array([1.0, 0.0, 1.0], dtype=cleaned.dtype)).astype(cleaned.dtype)
+
+
+def cleanup_with_features(
+    features: np.ndarray, joints: np.ndarray, spec: DatasetSpec, config: CleanupConfig = CleanupConfig()
+) -> tuple[np.ndarray, np.ndarray]:
+    """The clean-up of a generated motion, features and joints together: ``joints`` (T, J, 3), what
+    ``recover_from_ric(features)`` gives, become :func:`cleanup_at_origin` of them and the features
+    :func:`cleaned_features` of those. -> (features (T, D) float32, joints (T, J, 3) in ``joints``' dtype); the
+    features decode to the joints (float32 rounding)."""
+    cleaned = cleanup_at_origin(joints, spec, config)
+    return cleaned_features(features, cleaned, spec), cleaned

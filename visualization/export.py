@@ -15,7 +15,7 @@ from typing import Protocol
 import numpy as np
 
 from utils.checkpoint import atomic_write
-from utils.cleanup import cleanup_motion
+from utils.cleanup import cleaned_features, cleanup_at_origin
 from utils.npy import check_output
 from utils.physical import to_metres
 from utils.skeleton import DatasetSpec
@@ -48,9 +48,9 @@ def save_npy(path: Path, array: np.ndarray) -> Path:
 class MotionWriter:
     """Writes each motion's requested outputs (``npy``, ``bvh``, ``mp4``, ``gif``, ``fbx``, ``glb``) under ``root``.
 
-    ``cleanup``: joints (npy, BVH, video) go through :func:`utils.cleanup.cleanup_motion` first; the features
-    file stays the model's output. ``rig``: retarget the BVH (and the FBX/GLB made from it) onto that rig instead
-    of the project's skeleton."""
+    ``cleanup``: joints (npy, BVH, video) go through :func:`utils.cleanup.cleanup_at_origin` first and the
+    features file holds the cleaned joints' features (:func:`utils.cleanup.cleaned_features`), so both agree.
+    ``rig``: retarget the BVH (and the FBX/GLB made from it) onto that rig instead of the project's skeleton."""
 
     def __init__(
         self,
@@ -80,7 +80,7 @@ class MotionWriter:
 
     def joints(self, motion: GeneratedMotion) -> np.ndarray:
         """The joints this writer exports for ``motion`` (cleaned when ``cleanup``)."""
-        return cleanup_motion(motion.joints, self.spec) if self.cleanup else motion.joints
+        return cleanup_at_origin(motion.joints, self.spec) if self.cleanup else motion.joints
 
     def write(self, motion: GeneratedMotion, sample: int, repeat: int, joints: np.ndarray | None = None) -> list[Path]:
         """All outputs of one motion (``joints``: what :meth:`joints` gives, when already computed); returns the
@@ -89,10 +89,11 @@ class MotionWriter:
         Everything is computed and checked (finite values) before the first file is written, so a degenerate
         motion leaves every existing output as it was."""
         joints = self.joints(motion) if joints is None else joints
+        features = cleaned_features(motion.features, joints, self.spec) if self.cleanup else motion.features
         stem = f"sample{sample}_repeat{repeat}_len{joints.shape[0]}"
         anim = self.root / "animations" / str(sample)
         check_output(joints, anim / stem, "joints")
-        check_output(motion.features, anim / stem, "features")
+        check_output(features, anim / stem, "features")
         bvh = None
         blender = [anim / f"{stem}.{kind}" for kind in BLENDER_KINDS if kind in self.kinds]
         if "bvh" in self.kinds or blender:
@@ -108,7 +109,7 @@ class MotionWriter:
         written = []
         if "npy" in self.kinds:
             written.append(save_npy(self.root / "joints" / str(sample) / f"{stem}.npy", joints))
-            written.append(save_npy(self.root / "features" / str(sample) / f"{stem}.npy", motion.features))
+            written.append(save_npy(self.root / "features" / str(sample) / f"{stem}.npy", features))
         if bvh is not None:
             path = write_bvh(anim / f"{stem}.bvh", bvh)
             if blender:
