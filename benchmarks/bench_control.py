@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from benchmarks.timing import load_average, time_runs
 from evaluation.benchmark import Metrics, make_eval_loader
 from evaluation.control import CONTROL_JOINTS, DENSITIES, evaluate_control
 from models.control import Control, ControlSpec, FloorObjective
@@ -117,24 +118,20 @@ def timing(pipe: MoMaskPipeline, repeats: int) -> None:
         "pelvis dense": Control(ControlSpec(targets)),
         "pelvis 5 keyframes": Control(ControlSpec(keys)),
     }
-    times: dict[str, list[float]] = {k: [] for k in runs}
-    for r in range(repeats + 1):  # the first round is warm-up
-        for name, control in runs.items():
-            start = time.perf_counter()
-            pipe.generate([caption], [196], seed=r, control=control)
-            if r:
-                times[name].append(time.perf_counter() - start)
-    free = float(np.median(times["free"]))
+    times = {
+        name: time_runs(
+            lambda r, c=control: pipe.generate([caption], [196], seed=r, control=c), repeats, pass_index=True
+        )
+        for name, control in runs.items()
+    }  # run 0 (seed 0) is the warm-up, timed runs use seeds 1..repeats
+    free = times["free"].median
     print(
         f"one 196-frame prompt on {pipe.device} ({torch.get_num_threads()} threads), {repeats} runs after warm-up; "
-        "official gen_t2m neural part per prompt: 1.36 s (official_timings.md)"
+        f"official gen_t2m neural part per prompt: 1.36 s (official_timings.md); {load_average()}"
     )
-    for name, values in times.items():
-        v = np.array(values)
-        print(
-            f"  {name:20s} min {v.min():.2f}  median {np.median(v):.2f}  max {v.max():.2f} s  "
-            f"({np.median(v) / free:.1f}x unconstrained)"
-        )
+    for name, t in times.items():
+        lo, med, hi = t.wall
+        print(f"  {name:20s} min {lo:.2f}  median {med:.2f}  max {hi:.2f} s  ({med / free:.1f}x unconstrained)")
 
 
 def examples(pipe: MoMaskPipeline, out: Path) -> None:

@@ -11,7 +11,6 @@ weights) is timed separately. Defaults are gen_t2m's: 18 steps, cond scales 4 (m
 from __future__ import annotations
 
 import argparse
-import os
 import resource
 import sys
 import tempfile
@@ -22,7 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from benchmarks.bench_transformers import timed, timed_stats
+from benchmarks.timing import load_average, wall_median, wall_stats
 from models.length_estimator import LengthEstimator
 from models.pipeline import MoMaskPipeline, Sampling
 from models.text.base import TextEncoder
@@ -98,7 +97,7 @@ def clip_text_seconds(device: torch.device, repeats: int) -> float | None:
     )
     ids = torch.randint(0, 49407, (1, 77), device=device)
     with torch.no_grad():
-        return timed(lambda: model(input_ids=ids), repeats, device)
+        return wall_median(lambda: model(input_ids=ids), repeats, device)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -145,17 +144,17 @@ def main(argv: list[str] | None = None) -> None:
                     for k, motion in enumerate(neural()):
                         save_bvh(motion.joints, Path(tmp) / f"{k}.bvh", pipe.spec)
 
-                out[f"neural b{b}{tag}"] = timed_stats(neural, reps, device)
-                out[f"text -> BVH b{b}{tag}"] = timed_stats(text_to_bvh, reps, device)
+                out[f"neural b{b}{tag}"] = wall_stats(neural, reps, device)
+                out[f"text -> BVH b{b}{tag}"] = wall_stats(text_to_bvh, reps, device)
         motion = pipe.generate(["a person walks forward"], [196], seed=0)[0]
-        out["BVH export (one, 196 frames)"] = timed_stats(
+        out["BVH export (one, 196 frames)"] = wall_stats(
             lambda: save_bvh(motion.joints, Path(tmp) / "one.bvh", pipe.spec), args.bvh_repeats, device
         )
     clip_s = clip_text_seconds(device, args.repeats)
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(
-        f"device {device}: {describe_device(device)}; torch {torch.__version__}; load average "
-        f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}; build {build_s:.2f} s (official build + load 0.75 s); "
+        f"device {device}: {describe_device(device)}; torch {torch.__version__}; "
+        f"{load_average()}; build {build_s:.2f} s (official build + load 0.75 s); "
         f"{args.repeats} runs after a warm-up ({args.bvh_repeats} for the BVH export alone)"
     )
     for note in skipped:

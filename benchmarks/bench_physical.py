@@ -20,14 +20,12 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
-import statistics
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from benchmarks.timing import load_average, spread, time_runs
 from evaluation.benchmark import evaluate_t2m, make_eval_loader, pipeline_generator
 from models.evaluator.word_vectorizer import WordVectorizer
 from models.evaluator.wrapper import T2MEvaluator
@@ -205,20 +203,11 @@ def evaluator_rows(pipe: MoMaskPipeline, repeats: int) -> list[str]:
 def timing(pipe: MoMaskPipeline, repeats: int) -> str:
     motions = pipe.generate(["a person walks forward", "a person jumps", "a person kicks"], [196] * 3, seed=1)
     joints = [m.joints for m in motions]
-    for j in joints:
-        cleanup_motion(j, SPEC)  # warm-up
-    walls, cpus = [], []
-    for _ in range(repeats):
-        c0, t0 = time.process_time(), time.perf_counter()
-        for j in joints:
-            cleanup_motion(j, SPEC)
-        walls.append((time.perf_counter() - t0) / len(joints) * 1000)
-        cpus.append((time.process_time() - c0) / len(joints) * 1000)
-    spread = lambda v: f"{min(v):.1f} / {statistics.median(v):.1f} / {max(v):.1f} ms"  # noqa: E731
+    t = time_runs(lambda: [cleanup_motion(j, SPEC) for j in joints], repeats).scaled(1000 / len(joints))
     return (
-        f"clean-up per 196-frame motion (min / median / max of {repeats} runs x 3 motions, 1 thread): "
-        f"CPU {spread(cpus)}, wall {spread(walls)}; official foot clean-up (BVH with foot IK minus plain) "
-        f"≈{1000 * OFFICIAL_FOOT_CLEANUP_S:.0f} ms; load average {os.getloadavg()[0]:.1f}"
+        f"clean-up per 196-frame motion (min–median–max of {repeats} runs x 3 motions after a warm-up, 1 thread): "
+        f"CPU {spread(t.cpu, 'ms', 1)}, wall {spread(t.wall, 'ms', 1)}; official foot clean-up (BVH with foot IK "
+        f"minus plain) ≈{1000 * OFFICIAL_FOOT_CLEANUP_S:.0f} ms; {load_average()}"
     )
 
 

@@ -16,11 +16,11 @@ embedded demo model (trained weights, its own captions):
 from __future__ import annotations
 
 import argparse
-import os
 
 import torch
 
 from benchmarks.bench_generate import released_pipeline
+from benchmarks.timing import load_average
 from models.pipeline import MoMaskPipeline, Sampling
 from models.transformer.precision import int8_copy
 from utils.device import resolve_device
@@ -75,8 +75,8 @@ def main(argv: list[str] | None = None) -> None:
         "demo model (trained)": (demo, demo.encode_text(captions)),
     }
     print(
-        f"device cpu: {describe_device(device)}; torch {torch.__version__}; load average "
-        f"{' '.join(f'{v:.2f}' for v in os.getloadavg())}; int8 = per-channel dynamic quantisation of every linear"
+        f"device cpu: {describe_device(device)}; torch {torch.__version__}; "
+        f"{load_average()}; int8 = per-channel dynamic quantisation of every linear"
     )
     print(f"{'model':32s} {'masked 1-fwd':>12s} {'residual 1-fwd':>14s} {'sample layer 0':>14s} {'sample all':>10s}")
     for name, (pipe, cond) in models.items():

@@ -17,7 +17,7 @@ from collections.abc import Callable
 import torch
 
 from benchmarks.bench_transformers import build_vq
-from benchmarks.bench_transformers import timed as timed_median
+from benchmarks.timing import wall_median
 from models.transformer.mask_transformer import MaskTransformer, MaskTransformerConfig
 from models.transformer.residual_transformer import ResidualTransformer, ResidualTransformerConfig
 from models.vq.build import build_rvqvae
@@ -120,7 +120,7 @@ def bench(args: argparse.Namespace) -> list[tuple[str, str, float, float]]:
             )
             for _ in range(args.warmup):
                 step()
-            seconds = timed_median(step, args.iters, device, warmup=False)
+            seconds = wall_median(step, args.iters, device, warmup=False)
             peak = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else float("nan")
             rows.append((stage, mode, seconds, peak))
             del step

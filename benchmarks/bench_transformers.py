@@ -19,13 +19,10 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
-import statistics
-import time
-from collections.abc import Callable
 
 import torch
 
+from benchmarks.timing import load_average, wall_stats
 from models.transformer.mask_transformer import MaskTransformer, MaskTransformerConfig
 from models.transformer.residual_transformer import ResidualTransformer, ResidualTransformerConfig
 from models.transformer.sampling import generate_base_tokens, generate_residual_tokens
@@ -48,32 +45,6 @@ OFFICIAL = {
 }
 
 
-def timed(fn: Callable[[], object], repeats: int, device: torch.device, warmup: bool = True) -> float:
-    """Median wall time of ``fn`` over ``repeats`` runs (after one warm-up run if ``warmup``)."""
-    return timed_stats(fn, repeats, device, warmup)[1]
-
-
-def timed_stats(
-    fn: Callable[[], object], repeats: int, device: torch.device, warmup: bool = True
-) -> tuple[float, float, float]:
-    """(min, median, max) wall time of ``fn`` over ``repeats`` runs (after one warm-up run if ``warmup``)."""
-
-    def sync() -> None:
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-
-    if warmup:
-        fn()
-        sync()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        sync()
-        times.append(time.perf_counter() - t0)
-    return min(times), statistics.median(times), max(times)
-
-
 def build_vq(device: torch.device):
     from models.vq.build import build_rvqvae
     from models.vq.model import RVQVAEConfig
@@ -92,7 +63,7 @@ def bench(args: argparse.Namespace) -> dict[str, tuple[float, float, float]]:
         cond = torch.randn(b, 512, device=device)
         m_lens = torch.full((b,), 49, device=device)
         for steps in (18, 10):
-            out[f"M generate b{b} {steps} steps"] = timed_stats(
+            out[f"M generate b{b} {steps} steps"] = wall_stats(
                 lambda: generate_base_tokens(
                     mask, cond, m_lens, timesteps=steps, cond_scale=4.0, batched_cfg=not args.two_pass
                 ),
@@ -100,7 +71,7 @@ def bench(args: argparse.Namespace) -> dict[str, tuple[float, float, float]]:
                 device,
             )
         base = torch.randint(0, 512, (b, 49), device=device)
-        out[f"R generate b{b}"] = timed_stats(
+        out[f"R generate b{b}"] = wall_stats(
             lambda: generate_residual_tokens(res, base, cond, m_lens, cond_scale=5.0, batched_cfg=not args.two_pass),
             reps,
             device,
@@ -112,7 +83,7 @@ def bench(args: argparse.Namespace) -> dict[str, tuple[float, float, float]]:
         cond = torch.randn(64, 512, device=device)
         with torch.no_grad():
             codes = vq.encode(motion)[0]
-        out["VQ encode b64"] = timed_stats(lambda: vq.encode(motion), reps, device)
+        out["VQ encode b64"] = wall_stats(lambda: vq.encode(motion), reps, device)
         for tag, model, loss in (
             ("M", mask, lambda m, c: m.masked_loss(c[..., 0], cond, lengths)),
             ("R", res, lambda m, c: m.residual_loss(c, cond, lengths)),
@@ -126,8 +97,8 @@ def bench(args: argparse.Namespace) -> dict[str, tuple[float, float, float]]:
                 loss(model, c).loss.backward()
                 opt.step()
 
-            out[f"{tag} train step b64"] = timed_stats(lambda: step(False), reps, device)
-            out[f"{tag} train step b64 (+VQ encode)"] = timed_stats(lambda: step(True), reps, device)
+            out[f"{tag} train step b64"] = wall_stats(lambda: step(False), reps, device)
+            out[f"{tag} train step b64 (+VQ encode)"] = wall_stats(lambda: step(True), reps, device)
             model.eval()
     return out
 
@@ -147,11 +118,11 @@ def main(argv: list[str] | None = None) -> dict[str, tuple[float, float, float]]
     results = bench(args)
     device = resolve_device(args.device)
     logger.info(
-        "device %s: %s; torch %s; load average %s; %d runs after a warm-up",
+        "device %s: %s; torch %s; %s; %d runs after a warm-up",
         device,
         describe_device(device),
         torch.__version__,
-        " ".join(f"{v:.2f}" for v in os.getloadavg()),
+        load_average(),
         args.repeats,
     )
     logger.info("%-34s %8s %8s %8s %9s %8s", "case", "min s", "median s", "max s", "official", "speed-up")

@@ -22,17 +22,13 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
-import resource
-import statistics
 import tempfile
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from benchmarks.timing import load_average, time_runs
 from utils.log import setup_logging
 from utils.precision import describe_device
 from utils.skeleton import get_dataset_spec
@@ -46,25 +42,6 @@ SHARED = Path(__file__).resolve().parents[2] / "shared"
 FIXTURE = SHARED / "reference" / "official_fixture" / "bvh" / "ik_bvh_012314.npz"
 # Seconds, official code (official_timings.md).
 OFFICIAL = {"bvh plain": 5.05, "bvh foot": 5.22, "video": 8.80}
-
-
-def _cpu_seconds() -> float:
-    """CPU time of this process and its finished children (ffmpeg), user + system."""
-    own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
-
-
-def timed(fn: Callable[[], object], repeats: int) -> tuple[tuple[float, float, float], float]:
-    """((min, median, max) wall time, median CPU time incl. child processes) of ``fn`` over ``repeats`` runs
-    after one warm-up run. CPU time is much less sensitive than wall time to other jobs sharing the machine."""
-    fn()
-    walls, cpus = [], []
-    for _ in range(repeats):
-        c0, t0 = _cpu_seconds(), time.perf_counter()
-        fn()
-        walls.append(time.perf_counter() - t0)
-        cpus.append(_cpu_seconds() - c0)
-    return (min(walls), statistics.median(walls), max(walls)), statistics.median(cpus)
 
 
 def load_motion() -> tuple[np.ndarray, str]:
@@ -96,8 +73,8 @@ def main(argv: list[str] | None = None) -> None:
             OFFICIAL["bvh foot"],
         ),
     ]:
-        wall, cpu = timed(lambda kw=kwargs: format_bvh(joints_to_bvh(joints, spec, **kw)), args.repeats)
-        rows.append((label, wall, cpu, official, None))
+        t = time_runs(lambda kw=kwargs: format_bvh(joints_to_bvh(joints, spec, **kw)), args.repeats)
+        rows.append((label, t.wall, t.cpu[1], official, None))
     videos = [
         (OFFICIAL_SIZE, ".mp4", X264_PRESET, OFFICIAL["video"]),
         (OFFICIAL_SIZE, ".mp4", "medium", OFFICIAL["video"]),
@@ -108,15 +85,15 @@ def main(argv: list[str] | None = None) -> None:
         for size, ext, preset, official in videos:
             path = Path(tmp) / f"v{size}{preset}{ext}"
             extra = {"preset": preset} if preset else {}
-            wall, cpu = timed(
+            t = time_runs(
                 lambda p=path, s=size, kw=extra: render_motion(joints, p, spec, title="a person walks", size=s, **kw),
                 args.repeats,
             )
             what = f"{ext[1:]} {size} px" + (f", x264 {preset}" if preset else "")
-            rows.append((f"stick-figure {what}", wall, cpu, official, path.stat().st_size))
+            rows.append((f"stick-figure {what}", t.wall, t.cpu[1], official, path.stat().st_size))
     print(
-        f"motion: {source}; {describe_device(torch.device('cpu'))}; load average "
-        f"{' '.join(f'{v:.2f}' for v in os.getloadavg())}; {args.repeats} runs after a warm-up"
+        f"motion: {source}; {describe_device(torch.device('cpu'))}; "
+        f"{load_average()}; {args.repeats} runs after a warm-up"
     )
     print(
         f"{'stage (196 frames)':<46} {'min s':>8} {'median s':>8} {'max s':>8} {'cpu s':>7} {'official s':>10} "

@@ -1,0 +1,111 @@
+"""The benchmarks' one timing helper: a warm-up run, then ``repeats`` (default 5) timed runs -> min / median / max.
+
+    stats = time_runs(fn, repeats=5, device=device)   # Timing: wall and CPU (min, median, max) seconds
+    print(spread(stats.wall), load_average())          # "0.59–0.61–0.66 s", "load average 0.71 0.80 0.92"
+
+Wall time is ``time.perf_counter``; CPU time is this process's and its finished children's (ffmpeg) user + system
+time, much less sensitive than wall time to other jobs sharing the machine. A CUDA ``device`` is synchronised
+after every run so the wall time covers the kernels.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+
+REPEATS = 5  # default timed runs per case
+
+
+def cpu_seconds() -> float:
+    """CPU time of this process and its finished children, user + system."""
+    own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+def stats(values: Sequence[float]) -> tuple[float, float, float]:
+    """(min, median, max) of ``values``."""
+    return min(values), statistics.median(values), max(values)
+
+
+@dataclass(frozen=True)
+class Timing:
+    """Seconds per run: wall and CPU as (min, median, max), over ``runs`` timed runs."""
+
+    wall: tuple[float, float, float]
+    cpu: tuple[float, float, float]
+    runs: int
+
+    @property
+    def median(self) -> float:
+        return self.wall[1]
+
+    def scaled(self, factor: float) -> Timing:
+        """Every figure times ``factor`` (per item of a batch, milliseconds, ...)."""
+        return Timing(tuple(v * factor for v in self.wall), tuple(v * factor for v in self.cpu), self.runs)
+
+
+def time_runs(
+    fn: Callable[[int], object] | Callable[[], object],
+    repeats: int = REPEATS,
+    device: torch.device | None = None,
+    *,
+    warmup: bool = True,
+    pass_index: bool = False,
+) -> Timing:
+    """Time ``fn`` (called with the run index, 0 = warm-up, when ``pass_index``): one untimed warm-up run
+    (unless ``warmup`` is False), then ``repeats`` timed runs."""
+    if repeats < 1:
+        raise ValueError(f"repeats must be >= 1, got {repeats}")
+
+    def run(i: int) -> None:
+        fn(i) if pass_index else fn()  # type: ignore[call-arg]
+        if device is not None and device.type == "cuda":
+            torch.cuda.synchronize(device)
+
+    if warmup:
+        run(0)
+    walls, cpus = [], []
+    for i in range(1, repeats + 1):
+        c0, t0 = cpu_seconds(), time.perf_counter()
+        run(i)
+        walls.append(time.perf_counter() - t0)
+        cpus.append(cpu_seconds() - c0)
+    return Timing(stats(walls), stats(cpus), repeats)
+
+
+def wall_stats(
+    fn: Callable[[], object], repeats: int = REPEATS, device: torch.device | None = None, warmup: bool = True
+) -> tuple[float, float, float]:
+    """(min, median, max) wall seconds of ``fn`` (:func:`time_runs`)."""
+    return time_runs(fn, repeats, device, warmup=warmup).wall
+
+
+def wall_median(
+    fn: Callable[[], object], repeats: int = REPEATS, device: torch.device | None = None, warmup: bool = True
+) -> float:
+    """Median wall seconds of ``fn`` (:func:`time_runs`)."""
+    return time_runs(fn, repeats, device, warmup=warmup).median
+
+
+def spread(values: tuple[float, float, float], unit: str = "s", digits: int = 2) -> str:
+    """``min–median–max unit``, e.g. ``0.59–0.61–0.66 s``."""
+    return "–".join(f"{v:.{digits}f}" for v in values) + (f" {unit}" if unit else "")
+
+
+def load_average() -> str:
+    """``load average 1/5/15-min`` of the machine now (what every benchmark prints beside its figures)."""
+    return "load average " + " ".join(f"{v:.2f}" for v in os.getloadavg())
+
+
+def format_timing(label: str, timing: Timing, unit: str = "s", digits: int = 2) -> str:
+    """One line: label, wall min–median–max, CPU median, runs and the load average."""
+    return (
+        f"{label}: wall {spread(timing.wall, unit, digits)}, CPU median {timing.cpu[1]:.{digits}f} {unit} "
+        f"({timing.runs} runs after a warm-up; {load_average()})"
+    )

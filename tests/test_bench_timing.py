@@ -1,0 +1,42 @@
+"""benchmarks/timing.py: the one timing helper every benchmark uses."""
+
+from __future__ import annotations
+
+import importlib
+
+import pytest
+
+from benchmarks.timing import Timing, format_timing, load_average, spread, time_runs
+
+
+def test_time_runs_warms_up_then_times_the_repeats() -> None:
+    calls: list[int] = []
+    t = time_runs(lambda i: calls.append(i), pass_index=True)
+    assert calls == [0, 1, 2, 3, 4, 5] and t.runs == 5
+    assert t.wall[0] <= t.wall[1] <= t.wall[2] and t.cpu[0] <= t.cpu[1] <= t.cpu[2]
+    assert time_runs(lambda: calls.append(9), 2, warmup=False).runs == 2 and calls[-3:] == [5, 9, 9]
+    with pytest.raises(ValueError, match="repeats"):
+        time_runs(lambda: None, 0)
+
+
+def test_formatting() -> None:
+    t = Timing((0.5, 0.61, 0.7), (0.4, 0.5, 0.6), 5)
+    assert spread(t.wall) == "0.50–0.61–0.70 s" and spread(t.scaled(1000).wall, "ms", 0) == "500–610–700 ms"
+    assert load_average().startswith("load average ") and len(load_average().split()) == 5
+    assert format_timing("x", t).startswith("x: wall 0.50–0.61–0.70 s, CPU median 0.50 s (5 runs")
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "bench_control",
+        "bench_generate",
+        "bench_physical",
+        "bench_precision",
+        "bench_train",
+        "bench_transformers",
+        "bench_visualization",
+    ],
+)
+def test_benchmarks_import(name: str) -> None:
+    importlib.import_module(f"benchmarks.{name}")
