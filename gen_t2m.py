@@ -78,6 +78,13 @@ def main(argv: list[str] | None = None) -> None:
     def write(motion, sample: int, repeat: int) -> None:
         joints = writer.joints(motion)
         writer.write(motion, sample=sample, repeat=repeat, joints=joints)
+        if control is not None and control.targets is not None:  # measured on what was written (after --cleanup)
+            logger.info(
+                "sample %d repeat %d: controlled joints %.2f cm from their targets on average",
+                sample,
+                repeat,
+                100 * control.targets.error(joints),
+            )
         record = motion_report(
             joints,
             pipe.spec,
@@ -118,13 +125,6 @@ def main(argv: list[str] | None = None) -> None:
         )
         for k, motion in enumerate(motions):
             write(motion, sample=b * opt.batch_size + k, repeat=r)
-            if motion.control_error is not None:
-                logger.info(
-                    "sample %d repeat %d: controlled joints %.2f cm from their targets on average",
-                    b * opt.batch_size + k,
-                    r,
-                    100 * motion.control_error,
-                )
     write_report(writer.root / "physical.json", report, pipe.spec)
     logger.info("wrote %d motion(s) to %s", len(prompts) * opt.repeat_times, writer.root)
 

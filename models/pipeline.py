@@ -479,6 +479,11 @@ class MoMaskPipeline:
             errors = [None if math.isnan(e) else e for e in err.tolist()]
         if cleanup:
             decoded = [cleanup_with_features(f, j, self.spec) for f, j in decoded]
+            if control is not None:  # report the error of the joints returned, after the clean-up moved them
+                errors = [
+                    None if c is None or c.targets is None else c.targets.error(j)
+                    for c, (_, j) in zip(controls, decoded, strict=True)
+                ]
         return [
             Motion(text, f, j, ids[b, : int(m_lens[b])].cpu().numpy(), estimated[b], control_error=errors[b])
             for b, (text, (f, j)) in enumerate(zip(texts, decoded))

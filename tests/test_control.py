@@ -147,6 +147,24 @@ def test_control_meets_targets_the_free_motion_misses(pipe: MoMaskPipeline) -> N
     assert ctl.joints.shape == free.joints.shape and ctl.features.shape == free.features.shape
 
 
+def test_reported_error_is_that_of_the_returned_joints_after_cleanup(pipe: MoMaskPipeline) -> None:
+    targets = np.full((48, 22, 3), np.nan, np.float32)
+    targets[10, 0] = [3.0, np.nan, 4.0]  # XZ only
+    spec = ControlSpec(targets)
+    joints = np.zeros((48, 22, 3), np.float32)
+    joints[10, 0, 1] = 9.0
+    assert spec.error(joints) == pytest.approx(5.0) and np.isnan(spec.error(joints[:5]))
+    free = pipe.generate(["a person walks"], [48], seed=3)[0]
+    dense = np.full((48, 22, 3), np.nan, np.float32)
+    dense[:, 0] = free.joints[:, 0] + np.array([0.1, 0.0, 0.0], np.float32)
+    ctl = Control(ControlSpec(dense))
+    raw, cleaned = (pipe.generate(["a person walks"], [48], seed=3, control=ctl, cleanup=c)[0] for c in (False, True))
+    assert not np.allclose(raw.joints, cleaned.joints, atol=1e-3)  # the clean-up moved the motion
+    for motion in (raw, cleaned):
+        err = np.linalg.norm(motion.joints[:, 0] - dense[:, 0], axis=-1).mean()
+        assert motion.control_error == pytest.approx(err, abs=1e-5)
+
+
 def test_floor_objective_from_python(pipe: MoMaskPipeline) -> None:
     free = pipe.generate(["a person crawls"], [40], seed=1)[0]
     floor = float(np.quantile(free.joints[..., 1], 0.1))  # untrained: joints stay within a few cm of y = 0

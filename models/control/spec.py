@@ -46,6 +46,16 @@ class ControlSpec:
         """(T, J) bool: joints with at least one controlled coordinate."""
         return np.isfinite(self.targets).any(-1)
 
+    def error(self, joints: np.ndarray) -> float:
+        """Mean distance (m) of ``joints`` (T, J, 3) to these targets over the controlled entries of its T frames
+        (NaN when none of them is controlled); the figure reported for a written motion."""
+        n = min(len(joints), len(self.targets))
+        targets = self.targets[:n]
+        finite = np.isfinite(targets)
+        diff = np.where(finite, np.asarray(joints[:n], dtype=np.float64) - np.nan_to_num(targets), 0.0)
+        controlled = finite.any(-1)
+        return float(np.sqrt((diff**2).sum(-1))[controlled].mean()) if controlled.any() else float("nan")
+
     @property
     def last_frame(self) -> int:
         return int(np.nonzero(self.mask.any(-1))[0].max())
