@@ -14,8 +14,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import torch
 
 from data.prompts import parse_frame
+from models.control.objectives import target_distances
 from utils.skeleton import DatasetSpec, spec_from_joint_count
 
 MAX_KEYFRAMES = 10_000
@@ -50,11 +52,8 @@ class ControlSpec:
         """Mean distance (m) of ``joints`` (T, J, 3) to these targets over the controlled entries of its T frames
         (NaN when none of them is controlled); the figure reported for a written motion."""
         n = min(len(joints), len(self.targets))
-        targets = self.targets[:n]
-        finite = np.isfinite(targets)
-        diff = np.where(finite, np.asarray(joints[:n], dtype=np.float64) - np.nan_to_num(targets), 0.0)
-        controlled = finite.any(-1)
-        return float(np.sqrt((diff**2).sum(-1))[controlled].mean()) if controlled.any() else float("nan")
+        dist, controlled = target_distances(torch.as_tensor(joints[:n]), torch.from_numpy(self.targets[:n]))
+        return float(dist[controlled].mean()) if bool(controlled.any()) else float("nan")
 
     @property
     def last_frame(self) -> int:
