@@ -101,11 +101,3 @@ def spread(values: tuple[float, float, float], unit: str = "s", digits: int = 2)
 def load_average() -> str:
     """``load average 1/5/15-min`` of the machine now (what every benchmark prints beside its figures)."""
     return "load average " + " ".join(f"{v:.2f}" for v in os.getloadavg())
-
-
-def format_timing(label: str, timing: Timing, unit: str = "s", digits: int = 2) -> str:
-    """One line: label, wall min–median–max, CPU median, runs and the load average."""
-    return (
-        f"{label}: wall {spread(timing.wall, unit, digits)}, CPU median {timing.cpu[1]:.{digits}f} {unit} "
-        f"({timing.runs} runs after a warm-up; {load_average()})"
-    )
