@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from benchmarks.timing import load_average, time_runs
+from benchmarks.timing import load_average, stats, time_runs
 from evaluation.benchmark import Metrics, make_eval_loader
 from evaluation.control import CONTROL_JOINTS, DENSITIES, evaluate_control
 from models.control import Control, ControlSpec, FloorObjective
@@ -118,19 +118,21 @@ def timing(pipe: MoMaskPipeline, repeats: int) -> None:
         "pelvis dense": Control(ControlSpec(targets)),
         "pelvis 5 keyframes": Control(ControlSpec(keys)),
     }
-    times = {
-        name: time_runs(
-            lambda r, c=control: pipe.generate([caption], [196], seed=r, control=c), repeats, pass_index=True
-        )
-        for name, control in runs.items()
-    }  # run 0 (seed 0) is the warm-up, timed runs use seeds 1..repeats
-    free = times["free"].median
+    # Rounds alternate the cases (A/B interleaved) so a change of load hits all of them alike; round 0 (seed 0)
+    # is the warm-up, timed rounds use seeds 1..repeats.
+    walls: dict[str, list[float]] = {name: [] for name in runs}
+    for r in range(repeats + 1):
+        for name, control in runs.items():
+            wall = time_runs(lambda c=control: pipe.generate([caption], [196], seed=r, control=c), 1, warmup=False)
+            if r:
+                walls[name].append(wall.median)
+    times = {name: stats(v) for name, v in walls.items()}
+    free = times["free"][1]
     print(
         f"one 196-frame prompt on {pipe.device} ({torch.get_num_threads()} threads), {repeats} runs after warm-up; "
         f"official gen_t2m neural part per prompt: 1.36 s (official_timings.md); {load_average()}"
     )
-    for name, t in times.items():
-        lo, med, hi = t.wall
+    for name, (lo, med, hi) in times.items():
         print(f"  {name:20s} min {lo:.2f}  median {med:.2f}  max {hi:.2f} s  ({med / free:.1f}x unconstrained)")
 
 
