@@ -10,12 +10,15 @@ Four stages, all through the frozen VQ decoder and the differentiable features -
 2. residual layers: the same on each residual layer's logits, lower layers fixed;
 3. refinement: L-BFGS on an offset of the summed code latent (regularised towards zero);
 4. polish: L-BFGS on a temporally smooth offset (an offset regularised towards zero, then smoothed by a
-   Gaussian of ``polish_sigma`` frames) of the decoded features' position channels (root yaw rate, root
-   velocity and height, local joint positions; in units of the dataset's feature std), without the decoder: a joint-space touch-up that closes
-   the last centimetres (a whole-body pose the decoder does not reach exactly, the blend of an edit) at a
-   fifth of the cost of a decoder pass. Rotation, velocity and contact channels stay the decoder's.
+   Gaussian of ``polish_sigma`` frames) of the decoded features' position channels: the root's world position
+   and yaw at every frame (differenced into the yaw rate and velocity the features hold), its height and the
+   local joint positions. Without the decoder, a joint-space touch-up that closes the last centimetres (a
+   whole-body pose the decoder does not reach exactly, the blend of an edit) at a fifth of the cost of a
+   decoder pass, with a penalty that keeps planted feet from sliding. Rotation, velocity and contact channels
+   stay the decoder's.
 
 Every stage stops as soon as every sample's objective is within ``tolerance``, so an easy target costs little.
+The target distance descended is a pseudo-Huber one (``smooth``), the one stopped on and reported the plain one.
 """
 
 from __future__ import annotations
@@ -31,17 +34,23 @@ from torch import Tensor
 
 from models.control.objectives import (
     Objective,
+    PlantedFeet,
     TargetObjective,
     target_distances,
     total_loss,
 )
 from models.control.spec import ControlSpec
-from utils.motion import recover_from_ric
+from utils.motion import recover_from_ric, recover_root_rot_pos
+from utils.physical import METRES_PER_UNIT, SKATE_HEIGHT, foot_joints
+from utils.quaternion import qrot
+from utils.skeleton import DatasetSpec
 
 if TYPE_CHECKING:
     from models.pipeline import MoMaskPipeline, Sampling
 
 Progress = Callable[[float, str], None]
+# parameter -> per-sample (loss the optimiser descends, objective it stops on), each (B,)
+LossOf = Callable[[Tensor], tuple[Tensor, Tensor]]
 
 
 @dataclass(frozen=True)
@@ -55,15 +64,19 @@ class ControlSettings:
     logits_lr: float = 2.0
     latent_weight: float = 0.01  # penalty on the mean squared latent offset
     polish_weight: float = 0.001  # penalty on the mean squared offset before smoothing (in feature stds)
+    plant_weight: float = 10.0  # weight of PlantedFeet in the polish (0 = let the feet slide)
     polish_sigma: float = 3.0  # frames: width of the Gaussian that smooths the feature offset over time
     tau: float = 1.0  # softmax temperature of the differentiable expectation
     tolerance: float = 0.01  # metres: a sample is done when its objective is at most this
+    smooth: float = 0.01  # metres: the optimiser descends the pseudo-Huber target distance of this width
 
     def __post_init__(self) -> None:
         if min(self.guide_iters, self.residual_iters, self.refine_iters, self.polish_iters) < 0:
             raise ValueError("control iteration counts must be >= 0")
         if self.tau <= 0 or self.logits_lr <= 0 or self.polish_sigma <= 0:
             raise ValueError("control tau, learning rate and polish_sigma must be > 0")
+        if self.smooth < 0:
+            raise ValueError("control smooth must be >= 0")
 
 
 def gaussian_smoother(frames: int, sigma: float, like: Tensor) -> Tensor:
@@ -72,6 +85,44 @@ def gaussian_smoother(frames: int, sigma: float, like: Tensor) -> Tensor:
     t = torch.arange(frames, device=like.device, dtype=like.dtype)
     weights = torch.exp(-0.5 * ((t[:, None] - t[None, :]) / sigma) ** 2)
     return weights / weights.sum(-1, keepdim=True)
+
+
+YAW_UNIT = 0.1  # radians of half-yaw per unit of the polish's yaw parameter
+PLANT_SLACK = 0.002  # metres per frame a planted foot may slide beyond its pre-polish slide before it costs
+
+
+def moved_root(root: Tensor, offset: Tensor, length_unit: float) -> Tensor:
+    """Root rate channels (B, T, 3) of a motion (half-yaw rate, facing-frame XZ velocity) and the polish's root
+    parameters (B, T, 3) -> the rate channels of the moved root.
+
+    The parameters are a half-yaw angle (``YAW_UNIT`` rad per unit) and a world XZ position (``length_unit`` per
+    unit) added at every frame: the root turns by the one and its path moves by the other, independently, and
+    each frame by its own parameter, where an offset of the rates would move every later frame (the optimiser
+    need not integrate, and a dense path converges in a few passes). Frame 0 stays at the origin facing +Z, as
+    every recovered motion does, so its parameters are ignored (anchored at zero): were they not, moving them
+    would shift or turn the whole motion from frame 1 on."""
+    anchored = torch.cat([torch.zeros_like(offset[..., :1, :]), offset[..., 1:, :]], dim=-2)
+    # (B, T, 3): the change from frame t to t+1 at row t (0 in the last row, which recovery never integrates)
+    step = torch.diff(anchored, dim=-2, append=anchored[..., -1:, :])
+    height = torch.zeros_like(root[..., :1])  # recover_root_rot_pos reads it; the XZ path does not depend on it
+    path = recover_root_rot_pos(torch.cat([root, height], dim=-1))[1]
+    yaw_rate = root[..., :1] + step[..., :1] * YAW_UNIT
+    turned = recover_root_rot_pos(torch.cat([yaw_rate, root[..., 1:], height], dim=-1))[0]
+    shift = torch.stack([step[..., 1], torch.zeros_like(step[..., 1]), step[..., 2]], dim=-1) * length_unit
+    world = torch.diff(path, dim=-2, append=path[..., -1:, :]) + shift  # world step from frame t to t+1, row t
+    local = qrot(turned[..., 1:, :], world[..., :-1, :])  # recovery rotates row t's step by frame t+1's facing
+    velocity = torch.cat([local[..., [0, 2]], root[..., -1:, 1:3]], dim=-2)
+    return torch.cat([yaw_rate, velocity], dim=-1)
+
+
+def placed_feet(targets: Tensor, spec: DatasetSpec, reach: int) -> Tensor:
+    """Targets (B, T, J, 3), NaN = free -> (B, T, F) bool over :func:`utils.physical.foot_joints`: True where a
+    foot (ankle or toe of that side) has a target within ``reach`` frames, so the polish may move it there."""
+    feet = torch.as_tensor(foot_joints(spec), device=targets.device)
+    on = torch.isfinite(targets[..., feet, :]).any(-1).float()  # (B, T, F): left ankle, left toe, right ...
+    side = on.unflatten(-1, (2, 2)).amax(-1)  # (B, T, 2)
+    near = torch.nn.functional.max_pool1d(side.transpose(1, 2), 2 * reach + 1, stride=1, padding=reach)
+    return near.transpose(1, 2).repeat_interleave(2, dim=-1) > 0
 
 
 @dataclass
@@ -166,18 +217,9 @@ class Controller:
             if c is not None and c.targets is not None:
                 t = torch.as_tensor(c.targets.check(spec).padded(n * unit), device=pipe.device)
                 targets[b] = t
-        self.targets = targets
-        target = TargetObjective(targets)
-        self.objectives = [
-            ([target] if c is not None and c.targets is not None else []) + list(c.objectives if c else [])
-            for c in controls
-        ]
-        # The same for each sample alone (the polish runs sample by sample).
-        self.own_objectives = [
-            ([TargetObjective(targets[b : b + 1])] if c is not None and c.targets is not None else [])
-            + list(c.objectives if c else [])
-            for b, c in enumerate(controls)
-        ]
+        self.targets = targets  # (B, T, J, 3), NaN = free (all NaN for a sample with objectives only)
+        self.extras = [list(c.objectives) if c is not None else [] for c in controls]
+        self.controlled = [c is not None for c in controls]
         self._done = 0
         self._total = (
             self.settings.guide_iters * time_steps
@@ -191,50 +233,51 @@ class Controller:
         """Summed code latent (B, n, C) -> de-normalised features (B, 4n, D)."""
         return self.pipe.denormalise(self.pipe.vq.decoder(latent.permute(0, 2, 1)).permute(0, 2, 1))
 
-    def features_loss(self, feats: Tensor, sample: int | None = None) -> Tensor:
-        """De-normalised features (B, 4n, D) -> per-sample objective (B,) of the motion after ``post``; with
-        ``sample``, feats (1, 4n, D) are that sample's alone."""
-        joints = recover_from_ric(feats if self.post is None else self.post(feats), self.pipe.spec.joints_num)
-        if sample is None:
-            return total_loss(self.objectives, joints, self.valid)
-        return total_loss([self.own_objectives[sample]], joints, self.valid[sample : sample + 1])
+    def joints_loss(self, joints: Tensor, sample: int | None = None) -> tuple[Tensor, Tensor]:
+        """Joints (B, T, J, 3) of the motion after ``post`` -> per-sample (descended, objective), each (B,): the
+        extra objectives plus the targets' mean pseudo-Huber distance (what the optimiser descends) and their
+        mean distance (what it stops on and reports). With ``sample``, joints (1, T, J, 3) are that sample's."""
+        rows = slice(None) if sample is None else slice(sample, sample + 1)
+        targets, valid = self.targets[rows], self.valid[rows]
+        extra = total_loss(self.extras[rows], joints, valid)
+        descended = extra + TargetObjective(targets, self.settings.smooth)(joints, valid)
+        return descended, extra + TargetObjective(targets)(joints, valid)
 
-    def loss(self, latent: Tensor) -> Tensor:
-        return self.features_loss(self.decode(latent))
+    def features_joints(self, feats: Tensor) -> Tensor:
+        """De-normalised features (B, 4n, D) -> joints (B, 4n, J, 3) of the motion after ``post``."""
+        return recover_from_ric(feats if self.post is None else self.post(feats), self.pipe.spec.joints_num)
+
+    def loss(self, latent: Tensor) -> tuple[Tensor, Tensor]:
+        """Summed code latent (B, n, C) -> (descended, objective) (B,) of the decoded motion."""
+        return self.joints_loss(self.features_joints(self.decode(latent)))
 
     def _tick(self, stage: str, steps: int = 1) -> None:
         self._done += steps
         if self.progress is not None:
             self.progress(min(self._done / self._total, 1.0), stage)
 
-    def _adam(self, param: Tensor, loss_of: Callable[[Tensor], Tensor], iters: int, stage: str) -> Tensor:
-        """Adam (``logits_lr``) on ``param`` for up to ``iters`` steps, stopping when every sample is within
-        tolerance. ``loss_of``: param -> per-sample loss (B,)."""
+    def _adam(self, param: Tensor, loss_of: LossOf, iters: int, stage: str) -> Tensor:
+        """Adam (``logits_lr``) on ``param`` for up to ``iters`` steps, stopping when every sample's objective is
+        within tolerance. ``loss_of``: param -> per-sample (descended, objective), each (B,)."""
         if iters == 0:
             return param.detach()
         param = param.detach().clone().requires_grad_(True)
         opt = torch.optim.Adam([param], lr=self.settings.logits_lr)
         with torch.enable_grad(), torch.autocast(self.pipe.device.type, enabled=False):
             for _ in range(iters):
-                loss = loss_of(param)
-                if float(loss.detach().max()) <= self.settings.tolerance:
+                descended, objective = loss_of(param)
+                if float(objective.detach().max()) <= self.settings.tolerance:
                     break
                 opt.zero_grad()
-                loss.sum().backward()
+                descended.sum().backward()
                 opt.step()
                 self._tick(stage)
         return param.detach()
 
-    def _lbfgs(
-        self,
-        param: Tensor,
-        loss_of: Callable[[Tensor], Tensor],
-        penalty: Callable[[Tensor], Tensor],
-        evals: int,
-        stage: str,
-    ) -> Tensor:
+    def _lbfgs(self, param: Tensor, loss_of: LossOf, evals: int, stage: str) -> Tensor:
         """L-BFGS (strong Wolfe line search) on ``param`` with at most ``evals`` loss evaluations, stopping when
-        every sample's loss (without ``penalty``) is within tolerance; returns the best parameter evaluated."""
+        every sample's objective is within tolerance; returns the parameter with the best objective evaluated.
+        ``loss_of``: param -> per-sample (descended, objective), each (B,); descended includes any penalty."""
         if evals == 0:
             return param.detach()
         param = param.detach().clone().requires_grad_(True)
@@ -246,16 +289,16 @@ class Controller:
 
         def closure() -> Tensor:
             opt.zero_grad()
-            loss = loss_of(param)
-            worst = float(loss.detach().max())
+            descended, objective = loss_of(param)
+            worst = float(objective.detach().max())
             if worst < best["worst"]:
                 best.update(worst=worst, param=param.detach().clone())
             best["evals"] += 1
             self._tick(stage)
             if worst <= self.settings.tolerance or best["evals"] >= evals:
                 # Done: a zero gradient ends L-BFGS at once (its first-order optimality test).
-                return loss.detach().sum()
-            total = loss.sum() + penalty(param).sum()
+                return descended.detach().sum()
+            total = descended.sum()
             total.backward()
             return total.detach()
 
@@ -307,13 +350,12 @@ class Controller:
             return base + (d if where is None else d * where)
 
         weight = self.settings.latent_weight
-        delta = self._lbfgs(
-            torch.zeros_like(base),
-            lambda d: self.loss(latent(d)),
-            lambda d: weight * (d**2).mean(dim=(1, 2)),
-            self.settings.refine_iters,
-            "refinement",
-        )
+
+        def loss_of(d: Tensor) -> tuple[Tensor, Tensor]:
+            descended, objective = self.loss(latent(d))
+            return descended + weight * (d**2).mean(dim=(1, 2)), objective
+
+        delta = self._lbfgs(torch.zeros_like(base), loss_of, self.settings.refine_iters, "refinement")
         with torch.no_grad():
             feats = self.polish(self.decode(latent(delta)))
         if self.progress is not None:
@@ -322,26 +364,46 @@ class Controller:
 
     def polish(self, feats: Tensor) -> Tensor:
         """De-normalised features (B, 4n, D) -> the same with a smooth offset of the position channels (root and
-        local joint positions) that meets the objectives (stage 4 in the module docstring). Sample by sample:
-        each stops on its own, and the problems are small enough that batching gains nothing."""
-        width = self.pipe.spec.feature_slices["ric"].stop  # root channels and ric come first
+        local joint positions) that meets the objectives (stage 4 in the module docstring). The root is moved
+        through a world position and yaw per frame (:func:`moved_root`), the height and local joints directly;
+        :class:`PlantedFeet` (``plant_weight``) keeps the feet that stood before the polish from sliding. Sample
+        by sample: each stops on its own, and the problems are small enough that batching gains nothing."""
+        ric = self.pipe.spec.feature_slices["ric"]
+        width = ric.stop  # root channels (yaw rate, XZ velocity, height) and ric come first
         scale = self.pipe.std[:width].to(feats)
+        length_unit = float(scale[ric].mean())  # the spread of the local joint positions, a length
         smoother = gaussian_smoother(feats.shape[1], self.settings.polish_sigma, feats)
-        weight = self.settings.polish_weight
+        weight, plant_weight = self.settings.polish_weight, self.settings.plant_weight
+        spec = self.pipe.spec
+        metre = 1.0 / METRES_PER_UNIT.get(spec.name, 1.0)  # in the dataset's length unit
         out = []
         for b in range(feats.shape[0]):
             own = feats[b : b + 1]
+            planted = PlantedFeet(
+                self.features_joints(own),
+                foot_joints(spec),
+                SKATE_HEIGHT * metre,
+                PLANT_SLACK * metre,
+                placed_feet(self.targets[b : b + 1], spec, math.ceil(3 * self.settings.polish_sigma)),
+            )
 
             def moved(z: Tensor, own: Tensor = own) -> Tensor:
-                return torch.cat([own[..., :width] + (smoother @ z) * scale, own[..., width:]], dim=-1)
+                offset = smoother @ z
+                root = moved_root(own[..., :3], offset[..., :3], length_unit)
+                height = own[..., 3:4] + offset[..., 3:4] * length_unit
+                local = own[..., 4:width] + offset[..., 4:] * scale[4:]
+                return torch.cat([root, height, local, own[..., width:]], dim=-1)
 
-            z = self._lbfgs(
-                own.new_zeros(1, own.shape[1], width),
-                lambda z, b=b, moved=moved: self.features_loss(moved(z), sample=b),
-                lambda z: weight * (z**2).mean(dim=(1, 2)),
-                self.settings.polish_iters if self.own_objectives[b] else 0,
-                "polish",
-            )
+            def loss_of(
+                z: Tensor, b: int = b, moved: Callable[[Tensor], Tensor] = moved, planted: PlantedFeet = planted
+            ) -> tuple[Tensor, Tensor]:
+                joints = self.features_joints(moved(z))
+                descended, objective = self.joints_loss(joints, sample=b)
+                feet = plant_weight * planted(joints, self.valid[b : b + 1]) if plant_weight else 0.0
+                return descended + weight * (z**2).mean(dim=(1, 2)) + feet, objective + feet
+
+            evals = self.settings.polish_iters if self.controlled[b] else 0
+            z = self._lbfgs(own.new_zeros(1, own.shape[1], width), loss_of, evals, "polish")
             out.append(moved(z))
         return torch.cat(out)
 
