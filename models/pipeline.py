@@ -458,8 +458,8 @@ class MoMaskPipeline:
         the motion's own frame (Y up, starts over the origin facing +Z) and/or objectives, met by inference-time
         optimisation (models/control/optimise.py); estimated lengths grow to cover the controlled frames.
         ``cleanup``: the joints go through :func:`utils.cleanup.cleanup_motion` (shifted so the frame-0 root is
-        over the origin) and the features become those of the cleaned joints
-        (:func:`utils.cleanup.cleanup_with_features`): they decode to the returned joints."""
+        over the origin, then pinned back to the control's targets) and the features become those of the
+        cleaned joints (:func:`utils.cleanup.cleanup_with_features`): they decode to the returned joints."""
         texts = list(texts)
         lengths = list(lengths) if lengths is not None else [None] * len(texts)
         if len(lengths) != len(texts):
@@ -478,8 +478,12 @@ class MoMaskPipeline:
             decoded = self.split(feats, m_lens)
             errors = [None if math.isnan(e) else e for e in err.tolist()]
         if cleanup:
-            decoded = [cleanup_with_features(f, j, self.spec) for f, j in decoded]
-            if control is not None:  # report the error of the joints returned, after the clean-up moved them
+            targets = [
+                None if control is None or c is None or c.targets is None else c.targets.targets
+                for c in (controls if control is not None else [None] * len(texts))
+            ]
+            decoded = [cleanup_with_features(f, j, self.spec, targets=t) for (f, j), t in zip(decoded, targets)]
+            if control is not None:  # report the error of the joints returned, after the clean-up
                 errors = [
                     None if c is None or c.targets is None else c.targets.error(j)
                     for c, (_, j) in zip(controls, decoded, strict=True)

@@ -8,7 +8,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from utils.cleanup import CleanupConfig, cleaned_features, cleanup_motion, detect_contacts, lock_offsets, two_bone_ik
+from utils.cleanup import (
+    CleanupConfig,
+    cleaned_features,
+    cleanup_at_origin,
+    cleanup_motion,
+    detect_contacts,
+    lock_offsets,
+    pin_to_targets,
+    two_bone_ik,
+)
 from utils.cli import run_cli
 from utils.motion import recover_from_ric
 from utils.physical import contact_frames, foot_joints, jitter, physical_metrics, skating
@@ -123,6 +132,34 @@ def test_cleanup_removes_penetration_and_keeps_contacts_on_the_floor() -> None:
     assert before.penetration_mean > 0.02 and after.penetration_mean < 0.005
     assert after.skate_ratio < 0.5 * before.skate_ratio
     assert contact_frames(out, foot_joints(T2M), T2M.fps).mean() > 0.3
+
+
+def test_pin_to_targets_closed_form() -> None:
+    """Per-frame translations: the mean residual of each frame's targets on each axis, linear between such frames,
+    held outside them; free axes are not moved."""
+    joints = np.random.default_rng(0).normal(size=(10, 22, 3)).astype(np.float32)
+    targets = np.full((8, 22, 3), np.nan, np.float32)
+    targets[2, 0, 0] = joints[2, 0, 0] + 0.1  # x only
+    targets[6, 0, 0] = joints[6, 0, 0] + 0.3
+    targets[6, 20, 0] = joints[6, 20, 0] + 0.5  # two joints at frame 6: the mean residual, 0.4
+    pinned = pin_to_targets(joints, targets)
+    shift = pinned - joints
+    np.testing.assert_allclose(shift[..., 1:], 0.0, atol=1e-7)
+    np.testing.assert_allclose(shift[:, 0, 0], [0.1, 0.1, 0.1, 0.175, 0.25, 0.325, 0.4, 0.4, 0.4, 0.4], atol=1e-6)
+    np.testing.assert_allclose(shift, np.broadcast_to(shift[:, :1], shift.shape), atol=1e-6)  # rigid per frame
+
+
+def test_cleanup_keeps_a_controlled_path() -> None:
+    """With a control's targets the clean-up still smooths a jittered motion, but a dense pelvis path (the clip's
+    own) ends on its targets, where without them the clean-up moves it."""
+    joints = clip("000000").astype(np.float32)[:80]
+    jittered = joints + np.random.default_rng(3).normal(scale=0.01, size=joints.shape).astype(np.float32)
+    targets = np.full_like(joints, np.nan)
+    targets[:, 0] = joints[:, 0]
+    free, pinned = cleanup_at_origin(jittered, T2M), cleanup_at_origin(jittered, T2M, targets=targets)
+    assert np.linalg.norm(free[:, 0] - targets[:, 0], axis=-1).mean() > 0.003
+    np.testing.assert_allclose(pinned[:, 0], targets[:, 0], atol=1e-5)
+    assert jitter(pinned, T2M.fps)[0] < 0.6 * jitter(jittered, T2M.fps)[0]
 
 
 def test_cleaned_features_decode_to_the_cleaned_joints() -> None:

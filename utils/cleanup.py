@@ -383,19 +383,53 @@ def cleaned_features(features: np.ndarray, cleaned: np.ndarray, spec: DatasetSpe
     return out.numpy().astype(np.float32)
 
 
-def cleanup_at_origin(joints: np.ndarray, spec: DatasetSpec, config: CleanupConfig = CleanupConfig()) -> np.ndarray:
+def pin_to_targets(joints: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    """joints (T, J, 3) -> the same body translated, frame by frame, so that its controlled joints are back on
+    ``targets`` (T', J, 3), NaN = free (a control's targets, in the joints' frame and unit).
+
+    On each axis the translation at a frame with targets is the mean residual of that frame's targets on the
+    axis; between such frames it is interpolated linearly, before the first and after the last it is held. A
+    translation moves every joint of a frame alike, so bone lengths stay and a single controlled joint per
+    frame (a path) lands exactly on its target; the clean-up's own changes (smoothing, floor, foot locks) stay
+    elsewhere, shifted by what the pin costs (millimetres after a control)."""
+    n = min(len(joints), len(targets))
+    residual = targets[:n] - joints[:n]  # NaN where free
+    offset = np.zeros((len(joints), 3))
+    frames = np.arange(len(joints))
+    for axis in range(3):
+        r = residual[..., axis]
+        set_ = np.isfinite(r).any(-1)
+        if set_.any():
+            at = np.nonzero(set_)[0]
+            offset[:, axis] = np.interp(frames, at, np.nanmean(r[at], axis=-1))
+    return (joints + offset[:, None, :]).astype(joints.dtype)
+
+
+def cleanup_at_origin(
+    joints: np.ndarray,
+    spec: DatasetSpec,
+    config: CleanupConfig = CleanupConfig(),
+    targets: np.ndarray | None = None,
+) -> np.ndarray:
     """:func:`cleanup_motion` of a decoded motion, moved horizontally so its frame-0 root is over the origin
-    again (as every motion decoded from features starts; the clean-up's filters can move it by millimetres)."""
+    again (as every motion decoded from features starts; the clean-up's filters can move it by millimetres);
+    with a control's ``targets`` (T', J, 3), NaN = free, then :func:`pin_to_targets` so the clean-up does not
+    undo the control."""
     cleaned = cleanup_motion(joints, spec, config=config)
-    return (cleaned - cleaned[:1, :1] * np.array([1.0, 0.0, 1.0], dtype=cleaned.dtype)).astype(cleaned.dtype)
+    cleaned = (cleaned - cleaned[:1, :1] * np.array([1.0, 0.0, 1.0], dtype=cleaned.dtype)).astype(cleaned.dtype)
+    return cleaned if targets is None else pin_to_targets(cleaned, targets)
 
 
 def cleanup_with_features(
-    features: np.ndarray, joints: np.ndarray, spec: DatasetSpec, config: CleanupConfig = CleanupConfig()
+    features: np.ndarray,
+    joints: np.ndarray,
+    spec: DatasetSpec,
+    config: CleanupConfig = CleanupConfig(),
+    targets: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The clean-up of a generated motion, features and joints together: ``joints`` (T, J, 3), what
-    ``recover_from_ric(features)`` gives, become :func:`cleanup_at_origin` of them and the features
-    :func:`cleaned_features` of those. -> (features (T, D) float32, joints (T, J, 3) in ``joints``' dtype); the
-    features decode to the joints (float32 rounding)."""
-    cleaned = cleanup_at_origin(joints, spec, config)
+    ``recover_from_ric(features)`` gives, become :func:`cleanup_at_origin` of them (``targets``: a control's,
+    kept) and the features :func:`cleaned_features` of those. -> (features (T, D) float32, joints (T, J, 3) in
+    ``joints``' dtype); the features decode to the joints (float32 rounding)."""
+    cleaned = cleanup_at_origin(joints, spec, config, targets)
     return cleaned_features(features, cleaned, spec), cleaned

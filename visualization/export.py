@@ -78,9 +78,10 @@ class MotionWriter:
         root = Path(opt.out_dir) / opt.ext
         return cls(root, spec, opt.output_kinds, bvh_offsets=opt.bvh_offsets, cleanup=opt.cleanup, rig=rig)
 
-    def joints(self, motion: GeneratedMotion) -> np.ndarray:
-        """The joints this writer exports for ``motion`` (cleaned when ``cleanup``)."""
-        return cleanup_at_origin(motion.joints, self.spec) if self.cleanup else motion.joints
+    def joints(self, motion: GeneratedMotion, targets: np.ndarray | None = None) -> np.ndarray:
+        """The joints this writer exports for ``motion`` (cleaned when ``cleanup``, pinned back to a control's
+        ``targets`` (T', J, 3), NaN = free, when given: :func:`utils.cleanup.cleanup_at_origin`)."""
+        return cleanup_at_origin(motion.joints, self.spec, targets=targets) if self.cleanup else motion.joints
 
     def write(self, motion: GeneratedMotion, sample: int, repeat: int, joints: np.ndarray | None = None) -> list[Path]:
         """All outputs of one motion (``joints``: what :meth:`joints` gives, when already computed); returns the
