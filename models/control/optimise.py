@@ -64,7 +64,7 @@ class ControlSettings:
     logits_lr: float = 2.0
     latent_weight: float = 0.01  # penalty on the mean squared latent offset
     polish_weight: float = 0.001  # penalty on the mean squared offset before smoothing (in feature stds)
-    plant_weight: float = 10.0  # weight of PlantedFeet in the polish (0 = let the feet slide)
+    plant_weight: float = 10.0  # weight of PlantedFeet in the polish, in its loss and stopping test (0 = off)
     polish_sigma: float = 3.0  # frames: width of the Gaussian that smooths the feature offset over time
     tau: float = 1.0  # softmax temperature of the differentiable expectation
     tolerance: float = 0.01  # metres: a sample is done when its objective is at most this
@@ -366,7 +366,8 @@ class Controller:
         """De-normalised features (B, 4n, D) -> the same with a smooth offset of the position channels (root and
         local joint positions) that meets the objectives (stage 4 in the module docstring). The root is moved
         through a world position and yaw per frame (:func:`moved_root`), the height and local joints directly;
-        :class:`PlantedFeet` (``plant_weight``) keeps the feet that stood before the polish from sliding. Sample
+        :class:`PlantedFeet` (``plant_weight``, added to the objective it stops on) keeps the feet that stood
+        before the polish from sliding. Sample
         by sample: each stops on its own, and the problems are small enough that batching gains nothing."""
         ric = self.pipe.spec.feature_slices["ric"]
         width = ric.stop  # root channels (yaw rate, XZ velocity, height) and ric come first
