@@ -73,8 +73,8 @@ def main(argv: list[str] | None = None) -> None:
     logger.info("regenerating from %r; %d source frames", caption, total)
     for r in range(opt.repeat_times):
         motion = pipe.edit(features, caption, spans, seed=opt.seed + r, sampling=sampling, control=control)
-        targets = None if control is None or control.targets is None else control.targets.targets
-        writer.write(motion, sample=0, repeat=r, joints=writer.joints(motion, targets))
+        joints = writer.joints(motion, None if control is None else control.positions)
+        writer.write(motion, sample=0, repeat=r, joints=joints)
     logger.info("wrote %d edited motion(s) to %s", opt.repeat_times, writer.root)
 
 

@@ -76,7 +76,7 @@ def main(argv: list[str] | None = None) -> None:
     report: list[dict[str, object]] = []
 
     def write(motion, sample: int, repeat: int) -> None:
-        joints = writer.joints(motion, None if control is None or control.targets is None else control.targets.targets)
+        joints = writer.joints(motion, None if control is None else control.positions)
         writer.write(motion, sample=sample, repeat=repeat, joints=joints)
         if control is not None and control.targets is not None:  # measured on what was written (after --cleanup)
             logger.info(

@@ -478,10 +478,7 @@ class MoMaskPipeline:
             decoded = self.split(feats, m_lens)
             errors = [None if math.isnan(e) else e for e in err.tolist()]
         if cleanup:
-            targets = [
-                None if control is None or c is None or c.targets is None else c.targets.targets
-                for c in (controls if control is not None else [None] * len(texts))
-            ]
+            targets = [None] * len(texts) if control is None else [None if c is None else c.positions for c in controls]
             decoded = [cleanup_with_features(f, j, self.spec, targets=t) for (f, j), t in zip(decoded, targets)]
             if control is not None:  # report the error of the joints returned, after the clean-up
                 errors = [

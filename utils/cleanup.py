@@ -398,9 +398,8 @@ def pin_to_targets(joints: np.ndarray, targets: np.ndarray) -> np.ndarray:
     frames = np.arange(len(joints))
     for axis in range(3):
         r = residual[..., axis]
-        set_ = np.isfinite(r).any(-1)
-        if set_.any():
-            at = np.nonzero(set_)[0]
+        at = np.nonzero(np.isfinite(r).any(-1))[0]  # frames with a target on this axis
+        if len(at):
             offset[:, axis] = np.interp(frames, at, np.nanmean(r[at], axis=-1))
     return (joints + offset[:, None, :]).astype(joints.dtype)
 

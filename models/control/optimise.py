@@ -63,7 +63,7 @@ class ControlSettings:
     polish_iters: int = 100  # at most this many (decoder-free) L-BFGS passes per sample on the position channels
     logits_lr: float = 2.0
     latent_weight: float = 0.01  # penalty on the mean squared latent offset
-    polish_weight: float = 0.001  # penalty on the mean squared offset before smoothing (in feature stds)
+    polish_weight: float = 0.001  # penalty on the mean squared polish parameter (before smoothing)
     plant_weight: float = 10.0  # weight of PlantedFeet in the polish, in its loss and stopping test (0 = off)
     polish_sigma: float = 3.0  # frames: width of the Gaussian that smooths the feature offset over time
     tau: float = 1.0  # softmax temperature of the differentiable expectation
@@ -137,6 +137,11 @@ class Control:
     def __post_init__(self) -> None:
         if self.targets is None and not self.objectives:
             raise ValueError("a Control needs targets or at least one objective")
+
+    @property
+    def positions(self) -> np.ndarray | None:
+        """The target positions (T, J, 3), NaN = free, or None for a control by objectives only."""
+        return None if self.targets is None else self.targets.targets
 
     def inside(self, spans: Sequence[tuple[int, int]]) -> Control:
         """This control, after checking that its targets lie in the edited frame ``spans`` ``[(start, end), ...]``
@@ -367,8 +372,8 @@ class Controller:
         local joint positions) that meets the objectives (stage 4 in the module docstring). The root is moved
         through a world position and yaw per frame (:func:`moved_root`), the height and local joints directly;
         :class:`PlantedFeet` (``plant_weight``, added to the objective it stops on) keeps the feet that stood
-        before the polish from sliding. Sample
-        by sample: each stops on its own, and the problems are small enough that batching gains nothing."""
+        before the polish from sliding. Sample by sample: each stops on its own, and the problems are small
+        enough that batching gains nothing."""
         ric = self.pipe.spec.feature_slices["ric"]
         width = ric.stop  # root channels (yaw rate, XZ velocity, height) and ric come first
         scale = self.pipe.std[:width].to(feats)
