@@ -139,11 +139,11 @@ def test_bone_directions_root_path_and_feet(name: str, clips: dict, tmp_path: Pa
         skate = skate_ratio(pos, joints, plan, axes, ratio)
         print(
             f"{name} {clip}: bone error mean {err.mean():.2f} p99 {np.percentile(err, 99):.2f} deg, "
-            f"root scale {ratio:.4g} (vertical {scale[1]:.4g}), foot skate x{skate:.3f} of the source's"
+            f"root scale {ratio:.4g} (vertical {scale[1]:.4g}), foot skate x{skate:.4f} of the source's"
         )
-        # The rig keeps the source's footprints: x1.001 at worst (lafan on 012314, its ankle 2 mm lower: more
-        # often within the 5 cm that count as grounded). Strictly below 1 would need removing the source's own skate.
-        assert skate <= 1.002
+        # The rig keeps the source's footprints (a shorter foot pitches so its heel is no lower than the source's,
+        # which would put it within the 5 cm that count as grounded more often): never more than the source's.
+        assert skate <= 1.0
 
 
 def test_same_error_at_every_facing(clips: dict, tmp_path: Path) -> None:

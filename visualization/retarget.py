@@ -35,7 +35,7 @@ import numpy as np
 from utils.cleanup import detect_contacts, lock_offsets, two_bone_ik
 from utils.motion import check_joints
 from utils.physical import SKATE_HEIGHT, to_metres
-from utils.quaternion import qinv, qmul, quat_to_euler
+from utils.quaternion import qbetween, qinv, qmul, qrot, quat_to_euler
 from utils.skeleton import DatasetSpec, get_dataset_spec
 from visualization.blender_check import export_with_blender, find_blender
 from visualization.bvh import POSITION_CHANNELS, BvhMotion, continuous_euler, forward_kinematics, read_bvh, write_bvh
@@ -68,6 +68,7 @@ _HINGE_NEXT = {
 }
 _SNAP_COS = np.cos(np.deg2rad(25.0))  # rig axes this close to a file axis are snapped to it
 _ROT = ("Zrotation", "Yrotation", "Xrotation")
+_MAX_FOOT_PITCH = np.deg2rad(5.0)  # how far a planted rig foot may pitch to keep its ankle as high as the source's
 _T2M = get_dataset_spec("t2m")  # the layout the clean-up's contact detection reads feet in
 _FEET = ("left_ankle", "left_foot", "right_ankle", "right_foot")  # its order of the foot joints
 
@@ -303,6 +304,21 @@ def source_contacts(joints: np.ndarray, spec: DatasetSpec) -> np.ndarray:
     return detect_contacts(to_metres(feet, spec), _T2M, spec.fps)
 
 
+def _pitched_foot(ankle_to_toe: np.ndarray, length: float, up: np.ndarray, max_turn: float) -> np.ndarray:
+    """Unit directions (T, 3) of a foot ``length`` long whose toe is where the source's is and whose ankle is as
+    high as the source's (the source foot ``ankle_to_toe`` (T, 3), ``up`` (3,)): the source foot pitched in its
+    vertical plane, by at most ``max_turn`` radians, and only where that raises the ankle."""
+    rise = ankle_to_toe @ up  # (T,)
+    ahead = ankle_to_toe - rise[:, None] * up
+    level = np.linalg.norm(ahead, axis=-1)
+    ahead /= np.maximum(level, 1e-12)[:, None]
+    source = np.arctan2(rise, level)  # the source foot's pitch (T,)
+    wanted = np.arcsin(np.clip(rise / length, -1.0, 1.0))
+    pitch = source + np.clip(wanted - source, -max_turn, max_turn)
+    pitch = np.where(np.abs(pitch) > np.abs(source), pitch, source)  # steeper raises the ankle; never lower it
+    return np.cos(pitch)[:, None] * ahead + np.sin(pitch)[:, None] * up
+
+
 def plant_feet(
     body: np.ndarray, joints: np.ndarray, plan: RetargetPlan, ratio: float, blend: int = 3
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -315,12 +331,14 @@ def plant_feet(
     offset's horizontal part held still while the source's foot is on the floor (a contact run, or within
     :data:`utils.physical.SKATE_HEIGHT`; :func:`utils.cleanup.lock_offsets`, eased over ``blend`` frames), so it
     only changes in the air; while the source's toe is planted the ankle moves along the foot so the toe, not the
-    ankle, stays on the source's toe (a foot of another length pivots on its toe as the source's does). The
+    ankle, stays on the source's toe (a foot of another length pivots on its toe as the source's does); a shorter
+    foot pitches up to 5° more there so its ankle is no lower than the source's (a lower heel would count as on
+    the floor, and slide, where the source's is lifted), the joints below the ankle turning with it. The
     vertical root scale is the least-squares one whose hips leave each ankle goal at the source's hip-to-ankle
     distance (as a share of the leg), so the knees bend as the source's do. Thigh and shin reach the ankle by
-    two-bone IK in the knee's plane (:func:`utils.cleanup.two_bone_ik`); the foot keeps the source's direction;
-    driven joints below the ankle move with it. Legs with joints between hip, knee and ankle are left as they
-    are."""
+    two-bone IK in the knee's plane (:func:`utils.cleanup.two_bone_ik`); the foot keeps the source's direction
+    (but for that pitch); driven joints below the ankle move with it. Legs with joints between hip, knee and ankle
+    are left as they are."""
     spec, parents = plan.spec, plan.sub.parents
     index = {j: k for k, j in enumerate(plan.driven)}
     rig_of = {i: j for j, i in plan.mapped.items()}
@@ -340,10 +358,13 @@ def plant_feet(
         held, _ = lock_offsets(shift, on_ankle | on_toe | (grounded.min(axis=1) < SKATE_HEIGHT), blend)
         goal = ankle + (shift + held) @ plan.basis.T
         foot = _unit(toe_at - ankle)
+        pitched = foot
         toe = index.get(rig_of.get(source_index(f"{side}_foot", spec)))
         if toe is not None and parents[toe] == a:
             _, pivot = lock_offsets(toe_at, on_toe, blend)  # (T,) 1 while the toe is planted, eased
-            goal += (pivot * (np.linalg.norm(toe_at - ankle, axis=-1) - lengths[toe]))[:, None] * foot
+            pitched = _pitched_foot(toe_at - ankle, lengths[toe], plan.basis[:, 1], _MAX_FOOT_PITCH)
+            pitched = _unit(foot + pivot[:, None] * (pitched - foot))
+            goal += pivot[:, None] * (toe_at - ankle - lengths[toe] * pitched)
         # Hip height (above the goal) at which the rig's leg spans the source's share of its length.
         share = np.linalg.norm(ankle - hip, axis=-1) / (
             np.linalg.norm(knee - hip, axis=-1) + np.linalg.norm(ankle - knee, axis=-1)
@@ -351,19 +372,22 @@ def plant_feet(
         across = (goal - out[:, h]) @ plan.basis * [1.0, 0.0, 1.0]
         rise = np.sqrt(np.maximum((share * (lengths[k] + lengths[a])) ** 2 - (across**2).sum(-1), 0.0))
         heights.append((goal - out[:, h]) @ plan.basis[:, 1] + rise)  # (T,) root height wanted by this leg
-        legs.append((h, k, a, goal, foot))
+        legs.append((h, k, a, goal, foot, pitched))
     vertical = ratio
     if heights:  # least squares of vertical * pelvis height = the legs' mean wanted root height
         vertical = float((pelvis[:, 1] * np.mean(heights, axis=0)).sum() / max((pelvis[:, 1] ** 2).sum(), 1e-12))
     scale = np.array([ratio, vertical, ratio])
     out += (vertical * pelvis[:, 1])[:, None, None] * plan.basis[:, 1]
-    for h, k, a, goal, foot in legs:
+    for h, k, a, goal, foot, pitched in legs:
         out[:, k], new_ankle = two_bone_ik(out[:, h], out[:, k], out[:, a], goal, foot)
         below = {a}
         for j in range(a + 1, len(parents)):  # file order: a parent comes before its children
             if parents[j] in below:
                 below.add(j)
-        out[:, sorted(below)] += (new_ankle - out[:, a])[:, None]
+        rest = sorted(below - {a})  # they turn with the foot's pitch about the ankle, and move with it
+        turn = np.repeat(qbetween(foot, pitched)[:, None], len(rest), axis=1)  # (T, R, 4)
+        out[:, rest] = new_ankle[:, None] + qrot(turn, out[:, rest] - out[:, a, None])
+        out[:, a] = new_ankle
     return out, scale
 
 
