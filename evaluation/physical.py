@@ -41,13 +41,12 @@ class PhysicalAccumulator:
         self.real: list[PhysicalMetrics] = []
 
     def _measure(self, raw: Tensor, lengths: Tensor) -> list[PhysicalMetrics]:
-        """raw features (B, T, D) and frames (B,) -> metrics of each motion of at least 4 frames."""
-        out = []
-        for i, n in enumerate(lengths.tolist()):
-            if n >= 4:
-                joints = recover_from_ric(raw[i, :n].float(), self.spec.joints_num).detach().cpu().numpy()
-                out.append(physical_metrics(to_metres(joints, self.spec), self.spec))
-        return out
+        """raw features (B, T, D) and frames (B,) -> metrics of each motion of at least 4 frames.
+
+        The whole batch is recovered at once: a frame's joints depend only on the frames up to it, so the
+        padding after a motion leaves it unchanged."""
+        joints = to_metres(recover_from_ric(raw.float(), self.spec.joints_num).detach().cpu().numpy(), self.spec)
+        return [physical_metrics(joints[i, :n], self.spec) for i, n in enumerate(lengths.tolist()) if n >= 4]
 
     def add(self, raw_real: Tensor, real_lengths: Tensor, raw_generated: Tensor, generated_lengths: Tensor) -> None:
         """One batch: ground-truth and generated raw (de-normalised) features (B, T, D) with their frames (B,)."""

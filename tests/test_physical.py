@@ -144,3 +144,27 @@ def test_report_json_is_written_atomically(tmp_path: Path) -> None:
     doc = json.loads(path.read_text())
     assert doc["fps"] == 20.0 and doc["motions"][0]["caption"] == "x"
     assert [p.name for p in tmp_path.iterdir()] == ["physical.json"]
+
+
+def test_benchmark_columns_of_a_padded_batch_are_those_of_each_motion(reference_dir: Path) -> None:
+    """The benchmark recovers a whole padded batch at once: each motion's metrics must be those of its own frames
+    (whatever follows them), and motions under 4 frames are left out."""
+    import torch
+
+    from evaluation.physical import PhysicalAccumulator
+    from utils.motion import recover_from_ric
+    from utils.physical import physical_metrics, to_metres
+
+    demo = Path(__file__).resolve().parents[1] / "dataset_demo" / "HumanML3D" / "new_joint_vecs"
+    clips = [reference_dir / "humanml3d" / "new_joint_vecs" / "012314.npy", *sorted(demo.glob("*.npy"))[:2]]
+    feats = [torch.from_numpy(np.load(c)).float() for c in clips]
+    lengths = torch.tensor([len(f) - 7 * k for k, f in enumerate(feats)] + [3])
+    batch = torch.randn(len(lengths), int(lengths.max()) + 5, feats[0].shape[1]) * 5  # garbage after each motion
+    for i, f in enumerate(feats):
+        batch[i, : lengths[i]] = f[: lengths[i]]
+    acc = PhysicalAccumulator(T2M)
+    acc.add(batch, lengths, batch, lengths)
+    assert len(acc.generated) == len(acc.real) == len(feats)
+    for f, n, got in zip(feats, lengths.tolist(), acc.generated):
+        want = physical_metrics(to_metres(recover_from_ric(f[:n], T2M.joints_num).numpy(), T2M), T2M)
+        np.testing.assert_allclose(list(got.as_dict().values()), list(want.as_dict().values()), rtol=1e-5)

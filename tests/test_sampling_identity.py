@@ -138,3 +138,31 @@ def test_draw_order_is_the_references_memory_order() -> None:
     assert got.stride() == (1617, 1, 49)
     plain = uniform_in_order(like, None, torch.Generator().manual_seed(7))
     assert torch.equal(plain, torch.empty(2, 49, 32).uniform_(generator=torch.Generator().manual_seed(7)))
+
+
+def test_repeated_prompts_share_their_first_step(models, monkeypatch) -> None:
+    """A prompt sampled several times is one input at the first step (every token masked): it is run once, and
+    the seeded result is the one of running every row."""
+    from models.transformer import sampling
+
+    mask, _, ref = models
+    cond = torch.from_numpy(ref["cond"])[[0, 0, 0, 1]]
+    m_lens = torch.tensor([49, 49, 49, 30])
+    sizes: list[int] = []
+    hook = mask.register_forward_pre_hook(lambda _, args: sizes.append(len(args[0])))
+
+    def run() -> np.ndarray:
+        sizes.clear()
+        torch.manual_seed(3)
+        return generate_base_tokens(mask, cond, m_lens, timesteps=6, cond_scale=4.0, gsample=True).numpy()
+
+    try:
+        shared, shared_sizes = run(), list(sizes)
+        monkeypatch.setattr(sampling, "_distinct_rows", lambda forward, ids, cond: forward(slice(None)))
+        every_row = run()
+    finally:
+        hook.remove()
+    assert shared_sizes[0] == 2 * 2 and sizes[0] == 2 * 4  # distinct rows x (conditional, unconditional)
+    assert sizes[1:] == [2 * 4] * 5 and all(a <= b for a, b in zip(shared_sizes, sizes))  # later: while rows agree
+    np.testing.assert_array_equal(shared, every_row)
+    assert len({tuple(r) for r in shared[:3]}) > 1  # the repeats still differ after the first step

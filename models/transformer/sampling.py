@@ -125,6 +125,21 @@ def _sample(filtered: Tensor, temperature: float, gsample: bool, generator: torc
     return categorical_sample(filtered, temperature, generator)
 
 
+def _distinct_rows(forward: Callable[[Tensor | slice], Tensor], ids: Tensor, cond: Tensor) -> Tensor:
+    """``forward(rows)`` for the batch's distinct (ids, cond) rows only, spread back over the batch: (B, ...).
+
+    ids: (B, n) long; cond: (B, clip_dim). Rows that repeat cost one forward: a prompt sampled several times
+    (the multimodality pass, several seeds of a caption) is the same input at the first step, where every token
+    is masked."""
+    key = torch.cat([ids.to(cond.dtype), cond], dim=1)  # ids < 2^24: exact in float32
+    distinct, back = torch.unique(key, dim=0, return_inverse=True)
+    if len(distinct) == len(ids):
+        return forward(slice(None))
+    first = torch.empty(len(distinct), dtype=torch.long, device=ids.device)
+    first.scatter_(0, back, torch.arange(len(ids), device=ids.device))  # one row standing for each distinct one
+    return forward(first)[back]
+
+
 def _remask_loop(
     model: MaskTransformer,
     ids: Tensor,
@@ -150,8 +165,12 @@ def _remask_loop(
         ranks = scores.argsort(dim=1).argsort(dim=1)
         is_mask = ranks < num_masked[:, None]
         ids = torch.where(is_mask, model.mask_id, ids)
-        logits = model.forward_with_cond_scale(
-            ids, cond, padding_mask, cond_scale, force_mask=force_mask, batched=batched_cfg
+        logits = _distinct_rows(
+            lambda rows: model.forward_with_cond_scale(
+                ids[rows], cond[rows], padding_mask[rows], cond_scale, force_mask=force_mask, batched=batched_cfg
+            ),
+            ids,
+            cond,
         ).transpose(1, 2)  # (B, n, K)
         if logits_hook is not None:
             logits = logits_hook(ids, logits, is_mask)
