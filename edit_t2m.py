@@ -12,7 +12,7 @@ import logging
 from data.prompts import check_caption, parse_edit_frames
 from models.control import Control
 from models.pipeline import Sampling
-from models.runs import load_pipeline
+from models.runs import demo_cpu_threads, load_pipeline
 from options.generate import EditOptions
 from utils.cli import exit_without_teardown, run_cli
 from utils.device import resolve_device, seed_everything
@@ -67,6 +67,7 @@ def main(argv: list[str] | None = None) -> None:
     rig = prepare_rig(opt.target_rig, opt.mapping, opt.spec, opt.output_kinds)
     device = resolve_device(opt.device)
     seed_everything(opt.seed)
+    demo_cpu_threads(opt, device)
     pipe = load_pipeline(opt, device)
     sampling = Sampling.from_options(opt)
     writer = MotionWriter.from_options(opt, pipe.spec, rig)

@@ -14,7 +14,7 @@ from tqdm import tqdm
 from data.prompts import Prompt, check_caption, check_length, parse_prompt_file
 from models.control import Control
 from models.pipeline import Sampling
-from models.runs import load_pipeline
+from models.runs import demo_cpu_threads, load_pipeline
 from options.generate import GenerateOptions
 from utils.cli import exit_without_teardown, run_cli
 from utils.device import resolve_device, seed_everything
@@ -69,6 +69,7 @@ def main(argv: list[str] | None = None) -> None:
     rig = prepare_rig(opt.target_rig, opt.mapping, opt.spec, opt.output_kinds)
     device = resolve_device(opt.device)
     seed_everything(opt.seed)
+    demo_cpu_threads(opt, device)
     pipe = load_pipeline(opt, device)
     pipe.warn_if_unfamiliar([p.text for p in prompts])
     writer = MotionWriter.from_options(opt, pipe.spec, rig)

@@ -151,7 +151,7 @@ class Recorded:
             captions, raw, lens, state = next(calls)
             if captions != list(batch.captions):
                 raise RuntimeError("replayed evaluation batches differ from the recorded ones")
-            out = torch.zeros_like(raw)
+            out = raw.clone()  # frames past a motion's length stay the recorded ones, which the evaluator also sees
             for i, n in enumerate(lens.tolist()):
                 features = raw[i, :n].cpu().numpy().astype(np.float64)
                 joints = recover_from_ric(features, SPEC.joints_num)
