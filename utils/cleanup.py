@@ -42,7 +42,7 @@ from utils.skeleton import DatasetSpec
 class CleanupConfig:
     """Tuning of :func:`cleanup_motion` (metres, seconds, frames at the motion's fps)."""
 
-    sigma_slow: float = 0.8  # frames: Gaussian width for slowly moving bones
+    sigma_slow: float = 0.7  # frames: Gaussian width for slowly moving bones
     sigma_fast: float = 0.5  # frames: width for bones swinging faster than fast_speed
     fast_speed: float = 4.0  # m/s: joints faster than this (kicks, punches, jumps) get sigma_fast
     fast_window: int = 2  # frames either side whose speed counts for a frame
