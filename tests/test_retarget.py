@@ -291,3 +291,26 @@ def test_gen_and_edit_write_onto_the_target_rig(tmp_path: Path, capsys) -> None:
     err = capsys.readouterr().err.strip()
     assert exc.value.code == 2 and "not a BVH file" in err and len(err.splitlines()) == 1, err
     assert not (tmp_path / "bad").exists()
+
+
+def test_a_shorter_planted_foot_pitches_so_its_heel_is_no_lower() -> None:
+    """Closed form: with its toe on the source's toe, a rig foot keeps the source ankle's height where that needs
+    at most 5 degrees more pitch; it never pitches to lower the ankle (a longer foot, a toe above the heel)."""
+    from visualization.retarget import _MAX_FOOT_PITCH, _pitched_foot
+
+    up = np.array([0.0, 1.0, 0.0])
+    src = np.array([[0.0, -0.04, 0.15], [0.0, -0.04, 0.15], [0.0, 0.03, 0.15], [0.0, -0.04, 0.15]])  # ankle -> toe
+    lengths = (0.150, 0.30, 0.14, 0.08)  # shorter, longer, shorter with the toe up, far shorter (beyond the cap)
+    for v, length in zip(src, lengths):
+        d = _pitched_foot(v[None], length, up, _MAX_FOOT_PITCH)[0]
+        assert np.linalg.norm(d) == pytest.approx(1.0) and d[0] == pytest.approx(0.0)  # in the foot's plane
+        heel_rise = -length * d[1]  # rig ankle above its toe
+        unpitched = -length * v[1] / np.linalg.norm(v)
+        turn = np.arccos(np.clip(d @ v / np.linalg.norm(v), -1, 1))
+        assert heel_rise >= unpitched - 1e-12 and turn <= _MAX_FOOT_PITCH + 1e-12
+        if length == 0.150:
+            assert heel_rise == pytest.approx(-v[1])  # exactly the source ankle's height
+        if length in (0.30, 0.14):
+            assert turn == pytest.approx(0.0, abs=1e-6)
+        if length == 0.08:
+            assert turn == pytest.approx(_MAX_FOOT_PITCH)

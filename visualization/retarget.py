@@ -315,7 +315,7 @@ def _pitched_foot(ankle_to_toe: np.ndarray, length: float, up: np.ndarray, max_t
     source = np.arctan2(rise, level)  # the source foot's pitch (T,)
     wanted = np.arcsin(np.clip(rise / length, -1.0, 1.0))
     pitch = source + np.clip(wanted - source, -max_turn, max_turn)
-    pitch = np.where(np.abs(pitch) > np.abs(source), pitch, source)  # steeper raises the ankle; never lower it
+    pitch = np.minimum(pitch, source)  # more toe-down raises the ankle (toe fixed); never lower it
     return np.cos(pitch)[:, None] * ahead + np.sin(pitch)[:, None] * up
 
 
