@@ -1,6 +1,6 @@
 """Physical quality of the demo dataset (ground truth), the demo model raw and the demo model + clean-up.
 
-    OMP_NUM_THREADS=1 python -m benchmarks.bench_physical                  # ~15 CPU-minutes, mostly the evaluator
+    OMP_NUM_THREADS=1 python -m benchmarks.bench_physical                  # ~18 CPU-minutes, mostly the evaluator
     OMP_NUM_THREADS=1 python -m benchmarks.bench_physical --eval_repeats 0 # ~3 CPU-minutes: no evaluator section
 
 Prints, with 95 % half-widths (``1.96·std/√n``; over the 5 seeds for the model rows, over the clips for GT):
@@ -10,8 +10,9 @@ Prints, with 95 % half-widths (``1.96·std/√n``; over the 5 seeds for the mode
 2. what the clean-up changes: mean joint displacement vs raw on non-contact frames, bone-length spread over
    time, bone-direction change, and the bone lengths of a rigid motion (GT) before/after;
 3. the demo-evaluator FID / R-precision (README protocol: split all, batch 32, ``--eval_repeats`` passes at
-   estimated lengths) of raw (model features), raw re-extracted from its joints, and cleaned (re-extracted) —
-   the very same generations for every row (:class:`Recorded`), so the rows are paired;
+   estimated lengths) of raw (model features), cleaned (``utils.cleanup.cleaned_features``), and both
+   re-extracted from their joints — the very same generations for every row (:class:`Recorded`), so the rows
+   are paired;
 4. the clean-up's cost per 196-frame motion, min-median-max over ``--repeats`` runs after a warm-up, beside
    the official foot clean-up's extra cost (official_timings.md: 5.22 s foot IK − 5.05 s plain BVH).
 """
