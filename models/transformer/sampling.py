@@ -131,13 +131,14 @@ def _distinct_rows(forward: Callable[[Tensor | slice], Tensor], ids: Tensor, con
     ids: (B, n) long; cond: (B, clip_dim). Rows that repeat cost one forward: a prompt sampled several times
     (the multimodality pass, several seeds of a caption) is the same input at the first step, where every token
     is masked."""
-    key = torch.cat([ids.to(cond.dtype), cond], dim=1)  # ids < 2^24: exact in float32
+    # On the CPU, where every torch build has a row-wise unique (MPS lacks one); ids < 2^24: exact in float32.
+    key = torch.cat([ids.float(), cond.float()], dim=1).cpu()
     distinct, back = torch.unique(key, dim=0, return_inverse=True)
     if len(distinct) == len(ids):
         return forward(slice(None))
-    first = torch.empty(len(distinct), dtype=torch.long, device=ids.device)
-    first.scatter_(0, back, torch.arange(len(ids), device=ids.device))  # one row standing for each distinct one
-    return forward(first)[back]
+    first = torch.empty(len(distinct), dtype=torch.long)
+    first.scatter_(0, back, torch.arange(len(ids)))  # one row standing for each distinct one
+    return forward(first.to(ids.device))[back.to(ids.device)]
 
 
 def _remask_loop(
