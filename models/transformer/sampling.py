@@ -161,18 +161,20 @@ def _remask_loop(
     logits_hook: BaseLogitsHook | None = None,
 ) -> Tensor:
     """Iterative confidence-based re-masking shared by generation and editing; returns ids (B, n)."""
-    for t in torch.linspace(0, 1, timesteps, device=ids.device):
+    for step, t in enumerate(torch.linspace(0, 1, timesteps, device=ids.device)):
         num_masked = counts_at(t)  # (B,) float
         ranks = scores.argsort(dim=1).argsort(dim=1)
         is_mask = ranks < num_masked[:, None]
         ids = torch.where(is_mask, model.mask_id, ids)
-        logits = _distinct_rows(
-            lambda rows: model.forward_with_cond_scale(
+
+        def guided(rows: Tensor | slice) -> Tensor:
+            return model.forward_with_cond_scale(
                 ids[rows], cond[rows], padding_mask[rows], cond_scale, force_mask=force_mask, batched=batched_cfg
-            ),
-            ids,
-            cond,
-        ).transpose(1, 2)  # (B, n, K)
+            )
+
+        # Repeated prompts are one input at the first step only (later their draws differ): the row check, a
+        # copy to the host, is not repeated on every step of the hot loop.
+        logits = (_distinct_rows(guided, ids, cond) if step == 0 else guided(slice(None))).transpose(1, 2)
         if logits_hook is not None:
             logits = logits_hook(ids, logits, is_mask)
         pred = _sample(top_k_filter(logits, topk_filter_thres), temperature, gsample, generator)
