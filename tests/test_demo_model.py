@@ -74,6 +74,11 @@ def _references() -> tuple[np.ndarray, np.ndarray, dict[str, list[np.ndarray]]]:
     return mean, std, refs
 
 
+def _head_over_pelvis(joints: np.ndarray) -> np.ndarray:
+    """(T, 22, 3) -> (T,) height of the head (joint 15) above the pelvis (joint 0), m."""
+    return joints[:, 15, 1] - joints[:, 0, 1]
+
+
 def _envelope(clips: tuple[str, ...]) -> tuple[float, float, float]:
     """What the caption's own clips do: the highest the lowest joint gets (m; jumps and flips leave the floor),
     the fraction of frames with the head below the pelvis (flips, cartwheels) and the lowest the head gets
@@ -81,8 +86,8 @@ def _envelope(clips: tuple[str, ...]) -> tuple[float, float, float]:
     joints = [np.load(DATA / "new_joints" / f"{c}.npy") for c in clips]
     return (
         max(float(j[..., 1].min(axis=1).max()) for j in joints),
-        max(float((j[:, 15, 1] < j[:, 0, 1]).mean()) for j in joints),
-        min(float((j[:, 15, 1] - j[:, 0, 1]).min()) for j in joints),
+        max(float((_head_over_pelvis(j) < 0).mean()) for j in joints),
+        min(float(_head_over_pelvis(j).min()) for j in joints),
     )
 
 
@@ -101,7 +106,7 @@ def tumbles(joints: np.ndarray, clips: tuple[str, ...]) -> str:
         return f"below the floor ({lowest.min():.2f} m)"
     if lowest.max() > max(airborne, 0.0) + 0.10:
         return f"lowest joint {lowest.max():.2f} m above the floor (clips: {airborne:.2f})"
-    head = joints[:, 15, 1] - joints[:, 0, 1]
+    head = _head_over_pelvis(joints)
     if inverted > 0:
         upside_down = float((head < 0).mean())
         if upside_down > inverted + 0.15:
@@ -184,7 +189,7 @@ def test_tumble_check_accepts_the_clips_and_rejects_a_tumble() -> None:
     assert "below the floor" in tumbles(handstand, CAPTIONS["a person walks forward"])
     crawl_clips = CAPTIONS["a person crawls forward on hands and knees"]
     crawl = np.load(DATA / "new_joints" / f"{crawl_clips[0]}.npy")
-    head_low = (crawl[:, 15, 1] - crawl[:, 0, 1]).min()  # 3 cm: a crawl's head is about level with the pelvis
+    head_low = _head_over_pelvis(crawl).min()  # 3 cm: a crawl's head is about level with the pelvis
     for drop, caught in ((head_low + 0.05, False), (head_low + 0.12, True)):  # head at most 5 / 12 cm under the pelvis
         lower = crawl.copy()
         lower[:, 15, 1] -= drop

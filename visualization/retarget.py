@@ -314,8 +314,8 @@ def _pitched_foot(ankle_to_toe: np.ndarray, length: float, up: np.ndarray, max_t
     ahead /= np.maximum(level, 1e-12)[:, None]
     source = np.arctan2(rise, level)  # the source foot's pitch (T,)
     wanted = np.arcsin(np.clip(rise / length, -1.0, 1.0))
-    pitch = source + np.clip(wanted - source, -max_turn, max_turn)
-    pitch = np.minimum(pitch, source)  # more toe-down raises the ankle (toe fixed); never lower it
+    # Only toe-down (a smaller pitch) raises the ankle with the toe fixed; never turn the other way.
+    pitch = source - np.clip(source - wanted, 0.0, max_turn)
     return np.cos(pitch)[:, None] * ahead + np.sin(pitch)[:, None] * up
 
 
