@@ -17,6 +17,7 @@ from utils.cleanup import (
     lock_offsets,
     pin_to_targets,
     two_bone_ik,
+    within_reach,
 )
 from utils.cli import run_cli
 from utils.motion import recover_from_ric
@@ -92,6 +93,34 @@ def test_sliding_feet_are_locked_with_exact_legs() -> None:
     assert skating(out, foot_joints(T2M), T2M.fps)[1] < 0.2 * before
     np.testing.assert_allclose(lengths(out), lengths(sliding), atol=1e-9)
     assert np.abs(out[:, 0, 0] - sliding[:, 0, 0]).max() < 0.01  # the body itself still slides
+
+
+def test_a_foot_sliding_further_than_the_leg_reaches_stays_on_the_floor() -> None:
+    """A still pose sliding 1.7 m in 2 s (0.85 m/s, slow enough to count as contact): the run's mean is out of
+    the leg's reach at both ends, so the held ankle gives way there instead of being lifted off the floor
+    (generated walks did that: a stance foot pulled 40 cm up)."""
+    pose = clip("000016")[0]
+    frames = 40
+    sliding = np.repeat(pose[None], frames, axis=0)
+    sliding[..., 0] += 0.85 * np.arange(frames)[:, None] / T2M.fps
+    out = cleanup_motion(sliding, T2M)
+    for ankle, _ in (T2M.fid_l, T2M.fid_r):
+        assert (out[:, ankle, 1] - sliding[:, ankle, 1]).max() < 0.01
+    assert detect_contacts(out, T2M, T2M.fps)[:, [0, 2]].all(axis=0).any()  # a contact lasts the whole slide
+    feet = list(foot_joints(T2M))
+    assert skating(out, feet, T2M.fps)[1] < 0.7 * skating(sliding, feet, T2M.fps)[1]  # still held where it can be
+    np.testing.assert_allclose(lengths(out), lengths(sliding), atol=1e-9)
+
+
+def test_within_reach_closed_form() -> None:
+    """Hip 1 m up, reach 1 m, target at 0.1 m height: the horizontal reach there is sqrt(1 - 0.9^2)."""
+    hip = np.array([[0.0, 1.0, 0.0]] * 3)
+    start = np.array([[0.1, 0.1, 0.0]] * 3)
+    target = np.array([[2.0, 0.1, 0.0], [0.3, 0.1, 0.2], [0.0, -1.5, 3.0]])
+    out = within_reach(hip, start, target, np.ones(3))
+    np.testing.assert_allclose(out[0], [np.sqrt(1 - 0.9**2), 0.1, 0.0])  # on the reach, on the line to the target
+    np.testing.assert_array_equal(out[1], target[1])  # in reach: as it was
+    np.testing.assert_array_equal(out[2], [0.1, -1.5, 0.0])  # that height is out of reach anywhere: the start
 
 
 def test_lock_offsets_hold_the_run_mean_and_ease_out() -> None:

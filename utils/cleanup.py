@@ -16,7 +16,9 @@
    and slow (``*_on`` thresholds) and lasts while it stays within the looser ``*_off`` thresholds; runs shorter
    than ``min_run`` frames are dropped.
 4. **Foot locking + analytic leg IK**: during a contact run the joint is held at the run's mean horizontal
-   position; the correction eases in and out over ``blend`` frames around the run. The hip-knee-ankle chain is
+   position; the correction eases in and out over ``blend`` frames around the run. Where a held ankle would be
+   further from the hip than the leg reaches (a foot that slid far), it is held as far as the leg reaches and
+   slides the rest (:func:`within_reach`), so it stays on the floor. The hip-knee-ankle chain is
    re-solved with two-bone IK in the knee's own bend plane (thigh and shin lengths exact) and the foot bone is
    re-aimed at the (locked or rigidly carried) toe with its length kept.
 
@@ -258,6 +260,24 @@ def two_bone_ik(
     return hip + along[:, None] * u + height[:, None] * pole, hip + d[:, None] * u
 
 
+def within_reach(hip: np.ndarray, start: np.ndarray, target: np.ndarray, reach: np.ndarray) -> np.ndarray:
+    """Targets (T, 3) moved horizontally towards ``start`` (T, 3), at their own height, until they are at most
+    ``reach`` (T,) from ``hip`` (T, 3): a foot locked further than the leg reaches slides the rest of the way
+    instead of being pulled off the floor along the hip -> target line. Reachable targets are returned as they
+    are; where no point between start and target is in reach, the start."""
+    flat = [0, 2]
+    radius2 = reach**2 - (hip[:, 1] - target[:, 1]) ** 2  # squared horizontal reach at the target's height
+    p = start[:, flat] - hip[:, flat]
+    d = target[:, flat] - start[:, flat]
+    pd, dd = (p * d).sum(-1), (d * d).sum(-1)
+    disc = pd**2 - dd * ((p * p).sum(-1) - radius2)
+    far = np.divide(-pd + np.sqrt(np.maximum(disc, 0.0)), dd, out=np.zeros_like(dd), where=dd > 0)
+    s = np.where(((p + d) ** 2).sum(-1) <= radius2, 1.0, np.where(disc >= 0, np.clip(far, 0.0, 1.0), 0.0))
+    out = target.copy()
+    out[:, flat] = start[:, flat] + s[:, None] * d
+    return out
+
+
 def _turn_towards(a: np.ndarray, b: np.ndarray, max_angle: float) -> np.ndarray:
     """Unit vectors (T, 3): ``b`` where it is within ``max_angle`` (rad) of ``a``, else ``a`` turned that far
     towards ``b`` (in their common plane)."""
@@ -288,6 +308,10 @@ def lock_feet(joints: np.ndarray, spec: DatasetSpec, contacts: np.ndarray, confi
         foot = joints[:, toe] - joints[:, ankle]
         ankle_target = joints[:, ankle] + ankle_off
         ankle_target[:, 1] = np.maximum(ankle_target[:, 1], 0.0)  # out of the floor
+        leg = np.linalg.norm(joints[:, knee] - joints[:, hip], axis=-1) + np.linalg.norm(
+            joints[:, ankle] - joints[:, knee], axis=-1
+        )
+        ankle_target = within_reach(joints[:, hip], joints[:, ankle], ankle_target, leg)
         new_knee, new_ankle = two_bone_ik(joints[:, hip], joints[:, knee], joints[:, ankle], ankle_target, foot)
         # A free toe is carried rigidly by the ankle; a locked one stays on its own target.
         toe_target = joints[:, toe] + toe_off + (1.0 - toe_w)[:, None] * (new_ankle - joints[:, ankle])
