@@ -9,6 +9,7 @@ choices, Gumbel noise, quantizer dropout, resets and EMA codebooks for any proce
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -140,6 +141,41 @@ def _env() -> dict[str, str]:
     return {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO), "PYTHONWARNINGS": "ignore"}
 
 
+def _descendants(pid: int) -> list[int]:
+    """Every live process below ``pid`` (Linux /proc; torchrun's workers need not share its process group)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    out, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            out.append(child)
+            todo.append(child)
+    return out
+
+
+def _kill_tree(pid: int) -> None:
+    """SIGKILL ``pid`` and all its descendants at once, and wait until none of the descendants is left."""
+    tree = [pid, *_descendants(pid)]
+    for p in tree:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(p, signal.SIGKILL)
+    deadline = time.monotonic() + 30
+    while any(Path(f"/proc/{p}").exists() and _state(p) != "Z" for p in tree[1:]) and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+
+def _state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return "gone"
+
+
 def _torchrun_cmd(script: str, args: list[str], nproc: int) -> list[str]:
     # --standalone: a local rendezvous on a free port, so parallel test runs never collide.
     return [
@@ -248,8 +284,7 @@ def test_vq_killed_two_process_run_resumes_on_one_process(vq_setup) -> None:
         while not latest.is_file() and proc.poll() is None and time.monotonic() < deadline:
             time.sleep(0.05)
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
+        _kill_tree(proc.pid)
         proc.wait(timeout=30)
     assert latest.is_file(), "the 2-process run wrote no checkpoint"
     saved = load_checkpoint(latest)["total_it"]
