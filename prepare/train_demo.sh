@@ -9,7 +9,9 @@
 # tokenizer's root-relative joint error from 7.0 to 4.8 cm (mean over the 34 clips) and no clip's reconstruction
 # goes 10 cm under the floor (8 did), but with 2500 transformer steps still 84 passed (the residual
 # transformer, at 23 % training accuracy, made samples worse than the base layer alone: 113); 6000 transformer
-# steps pass 140 (residual training accuracy 44 %), 148 once the check allowed a crawl's head 10 cm.
+# steps pass 140 (residual training accuracy 44 %), 148 once the check allowed a crawl's head 10 cm; 12000
+# transformer steps (milestone 9600, residual training accuracy 59 %) passed 146, base layer alone 156 (6000
+# steps: 147 / 153 re-measured 2026-12-04), so more steps do not buy caption following here.
 #
 #   bash prepare/train_demo.sh [checkpoints_dir] [stages]
 #     checkpoints_dir  default checkpoints/demo (the trainers refuse to overwrite existing runs)
