@@ -51,17 +51,8 @@ def raw() -> list[np.ndarray]:
     return [m.joints.astype(np.float64) for m in MoMaskPipeline.demo().generate(CAPTIONS, seed=3)]
 
 
-JUMP_BRANCHES = pytest.mark.xfail(
-    strict=True,
-    reason="the demo model's jump (seed 3): cleaned branch bones 2.90 deg mean / 14.6 p99 against the raw BVH's "
-    "2.65 / 11.7 (motion offsets; template 3.00 / 15.7 against 2.69 / 11.4). The length passes of "
-    "utils.cleanup.project_bone_lengths move the hips and collars apart; moving each group by its mean correction "
-    "keeps them (2.34 deg) but halves less jitter (walk 0.54 of the noise against the 0.5 bound), so it stays open",
-)
-
-
 @pytest.mark.parametrize("offsets", ["template", "motion"])
-@pytest.mark.parametrize("index", [0, pytest.param(1, marks=JUMP_BRANCHES)])
+@pytest.mark.parametrize("index", [0, 1])
 def test_cleaned_bvh_keeps_its_bone_directions_in_blender(
     raw: list[np.ndarray], tmp_path: Path, offsets: str, index: int
 ) -> None:

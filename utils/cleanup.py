@@ -107,23 +107,29 @@ def project_bone_lengths(x: np.ndarray, spec: DatasetSpec, length: np.ndarray, i
 
     ``iterations`` Jacobi passes move both ends of every bone half-way to its length, averaged over the bones
     meeting at a joint (so corrections spread over the skeleton instead of piling up at the hands and feet);
-    then the skeleton is rebuilt root-first along the projected directions, which makes the lengths exact."""
+    then the skeleton is rebuilt root-first along the projected directions, which makes the lengths exact. The
+    bones leaving a joint with several children (pelvis -> hips and spine, chest -> neck and collars) keep the
+    directions of ``x`` instead: the passes would move the hips and collars apart, and a BVH, with one rotation
+    per joint, can follow such a group only as far as it keeps its shape."""
     bones = _bone_order(spec)
     parents, children = [p for p, _ in bones], [c for _, c in bones]
     incidence = np.zeros((spec.joints_num, len(bones)))
     incidence[parents, np.arange(len(bones))] = 1.0
     incidence[children, np.arange(len(bones))] = -1.0
     incidence /= np.abs(incidence).sum(axis=1, keepdims=True)
+    given = x
     x = x.copy()
     for _ in range(iterations):
         v = x[:, children] - x[:, parents]  # (T, B, 3)
         d = np.linalg.norm(v, axis=-1, keepdims=True)
         corr = 0.5 * (d - length[..., None]) * v / np.maximum(d, 1e-12)
         x += incidence @ corr  # (J, B) @ (T, B, 3)
+    branch = {p for p in parents if parents.count(p) > 1}
     out = np.empty_like(x)
     out[:, 0] = x[:, 0]
     for b, (p, c) in enumerate(bones):
-        out[:, c] = out[:, p] + length[:, b, None] * _unit(x[:, c] - x[:, p])
+        along = given if p in branch else x  # bones leaving a branch joint keep their given directions
+        out[:, c] = out[:, p] + length[:, b, None] * _unit(along[:, c] - along[:, p])
     return out
 
 
