@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from benchmarks.timing import load_average, wall_median, wall_stats
+from benchmarks.timing import load_average, official_hardware, wall_median, wall_stats
 from models.length_estimator import LengthEstimator
 from models.pipeline import MoMaskPipeline, Sampling
 from models.text.base import TextEncoder
@@ -157,6 +157,7 @@ def main(argv: list[str] | None = None) -> None:
         f"{load_average()}; build {build_s:.2f} s (official build + load 0.75 s); "
         f"{args.repeats} runs after a warm-up ({args.bvh_repeats} for the BVH export alone)"
     )
+    print(official_hardware(device))
     for note in skipped:
         print(f"skipped: {note}")
     print(

@@ -17,7 +17,7 @@ from collections.abc import Callable
 import torch
 
 from benchmarks.bench_transformers import build_vq
-from benchmarks.timing import wall_median
+from benchmarks.timing import official_hardware, wall_median
 from models.transformer.mask_transformer import MaskTransformer, MaskTransformerConfig
 from models.transformer.residual_transformer import ResidualTransformer, ResidualTransformerConfig
 from models.vq.build import build_rvqvae
@@ -134,6 +134,7 @@ def report(rows: list[tuple[str, str, float, float]], args: argparse.Namespace) 
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
     lines = [
         f"training steps on {device} ({name}), torch {torch.__version__}" + (", torch.compile" if args.compile else ""),
+        official_hardware(device),
         f"{'stage':6s} {'batch':>5s} {'amp':5s} {'s/step':>9s} {'it/s':>8s} {'official s':>11s} "
         f"{'vs official':>11s} {'vs fp32':>8s} {'peak GiB':>8s}",
     ]

@@ -22,7 +22,7 @@ import logging
 
 import torch
 
-from benchmarks.timing import load_average, wall_stats
+from benchmarks.timing import load_average, official_hardware, wall_stats
 from models.transformer.mask_transformer import MaskTransformer, MaskTransformerConfig
 from models.transformer.residual_transformer import ResidualTransformer, ResidualTransformerConfig
 from models.transformer.sampling import generate_base_tokens, generate_residual_tokens
@@ -125,6 +125,7 @@ def main(argv: list[str] | None = None) -> dict[str, tuple[float, float, float]]
         load_average(),
         args.repeats,
     )
+    logger.info("%s", official_hardware(device))
     logger.info("%-34s %8s %8s %8s %9s %8s", "case", "min s", "median s", "max s", "official", "speed-up")
     for case, (lo, med, hi) in results.items():
         ref = OFFICIAL.get(case)

@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from benchmarks.timing import load_average, time_runs
+from benchmarks.timing import load_average, official_hardware, time_runs
 from utils.log import setup_logging
 from utils.precision import describe_device
 from utils.skeleton import get_dataset_spec
@@ -95,6 +95,7 @@ def main(argv: list[str] | None = None) -> None:
         f"motion: {source}; {describe_device(torch.device('cpu'))}; "
         f"{load_average()}; {args.repeats} runs after a warm-up"
     )
+    print(official_hardware(torch.device("cpu")))
     print(
         f"{'stage (196 frames)':<46} {'min s':>8} {'median s':>8} {'max s':>8} {'cpu s':>7} {'official s':>10} "
         f"{'speed-up':>9} {'vs cpu s':>9} {'file':>9}"

@@ -19,7 +19,11 @@ from dataclasses import dataclass
 
 import torch
 
+from utils.precision import cpu_flags
+
 REPEATS = 5  # default timed runs per case
+# The machine ../shared/reference/official_timings.md was measured on: this project's reference kind.
+OFFICIAL_CPU = "2 cores, AMD EPYC, AVX2, no AVX-512 or bf16"
 
 
 def cpu_seconds() -> float:
@@ -96,6 +100,20 @@ def wall_median(
 def spread(values: tuple[float, float, float], unit: str = "s", digits: int = 2) -> str:
     """``min–median–max unit``, e.g. ``0.59–0.61–0.66 s``."""
     return "–".join(f"{v:.{digits}f}" for v in values) + (f" {unit}" if unit else "")
+
+
+def official_hardware(device: torch.device) -> str:
+    """One line: the official figures' machine, and whether ``device`` is that kind of hardware (where it is
+    not, every speed-up against an official figure compares hardware as well as code)."""
+    head = f"official figures: {OFFICIAL_CPU}"
+    if device.type != "cpu":
+        return f"{head}; on {device.type} the speed-up compares hardware as well as code"
+    extra = sorted(cpu_flags() & {"avx512f", "avx512_bf16", "amx_bf16", "amx_int8"})
+    cores = os.cpu_count() or 0
+    if not extra and cores == 2:
+        return f"{head} (this CPU: the same kind)"
+    has = ", ".join([*([f"{cores} cores"] if cores != 2 else []), *extra])
+    return f"{head}; this CPU has {has}, so the speed-up compares hardware as well as code"
 
 
 def load_average() -> str:

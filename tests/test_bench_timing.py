@@ -5,8 +5,10 @@ from __future__ import annotations
 import importlib
 
 import pytest
+import torch
 
-from benchmarks.timing import Timing, load_average, spread, time_runs
+import benchmarks.timing as timing
+from benchmarks.timing import Timing, load_average, official_hardware, spread, time_runs
 
 
 def test_time_runs_warms_up_then_times_the_repeats() -> None:
@@ -25,9 +27,21 @@ def test_formatting() -> None:
     assert load_average().startswith("load average ") and len(load_average().split()) == 5
 
 
+def test_official_hardware_says_when_the_cpu_is_not_the_official_kind(monkeypatch) -> None:
+    monkeypatch.setattr(timing.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(timing, "cpu_flags", lambda: frozenset({"avx2", "fma"}))
+    assert official_hardware(torch.device("cpu")).endswith("(this CPU: the same kind)")
+    monkeypatch.setattr(timing, "cpu_flags", lambda: frozenset({"avx2", "avx512f", "amx_bf16"}))
+    assert "this CPU has amx_bf16, avx512f, so the speed-up compares hardware" in official_hardware(torch.device("cpu"))
+    monkeypatch.setattr(timing.os, "cpu_count", lambda: 16)
+    assert "this CPU has 16 cores, amx_bf16" in official_hardware(torch.device("cpu"))
+    assert "on cuda the speed-up compares hardware" in official_hardware(torch.device("cuda"))
+
+
 @pytest.mark.parametrize(
     "name",
     [
+        "bench_cold_start",
         "bench_control",
         "bench_generate",
         "bench_physical",
@@ -35,6 +49,7 @@ def test_formatting() -> None:
         "bench_train",
         "bench_transformers",
         "bench_visualization",
+        "bench_vq",
     ],
 )
 def test_benchmarks_import(name: str) -> None:
