@@ -17,11 +17,10 @@ after one warm-up run.
 from __future__ import annotations
 
 import argparse
-import os
 
 import torch
 
-from benchmarks.timing import official_hardware, wall_stats
+from benchmarks.timing import load_average, official_hardware, wall_stats
 from models.vq.build import build_rvqvae
 from options.vq import VQOptions
 from training.vq import make_optimizer, vq_step_gradients
@@ -77,8 +76,7 @@ def main(argv: list[str] | None = None) -> None:
         rows.append((f"encode {batch}x196", "", enc, None))
         rows.append((f"decode {batch}x196", "", dec, OFFICIAL[f"decode_{batch}x196"]))
     print(
-        f"RVQ-VAE benchmark on {device}: {describe_device(device)}; torch {torch.__version__}; load average "
-        f"{' '.join(f'{v:.2f}' for v in os.getloadavg())}; "
+        f"RVQ-VAE benchmark on {device}: {describe_device(device)}; torch {torch.__version__}; {load_average()}; "
         f"{sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters; {args.repeats} runs after a warm-up"
     )
     print(official_hardware(device))
