@@ -270,7 +270,8 @@ def within_reach(hip: np.ndarray, start: np.ndarray, target: np.ndarray, reach: 
     """Targets (T, 3) moved horizontally towards ``start`` (T, 3), at their own height, until they are at most
     ``reach`` (T,) from ``hip`` (T, 3): a foot locked further than the leg reaches slides the rest of the way
     instead of being pulled off the floor along the hip -> target line. Reachable targets are returned as they
-    are; where no point between start and target is in reach, the start."""
+    are; where no point between start and target is in reach, the start's horizontal position (at the target's
+    height)."""
     flat = [0, 2]
     radius2 = reach**2 - (hip[:, 1] - target[:, 1]) ** 2  # squared horizontal reach at the target's height
     p = start[:, flat] - hip[:, flat]
