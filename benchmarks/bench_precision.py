@@ -6,7 +6,7 @@ on the embedded demo model (trained weights, its own captions):
 * one-forward agreement: the share of positions where the reduced mode's guided logits (cond scale 4 masked,
   5 residual) have the same argmax as fp32, for the same inputs (masked transformer: ids with the cosine
   schedule's half masked; residual transformer: random lower-layer ids, every layer 1..Q-1); int8 runs a
-  dynamically quantised copy (models/transformer/precision.py), bf16 the same model under CPU autocast;
+  dynamically quantised copy and bf16 the same model under CPU autocast (MoMaskPipeline.transformers/autocast);
 * seeded-sample agreement: the share of equal ids between fp32 and reduced-mode generations with the same seed
   (categorical masked sampling, 10 steps, Gumbel residual layers); an early flip changes the context of the
   later steps, so this is lower than the one-forward figure.
@@ -19,24 +19,14 @@ Modes the CPU does not offer (bf16 without AVX512-BF16/AMX, utils/precision.py) 
 from __future__ import annotations
 
 import argparse
-import contextlib
 
 import torch
-from torch import nn
 
 from benchmarks.bench_generate import released_pipeline
 from benchmarks.timing import load_average
 from models.pipeline import MoMaskPipeline, Sampling
-from models.transformer.precision import int8_copy
 from utils.device import resolve_device
 from utils.precision import check_precision, describe_device
-
-
-def reduced(model: nn.Module, precision: str) -> tuple[nn.Module, contextlib.AbstractContextManager]:
-    """The module and context that run ``model`` in ``precision`` ('int8' or 'bf16') on the CPU."""
-    if precision == "int8":
-        return int8_copy(model), contextlib.nullcontext()
-    return model, torch.autocast("cpu", dtype=torch.bfloat16)
 
 
 @torch.no_grad()
@@ -51,17 +41,18 @@ def forward_agreement(
     ids = torch.randint(0, mask.num_tokens, (b, n), generator=generator)
     ids = torch.where(torch.rand(b, n, generator=generator) < 0.5, mask.mask_id, ids)
     ref = mask.forward_with_cond_scale(ids, cond, padding, 4.0).argmax(1)  # logits (B, K, n) -> (B, n)
-    low, context = reduced(mask, precision)
+    sampling = Sampling(precision=precision)
+    (low_mask, low_res), context = pipe.transformers(sampling), pipe.autocast(sampling)  # int8 copies / bf16
     with context:
-        masked = (ref == low.forward_with_cond_scale(ids, cond, padding, 4.0).argmax(1)).float().mean()
-    (low, context), table = reduced(res, precision), res.token_embeddings()  # (Q-1, K+1, C)
+        masked = (ref == low_mask.forward_with_cond_scale(ids, cond, padding, 4.0).argmax(1)).float().mean()
+    table = res.token_embeddings()  # (Q-1, K+1, C)
     history = torch.zeros(b, n, table.shape[-1])
     agree = []
     for layer in range(1, res.num_quantizers):
         history = history + table[layer - 1][torch.randint(0, res.num_tokens, (b, n), generator=generator)]
         ref = res.forward_with_cond_scale(history, layer, cond, padding, 5.0).argmax(1)
         with context:
-            agree.append((ref == low.forward_with_cond_scale(history, layer, cond, padding, 5.0).argmax(1)).float())
+            agree.append((ref == low_res.forward_with_cond_scale(history, layer, cond, padding, 5.0).argmax(1)).float())
     return float(masked), float(torch.stack(agree).mean())
 
 

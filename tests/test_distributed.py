@@ -141,15 +141,27 @@ def _env() -> dict[str, str]:
     return {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO), "PYTHONWARNINGS": "ignore"}
 
 
+def _stat(pid: int) -> list[str] | None:
+    """The fields of /proc/<pid>/stat after the command name (state, ppid, ...); None once the process is gone."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+
+
+def _alive(pid: int) -> bool:
+    """Running or sleeping: neither gone nor a zombie (which a killed child stays until it is reaped)."""
+    fields = _stat(pid)
+    return fields is not None and fields[0] != "Z"
+
+
 def _descendants(pid: int) -> list[int]:
     """Every live process below ``pid`` (Linux /proc; torchrun's workers need not share its process group)."""
     children: dict[int, list[int]] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    for path in Path("/proc").glob("[0-9]*"):
+        fields = _stat(int(path.name))
+        if fields is not None:
+            children.setdefault(int(fields[1]), []).append(int(path.name))
     out, todo = [], [pid]
     while todo:
         for child in children.get(todo.pop(), []):
@@ -165,15 +177,8 @@ def _kill_tree(pid: int) -> None:
         with contextlib.suppress(ProcessLookupError):
             os.kill(p, signal.SIGKILL)
     deadline = time.monotonic() + 30
-    while any(Path(f"/proc/{p}").exists() and _state(p) != "Z" for p in tree[1:]) and time.monotonic() < deadline:
+    while any(_alive(p) for p in tree[1:]) and time.monotonic() < deadline:
         time.sleep(0.01)
-
-
-def _state(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return "gone"
 
 
 def _torchrun_cmd(script: str, args: list[str], nproc: int) -> list[str]:
@@ -202,7 +207,7 @@ def torchrun(script: str, args: list[str], nproc: int = 2, timeout: float = 300)
     try:
         out, _ = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
+        _kill_tree(proc.pid)
         out, _ = proc.communicate()
         pytest.fail(f"torchrun {script} timed out after {timeout} s:\n{out[-3000:]}")
     assert proc.returncode == 0, out[-4000:]
