@@ -28,7 +28,7 @@ from models.editing import CROSSFADE_FRAMES, EditSpans, blend, blend_keeping_ste
 from models.length_estimator import LengthEstimator, build_length_estimator, estimate_lengths
 from models.text.vector_cache import encode_with_cache
 from models.text_encoder import TextEncoder, build_text_encoder
-from models.transformer.build import load_mask_transformer, load_residual_transformer
+from models.transformer.build import load_mask_transformer, load_residual_transformer, load_run_margin
 from models.transformer.mask_transformer import MaskTransformer
 from models.transformer.precision import int8_copy
 from models.transformer.residual_transformer import ResidualTransformer
@@ -70,10 +70,13 @@ class Sampling:
     force_mask: bool = SamplingOptions.force_mask
     use_res: bool = True
     precision: str = SamplingOptions.precision  # transformer arithmetic: utils/precision.py PRECISIONS
+    margin: int = SamplingOptions.margin  # tokens past each end, cut after decoding; -1 = the run's (run_margin)
 
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision {self.precision!r}: use one of {PRECISIONS}")
+        if self.margin < -1:
+            raise ValueError(f"margin {self.margin}: use a number of tokens >= 0, or -1 for the run's own")
 
     @classmethod
     def from_options(cls, opt: object) -> Sampling:
@@ -87,6 +90,7 @@ class Sampling:
             "gumbel_sample",
             "force_mask",
             "precision",
+            "margin",
         )
         values = {n: getattr(opt, n) for n in names if hasattr(opt, n)}
         if hasattr(opt, "use_res_model"):
@@ -144,8 +148,10 @@ class MoMaskPipeline:
         length_estimator: LengthEstimator | None = None,
         device: torch.device | str = "cpu",
         known_captions: Sequence[str] = (),
+        margin: int = 0,
     ) -> None:
         self.device = torch.device(device)
+        self.margin = margin  # decoding margin of Sampling(margin=-1): the masked run's sampling.json
         self.vq = vq.to(self.device).eval()
         self.mask = mask.to(self.device).eval()
         self.res = res.to(self.device).eval() if res is not None else None
@@ -226,10 +232,12 @@ class MoMaskPipeline:
         if use_length_estimator and est_file.is_file():
             estimator = build_length_estimator(load_checkpoint(est_file), source=str(est_file))
         mean, std = load_vq_meta(vq_dir)
+        margin = load_run_margin(mask_dir)
         logger.info(
-            "pipeline: VQ %s, masked %s, residual %s, text encoder %s, length estimator %s",
+            "pipeline: VQ %s, masked %s (decoding margin %d), residual %s, text encoder %s, length estimator %s",
             vq_dir.name,
             mask_dir.name,
+            margin,
             res_name or "none",
             encoder.describe(),
             "yes" if estimator is not None else "no",
@@ -244,6 +252,7 @@ class MoMaskPipeline:
             spec=spec,
             length_estimator=estimator,
             device=device,
+            margin=margin,
         )
 
     @classmethod
@@ -368,8 +377,10 @@ class MoMaskPipeline:
         sampling: Sampling,
         generator: torch.Generator | None,
         logits_hook: BaseLogitsHook | None = None,
+        max_tokens: int | None = None,
     ) -> Tensor:
-        """(B, clip_dim) conditions, (B,) token lengths → layer-0 ids (B, n), −1 at padding (docs/sampling.md#masked-generation)."""
+        """(B, clip_dim) conditions, (B,) token lengths (at most ``max_tokens``, default the dataset's 49) →
+        layer-0 ids (B, n), −1 at padding (docs/sampling.md#masked-generation)."""
         return generate_base_tokens(
             self.transformers(sampling)[0],
             cond,
@@ -381,17 +392,23 @@ class MoMaskPipeline:
             gsample=sampling.gumbel_sample,
             force_mask=sampling.force_mask,
             generator=generator,
-            max_tokens=self.max_tokens,
+            max_tokens=self.max_tokens if max_tokens is None else max_tokens,
             logits_hook=logits_hook,
         )
 
     def generate_codes(
-        self, cond: Tensor, m_lens: Tensor, sampling: Sampling, generator: torch.Generator | None
+        self, cond: Tensor, m_lens: Tensor, sampling: Sampling, generator: torch.Generator | None, margin: int = 0
     ) -> Tensor:
-        """(B, clip_dim) conditions, (B,) token lengths → all ids (B, n, Q), −1 = absent."""
+        """(B, clip_dim) conditions, (B,) token lengths → all ids (B, margin + n + margin, Q), −1 = absent: each
+        motion generated ``margin`` tokens longer at both ends (:meth:`decode` cuts them off)."""
+        m_lens = m_lens + 2 * margin
         with self.autocast(sampling):
-            base = self.generate_base(cond, m_lens, sampling, generator)
+            base = self.generate_base(cond, m_lens, sampling, generator, max_tokens=self.max_tokens + 2 * margin)
             return self.complete_residuals(base, cond, m_lens, sampling, generator)
+
+    def decoding_margin(self, sampling: Sampling) -> int:
+        """Tokens generated past each end of a free motion: ``sampling.margin``, or the run's own for −1."""
+        return self.margin if sampling.margin < 0 else sampling.margin
 
     def transformers(self, sampling: Sampling) -> tuple[MaskTransformer, ResidualTransformer | None]:
         """The masked and residual transformers for ``sampling.precision``: the models themselves, or for int8
@@ -412,9 +429,12 @@ class MoMaskPipeline:
         return torch.autocast(self.device.type, dtype=torch.bfloat16)
 
     @torch.no_grad()
-    def decode(self, ids: Tensor, m_lens: Tensor) -> list[tuple[np.ndarray, np.ndarray]]:
-        """(B, n, Q) ids → per sample (features (4·len, D) de-normalised, joints (4·len, J, 3)), float32."""
-        return self.split(self.denormalise(self.vq.forward_decoder(ids)), m_lens)
+    def decode(self, ids: Tensor, m_lens: Tensor, margin: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:
+        """(B, n, Q) ids → per sample (features (4·len, D) de-normalised, joints (4·len, J, 3)), float32; with a
+        ``margin``, ids from :meth:`generate_codes` with that margin: its ``4·margin`` frames at both ends are cut
+        off and the motion starts where the kept frames do (over the origin, facing +Z)."""
+        feats = self.denormalise(self.vq.forward_decoder(ids))
+        return self.split(feats[:, margin * self.spec.unit_length :], m_lens)
 
     def split(self, feats: Tensor, m_lens: Tensor) -> list[tuple[np.ndarray, np.ndarray]]:
         """De-normalised features (B, 4n, D) -> per sample (features, joints) cut to its length."""
@@ -464,13 +484,17 @@ class MoMaskPipeline:
         lengths = list(lengths) if lengths is not None else [None] * len(texts)
         if len(lengths) != len(texts):
             raise ValueError(f"{len(texts)} captions but {len(lengths)} lengths")
+        if control is not None and sampling.margin > 0:
+            raise ValueError("a decoding margin applies to free generation only: leave --margin out with --control")
         generator = self._generator(seed)
         cond = self.encode_text(texts)
         m_lens, estimated = self.token_lengths(lengths, cond, generator)
         errors: list[float | None] = [None] * len(texts)
         if control is None:
-            ids = self.generate_codes(cond, m_lens, sampling, generator)
-            decoded = self.decode(ids, m_lens)
+            margin = self.decoding_margin(sampling)
+            ids = self.generate_codes(cond, m_lens, sampling, generator, margin)
+            decoded = self.decode(ids, m_lens, margin)
+            ids = ids[:, margin:]
         else:
             controls = per_sample(control, len(texts))
             m_lens = fit_lengths(controls, m_lens, estimated, self.spec.unit_length, self.max_tokens)
@@ -511,6 +535,8 @@ class MoMaskPipeline:
         -frame ramp at inner boundaries and the root closed up (models/editing.py). -> Motion of T frames;
         ``spans`` = the frame spans, ``tokens`` = the edited code sequence.
         """
+        if sampling.margin > 0:
+            raise ValueError("a decoding margin applies to free generation: an edit decodes the source's own frames")
         source = np.asarray(source_features, dtype=np.float32)
         unit, limit = self.spec.unit_length, self.spec.max_motion_length
         if not unit <= source.shape[0] <= limit:
@@ -619,6 +645,8 @@ class MoMaskPipeline:
         texts = list(texts)
         if len(texts) < 2:
             raise ValueError("a chained motion needs at least two captions")
+        if sampling.margin > 0:
+            raise ValueError("a decoding margin applies to single motions: leave --margin out with --chain")
         generator = self._generator(seed)
         cond = self.encode_text(texts)
         lengths = list(lengths) if lengths is not None else [None] * len(texts)

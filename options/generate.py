@@ -72,6 +72,11 @@ class GenerateOptions(SamplingOptions):
         for flag, ok in checks:
             if not ok:
                 raise ValueError(f"--{flag} {getattr(self, flag)!r} is out of range")
+        if self.margin > 0 and (self.control or self.chain):
+            raise ValueError(
+                f"--margin {self.margin} applies to free single motions; leave it out with "
+                f"{'--control' if self.control else '--chain'} (those decode their exact frames)"
+            )
 
     @property
     def output_kinds(self) -> list[str]:
@@ -102,6 +107,7 @@ class EditOptions(GenerateOptions):
         "motion_length": "the edit keeps the source's length; trim the source file instead",
         "text_path": 'give the one caption of the edited spans with --text "..."',
         "batch_size": "an edit is one motion; use --repeat_times for several samples",
+        "margin": "an edit decodes the source's own frames; the margin is for gen_t2m.py's free motions",
     }
 
     def __post_init__(self) -> None:

@@ -28,6 +28,12 @@ class SamplingOptions(TextEncoderOptions, CommonOptions):
     gumbel_sample: bool = opt(False, "Gumbel-max sampling instead of categorical")
     force_mask: bool = opt(False, "unconditional generation (ignore the text)")
     precision: str = opt("fp32", PRECISION_HELP)
+    margin: int = opt(
+        -1,
+        "tokens generated past each end of a free motion and cut off after decoding (the VQ decoder is least "
+        "accurate in a sequence's first and last frames); -1 = the masked-transformer run's sampling.json, else 0 "
+        "(official)",
+    )
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -38,6 +44,7 @@ class SamplingOptions(TextEncoderOptions, CommonOptions):
             ("temperature", self.temperature >= 0),
             ("topkr", 0 <= self.topkr < 1),
             ("precision", self.precision in PRECISIONS),
+            ("margin", self.margin >= -1),
         ]
         for flag, ok in checks:
             if not ok:

@@ -65,6 +65,10 @@ python train_res_transformer.py "${COMMON[@]}" "${TEXT[@]}" "${SMALL[@]}" --name
 PIDS+=($!)
 wait_all
 
+# The masked run's sampling setting: decode free motions with 3 tokens of margin at each end (docs/sampling.md
+# #decoding-margin; chosen on tests/test_demo_model.py's every-length check).
+echo '{"margin": 3}' > "$CK/t2m/mtrans_demo/sampling.json"
+
 # Release files: what generation reads (VQ net_best_loss, masked latest, residual net_best_loss, length
 # estimator finest), without optimizer state; the other training files are removed.
 RELEASE=(mtrans_demo/model/latest.tar rtrans_demo/model/net_best_loss.tar)

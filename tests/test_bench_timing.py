@@ -43,6 +43,7 @@ def test_official_hardware_says_when_the_cpu_is_not_the_official_kind(monkeypatc
     [
         "bench_cold_start",
         "bench_control",
+        "bench_decoding_margin",
         "bench_generate",
         "bench_physical",
         "bench_precision",

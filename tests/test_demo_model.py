@@ -170,6 +170,15 @@ def test_demo_follows_its_captions_at_every_length(pipe: MoMaskPipeline) -> None
     _check_following(_follow(pipe, LENGTHS, SEEDS))
 
 
+def test_demo_decodes_with_the_margin_its_run_records(pipe: MoMaskPipeline) -> None:
+    """mtrans_demo/sampling.json: free motions are generated 3 tokens longer at each end and cut
+    (docs/sampling.md#decoding-margin); the returned motion has the asked length and starts over the origin."""
+    assert pipe.margin == 3
+    (motion,) = pipe.generate(["a person walks forward"], [40], seed=0)
+    assert motion.num_frames == 40 and motion.tokens.shape[0] == 10
+    np.testing.assert_allclose(motion.joints[0, 0, [0, 2]], 0.0, atol=1e-6)
+
+
 def test_tumble_check_accepts_the_clips_and_rejects_a_tumble() -> None:
     """The check passes every caption's own clips and catches what issue 21 saw: a body lying horizontally
     with both feet 1.3 m up, a handstand with the head under the floor; a crawl's head may dip 10 cm lower

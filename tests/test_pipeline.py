@@ -12,9 +12,12 @@ import torch
 from torch import nn
 
 from evaluation.benchmark import EvalBatch, pipeline_generator
+from models.control.optimise import Control
 from models.pipeline import MoMaskPipeline, Sampling
 from models.text.base import TextEncoder
+from models.transformer.build import load_run_margin
 from models.transformer.common import SelfAttention
+from utils.checkpoint import CheckpointError
 from utils.cleanup import cleanup_at_origin
 from utils.motion import recover_from_ric
 from utils.precision import bf16_support
@@ -134,6 +137,53 @@ def test_chained_long_motion(pipe: MoMaskPipeline) -> None:
     assert out.joints.shape == (196 + 160, 22, 3)
     step = np.linalg.norm(np.diff(out.joints[:, 0], axis=0), axis=-1)
     assert np.isfinite(out.joints).all() and step.max() < 1.0
+
+
+def test_decoding_margin_generates_longer_and_keeps_the_middle(pipe: MoMaskPipeline, monkeypatch) -> None:
+    """A margin of k tokens: each motion is generated k tokens longer at both ends (the same draws as asking for
+    those longer lengths), decoded, and the 4k frames at each end are cut; the kept frames start over the
+    origin. -1 means the run's own margin; margins are refused where frames are decoded exactly."""
+    texts = ["a person walks forward and then turns around.", "someone jumps up and down twice."]
+    s = Sampling(time_steps=6, margin=2)
+    motions = pipe.generate(texts, [120, 56], seed=3, sampling=s)
+    ids = pipe.generate_codes(
+        pipe.encode_text(texts), torch.tensor([30 + 4, 14 + 4]), dataclasses.replace(s, margin=0), pipe._generator(3)
+    )
+    with torch.no_grad():
+        longer = pipe.denormalise(pipe.vq.forward_decoder(ids)).numpy()
+    for b, (m, n) in enumerate(zip(motions, (30, 14))):
+        assert m.features.shape == (4 * n, 263) and m.tokens.shape == (n, 6)
+        np.testing.assert_array_equal(m.features, longer[b, 8 : 8 + 4 * n])
+        np.testing.assert_array_equal(m.tokens, ids[b, 2 : 2 + n].numpy())
+        np.testing.assert_allclose(m.joints[0, 0, [0, 2]], 0.0, atol=1e-6)
+    assert not np.allclose(
+        motions[0].features,
+        pipe.generate(texts[:1], [120], seed=3, sampling=Sampling(time_steps=6, margin=0))[0].features,
+    )
+    monkeypatch.setattr(pipe, "margin", 2)
+    run_own = pipe.generate(texts, [120, 56], seed=3, sampling=dataclasses.replace(s, margin=-1))
+    assert all(np.array_equal(a.features, b.features) for a, b in zip(run_own, motions))
+    (full,) = pipe.generate(texts[:1], [196], seed=3, sampling=Sampling(time_steps=2, margin=3))  # 55 tokens
+    assert full.features.shape == (196, 263)
+    source = motions[0].features
+    with pytest.raises(ValueError, match="margin"):
+        pipe.edit(source, "jump", [(40, 80)], sampling=s)
+    with pytest.raises(ValueError, match="margin"):
+        pipe.generate_long(texts, [120, 120], sampling=s)
+    with pytest.raises(ValueError, match="margin"):
+        pipe.generate(texts[:1], [120], sampling=s, control=Control(objectives=[torch.sum]))
+
+
+def test_run_margin_file(tmp_path: Path) -> None:
+    """sampling.json in a masked-transformer run: absent = 0 (official decoding), {"margin": k} = k, anything
+    else a CheckpointError naming the file."""
+    assert load_run_margin(tmp_path) == 0
+    (tmp_path / "sampling.json").write_text('{"margin": 3}')
+    assert load_run_margin(tmp_path) == 3
+    for bad in ('{"margin": -1}', '{"margin": 2.5}', '{"margin": 1, "cond_scale": 2}', "[3]", "{margin: 3"):
+        (tmp_path / "sampling.json").write_text(bad)
+        with pytest.raises(CheckpointError, match="sampling.json"):
+            load_run_margin(tmp_path)
 
 
 def test_bf16_offered_only_with_native_support(pipe: MoMaskPipeline) -> None:

@@ -7,6 +7,7 @@ Architecture comes from the checkpoint's ``model_args`` (ours) or from the run's
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -177,3 +178,22 @@ def load_residual_transformer(
         model = build_checked(lambda: ResidualTransformer(config), sd, path)
     logger.info("loaded residual transformer from %s (ep %s, it %s)", path, state.get("ep"), state.get("total_it"))
     return model.to(device).eval(), opt
+
+
+SAMPLING_FILE = "sampling.json"  # in a masked-transformer run folder: sampling settings the run was tuned with
+
+
+def load_run_margin(run_dir: str | Path) -> int:
+    """The decoding margin (tokens past each end, docs/sampling.md#decoding-margin) recorded in the run's
+    ``sampling.json`` as ``{"margin": k}``; 0 (official decoding) when the run has none."""
+    path = Path(run_dir) / SAMPLING_FILE
+    if not path.is_file():
+        return 0
+    try:
+        values = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise CheckpointError(f"{path}: not readable JSON ({e}); fix or delete it (no file = official sampling)") from e
+    margin = values.get("margin") if isinstance(values, dict) else None
+    if set(values if isinstance(values, dict) else ()) != {"margin"} or type(margin) is not int or margin < 0:
+        raise CheckpointError(f'{path}: expected {{"margin": <tokens, an integer >= 0>}}, got {values!r}')
+    return margin
