@@ -295,8 +295,11 @@ def pipeline_generator(
     ``use_estimated_length`` (then the pipeline's length estimator samples them). All ``R·B`` generations of a
     call run as chunks of ``chunk`` samples of similar length (sorted by token length): attention ignores
     padding, so a sample's distribution does not depend on its chunk, and short motions cost what they need.
+    Motions are generated and cut with the run's decoding margin (:meth:`MoMaskPipeline.decoding_margin`; 0 for
+    official runs, as the official protocol decodes).
     """
     unit = pipe.spec.unit_length
+    margin = pipe.decoding_margin(sampling)
     vectors: dict[str, Tensor] = {}  # text encodings, kept across passes (captions recur every pass)
 
     def encode(captions: list[str]) -> Tensor:
@@ -313,12 +316,15 @@ def pipeline_generator(
         tokens, _ = pipe.token_lengths(lengths, cond, generator)  # (R·B,)
         order = torch.argsort(tokens, stable=True)
         n = int(tokens.max())
-        ids = torch.empty(len(cond), n, pipe.vq.config.num_quantizers, dtype=torch.long, device=tokens.device)
+        ids = torch.empty(
+            len(cond), margin + n + margin, pipe.vq.config.num_quantizers, dtype=torch.long, device=tokens.device
+        )
         for rows in order.split(chunk):
-            part = pipe.generate_codes(cond[rows], tokens[rows], s, generator)  # (c, max of chunk, Q)
-            ids[rows] = torch.nn.functional.pad(part, (0, 0, 0, n - part.shape[1]), value=-1)
+            part = pipe.generate_codes(cond[rows], tokens[rows], s, generator, margin)  # (c, 2·margin + max, Q)
+            ids[rows] = torch.nn.functional.pad(part, (0, 0, 0, ids.shape[1] - part.shape[1]), value=-1)
         # One decode at the longest length, as a single-call generation would decode (−1 codes add nothing).
-        return pipe.denormalise(pipe.vq.forward_decoder(ids)), tokens * unit
+        feats = pipe.denormalise(pipe.vq.forward_decoder(ids))
+        return feats[:, margin * unit : (margin + n) * unit], tokens * unit
 
     return generate
 

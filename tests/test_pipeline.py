@@ -270,9 +270,11 @@ def _eval_batch(captions: list[str], frames: list[int]) -> EvalBatch:
     )
 
 
-def test_eval_generator_chunks_are_the_one_call_generation(pipe: MoMaskPipeline) -> None:
+@pytest.mark.parametrize("margin", [0, 2])
+def test_eval_generator_chunks_are_the_one_call_generation(pipe: MoMaskPipeline, margin: int) -> None:
     """Length-sorted chunks give, sample for sample, what one call over the whole (repeated) batch gives
-    (greedy masked sampling, no residual: no randomness), and repeats come back as rows r·B + i."""
+    (greedy masked sampling, no residual: no randomness), and repeats come back as rows r·B + i; with a
+    decoding margin, the frames kept are those after the margin."""
     captions = [
         "a person walks forward and then turns around.",
         "someone jumps up and down twice.",
@@ -280,12 +282,12 @@ def test_eval_generator_chunks_are_the_one_call_generation(pipe: MoMaskPipeline)
         "a person sits down slowly.",
     ]
     batch = _eval_batch(captions, [196, 40, 120, 84])
-    greedy = Sampling(time_steps=5, temperature=0.0, use_res=False)
+    greedy = Sampling(time_steps=5, temperature=0.0, use_res=False, margin=margin)
     feats, lens = pipeline_generator(pipe, greedy, chunk=3)(batch, False, 2)
     assert feats.shape == (8, 196, 263) and lens.tolist() == [196, 40, 120, 84] * 2
     cond = pipe.encode_text(captions * 2)
-    whole = pipe.denormalise(pipe.vq.forward_decoder(pipe.generate_codes(cond, lens // 4, greedy, None)))
-    torch.testing.assert_close(feats, whole, atol=1e-4, rtol=1e-4)
+    whole = pipe.denormalise(pipe.vq.forward_decoder(pipe.generate_codes(cond, lens // 4, greedy, None, margin)))
+    torch.testing.assert_close(feats, whole[:, 4 * margin : 4 * margin + 196], atol=1e-4, rtol=1e-4)
     torch.testing.assert_close(feats[:4], feats[4:])
 
 
