@@ -11,7 +11,8 @@
 # transformer, at 23 % training accuracy, made samples worse than the base layer alone: 113); 6000 transformer
 # steps pass 140 (residual training accuracy 44 %), 148 once the check allowed a crawl's head 10 cm; 12000
 # transformer steps (milestone 9600, residual training accuracy 59 %) passed 146, base layer alone 156 (6000
-# steps: 147 / 153 re-measured 2026-12-04), so more steps do not buy caption following here.
+# steps: 147 / 153 re-measured 2026-12-04), so more steps do not buy caption following here; nor did three
+# captioned sub-ranges per length instead of one (125). Decoding with the 3-token margin written below: 164.
 #
 #   bash prepare/train_demo.sh [checkpoints_dir] [stages]
 #     checkpoints_dir  default checkpoints/demo (the trainers refuse to overwrite existing runs)
