@@ -203,6 +203,7 @@ class MoMaskPipeline:
         spec = get_dataset_spec(dataset_name)
         root = Path(checkpoints_dir).expanduser().resolve()
         mask_dir = _run_dir(root, spec.name, name)
+        margin = load_run_margin(mask_dir)  # first: a broken sampling.json fails before any weights load
         mask, mask_opt = load_mask_transformer(mask_dir, which=which_epoch, device=device)
         vq_dir = _run_dir(root, spec.name, mask_opt.vq_name)
         vq = load_rvqvae(vq_dir, device=device)
@@ -232,9 +233,8 @@ class MoMaskPipeline:
         if use_length_estimator and est_file.is_file():
             estimator = build_length_estimator(load_checkpoint(est_file), source=str(est_file))
         mean, std = load_vq_meta(vq_dir)
-        margin = load_run_margin(mask_dir)
         logger.info(
-            "pipeline: VQ %s, masked %s (decoding margin %d), residual %s, text encoder %s, length estimator %s",
+            "pipeline: VQ %s, masked %s (its decoding margin: %d), residual %s, text encoder %s, length estimator %s",
             vq_dir.name,
             mask_dir.name,
             margin,
