@@ -41,7 +41,7 @@ from models.transformer.sampling import (
 )
 from models.vq.build import load_rvqvae, load_vq_meta
 from models.vq.model import RVQVAE
-from options.sampling import SamplingOptions
+from options.sampling import MAX_MARGIN, SamplingOptions
 from utils.checkpoint import FINEST, CheckpointError, load_checkpoint
 from utils.cleanup import cleanup_with_features
 from utils.motion import check_features, recover_from_ric
@@ -75,8 +75,8 @@ class Sampling:
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision {self.precision!r}: use one of {PRECISIONS}")
-        if self.margin < -1:
-            raise ValueError(f"margin {self.margin}: use a number of tokens >= 0, or -1 for the run's own")
+        if not -1 <= self.margin <= MAX_MARGIN:
+            raise ValueError(f"margin {self.margin}: use 0..{MAX_MARGIN} tokens, or -1 for the run's own")
 
     @classmethod
     def from_options(cls, opt: object) -> Sampling:

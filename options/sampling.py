@@ -9,6 +9,8 @@ from options.base import opt, override
 from options.common import CommonOptions, TextEncoderOptions
 from utils.precision import PRECISION_HELP, PRECISIONS
 
+MAX_MARGIN = 49  # decoding-margin tokens at most (a 196-frame motion's worth): the runs' sampling.json too
+
 
 @dataclass
 class SamplingOptions(TextEncoderOptions, CommonOptions):
@@ -44,7 +46,7 @@ class SamplingOptions(TextEncoderOptions, CommonOptions):
             ("temperature", self.temperature >= 0),
             ("topkr", 0 <= self.topkr < 1),
             ("precision", self.precision in PRECISIONS),
-            ("margin", self.margin >= -1),
+            ("margin", -1 <= self.margin <= MAX_MARGIN),
         ]
         for flag, ok in checks:
             if not ok:

@@ -12,6 +12,7 @@ Fails on any crash, hang, silent NaN, executed payload or changed pre-existing f
 from __future__ import annotations
 
 import io
+import json
 import pickle
 import shutil
 from dataclasses import dataclass, replace
@@ -42,7 +43,7 @@ from data.prompts import parse_edit_sections, parse_prompt_file
 from data.synthetic import make_tiny_dataset, synthetic_joints
 from models.evaluator.word_vectorizer import WordVectorizer
 from models.length_estimator import build_length_estimator
-from models.transformer.build import VQFacts, load_mask_transformer
+from models.transformer.build import VQFacts, load_mask_transformer, load_run_margin
 from models.vq.build import load_rvqvae, load_vq_meta
 from options.transformer import MaskTransformerOptions
 from options.vq import VQOptions
@@ -63,6 +64,7 @@ COUNTS = {
     "opt.txt": 120,
     "checkpoint": 130,
     "VQ meta": 80,
+    "sampling.json": 60,
     "dataset folder": 80,
     "GloVe": 100,
     "web form": 150,
@@ -345,6 +347,29 @@ def case_vq_meta(w: World, rng: np.random.Generator, i: int) -> Case:
     )
 
 
+def case_sampling_json(w: World, rng: np.random.Generator, i: int) -> Case:
+    """A masked-transformer run's sampling.json (its decoding margin): broken files and wrong values."""
+    folder = w.case_dir("sampling", i)
+    target = folder / "sampling.json"
+    kind = int(rng.integers(4))
+    if kind == 0:
+        target.write_bytes(garbage_bytes(rng, w.marker))
+    else:
+        value = [-1, 0, 3, 49, 50, 1.5, "3", None, True, 10**30, [3], {"k": 1}, float("nan")][int(rng.integers(13))]
+        doc: object = {"margin": value}
+        if kind == 2:
+            doc = {"margin": value, ["cond_scale", "Margin", ""][int(rng.integers(3))]: 2}
+        elif kind == 3:
+            doc = [[value], value, "margin", {}][int(rng.integers(4))]
+        text = json.dumps(doc)
+        target.write_text(text[: int(rng.integers(1, len(text) + 1))] if rng.random() < 0.2 else text)
+
+    def sound(margin: object) -> str | None:
+        return None if type(margin) is int and 0 <= margin <= 49 else f"accepted margin {margin!r}"
+
+    return Case(f"sampling.json {i}", lambda: load_run_margin(folder), [str(target)], sound, watched=folder)
+
+
 def case_dataset(w: World, rng: np.random.Generator, i: int) -> Case:
     root = w.dataset
     files = sorted(p for p in root.rglob("*") if p.is_file())
@@ -481,6 +506,7 @@ FAMILIES = {
     "opt.txt": case_opt,
     "checkpoint": case_checkpoint,
     "VQ meta": case_vq_meta,
+    "sampling.json": case_sampling_json,
     "dataset folder": case_dataset,
     "GloVe": case_glove,
     "web form": case_web,

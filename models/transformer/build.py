@@ -19,6 +19,7 @@ from models.transformer.common import strip_text_encoder_keys
 from models.transformer.mask_transformer import MaskTransformer, MaskTransformerConfig
 from models.transformer.residual_transformer import ResidualTransformer, ResidualTransformerConfig
 from options.base import coerce, read_opt_file
+from options.sampling import MAX_MARGIN
 from options.transformer import MaskTransformerOptions, ResidualTransformerOptions, TransformerOptions
 from utils.checkpoint import (
     MASK,
@@ -194,6 +195,9 @@ def load_run_margin(run_dir: str | Path) -> int:
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise CheckpointError(f"{path}: not readable JSON ({e}); fix or delete it (no file = official sampling)") from e
     margin = values.get("margin") if isinstance(values, dict) else None
-    if set(values if isinstance(values, dict) else ()) != {"margin"} or type(margin) is not int or margin < 0:
-        raise CheckpointError(f'{path}: expected {{"margin": <tokens, an integer >= 0>}}, got {values!r}')
+    keys = set(values) if isinstance(values, dict) else set()
+    if keys != {"margin"} or type(margin) is not int or not 0 <= margin <= MAX_MARGIN:
+        raise CheckpointError(
+            f'{path}: expected {{"margin": <tokens, an integer 0..{MAX_MARGIN}>}}, got {str(values)[:200]}'
+        )
     return margin
