@@ -70,7 +70,7 @@ class Sampling:
     force_mask: bool = SamplingOptions.force_mask
     use_res: bool = True
     precision: str = SamplingOptions.precision  # transformer arithmetic: utils/precision.py PRECISIONS
-    margin: int = SamplingOptions.margin  # tokens past each end, cut after decoding; -1 = the run's (run_margin)
+    margin: int = SamplingOptions.margin  # tokens past each end, cut after decoding; -1 = the run's own
 
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:
@@ -100,7 +100,8 @@ class Sampling:
 
 @dataclass
 class Motion:
-    """One generated motion. features: (L, D) de-normalised; joints: (L, J, 3); tokens: (L/4, Q), −1 = absent."""
+    """One generated motion. features: (L, D) de-normalised; joints: (L, J, 3); tokens: (L/4, Q), −1 = absent
+    (with a decoding margin, the codes of the frames kept: the decoder also saw the margin's codes)."""
 
     caption: str
     features: np.ndarray
@@ -477,6 +478,8 @@ class MoMaskPipeline:
         ``control``: a :class:`models.control.Control` for every caption (or a list, None = free): targets in
         the motion's own frame (Y up, starts over the origin facing +Z) and/or objectives, met by inference-time
         optimisation (models/control/optimise.py); estimated lengths grow to cover the controlled frames.
+        Free motions are decoded with ``sampling.margin`` tokens of margin at each end (−1: the run's own,
+        docs/sampling.md#decoding-margin); controlled ones with none (a margin > 0 is refused with ``control``).
         ``cleanup``: the joints go through :func:`utils.cleanup.cleanup_motion` (shifted so the frame-0 root is
         over the origin, then pinned back to the control's targets) and the features become those of the
         cleaned joints (:func:`utils.cleanup.cleanup_with_features`): they decode to the returned joints."""
