@@ -323,8 +323,7 @@ def pipeline_generator(
             part = pipe.generate_codes(cond[rows], tokens[rows], s, generator, margin)  # (c, 2·margin + max, Q)
             ids[rows] = torch.nn.functional.pad(part, (0, 0, 0, ids.shape[1] - part.shape[1]), value=-1)
         # One decode at the longest length, as a single-call generation would decode (−1 codes add nothing).
-        feats = pipe.denormalise(pipe.vq.forward_decoder(ids))
-        return feats[:, margin * unit : (margin + n) * unit], tokens * unit
+        return pipe.decode_features(ids, margin), tokens * unit
 
     return generate
 

@@ -128,7 +128,7 @@ def control_generator(
             controls = [Control(ControlSpec(t, "benchmark"), settings=settings) for t in targets]
             _, feats, _ = generate_controlled(pipe, cond, m_lens, s, None, controls)
         else:  # decoded as the controlled rows are, without a decoding margin
-            feats = pipe.denormalise(pipe.vq.forward_decoder(pipe.generate_codes(cond, m_lens, s, None)))
+            feats = pipe.decode_features(pipe.generate_codes(cond, m_lens, s, None))
         for (_, joints), t in zip(pipe.split(feats, m_lens), targets):
             tally.add(joints, t, spec)
         return feats, m_lens * unit

@@ -430,12 +430,19 @@ class MoMaskPipeline:
         return torch.autocast(self.device.type, dtype=torch.bfloat16)
 
     @torch.no_grad()
-    def decode(self, ids: Tensor, m_lens: Tensor, margin: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:
-        """(B, n, Q) ids → per sample (features (4·len, D) de-normalised, joints (4·len, J, 3)), float32; with a
-        ``margin``, ids from :meth:`generate_codes` with that margin: its ``4·margin`` frames at both ends are cut
-        off and the motion starts where the kept frames do (over the origin, facing +Z)."""
+    def decode_features(self, ids: Tensor, margin: int = 0) -> Tensor:
+        """(B, n, Q) ids → de-normalised features (B, 4·(n − 2·margin), D); with a ``margin``, ids from
+        :meth:`generate_codes` with that margin, whose ``4·margin`` frames at both ends are cut off (a motion
+        then starts where its kept frames do: over the origin, facing +Z)."""
+        cut = margin * self.spec.unit_length
         feats = self.denormalise(self.vq.forward_decoder(ids))
-        return self.split(feats[:, margin * self.spec.unit_length :], m_lens)
+        return feats[:, cut : feats.shape[1] - cut]
+
+    @torch.no_grad()
+    def decode(self, ids: Tensor, m_lens: Tensor, margin: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:
+        """(B, n, Q) ids → per sample (features (4·len, D) de-normalised, joints (4·len, J, 3)), float32, through
+        :meth:`decode_features` (``margin``: as there)."""
+        return self.split(self.decode_features(ids, margin), m_lens)
 
     def split(self, feats: Tensor, m_lens: Tensor) -> list[tuple[np.ndarray, np.ndarray]]:
         """De-normalised features (B, 4n, D) -> per sample (features, joints) cut to its length."""
@@ -591,7 +598,7 @@ class MoMaskPipeline:
                 base[:, :n_tok], cond, m_lens, sampling, generator, logits_hook=ctl and ctl.residual_hook
             )
         ids = torch.where(~mask[:, :n_tok, None], codes[:, :n_tok], ids)
-        decoded = self.denormalise(self.vq.forward_decoder(ids))
+        decoded = self.decode_features(ids)
         joints_num = self.spec.joints_num
         features, widths = blend_keeping_steps(src, decoded[0, : src.shape[0]], cover.frames, joints_num, crossfade)
         for _ in range(EDIT_REFINE_ROUNDS if ctl is not None else 0):
