@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from options.base import opt, override
 from options.common import (
@@ -51,6 +52,16 @@ class VQOptions(TrainingOptions, ResumeOptions, ScaleOutOptions, ScheduleOptions
     num_quantizers: int = opt(3, "number of residual quantizers Q (released model: 6)")
     shared_codebook: bool = opt(False, "one codebook shared by all quantizers")
     quantize_dropout_prob: float = opt(0.2, "probability of dropping the upper quantizer layers in a step")
+    # decoder fine-tuning (docs/training.md#vq-decoder-fine-tuning)
+    decoder_from: str = opt(
+        "",
+        "fine-tune only the decoder of this VQ run (a name under checkpoints_dir/dataset_name, same architecture "
+        "flags): its encoder and codebooks are copied and frozen, so its codes and every transformer trained on "
+        "them stay valid",
+    )
+    code_noise: float = opt(0.0, "decoder fine-tuning: chance that a corrupted window's base-layer code is replaced")
+    res_code_noise: float = opt(0.0, "decoder fine-tuning: the same for each residual layer's codes")
+    noisy_windows: float = opt(0.5, "decoder fine-tuning: fraction of the windows whose codes are corrupted")
     # evaluation during training (docs/training.md#vq-schedule: T2M evaluator on the val split; best FID/matching checkpoints)
     eval_fid: bool = opt(
         False,
@@ -66,6 +77,13 @@ class VQOptions(TrainingOptions, ResumeOptions, ScaleOutOptions, ScheduleOptions
     which_epoch: str = opt("all", "kept for opt.txt compatibility")
     vq_name: str = opt("rvq_nq6_dc512_nc512_noshare_qdp0.2", "kept for opt.txt compatibility")
 
+    @property
+    def decoder_source_dir(self) -> Path | None:
+        """``checkpoints_dir/<dataset_name>/<decoder_from>``, or None when the whole VQ trains."""
+        if not self.decoder_from:
+            return None
+        return Path(self.checkpoints_dir).expanduser().resolve() / self.dataset_name / self.decoder_from
+
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.vq_norm == "None":
@@ -76,6 +94,15 @@ class VQOptions(TrainingOptions, ResumeOptions, ScaleOutOptions, ScheduleOptions
             raise ValueError(f"--output_emb_width ({self.output_emb_width}) must equal --code_dim ({self.code_dim})")
         if not 0.0 <= self.quantize_dropout_prob < 1.0:
             raise ValueError(f"--quantize_dropout_prob must be in [0, 1), got {self.quantize_dropout_prob}")
+        for flag in ("code_noise", "res_code_noise", "noisy_windows"):
+            if not 0.0 <= getattr(self, flag) <= 1.0:
+                raise ValueError(f"--{flag} must be in [0, 1], got {getattr(self, flag)}")
+        if (self.code_noise or self.res_code_noise) and not self.decoder_from:
+            raise ValueError(
+                "--code_noise / --res_code_noise corrupt the codes of decoder fine-tuning: add --decoder_from"
+            )
+        if self.decoder_from == self.name:
+            raise ValueError(f"--decoder_from {self.decoder_from} is this run (--name): fine-tune into a new run")
         if not (1 <= self.stride_t <= 8 and 0 <= self.down_t <= 8):  # before the power below (huge values hang)
             raise ValueError(f"--stride_t must be in 1..8 and --down_t in 0..8, got {self.stride_t}, {self.down_t}")
         if self.window_size % (self.stride_t**self.down_t):

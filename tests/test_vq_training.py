@@ -4,6 +4,8 @@ loss goes down, lr schedule, logging, exact kill-and-resume, and clear errors on
 from __future__ import annotations
 
 import functools
+import re
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -12,8 +14,11 @@ import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 import train_vq
+from data.motion_dataset import load_vq_datasets
 from models.vq.build import load_rvqvae
+from options.vq import VQOptions
 from tests.vq_synthetic import assert_same_vq_state, make_dataset, tiny_vq_args
+from training.vq import corrupt_codes, finetune_decoder_loss
 from training.vq import train_vq as real_train_vq
 from utils.checkpoint import VQ, CheckpointError, find_checkpoint, load_checkpoint, save_checkpoint
 from utils.cli import run_cli
@@ -228,3 +233,102 @@ def test_training_with_an_evaluator_keeps_best_fid(tmp_path: Path) -> None:
     assert {"eval/fid", "eval/matching", "eval/mpjpe", "eval/top1"} <= set(logged)
     assert np.isfinite(logged["eval/fid"][6]) and logged["eval/mpjpe"][6] > 0
     assert load_rvqvae(run).config.nb_code == 32  # prefers net_best_fid.tar
+
+
+# ---- decoder fine-tuning (--decoder_from) ---------------------------------------------------------------------
+def test_corrupt_codes_replaces_at_the_asked_rates_and_keeps_a_layer_prefix() -> None:
+    codes = torch.randint(64, (4000, 8, 3))
+    out = corrupt_codes(
+        codes, 64, base=0.4, residual=0.1, noisy_windows=0.5, generator=torch.Generator().manual_seed(0)
+    )
+    kept = out >= 0
+    assert kept[..., 0].all()  # the base layer is always kept
+    assert (kept[..., 1:] <= kept[..., :-1]).all()  # kept layers are a prefix
+    layers = kept[:, 0].sum(-1)
+    assert set(layers.tolist()) == {1, 2, 3} and abs(float((layers == 3).float().mean()) - 1 / 3) < 0.03
+    changed = (out != codes) & kept
+    noisy = changed.flatten(1).any(1)
+    assert abs(float(noisy.float().mean()) - 0.5) < 0.03  # only about half the windows are touched
+    # half the replacements are uniform over 64 codes (the original again 1/64 of the time), half the code at a
+    # uniform position of the window's 8 (the same position 1/8 of the time, another position with the same code
+    # 1/64 of the time on these random codes)
+    unchanged = 0.5 / 64 + 0.5 * (1 / 8 + 7 / 8 / 64)
+    base_rate = changed[noisy][..., 0].float().mean()
+    assert abs(float(base_rate) - 0.4 * (1 - unchanged)) < 0.02
+    res = changed[noisy][..., 1][kept[noisy][..., 1]].float().mean()
+    assert abs(float(res) - 0.1 * (1 - unchanged)) < 0.02
+    # the moved codes come from the same window and layer: with 2 codes per window, no third code appears
+    two = torch.stack([torch.zeros(500, 4, 3, dtype=torch.long), torch.ones(500, 4, 3, dtype=torch.long)], 1)
+    two = two.reshape(500, 8, 3)
+    moved = corrupt_codes(two, 1000, base=1.0, residual=1.0, noisy_windows=1.0)
+    foreign = (moved > 1).float().mean()  # uniform replacements over 1000 codes: ~half of all
+    assert 0.45 < float(foreign) / float((moved >= 0).float().mean()) < 0.55
+    clean = corrupt_codes(codes, 64, base=1.0, residual=1.0, noisy_windows=0.0)
+    assert torch.equal(clean[..., 0], codes[..., 0])
+
+
+def test_decoder_finetuning_keeps_the_codes_and_trains_the_decoder_on_corrupted_codes(
+    data_root: Path, tmp_path: Path
+) -> None:
+    """Encoder and codebooks stay bit-identical to the source run (so its codes, and transformers trained on them,
+    still fit); only the decoder changes, and it decodes the training windows' corrupted codes better than the
+    source's. (That this beats fine-tuning on clean codes needs real motion: the caption check in
+    tests/test_demo_model.py measures it on the demo model; this tiny decoder on random curves cannot show it.)"""
+    train_vq.main(tiny_vq_args(data_root, tmp_path, max_steps=100, batch_size=16, lr=3e-3))
+    flags = dict(decoder_from="tiny", code_noise=0.4, res_code_noise=0.3, batch_size=16, lr=1e-3, log_every=50)
+    train_vq.main(tiny_vq_args(data_root, tmp_path, name="ft", max_steps=300, **flags))
+    source, tuned = load_rvqvae(tmp_path / "t2m" / "tiny"), load_rvqvae(tmp_path / "t2m" / "ft")
+    a, b = source.state_dict(), tuned.state_dict()
+    for key in a:
+        assert torch.equal(a[key], b[key]) != key.startswith("decoder."), key
+    for key, value in source.codebook_state().items():
+        assert torch.equal(value, tuned.codebook_state()[key]), key
+    opt = VQOptions.parse(tiny_vq_args(data_root, tmp_path, name="x", **{**flags, "noisy_windows": 1.0}))  # all noisy
+    train, _, _, _ = load_vq_datasets(data_root, opt.spec)
+    x = torch.stack([torch.as_tensor(train[i]) for i in range(0, len(train), 3)]).float()
+    with torch.no_grad():
+        before, after = (
+            float(finetune_decoder_loss(m.decoder, m, x, opt, torch.Generator().manual_seed(0))[1]["loss_rec"])
+            for m in (source, tuned)
+        )
+    assert after < 0.85 * before, (before, after)
+    logged = scalars(tmp_path / "t2m" / "ft")
+    assert {"val/finetune_loss_rec", "val/loss_rec", "train/loss_rec"} <= set(logged)
+
+
+def test_decoder_finetuning_kill_and_resume_equals_uninterrupted(data_root: Path, tmp_path: Path, monkeypatch) -> None:
+    train_vq.main(tiny_vq_args(data_root, tmp_path / "src", max_steps=5))
+    for run in ("a", "b"):
+        shutil.copytree(tmp_path / "src" / "t2m" / "tiny", tmp_path / run / "t2m" / "tiny")
+    common = dict(name="ft", decoder_from="tiny", code_noise=0.4, res_code_noise=0.3, max_steps=30, save_latest=10)
+    train_vq.main(tiny_vq_args(data_root, tmp_path / "a", **common))
+    monkeypatch.setattr(train_vq, "train_vq", functools.partial(real_train_vq, step_callback=_crash_at(17)))
+    with pytest.raises(KeyboardInterrupt):
+        train_vq.main(tiny_vq_args(data_root, tmp_path / "b", **common))
+    monkeypatch.setattr(train_vq, "train_vq", real_train_vq)
+    train_vq.main(tiny_vq_args(data_root, tmp_path / "b", is_continue=True, **common))
+    assert_same_vq_state(_final_state(tmp_path / "a" / "t2m" / "ft"), _final_state(tmp_path / "b" / "t2m" / "ft"))
+
+
+def test_decoder_finetuning_refuses_what_would_change_the_codes(data_root: Path, tmp_path: Path, capsys) -> None:
+    train_vq.main(tiny_vq_args(data_root, tmp_path, max_steps=2))
+    cases = [
+        (dict(nb_code=64), "its VQ has nb_code 32"),
+        (dict(feat_bias=2), "not this dataset's statistics"),
+        (dict(decoder_from="nowhere"), "nowhere"),
+    ]
+    for overrides, message in cases:
+        args = tiny_vq_args(data_root, tmp_path, **{"name": "ft", "decoder_from": "tiny", **overrides})
+        with pytest.raises(SystemExit) as exit_info:
+            run_cli(train_vq.main, args)
+        assert exit_info.value.code == 2
+        errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+        assert len(errors) == 1 and message in errors[0], errors
+        assert not (tmp_path / "t2m" / "ft").exists()
+    for flags, message in (
+        (dict(code_noise=0.3), "add --decoder_from"),
+        (dict(decoder_from="tiny"), "is this run"),
+        (dict(decoder_from="x", res_code_noise=1.5), "--res_code_noise must be in [0, 1]"),
+    ):
+        with pytest.raises(ValueError, match=re.escape(message)):
+            VQOptions.parse(tiny_vq_args(data_root, tmp_path, **flags))

@@ -7,6 +7,12 @@ of epoch ``e`` is a pure function of ``(seed, e)``. Data-parallel runs (torchrun
 split each global batch into shards (utils/distributed.py); the codebooks' EMA statistics are all-reduced. ``latest.tar`` stores the model, optimizer, scheduler,
 step, epoch, position inside the epoch and the codebooks' EMA statistics, so a killed-and-resumed run
 continues exactly like an uninterrupted one.
+
+Decoder fine-tuning (``--decoder_from``, docs/training.md#vq-decoder-fine-tuning) starts from another run's
+weights and trains the decoder alone on the frozen encoder's codes, some of them replaced by random codes: the
+tokens a transformer generates are never quite a real motion's, and a decoder that has only seen real ones turns
+a few wrong tokens into a body floating off the floor. The codes do not change, so transformers trained on the
+source run fit the fine-tuned one.
 """
 
 from __future__ import annotations
@@ -82,8 +88,105 @@ def vq_loss(
     return loss, {"loss_rec": loss_rec, "loss_vel": loss_explicit, "loss_commit": commit_loss}
 
 
+def corrupt_codes(
+    codes: Tensor,
+    nb_code: int,
+    *,
+    base: float,
+    residual: float,
+    noisy_windows: float,
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    """Codes (B, n, Q) as decoder fine-tuning sees them. In a ``noisy_windows`` fraction of the windows each
+    base-layer code is replaced with probability ``base`` and each residual-layer code with probability
+    ``residual``: half the replacements by a uniformly random code, half by the same layer's code at another
+    position of the window (a transformer's typical error: the motion's own tokens in the wrong order). Then
+    every window keeps its first 1..Q layers (uniform; the others -1, absent), the partial sums that the base
+    layer alone and the residual transformer's layers produce."""
+    b, n, q = codes.shape
+    device = codes.device
+
+    def rand(*shape: int) -> Tensor:
+        return torch.rand(shape, device=device, generator=generator)
+
+    def randint(high: int, *shape: int) -> Tensor:
+        return torch.randint(high, shape, device=device, generator=generator)
+
+    noisy = rand(b, 1, 1) < noisy_windows
+    chance = torch.full((1, 1, q), residual, device=device)
+    chance[..., 0] = base
+    replace = noisy & (rand(b, n, q) < chance)
+    uniform = randint(nb_code, b, n, q)
+    moved = codes.gather(1, randint(n, b, n, q))
+    replacement = torch.where(rand(b, n, q) < 0.5, uniform, moved)
+    kept_layers = randint(q, b, 1, 1) + 1
+    codes = torch.where(replace, replacement, codes)
+    return codes.masked_fill(torch.arange(q, device=device) >= kept_layers, -1)
+
+
+def finetune_decoder_loss(
+    decode: Callable[[Tensor], Tensor],
+    model: RVQVAE,
+    x: Tensor,
+    opt: VQOptions,
+    generator: torch.Generator | None = None,
+) -> tuple[Tensor, dict[str, Tensor]]:
+    """Decoder fine-tuning loss of windows x (B, T, D): the frozen encoder's nearest codes, corrupted by
+    :func:`corrupt_codes`, decoded by ``decode`` (the decoder or its DDP wrapper: (B, C, n) -> (B, D, T)) and
+    scored like :func:`vq_loss` without the commitment term."""
+    with torch.no_grad():
+        codes, _ = model.encode(x)
+        codes = corrupt_codes(
+            codes,
+            model.config.nb_code,
+            base=opt.code_noise,
+            residual=opt.res_code_noise,
+            noisy_windows=opt.noisy_windows,
+            generator=generator,
+        )
+        latent = model.quantizer.summed_codes(codes).permute(0, 2, 1)
+    recon = decode(latent).permute(0, 2, 1).float()
+    return vq_loss(
+        recon,
+        x,
+        recon.new_zeros(()),
+        joints_num=opt.spec.joints_num,
+        loss_vel=opt.loss_vel,
+        commit=0.0,
+        recons_loss=opt.recons_loss,
+    )
+
+
+def trained_part(model: RVQVAE, opt: VQOptions) -> torch.nn.Module:
+    """What the optimizer updates: the decoder when fine-tuning it (``--decoder_from``), else the whole model."""
+    return model.decoder if opt.decoder_from else model
+
+
+def set_train_mode(model: RVQVAE, opt: VQOptions) -> None:
+    """Training mode for what trains; a fine-tuned decoder's frozen encoder and codebooks stay in eval mode
+    (no dropout, no EMA updates) and out of autograd."""
+    if opt.decoder_from:
+        model.eval().requires_grad_(False)
+        model.decoder.train().requires_grad_(True)
+    else:
+        model.train()
+
+
+def copy_source_weights(model: RVQVAE, source: RVQVAE, source_dir: Path) -> None:
+    """Start decoder fine-tuning from ``source`` (every weight and the codebooks' EMA state); its architecture
+    must be the one the flags describe, so the run's ``opt.txt`` tells the truth."""
+    if source.config != model.config:
+        ours, theirs = model.config.to_dict(), source.config.to_dict()
+        diff = ", ".join(f"{k} {theirs[k]}" for k in ours if ours[k] != theirs[k])
+        raise ValueError(f"--decoder_from {source_dir}: its VQ has {diff}; give train_vq.py the same flags")
+    model.load_state_dict(source.state_dict())
+    model.load_codebook_state(source.codebook_state())
+
+
 def make_optimizer(model: RVQVAE, opt: VQOptions) -> torch.optim.AdamW:
-    return torch.optim.AdamW(model.parameters(), lr=opt.lr, betas=(0.9, 0.99), weight_decay=opt.weight_decay)
+    return torch.optim.AdamW(
+        trained_part(model, opt).parameters(), lr=opt.lr, betas=(0.9, 0.99), weight_decay=opt.weight_decay
+    )
 
 
 def make_scheduler(optimizer: torch.optim.Optimizer, opt: VQOptions) -> WarmupMultiStepLR:
@@ -132,11 +235,13 @@ class TrainState:
         return {"epoch_it": self.epoch_it, "best": {k: asdict(v) for k, v in self.best.items()}}
 
 
-def make_best_trackers(evaluate: EvaluateFn | None) -> dict[str, Best]:
-    """Best-FID/matching files when an evaluator is configured, else best validation reconstruction loss."""
+def make_best_trackers(evaluate: EvaluateFn | None, opt: VQOptions) -> dict[str, Best]:
+    """Best-FID/matching files when an evaluator is configured, else best validation reconstruction loss (when
+    fine-tuning the decoder: of the fine-tuning objective, on the same corrupted codes at every validation)."""
     if evaluate is not None:
         return {"fid": Best("fid", BEST_FID), "matching": Best("matching", BEST_MM)}
-    return {"loss_rec": Best("loss_rec", BEST_LOSS)}
+    metric = "finetune_loss_rec" if opt.decoder_from else "loss_rec"
+    return {metric: Best(metric, BEST_LOSS)}
 
 
 def save_training_checkpoint(
@@ -227,12 +332,28 @@ def validate(model: RVQVAE, loader: DataLoader, device: torch.device, opt: VQOpt
         count += x.shape[0]
         for q in range(model.config.num_quantizers):
             used[q, out.codes[..., q].reshape(-1)] = True
-    model.train(was_training)
     metrics = {k: v / max(count, 1) for k, v in sums.items()}
     usage = used.float().mean(dim=1)
     metrics.update({f"code_usage_q{q}": float(u) for q, u in enumerate(usage)})
     metrics["code_usage"] = float(usage.mean())
+    if opt.decoder_from:
+        metrics.update(_validate_finetuning(model, loader, device, opt))
+    model.train(was_training)
     return metrics
+
+
+def _validate_finetuning(model: RVQVAE, loader: DataLoader, device: torch.device, opt: VQOptions) -> dict[str, float]:
+    """The decoder fine-tuning losses (``finetune_*``) with the same corrupted codes at every validation."""
+    generator = torch.Generator(device=device).manual_seed(opt.seed)
+    sums: dict[str, float] = {}
+    count = 0
+    for batch in loader:
+        x = batch.to(device).float()
+        loss, parts = finetune_decoder_loss(model.decoder, model, x, opt, generator)
+        for key, value in {"loss": loss, **parts}.items():
+            sums[f"finetune_{key}"] = sums.get(f"finetune_{key}", 0.0) + float(value) * x.shape[0]
+        count += x.shape[0]
+    return {k: v / max(count, 1) for k, v in sums.items() if k != "finetune_loss_commit"}
 
 
 def _log_scalars(writer: ScalarWriter | None, prefix: str, values: dict[str, float], step: int) -> None:
@@ -266,11 +387,20 @@ def vq_step_gradients(
     """Gradients of optimisation step ``it`` accumulated into ``model`` (this rank's shards of the global batch:
     ``micro_batches`` of (b, T, D) windows, one per micro-step), each shard through the sharded quantizer
     (keyed Gumbel / dropout / reset draws, all-reduced EMA statistics); ``net`` is ``model`` or its DDP wrapper.
-    Returns the step's loss terms averaged over micro-steps. The caller zeroes and applies the gradients."""
+    When fine-tuning the decoder, ``net`` is the decoder (or its wrapper) and each shard's loss is
+    :func:`finetune_decoder_loss`. Returns the step's loss terms averaged over micro-steps. The caller zeroes and
+    applies the gradients."""
     seed = step_seed(opt.seed, it)
     values: dict[str, float] = {}
     for (m, _, _), batch in zip(shard_steps(net, plan, seed, it, always_reseed=True), micro_batches, strict=True):
         x = batch.to(device, non_blocking=True).float()  # the sampler already sliced this shard
+        if opt.decoder_from:  # corruption draws: torch's generator, seeded per shard by shard_steps
+            with amp.autocast():
+                loss, parts = finetune_decoder_loss(net, model, x, opt)
+            amp.backward(loss / plan.accum_steps)
+            for key, value in {"loss": loss, **parts}.items():
+                values[key] = values.get(key, 0.0) + float(value.detach()) / plan.accum_steps
+            continue
         with model.quantizer.sharded(_shard(seed, m, plan)):
             with amp.autocast():
                 recon, commit_loss, perplexity = net(x)
@@ -314,10 +444,11 @@ def train_vq(
     seeded per shard (``shard_seed``), so it is equal between runs with the same processes x accum_steps and
     otherwise equal in distribution.
     """
-    model.to(device).train()
+    model.to(device)
+    set_train_mode(model, opt)
     optimizer = make_optimizer(model, opt)
     scheduler = make_scheduler(optimizer, opt)
-    best = make_best_trackers(evaluate)
+    best = make_best_trackers(evaluate, opt)
     state = resume_training(model_dir / LATEST, model, optimizer, scheduler, best) if resume else TrainState(best=best)
     sampler = train_loader.batch_sampler
     if not isinstance(sampler, ShardedBatchSampler):
@@ -329,7 +460,7 @@ def train_vq(
     if opt.compile:
         model.encoder.compile()
         model.decoder.compile()
-    net = dist.wrap_ddp(model, device)
+    net = dist.wrap_ddp(trained_part(model, opt), device)
     amp = dist.MixedPrecision(opt.amp, device)
     main = dist.is_main()
     writer = writer if main else None
@@ -377,6 +508,7 @@ def train_vq(
         epoch_complete = state.epoch_it >= iters_per_epoch
         if (epoch_complete and (state.ep + 1) % opt.eval_every_e == 0) or done():
             _validate_and_keep_best(model, val_loader, device, opt, model_dir, state, writer, evaluate)
+            set_train_mode(model, opt)
         if main:
             save_training_checkpoint(model_dir / LATEST, model, optimizer, scheduler, state)
     dist.barrier()
