@@ -100,6 +100,7 @@ def _train(run: Run) -> TrainState:
         resume=run.resume,
         writer=run.writer,
         evaluate=evaluate,
+        stats=(mean, std),
     )
 
 

@@ -37,6 +37,11 @@ class VQOptions(TrainingOptions, ResumeOptions, ScaleOutOptions, ScheduleOptions
     commit: float = opt(0.02, "commitment loss weight")
     loss_vel: float = opt(0.5, "weight of the extra loss on the joint-position (RIC) features")
     recons_loss: str = opt("l1_smooth", "reconstruction loss: l1_smooth or l1")
+    loss_ground: float = opt(
+        0.0,
+        "weight of a loss on the heights of the joints near the floor (feet, hands, knees that touch it), so "
+        "that the decoder keeps them planted (0: the official loss; docs/training.md#vq-losses)",
+    )
     # architecture
     code_dim: int = opt(512, "code dimension C")
     nb_code: int = opt(512, "codebook size K")
@@ -94,6 +99,8 @@ class VQOptions(TrainingOptions, ResumeOptions, ScaleOutOptions, ScheduleOptions
             raise ValueError(f"--output_emb_width ({self.output_emb_width}) must equal --code_dim ({self.code_dim})")
         if not 0.0 <= self.quantize_dropout_prob < 1.0:
             raise ValueError(f"--quantize_dropout_prob must be in [0, 1), got {self.quantize_dropout_prob}")
+        if self.loss_ground < 0:
+            raise ValueError(f"--loss_ground must be >= 0, got {self.loss_ground}")
         for flag in ("code_noise", "res_code_noise", "noisy_windows"):
             if not 0.0 <= getattr(self, flag) <= 1.0:
                 raise ValueError(f"--{flag} must be in [0, 1], got {getattr(self, flag)}")

@@ -18,7 +18,7 @@ from data.motion_dataset import load_vq_datasets
 from models.vq.build import load_rvqvae
 from options.vq import VQOptions
 from tests.vq_synthetic import assert_same_vq_state, make_dataset, tiny_vq_args
-from training.vq import corrupt_codes, finetune_decoder_loss
+from training.vq import VQObjective, corrupt_codes, finetune_decoder_loss
 from training.vq import train_vq as real_train_vq
 from utils.checkpoint import VQ, CheckpointError, find_checkpoint, load_checkpoint, save_checkpoint
 from utils.cli import run_cli
@@ -286,9 +286,12 @@ def test_decoder_finetuning_keeps_the_codes_and_trains_the_decoder_on_corrupted_
     opt = VQOptions.parse(tiny_vq_args(data_root, tmp_path, name="x", **{**flags, "noisy_windows": 1.0}))  # all noisy
     train, _, _, _ = load_vq_datasets(data_root, opt.spec)
     x = torch.stack([torch.as_tensor(train[i]) for i in range(0, len(train), 3)]).float()
+    objective = VQObjective.from_options(opt, None, torch.device("cpu"))
     with torch.no_grad():
         before, after = (
-            float(finetune_decoder_loss(m.decoder, m, x, opt, torch.Generator().manual_seed(0))[1]["loss_rec"])
+            float(
+                finetune_decoder_loss(m.decoder, m, x, opt, objective, torch.Generator().manual_seed(0))[1]["loss_rec"]
+            )
             for m in (source, tuned)
         )
     assert after < 0.85 * before, (before, after)
@@ -332,3 +335,89 @@ def test_decoder_finetuning_refuses_what_would_change_the_codes(data_root: Path,
     ):
         with pytest.raises(ValueError, match=re.escape(message)):
             VQOptions.parse(tiny_vq_args(data_root, tmp_path, **flags))
+
+
+def _features_with_heights(t: int, joints_num: int, generator: torch.Generator) -> torch.Tensor:
+    """Random (2, t, D) HumanML3D-layout features whose root height (dim 3) is above every joint's y."""
+    dim = 4 + 9 * (joints_num - 1) + 6 * joints_num + 4
+    x = torch.randn(2, t, dim, generator=generator)
+    x[..., 3] = 2.0 + torch.rand(2, t, generator=generator)  # root highest: the lowest joint is a RIC joint
+    return x
+
+
+def test_ground_loss_is_the_height_error_of_what_touches_the_floor() -> None:
+    """Closed form: lifting the whole body by d (root height and every joint's y) costs exactly d, moving it
+    sideways or rotating it about the vertical costs nothing, the normalisation is undone first, and a joint on
+    the floor lifted by d costs e^10 times what the same joint 1 m up does (weights exp(-y / 10 cm))."""
+    from training.vq import ground_loss
+
+    joints_num, g = 22, torch.Generator().manual_seed(0)
+    target = _features_with_heights(30, joints_num, g)
+    mean, std = torch.randn(target.shape[-1], generator=g), torch.rand(target.shape[-1], generator=g) + 0.5
+    ys = [3] + [4 + 3 * j + 1 for j in range(joints_num - 1)]
+    lifted = target.clone()
+    lifted[..., ys] += 0.25
+    sideways = target.clone()
+    sideways[..., 1:3] += 1.0  # root angular and linear velocity: the path changes, heights do not
+    normalised = [(v - mean) / std for v in (target, lifted, sideways)]
+    assert float(ground_loss(normalised[0], normalised[0], mean, std, joints_num)) == 0.0
+    assert float(ground_loss(normalised[1], normalised[0], mean, std, joints_num)) == pytest.approx(0.25, abs=1e-5)
+    assert float(ground_loss(normalised[2], normalised[0], mean, std, joints_num)) == pytest.approx(0.0, abs=1e-5)
+    one = torch.zeros(1, 2, target.shape[-1])
+    one[..., 3] = 1.0  # root 1 m up, every RIC joint 1 m up except joint 1 (a foot, say) on the floor
+    one[..., ys[2:]] = 1.0
+    costs = []
+    for j in (ys[1], ys[2]):  # the joint on the floor, then one 1 m up, each lifted by 0.1
+        moved = one.clone()
+        moved[..., j] += 0.1
+        costs.append(float(ground_loss(moved, one, torch.zeros(one.shape[-1]), torch.ones(one.shape[-1]), joints_num)))
+    assert costs[0] / costs[1] == pytest.approx(float(np.exp(10.0)), rel=1e-4)
+
+
+def test_objective_adds_the_ground_term_only_when_weighted(data_root: Path, tmp_path: Path) -> None:
+    from training.vq import ground_loss, vq_loss
+
+    g = torch.Generator().manual_seed(1)
+    x = _features_with_heights(16, 22, g)
+    recon = x + 0.1 * torch.randn(x.shape, generator=g)
+    stats = (np.zeros(x.shape[-1], np.float32), np.ones(x.shape[-1], np.float32))
+    cpu = torch.device("cpu")
+    plain = VQOptions.parse(tiny_vq_args(data_root, tmp_path))
+    weighted = VQOptions.parse(tiny_vq_args(data_root, tmp_path, loss_ground=2.0))
+    ref, ref_parts = vq_loss(recon, x, torch.tensor(0.3), joints_num=22, commit=plain.commit)
+    loss, parts = VQObjective.from_options(plain, None, cpu)(recon, x, torch.tensor(0.3))
+    assert torch.equal(loss, ref) and set(parts) == set(ref_parts)
+    loss, parts = VQObjective.from_options(weighted, stats, cpu)(recon, x, torch.tensor(0.3))
+    ground = ground_loss(recon, x, torch.zeros(x.shape[-1]), torch.ones(x.shape[-1]), 22)
+    assert float(ground) > 0 and torch.equal(parts["loss_ground"], ground)
+    assert float(loss) == pytest.approx(float(ref + 2.0 * ground), rel=1e-6)
+    with pytest.raises(ValueError, match="--loss_ground needs"):
+        VQObjective.from_options(weighted, None, cpu)
+    with pytest.raises(ValueError, match="--loss_ground must be >= 0"):
+        VQOptions.parse(tiny_vq_args(data_root, tmp_path, loss_ground=-1))
+
+
+def test_decoder_finetuning_with_the_ground_term_lowers_it(data_root: Path, tmp_path: Path) -> None:
+    """train_vq.py --loss_ground: the term is trained and logged, and on corrupted codes the decoder fine-tuned
+    with it keeps the joints near the floor nearer the data's heights than the same fine-tune without it."""
+    train_vq.main(tiny_vq_args(data_root, tmp_path, max_steps=150, lr=3e-3, warm_up_iter=10, milestones="1000"))
+    flags = {"code_noise": 0.4, "res_code_noise": 0.3, "noisy_windows": 1.0, "decoder_from": "tiny"}
+    for name, weight in (("plain", 0.0), ("ground", 5.0)):
+        args = tiny_vq_args(data_root, tmp_path, name=name, loss_ground=weight, max_steps=150, lr=1e-3, **flags)
+        train_vq.main(args + ["--warm_up_iter", "0", "--milestones", "1000"])
+    opt = VQOptions.parse(tiny_vq_args(data_root, tmp_path, name="x", loss_ground=1.0, **flags))
+    train, _, mean, std = load_vq_datasets(data_root, opt.spec)
+    x = torch.stack([torch.as_tensor(train[i]) for i in range(0, len(train), 3)]).float()
+    objective = VQObjective.from_options(opt, (mean, std), torch.device("cpu"))
+
+    def ground_error(name: str) -> float:
+        model = load_rvqvae(tmp_path / "t2m" / name)
+        with torch.no_grad():
+            _, parts = finetune_decoder_loss(model.decoder, model, x, opt, objective, torch.Generator().manual_seed(0))
+        return float(parts["loss_ground"])
+
+    plain, ground = ground_error("plain"), ground_error("ground")
+    assert ground < 0.85 * plain, (plain, ground)
+    logged = scalars(tmp_path / "t2m" / "ground")
+    assert {"train/loss_ground", "val/loss_ground", "val/finetune_loss_ground"} <= set(logged)
+    assert "train/loss_ground" not in scalars(tmp_path / "t2m" / "plain")

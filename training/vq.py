@@ -49,7 +49,9 @@ from utils.checkpoint import (
     save_checkpoint,
 )
 from utils.distributed import ShardedBatchSampler, ShardPlan
+from utils.motion import recover_from_ric
 from utils.npy import load_npy
+from utils.physical import METRES_PER_UNIT
 
 logger = logging.getLogger(__name__)
 
@@ -86,6 +88,66 @@ def vq_loss(
     loss_explicit = criterion(recon[..., ric], target[..., ric])
     loss = loss_rec + loss_vel * loss_explicit + commit * commit_loss
     return loss, {"loss_rec": loss_rec, "loss_vel": loss_explicit, "loss_commit": commit_loss}
+
+
+def ground_loss(recon: Tensor, target: Tensor, mean: Tensor, std: Tensor, joints_num: int, near: float = 0.1) -> Tensor:
+    """Height error of the joints near the floor, between normalised features recon and target (B, T, D); mean,
+    std (D,) undo the normalisation. Per frame and joint (the root and the RIC joints), ``|y(recon) - y(target)|``
+    weighted by ``exp(-y(target) / near)`` (``y`` clamped at 0; ``near`` in the dataset's length unit: 0.1 = 10 cm
+    on HumanML3D), divided by the sum of the weights: whatever touches the floor in the data (feet, hands,
+    knees) must touch it in the reconstruction, and a body lifted or sunk by ``d`` costs exactly ``d``."""
+
+    def heights(x: Tensor) -> Tensor:
+        return recover_from_ric(x * std + mean, joints_num)[..., 1]
+
+    truth = heights(target)
+    weight = torch.exp(-truth.clamp(min=0) / near)
+    return (weight * (heights(recon) - truth).abs()).sum() / weight.sum()
+
+
+@dataclass(frozen=True)
+class VQObjective:
+    """A run's training loss: :func:`vq_loss` with its weights, plus ``loss_ground`` x :func:`ground_loss` when
+    that weight is > 0 (``--loss_ground``; it needs the features' normalisation ``mean`` and ``std``, (D,), and
+    measures nearness to the floor in 10 cm of the dataset's unit)."""
+
+    joints_num: int
+    loss_vel: float
+    commit: float
+    recons_loss: str
+    loss_ground: float = 0.0
+    mean: Tensor | None = None
+    std: Tensor | None = None
+    near: float = 0.1  # ground_loss's near-floor scale in the dataset's length unit
+
+    @classmethod
+    def from_options(
+        cls, opt: VQOptions, stats: tuple[np.ndarray, np.ndarray] | None, device: torch.device
+    ) -> VQObjective:
+        """``stats``: the (mean, std) the training windows were normalised with (needed for ``--loss_ground``)."""
+        if opt.loss_ground and stats is None:
+            raise ValueError("--loss_ground needs the dataset's mean and std (train_vq(..., stats=(mean, std)))")
+        mean, std = (None, None) if stats is None else (torch.as_tensor(v, device=device).float() for v in stats)
+        near = 0.1 / METRES_PER_UNIT.get(opt.spec.name, 1.0)  # 10 cm
+        return cls(opt.spec.joints_num, opt.loss_vel, opt.commit, opt.recons_loss, opt.loss_ground, mean, std, near)
+
+    def __call__(
+        self, recon: Tensor, target: Tensor, commit_loss: Tensor, *, commit: float | None = None
+    ) -> tuple[Tensor, dict[str, Tensor]]:
+        """recon, target (B, T, D) -> (loss, its terms); ``commit`` overrides the commitment weight."""
+        loss, parts = vq_loss(
+            recon,
+            target,
+            commit_loss,
+            joints_num=self.joints_num,
+            loss_vel=self.loss_vel,
+            commit=self.commit if commit is None else commit,
+            recons_loss=self.recons_loss,
+        )
+        if self.loss_ground:
+            parts["loss_ground"] = ground_loss(recon, target, self.mean, self.std, self.joints_num, self.near)
+            loss = loss + self.loss_ground * parts["loss_ground"]
+        return loss, parts
 
 
 def corrupt_codes(
@@ -129,11 +191,12 @@ def finetune_decoder_loss(
     model: RVQVAE,
     x: Tensor,
     opt: VQOptions,
+    objective: VQObjective,
     generator: torch.Generator | None = None,
 ) -> tuple[Tensor, dict[str, Tensor]]:
     """Decoder fine-tuning loss of windows x (B, T, D): the frozen encoder's nearest codes, corrupted by
     :func:`corrupt_codes`, decoded by ``decode`` (the decoder or its DDP wrapper: (B, C, n) -> (B, D, T)) and
-    scored like :func:`vq_loss` without the commitment term."""
+    scored by ``objective`` without the commitment term."""
     with torch.no_grad():
         codes, _ = model.encode(x)
         codes = corrupt_codes(
@@ -146,15 +209,7 @@ def finetune_decoder_loss(
         )
         latent = model.quantizer.summed_codes(codes).permute(0, 2, 1)
     recon = decode(latent).permute(0, 2, 1).float()
-    return vq_loss(
-        recon,
-        x,
-        recon.new_zeros(()),
-        joints_num=opt.spec.joints_num,
-        loss_vel=opt.loss_vel,
-        commit=0.0,
-        recons_loss=opt.recons_loss,
-    )
+    return objective(recon, x, recon.new_zeros(()), commit=0.0)
 
 
 def trained_part(model: RVQVAE, opt: VQOptions) -> torch.nn.Module:
@@ -308,7 +363,9 @@ def resume_training(
 
 # ---- loop ----------------------------------------------------------------------------------------------------
 @torch.no_grad()
-def validate(model: RVQVAE, loader: DataLoader, device: torch.device, opt: VQOptions) -> dict[str, float]:
+def validate(
+    model: RVQVAE, loader: DataLoader, device: torch.device, opt: VQOptions, objective: VQObjective
+) -> dict[str, float]:
     """Mean validation losses (eval mode: nearest codes, no dropout) and per-layer codebook usage."""
     was_training = model.training
     model.eval()
@@ -318,15 +375,7 @@ def validate(model: RVQVAE, loader: DataLoader, device: torch.device, opt: VQOpt
     for batch in loader:
         x = batch.to(device).float()
         out = model.reconstruct(x)
-        loss, parts = vq_loss(
-            out.recon,
-            x,
-            out.commit_loss,
-            joints_num=opt.spec.joints_num,
-            loss_vel=opt.loss_vel,
-            commit=opt.commit,
-            recons_loss=opt.recons_loss,
-        )
+        loss, parts = objective(out.recon, x, out.commit_loss)
         for key, value in {"loss": loss, **parts, "perplexity": out.perplexity}.items():
             sums[key] = sums.get(key, 0.0) + float(value) * x.shape[0]
         count += x.shape[0]
@@ -337,19 +386,21 @@ def validate(model: RVQVAE, loader: DataLoader, device: torch.device, opt: VQOpt
     metrics.update({f"code_usage_q{q}": float(u) for q, u in enumerate(usage)})
     metrics["code_usage"] = float(usage.mean())
     if opt.decoder_from:
-        metrics.update(_validate_finetuning(model, loader, device, opt))
+        metrics.update(_validate_finetuning(model, loader, device, opt, objective))
     model.train(was_training)
     return metrics
 
 
-def _validate_finetuning(model: RVQVAE, loader: DataLoader, device: torch.device, opt: VQOptions) -> dict[str, float]:
+def _validate_finetuning(
+    model: RVQVAE, loader: DataLoader, device: torch.device, opt: VQOptions, objective: VQObjective
+) -> dict[str, float]:
     """The decoder fine-tuning losses (``finetune_*``) with the same corrupted codes at every validation."""
     generator = torch.Generator(device=device).manual_seed(opt.seed)
     sums: dict[str, float] = {}
     count = 0
     for batch in loader:
         x = batch.to(device).float()
-        loss, parts = finetune_decoder_loss(model.decoder, model, x, opt, generator)
+        loss, parts = finetune_decoder_loss(model.decoder, model, x, opt, objective, generator)
         for key, value in {"loss": loss, **parts}.items():
             sums[f"finetune_{key}"] = sums.get(f"finetune_{key}", 0.0) + float(value) * x.shape[0]
         count += x.shape[0]
@@ -380,6 +431,7 @@ def vq_step_gradients(
     micro_batches: list[Tensor],
     plan: ShardPlan,
     opt: VQOptions,
+    objective: VQObjective,
     it: int,
     amp: dist.MixedPrecision,
     device: torch.device,
@@ -396,7 +448,7 @@ def vq_step_gradients(
         x = batch.to(device, non_blocking=True).float()  # the sampler already sliced this shard
         if opt.decoder_from:  # corruption draws: torch's generator, seeded per shard by shard_steps
             with amp.autocast():
-                loss, parts = finetune_decoder_loss(net, model, x, opt)
+                loss, parts = finetune_decoder_loss(net, model, x, opt, objective)
             amp.backward(loss / plan.accum_steps)
             for key, value in {"loss": loss, **parts}.items():
                 values[key] = values.get(key, 0.0) + float(value.detach()) / plan.accum_steps
@@ -404,15 +456,7 @@ def vq_step_gradients(
         with model.quantizer.sharded(_shard(seed, m, plan)):
             with amp.autocast():
                 recon, commit_loss, perplexity = net(x)
-            loss, parts = vq_loss(
-                recon.float(),
-                x,
-                commit_loss,
-                joints_num=opt.spec.joints_num,
-                loss_vel=opt.loss_vel,
-                commit=opt.commit,
-                recons_loss=opt.recons_loss,
-            )
+            loss, parts = objective(recon.float(), x, commit_loss)
             amp.backward(loss / plan.accum_steps)
         for key, value in {"loss": loss, **parts, "perplexity": perplexity}.items():
             values[key] = values.get(key, 0.0) + float(value.detach()) / plan.accum_steps
@@ -431,9 +475,11 @@ def train_vq(
     writer: ScalarWriter | None = None,
     evaluate: EvaluateFn | None = None,
     step_callback: Callable[[TrainState], None] | None = None,
+    stats: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> TrainState:
     """Train until ``max_epoch`` epochs or ``max_steps`` iterations; ``resume``: continue from
-    ``model_dir/latest.tar``. ``train_loader`` comes from :func:`data.motion_dataset.make_train_loader` (its
+    ``model_dir/latest.tar``. ``stats``: the (mean, std) the windows were normalised with, (D,) each (needed for
+    ``--loss_ground``). ``train_loader`` comes from :func:`data.motion_dataset.make_train_loader` (its
     ``batch_sampler`` is a :class:`~utils.distributed.ShardedBatchSampler`); under torchrun the model is wrapped
     in DDP and only rank 0 logs, writes TensorBoard (``writer``) and saves checkpoints.
     ``step_callback(state)`` runs after each iteration (tests use it to simulate a crash).
@@ -446,6 +492,7 @@ def train_vq(
     """
     model.to(device)
     set_train_mode(model, opt)
+    objective = VQObjective.from_options(opt, stats, device)
     optimizer = make_optimizer(model, opt)
     scheduler = make_scheduler(optimizer, opt)
     best = make_best_trackers(evaluate, opt)
@@ -484,7 +531,7 @@ def train_vq(
             state.epoch_it += 1
             scheduler.before_step(state.total_it)
             optimizer.zero_grad(set_to_none=True)
-            values = vq_step_gradients(net, model, micro_batches, plan, opt, state.total_it, amp, device)
+            values = vq_step_gradients(net, model, micro_batches, plan, opt, objective, state.total_it, amp, device)
             for key, value in values.items():
                 window[key] = window.get(key, 0.0) + value
             lr = optimizer.param_groups[0]["lr"]
@@ -507,7 +554,7 @@ def train_vq(
                 break
         epoch_complete = state.epoch_it >= iters_per_epoch
         if (epoch_complete and (state.ep + 1) % opt.eval_every_e == 0) or done():
-            _validate_and_keep_best(model, val_loader, device, opt, model_dir, state, writer, evaluate)
+            _validate_and_keep_best(model, val_loader, device, opt, objective, model_dir, state, writer, evaluate)
             set_train_mode(model, opt)
         if main:
             save_training_checkpoint(model_dir / LATEST, model, optimizer, scheduler, state)
@@ -520,13 +567,14 @@ def _validate_and_keep_best(
     val_loader: DataLoader,
     device: torch.device,
     opt: VQOptions,
+    objective: VQObjective,
     model_dir: Path,
     state: TrainState,
     writer: ScalarWriter | None,
     evaluate: EvaluateFn | None,
 ) -> None:
     """Every rank computes the (deterministic) validation losses; rank 0 alone runs ``evaluate`` and saves."""
-    metrics = validate(model, val_loader, device, opt)
+    metrics = validate(model, val_loader, device, opt, objective)
     if not dist.is_main():
         return
     _log_scalars(writer, "val", metrics, state.total_it)
