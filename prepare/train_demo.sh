@@ -15,8 +15,9 @@
 # steps: 147 / 153 re-measured 2026-12-04), so more steps do not buy caption following here; nor did three
 # captioned sub-ranges per length instead of one (125). Decoding with the 3-token margin written below: 164;
 # with the VQ decoder then fine-tuned on partly corrupted codes (6000 steps, 5 min 20 s at 2 threads, 2026-12-04):
-# 179. The released rvq_demo is that fine-tune of the VQ the 2026-12-03 run of stage 1 trained (its codes, so
-# the transformers trained on that VQ, unchanged); rvq_demo_pre, the stage-1 run, is not released.
+# 179 (177 once the check also required a planted hand in cartwheels). The released rvq_demo is that fine-tune
+# of the VQ the 2026-12-03 run of stage 1 trained (its codes, so the transformers trained on that VQ, unchanged);
+# rvq_demo_pre, the stage-1 run, is not released.
 #
 #   bash prepare/train_demo.sh [checkpoints_dir] [stages]
 #     checkpoints_dir  default checkpoints/demo (the trainers refuse to overwrite existing runs)
