@@ -4,20 +4,21 @@
 # CPU only, seeded, one intra-op thread per trainer; independent stages run side by side (the VQ with the length
 # estimator and the evaluator, then the two transformers); the VQ decoder fine-tune between them runs alone on two
 # threads. On the 2-core machine at low load the VQ took 28 min and the transformers 32 min side by side
-# (2026-12-03); the fine-tune 5 min 20 s (Intel Xeon, 2026-12-04). What the steps bought (tests/test_demo_model.py's
-# every-length check, 8 captions x 5 seeds x 5 lengths): 32-frame VQ windows, 2000 VQ and 1000 transformer
-# steps passed 82 of 200 samples (3000 transformer steps: 84); 64-frame windows and 5000 VQ steps cut the
-# tokenizer's root-relative joint error from 7.0 to 4.8 cm (mean over the 34 clips) and no clip's reconstruction
-# goes 10 cm under the floor (8 did), but with 2500 transformer steps still 84 passed (the residual
-# transformer, at 23 % training accuracy, made samples worse than the base layer alone: 113); 6000 transformer
-# steps pass 140 (residual training accuracy 44 %), 148 once the check allowed a crawl's head 10 cm; 12000
-# transformer steps (milestone 9600, residual training accuracy 59 %) passed 146, base layer alone 156 (6000
-# steps: 147 / 153 re-measured 2026-12-04), so more steps do not buy caption following here; nor did three
-# captioned sub-ranges per length instead of one (125). Decoding with the 3-token margin written below: 164;
-# with the VQ decoder then fine-tuned on partly corrupted codes (6000 steps, 5 min 20 s at 2 threads, 2026-12-04):
-# 179 (177 once the check also required a planted hand in cartwheels). The released rvq_demo is that fine-tune
-# of the VQ the 2026-12-03 run of stage 1 trained (its codes, so the transformers trained on that VQ, unchanged);
-# rvq_demo_pre, the stage-1 run, is not released.
+# (2026-12-03); the fine-tune 7 min 42 s (2026-12-04; 5 min 20 s on the Intel Xeon without the ground term).
+# What the steps bought (tests/test_demo_model.py's every-length check, 8 captions x 5 seeds x 5 lengths): 32-frame
+# VQ windows, 2000 VQ and 1000 transformer steps passed 82 of 200 samples (3000 transformer steps: 84); 64-frame
+# windows and 5000 VQ steps cut the tokenizer's root-relative joint error from 7.0 to 4.8 cm (mean over the 34
+# clips) and no clip's reconstruction goes 10 cm under the floor (8 did), but with 2500 transformer steps still 84
+# passed (the residual transformer, at 23 % training accuracy, made samples worse than the base layer alone: 113);
+# 6000 transformer steps pass 140 (residual training accuracy 44 %), 148 once the check allowed a crawl's head 10
+# cm; 12000 transformer steps (milestone 9600, residual training accuracy 59 %) passed 146, base layer alone 156
+# (6000 steps: 147 / 153 re-measured 2026-12-04), so more steps do not buy caption following here; nor did three
+# captioned sub-ranges per length instead of one (125). Decoding with the 3-token margin written below: 164; with
+# the VQ decoder then fine-tuned on partly corrupted codes (6000 steps, 5 min 20 s at 2 threads, 2026-12-04): 179
+# (177 once the check also required a planted hand in cartwheels); with the ground term --loss_ground 1 as well: 184
+# (seeds 1 / 2: 191 / 185; weight 3: 184 / 177 / 171). The released rvq_demo is that fine-tune of the VQ the
+# 2026-12-03 run of stage 1 trained (its codes, so the transformers trained on that VQ, unchanged); rvq_demo_pre,
+# the stage-1 run, is not released.
 #
 #   bash prepare/train_demo.sh [checkpoints_dir] [stages]
 #     checkpoints_dir  default checkpoints/demo (the trainers refuse to overwrite existing runs)
@@ -61,11 +62,11 @@ PIDS+=($!)
 bash prepare/train_demo_evaluator.sh "$CK" &
 PIDS+=($!)
 wait_all
-# Then its decoder alone, on partly corrupted codes (docs/training.md#vq-decoder-fine-tuning): the released VQ.
-# The codes stay those of rvq_demo_pre.
+# Then its decoder alone, on partly corrupted codes and with the ground term (docs/training.md#vq-decoder-fine-tuning,
+# #vq-losses): the released VQ. The codes stay those of rvq_demo_pre.
 OMP_NUM_THREADS=2 python train_vq.py "${COMMON[@]}" "${VQ[@]}" --name rvq_demo --decoder_from rvq_demo_pre \
-    --code_noise 0.4 --res_code_noise 0.3 --lr 2e-4 --warm_up_iter 0 --milestones 100000 --max_steps 6000 \
-    --max_epoch 1000 --log_every 500
+    --code_noise 0.4 --res_code_noise 0.3 --loss_ground 1 --lr 2e-4 --warm_up_iter 0 --milestones 100000 \
+    --max_steps 6000 --max_epoch 1000 --log_every 500
 rm -r "$CK/t2m/rvq_demo_pre"
 fi
 

@@ -157,10 +157,10 @@ def _check_following(results: dict[int, dict[str, list[str]]]) -> None:
 
 @pytest.mark.xfail(
     strict=True,
-    reason="issue 21 open: 177 of 200 samples pass (36/38/36/34/33 per length) with the decoder fine-tuned on "
-    "corrupted codes and the run's 3-token decoding margin; every caption passes 25 of 25 but spins (21) and "
-    "cartwheels (6: at the changes from hands to feet the body floats 13-31 cm too high or sinks 10-16 cm into "
-    "the floor, and two never plant a hand)",
+    reason="issue 21 open: 184 of 200 samples pass (35/39/37/35/38 per length) with the decoder fine-tuned on "
+    "corrupted codes with the ground term and the run's 3-token decoding margin; every caption passes 25 of 25 "
+    "but spins (21) and cartwheels (13: 9 float 11-34 cm too high at the changes from hands to feet, 3 never "
+    "plant a hand)",
 )
 def test_demo_follows_its_captions_at_short_and_long_lengths(pipe: MoMaskPipeline) -> None:
     """Fast subset: the shortest and longest length, 2 seeds."""
@@ -170,10 +170,10 @@ def test_demo_follows_its_captions_at_short_and_long_lengths(pipe: MoMaskPipelin
 @pytest.mark.slow
 @pytest.mark.xfail(
     strict=True,
-    reason="issue 21 open: 177 of 200 samples pass (36/38/36/34/33 per length) with the decoder fine-tuned on "
-    "corrupted codes and the run's 3-token decoding margin; every caption passes 25 of 25 but spins (21) and "
-    "cartwheels (6: at the changes from hands to feet the body floats 13-31 cm too high or sinks 10-16 cm into "
-    "the floor, and two never plant a hand)",
+    reason="issue 21 open: 184 of 200 samples pass (35/39/37/35/38 per length) with the decoder fine-tuned on "
+    "corrupted codes with the ground term and the run's 3-token decoding margin; every caption passes 25 of 25 "
+    "but spins (21) and cartwheels (13: 9 float 11-34 cm too high at the changes from hands to feet, 3 never "
+    "plant a hand)",
 )
 def test_demo_follows_its_captions_at_every_length(pipe: MoMaskPipeline) -> None:
     """8 captions x 5 seeds x every length of LENGTHS (issue 21)."""
