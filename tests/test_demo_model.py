@@ -192,7 +192,8 @@ def test_demo_decodes_with_the_margin_its_run_records(pipe: MoMaskPipeline) -> N
 def test_tumble_check_accepts_the_clips_and_rejects_a_tumble() -> None:
     """The check passes every caption's own clips and catches what issue 21 saw: a body lying horizontally
     with both feet 1.3 m up, a handstand with the head under the floor; a crawl's head may dip 10 cm lower
-    relative to the pelvis than the clip's, not more."""
+    relative to the pelvis than the clip's, not more; a cartwheel whose hands never come within 10 cm of the
+    clip's lowest wrist height fails."""
     for clips in CAPTIONS.values():
         for c in clips:
             assert tumbles(np.load(DATA / "new_joints" / f"{c}.npy"), clips) == ""
@@ -213,6 +214,14 @@ def test_tumble_check_accepts_the_clips_and_rejects_a_tumble() -> None:
         lower = crawl.copy()
         lower[:, 15, 1] -= drop
         assert ("head below pelvis" in tumbles(lower, crawl_clips)) == caught, drop
+    cartwheel_clips = CAPTIONS["a person does a cartwheel to their left"]
+    cartwheel = np.load(DATA / "new_joints" / f"{cartwheel_clips[0]}.npy")
+    elbows = [18, 19]
+    for lift, caught in ((0.08, False), (0.15, True)):  # wrists held 8 / 15 cm higher: planted or never
+        hovering = cartwheel.copy()  # the elbows take the wrists' place, so the body is as grounded as before
+        hovering[:, elbows, 1] = np.minimum(cartwheel[:, elbows, 1], cartwheel[:, list(WRISTS), 1])
+        hovering[:, list(WRISTS), 1] += lift
+        assert ("hands never planted" in tumbles(hovering, cartwheel_clips)) == caught, lift
 
 
 def test_unfamiliar_caption_still_gives_a_motion(pipe: MoMaskPipeline, caplog: pytest.LogCaptureFixture) -> None:
