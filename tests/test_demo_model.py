@@ -16,6 +16,7 @@ import pytest
 
 from models.pipeline import MoMaskPipeline
 from utils.checkpoint import load_checkpoint
+from utils.skeleton import T2M_JOINT_NAMES
 from visualization.bvh import read_bvh
 
 REPO = Path(__file__).resolve().parents[1]
@@ -79,7 +80,7 @@ def _head_over_pelvis(joints: np.ndarray) -> np.ndarray:
     return joints[:, 15, 1] - joints[:, 0, 1]
 
 
-WRISTS = (20, 21)
+WRISTS = tuple(T2M_JOINT_NAMES.index(n) for n in ("left_wrist", "right_wrist"))
 
 
 def _envelope(clips: tuple[str, ...]) -> tuple[float, float, float, float]:
@@ -216,7 +217,7 @@ def test_tumble_check_accepts_the_clips_and_rejects_a_tumble() -> None:
         assert ("head below pelvis" in tumbles(lower, crawl_clips)) == caught, drop
     cartwheel_clips = CAPTIONS["a person does a cartwheel to their left"]
     cartwheel = np.load(DATA / "new_joints" / f"{cartwheel_clips[0]}.npy")
-    elbows = [18, 19]
+    elbows = [T2M_JOINT_NAMES.index(n) for n in ("left_elbow", "right_elbow")]
     for lift, caught in ((0.08, False), (0.15, True)):  # wrists held 8 / 15 cm higher: planted or never
         hovering = cartwheel.copy()  # the elbows take the wrists' place, so the body is as grounded as before
         hovering[:, elbows, 1] = np.minimum(cartwheel[:, elbows, 1], cartwheel[:, list(WRISTS), 1])

@@ -90,7 +90,12 @@ def vq_loss(
     return loss, {"loss_rec": loss_rec, "loss_vel": loss_explicit, "loss_commit": commit_loss}
 
 
-def ground_loss(recon: Tensor, target: Tensor, mean: Tensor, std: Tensor, joints_num: int, near: float = 0.1) -> Tensor:
+NEAR_FLOOR_M = 0.1  # ground_loss: heights within about this much of the floor weigh most (metres)
+
+
+def ground_loss(
+    recon: Tensor, target: Tensor, mean: Tensor, std: Tensor, joints_num: int, near: float = NEAR_FLOOR_M
+) -> Tensor:
     """Height error of the joints near the floor, between normalised features recon and target (B, T, D); mean,
     std (D,) undo the normalisation. Per frame and joint (the root and the RIC joints), ``|y(recon) - y(target)|``
     weighted by ``exp(-y(target) / near)`` (``y`` clamped at 0; ``near`` in the dataset's length unit: 0.1 = 10 cm
@@ -118,7 +123,7 @@ class VQObjective:
     loss_ground: float = 0.0
     mean: Tensor | None = None
     std: Tensor | None = None
-    near: float = 0.1  # ground_loss's near-floor scale in the dataset's length unit
+    near: float = NEAR_FLOOR_M  # ground_loss's near-floor scale in the dataset's length unit
 
     @classmethod
     def from_options(
@@ -128,7 +133,7 @@ class VQObjective:
         if opt.loss_ground and stats is None:
             raise ValueError("--loss_ground needs the dataset's mean and std (train_vq(..., stats=(mean, std)))")
         mean, std = (None, None) if stats is None else (torch.as_tensor(v, device=device).float() for v in stats)
-        near = 0.1 / METRES_PER_UNIT.get(opt.spec.name, 1.0)  # 10 cm
+        near = NEAR_FLOOR_M / METRES_PER_UNIT.get(opt.spec.name, 1.0)
         return cls(opt.spec.joints_num, opt.loss_vel, opt.commit, opt.recons_loss, opt.loss_ground, mean, std, near)
 
     def __call__(
