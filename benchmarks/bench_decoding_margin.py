@@ -39,7 +39,8 @@ def main() -> None:
     print("  first 4 frames:", " ".join(f"{v:.1f}" for v in e[:, :4].mean(0)))
     print(f"  middle (frames 8..{frames - 9}): {e[:, 8:-8].mean():.1f}")
     print("  last 4 frames: ", " ".join(f"{v:.1f}" for v in e[:, -4:].mean(0)))
-    print(f"  the demo run decodes with a margin of {pipe.margin} tokens ({4 * pipe.margin} frames) at each end")
+    margin = pipe.run_sampling.margin
+    print(f"  the demo run decodes with a margin of {margin} tokens ({4 * margin} frames) at each end")
 
 
 if __name__ == "__main__":

@@ -295,11 +295,12 @@ def pipeline_generator(
     ``use_estimated_length`` (then the pipeline's length estimator samples them). All ``R·B`` generations of a
     call run as chunks of ``chunk`` samples of similar length (sorted by token length): attention ignores
     padding, so a sample's distribution does not depend on its chunk, and short motions cost what they need.
-    Motions are generated and cut with the run's decoding margin (:meth:`MoMaskPipeline.decoding_margin`; 0 for
-    official runs, as the official protocol decodes).
+    Settings left at −1 are the run's own (:meth:`MoMaskPipeline.resolve`: its sampling.json's decoding margin,
+    with which motions are generated and cut, and guidance); official runs have none, so they are sampled and
+    decoded as the official protocol does.
     """
     unit = pipe.spec.unit_length
-    margin = pipe.decoding_margin(sampling)
+    margin = pipe.resolve(sampling).margin
     vectors: dict[str, Tensor] = {}  # text encodings, kept across passes (captions recur every pass)
 
     def encode(captions: list[str]) -> Tensor:

@@ -15,7 +15,7 @@ import contextlib
 import logging
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +28,12 @@ from models.editing import CROSSFADE_FRAMES, EditSpans, blend, blend_keeping_ste
 from models.length_estimator import LengthEstimator, build_length_estimator, estimate_lengths
 from models.text.vector_cache import encode_with_cache
 from models.text_encoder import TextEncoder, build_text_encoder
-from models.transformer.build import load_mask_transformer, load_residual_transformer, load_run_margin
+from models.transformer.build import (
+    RunSampling,
+    load_mask_transformer,
+    load_residual_transformer,
+    load_run_sampling,
+)
 from models.transformer.mask_transformer import MaskTransformer
 from models.transformer.precision import int8_copy
 from models.transformer.residual_transformer import ResidualTransformer
@@ -62,7 +67,7 @@ class Sampling:
     values)."""
 
     time_steps: int = SamplingOptions.time_steps
-    cond_scale: float = SamplingOptions.cond_scale
+    cond_scale: float = SamplingOptions.cond_scale  # -1 = the run's own (sampling.json), else official
     res_cond_scale: float = SamplingOptions.res_cond_scale
     temperature: float = SamplingOptions.temperature
     topkr: float = SamplingOptions.topkr
@@ -75,6 +80,8 @@ class Sampling:
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision {self.precision!r}: use one of {PRECISIONS}")
+        if not (self.cond_scale >= 0 or self.cond_scale == -1):
+            raise ValueError(f"cond_scale {self.cond_scale}: use a guidance scale >= 0, or -1 for the run's own")
         if not -1 <= self.margin <= MAX_MARGIN:
             raise ValueError(f"margin {self.margin}: use 0..{MAX_MARGIN} tokens, or -1 for the run's own")
 
@@ -149,10 +156,10 @@ class MoMaskPipeline:
         length_estimator: LengthEstimator | None = None,
         device: torch.device | str = "cpu",
         known_captions: Sequence[str] = (),
-        margin: int = 0,
+        run_sampling: RunSampling = RunSampling(),
     ) -> None:
         self.device = torch.device(device)
-        self.margin = margin  # decoding margin of Sampling(margin=-1): the masked run's sampling.json
+        self.run_sampling = run_sampling  # what Sampling's -1 settings mean: the masked run's sampling.json
         self.vq = vq.to(self.device).eval()
         self.mask = mask.to(self.device).eval()
         self.res = res.to(self.device).eval() if res is not None else None
@@ -204,7 +211,7 @@ class MoMaskPipeline:
         spec = get_dataset_spec(dataset_name)
         root = Path(checkpoints_dir).expanduser().resolve()
         mask_dir = _run_dir(root, spec.name, name)
-        margin = load_run_margin(mask_dir)  # first: a broken sampling.json fails before any weights load
+        run_sampling = load_run_sampling(mask_dir)  # first: a broken sampling.json fails before any weights load
         mask, mask_opt = load_mask_transformer(mask_dir, which=which_epoch, device=device)
         vq_dir = _run_dir(root, spec.name, mask_opt.vq_name)
         vq = load_rvqvae(vq_dir, device=device)
@@ -235,10 +242,12 @@ class MoMaskPipeline:
             estimator = build_length_estimator(load_checkpoint(est_file), source=str(est_file))
         mean, std = load_vq_meta(vq_dir)
         logger.info(
-            "pipeline: VQ %s, masked %s (its decoding margin: %d), residual %s, text encoder %s, length estimator %s",
+            "pipeline: VQ %s, masked %s (its sampling: margin %d, guidance %g), residual %s, text encoder %s, "
+            "length estimator %s",
             vq_dir.name,
             mask_dir.name,
-            margin,
+            run_sampling.margin,
+            run_sampling.cond_scale,
             res_name or "none",
             encoder.describe(),
             "yes" if estimator is not None else "no",
@@ -253,7 +262,7 @@ class MoMaskPipeline:
             spec=spec,
             length_estimator=estimator,
             device=device,
-            margin=margin,
+            run_sampling=run_sampling,
         )
 
     @classmethod
@@ -387,7 +396,7 @@ class MoMaskPipeline:
             cond,
             m_lens,
             timesteps=sampling.time_steps,
-            cond_scale=sampling.cond_scale,
+            cond_scale=self.resolve(sampling).cond_scale,
             temperature=sampling.temperature,
             topk_filter_thres=sampling.topkr,
             gsample=sampling.gumbel_sample,
@@ -407,9 +416,16 @@ class MoMaskPipeline:
             base = self.generate_base(cond, m_lens, sampling, generator, max_tokens=self.max_tokens + 2 * margin)
             return self.complete_residuals(base, cond, m_lens, sampling, generator)
 
-    def decoding_margin(self, sampling: Sampling) -> int:
-        """Tokens generated past each end of a free motion: ``sampling.margin``, or the run's own for −1."""
-        return self.margin if sampling.margin < 0 else sampling.margin
+    def resolve(self, sampling: Sampling) -> Sampling:
+        """``sampling`` with its −1 settings replaced by the masked run's own (:attr:`run_sampling`, from its
+        sampling.json; the official values for runs without one): the decoding margin (tokens past each end of a
+        free motion) and the guidance scale ``cond_scale``. Idempotent."""
+        run = self.run_sampling
+        return replace(
+            sampling,
+            margin=run.margin if sampling.margin < 0 else sampling.margin,
+            cond_scale=run.cond_scale if sampling.cond_scale < 0 else sampling.cond_scale,
+        )
 
     def transformers(self, sampling: Sampling) -> tuple[MaskTransformer, ResidualTransformer | None]:
         """The masked and residual transformers for ``sampling.precision``: the models themselves, or for int8
@@ -487,6 +503,7 @@ class MoMaskPipeline:
         optimisation (models/control/optimise.py); estimated lengths grow to cover the controlled frames.
         Free motions are decoded with ``sampling.margin`` tokens of margin at each end (−1: the run's own,
         docs/sampling.md#decoding-margin); controlled ones with none (a margin > 0 is refused with ``control``).
+        Settings left at −1 (margin, ``cond_scale``) are the run's own: :meth:`resolve`.
         ``cleanup``: the joints go through :func:`utils.cleanup.cleanup_motion` (shifted so the frame-0 root is
         over the origin, then pinned back to the control's targets) and the features become those of the
         cleaned joints (:func:`utils.cleanup.cleanup_with_features`): they decode to the returned joints."""
@@ -501,7 +518,7 @@ class MoMaskPipeline:
         m_lens, estimated = self.token_lengths(lengths, cond, generator)
         errors: list[float | None] = [None] * len(texts)
         if control is None:
-            margin = self.decoding_margin(sampling)
+            margin = self.resolve(sampling).margin
             ids = self.generate_codes(cond, m_lens, sampling, generator, margin)
             decoded = self.decode(ids, m_lens, margin)
             ids = ids[:, margin:]
@@ -585,7 +602,7 @@ class MoMaskPipeline:
                 m_lens,
                 mask,
                 timesteps=sampling.time_steps,
-                cond_scale=sampling.cond_scale,
+                cond_scale=self.resolve(sampling).cond_scale,
                 temperature=sampling.temperature,
                 topk_filter_thres=sampling.topkr,
                 gsample=sampling.gumbel_sample,
@@ -689,7 +706,7 @@ class MoMaskPipeline:
                 torch.tensor([2 * ctx], device=self.device),
                 mask,
                 timesteps=sampling.time_steps,
-                cond_scale=sampling.cond_scale,
+                cond_scale=self.resolve(sampling).cond_scale,
                 temperature=sampling.temperature,
                 topk_filter_thres=sampling.topkr,
                 gsample=sampling.gumbel_sample,

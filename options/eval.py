@@ -60,7 +60,11 @@ class EvalT2MOptions(SamplingOptions, BenchmarkOptions):
         "evaluate every file in <name>/model whose name contains this (empty: the file the run is loaded from, latest)",
     )
     time_steps: int = override(10, "masked-transformer decoding steps (README: 10)")
-    cond_scale: float = override(4.0, "masked-transformer guidance scale (README: 4 for t2m, 2 for kit)")
+    cond_scale: float = override(
+        -1.0,
+        "masked-transformer guidance scale (official README: 4 for t2m, 2 for kit); -1 = the masked-transformer run's "
+        "sampling.json, else 4",
+    )
     gumbel_sample: bool = override(True, "Gumbel sampling for the multimodality batches (official: True)")
     force_mask: bool = override(False, "unconditional generation; multimodality is then not computed")
     use_estimated_length: bool = opt(

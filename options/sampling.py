@@ -10,6 +10,7 @@ from options.common import CommonOptions, TextEncoderOptions
 from utils.precision import PRECISION_HELP, PRECISIONS
 
 MAX_MARGIN = 49  # decoding-margin tokens at most (a 196-frame motion's worth): the runs' sampling.json too
+OFFICIAL_COND_SCALE = 4.0  # the official gen_t2m / eval_t2m guidance of the masked transformer
 
 
 @dataclass
@@ -23,7 +24,11 @@ class SamplingOptions(TextEncoderOptions, CommonOptions):
     text_encoder: str = override("", "override the text encoder recorded in the run's opt.txt (minilm | clip)")
     seed: int = override(10107, "random seed (same seed -> same output; official generation and evaluation: 10107)")
     time_steps: int = opt(18, "masked-transformer decoding steps")
-    cond_scale: float = opt(4.0, "classifier-free guidance scale of the masked transformer")
+    cond_scale: float = opt(
+        -1.0,
+        "classifier-free guidance scale of the masked transformer; -1 = the masked-transformer run's sampling.json, "
+        f"else {OFFICIAL_COND_SCALE:g} (official)",
+    )
     res_cond_scale: float = opt(5.0, "guidance scale of the residual transformer (official gen_t2m: 5)")
     temperature: float = opt(1.0, "sampling temperature of the masked transformer")
     topkr: float = opt(0.9, "top-k filter ratio: keep the ceil((1 - topkr) * K) largest logits")
@@ -41,7 +46,7 @@ class SamplingOptions(TextEncoderOptions, CommonOptions):
         super().__post_init__()
         checks = [
             ("time_steps", self.time_steps >= 1),
-            ("cond_scale", self.cond_scale >= 0),
+            ("cond_scale", self.cond_scale >= 0 or self.cond_scale == -1),
             ("res_cond_scale", self.res_cond_scale >= 0),
             ("temperature", self.temperature >= 0),
             ("topkr", 0 <= self.topkr < 1),

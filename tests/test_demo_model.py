@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from models.pipeline import MoMaskPipeline
+from models.transformer.build import RunSampling
 from utils.checkpoint import load_checkpoint
 from utils.skeleton import T2M_JOINT_NAMES
 from visualization.bvh import read_bvh
@@ -127,7 +128,7 @@ def tumbles(joints: np.ndarray, clips: tuple[str, ...]) -> str:
 
 def _follow(pipe: MoMaskPipeline, lengths: tuple[int, ...], seeds: int) -> dict[int, dict[str, list[str]]]:
     """For each length and caption, one entry per seed: '' when the sample's nearest demo clip is the caption's
-    own and it does not tumble, else what went wrong."""
+    own and it does not tumble, else what went wrong ('nearest clip ...' or the :func:`tumbles` reason)."""
     mean, std, refs = _references()
     texts = [t for t in CAPTIONS for _ in range(seeds)]
     out: dict[int, dict[str, list[str]]] = {}
@@ -144,47 +145,44 @@ def _follow(pipe: MoMaskPipeline, lengths: tuple[int, ...], seeds: int) -> dict[
     return out
 
 
-def _check_following(results: dict[int, dict[str, list[str]]]) -> None:
-    """>= 90 % of the samples of every length follow their caption, and every caption >= 80 % over lengths."""
+def _check_following(results: dict[int, dict[str, list[str]]], per_caption: bool) -> None:
+    """Issue 21: at every length the nearest clip is the caption's own in >= 90 % of the samples, and no sample
+    tumbles; with ``per_caption``, also >= 80 % of every caption's samples over all lengths."""
     report = {n: {CAPTIONS[t][0]: [w for w in ws if w] for t, ws in r.items()} for n, r in results.items()}
     print("\nfailures per length and clip:", report)
     for length, res in results.items():
         samples = [w for ws in res.values() for w in ws]
-        assert sum(not w for w in samples) >= 0.9 * len(samples), (length, report[length])
-    for text in CAPTIONS:
+        assert sum(not w.startswith("nearest") for w in samples) >= 0.9 * len(samples), (length, report[length])
+        assert all(not w or w.startswith("nearest") for w in samples), (length, report[length])
+    for text in CAPTIONS if per_caption else ():
         samples = [w for res in results.values() for w in res[text]]
         assert sum(not w for w in samples) >= 0.8 * len(samples), (text, report)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 21 open: 184 of 200 samples pass (35/39/37/35/38 per length) with the decoder fine-tuned on "
-    "corrupted codes with the ground term and the run's 3-token decoding margin; every caption passes 25 of 25 "
-    "but spins (21) and cartwheels (13: 9 float 11-34 cm too high at the changes from hands to feet, 3 never "
-    "plant a hand)",
-)
 def test_demo_follows_its_captions_at_short_and_long_lengths(pipe: MoMaskPipeline) -> None:
-    """Fast subset: the shortest and longest length, 2 seeds."""
-    _check_following(_follow(pipe, (LENGTHS[0], LENGTHS[-1]), seeds=2))
+    """Fast subset: the shortest and longest length, 2 seeds (16 samples a length; 4 a caption, too few for a
+    per-caption share)."""
+    _check_following(_follow(pipe, (LENGTHS[0], LENGTHS[-1]), seeds=2), per_caption=False)
 
 
 @pytest.mark.slow
 @pytest.mark.xfail(
     strict=True,
-    reason="issue 21 open: 184 of 200 samples pass (35/39/37/35/38 per length) with the decoder fine-tuned on "
-    "corrupted codes with the ground term and the run's 3-token decoding margin; every caption passes 25 of 25 "
-    "but spins (21) and cartwheels (13: 9 float 11-34 cm too high at the changes from hands to feet, 3 never "
-    "plant a hand)",
+    reason="issue 21 open: 8 of 200 samples tumble (seed 0; 6 / 7 / 8 with seeds 1..3): 3 cartwheels hover at a "
+    "change from hands to feet (lowest joint up to 24-35 cm, hands 10-12 cm up, 8-25 frames) and 5 spins jump "
+    "(ballistically) 11-14 cm higher than the clip's; the nearest clip is the caption's own in 200 of 200 "
+    "(guidance 2 and the 3-token margin the run records, the decoder fine-tuned with the ground term)",
 )
 def test_demo_follows_its_captions_at_every_length(pipe: MoMaskPipeline) -> None:
     """8 captions x 5 seeds x every length of LENGTHS (issue 21)."""
-    _check_following(_follow(pipe, LENGTHS, SEEDS))
+    _check_following(_follow(pipe, LENGTHS, SEEDS), per_caption=True)
 
 
-def test_demo_decodes_with_the_margin_its_run_records(pipe: MoMaskPipeline) -> None:
+def test_demo_samples_with_the_settings_its_run_records(pipe: MoMaskPipeline) -> None:
     """mtrans_demo/sampling.json: free motions are generated 3 tokens longer at each end and cut
-    (docs/sampling.md#decoding-margin); the returned motion has the asked length and starts over the origin."""
-    assert pipe.margin == 3
+    (docs/sampling.md#decoding-margin), with guidance 2; the returned motion has the asked length and starts
+    over the origin."""
+    assert pipe.run_sampling == RunSampling(margin=3, cond_scale=2.0)
     (motion,) = pipe.generate(["a person walks forward"], [40], seed=0)
     assert motion.num_frames == 40 and motion.tokens.shape[0] == 10
     np.testing.assert_allclose(motion.joints[0, 0, [0, 2]], 0.0, atol=1e-6)

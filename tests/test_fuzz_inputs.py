@@ -43,7 +43,7 @@ from data.prompts import parse_edit_sections, parse_prompt_file
 from data.synthetic import make_tiny_dataset, synthetic_joints
 from models.evaluator.word_vectorizer import WordVectorizer
 from models.length_estimator import build_length_estimator
-from models.transformer.build import VQFacts, load_mask_transformer, load_run_margin
+from models.transformer.build import RunSampling, VQFacts, load_mask_transformer, load_run_sampling
 from models.vq.build import load_rvqvae, load_vq_meta
 from options.transformer import MaskTransformerOptions
 from options.vq import VQOptions
@@ -348,26 +348,32 @@ def case_vq_meta(w: World, rng: np.random.Generator, i: int) -> Case:
 
 
 def case_sampling_json(w: World, rng: np.random.Generator, i: int) -> Case:
-    """A masked-transformer run's sampling.json (its decoding margin): broken files and wrong values."""
+    """A masked-transformer run's sampling.json (its decoding margin and guidance): broken files and wrong
+    values."""
     folder = w.case_dir("sampling", i)
     target = folder / "sampling.json"
     kind = int(rng.integers(4))
     if kind == 0:
         target.write_bytes(garbage_bytes(rng, w.marker))
     else:
-        value = [-1, 0, 3, 49, 50, 1.5, "3", None, True, 10**30, [3], {"k": 1}, float("nan")][int(rng.integers(13))]
-        doc: object = {"margin": value}
+        key = ["margin", "cond_scale"][int(rng.integers(2))]
+        value = [-1, 0, 3, 49, 50, 1.5, "3", None, True, 10**30, [3], {"k": 1}, float("nan"), float("inf")][
+            int(rng.integers(14))
+        ]
+        doc: object = {key: value}
         if kind == 2:
-            doc = {"margin": value, ["cond_scale", "Margin", ""][int(rng.integers(3))]: 2}
+            doc = {key: value, ["temperature", "Margin", ""][int(rng.integers(3))]: 2}
         elif kind == 3:
             doc = [[value], value, "margin", {}][int(rng.integers(4))]
         text = json.dumps(doc)
         target.write_text(text[: int(rng.integers(1, len(text) + 1))] if rng.random() < 0.2 else text)
 
-    def sound(margin: object) -> str | None:
-        return None if type(margin) is int and 0 <= margin <= 49 else f"accepted margin {margin!r}"
+    def sound(run: object) -> str | None:
+        ok = isinstance(run, RunSampling) and type(run.margin) is int and 0 <= run.margin <= 49
+        ok = ok and type(run.cond_scale) is float and 0 <= run.cond_scale <= 100
+        return None if ok else f"accepted {run!r}"
 
-    return Case(f"sampling.json {i}", lambda: load_run_margin(folder), [str(target)], sound, watched=folder)
+    return Case(f"sampling.json {i}", lambda: load_run_sampling(folder), [str(target)], sound, watched=folder)
 
 
 def case_dataset(w: World, rng: np.random.Generator, i: int) -> Case:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import zlib
 from pathlib import Path
@@ -15,7 +16,7 @@ from evaluation.benchmark import EvalBatch, pipeline_generator
 from models.control.optimise import Control
 from models.pipeline import MoMaskPipeline, Sampling
 from models.text.base import TextEncoder
-from models.transformer.build import load_run_margin
+from models.transformer.build import RunSampling, load_run_sampling
 from models.transformer.common import SelfAttention
 from utils.checkpoint import CheckpointError
 from utils.cleanup import cleanup_at_origin
@@ -160,7 +161,7 @@ def test_decoding_margin_generates_longer_and_keeps_the_middle(pipe: MoMaskPipel
         motions[0].features,
         pipe.generate(texts[:1], [120], seed=3, sampling=Sampling(time_steps=6, margin=0))[0].features,
     )
-    monkeypatch.setattr(pipe, "margin", 2)
+    monkeypatch.setattr(pipe, "run_sampling", RunSampling(margin=2))
     run_own = pipe.generate(texts, [120, 56], seed=3, sampling=dataclasses.replace(s, margin=-1))
     assert all(np.array_equal(a.features, b.features) for a, b in zip(run_own, motions))
     (full,) = pipe.generate(texts[:1], [196], seed=3, sampling=Sampling(time_steps=2, margin=3))  # 55 tokens
@@ -174,16 +175,53 @@ def test_decoding_margin_generates_longer_and_keeps_the_middle(pipe: MoMaskPipel
         pipe.generate(texts[:1], [120], sampling=s, control=Control(objectives=[torch.sum]))
 
 
-def test_run_margin_file(tmp_path: Path) -> None:
-    """sampling.json in a masked-transformer run: absent = 0 (official decoding), {"margin": k} = k, anything
-    else a CheckpointError naming the file."""
-    assert load_run_margin(tmp_path) == 0
-    (tmp_path / "sampling.json").write_text('{"margin": 3}')
-    assert load_run_margin(tmp_path) == 3
-    for bad in ('{"margin": -1}', '{"margin": 2.5}', '{"margin": 1, "cond_scale": 2}', "[3]", "{margin: 3"):
-        (tmp_path / "sampling.json").write_text(bad)
+def test_run_sampling_file(tmp_path: Path) -> None:
+    """sampling.json in a masked-transformer run: absent = the official sampling (margin 0, guidance 4); any of
+    {"margin": k, "cond_scale": g} sets those, the rest stay official; anything else a CheckpointError naming
+    the file."""
+    assert load_run_sampling(tmp_path) == RunSampling(margin=0, cond_scale=4.0)
+    for text, expected in (
+        ('{"margin": 3}', RunSampling(3, 4.0)),
+        ('{"cond_scale": 2}', RunSampling(0, 2.0)),
+        ('{"margin": 3, "cond_scale": 2.5}', RunSampling(3, 2.5)),
+        ("{}", RunSampling(0, 4.0)),
+    ):
+        (tmp_path / "sampling.json").write_text(text)
+        assert load_run_sampling(tmp_path) == expected
+    bad = (
+        '{"margin": -1}',
+        '{"margin": 2.5}',
+        '{"margin": true}',
+        '{"cond_scale": -1}',
+        '{"cond_scale": "2"}',
+        '{"cond_scale": NaN}',
+        '{"cond_scale": 1e9}',
+        '{"margin": 1, "temperature": 2}',
+        "[3]",
+        "{margin: 3",
+    )
+    for text in bad:
+        (tmp_path / "sampling.json").write_text(text)
         with pytest.raises(CheckpointError, match="sampling.json"):
-            load_run_margin(tmp_path)
+            load_run_sampling(tmp_path)
+
+
+def test_run_sampling_fills_only_unset_settings(pipe: MoMaskPipeline) -> None:
+    """Pipeline.resolve: -1 settings become the run's own, explicit ones are kept; idempotent; a pipeline whose
+    run records guidance 2 samples exactly as an explicit cond_scale=2 does, and unlike the official 4."""
+    run = copy.copy(pipe)
+    run.run_sampling = RunSampling(margin=2, cond_scale=2.0)
+    assert run.resolve(Sampling()) == Sampling(margin=2, cond_scale=2.0)
+    assert run.resolve(Sampling(margin=0, cond_scale=3.0)) == Sampling(margin=0, cond_scale=3.0)
+    assert run.resolve(run.resolve(Sampling(time_steps=3))) == run.resolve(Sampling(time_steps=3))
+    fast = Sampling(time_steps=3, margin=0)
+    texts, lengths = ["a person walks forward and then turns around.", "someone jumps up and down twice."], [80, 80]
+    own = run.generate(texts, lengths, seed=4, sampling=fast)
+    explicit = pipe.generate(texts, lengths, seed=4, sampling=dataclasses.replace(fast, cond_scale=2.0))
+    official = pipe.generate(texts, lengths, seed=4, sampling=fast)
+    for a, b in zip(own, explicit):
+        np.testing.assert_array_equal(a.tokens, b.tokens)
+    assert any((a.tokens != b.tokens).any() for a, b in zip(own, official))
 
 
 def test_bf16_offered_only_with_native_support(pipe: MoMaskPipeline) -> None:

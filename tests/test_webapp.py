@@ -6,6 +6,7 @@ It needs requirements-demo.txt and Debian's chromium + chromium-driver, and talk
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import shutil
@@ -20,6 +21,7 @@ import pytest
 from tiny_runs import MASK_NAME, RES_NAME, make_tiny_runs
 
 from models.pipeline import MoMaskPipeline, Sampling
+from models.transformer.build import RunSampling
 from visualization.bvh import parse_bvh, read_bvh
 from visualization.webapp import REQUEST_MARKER, DemoService, is_request_folder, sampling_from_form
 
@@ -329,3 +331,20 @@ def test_browser_generates_plays_and_downloads_bvh(runs: Path, tmp_path: Path, r
     assert bvh.names == motion.names  # the uploaded rig's joints, not the project's skeleton
     np.testing.assert_allclose(forward_kinematics(bvh)[0], forward_kinematics(motion)[0], atol=1e-4)
     assert set(state["hosts"]) <= {"127.0.0.1"}  # the page loaded nothing from elsewhere
+
+
+def test_guidance_sliders_start_at_the_chosen_models_own(pipe: MoMaskPipeline, tmp_path: Path) -> None:
+    """The page's two guidance sliders start at the first model's run setting (sampling.json) and follow the
+    model dropdown; a run without one gets the official 4."""
+    pytest.importorskip("gradio")
+    from visualization.webapp import build_app
+
+    tuned = copy.copy(pipe)
+    tuned.run_sampling = RunSampling(margin=0, cond_scale=2.5)
+    service = DemoService({"tuned": tuned, MODEL: pipe}, tmp_path / "work", video_size=64)
+    app = build_app(service, service.workdir)
+    sliders = [b for b in app.blocks.values() if getattr(b, "label", None) == "guidance (cond_scale)"]
+    assert [s.value for s in sliders] == [2.5, 2.5]
+    (follow,) = [d for d in app.fns.values() if {o._id for o in d.outputs} == {s._id for s in sliders}]
+    assert [u["value"] for u in follow.fn(MODEL)] == [4.0, 4.0]
+    assert [u["value"] for u in follow.fn("tuned")] == [2.5, 2.5]

@@ -47,6 +47,7 @@ MAX_AGE_S = 3600.0  # request folders older than this are removed
 MAX_UPLOAD_MB = 20
 MAX_SEED = 2**31 - 1
 # Bounds of the "advanced" controls (the CLI only checks the lower ones; a public page also needs upper ones).
+EDIT_SAMPLING = Sampling(res_cond_scale=2.0)  # the official edit_t2m's residual guidance
 LIMITS = {"steps": (1, 100), "guidance": (0.0, 20.0), "residual guidance": (0.0, 20.0), "temperature": (0.0, 5.0)}
 ONE_AT_A_TIME = {"concurrency_limit": 1, "concurrency_id": "model"}  # every event that runs the shared model
 INSTALL_HINT = "the web demo needs gradio: pip install -r requirements-demo.txt"
@@ -213,7 +214,7 @@ class DemoService:
         start_s: Any,
         end_s: Any,
         seed: Any,
-        sampling: Sampling = Sampling(res_cond_scale=2.0),
+        sampling: Sampling = EDIT_SAMPLING,
     ) -> WebResult:
         """Regenerate [start_s, end_s) seconds of an uploaded motion (features/joints .npy or .bvh) from a prompt.
 
@@ -375,7 +376,7 @@ def make_handlers(service: DemoService) -> tuple[Callable, Callable]:
         )
 
     def on_edit(label, upload, prompt, start_s, end_s, seed, steps, guidance, res_guidance, temperature):
-        base = Sampling(res_cond_scale=2.0)
+        base = EDIT_SAMPLING
         return run(
             lambda: service.edit(
                 label,
@@ -463,7 +464,7 @@ def build_app(pipe: MoMaskPipeline | Mapping[str, MoMaskPipeline] | DemoService,
                         type="filepath",
                         elem_id="gen-control",
                     )
-                    advanced = _advanced(gr, Sampling())
+                    advanced = _advanced(gr, service.pipeline(service.labels[0]).resolve(Sampling()))
                     button = gr.Button("Generate", variant="primary", elem_id="generate-btn")
                     gr.Examples(
                         [["a person walks forward"], ["a person jumps up"], ["a person runs in a circle"]],
@@ -494,7 +495,7 @@ def build_app(pipe: MoMaskPipeline | Mapping[str, MoMaskPipeline] | DemoService,
                         start_s = gr.Number(1.0, label="start (s)", minimum=0, elem_id="edit-start")
                         end_s = gr.Number(3.0, label="end (s, 0 = to the end)", minimum=0, elem_id="edit-end")
                         edit_seed = gr.Number(10107, label="seed", precision=0, minimum=0, maximum=MAX_SEED)
-                    edit_advanced = _advanced(gr, Sampling(res_cond_scale=2.0))
+                    edit_advanced = _advanced(gr, service.pipeline(service.labels[0]).resolve(EDIT_SAMPLING))
                     edit_button = gr.Button("Regenerate span", variant="primary", elem_id="edit-btn")
                 with gr.Column():
                     edit_results = _results(gr, "edit")
@@ -505,6 +506,13 @@ def build_app(pipe: MoMaskPipeline | Mapping[str, MoMaskPipeline] | DemoService,
                 api_name="edit",
                 **ONE_AT_A_TIME,
             )
+        # the guidance sliders start at the chosen model's own (its run's sampling.json, else the official 4)
+        model.change(
+            lambda label: [gr.update(value=service.pipeline(label).resolve(Sampling()).cond_scale)] * 2,
+            [model],
+            [advanced[1], edit_advanced[1]],
+            api_name=False,
+        )
     app.queue(max_size=32)
     app.service = service  # for callers that want the workdir / janitor
     return app

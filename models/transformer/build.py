@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,7 @@ from models.transformer.common import strip_text_encoder_keys
 from models.transformer.mask_transformer import MaskTransformer, MaskTransformerConfig
 from models.transformer.residual_transformer import ResidualTransformer, ResidualTransformerConfig
 from options.base import coerce, read_opt_file
-from options.sampling import MAX_MARGIN
+from options.sampling import MAX_MARGIN, OFFICIAL_COND_SCALE
 from options.transformer import MaskTransformerOptions, ResidualTransformerOptions, TransformerOptions
 from utils.checkpoint import (
     MASK,
@@ -182,22 +183,46 @@ def load_residual_transformer(
 
 
 SAMPLING_FILE = "sampling.json"  # in a masked-transformer run folder: sampling settings the run was tuned with
+MAX_COND_SCALE = 100.0  # a run's recorded guidance at most (far past any useful value)
 
 
-def load_run_margin(run_dir: str | Path) -> int:
-    """The decoding margin (tokens past each end, docs/sampling.md#decoding-margin) recorded in the run's
-    ``sampling.json`` as ``{"margin": k}``; 0 (official decoding) when the run has none."""
+@dataclass(frozen=True)
+class RunSampling:
+    """The sampling settings a masked-transformer run was tuned with, from its ``sampling.json``
+    (docs/sampling.md#run-sampling-settings); a run without the file samples as the official code does.
+
+    ``margin``: decoding-margin tokens past each end of a free motion; ``cond_scale``: the masked transformer's
+    classifier-free guidance. Both apply where the user leaves the setting at −1."""
+
+    margin: int = 0
+    cond_scale: float = OFFICIAL_COND_SCALE
+
+
+def _is_number(value: object) -> bool:
+    return type(value) in (int, float) and math.isfinite(value)
+
+
+RUN_SAMPLING_CHECKS = {
+    "margin": (lambda v: type(v) is int and 0 <= v <= MAX_MARGIN, f"an integer 0..{MAX_MARGIN}"),
+    "cond_scale": (lambda v: _is_number(v) and 0 <= v <= MAX_COND_SCALE, f"a number 0..{MAX_COND_SCALE:g}"),
+}
+
+
+def load_run_sampling(run_dir: str | Path) -> RunSampling:
+    """The run's ``sampling.json``: a JSON object with any of ``margin`` (tokens) and ``cond_scale``; settings it
+    leaves out are the official ones. Anything else is a :class:`CheckpointError` naming the file."""
     path = Path(run_dir) / SAMPLING_FILE
     if not path.is_file():
-        return 0
+        return RunSampling()
     try:
         values = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise CheckpointError(f"{path}: not readable JSON ({e}); fix or delete it (no file = official sampling)") from e
-    margin = values.get("margin") if isinstance(values, dict) else None
-    keys = set(values) if isinstance(values, dict) else set()
-    if keys != {"margin"} or type(margin) is not int or not 0 <= margin <= MAX_MARGIN:
-        raise CheckpointError(
-            f'{path}: expected {{"margin": <tokens, an integer 0..{MAX_MARGIN}>}}, got {str(values)[:200]}'
-        )
-    return margin
+    expected = ", ".join(f'"{k}": <{what}>' for k, (_, what) in RUN_SAMPLING_CHECKS.items())
+    if not isinstance(values, dict) or not values.keys() <= RUN_SAMPLING_CHECKS.keys():
+        raise CheckpointError(f"{path}: expected an object with any of {{{expected}}}, got {str(values)[:200]}")
+    for key, value in values.items():
+        ok, what = RUN_SAMPLING_CHECKS[key]
+        if not ok(value):
+            raise CheckpointError(f"{path}: {key!r} must be {what}, got {str(value)[:200]}")
+    return RunSampling(**{k: float(v) if k == "cond_scale" else v for k, v in values.items()})
