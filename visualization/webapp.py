@@ -46,8 +46,8 @@ VIDEO_SIZE = 480  # px; the page shows it at about this size
 MAX_AGE_S = 3600.0  # request folders older than this are removed
 MAX_UPLOAD_MB = 20
 MAX_SEED = 2**31 - 1
-# Bounds of the "advanced" controls (the CLI only checks the lower ones; a public page also needs upper ones).
 EDIT_SAMPLING = Sampling(res_cond_scale=2.0)  # the official edit_t2m's residual guidance
+# Bounds of the "advanced" controls (the CLI only checks the lower ones; a public page also needs upper ones).
 LIMITS = {"steps": (1, 100), "guidance": (0.0, 20.0), "residual guidance": (0.0, 20.0), "temperature": (0.0, 5.0)}
 ONE_AT_A_TIME = {"concurrency_limit": 1, "concurrency_id": "model"}  # every event that runs the shared model
 INSTALL_HINT = "the web demo needs gradio: pip install -r requirements-demo.txt"

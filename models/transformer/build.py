@@ -224,5 +224,5 @@ def load_run_sampling(run_dir: str | Path) -> RunSampling:
     for key, value in values.items():
         ok, what = RUN_SAMPLING_CHECKS[key]
         if not ok(value):
-            raise CheckpointError(f"{path}: {key!r} must be {what}, got {str(value)[:200]}")
+            raise CheckpointError(f"{path}: {key!r} must be {what}, got {repr(value)[:200]}")
     return RunSampling(**{k: float(v) if k == "cond_scale" else v for k, v in values.items()})
