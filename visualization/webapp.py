@@ -430,7 +430,7 @@ def build_app(pipe: MoMaskPipeline | Mapping[str, MoMaskPipeline] | DemoService,
     gr = import_gradio()
     service = _as_service(pipe, workdir)
     on_generate, on_edit = make_handlers(service)
-    first = service.pipeline(service.labels[0]).spec
+    first = service.pipeline(service.labels[0])  # the page's default model
     with gr.Blocks(
         title="MoMask text-to-motion", analytics_enabled=False, delete_cache=(600, int(service.max_age_s))
     ) as app:
@@ -448,10 +448,10 @@ def build_app(pipe: MoMaskPipeline | Mapping[str, MoMaskPipeline] | DemoService,
                     with gr.Row():
                         frames = gr.Number(
                             120,
-                            label=f"length (frames, {first.fps:g} per second)",
+                            label=f"length (frames, {first.spec.fps:g} per second)",
                             precision=0,
-                            minimum=first.unit_length,
-                            maximum=first.max_motion_length,
+                            minimum=first.spec.unit_length,
+                            maximum=first.spec.max_motion_length,
                             elem_id="frames",
                         )
                         estimate = gr.Checkbox(True, label="estimate length", elem_id="estimate")
@@ -464,7 +464,7 @@ def build_app(pipe: MoMaskPipeline | Mapping[str, MoMaskPipeline] | DemoService,
                         type="filepath",
                         elem_id="gen-control",
                     )
-                    advanced = _advanced(gr, service.pipeline(service.labels[0]).resolve(Sampling()))
+                    advanced = _advanced(gr, first.resolve(Sampling()))
                     button = gr.Button("Generate", variant="primary", elem_id="generate-btn")
                     gr.Examples(
                         [["a person walks forward"], ["a person jumps up"], ["a person runs in a circle"]],
@@ -495,7 +495,7 @@ def build_app(pipe: MoMaskPipeline | Mapping[str, MoMaskPipeline] | DemoService,
                         start_s = gr.Number(1.0, label="start (s)", minimum=0, elem_id="edit-start")
                         end_s = gr.Number(3.0, label="end (s, 0 = to the end)", minimum=0, elem_id="edit-end")
                         edit_seed = gr.Number(10107, label="seed", precision=0, minimum=0, maximum=MAX_SEED)
-                    edit_advanced = _advanced(gr, service.pipeline(service.labels[0]).resolve(EDIT_SAMPLING))
+                    edit_advanced = _advanced(gr, first.resolve(EDIT_SAMPLING))
                     edit_button = gr.Button("Regenerate span", variant="primary", elem_id="edit-btn")
                 with gr.Column():
                     edit_results = _results(gr, "edit")
