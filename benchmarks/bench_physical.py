@@ -51,6 +51,7 @@ SHOWN = [
     ("jerk", "Jerk m/s³", 1),
     ("acceleration", "Accel m/s²", 1),
     ("phys_err", "Phys-Err cm", 100),
+    ("hovering", "Hover %", 100),
 ]
 
 

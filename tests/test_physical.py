@@ -9,15 +9,18 @@ import numpy as np
 import pytest
 
 from utils.physical import (
+    GRAVITY,
     METRIC_NAMES,
     contact_frames,
     floating,
     foot_joints,
+    hover_frames,
     jitter,
     penetration,
     physical_metrics,
     skating,
     to_metres,
+    vertical_acceleration,
     write_report,
 )
 from utils.skeleton import get_dataset_spec
@@ -84,6 +87,63 @@ def test_sunk_body_penetrates_by_its_depth_and_flight_is_not_floating() -> None:
     flying = standing(30, lowest=0.3)
     flying[..., 2] += 2.0 * np.arange(30)[:, None] / 20.0  # every joint moves at 2 m/s: a flight phase
     assert not contact_frames(flying, FEET, 20.0).any() and floating(flying, FEET, 20.0) == 0.0
+
+
+def thrown(frames: int, fps: float, start: int, flight: float) -> np.ndarray:
+    """A standing pose whose every joint follows a free-fall arc for ``flight`` seconds from frame ``start``:
+    up g·flight²/8 and back down, moving forward at 2 m/s throughout (the feet never still)."""
+    joints = standing(frames)
+    t = np.clip(np.arange(frames) - start, 0, None) / fps
+    joints[..., 1] += np.where(t < flight, GRAVITY / 2 * t * (flight - t), 0.0)[:, None]
+    joints[..., 2] += 2.0 * np.arange(frames)[:, None] / fps
+    return joints
+
+
+@pytest.mark.parametrize("fps", [20.0, 60.0])
+def test_a_free_flight_falls_at_g_and_does_not_hover(fps: float) -> None:
+    """A 0.7 s flight (0.60 m up) is off the floor for longer than MIN_FLIGHT and its mean height is a parabola
+    of acceleration -g exactly; held at its peak height instead, every frame it is up hovers."""
+    start, flight = int(0.5 * fps), 0.7
+    jump = thrown(int(2 * fps), fps, start, flight)
+    up = jump[..., 1].min(axis=1) > 0.10
+    assert up.sum() >= 0.25 * fps
+    np.testing.assert_allclose(vertical_acceleration(jump[up], fps), -GRAVITY, rtol=1e-9)
+    assert not hover_frames(jump, FEET, fps).any() and physical_metrics(jump, T2M, fps).hovering == 0.0
+    held = jump.copy()
+    held[up, :, 1] = standing(1)[0, :, 1] + GRAVITY * flight**2 / 8
+    np.testing.assert_array_equal(hover_frames(held, FEET, fps), up)
+    assert physical_metrics(held, T2M, fps).hovering == pytest.approx(up.mean())
+
+
+def test_short_hops_and_bodies_standing_on_a_box_do_not_hover() -> None:
+    """Off the floor for less than MIN_FLIGHT (a hop, noise) is not measured; a body 30 cm up for 2 s whose feet
+    are at rest stands on something (a box): neither hovers. Moving feet held up for the same 2 s hover, and so do
+    feet slow enough for a contact that drift up and down; a body barely off the floor (on tiptoes) does not."""
+    hop = thrown(40, 20.0, 10, 0.7)
+    hop[14:40, :, 1] = standing(1)[0, :, 1]  # 4 frames up, then held on the floor
+    assert not hover_frames(hop, FEET, 20.0).any()
+    box = standing(60, lowest=0.3)
+    box[:10, :, 1] -= 0.3  # steps up onto the box at frame 10
+    assert not hover_frames(box, FEET, 20.0).any()
+    gliding = box.copy()
+    gliding[..., 0] += 2.0 * np.arange(60)[:, None] / 20.0  # the same height, moving at 2 m/s: nothing holds it up
+    np.testing.assert_array_equal(hover_frames(gliding, FEET, 20.0), np.arange(60) >= 10)
+    drifting = box.copy()  # the feet still slower than CONTACT_SPEED, but rising and sinking at 0.3 m/s
+    drifting[10:, :, 1] += 0.15 * np.abs(np.sin(np.pi * np.arange(50) / 20))[:, None]
+    assert contact_frames(drifting, FEET, 20.0)[10:].all() and hover_frames(drifting, FEET, 20.0)[10:].mean() == 1.0
+    tiptoes = gliding.copy()
+    tiptoes[10:, :, 1] -= 0.3 - 0.14  # lowest joint 14 cm up: under AIRBORNE_HEIGHT + HOVER_CLEARANCE
+    assert not hover_frames(tiptoes, FEET, 20.0).any()
+
+
+def test_real_motion_never_hovers(reference_dir: Path) -> None:
+    """Every demo clip (walks, runs, jumps, flips, cartwheels, dances, boxes and stairs; mirrored too) and the
+    reference clip: no frame hovers (jumps and flips fall at 5-10 m/s², supports hold a foot at rest)."""
+    demo = sorted((Path(__file__).resolve().parents[1] / "dataset_demo" / "HumanML3D" / "new_joints").glob("*.npy"))
+    clips = [*demo, *sorted((reference_dir / "humanml3d" / "new_joints").glob("*.npy"))]
+    assert len(clips) > 60
+    for clip in clips:
+        assert not hover_frames(np.load(clip), FEET, 20.0).any(), clip.name
 
 
 @pytest.mark.parametrize("fps", [20.0, 12.5])

@@ -26,6 +26,12 @@ smoothly sampled motion):
   forward finite difference times ``fps³`` / ``fps²``.
 * ``phys_err`` (m): the mean of ``penetration_mean``, ``floating`` and the skate slide per 1/20 s
   (``skate_distance / 20``), one number in the spirit of PhysDiff's Phys-Err.
+* ``hovering``: share of frames on which the body is off the floor without falling (:func:`hover_frames`):
+  for at least :data:`MIN_FLIGHT` (0.25 s) every joint is more than :data:`AIRBORNE_HEIGHT` (10 cm) up, the
+  lowest reaching 15 cm, the mean joint height falls slower than g/2 (a jump's flight falls at g), and it is not
+  standing on something (a foot joint at rest, still and not drifting up or down, on most of those frames for
+  :data:`MIN_STAND`, 1 s, or more: a box, stairs). ``floating``, which only looks at frames with a still foot,
+  misses a body that hovers while it moves. On the 68 demo clips and the reference clip it is 0.
 """
 
 from __future__ import annotations
@@ -43,6 +49,12 @@ CONTACT_SPEED = 0.5  # m/s: a foot joint slower than this could be carrying weig
 SKATE_HEIGHT = 0.05  # m: a foot joint this close to the floor is on it
 SKATE_SPEED = 0.5  # m/s: 2.5 cm per frame at 20 fps
 REFERENCE_FPS = 20.0  # phys_err expresses the skate slide per frame at this rate
+GRAVITY = 9.81  # m/s²
+AIRBORNE_HEIGHT = 0.10  # m: a body whose every joint is higher than this is off the floor
+MIN_FLIGHT = 0.25  # s: the shortest time off the floor whose fall is measured (shorter: a hop, noise)
+HOVER_CLEARANCE = 0.05  # m: a hover rises this much above AIRBORNE_HEIGHT (lower: tiptoes, a shuffle, noise)
+MIN_STAND = 1.0  # s: the shortest time off the floor a still foot is taken to stand on something (a box, stairs)
+SUPPORT_SPEED = 0.2  # m/s: a foot on something moves up or down slower than this (1 cm per frame at 20 fps)
 
 # Dataset length unit in metres (KIT-ML positions are millimetres).
 METRES_PER_UNIT = {"t2m": 1.0, "kit": 0.001}
@@ -83,6 +95,57 @@ def contact_frames(joints: np.ndarray, feet: tuple[int, ...], fps: float) -> np.
     step = np.linalg.norm(np.diff(joints[:, list(feet)], axis=0), axis=-1) * fps  # (T-1, F) m/s
     step = np.concatenate([step, step[-1:]], axis=0)
     return (step < CONTACT_SPEED).any(axis=1)
+
+
+def true_runs(mask: np.ndarray) -> list[tuple[int, int]]:
+    """[start, end) of each run of True in a (T,) bool array."""
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], mask.astype(np.int8), [0]])))
+    return list(zip(edges[::2].tolist(), edges[1::2].tolist()))
+
+
+def vertical_acceleration(joints: np.ndarray, fps: float) -> float:
+    """Vertical acceleration (m/s²) of the mean joint height, a centre-of-mass proxy, over frames (T >= 3, J, 3):
+    twice the quadratic coefficient of its least-squares parabola in time. About -g in free flight (the demo
+    clips' jumps, flips and spins fit -5.1 .. -9.8: the limbs move about the body's centre)."""
+    joints = _check(joints, fps, 3)
+    return float(2 * np.polyfit(np.arange(len(joints)) / fps, joints[..., 1].mean(axis=1), 2)[0])
+
+
+def off_floor_spans(joints: np.ndarray, fps: float) -> list[tuple[int, int]]:
+    """[start, end) of the stretches of at least :data:`MIN_FLIGHT` in which every joint is more than
+    :data:`AIRBORNE_HEIGHT` above the floor. joints: (T, J, 3) metres."""
+    joints = _check(joints, fps, 1)
+    shortest = int(np.ceil(MIN_FLIGHT * fps))
+    return [(s, e) for s, e in true_runs(joints[..., 1].min(axis=1) > AIRBORNE_HEIGHT) if e - s >= shortest]
+
+
+def supported_frames(joints: np.ndarray, feet: tuple[int, ...], fps: float) -> np.ndarray:
+    """(T,) bool: frames where some foot joint could rest on something: slower than :data:`CONTACT_SPEED` (as in
+    :func:`contact_frames`) and moving up or down slower than :data:`SUPPORT_SPEED`."""
+    joints = _check(joints, fps, 2)
+    step = np.diff(joints[:, list(feet)], axis=0) * fps  # (T-1, F, 3) m/s
+    step = np.concatenate([step, step[-1:]], axis=0)
+    return ((np.linalg.norm(step, axis=-1) < CONTACT_SPEED) & (np.abs(step[..., 1]) < SUPPORT_SPEED)).any(axis=1)
+
+
+def hover_frames(joints: np.ndarray, feet: tuple[int, ...], fps: float) -> np.ndarray:
+    """(T,) bool: frames of a body that is off the floor and does not fall. A stretch of :func:`off_floor_spans`
+    whose lowest joint rises :data:`HOVER_CLEARANCE` above :data:`AIRBORNE_HEIGHT` hovers when its
+    :func:`vertical_acceleration` is above -g/2 (a flight falls at g), unless it lasts at least
+    :data:`MIN_STAND` with a foot joint at rest (:func:`supported_frames`) on most of its frames: then the body
+    stands on something, a box or stairs. A foot held still in the air for less than that, or drifting up or
+    down, does not hold it up."""
+    joints = _check(joints, fps, 2)
+    supported = supported_frames(joints, feet, fps)
+    lowest = joints[..., 1].min(axis=1)
+    hover = np.zeros(len(joints), dtype=bool)
+    for s, e in off_floor_spans(joints, fps):
+        if lowest[s:e].max() <= AIRBORNE_HEIGHT + HOVER_CLEARANCE:
+            continue
+        standing = e - s >= MIN_STAND * fps and supported[s:e].mean() > 0.5
+        if vertical_acceleration(joints[s:e], fps) > -GRAVITY / 2 and not standing:
+            hover[s:e] = True
+    return hover
 
 
 def floating(joints: np.ndarray, feet: tuple[int, ...], fps: float) -> float:
@@ -133,6 +196,7 @@ class PhysicalMetrics:
     jerk: float
     acceleration: float
     phys_err: float
+    hovering: float
 
     def as_dict(self) -> dict[str, float]:
         return asdict(self)
@@ -143,7 +207,7 @@ class PhysicalMetrics:
             f"penetration {100 * self.penetration_mean:.2f} cm (max {100 * self.penetration_max:.2f}), "
             f"floating {100 * self.floating:.2f} cm, skate {100 * self.skate_ratio:.1f} % "
             f"({100 * self.skate_distance:.2f} cm/s), jerk {self.jerk:.1f} m/s³, "
-            f"acceleration {self.acceleration:.2f} m/s²"
+            f"acceleration {self.acceleration:.2f} m/s², hovering {100 * self.hovering:.1f} %"
         )
 
 
@@ -159,7 +223,8 @@ def physical_metrics(joints: np.ndarray, spec: DatasetSpec, fps: float | None = 
     ratio, distance = skating(joints, feet, fps)
     jerk, acc = jitter(joints, fps)
     phys = (pen_mean + flo + distance / REFERENCE_FPS) / 3.0
-    return PhysicalMetrics(pen_mean, pen_max, flo, ratio, distance, jerk, acc, phys)
+    hover = float(hover_frames(joints, feet, fps).mean())
+    return PhysicalMetrics(pen_mean, pen_max, flo, ratio, distance, jerk, acc, phys, hover)
 
 
 METRIC_NAMES = tuple(PhysicalMetrics.__dataclass_fields__)
