@@ -21,7 +21,7 @@ from utils.cleanup import (
 )
 from utils.cli import run_cli
 from utils.motion import recover_from_ric
-from utils.physical import contact_frames, foot_joints, jitter, physical_metrics, skating
+from utils.physical import GRAVITY, contact_frames, foot_joints, hover_frames, jitter, physical_metrics, skating
 from utils.skeleton import get_dataset_spec
 
 REPO = Path(__file__).resolve().parents[1]
@@ -161,6 +161,30 @@ def test_cleanup_removes_penetration_and_keeps_contacts_on_the_floor() -> None:
     assert before.penetration_mean > 0.02 and after.penetration_mean < 0.005
     assert after.skate_ratio < 0.5 * before.skate_ratio
     assert contact_frames(out, foot_joints(T2M), T2M.fps).mean() > 0.3
+
+
+def test_a_hovering_body_is_brought_down_and_a_flight_keeps_its_arc() -> None:
+    """A walk held 0.6 m up for 0.75 s hovers (it is off the floor and does not fall): the clean-up puts it back
+    on the floor (its first and last frames partly: the floor offset is smoothed) and it no longer hovers. Thrown 0.6 m up along a free-fall arc over the
+    same frames it is a jump: the clean-up is the same as without ``land_hovers`` and the arc stays. A body
+    standing still on a 30 cm box stays there."""
+    walk = clip("000000")[:80]
+    t = np.arange(15) / T2M.fps
+    arc, held = walk.copy(), walk.copy()
+    arc[20:35, :, 1] += (GRAVITY / 2 * t * (0.75 - t))[:, None]  # up to g * 0.75^2 / 8 = 0.69 m
+    held[20:35, :, 1] += 0.6
+    feet = foot_joints(T2M)
+    assert hover_frames(held, feet, T2M.fps)[20:35].all()
+    landed = cleanup_motion(held, T2M)
+    assert not hover_frames(landed, feet, T2M.fps).any()
+    np.testing.assert_allclose(landed[24:31, :, 1].min(axis=1), 0.0, atol=0.015)
+    assert cleanup_motion(held, T2M, config=CleanupConfig(land_hovers=False))[22:33, :, 1].min() > 0.5  # left up
+    jumped = cleanup_motion(arc, T2M)
+    np.testing.assert_array_equal(jumped, cleanup_motion(arc, T2M, config=CleanupConfig(land_hovers=False)))
+    assert jumped[20:35, :, 1].min(axis=1).max() > 0.6
+    box = np.repeat(walk[:1], 60, axis=0)
+    box[10:, :, 1] += 0.3
+    np.testing.assert_allclose(cleanup_motion(box, T2M)[20:50], box[20:50], atol=1e-6)
 
 
 def test_pin_to_targets_closed_form() -> None:

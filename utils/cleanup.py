@@ -10,8 +10,9 @@
    and intended fast motion keeps its peaks.
 2. **Floor snapping**: one vertical offset per frame lifts the lowest joint out of the floor (y = 0) on frames
    that should be in contact (:func:`utils.physical.contact_frames`; with a finite ``float_tolerance`` it also
-   pulls a body floating higher than that down), is interpolated across flight phases (jumps keep their arc) and
-   smoothed. A body standing on something (boxes, stairs) is left there.
+   pulls a body floating higher than that down), puts a hovering body back on it (off the floor for 0.25 s or more
+   without falling: :func:`utils.physical.hover_frames`), is interpolated across flight phases (jumps keep
+   their arc) and smoothed. A body standing on something (boxes, stairs) is left there.
 3. **Contacts with hysteresis** per foot joint (ankle, toe of each side): a contact starts when the joint is low
    and slow (``*_on`` thresholds) and lasts while it stays within the looser ``*_off`` thresholds; runs shorter
    than ``min_run`` frames are dropped.
@@ -35,7 +36,7 @@ import torch
 
 from utils.kinematics import gaussian_smooth
 from utils.motion import extract_features, recover_from_ric, recover_root_rot_pos
-from utils.physical import METRES_PER_UNIT, contact_frames, foot_joints
+from utils.physical import METRES_PER_UNIT, contact_frames, foot_joints, hover_frames, true_runs
 from utils.quaternion import qrot
 from utils.skeleton import DatasetSpec
 
@@ -59,6 +60,7 @@ class CleanupConfig:
     blend: int = 3  # frames of ease-in/out of the lock correction
     floor_sigma: float = 2.0  # frames: smoothing of the floor offset
     float_tolerance: float = float("inf")  # m: contact frames floating higher are pulled down (inf: never)
+    land_hovers: bool = True  # bring a body down that stays off the floor without falling (not a flight)
     lift: bool = False  # finally lift the whole body where a hand or knee is below the floor
     length_sigma: float = 1.5  # frames: >0 low-passes the bone lengths instead of the constant median
     length_tolerance: float = 1e-5  # m: per-frame length changes this small are rounding, kept as they are
@@ -158,15 +160,22 @@ def smooth_skeleton(joints: np.ndarray, spec: DatasetSpec, fps: float, config: C
 
 def snap_to_floor(joints: np.ndarray, spec: DatasetSpec, fps: float, config: CleanupConfig) -> np.ndarray:
     """Step 2: one vertical offset per frame. Where the feet should be in contact the lowest joint is brought
-    into [0, ``float_tolerance``] (lifted out of the floor, or pulled down when floating higher); the offset is
-    interpolated across flight phases and smoothed."""
+    into [0, ``float_tolerance``] (lifted out of the floor, or pulled down when floating higher); with
+    ``land_hovers``, a body hovering off the floor (:func:`utils.physical.hover_frames`: it does not fall, so
+    something must hold it up) is lowered onto the floor like a contact frame. The offset is interpolated
+    across the other frames (flights keep their arc) and smoothed."""
     lowest = joints[..., 1].min(axis=1)  # (T,)
-    contact = contact_frames(joints, foot_joints(spec), fps)
+    feet = foot_joints(spec)
+    contact = contact_frames(joints, feet, fps)
     frames = np.arange(len(joints))
     wanted = np.clip(lowest, 0.0, config.float_tolerance) - lowest
-    if not contact.any():
+    hover = hover_frames(joints, feet, fps) if config.land_hovers else np.zeros_like(contact)
+    contact &= ~hover
+    wanted[hover] = -lowest[hover]
+    known = contact | hover
+    if not known.any():
         return joints
-    offset = _smooth(np.interp(frames, frames[contact], wanted[contact]), config.floor_sigma)
+    offset = _smooth(np.interp(frames, frames[known], wanted[known]), config.floor_sigma)
     out = joints.copy()
     out[..., 1] += offset[:, None]
     return out
@@ -211,15 +220,9 @@ def detect_contacts(
     return contact
 
 
-def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
-    """[start, end) of each run of True."""
-    edges = np.flatnonzero(np.diff(np.concatenate([[0], mask.astype(np.int8), [0]])))
-    return list(zip(edges[::2], edges[1::2]))
-
-
 def _drop_short_runs(mask: np.ndarray, min_run: int) -> np.ndarray:
     out = mask.copy()
-    for s, e in _runs(mask):
+    for s, e in true_runs(mask):
         if e - s < min_run:
             out[s:e] = False
     return out
@@ -232,7 +235,7 @@ def lock_offsets(track: np.ndarray, contact: np.ndarray, blend: int) -> tuple[np
     offset = np.zeros((n, 3))
     weight = np.zeros(n)
     frames = np.arange(n)
-    for s, e in _runs(contact):
+    for s, e in true_runs(contact):
         correction = np.zeros((e - s, 3))
         correction[:, [0, 2]] = track[s:e, [0, 2]].mean(axis=0) - track[s:e, [0, 2]]
         # Ease: 1 inside the run, falling to 0 over `blend` frames on each side, holding the boundary value.
