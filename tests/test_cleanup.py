@@ -14,6 +14,7 @@ from utils.cleanup import (
     cleanup_at_origin,
     cleanup_motion,
     detect_contacts,
+    hover_landing,
     lock_offsets,
     pin_to_targets,
     two_bone_ik,
@@ -164,27 +165,59 @@ def test_cleanup_removes_penetration_and_keeps_contacts_on_the_floor() -> None:
 
 
 def test_a_hovering_body_is_brought_down_and_a_flight_keeps_its_arc() -> None:
-    """A walk held 0.6 m up for 0.75 s hovers (it is off the floor and does not fall): the clean-up puts it back
-    on the floor (its first and last frames partly: the floor offset is smoothed) and it no longer hovers. Thrown 0.6 m up along a free-fall arc over the
-    same frames it is a jump: the clean-up is the same as without ``land_hovers`` and the arc stays. A body
-    standing still on a 30 cm box stays there."""
-    walk = clip("000000")[:80]
-    t = np.arange(15) / T2M.fps
-    arc, held = walk.copy(), walk.copy()
-    arc[20:35, :, 1] += (GRAVITY / 2 * t * (0.75 - t))[:, None]  # up to g * 0.75^2 / 8 = 0.69 m
-    held[20:35, :, 1] += 0.6
+    """A cartwheel held 20 cm up for 0.75 s while its hands are planted hovers (it is off the floor and does not
+    fall): the clean-up puts it back where the clip was (its first and last frames partly: the floor offset is
+    smoothed) and it no longer hovers. Held 60 cm up, further than ``max_landing``, it is left; so is a walk
+    held 25 cm up (its stance foot at rest: it may walk over a platform). Thrown 0.7 m up along a free-fall arc
+    it is a jump: the clean-up is the same as without ``land_hovers`` and the arc stays. A body standing still
+    on a 30 cm box stays there; gliding 25 cm up with no limb slow enough to plant, it would slide on the floor
+    if lowered, and is left as without ``land_hovers``."""
+    walk, cartwheel = clip("000000")[:80], clip("000009")[:80]
+    no_landing = CleanupConfig(land_hovers=False)
     feet = foot_joints(T2M)
-    assert hover_frames(held, feet, T2M.fps)[20:35].all()
+    held, high, platform = cartwheel.copy(), cartwheel.copy(), walk.copy()
+    held[20:35, :, 1] += 0.2
+    high[20:35, :, 1] += 0.6
+    platform[20:35, :, 1] += 0.25
+    for lifted in (held, high, platform):
+        assert hover_frames(lifted, feet, T2M.fps)[20:35].all()
     landed = cleanup_motion(held, T2M)
     assert not hover_frames(landed, feet, T2M.fps).any()
-    np.testing.assert_allclose(landed[24:31, :, 1].min(axis=1), 0.0, atol=0.015)
-    assert cleanup_motion(held, T2M, config=CleanupConfig(land_hovers=False))[22:33, :, 1].min() > 0.5  # left up
+    np.testing.assert_allclose(landed[24:31, :, 1].min(axis=1), cartwheel[24:31, :, 1].min(axis=1), atol=0.03)
+    assert cleanup_motion(held, T2M, config=no_landing)[22:33, :, 1].min() > 0.15  # left up
+    for lifted in (high, platform):
+        np.testing.assert_array_equal(cleanup_motion(lifted, T2M), cleanup_motion(lifted, T2M, config=no_landing))
+    t = np.arange(15) / T2M.fps
+    arc = walk.copy()
+    arc[20:35, :, 1] += (GRAVITY / 2 * t * (0.75 - t))[:, None]  # up to g * 0.75^2 / 8 = 0.69 m
     jumped = cleanup_motion(arc, T2M)
-    np.testing.assert_array_equal(jumped, cleanup_motion(arc, T2M, config=CleanupConfig(land_hovers=False)))
+    np.testing.assert_array_equal(jumped, cleanup_motion(arc, T2M, config=no_landing))
     assert jumped[20:35, :, 1].min(axis=1).max() > 0.6
     box = np.repeat(walk[:1], 60, axis=0)
     box[10:, :, 1] += 0.3
     np.testing.assert_allclose(cleanup_motion(box, T2M)[20:50], box[20:50], atol=1e-6)
+    gliding = box.copy()  # 25 cm up and every joint moving at 2 m/s: no foot or hand could hold it
+    gliding[10:, :, 1] -= 0.05
+    gliding[..., 2] += 2.0 * np.arange(60)[:, None] / T2M.fps
+    assert hover_frames(gliding, feet, T2M.fps)[10:].all()
+    np.testing.assert_array_equal(cleanup_motion(gliding, T2M), cleanup_motion(gliding, T2M, config=no_landing))
+
+
+def test_hover_landing_touches_the_floor_once_in_every_flight_window() -> None:
+    """Closed form: each hovering frame is lowered by the lowest height in a MIN_FLIGHT window around it (2 frames
+    either side at 20 fps) inside its run, so strides keep their shape: a floating gait whose lowest joint dips
+    to 10 cm every 8 frames is lowered by 10 cm where a dip is in reach, more between; a flat hover is pressed
+    flat."""
+    stride = 0.10 + 0.05 * (1 - np.cos(2 * np.pi * np.arange(24) / 8))  # 10..20 cm, dips at frames 0, 8, 16
+    lowest = np.concatenate([[0.0], stride, [0.0]])
+    hover = lowest > 0.05
+    offset = hover_landing(lowest, hover, 20.0)
+    want = -np.array([stride[max(0, t - 2) : t + 3].min() for t in range(24)])
+    np.testing.assert_allclose(offset[1:-1], want, atol=1e-12)
+    assert offset[0] == offset[-1] == 0.0 and (lowest + offset)[1:-1].min() == pytest.approx(0.0, abs=1e-12)
+    assert (lowest + offset)[1:-1].max() < 0.1  # never more than 2 frames' rise of a stride stays
+    flat = np.full(10, 0.3)
+    np.testing.assert_allclose(hover_landing(flat, flat > 0, 20.0), -0.3)
 
 
 def test_pin_to_targets_closed_form() -> None:

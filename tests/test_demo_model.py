@@ -201,7 +201,7 @@ def test_demo_follows_its_captions_at_short_and_long_lengths(pipe: MoMaskPipelin
     reason="issue 21 open: raw, 3 of 200 samples tumble (seed 0; 4 / 6 / 5 with seeds 1..3), every one a cartwheel "
     "hovering at a change from hands to feet: every joint 10 cm up for 7-25 frames, the lowest up to 21-35 cm, "
     "the mean joint height not falling (-3.2 .. +1.9 m/s^2); the nearest clip is the caption's own in 200 of 200 "
-    "(199 at seed 2). With the clean-up, which lands hovers, the test below passes",
+    "(199 at seed 2)",
 )
 def test_demo_follows_its_captions_at_every_length(pipe: MoMaskPipeline) -> None:
     """8 captions x 5 seeds x every length of LENGTHS (issue 21), the model's raw output (gen_t2m's default)."""
@@ -209,9 +209,16 @@ def test_demo_follows_its_captions_at_every_length(pipe: MoMaskPipeline) -> None
 
 
 @pytest.mark.slow
+@pytest.mark.xfail(
+    strict=True,
+    reason="issue 21 open: with the clean-up, 1 of 200 samples tumbles (seed 0; 0 / 0 / 2 with seeds 1..3): a "
+    "cartwheel ends standing in the air, a foot at rest on 36 % of the frames, which the clean-up does not land "
+    "(it may stand on a box); seed 3 also has a 4-frame hop 21 cm up; the nearest clip is the caption's own in "
+    "200 of 200 (199 at seed 2)",
+)
 def test_demo_follows_its_captions_at_every_length_cleaned_up(pipe: MoMaskPipeline) -> None:
-    """The same with the physical clean-up, the web page's default (``--cleanup``; utils/cleanup.py puts a
-    hovering body back on the floor): 199 of 200 (seed 0; 200 / 199 / 199 with seeds 1..3)."""
+    """The same with the physical clean-up, the web page's default (``--cleanup``; utils/cleanup.py puts a body
+    hovering near the floor back on it)."""
     _check_following(_follow(pipe, LENGTHS, SEEDS, cleanup=True), per_caption=True)
 
 

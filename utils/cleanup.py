@@ -36,7 +36,15 @@ import torch
 
 from utils.kinematics import gaussian_smooth
 from utils.motion import extract_features, recover_from_ric, recover_root_rot_pos
-from utils.physical import METRES_PER_UNIT, contact_frames, foot_joints, hover_frames, true_runs
+from utils.physical import (
+    METRES_PER_UNIT,
+    MIN_FLIGHT,
+    contact_frames,
+    foot_joints,
+    hover_frames,
+    supported_frames,
+    true_runs,
+)
 from utils.quaternion import qrot
 from utils.skeleton import DatasetSpec
 
@@ -61,6 +69,7 @@ class CleanupConfig:
     floor_sigma: float = 2.0  # frames: smoothing of the floor offset
     float_tolerance: float = float("inf")  # m: contact frames floating higher are pulled down (inf: never)
     land_hovers: bool = True  # bring a body down that stays off the floor without falling (not a flight)
+    max_landing: float = 0.3  # m: hovers that would be lowered further are left (see _landable_hovers)
     lift: bool = False  # finally lift the whole body where a hand or knee is below the floor
     length_sigma: float = 1.5  # frames: >0 low-passes the bone lengths instead of the constant median
     length_tolerance: float = 1e-5  # m: per-frame length changes this small are rounding, kept as they are
@@ -162,16 +171,17 @@ def snap_to_floor(joints: np.ndarray, spec: DatasetSpec, fps: float, config: Cle
     """Step 2: one vertical offset per frame. Where the feet should be in contact the lowest joint is brought
     into [0, ``float_tolerance``] (lifted out of the floor, or pulled down when floating higher); with
     ``land_hovers``, a body hovering off the floor (:func:`utils.physical.hover_frames`: it does not fall, so
-    something must hold it up) is lowered onto the floor like a contact frame. The offset is interpolated
-    across the other frames (flights keep their arc) and smoothed."""
+    something must hold it up) that could plant a foot or hand (:func:`_landable_hovers`) is lowered by
+    :func:`hover_landing`, onto the floor at least once in every :data:`utils.physical.MIN_FLIGHT`. The offset
+    is interpolated across the other frames (flights keep their arc) and smoothed."""
     lowest = joints[..., 1].min(axis=1)  # (T,)
     feet = foot_joints(spec)
     contact = contact_frames(joints, feet, fps)
     frames = np.arange(len(joints))
     wanted = np.clip(lowest, 0.0, config.float_tolerance) - lowest
-    hover = hover_frames(joints, feet, fps) if config.land_hovers else np.zeros_like(contact)
+    hover = _landable_hovers(joints, spec, fps, config) if config.land_hovers else np.zeros_like(contact)
     contact &= ~hover
-    wanted[hover] = -lowest[hover]
+    wanted[hover] = hover_landing(lowest, hover, fps)[hover]
     known = contact | hover
     if not known.any():
         return joints
@@ -179,6 +189,43 @@ def snap_to_floor(joints: np.ndarray, spec: DatasetSpec, fps: float, config: Cle
     out = joints.copy()
     out[..., 1] += offset[:, None]
     return out
+
+
+def _landable_hovers(joints: np.ndarray, spec: DatasetSpec, fps: float, config: CleanupConfig) -> np.ndarray:
+    """(T,) bool: the runs of :func:`utils.physical.hover_frames` that the clean-up lands. Only a hover near the
+    floor that nothing could be holding up and that a planted limb could hold: :func:`hover_landing` lowers no
+    frame by more than ``max_landing``; a foot rests (:func:`utils.physical.supported_frames`) on at most a
+    third of its frames; on most of them a foot joint or a hand (the end of an arm chain) moves slower than
+    ``speed_on`` horizontally. Left: bodies high up without falling (a flip with the wrong physics, which
+    lowering would not fix), a body that may stand on a box, and one gliding with every limb end fast (a run
+    whose feet never stop would slide along the floor instead of floating above it)."""
+    feet = foot_joints(spec)
+    hover = hover_frames(joints, feet, fps)
+    supported = supported_frames(joints, feet, fps)
+    depth = -hover_landing(joints[..., 1].min(axis=1), hover, fps)
+    legs = {*spec.fid_l, *spec.fid_r}
+    ends = [*feet, *(c[-1] for c in spec.chains if c[-1] not in legs and len(c) >= 4)]
+    speed = np.linalg.norm(np.gradient(joints[:, ends][..., [0, 2]], axis=0), axis=-1) * fps  # (T, ends)
+    plantable = (speed < config.speed_on).any(axis=1)
+    for s, e in true_runs(hover):
+        near = depth[s:e].max() <= config.max_landing
+        hover[s:e] = near and supported[s:e].mean() <= 1 / 3 and plantable[s:e].mean() > 0.5
+    return hover
+
+
+def hover_landing(lowest: np.ndarray, hover: np.ndarray, fps: float) -> np.ndarray:
+    """(T,) vertical offset (<= 0, m) that lands each run of ``hover`` frames: minus the lowest joint height
+    ``lowest`` (T,) at its lowest in a window of :data:`utils.physical.MIN_FLIGHT` centred on each frame (inside
+    the run). The body then touches the floor at least once in every such window, so no stretch off the floor
+    is long enough to hover, and what it does between (strides, a short hop) keeps its shape instead of being
+    pressed flat onto the floor; 0 elsewhere."""
+    half = (int(np.ceil(MIN_FLIGHT * fps)) - 1) // 2  # 2 frames either side at 20 fps: 5-frame windows
+    offset = np.zeros_like(lowest)
+    for s, e in true_runs(hover):
+        run = lowest[s:e]
+        windows = [run[max(0, t - half) : t + half + 1].min() for t in range(e - s)]
+        offset[s:e] = -np.asarray(windows)
+    return offset
 
 
 def lift_out_of_floor(joints: np.ndarray, sigma: float) -> np.ndarray:
