@@ -16,6 +16,7 @@ from utils.physical import (
     foot_joints,
     hover_frames,
     jitter,
+    min_flight_frames,
     penetration,
     physical_metrics,
     skating,
@@ -134,6 +135,16 @@ def test_short_hops_and_bodies_standing_on_a_box_do_not_hover() -> None:
     tiptoes = gliding.copy()
     tiptoes[10:, :, 1] -= 0.3 - 0.14  # lowest joint 14 cm up: under AIRBORNE_HEIGHT + HOVER_CLEARANCE
     assert not hover_frames(tiptoes, FEET, 20.0).any()
+
+
+def test_hovering_at_a_low_frame_rate_still_fits_three_frames() -> None:
+    """At 6 fps MIN_FLIGHT is 2 frames, too few for a parabola: spans need 3 (no error), and a body held up for
+    3 frames hovers."""
+    assert min_flight_frames(6.0) == 3 and min_flight_frames(20.0) == 5 and min_flight_frames(12.5) == 4
+    held = thrown(12, 6.0, 0, 0.0)
+    held[4:7, :, 1] += 0.4
+    np.testing.assert_array_equal(hover_frames(held, FEET, 6.0), np.isin(np.arange(12), [4, 5, 6]))
+    assert physical_metrics(held[:6], T2M, 6.0).hovering == 0.0  # 2 frames up: too short
 
 
 def test_real_motion_never_hovers(reference_dir: Path) -> None:

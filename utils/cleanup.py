@@ -10,9 +10,10 @@
    and intended fast motion keeps its peaks.
 2. **Floor snapping**: one vertical offset per frame lifts the lowest joint out of the floor (y = 0) on frames
    that should be in contact (:func:`utils.physical.contact_frames`; with a finite ``float_tolerance`` it also
-   pulls a body floating higher than that down), puts a hovering body back on it (off the floor for 0.25 s or more
-   without falling: :func:`utils.physical.hover_frames`), is interpolated across flight phases (jumps keep
-   their arc) and smoothed. A body standing on something (boxes, stairs) is left there.
+   pulls a body floating higher than that down), puts a body hovering near it back on it (off the floor for
+   0.25 s or more without falling, :func:`utils.physical.hover_frames`, and landable: :func:`_landable_hovers`),
+   is interpolated across flight phases (jumps keep their arc) and smoothed. A body standing on something
+   (boxes, stairs) is left there.
 3. **Contacts with hysteresis** per foot joint (ankle, toe of each side): a contact starts when the joint is low
    and slow (``*_on`` thresholds) and lasts while it stays within the looser ``*_off`` thresholds; runs shorter
    than ``min_run`` frames are dropped.
@@ -38,10 +39,10 @@ from utils.kinematics import gaussian_smooth
 from utils.motion import extract_features, recover_from_ric, recover_root_rot_pos
 from utils.physical import (
     METRES_PER_UNIT,
-    MIN_FLIGHT,
     contact_frames,
     foot_joints,
     hover_frames,
+    min_flight_frames,
     supported_frames,
     true_runs,
 )
@@ -219,7 +220,7 @@ def hover_landing(lowest: np.ndarray, hover: np.ndarray, fps: float) -> np.ndarr
     the run). The body then touches the floor at least once in every such window, so no stretch off the floor
     is long enough to hover, and what it does between (strides, a short hop) keeps its shape instead of being
     pressed flat onto the floor; 0 elsewhere."""
-    half = (int(np.ceil(MIN_FLIGHT * fps)) - 1) // 2  # 2 frames either side at 20 fps: 5-frame windows
+    half = (min_flight_frames(fps) - 1) // 2  # 2 frames either side at 20 fps: 5-frame windows
     offset = np.zeros_like(lowest)
     for s, e in true_runs(hover):
         run = lowest[s:e]

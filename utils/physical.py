@@ -111,11 +111,16 @@ def vertical_acceleration(joints: np.ndarray, fps: float) -> float:
     return float(2 * np.polyfit(np.arange(len(joints)) / fps, joints[..., 1].mean(axis=1), 2)[0])
 
 
+def min_flight_frames(fps: float) -> int:
+    """Frames in :data:`MIN_FLIGHT` at ``fps``, at least 3 (a parabola needs them): 5 at 20 fps, 4 at 12.5."""
+    return max(3, int(np.ceil(MIN_FLIGHT * fps)))
+
+
 def off_floor_spans(joints: np.ndarray, fps: float) -> list[tuple[int, int]]:
-    """[start, end) of the stretches of at least :data:`MIN_FLIGHT` in which every joint is more than
+    """[start, end) of the stretches of at least :func:`min_flight_frames` in which every joint is more than
     :data:`AIRBORNE_HEIGHT` above the floor. joints: (T, J, 3) metres."""
     joints = _check(joints, fps, 1)
-    shortest = int(np.ceil(MIN_FLIGHT * fps))
+    shortest = min_flight_frames(fps)
     return [(s, e) for s, e in true_runs(joints[..., 1].min(axis=1) > AIRBORNE_HEIGHT) if e - s >= shortest]
 
 
