@@ -195,8 +195,9 @@ def snap_to_floor(joints: np.ndarray, spec: DatasetSpec, fps: float, config: Cle
 def _landable_hovers(joints: np.ndarray, spec: DatasetSpec, fps: float, config: CleanupConfig) -> np.ndarray:
     """(T,) bool: the runs of :func:`utils.physical.hover_frames` that the clean-up lands. Only a hover near the
     floor that nothing could be holding up and that a planted limb could hold: :func:`hover_landing` lowers no
-    frame by more than ``max_landing``; a foot rests (:func:`utils.physical.supported_frames`) on at most a
-    third of its frames; on most of them a foot joint or a hand (the end of an arm chain) moves slower than
+    frame by more than ``max_landing``; a foot rests (:func:`utils.physical.supported_frames`) on fewer than
+    half of its frames (on more, as :func:`utils.physical.hover_frames` has it for a second or longer, it may
+    stand on something); on most of them a foot joint or a hand (the end of an arm chain) moves slower than
     ``speed_on`` horizontally. Left: bodies high up without falling (a flip with the wrong physics, which
     lowering would not fix), a body that may stand on a box, and one gliding with every limb end fast (a run
     whose feet never stop would slide along the floor instead of floating above it)."""
@@ -210,7 +211,7 @@ def _landable_hovers(joints: np.ndarray, spec: DatasetSpec, fps: float, config: 
     plantable = (speed < config.speed_on).any(axis=1)
     for s, e in true_runs(hover):
         near = depth[s:e].max() <= config.max_landing
-        hover[s:e] = near and supported[s:e].mean() <= 1 / 3 and plantable[s:e].mean() > 0.5
+        hover[s:e] = near and supported[s:e].mean() < 0.5 and plantable[s:e].mean() > 0.5
     return hover
 
 
