@@ -17,7 +17,7 @@ import pytest
 from models.pipeline import MoMaskPipeline
 from models.transformer.build import RunSampling
 from utils.checkpoint import load_checkpoint
-from utils.physical import AIRBORNE_HEIGHT, GRAVITY, MIN_FLIGHT, true_runs, vertical_acceleration
+from utils.physical import AIRBORNE_HEIGHT, GRAVITY, min_flight_frames, true_runs, vertical_acceleration
 from utils.skeleton import T2M_JOINT_NAMES
 from visualization.bvh import read_bvh
 
@@ -104,14 +104,14 @@ FPS = 20.0  # HumanML3D
 def _floating(lowest: np.ndarray, joints: np.ndarray, cap: float) -> str:
     """Why a motion is off the floor in a way its clips are not ('' if it is not): every stretch of frames with
     each joint more than AIRBORNE_HEIGHT (10 cm) up that goes higher than ``cap`` must be a ballistic flight,
-    at least MIN_FLIGHT (0.25 s) long with the body falling at g/2 or more (a free flight falls at g; the clips'
+    at least min_flight_frames (0.25 s) long with the body falling at g/2 or more (a free flight falls at g; the clips'
     flights fit -5.1 .. -9.8 m/s^2). A body that stays up longer than its height allows, or rises, is hovering.
     Stricter than :func:`utils.physical.hover_frames`: no caption here stands on a box."""
     for start, end in true_runs(lowest > AIRBORNE_HEIGHT):
         peak = float(lowest[start:end].max())
         if peak <= cap:
             continue
-        if end - start < MIN_FLIGHT * FPS:
+        if end - start < min_flight_frames(FPS):
             return f"lowest joint {peak:.2f} m above the floor for {end - start} frames (clips: {cap - 0.10:.2f})"
         accel = vertical_acceleration(joints[start:end], FPS)
         if accel > -GRAVITY / 2:
@@ -199,7 +199,7 @@ def test_demo_follows_its_captions_at_short_and_long_lengths(pipe: MoMaskPipelin
 @pytest.mark.xfail(
     strict=True,
     reason="issue 21 open: raw, 3 of 200 samples tumble (seed 0; 4 / 6 / 5 with seeds 1..3), every one a cartwheel "
-    "hovering at a change from hands to feet: every joint 10 cm up for 7-25 frames, the lowest up to 21-35 cm, "
+    "hovering at a change from hands to feet: every joint 10 cm up for 6-26 frames, the lowest up to 21-35 cm, "
     "the mean joint height not falling (-3.2 .. +1.9 m/s^2); the nearest clip is the caption's own in 200 of 200 "
     "(199 at seed 2)",
 )
