@@ -1,10 +1,10 @@
-"""Physical-plausibility columns of the benchmark (penetration, floating, foot skating, jitter; utils/physical.py).
+"""Physical-plausibility columns of the benchmark (penetration, floating, skating, jitter, hovering; utils/physical.py).
 
 :class:`PhysicalAccumulator` is fed, batch by batch, the ground-truth and generated **raw** features the benchmark
 loop already has, recovers joints (``recover_from_ric``) and averages the per-motion metrics over one pass; the
 loop's per-pass values then give the 95 % CIs like every other column. Generated keys are ``Penetrate`` (cm, mean
-depth below the floor), ``Float`` (cm), ``Skate`` (% of frame steps), ``Jerk`` (m/s³), ``Accel`` (m/s²); the
-ground truth's carry a ``_real`` suffix.
+depth below the floor), ``Float`` (cm), ``Skate`` (% of frame steps), ``Jerk`` (m/s³), ``Accel`` (m/s²), ``Hover``
+(% of frames off the floor without falling); the ground truth's carry a ``_real`` suffix.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ COLUMNS = {
     "Skate": ("skate_ratio", 100.0),
     "Jerk": ("jerk", 1.0),
     "Accel": ("acceleration", 1.0),
+    "Hover": ("hovering", 100.0),
 }
 TABLE_COLUMNS = [
     ("Penetrate", "Penetrate cm ↓"),
@@ -29,6 +30,7 @@ TABLE_COLUMNS = [
     ("Skate", "Skate % ↓"),
     ("Jerk", "Jerk m/s³ ↓"),
     ("Accel", "Accel m/s² ↓"),
+    ("Hover", "Hover % ↓"),
 ]
 
 
