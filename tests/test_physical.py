@@ -121,7 +121,7 @@ def test_short_hops_and_bodies_standing_on_a_box_do_not_hover() -> None:
     are at rest stands on something (a box): neither hovers. Moving feet held up for the same 2 s hover, and so do
     feet slow enough for a contact that drift up and down; a body barely off the floor (on tiptoes) does not."""
     hop = thrown(40, 20.0, 10, 0.7)
-    hop[14:40, :, 1] = standing(1)[0, :, 1]  # 4 frames up, then held on the floor
+    hop[14:40, :, 1] = standing(1)[0, :, 1]  # frames 10-13 on the arc (3 above 10 cm), then on the floor
     assert not hover_frames(hop, FEET, 20.0).any()
     box = standing(60, lowest=0.3)
     box[:10, :, 1] -= 0.3  # steps up onto the box at frame 10
