@@ -205,8 +205,7 @@ def _landable_hovers(joints: np.ndarray, spec: DatasetSpec, fps: float, config: 
     hover = hover_frames(joints, feet, fps)
     supported = supported_frames(joints, feet, fps)
     depth = -hover_landing(joints[..., 1].min(axis=1), hover, fps)
-    legs = {*spec.fid_l, *spec.fid_r}
-    ends = [*feet, *(c[-1] for c in spec.chains if c[-1] not in legs and len(c) >= 4)]
+    ends = [*feet, *_arm_ends(spec)]
     speed = np.linalg.norm(np.gradient(joints[:, ends][..., [0, 2]], axis=0), axis=-1) * fps  # (T, ends)
     plantable = (speed < config.speed_on).any(axis=1)
     for s, e in true_runs(hover):
@@ -382,16 +381,18 @@ def lock_feet(joints: np.ndarray, spec: DatasetSpec, contacts: np.ndarray, confi
     return out
 
 
+def _arm_ends(spec: DatasetSpec) -> list[int]:
+    """The hands: end joints of the kinematic chains that are not legs and have an upper and a lower arm."""
+    legs = {*spec.fid_l, *spec.fid_r}
+    return [chain[-1] for chain in spec.chains if chain[-1] not in legs and len(chain) >= 4]
+
+
 def hands_out_of_floor(joints: np.ndarray, spec: DatasetSpec) -> np.ndarray:
     """Arms whose end joint is below the floor are re-solved with :func:`two_bone_ik` onto y = 0 (the end joint
     lifted straight up; upper/lower arm lengths kept). joints (T, J, 3) metres."""
     out = joints.copy()
     parents = spec.parents
-    legs = {*spec.fid_l, *spec.fid_r}
-    for chain in spec.chains:
-        end = chain[-1]
-        if end in legs or len(chain) < 4:
-            continue
+    for end in _arm_ends(spec):
         mid, top = parents[end], parents[parents[end]]
         low = out[:, end, 1] < 0.0
         if not low.any():

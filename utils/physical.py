@@ -89,12 +89,17 @@ def penetration(joints: np.ndarray) -> tuple[float, float]:
     return float(depth.mean()), float(depth.max())
 
 
+def _foot_steps(joints: np.ndarray, feet: tuple[int, ...]) -> np.ndarray:
+    """(T, F, 3) metres each foot joint moves to the next frame (the last frame repeats the step before it)."""
+    step = np.diff(joints[:, list(feet)], axis=0)
+    return np.concatenate([step, step[-1:]], axis=0)
+
+
 def contact_frames(joints: np.ndarray, feet: tuple[int, ...], fps: float) -> np.ndarray:
     """(T,) bool: frames where some foot joint is slower than :data:`CONTACT_SPEED` (should touch the floor)."""
     joints = _check(joints, fps, 2)
-    step = np.linalg.norm(np.diff(joints[:, list(feet)], axis=0), axis=-1) * fps  # (T-1, F) m/s
-    step = np.concatenate([step, step[-1:]], axis=0)
-    return (step < CONTACT_SPEED).any(axis=1)
+    speed = np.linalg.norm(_foot_steps(joints, feet), axis=-1) * fps  # (T, F) m/s
+    return (speed < CONTACT_SPEED).any(axis=1)
 
 
 def true_runs(mask: np.ndarray) -> list[tuple[int, int]]:
@@ -128,9 +133,9 @@ def supported_frames(joints: np.ndarray, feet: tuple[int, ...], fps: float) -> n
     """(T,) bool: frames where some foot joint could rest on something: slower than :data:`CONTACT_SPEED` (as in
     :func:`contact_frames`) and moving up or down slower than :data:`SUPPORT_SPEED`."""
     joints = _check(joints, fps, 2)
-    step = np.diff(joints[:, list(feet)], axis=0) * fps  # (T-1, F, 3) m/s
-    step = np.concatenate([step, step[-1:]], axis=0)
-    return ((np.linalg.norm(step, axis=-1) < CONTACT_SPEED) & (np.abs(step[..., 1]) < SUPPORT_SPEED)).any(axis=1)
+    step = _foot_steps(joints, feet)  # (T, F, 3) m
+    still = np.linalg.norm(step, axis=-1) * fps < CONTACT_SPEED
+    return (still & (np.abs(step[..., 1]) * fps < SUPPORT_SPEED)).any(axis=1)
 
 
 def hover_frames(joints: np.ndarray, feet: tuple[int, ...], fps: float) -> np.ndarray:
