@@ -47,6 +47,7 @@ def test_official_hardware_says_when_the_cpu_is_not_the_official_kind(monkeypatc
         "bench_generate",
         "bench_physical",
         "bench_precision",
+        "bench_token_context",
         "bench_train",
         "bench_transformers",
         "bench_visualization",
