@@ -46,6 +46,12 @@ class TransformerOptions(
     dropout: float = opt(0.2, "dropout of embeddings, attention and feed-forward")
     cond_drop_prob: float = opt(0.1, "probability of dropping the text condition (classifier-free guidance)")
     share_weight: bool = opt(False, "residual transformer: tie output projections to the next layer's embeddings")
+    init_from: str = opt(
+        "",
+        "start from the weights of this run of the same stage (a name under checkpoints_dir/dataset_name, the same "
+        "architecture and vq_name; the checkpoint generation would load); the optimizer, the schedule and the step "
+        "count start afresh",
+    )
     # optimisation
     max_epoch: int = override(500)
     # run control
@@ -76,10 +82,19 @@ class TransformerOptions(
             raise ValueError(
                 f"--dropout and --cond_drop_prob must be in [0, 1); got {self.dropout}, {self.cond_drop_prob}"
             )
+        if self.init_from and self.init_from == self.name:
+            raise ValueError(f"--init_from {self.init_from} is this run (--name): continue it with --is_continue")
         if self.max_motion_length % self.unit_length:
             raise ValueError(
                 f"--max_motion_length {self.max_motion_length} must be a multiple of --unit_length {self.unit_length}"
             )
+
+    @property
+    def init_source_dir(self) -> Path | None:
+        """``checkpoints_dir/<dataset_name>/<init_from>``, or None when the run starts from scratch."""
+        if not self.init_from:
+            return None
+        return Path(self.checkpoints_dir).expanduser().resolve() / self.dataset_name / self.init_from
 
     @property
     def vq_dir(self) -> Path:

@@ -71,8 +71,17 @@ rm -r "$CK/t2m/rvq_demo_pre"
 fi
 
 # Stages 2 and 3: masked and residual transformers (both only need the VQ).
+# The masked transformer in two runs: the schedule of SMALL, then 8000 more steps from its weights at a constant
+# learning rate of 1e-3 (--init_from; docs/training.md#continuing-from-another-run), where it learns to read its token
+# context (docs/sampling.md#token-context). The residual transformer trains beside both.
+(
+python train_t2m_transformer.py "${COMMON[@]}" "${TEXT[@]}" "${SMALL[@]}" --name mtrans_demo_pre --vq_name rvq_demo \
+    --cond_drop_prob 0.1
 python train_t2m_transformer.py "${COMMON[@]}" "${TEXT[@]}" "${SMALL[@]}" --name mtrans_demo --vq_name rvq_demo \
-    --cond_drop_prob 0.1 &
+    --cond_drop_prob 0.1 --init_from mtrans_demo_pre --lr 1e-3 --warm_up_iter 0 --milestones 100000 --max_steps 8000 \
+    --log_every 500
+rm -r "$CK/t2m/mtrans_demo_pre"
+) &
 PIDS+=($!)
 python train_res_transformer.py "${COMMON[@]}" "${TEXT[@]}" "${SMALL[@]}" --name rtrans_demo --vq_name rvq_demo \
     --cond_drop_prob 0.2 --share_weight &

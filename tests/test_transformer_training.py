@@ -257,6 +257,37 @@ def test_script_trains_refuses_overwrite_and_resumes(script: str, script_env: Pa
     assert state["total_it"] == 5 and state["model_args"]["clip_dim"] == 384
 
 
+@pytest.mark.parametrize("script", ["train_t2m_transformer", "train_res_transformer"])
+def test_init_from_starts_from_the_weights_of_another_run(script: str, script_env: Path) -> None:
+    import importlib
+
+    from models.transformer.build import load_mask_transformer, load_residual_transformer
+
+    main = importlib.import_module(script).main
+    load = load_mask_transformer if script == "train_t2m_transformer" else load_residual_transformer
+    source, name = f"{script}_src", f"{script}_init"
+    main(script_args(script_env, source, 3))
+    runs = script_env / "ck" / "t2m"
+    with pytest.raises(ValueError, match="--init_from .*no run there"):
+        main(script_args(script_env, name, 1) + ["--init_from", "nothing_here"])
+    with pytest.raises(ValueError, match="--init_from .*it has latent_dim 32"):
+        main(script_args(script_env, name, 1) + ["--init_from", source, "--latent_dim", "16"])
+    with pytest.raises(ValueError, match="is this run"):
+        main(script_args(script_env, source, 1) + ["--init_from", source])
+    assert not (runs / name).exists()  # every refusal came before the run folder
+    # --lr 1e-20: one step moves no weight by more than 1e-19, so they are the source's
+    main(script_args(script_env, name, 1) + ["--init_from", source, "--lr", "1e-20"])
+    (src, _), (new, opt) = load(runs / source), load(runs / name, which="latest")  # the file generation reads
+    assert opt.init_from == source and "init_from: " + source in (runs / name / "opt.txt").read_text()
+    for (key, a), b in zip(src.state_dict().items(), new.state_dict().values()):
+        torch.testing.assert_close(b, a, atol=1e-18, rtol=0, msg=key)
+    assert load_checkpoint(runs / name / "model" / "latest.tar")["total_it"] == 1
+    # and it trains on from there: a positive learning rate changes them
+    main(script_args(script_env, f"{name}_lr", 2) + ["--init_from", source])
+    moved, _ = load(runs / f"{name}_lr", which="latest")
+    assert any(not torch.equal(a, b) for a, b in zip(src.state_dict().values(), moved.state_dict().values()))
+
+
 # ---- CUDA (run with -m gpu on a machine with a GPU) -------------------------------------------------------------
 @pytest.mark.gpu
 @pytest.mark.parametrize("amp", ["off", "bf16", "fp16"])

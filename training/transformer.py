@@ -37,7 +37,13 @@ from data.checks import ensure_dataset_ok
 from data.layout import DatasetPaths
 from data.t2m_dataset import Text2MotionDataset
 from models.text_encoder import TextFeatureCache, build_text_encoder
-from models.transformer.build import VQFacts, mask_config, residual_config
+from models.transformer.build import (
+    VQFacts,
+    load_mask_transformer,
+    load_residual_transformer,
+    mask_config,
+    residual_config,
+)
 from models.transformer.mask_transformer import MaskedLoss, MaskTransformer
 from models.transformer.residual_transformer import ResidualTransformer
 from models.vq.build import load_rvqvae, load_vq_meta
@@ -320,6 +326,27 @@ class TransformerTrainer:
 
 
 # ---- script glue (train_t2m_transformer.py / train_res_transformer.py) -----------------------------------------
+def start_from_run(model: nn.Module, source_dir: Path, vq_name: str, stage: Stage) -> None:
+    """``--init_from``: copy the weights of ``source_dir``, a run of the same stage with the same architecture,
+    trained on the same VQ (else its tokens mean something else). Only the weights: optimizer and schedule
+    start afresh, so the new run's opt.txt states its own optimisation."""
+    if not (source_dir / "opt.txt").is_file():
+        raise ValueError(f"--init_from {source_dir}: no run there (no opt.txt); give the name of a trained run")
+    load = load_mask_transformer if stage is MASK_STAGE else load_residual_transformer
+    source, source_opt = load(source_dir)
+    if source_opt.vq_name != vq_name:
+        raise ValueError(
+            f"--init_from {source_dir}: it was trained on VQ {source_opt.vq_name}, this run on {vq_name} "
+            "(different tokens); start from a run on the same VQ"
+        )
+    if source.config != model.config:
+        theirs, ours = source.config.as_dict(), model.config.as_dict()
+        diff = ", ".join(f"{k} {theirs[k]}" for k in theirs if theirs[k] != ours[k])
+        raise ValueError(f"--init_from {source_dir}: it has {diff}; give the same architecture flags")
+    model.load_state_dict(source.state_dict())
+    logger.info("starting from the weights of %s", source_dir)
+
+
 def train_stage(run: Run, stage: Stage) -> TrainerState:
     """Everything a transformer training script does inside :func:`training.run.run_trainer`: VQ, text encoder,
     data, model, run files, loop."""
@@ -345,6 +372,8 @@ def train_stage(run: Run, stage: Stage) -> TrainerState:
     else:
         config = residual_config(opt, facts, opt.clip_dim)
         model = ResidualTransformer(config)
+    if opt.init_source_dir is not None:
+        start_from_run(model, opt.init_source_dir, opt.vq_name, stage)
     mean, std = load_vq_meta(opt.vq_dir)
     kw = dict(seed=opt.seed, max_motion_length=opt.max_motion_length, unit_length=opt.unit_length)
     train_set = Text2MotionDataset(opt.data_root, opt.spec, mean, std, split=opt.train_split, **kw)
