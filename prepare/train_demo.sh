@@ -17,6 +17,9 @@
 # the VQ decoder then fine-tuned on partly corrupted codes (6000 steps, 5 min 20 s at 2 threads, 2026-12-04): 179
 # (177 once the check also required a planted hand in cartwheels); with the ground term --loss_ground 1 as well: 184
 # (seeds 1 / 2: 191 / 185; weight 3: 184 / 177 / 171); guiding with 2 instead of 4: 192 (seeds 1 / 2: 194 / 192).
+# Training the masked transformer on for 8000 steps at a constant lr of 1e-3 from its 6000-step run (17 min at one
+# thread, 2026-12-07), where it starts to read its token context (docs/sampling.md#token-context): raw 197 -> 199
+# (seeds 1 / 2 / 3: 196 -> 198, 193 -> 199, 195 -> 200), demo-evaluator FID 0.58 -> 0.20, multimodality 0.83 -> 0.39.
 # The released rvq_demo is that fine-tune of the VQ the 2026-12-03 run of stage 1 trained (its codes, so the
 # transformers trained on that VQ, unchanged); rvq_demo_pre, the stage-1 run, is not released.
 #

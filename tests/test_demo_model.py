@@ -198,10 +198,9 @@ def test_demo_follows_its_captions_at_short_and_long_lengths(pipe: MoMaskPipelin
 @pytest.mark.slow
 @pytest.mark.xfail(
     strict=True,
-    reason="issue 21 open: raw, 3 of 200 samples tumble (seed 0; 4 / 6 / 5 with seeds 1..3), every one a cartwheel "
-    "hovering at a change from hands to feet: every joint 10 cm up for 6-26 frames, the lowest up to 21-35 cm, "
-    "the mean joint height not falling (-3.2 .. +1.9 m/s^2); the nearest clip is the caption's own in 200 of 200 "
-    "(199 at seed 2)",
+    reason="issue 21 open: raw, 1 of 200 samples tumbles (seed 0; 2 / 1 / 0 with seeds 1..3), a cartwheel "
+    "hovering at its last change from hands to feet at 196 frames: every joint 10 cm up for 7 frames, the lowest "
+    "up to 26 cm, the mean joint height falling at 1.1 m/s^2; the nearest clip is the caption's own in 200 of 200",
 )
 def test_demo_follows_its_captions_at_every_length(pipe: MoMaskPipeline) -> None:
     """8 captions x 5 seeds x every length of LENGTHS (issue 21), the model's raw output (gen_t2m's default)."""
