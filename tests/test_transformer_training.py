@@ -274,6 +274,11 @@ def test_init_from_starts_from_the_weights_of_another_run(script: str, script_en
         main(script_args(script_env, name, 1) + ["--init_from", source, "--latent_dim", "16"])
     with pytest.raises(ValueError, match="is this run"):
         main(script_args(script_env, source, 1) + ["--init_from", source])
+    other_vq = runs / f"{script}_vq"
+    shutil.copytree(runs / "rvq_nq6_dc64_nc32_w64", other_vq)
+    main([*script_args(script_env, f"{script}_other", 1), "--vq_name", other_vq.name])
+    with pytest.raises(ValueError, match="--init_from .*trained on VQ .*_vq, this run on rvq_nq6"):
+        main(script_args(script_env, name, 1) + ["--init_from", f"{script}_other"])
     assert not (runs / name).exists()  # every refusal came before the run folder
     # --lr 1e-20: one step moves no weight by more than 1e-19, so they are the source's
     main(script_args(script_env, name, 1) + ["--init_from", source, "--lr", "1e-20"])
@@ -286,6 +291,9 @@ def test_init_from_starts_from_the_weights_of_another_run(script: str, script_en
     main(script_args(script_env, f"{name}_lr", 2) + ["--init_from", source])
     moved, _ = load(runs / f"{name}_lr", which="latest")
     assert any(not torch.equal(a, b) for a, b in zip(src.state_dict().values(), moved.state_dict().values()))
+    shutil.rmtree(runs / source)  # resuming needs only the run itself
+    main(script_args(script_env, name, 2) + ["--init_from", source, "--lr", "1e-20", "--is_continue"])
+    assert load_checkpoint(runs / name / "model" / "latest.tar")["total_it"] == 2
 
 
 # ---- CUDA (run with -m gpu on a machine with a GPU) -------------------------------------------------------------

@@ -372,7 +372,7 @@ def train_stage(run: Run, stage: Stage) -> TrainerState:
     else:
         config = residual_config(opt, facts, opt.clip_dim)
         model = ResidualTransformer(config)
-    if opt.init_source_dir is not None:
+    if opt.init_source_dir is not None and not run.resume:  # a resumed run has its own weights
         start_from_run(model, opt.init_source_dir, opt.vq_name, stage)
     mean, std = load_vq_meta(opt.vq_dir)
     kw = dict(seed=opt.seed, max_motion_length=opt.max_motion_length, unit_length=opt.unit_length)
