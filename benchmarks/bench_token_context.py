@@ -1,6 +1,6 @@
 """Does the demo masked transformer read its token context? (evaluation/token_context.py)
 
-    python -m benchmarks.bench_token_context [--draws 10] [--seeds 5] [--seed 0]
+    python -m benchmarks.bench_token_context [--draws 20] [--seeds 5] [--seed 0]
 
 For each demo clip with a whole-clip caption (not the mirrored copies), on its first 196 frames at most:
 

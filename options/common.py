@@ -34,10 +34,15 @@ class CommonOptions(Options):
     def spec(self) -> DatasetSpec:
         return get_dataset_spec(self.dataset_name)
 
+    def run_dir(self, name: str) -> Path:
+        """``checkpoints_dir/<dataset_name>/<name>``: the folder of the run ``name`` (official layout,
+        docs/checkpoints.md#folder-layout)."""
+        return Path(self.checkpoints_dir).expanduser().resolve() / self.dataset_name / name
+
     @property
     def save_root(self) -> Path:
-        """``checkpoints_dir/<dataset_name>/<name>`` (official layout, docs/checkpoints.md#folder-layout)."""
-        return Path(self.checkpoints_dir).expanduser().resolve() / self.dataset_name / self.name
+        """This run's folder, :meth:`run_dir` of ``name``."""
+        return self.run_dir(self.name)
 
     @property
     def model_dir(self) -> Path:

@@ -94,12 +94,12 @@ class TransformerOptions(
         """``checkpoints_dir/<dataset_name>/<init_from>``, or None when the run starts from scratch."""
         if not self.init_from:
             return None
-        return Path(self.checkpoints_dir).expanduser().resolve() / self.dataset_name / self.init_from
+        return self.run_dir(self.init_from)
 
     @property
     def vq_dir(self) -> Path:
         """``checkpoints_dir/<dataset_name>/<vq_name>``."""
-        return Path(self.checkpoints_dir).expanduser().resolve() / self.dataset_name / self.vq_name
+        return self.run_dir(self.vq_name)
 
     @property
     def max_tokens(self) -> int:

@@ -87,7 +87,7 @@ class VQOptions(TrainingOptions, ResumeOptions, ScaleOutOptions, ScheduleOptions
         """``checkpoints_dir/<dataset_name>/<decoder_from>``, or None when the whole VQ trains."""
         if not self.decoder_from:
             return None
-        return Path(self.checkpoints_dir).expanduser().resolve() / self.dataset_name / self.decoder_from
+        return self.run_dir(self.decoder_from)
 
     def __post_init__(self) -> None:
         super().__post_init__()
